@@ -1,0 +1,59 @@
+"""`python -m xero_core`: thin argument parsing over xero_core.
+
+Commands live in small modules that each expose `register(subparsers)`; a command's handler
+returns the exit code. Output rules: `--json` prints exactly one JSON document on stdout; progress
+and logs go to stderr; no command ever prints a token.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .errors import LedgerlinkError
+from .settings import SettingsError
+
+COMMAND_MODULES = (
+    "xero_core.commands.core",      # connect, status, disconnect, rotate-key
+    "xero_core.commands.fake",      # fake-xero
+    "xero_core.commands.sync",      # sync, demo
+    "xero_core.commands.practice",  # webhooks, clients, documents, xpm
+    "xero_core.commands.demo_app",  # run-demo (what the README's demo command runs)
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m xero_core", description="Ledgerlink: Xero to DuckDB.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (SettingsError, LedgerlinkError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,114 @@
+"""Short-lived DuckDB connections that share one file between processes.
+
+DuckDB locks the file per process: while one process holds it, no other can open it at all.
+So every unit of work opens, does its work, and closes; an open that meets another process's
+lock retries with backoff instead of failing.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from .errors import LedgerlinkError
+from .schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+class DatabaseBusy(LedgerlinkError):
+    """Another process held the database for longer than we were willing to wait."""
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "lock" in text.lower() and ("Could not set lock" in text or "Conflicting lock" in text or "lock on file" in text)
+
+
+def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            con.execute("SET TimeZone='UTC'")
+            return con
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                if _is_lock_error(exc):
+                    raise DatabaseBusy(
+                        f"The database {path} stayed locked by another Ledgerlink process for "
+                        f"{timeout:.0f} s. A long sync may be running; try again in a minute."
+                    ) from None
+                raise
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.25)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply the named migrations not yet recorded. Returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT now())"
+    )
+    done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        con.execute("BEGIN")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [name])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+@contextlib.contextmanager
+def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database for one short unit of work, migrating it on first use.
+
+    `db_path` is usually `settings.db_path`. Read-only opens of a database that does not exist
+    yet create and migrate it first, so readers (notebooks, the app) never see a missing table.
+    """
+    path = Path(db_path)
+    key = str(path.resolve())
+    if key not in _migrated:
+        with _migrate_lock:
+            if key not in _migrated:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                con = _open(path, False, timeout)
+                try:
+                    migrate(con)
+                finally:
+                    con.close()
+                _migrated.add(key)
+    con = _open(path, read_only, timeout)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    else:
+        con.execute("COMMIT")

@@ -1,0 +1,100 @@
+"""One tree of exceptions for everything that talks to Xero.
+
+    LedgerlinkError
+    ├── SettingsError            (xero_core.settings)
+    ├── VaultError               a token file cannot be read: names the file and the fix
+    ├── OAuthError               the consent flow failed (state, code exchange, callback error)
+    └── XeroError                a call to Xero failed; carries tenant, method, endpoint, status,
+        │                        correlation id and Retry-After
+        ├── RetriableError       5xx, timeouts, transport errors: try again later
+        │   └── RateLimited      429 for the minute/concurrency: wait Retry-After
+        ├── DailyLimitReached    429 with X-Rate-Limit-Problem: day, or our own daily budget spent
+        ├── ReconnectNeeded      invalid_grant / revoked / refresh expired: a person must reconnect
+        ├── TierRefused          the app's Xero plan does not include this endpoint (Journals, XPM)
+        └── FatalError           other 4xx: fail this step with Xero's message
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class LedgerlinkError(Exception):
+    """Base of every error Ledgerlink raises on purpose. str() is a sentence for a person."""
+
+
+class VaultError(LedgerlinkError):
+    pass
+
+
+class OAuthError(LedgerlinkError):
+    """`code` is the OAuth error code (access_denied, invalid_scope, state_mismatch, ...)."""
+
+    def __init__(self, message: str, code: str = "oauth_error"):
+        super().__init__(message)
+        self.code = code
+
+
+class XeroError(LedgerlinkError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        tenant_id: str | None = None,
+        method: str | None = None,
+        endpoint: str | None = None,
+        status: int | None = None,
+        correlation_id: str | None = None,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.tenant_id = tenant_id
+        self.method = method
+        self.endpoint = endpoint
+        self.status = status
+        self.correlation_id = correlation_id
+        self.retry_after = retry_after
+        self.detail = detail
+
+    def __str__(self) -> str:
+        where = " ".join(x for x in (self.method, self.endpoint) if x)
+        bits = [self.message]
+        ctx = []
+        if where:
+            ctx.append(where)
+        if self.status is not None:
+            ctx.append(f"HTTP {self.status}")
+        if self.tenant_id:
+            ctx.append(f"tenant {self.tenant_id}")
+        if self.correlation_id:
+            ctx.append(f"Xero-Correlation-Id {self.correlation_id}")
+        if ctx:
+            bits.append("(" + ", ".join(ctx) + ")")
+        return " ".join(bits)
+
+
+class RetriableError(XeroError):
+    pass
+
+
+class RateLimited(RetriableError):
+    pass
+
+
+class DailyLimitReached(XeroError):
+    def __init__(self, message: str, *, resumes_at: datetime | None = None, **kw):
+        super().__init__(message, **kw)
+        self.resumes_at = resumes_at
+
+
+class ReconnectNeeded(XeroError):
+    pass
+
+
+class TierRefused(XeroError):
+    pass
+
+
+class FatalError(XeroError):
+    pass

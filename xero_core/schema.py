@@ -1,0 +1,228 @@
+"""The DuckDB contract (../shared/design.md): every table's schema lives here and only here.
+
+Migrations are named and recorded in `schema_migrations`; never edit one that has shipped,
+add a new one. Money is DECIMAL(18,2); timestamps are TIMESTAMPTZ in UTC.
+"""
+from __future__ import annotations
+
+MONEY = "DECIMAL(18,2)"
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_core",
+        f"""
+        CREATE TABLE IF NOT EXISTS connections (
+            tenant_id       VARCHAR PRIMARY KEY,
+            tenant_name     VARCHAR,
+            tenant_type     VARCHAR,            -- Xero's value: ORGANISATION, PRACTICEMANAGER, ...
+            connection_id   VARCHAR,            -- Xero's connection id (for DELETE /connections/{{id}})
+            auth_event_id   VARCHAR,
+            status          VARCHAR NOT NULL,   -- connected | needs_reconnect | disconnected
+            status_reason   VARCHAR,
+            xpm_enabled     BOOLEAN DEFAULT FALSE,
+            tier_note       VARCHAR,            -- e.g. why Journals/XPM are refused on this plan
+            created_at      TIMESTAMPTZ,
+            connected_at    TIMESTAMPTZ,
+            updated_at      TIMESTAMPTZ,
+            disconnected_at TIMESTAMPTZ,
+            last_sync_at    TIMESTAMPTZ
+        );
+        CREATE TABLE IF NOT EXISTS sync_log (
+            sync_id          VARCHAR PRIMARY KEY,
+            run_id           VARCHAR,           -- groups the steps of one sync_all
+            tenant_id        VARCHAR,
+            sync_type        VARCHAR NOT NULL,  -- pnl | invoices | bank | contacts | journals | xpm | webhook | ...
+            period_start     DATE,
+            period_end       DATE,
+            status           VARCHAR NOT NULL,  -- running | success | failed | partial | skipped
+            rows             INTEGER DEFAULT 0,
+            api_calls        INTEGER DEFAULT 0,
+            bytes_downloaded BIGINT DEFAULT 0,
+            error            VARCHAR,
+            trigger          VARCHAR,           -- manual | scheduler | webhook | cli
+            started_at       TIMESTAMPTZ,
+            finished_at      TIMESTAMPTZ,
+            detail           JSON
+        );
+        CREATE TABLE IF NOT EXISTS sync_cursors (
+            tenant_id    VARCHAR NOT NULL,
+            resource     VARCHAR NOT NULL,      -- invoices | contacts | journals | ...
+            cursor_value VARCHAR,
+            updated_at   TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, resource)
+        );
+        """,
+    ),
+    (
+        "0002_financial",
+        f"""
+        CREATE TABLE IF NOT EXISTS accounts (
+            tenant_id VARCHAR NOT NULL, account_id VARCHAR NOT NULL,
+            code VARCHAR, name VARCHAR, type VARCHAR, class VARCHAR, status VARCHAR,
+            bank_account_type VARCHAR, currency_code VARCHAR, updated_at TIMESTAMPTZ,
+            raw JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, account_id)
+        );
+        CREATE TABLE IF NOT EXISTS financial_weekly (
+            tenant_id VARCHAR NOT NULL, week_ending DATE NOT NULL, week_start DATE,
+            income {MONEY}, cost_of_sales {MONEY}, gross_profit {MONEY}, other_income {MONEY},
+            operating_expenses {MONEY}, net_profit {MONEY},
+            data_source VARCHAR DEFAULT 'xero_api', synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, week_ending)
+        );
+        CREATE TABLE IF NOT EXISTS pnl_lines (
+            tenant_id VARCHAR NOT NULL, week_ending DATE NOT NULL, account_id VARCHAR NOT NULL,
+            section VARCHAR,        -- income | cost_of_sales | other_income | operating_expenses
+            account_code VARCHAR, account_name VARCHAR, account_type VARCHAR,
+            amount {MONEY},
+            data_source VARCHAR DEFAULT 'xero_api', synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, week_ending, account_id)
+        );
+        CREATE TABLE IF NOT EXISTS revenue_weekly (
+            tenant_id VARCHAR NOT NULL, week_ending DATE NOT NULL,
+            region VARCHAR NOT NULL, revenue_type VARCHAR NOT NULL,
+            invoice_count INTEGER, subtotal {MONEY}, total_tax {MONEY}, total {MONEY},
+            data_source VARCHAR DEFAULT 'xero_api', synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, week_ending, region, revenue_type)
+        );
+        CREATE TABLE IF NOT EXISTS cash_position_weekly (
+            tenant_id VARCHAR NOT NULL, week_ending DATE NOT NULL, bank_account_id VARCHAR NOT NULL,
+            bank_account_name VARCHAR,
+            opening {MONEY}, received {MONEY}, spent {MONEY}, closing {MONEY},
+            data_source VARCHAR DEFAULT 'xero_api', synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, week_ending, bank_account_id)
+        );
+        CREATE TABLE IF NOT EXISTS invoices (
+            tenant_id VARCHAR NOT NULL, invoice_id VARCHAR NOT NULL,
+            invoice_number VARCHAR, type VARCHAR, contact_id VARCHAR, contact_name VARCHAR,
+            date DATE, due_date DATE, status VARCHAR, currency_code VARCHAR, currency_rate DECIMAL(18,6),
+            line_amount_types VARCHAR, reference VARCHAR,
+            subtotal {MONEY}, total_tax {MONEY}, total {MONEY}, amount_due {MONEY}, amount_paid {MONEY},
+            amount_credited {MONEY},
+            updated_at TIMESTAMPTZ, raw JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, invoice_id)
+        );
+        CREATE TABLE IF NOT EXISTS invoice_lines (
+            tenant_id VARCHAR NOT NULL, line_item_id VARCHAR NOT NULL, invoice_id VARCHAR NOT NULL,
+            line_no INTEGER, account_code VARCHAR, description VARCHAR,
+            quantity DECIMAL(18,4), unit_amount DECIMAL(18,4), line_amount {MONEY}, tax_amount {MONEY},
+            region VARCHAR, revenue_type VARCHAR, tracking JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, line_item_id)
+        );
+        CREATE TABLE IF NOT EXISTS journal_lines (
+            tenant_id VARCHAR NOT NULL, journal_line_id VARCHAR NOT NULL,
+            journal_id VARCHAR, journal_number BIGINT, journal_date DATE, created_at TIMESTAMPTZ,
+            source_type VARCHAR, source_id VARCHAR, reference VARCHAR,
+            account_id VARCHAR, account_code VARCHAR, account_type VARCHAR, account_name VARCHAR,
+            description VARCHAR, net_amount {MONEY}, gross_amount {MONEY}, tax_amount {MONEY},
+            tax_type VARCHAR, tracking JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, journal_line_id)
+        );
+        CREATE TABLE IF NOT EXISTS pnl_tieout_weekly (
+            tenant_id VARCHAR NOT NULL, week_ending DATE NOT NULL,
+            report_net_profit {MONEY}, journal_net_profit {MONEY}, difference {MONEY},
+            flagged BOOLEAN, note VARCHAR, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, week_ending)
+        );
+        CREATE TABLE IF NOT EXISTS contacts (
+            tenant_id VARCHAR NOT NULL, contact_id VARCHAR NOT NULL,
+            name VARCHAR, first_name VARCHAR, last_name VARCHAR, email VARCHAR, status VARCHAR,
+            is_customer BOOLEAN, is_supplier BOOLEAN, merged_to_contact_id VARCHAR,
+            updated_at TIMESTAMPTZ, raw JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, contact_id)
+        );
+        """,
+    ),
+    (
+        "0003_practice",
+        """
+        CREATE TABLE IF NOT EXISTS clients (
+            client_id        VARCHAR PRIMARY KEY,
+            name             VARCHAR NOT NULL,
+            email            VARCHAR,
+            phone            VARCHAR,
+            tenant_id        VARCHAR,           -- the organisation whose contact this client matches
+            xero_contact_id  VARCHAR,
+            xpm_client_id    VARCHAR,
+            match_status     VARCHAR,           -- matched | unmatched | ambiguous
+            match_method     VARCHAR,           -- id | email | name | manual
+            archived         BOOLEAN DEFAULT FALSE,
+            source           VARCHAR,           -- manual | csv | xero
+            edited_fields    JSON,              -- {"email": "2026-11-26T10:00:00Z", ...}
+            created_at       TIMESTAMPTZ,
+            updated_at       TIMESTAMPTZ
+        );
+        CREATE TABLE IF NOT EXISTS client_match_candidates (
+            client_id VARCHAR NOT NULL, tenant_id VARCHAR NOT NULL, contact_id VARCHAR NOT NULL,
+            reason VARCHAR, created_at TIMESTAMPTZ,
+            PRIMARY KEY (client_id, tenant_id, contact_id)
+        );
+        CREATE TABLE IF NOT EXISTS client_documents (
+            document_id      VARCHAR PRIMARY KEY,
+            client_id        VARCHAR NOT NULL,
+            tenant_id        VARCHAR,
+            file_name        VARCHAR NOT NULL,
+            mime_type        VARCHAR,
+            size_bytes       BIGINT,
+            sha256           VARCHAR,
+            storage_path     VARCHAR,
+            status           VARCHAR NOT NULL,  -- pending | pushed | failed | skipped
+            error            VARCHAR,
+            attempts         INTEGER DEFAULT 0,
+            idempotency_key  VARCHAR,
+            xero_folder_id   VARCHAR,
+            xero_file_id     VARCHAR,
+            associated       BOOLEAN DEFAULT FALSE,
+            created_at       TIMESTAMPTZ,
+            updated_at       TIMESTAMPTZ,
+            pushed_at        TIMESTAMPTZ
+        );
+        CREATE TABLE IF NOT EXISTS xpm_jobs (
+            tenant_id VARCHAR NOT NULL, job_id VARCHAR NOT NULL,
+            name VARCHAR, description VARCHAR, client_id VARCHAR, client_name VARCHAR,
+            state VARCHAR, job_type VARCHAR, start_date DATE, due_date DATE, completed_date DATE,
+            ledgerlink_client_id VARCHAR, raw VARCHAR, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, job_id)
+        );
+        CREATE TABLE IF NOT EXISTS xpm_status_mappings (
+            tenant_id VARCHAR NOT NULL, state VARCHAR NOT NULL,
+            needs_documents BOOLEAN NOT NULL DEFAULT TRUE, updated_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, state)
+        );
+        CREATE TABLE IF NOT EXISTS chase_campaigns (
+            campaign_id       VARCHAR PRIMARY KEY,
+            tenant_id         VARCHAR NOT NULL,
+            client_id         VARCHAR,           -- ledgerlink client (clients.client_id)
+            xpm_client_id     VARCHAR,
+            job_id            VARCHAR NOT NULL,
+            job_state         VARCHAR,
+            status            VARCHAR NOT NULL,  -- open | completed
+            opened_at         TIMESTAMPTZ,
+            completed_at      TIMESTAMPTZ,
+            completion_reason VARCHAR
+        );
+        CREATE TABLE IF NOT EXISTS webhook_events (
+            event_key       VARCHAR PRIMARY KEY, -- sha256(tenantId|category|type|resourceId|eventDateUtc)
+            tenant_id       VARCHAR,
+            tenant_type     VARCHAR,
+            event_category  VARCHAR,
+            event_type      VARCHAR,
+            resource_id     VARCHAR,
+            event_date_utc  TIMESTAMPTZ,
+            received_at     TIMESTAMPTZ,
+            status          VARCHAR NOT NULL,    -- pending | processed | failed | ignored
+            attempts        INTEGER DEFAULT 0,
+            error           VARCHAR,
+            processed_at    TIMESTAMPTZ,
+            payload         JSON
+        );
+        """,
+    ),
+]
+
+TABLES = (
+    "connections", "sync_log", "sync_cursors", "accounts", "financial_weekly", "pnl_lines",
+    "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
+    "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
+    "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events",
+)

@@ -1,0 +1,320 @@
+"""The one place settings are read.
+
+Every Xero URL the product uses derives from here. Mock mode changes URLs and credentials only:
+business code never asks whether it is talking to the fake.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+log = logging.getLogger(__name__)
+
+REAL_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
+REAL_TOKEN_URL = "https://identity.xero.com/connect/token"
+REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
+REAL_API_URL = "https://api.xero.com"
+
+# The fake Xero's demo app (mock mode). Not secrets: they only open the offline fake.
+DEMO_CLIENT_ID = "LEDGERLINKDEMOCLIENT0000000000000"
+DEMO_CLIENT_SECRET = "ledgerlink-demo-secret-only-valid-on-the-fake"
+DEFAULT_FAKE_PORT = 8765
+DEFAULT_APP_PORT = 8501
+
+# Apps created on/after 2 March 2026 get granular scopes only (xero-notes §1).
+GRANULAR_SCOPES = (
+    "offline_access",
+    "accounting.settings.read",
+    "accounting.contacts.read",
+    "accounting.invoices.read",
+    "accounting.payments.read",
+    "accounting.banktransactions.read",
+    "accounting.reports.profitandloss.read",
+    "accounting.reports.banksummary.read",
+    "accounting.reports.balancesheet.read",
+    "accounting.reports.trialbalance.read",
+    "accounting.journals.read",
+    "files",
+    "practicemanager.read",
+)
+# Apps created before 2 March 2026 may keep the broad scopes until Sept 2027.
+BROAD_SCOPES = (
+    "offline_access",
+    "accounting.settings.read",
+    "accounting.contacts.read",
+    "accounting.transactions.read",
+    "accounting.reports.read",
+    "accounting.journals.read",
+    "files",
+    "practicemanager.read",
+)
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting. The message names the variable and how to fix it."""
+
+
+def _truthy(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    v = raw.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean: use true or false.")
+
+
+def parse_key(name: str, raw: str) -> bytes:
+    """A 32-byte AES key given as 64 hex characters or as base64 (44 characters)."""
+    raw = raw.strip()
+    key: bytes | None = None
+    if len(raw) == 64:
+        try:
+            key = bytes.fromhex(raw)
+        except ValueError:
+            key = None
+    if key is None:
+        try:
+            key = base64.b64decode(raw + "=" * (-len(raw) % 4), altchars=b"-_" if ("-" in raw or "_" in raw) else None, validate=True)
+        except (binascii.Error, ValueError):
+            key = None
+    if key is None or len(key) != 32:
+        raise SettingsError(
+            f"{name} must be 32 random bytes written as 64 hex characters or base64. "
+            'Generate one with: python -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A short, non-secret fingerprint of a key, recorded in each vault file."""
+    return hashlib.sha256(b"ledgerlink-key-id:" + key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Settings:
+    client_id: str
+    client_secret: str = field(repr=False)
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    encryption_key: bytes = field(repr=False)
+    encryption_key_previous: bytes | None = field(repr=False, default=None)
+    mock_mode: bool = False
+    data_dir: Path = Path("data")
+    authorize_url: str = REAL_AUTHORIZE_URL
+    token_url: str = REAL_TOKEN_URL
+    revoke_url: str = REAL_REVOKE_URL
+    api_url: str = REAL_API_URL
+    webhook_key: str | None = field(repr=False, default=None)
+    # reporting conventions
+    week_ends_on: str = "saturday"
+    region_category: str = "Region"
+    revenue_type_category: str = "Job Type"
+    # scheduler
+    sync_time: str = "06:00"
+    timezone: str = "Australia/Sydney"
+    sync_extra: str = ""  # e.g. "invoices=60m,contacts=30m"
+    daily_budget: int = 4900  # stop short of Xero's 5,000/day
+    # admin app
+    admin_password: str | None = field(repr=False, default=None)
+    app_url: str = f"http://localhost:{DEFAULT_APP_PORT}"
+    fake_port: int = DEFAULT_FAKE_PORT
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "xero.duckdb"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.data_dir / "vault"
+
+    @property
+    def accounting_url(self) -> str:
+        return self.api_url.rstrip("/") + "/api.xro/2.0"
+
+    @property
+    def files_url(self) -> str:
+        return self.api_url.rstrip("/") + "/files.xro/1.0"
+
+    @property
+    def practicemanager_url(self) -> str:
+        return self.api_url.rstrip("/") + "/practicemanager/3.0"
+
+    @property
+    def connections_url(self) -> str:
+        return self.api_url.rstrip("/") + "/connections"
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.encryption_key)
+
+
+def _read_env(env: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    if env is not None:
+        return dict(env)
+    values: dict[str, str] = {}
+    path = env_file if env_file is not None else Path(os.environ.get("XERO_ENV_FILE", ".env"))
+    if path.is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(os.environ)  # the real environment wins over .env
+    return values
+
+
+def _mock_key(data_dir: Path) -> bytes:
+    """Mock mode only: a local key file so the demo runs with one command."""
+    path = data_dir / "mock-encryption.key"
+    if path.exists():
+        return parse_key(f"key file {path}", path.read_text())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    hexkey = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(hexkey + "\n")
+    log.warning(
+        "XERO_ENCRYPTION_KEY is not set: mock mode created a local key file at %s (mode 0600). "
+        "Never do this with real Xero: set XERO_ENCRYPTION_KEY instead.", path
+    )
+    return bytes.fromhex(hexkey)
+
+
+def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Read every setting once. Raises SettingsError naming the variable and the fix."""
+    e = _read_env(env, env_file)
+    get = lambda k: (e.get(k) or "").strip() or None  # noqa: E731
+
+    mock = _truthy("XERO_MOCK_MODE", get("XERO_MOCK_MODE"), False)
+    data_dir = Path(get("XERO_DATA_DIR") or "data")
+
+    fake_port_raw = get("XERO_FAKE_PORT") or str(DEFAULT_FAKE_PORT)
+    try:
+        fake_port = int(fake_port_raw)
+    except ValueError:
+        raise SettingsError(f"XERO_FAKE_PORT={fake_port_raw!r} must be a port number, e.g. 8765.") from None
+    fake_base = f"http://127.0.0.1:{fake_port}"
+
+    app_url = (get("XERO_APP_URL") or f"http://localhost:{DEFAULT_APP_PORT}").rstrip("/")
+    defaults = {
+        "XERO_AUTHORIZE_URL": fake_base + "/identity/connect/authorize" if mock else REAL_AUTHORIZE_URL,
+        "XERO_TOKEN_URL": fake_base + "/connect/token" if mock else REAL_TOKEN_URL,
+        "XERO_REVOKE_URL": fake_base + "/connect/revocation" if mock else REAL_REVOKE_URL,
+        "XERO_API_URL": fake_base if mock else REAL_API_URL,
+        "XERO_CLIENT_ID": DEMO_CLIENT_ID if mock else None,
+        "XERO_CLIENT_SECRET": DEMO_CLIENT_SECRET if mock else None,
+        "XERO_REDIRECT_URI": app_url + "/callback",
+    }
+    val = lambda k: get(k) or defaults.get(k)  # noqa: E731
+
+    client_id = val("XERO_CLIENT_ID")
+    if not client_id:
+        raise SettingsError(
+            "XERO_CLIENT_ID is not set. Create an app at developer.xero.com (My Apps > New app, "
+            "Web app) and copy its Client id, or set XERO_MOCK_MODE=true to use the offline fake Xero."
+        )
+    client_secret = val("XERO_CLIENT_SECRET")
+    if not client_secret:
+        raise SettingsError(
+            "XERO_CLIENT_SECRET is not set. Generate a secret for your app at developer.xero.com "
+            "(My Apps > your app > Configuration > Generate a secret)."
+        )
+
+    for url_var in ("XERO_AUTHORIZE_URL", "XERO_TOKEN_URL", "XERO_REVOKE_URL", "XERO_API_URL", "XERO_REDIRECT_URI"):
+        u = val(url_var)
+        if not u or not (u.startswith("https://") or u.startswith("http://")):
+            raise SettingsError(f"{url_var}={u!r} must be an http(s) URL.")
+    redirect = val("XERO_REDIRECT_URI")
+    if redirect.startswith("http://") and not any(h in redirect for h in ("://localhost", "://127.0.0.1", "://[::1]")):
+        raise SettingsError(
+            f"XERO_REDIRECT_URI={redirect!r}: Xero accepts http only for localhost. Use an https URL."
+        )
+
+    profile = (get("XERO_SCOPE_PROFILE") or "granular").lower()
+    if profile not in ("granular", "broad"):
+        raise SettingsError(
+            f"XERO_SCOPE_PROFILE={profile!r} must be 'granular' (apps created on/after 2 March 2026) "
+            "or 'broad' (older apps, until Xero's September 2027 deadline)."
+        )
+    scopes_raw = get("XERO_SCOPES")
+    scopes = tuple(scopes_raw.replace(",", " ").split()) if scopes_raw else (
+        GRANULAR_SCOPES if profile == "granular" else BROAD_SCOPES
+    )
+    if "offline_access" not in scopes:
+        raise SettingsError(
+            "XERO_SCOPES must include offline_access, or Xero issues no refresh token and every "
+            "connection dies after 30 minutes."
+        )
+
+    key_raw = get("XERO_ENCRYPTION_KEY")
+    if key_raw:
+        key = parse_key("XERO_ENCRYPTION_KEY", key_raw)
+    elif mock:
+        key = _mock_key(data_dir)
+    else:
+        raise SettingsError(
+            "XERO_ENCRYPTION_KEY is not set. It encrypts the token vault. Generate one with: "
+            'python -c "import secrets; print(secrets.token_hex(32))" and keep it out of the repository.'
+        )
+    prev_raw = get("XERO_ENCRYPTION_KEY_PREVIOUS")
+    prev = parse_key("XERO_ENCRYPTION_KEY_PREVIOUS", prev_raw) if prev_raw else None
+
+    week_ends_on = (get("XERO_WEEK_ENDS_ON") or "saturday").lower()
+    if week_ends_on not in WEEKDAYS:
+        raise SettingsError(f"XERO_WEEK_ENDS_ON={week_ends_on!r} must be a weekday name, e.g. saturday.")
+
+    sync_time = get("XERO_SYNC_TIME") or "06:00"
+    try:
+        hh, mm = sync_time.split(":")
+        assert 0 <= int(hh) < 24 and 0 <= int(mm) < 60 and len(mm) == 2
+    except Exception:
+        raise SettingsError(f"XERO_SYNC_TIME={sync_time!r} must be HH:MM in 24-hour time, e.g. 06:00.") from None
+    tz = get("XERO_TIMEZONE") or "Australia/Sydney"
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(tz)
+    except Exception:
+        raise SettingsError(f"XERO_TIMEZONE={tz!r} is not an IANA time zone, e.g. Australia/Sydney.") from None
+
+    budget_raw = get("XERO_DAILY_BUDGET") or "4900"
+    try:
+        budget = int(budget_raw)
+        assert 1 <= budget <= 5000
+    except Exception:
+        raise SettingsError(f"XERO_DAILY_BUDGET={budget_raw!r} must be a whole number from 1 to 5000.") from None
+
+    return Settings(
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uri=redirect,
+        scopes=scopes,
+        encryption_key=key,
+        encryption_key_previous=prev,
+        mock_mode=mock,
+        data_dir=data_dir,
+        authorize_url=val("XERO_AUTHORIZE_URL"),
+        token_url=val("XERO_TOKEN_URL"),
+        revoke_url=val("XERO_REVOKE_URL"),
+        api_url=val("XERO_API_URL").rstrip("/"),
+        webhook_key=get("XERO_WEBHOOK_KEY"),
+        week_ends_on=week_ends_on,
+        region_category=get("XERO_REGION_CATEGORY") or "Region",
+        revenue_type_category=get("XERO_REVENUE_TYPE_CATEGORY") or "Job Type",
+        sync_time=sync_time,
+        timezone=tz,
+        sync_extra=get("XERO_SYNC_EXTRA") or "",
+        daily_budget=budget,
+        admin_password=get("XERO_ADMIN_PASSWORD"),
+        app_url=app_url,
+        fake_port=fake_port,
+    )
