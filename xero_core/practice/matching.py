@@ -1,0 +1,410 @@
+"""Matching the practice's clients to Xero contacts (and to XPM clients).
+
+Order of evidence: a stored id link first, then email (case- and space-insensitive), then the
+normalised name. A match is taken only when it is unique on BOTH sides at that level: one client
+for the contact and no other unlinked contact claiming that client. Anything else is ambiguous and
+is listed in `client_match_candidates` for an admin to resolve; it is never guessed.
+
+Manual edits win: a field named in `clients.edited_fields` is never written by a sync. Other fields
+are only filled when empty, except on clients that Xero created (source 'xero'), which keep
+following Xero.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import LedgerlinkError
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+SYNCED_FIELDS = ("name", "email", "phone")
+
+_SUFFIXES = (
+    "pty ltd", "pty limited", "proprietary limited", "pty", "ltd", "limited",
+    "llc", "inc", "incorporated", "plc", "co ltd", "company", "corp", "corporation",
+)
+_SUFFIX_RE = re.compile(r"(?:\s+(?:" + "|".join(re.escape(s) for s in _SUFFIXES) + r"))+$")
+
+
+class MatchError(LedgerlinkError):
+    pass
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def norm_email(value: str | None) -> str | None:
+    if not value:
+        return None
+    v = "".join(value.split()).lower()
+    return v if "@" in v else None
+
+
+def norm_name(value: str | None) -> str | None:
+    """'ACME  Pty. Ltd.' == 'Acme' == 'acme limited'; '&' == 'and'; accents folded."""
+    if not value:
+        return None
+    v = unicodedata.normalize("NFKD", value)
+    v = "".join(ch for ch in v if not unicodedata.combining(ch)).lower()
+    v = v.replace("&", " and ")
+    v = re.sub(r"[^\w\s]", " ", v)  # punctuation -> space ("Pty.Ltd." -> "pty ltd")
+    v = re.sub(r"\s+", " ", v).strip()
+    stripped = _SUFFIX_RE.sub("", v).strip()
+    v = stripped or v  # a company literally named "Limited" keeps its name
+    v = re.sub(r"^the ", "", v)
+    return v or None
+
+
+@dataclass(frozen=True)
+class Rec:
+    """One side of a match: a client, a Xero contact or an XPM client."""
+
+    key: str
+    name: str | None = None
+    email: str | None = None
+
+    @property
+    def n_email(self) -> str | None:
+        return norm_email(self.email)
+
+    @property
+    def n_name(self) -> str | None:
+        return norm_name(self.name)
+
+
+@dataclass
+class Decision:
+    kind: str  # match | ambiguous | none
+    method: str | None = None  # email | name
+    keys: list[str] = field(default_factory=list)  # candidate keys on the other side
+    rivals: list[str] = field(default_factory=list)  # same-side records that claim the same key
+    reason: str = ""
+
+
+class Index:
+    """Records indexed by normalised email and name, for quick candidate look-up."""
+
+    def __init__(self, recs: Iterable[Rec] = ()):
+        self.by_email: dict[str, dict[str, Rec]] = {}
+        self.by_name: dict[str, dict[str, Rec]] = {}
+        for r in recs:
+            self.add(r)
+
+    def add(self, r: Rec) -> None:
+        if r.n_email:
+            self.by_email.setdefault(r.n_email, {})[r.key] = r
+        if r.n_name:
+            self.by_name.setdefault(r.n_name, {})[r.key] = r
+
+    def remove(self, key: str) -> None:
+        for table in (self.by_email, self.by_name):
+            for bucket in table.values():
+                bucket.pop(key, None)
+
+    def lookup(self, level: str, value: str | None) -> list[str]:
+        if not value:
+            return []
+        table = self.by_email if level == "email" else self.by_name
+        return sorted(table.get(value, {}))
+
+
+def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
+    """Find `subject`'s partner among `others`; `rivals` are the subject's unlinked peers."""
+    for level, value in (("email", subject.n_email), ("name", subject.n_name)):
+        cands = others.lookup(level, value)
+        if not cands:
+            continue
+        peers = [k for k in rivals.lookup(level, value) if k != subject.key]
+        if len(cands) == 1 and not peers:
+            return Decision("match", level, cands)
+        what = "email" if level == "email" else "name"
+        if len(cands) > 1:
+            reason = f"{len(cands)} clients share this {what} ({value})"
+        else:
+            reason = f"{len(peers) + 1} records share this {what} ({value})"
+        return Decision("ambiguous", level, cands, peers, reason)
+    return Decision("none")
+
+
+def contact_fields(contact: dict) -> dict:
+    """name/email/phone from a Xero Contact as the API sends it."""
+    phone = None
+    phones = contact.get("Phones") or []
+    ordered = sorted(phones, key=lambda p: 0 if p.get("PhoneType") == "DEFAULT" else 1)
+    for p in ordered:
+        if p.get("PhoneNumber"):
+            phone = " ".join(
+                x.strip() for x in (p.get("PhoneCountryCode"), p.get("PhoneAreaCode"), p.get("PhoneNumber")) if x and x.strip()
+            )
+            break
+    email = (contact.get("EmailAddress") or "").strip() or None
+    return {"name": (contact.get("Name") or "").strip() or None, "email": email, "phone": phone}
+
+
+def merged_target(contact: dict) -> str | None:
+    m = (contact.get("MergedToContactID") or "").strip()
+    return m if m and m != ZERO_GUID else None
+
+
+def is_active(contact: dict) -> bool:
+    return (contact.get("ContactStatus") or "ACTIVE").upper() == "ACTIVE" and not merged_target(contact)
+
+
+def merge_fields(current: dict, incoming: dict, edited: dict, follow_source: bool) -> dict:
+    """The field updates a sync may make: never an edited field; fill empties; follow Xero on its own rows."""
+    out = {}
+    for f in SYNCED_FIELDS:
+        new = incoming.get(f)
+        if f in edited or new is None:
+            continue
+        cur = current.get(f)
+        if cur in (None, "") or (follow_source and cur != new):
+            out[f] = new
+    return out
+
+
+def load_edited(value) -> dict:
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        d = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+# --------------------------------------------------------------------------- database
+
+
+_CLIENT_COLS = (
+    "client_id, name, email, phone, tenant_id, xero_contact_id, xpm_client_id, match_status, "
+    "match_method, archived, source, edited_fields"
+)
+
+
+def _rows(con, sql: str, params: Sequence = ()) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def new_client_id() -> str:
+    return "cl_" + uuid.uuid4().hex[:16]
+
+
+@dataclass
+class ReconcileResult:
+    linked: int = 0
+    created: int = 0
+    updated: int = 0
+    ambiguous: int = 0
+    merged: int = 0
+    archived: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _update_client(con, client_id: str, changes: dict, now: datetime) -> None:
+    if not changes:
+        return
+    cols = ", ".join(f"{c} = ?" for c in changes)  # column names come from our own code only
+    con.execute(f"UPDATE clients SET {cols}, updated_at = ? WHERE client_id = ?", [*changes.values(), now, client_id])
+
+
+def set_candidates(con, tenant_id: str, contact_key: str, client_ids: list[str], reason: str, now: datetime,
+                    *, mark: bool = True) -> None:
+    for cid in client_ids:
+        con.execute(
+            "INSERT INTO client_match_candidates (client_id, tenant_id, contact_id, reason, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET reason = excluded.reason",
+            [cid, tenant_id, contact_key, reason, now],
+        )
+        if mark:
+            con.execute(
+                "UPDATE clients SET match_status = 'ambiguous', updated_at = ? "
+                "WHERE client_id = ? AND coalesce(match_status, 'unmatched') <> 'matched'",
+                [now, cid],
+            )
+
+
+def clear_candidates(con, *, tenant_id: str | None = None, contact_id: str | None = None,
+                     client_id: str | None = None, now: datetime | None = None) -> None:
+    """Drop candidate rows; clients left with none go back to 'unmatched'."""
+    where, params = [], []
+    if tenant_id is not None:
+        where.append("tenant_id = ?"), params.append(tenant_id)
+    if contact_id is not None:
+        where.append("contact_id = ?"), params.append(contact_id)
+    if client_id is not None:
+        where.append("client_id = ?"), params.append(client_id)
+    if not where:
+        return
+    affected = [r[0] for r in con.execute(
+        "SELECT DISTINCT client_id FROM client_match_candidates WHERE " + " AND ".join(where), params
+    ).fetchall()]
+    con.execute("DELETE FROM client_match_candidates WHERE " + " AND ".join(where), params)
+    for cid in affected:
+        con.execute(
+            "UPDATE clients SET match_status = 'unmatched', updated_at = coalesce(?, updated_at) "
+            "WHERE client_id = ? AND match_status = 'ambiguous' "
+            "AND NOT EXISTS (SELECT 1 FROM client_match_candidates m WHERE m.client_id = ?)",
+            [now, cid, cid],
+        )
+
+
+def _unlinked_clients(con, where_col: str) -> list[dict]:
+    return _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE {where_col} IS NULL AND NOT coalesce(archived, FALSE)")
+
+
+def _unlinked_contacts(con, tenant_id: str) -> list[Rec]:
+    rows = con.execute(
+        "SELECT c.contact_id, c.name, c.email FROM contacts c WHERE c.tenant_id = ? "
+        "AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
+        "AND (c.merged_to_contact_id IS NULL OR c.merged_to_contact_id IN ('', ?)) "
+        "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id AND k.xero_contact_id = c.contact_id)",
+        [tenant_id, ZERO_GUID],
+    ).fetchall()
+    return [Rec(r[0], r[1], r[2]) for r in rows]
+
+
+def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Clock = SYSTEM_CLOCK) -> ReconcileResult:
+    """Upsert Xero contacts (raw API dicts) into `clients`. Call inside a transaction."""
+    now = clock.now()
+    res = ReconcileResult()
+    batch_ids = {c.get("ContactID") for c in contacts}
+    open_clients = _unlinked_clients(con, "xero_contact_id")
+    clients_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_clients)
+    rivals_idx = Index(r for r in _unlinked_contacts(con, tenant_id) if r.key not in batch_ids)
+    for c in contacts:
+        if is_active(c) and c.get("ContactID"):
+            f = contact_fields(c)
+            rivals_idx.add(Rec(c["ContactID"], f["name"], f["email"]))
+
+    for c in contacts:
+        cid = c.get("ContactID")
+        if not cid:
+            continue
+        fields = contact_fields(c)
+        linked = _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id = ?", [tenant_id, cid])
+        target = merged_target(c)
+        if target:
+            rivals_idx.remove(cid)
+            clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
+            for row in linked:
+                survivor = con.execute(
+                    "SELECT client_id FROM clients WHERE tenant_id = ? AND xero_contact_id = ? AND client_id <> ?",
+                    [tenant_id, target, row["client_id"]],
+                ).fetchone()
+                if survivor:
+                    # Both contacts already had a client: keep the survivor's, retire this one.
+                    _update_client(con, row["client_id"], {"archived": True, "match_status": "merged"}, now)
+                else:
+                    _update_client(con, row["client_id"], {"xero_contact_id": target}, now)
+                res.merged += 1
+            continue
+
+        if linked:
+            for row in linked:
+                edited = load_edited(row["edited_fields"])
+                changes = merge_fields(row, fields, edited, follow_source=row["source"] == "xero")
+                archived = not is_active(c)
+                if "archived" not in edited and bool(row["archived"]) != archived:
+                    changes["archived"] = archived
+                    res.archived += archived
+                if row["match_status"] != "matched":
+                    changes["match_status"] = "matched"
+                _update_client(con, row["client_id"], changes, now)
+                res.updated += bool(changes)
+            continue
+
+        if not is_active(c):
+            # An archived contact with no client: nothing to chase, and creating one would
+            # duplicate the active contact that now carries its name.
+            rivals_idx.remove(cid)
+            clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
+            continue
+
+        subject = Rec(cid, fields["name"], fields["email"])
+        d = decide(subject, clients_idx, rivals_idx)
+        clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
+        if d.kind == "match":
+            client_id = d.keys[0]
+            row = next(r for r in open_clients if r["client_id"] == client_id)
+            changes = merge_fields(row, fields, load_edited(row["edited_fields"]), follow_source=False)
+            changes.update(tenant_id=tenant_id, xero_contact_id=cid, match_status="matched", match_method=d.method)
+            _update_client(con, client_id, changes, now)
+            clear_candidates(con, client_id=client_id, now=now)
+            clients_idx.remove(client_id)
+            rivals_idx.remove(cid)
+            res.linked += 1
+        elif d.kind == "ambiguous":
+            for contact_key in (cid, *d.rivals):
+                set_candidates(con, tenant_id, contact_key, d.keys, d.reason, now)
+            res.ambiguous += 1
+        else:
+            if not fields["name"]:
+                continue
+            con.execute(
+                "INSERT INTO clients (client_id, name, email, phone, tenant_id, xero_contact_id, match_status, "
+                "match_method, archived, source, edited_fields, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'matched', 'id', FALSE, 'xero', '{}', ?, ?)",
+                [new_client_id(), fields["name"], fields["email"], fields["phone"], tenant_id, cid, now, now],
+            )
+            rivals_idx.remove(cid)
+            res.created += 1
+    return res
+
+
+def match_clients_to_contacts(con, client_ids: Iterable[str], tenant_ids: Iterable[str], *,
+                              clock: Clock = SYSTEM_CLOCK) -> ReconcileResult:
+    """A client added in the app or from CSV looks for its contact among already-synced ones."""
+    now = clock.now()
+    res = ReconcileResult()
+    wanted = set(client_ids)
+    if not wanted:
+        return res
+    open_clients = _unlinked_clients(con, "xero_contact_id")
+    peers_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_clients)
+    for tenant_id in tenant_ids:
+        contacts_idx = Index(_unlinked_contacts(con, tenant_id))
+        for row in open_clients:
+            if row["client_id"] not in wanted or row.get("_linked"):
+                continue
+            subject = Rec(row["client_id"], row["name"], row["email"])
+            d = decide(subject, contacts_idx, peers_idx)
+            if d.kind == "match":
+                contact_id = d.keys[0]
+                con.execute(
+                    "UPDATE clients SET tenant_id = ?, xero_contact_id = ?, match_status = 'matched', "
+                    "match_method = ?, updated_at = ? WHERE client_id = ?",
+                    [tenant_id, contact_id, d.method, now, row["client_id"]],
+                )
+                crow = con.execute(
+                    "SELECT name, email, raw FROM contacts WHERE tenant_id = ? AND contact_id = ?", [tenant_id, contact_id]
+                ).fetchone()
+                if crow:
+                    raw = json.loads(crow[2]) if crow[2] else {"Name": crow[0], "EmailAddress": crow[1]}
+                    _update_client(con, row["client_id"], merge_fields(row, contact_fields(raw), load_edited(row["edited_fields"]), False), now)
+                clear_candidates(con, client_id=row["client_id"], now=now)
+                contacts_idx.remove(contact_id)
+                peers_idx.remove(row["client_id"])
+                row["_linked"] = True
+                res.linked += 1
+            elif d.kind == "ambiguous":
+                if d.rivals:  # other clients claim the same contact: list them all against it
+                    for contact_id in d.keys:
+                        set_candidates(con, tenant_id, contact_id, [row["client_id"], *d.rivals], d.reason, now)
+                else:
+                    for contact_id in d.keys:
+                        set_candidates(con, tenant_id, contact_id, [row["client_id"]], d.reason, now)
+                res.ambiguous += 1
+    return res
