@@ -52,6 +52,23 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
                 raise
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 0.25)
+        except duckdb.ConnectionException as exc:
+            # Within one process DuckDB refuses a read-only and a read-write connection to the same
+            # file at once ("different configuration"), e.g. the app's webhook receiver writing while
+            # a page reads. A reader then simply opens read-write (same data; the file lock is per
+            # process anyway); a writer waits for the short-lived reader to close.
+            if "different configuration" not in str(exc):
+                raise
+            if read_only:
+                read_only = False
+                continue
+            if time.monotonic() >= deadline:
+                raise DatabaseBusy(
+                    f"The database {path} stayed open read-only in this process for {timeout:.0f} s; "
+                    "try again in a minute."
+                ) from None
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 0.25)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
