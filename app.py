@@ -1,0 +1,25 @@
+"""Ledgerlink admin app: `streamlit run app.py` (or `bash scripts/demo`).
+
+This file is read twice, on purpose:
+- `streamlit run` finds `app = st.App(...)` below and imports this module (name "app") to serve
+  it, which adds the webhook receiver (POST /webhooks/xero) to the app's own server;
+- Streamlit then runs this same file as the script (name "__main__") on every page view: it only
+  builds the navigation and the shared widgets; the pages are in pages/.
+"""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+if __name__ == "__main__":
+    from app_support.shell import main
+
+    main()
+else:
+    from app_support.webhook_route import routes
+
+    app = st.App(__file__, routes=routes())

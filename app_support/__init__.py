@@ -1,0 +1,1 @@
+"""Streamlit-side helpers for the admin app (app.py, pages/). xero_core never imports this."""

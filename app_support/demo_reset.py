@@ -1,0 +1,44 @@
+"""Workshop reset: back to the starting state in seconds.
+
+Fresh fake org (the fake's own /_fake/reset), no connection, empty tables, empty vault. Only
+in mock mode: it deletes data, and with real Xero there is nothing to "reset" to.
+"""
+from __future__ import annotations
+
+import shutil
+
+import httpx
+
+from xero_core import db
+from xero_core.errors import LedgerlinkError
+from xero_core.schema import TABLES
+from xero_core.settings import Settings
+
+
+def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
+    if not settings.mock_mode:
+        raise LedgerlinkError(
+            "Reset demo only runs in mock mode (XERO_MOCK_MODE=true): it would delete real data."
+        )
+    try:
+        with httpx.Client(transport=transport, timeout=10) as http:
+            r = http.post(settings.api_url.rstrip("/") + "/_fake/reset")
+    except httpx.HTTPError:
+        raise LedgerlinkError(
+            f"The fake Xero at {settings.api_url} did not answer, so nothing was reset. "
+            "Start it with `bash scripts/demo` (or `python -m xero_core fake-xero`) and try again."
+        ) from None
+    if r.status_code >= 400:
+        raise LedgerlinkError(
+            f"The fake Xero at {settings.api_url} refused the reset (HTTP {r.status_code}); nothing else "
+            "was reset. Restart the demo with `bash scripts/demo`."
+        )
+    with db.connect(settings.db_path) as con, db.transaction(con):
+        for table in TABLES:
+            con.execute(f'DELETE FROM "{table}"')
+    if settings.vault_dir.exists():
+        for child in settings.vault_dir.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()

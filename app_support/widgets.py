@@ -1,0 +1,185 @@
+"""Widgets every page shares: settings, the mock banner, the tenant picker, reset demo."""
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import streamlit as st
+
+from xero_core.settings import Settings, SettingsError, load_settings
+
+from . import engine
+from .guard import say, shown_errors
+
+TENANT_KEY = "tenant_id"
+STATUS_LABELS = {
+    "connected": "Connected",
+    "needs_reconnect": "Needs reconnect",
+    "disconnected": "Disconnected",
+}
+
+
+def settings() -> Settings:
+    """Settings for this run (cheap: read from the environment every rerun, so tests can vary them)."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        st.error(say(exc), icon=":material/settings:")
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict):
+        return row
+    if dataclasses.is_dataclass(row):
+        return dataclasses.asdict(row)
+    if hasattr(row, "_asdict"):
+        return row._asdict()
+    return dict(vars(row))
+
+
+def as_rows(data: Any) -> list[dict[str, Any]]:
+    """Lists of dicts/dataclasses, polars frames and None all become a list of dicts."""
+    if data is None:
+        return []
+    if hasattr(data, "to_dicts"):
+        return data.to_dicts()
+    return [as_dict(r) for r in data]
+
+
+def when(value: Any) -> str:
+    """A timestamp for people: '2026-11-26 10:04 UTC (3 h ago)'."""
+    if value in (None, ""):
+        return "never"
+    if isinstance(value, (int, float)):
+        value = datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if not isinstance(value, datetime):
+        return str(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    delta = (datetime.now(timezone.utc) - value).total_seconds()
+    ago = _span(abs(delta))
+    rel = f"{ago} ago" if delta >= 0 else f"in {ago}"
+    return f"{value:%Y-%m-%d %H:%M} UTC ({rel})"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{int(seconds)} s"
+    if seconds < 90 * 60:
+        return f"{int(seconds // 60)} min"
+    if seconds < 48 * 3600:
+        return f"{int(seconds // 3600)} h"
+    return f"{int(seconds // 86400)} days"
+
+
+def mock_banner(s: Settings) -> None:
+    if s.mock_mode:
+        st.warning(
+            "**Mock mode**: this app talks to the offline fake Xero at "
+            f"`{s.api_url}`, not to real Xero. Nothing here touches a real organisation.",
+            icon=":material/science:",
+        )
+
+
+def connections(s: Settings, include_disconnected: bool = False) -> list[dict[str, Any]]:
+    return as_rows(engine.list_connections(s, include_disconnected=include_disconnected))
+
+
+def tenant_label(c: dict[str, Any]) -> str:
+    kind = c.get("tenant_type") or "?"
+    name = c.get("tenant_name") or c.get("tenant_id")
+    status = c.get("status")
+    suffix = "" if status == "connected" else f" — {STATUS_LABELS.get(status, status)}"
+    return f"{name} ({kind}){suffix}"
+
+
+def tenant_picker(s: Settings) -> None:
+    """The shared organisation choice, in the sidebar. Never silently the first of several."""
+    with st.sidebar, shown_errors():
+        conns = connections(s)
+        if not conns:
+            st.session_state.pop(TENANT_KEY, None)
+            st.caption("No organisation connected yet.")
+            return
+        ids = [c["tenant_id"] for c in conns]
+        labels = {c["tenant_id"]: tenant_label(c) for c in conns}
+        current = st.session_state.get(TENANT_KEY)
+        if current not in ids:
+            current = ids[0] if len(ids) == 1 else None
+        chosen = st.selectbox(
+            "Organisation",
+            ids,
+            index=ids.index(current) if current in ids else None,
+            format_func=lambda t: labels.get(t, t),
+            placeholder="Choose an organisation",
+            key="_tenant_picker",
+        )
+        if chosen is not None:
+            st.session_state[TENANT_KEY] = chosen
+        else:
+            st.session_state.pop(TENANT_KEY, None)
+
+
+def chosen_tenant() -> str | None:
+    return st.session_state.get(TENANT_KEY)
+
+
+def require_tenant(s: Settings, tenant_types: Iterable[str] | None = None) -> dict[str, Any]:
+    """The organisation chosen in the sidebar, or a clear instruction and a stop."""
+    tid = chosen_tenant()
+    if not tid:
+        if connections(s):
+            st.info("Choose an organisation in the sidebar first.", icon=":material/arrow_back:")
+        else:
+            st.info("No organisation is connected yet: connect one on the Connection page.",
+                    icon=":material/link_off:")
+            st.page_link("pages/connection.py", label="Go to Connection", icon=":material/link:")
+        st.stop()
+    conn = next((c for c in connections(s) if c["tenant_id"] == tid), None)
+    if conn is None:
+        st.info("That organisation is no longer connected; choose another in the sidebar.")
+        st.stop()
+    if tenant_types is not None and conn.get("tenant_type") not in set(tenant_types):
+        st.info(
+            f"{conn.get('tenant_name')} is a {conn.get('tenant_type')} connection; this page needs "
+            f"a {' or '.join(tenant_types)} connection. Choose one in the sidebar.",
+        )
+        st.stop()
+    return conn
+
+
+def reset_demo_control(s: Settings) -> None:
+    if not s.mock_mode:
+        return
+    from .demo_reset import reset_demo
+
+    with st.sidebar:
+        st.divider()
+        with st.popover("Reset demo", icon=":material/restart_alt:"):
+            st.write("Back to the workshop's starting state: a fresh fake organisation, no connection, "
+                     "empty tables and an empty vault.")
+            if st.button("Reset everything", type="primary", key="_reset_demo"):
+                with shown_errors():
+                    reset_demo(s)
+                    st.cache_data.clear()
+                    for k in list(st.session_state.keys()):
+                        if not str(k).startswith("_ledgerlink_signed_in"):
+                            del st.session_state[k]
+                    st.session_state["_flash"] = "The demo is back to its starting state."
+                    st.rerun()
+
+
+def flash() -> None:
+    """A one-time message carried over a rerun (e.g. after Reset demo)."""
+    msg = st.session_state.pop("_flash", None)
+    if msg:
+        st.success(msg, icon=":material/check_circle:")

@@ -1,0 +1,154 @@
+"""Clients & documents: Xero matches, ambiguous matches, edits, documents and the push queue."""
+import json
+
+import streamlit as st
+
+from app_support import engine, widgets
+from app_support.guard import shown_errors
+
+s = widgets.settings()
+st.title("Clients & documents")
+
+
+def _edited(c: dict) -> dict:
+    raw = c.get("edited_fields")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = {}
+    return raw or {}
+
+
+def _done(msg: str) -> None:
+    st.cache_data.clear()
+    st.session_state["_flash"] = msg
+    st.rerun()
+
+
+clients = []
+with shown_errors():
+    clients = widgets.as_rows(engine.list_clients(s))
+
+# -- Clients and their Xero match -------------------------------------------------------------
+st.subheader("Clients")
+if clients:
+    table = [
+        {
+            "name": c["name"], "email": c.get("email"), "phone": c.get("phone"),
+            "match": c.get("match_status"), "matched by": c.get("match_method"),
+            "Xero contact": c.get("xero_contact_id"), "XPM client": c.get("xpm_client_id"),
+            "edited by hand": ", ".join(sorted(_edited(c))) or None,
+            "archived": bool(c.get("archived")),
+        }
+        for c in clients
+    ]
+    st.dataframe(table, hide_index=True, width="stretch")
+else:
+    st.caption("No clients yet: add one or import a CSV below.")
+
+with st.expander("Add a client or import a CSV"):
+    with st.form("add_client", clear_on_submit=True):
+        a1, a2, a3 = st.columns(3)
+        name = a1.text_input("Name")
+        email = a2.text_input("Email")
+        phone = a3.text_input("Phone")
+        if st.form_submit_button("Add client"):
+            with shown_errors():
+                engine.add_client(s, name, email or None, phone or None)
+                _done(f"Added {name}; it is matched to Xero contacts already synced.")
+    csv_file = st.file_uploader("Clients CSV (header row: name, email, phone)", type=["csv"], key="clients_csv")
+    if csv_file is not None and st.button("Import clients"):
+        with shown_errors():
+            res = engine.import_clients_csv(s, csv_file.getvalue())
+            res = res.as_dict() if hasattr(res, "as_dict") else widgets.as_dict(res)
+            msg = f"Imported {len(res['created'])} clients ({res['linked']} matched to Xero, {res['ambiguous']} ambiguous)."
+            if res["skipped"]:
+                msg += " Skipped: " + "; ".join(res["skipped"][:10])
+            _done(msg)
+
+# -- Ambiguous matches ------------------------------------------------------------------------
+with shown_errors():
+    cands = widgets.as_rows(engine.match_candidates(s))
+    if cands:
+        st.subheader("Ambiguous matches to resolve")
+        st.caption("Several Xero contacts fit these clients equally well: choose the right one.")
+        by_client: dict[str, list[dict]] = {}
+        for c in cands:
+            by_client.setdefault(c["client_id"], []).append(c)
+        for cid, options in by_client.items():
+            first = options[0]
+            with st.container(border=True, key=f"amb-{cid}"):
+                st.markdown(f"**{first.get('client_name')}** {first.get('client_email') or ''}")
+                pick = st.radio(
+                    "Xero contact", range(len(options)), key=f"amb-pick-{cid}",
+                    format_func=lambda i, o=options: f"{o[i].get('contact_name') or o[i]['contact_id']}"
+                    f" {o[i].get('contact_email') or ''} — {o[i].get('reason') or ''}",
+                )
+                if st.button("Link this contact", key=f"amb-link-{cid}"):
+                    o = options[pick]
+                    engine.resolve_match(s, cid, o["tenant_id"], o["contact_id"])
+                    _done(f"Linked {first.get('client_name')} to {o.get('contact_name') or o['contact_id']}.")
+
+# -- Edit a client ----------------------------------------------------------------------------
+if clients:
+    st.subheader("Edit a client")
+    by_id = {c["client_id"]: c for c in clients}
+    cid = st.selectbox("Client", list(by_id), format_func=lambda k: by_id[k]["name"], key="edit_pick")
+    c = by_id[cid]
+    edited = _edited(c)
+    if edited:
+        st.caption("Edited by hand (a sync never overwrites these): "
+                   + ", ".join(f"{f} ({widgets.when(t)})" for f, t in sorted(edited.items())))
+    with st.form(f"edit-{cid}"):
+        e1, e2, e3 = st.columns(3)
+        new = {
+            "name": e1.text_input("Name", c["name"] or ""),
+            "email": e2.text_input("Email", c.get("email") or ""),
+            "phone": e3.text_input("Phone", c.get("phone") or ""),
+        }
+        new["archived"] = st.checkbox("Archived", bool(c.get("archived")))
+        if st.form_submit_button("Save changes"):
+            changes = {k: v for k, v in new.items()
+                       if (bool(c.get(k)) if k == "archived" else (c.get(k) or "")) != v}
+            if not changes:
+                st.info("Nothing changed.")
+            else:
+                with shown_errors():
+                    engine.edit_client(s, cid, **changes)
+                    _done(f"Saved {', '.join(sorted(changes))} for {new['name']} (marked as edited by hand).")
+
+# -- Documents --------------------------------------------------------------------------------
+st.subheader("Documents for Xero Files")
+with shown_errors():
+    if clients:
+        by_id = {c["client_id"]: c for c in clients}
+        with st.form("add_doc", clear_on_submit=True):
+            dcid = st.selectbox("Client", list(by_id), format_func=lambda k: by_id[k]["name"], key="doc_client")
+            upload = st.file_uploader("Document", key="doc_file")
+            if st.form_submit_button("Add to the push queue"):
+                if upload is None:
+                    st.warning("Choose a file first.")
+                else:
+                    engine.add_document(s, dcid, upload.name, upload.getvalue(), mime_type=upload.type)
+                    _done(f"Queued {upload.name} for {by_id[dcid]['name']}; push it below.")
+    docs = widgets.as_rows(engine.list_documents(s))
+    if docs:
+        names = {c["client_id"]: c["name"] for c in clients}
+        st.dataframe(
+            [{"file": d.get("file_name"), "client": names.get(d.get("client_id"), d.get("client_id")),
+              "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
+              "pushed": d.get("pushed_at"), "size": d.get("size_bytes")} for d in docs],
+            hide_index=True, width="stretch",
+        )
+        pending = [d for d in docs if d.get("status") == "pending"]
+        failed = [d for d in docs if d.get("status") == "failed"]
+        if pending and st.button(f"Push {len(pending)} pending document(s) now", type="primary"):
+            res = engine.push_documents(s)
+            _done(f"Push finished: {res}" if isinstance(res, str) else "Push finished; see the statuses below.")
+        for d in failed:
+            if st.button(f"Retry {d.get('file_name')}", key=f"retry-{d['document_id']}"):
+                engine.retry_document(s, d["document_id"])
+                _done(f"Retried {d.get('file_name')}.")
+    else:
+        st.caption("The push queue is empty.")
