@@ -1,0 +1,240 @@
+"""Connecting and disconnecting Xero tenants (OAuth 2.0 authorization code + PKCE, via authlib).
+
+The pending `state -> PKCE verifier` pair lives in the vault with a 10-minute expiry, not in a
+browser session: Streamlit's session does not survive the redirect to Xero and back, and the
+CLI may finish a flow another process began.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from . import connections, tokens
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import OAuthError, ReconnectNeeded
+from .settings import Settings
+from .vault import Vault
+
+log = logging.getLogger(__name__)
+
+PENDING_PREFIX = "pending-"
+PENDING_TTL_SECONDS = 600
+HTTP_TIMEOUT = 30.0
+
+_ADVICE = {
+    "access_denied": "The Xero user cancelled or declined the consent. Nothing was connected; start "
+                     "Connect again and choose Allow access.",
+    "invalid_scope": "Xero refused the requested scopes. Apps created on or after 2 March 2026 accept only "
+                     "granular scopes: leave XERO_SCOPE_PROFILE=granular (the default). Older apps may set "
+                     "XERO_SCOPE_PROFILE=broad. Check XERO_SCOPES if you set it.",
+    "unauthorized_client": "Xero says this app may not request these scopes or this flow (\"Invalid scope for "
+                           "client\"). Use granular scopes for apps created on/after 2 March 2026, and check the "
+                           "app is a Web app whose redirect URI equals XERO_REDIRECT_URI.",
+    "invalid_grant": "Xero refused the authorisation code or token: it expired (codes last 5 minutes), was "
+                     "already used, or the connection was revoked. Start Connect again.",
+    "state_mismatch": "The reply from Xero does not belong to a consent this Ledgerlink started (unknown or "
+                      "already used state). Start Connect again from this installation, and open only the "
+                      "newest link.",
+    "state_expired": "The consent took longer than 10 minutes, so its one-time state expired. Start Connect "
+                     "again and finish within 10 minutes.",
+    "invalid_client": "Xero rejected the app's credentials. Check XERO_CLIENT_ID and XERO_CLIENT_SECRET against "
+                      "your app at developer.xero.com (generate a new secret if unsure).",
+    "server_error": "Xero had an internal error during the consent. Wait a minute and start Connect again.",
+    "temporarily_unavailable": "Xero's login service is temporarily unavailable. Wait a few minutes and start "
+                               "Connect again.",
+    "no_tenants": "The consent succeeded but no organisation was shared with Ledgerlink. Start Connect again "
+                  "and tick at least one organisation.",
+    "unknown": "Xero's consent did not complete. Start Connect again; if it keeps failing, check the app "
+               "settings at developer.xero.com (redirect URI, scopes).",
+}
+
+
+def oauth_error_advice(code: str | None) -> str:
+    """Plain advice for an OAuth error code (Xero's, or our own state_* codes)."""
+    return _ADVICE.get(code or "unknown", _ADVICE["unknown"])
+
+
+def _error(code: str, detail: str | None = None) -> OAuthError:
+    text = oauth_error_advice(code)
+    if detail:
+        text = f"{text} (Xero said: {detail[:200]})"
+    return OAuthError(f"{code}: {text}", code=code)
+
+
+def _pending_name(state: str) -> str:
+    return PENDING_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:40]
+
+
+def _purge_expired_pending(vault: Vault, now: float) -> None:
+    for name in vault.names(PENDING_PREFIX):
+        try:
+            item = vault.read(name)
+        except Exception:
+            item = None  # an unreadable pending state is worthless: drop it
+        if item is None or item.get("expires_at", 0) < now - PENDING_TTL_SECONDS:
+            vault.delete(name)
+    vault.sweep_temp_files()
+
+
+def begin_connect(settings: Settings, clock: Clock | None = None) -> str:
+    """The consent URL to open in a browser. Stores the pending state + PKCE verifier."""
+    clock = clock or SYSTEM_CLOCK
+    now = clock.time()
+    state = secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)  # 86 chars of [A-Za-z0-9_-]: within PKCE's 43-128
+    client = tokens.oauth_client(
+        settings, scope=" ".join(settings.scopes), redirect_uri=settings.redirect_uri,
+        code_challenge_method="S256",
+    )
+    try:
+        url, _ = client.create_authorization_url(settings.authorize_url, state=state, code_verifier=verifier)
+    finally:
+        client.close()
+    vault = Vault(settings)
+    _purge_expired_pending(vault, now)
+    vault.write(_pending_name(state), {
+        "state": state,
+        "code_verifier": verifier,
+        "created_at": now,
+        "expires_at": now + PENDING_TTL_SECONDS,
+        "redirect_uri": settings.redirect_uri,
+        "scopes": list(settings.scopes),
+    })
+    return url
+
+
+def _params(callback_url: str) -> dict[str, str]:
+    text = callback_url.strip()
+    query = urlsplit(text).query if "://" in text or text.startswith("/") else text.lstrip("?")
+    return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+
+def complete_connect(settings: Settings, callback_url: str, transport: httpx.BaseTransport | None = None,
+                     clock: Clock | None = None) -> list[dict]:
+    """Finish the flow from the URL Xero redirected to. Returns the tenants recorded."""
+    clock = clock or SYSTEM_CLOCK
+    params = _params(callback_url)
+    vault = Vault(settings)
+    state = params.get("state") or ""
+    pending = None
+    if state:
+        name = _pending_name(state)
+        pending = vault.read(name)
+        if pending is not None:
+            vault.delete(name)  # single use, whatever happens next
+    if params.get("error"):
+        code = params["error"]
+        raise _error(code, params.get("error_description"))
+    if pending is None or not hmac.compare_digest(str(pending.get("state", "")), state):
+        raise _error("state_mismatch")
+    if pending.get("expires_at", 0) < clock.time():
+        raise _error("state_expired")
+    code = params.get("code")
+    if not code:
+        raise _error("unknown", "the redirect carried neither a code nor an error")
+
+    client = tokens.oauth_client(settings, transport, redirect_uri=pending["redirect_uri"])
+    try:
+        token = dict(client.fetch_token(
+            settings.token_url, grant_type="authorization_code", code=code,
+            redirect_uri=pending["redirect_uri"], code_verifier=pending["code_verifier"],
+        ))
+    except httpx.HTTPError as exc:
+        raise _error("temporarily_unavailable", type(exc).__name__) from None
+    except ValueError:
+        raise _error("server_error", "the token endpoint did not answer JSON") from None
+    except Exception as exc:
+        err = tokens.authlib_error_code(exc)
+        if err is None:
+            raise
+        raise _error(err, getattr(exc, "description", None)) from None
+    finally:
+        client.close()
+    if not token.get("access_token"):
+        raise _error("server_error", "no access token in the token response")
+    if not token.get("refresh_token"):
+        raise _error("invalid_scope", "no refresh token was issued: XERO_SCOPES must include offline_access")
+
+    grant_id = tokens.save_new_grant(settings, token, clock)  # saved before first use
+    tenants = _get_connections(settings, token["access_token"], transport)
+    if not tenants:
+        Vault(settings).delete(tokens.GRANT_PREFIX + grant_id)
+        raise _error("no_tenants")
+    tokens.assign_tenants(settings, grant_id, [t["tenantId"] for t in tenants if t.get("tenantId")])
+    recorded = connections.upsert_tenants(settings, tenants, at=clock.now())
+    log.info("Connected %d Xero tenant(s): %s", len(recorded),
+             ", ".join(f"{r['tenant_name']} ({r['tenant_type']})" for r in recorded))
+    return recorded
+
+
+def _http(transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(transport=transport, timeout=HTTP_TIMEOUT) if transport else httpx.Client(timeout=HTTP_TIMEOUT)
+
+
+def _get_connections(settings: Settings, access_token: str, transport) -> list[dict]:
+    with _http(transport) as http:
+        try:
+            resp = http.get(settings.connections_url, headers={
+                "Authorization": f"Bearer {access_token}", "Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise _error("temporarily_unavailable", f"GET /connections failed: {type(exc).__name__}") from None
+    if resp.status_code != 200:
+        raise _error("server_error", f"GET /connections answered HTTP {resp.status_code}")
+    try:
+        body = resp.json()
+    except ValueError:
+        raise _error("server_error", "GET /connections did not answer JSON") from None
+    return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
+
+
+def disconnect(settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
+               clock: Clock | None = None) -> dict:
+    """Disconnect one tenant: DELETE its Xero connection, revoke the token set when no other
+    tenant still uses it (revoking kills every connection of the set), forget its tokens, and
+    mark it disconnected. A dead token marks the tenant needs_reconnect and raises ReconnectNeeded.
+    """
+    clock = clock or SYSTEM_CLOCK
+    conn = connections.get_connection(settings, tenant_id)
+    if conn is None:
+        raise OAuthError(f"No connection with tenant id {tenant_id} is recorded; see `python -m xero_core status`.",
+                         code="unknown_tenant")
+    result = {"tenant_id": tenant_id, "tenant_name": conn["tenant_name"], "connection_deleted": False,
+              "revoked": False, "status": "disconnected"}
+    gid, grant = tokens.find_grant(settings, tenant_id)
+    if grant is not None:
+        try:
+            access = tokens.TokenManager(settings, transport=transport, clock=clock).access_token(tenant_id)
+        except ReconnectNeeded as exc:
+            reason = (f"{exc.message} The disconnect could not be sent to Xero; if the app still appears under "
+                      "Connected Apps in Xero, remove it there.")
+            tokens.remove_tenant(settings, tenant_id)
+            connections.set_status(settings, tenant_id, "needs_reconnect", reason, at=clock.now())
+            raise ReconnectNeeded(reason, tenant_id=tenant_id) from None
+        with _http(transport) as http:
+            if conn.get("connection_id"):
+                resp = http.delete(f"{settings.connections_url}/{conn['connection_id']}",
+                                   headers={"Authorization": f"Bearer {access}"})
+                if resp.status_code in (200, 204, 404):
+                    result["connection_deleted"] = True  # 404: Xero had already dropped it
+                elif resp.status_code in (401, 403):
+                    log.warning("DELETE /connections for %s answered %s; revoking instead.", tenant_id, resp.status_code)
+                else:
+                    raise OAuthError(f"Xero refused to delete the connection for {tenant_id} "
+                                     f"(HTTP {resp.status_code}); try again later.", code="server_error")
+            others = [t for t in grant.get("tenant_ids", []) if t != tenant_id]
+            if not others and grant.get("refresh_token"):
+                with tokens.grant_lock(settings, gid):
+                    fresh = tokens.read_grant(settings, gid) or grant
+                    resp = http.post(settings.revoke_url, data={"token": fresh["refresh_token"]},
+                                     auth=(settings.client_id, settings.client_secret))
+                result["revoked"] = resp.status_code == 200
+                if resp.status_code not in (200, 400):
+                    log.warning("Token revocation answered HTTP %s for tenant %s.", resp.status_code, tenant_id)
+        tokens.remove_tenant(settings, tenant_id)
+    connections.set_status(settings, tenant_id, "disconnected", "disconnected by a user", at=clock.now())
+    return result
