@@ -20,6 +20,6 @@ if __name__ == "__main__":
 
     main()
 else:
-    from app_support.webhook_route import routes
+    from app_support.webhook_route import lifespan, routes
 
-    app = st.App(__file__, routes=routes())
+    app = st.App(__file__, routes=routes(), lifespan=lifespan)

@@ -27,7 +27,7 @@ OAUTH_ERROR_CODES = (
     "invalid_grant",
     "state_mismatch",
     "state_expired",
-    "missing_code",
+    "no_tenants",
     "server_error",
     "temporarily_unavailable",
 )

@@ -1,12 +1,15 @@
-"""POST /webhooks/xero mounted on the admin app's own server (st.App routes).
+"""POST /webhooks/xero mounted on the admin app's own server (st.App routes), and its worker.
 
 Xero wants 200 with an empty body within 5 s for a good signature and 401 for a bad one, and
-no cookies. Verification, spooling and processing are xero_core.practice.webhooks'; this only
-hands it the raw bytes off the event loop (it does file and DuckDB I/O).
+no cookies. Verifying, spooling and processing are xero_core.practice.webhooks'; this hands it
+the raw bytes off the event loop (it writes files) and runs its background worker, which moves
+spooled deliveries into DuckDB in short transactions, for as long as the server runs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any, AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -19,18 +22,21 @@ from . import engine
 
 log = logging.getLogger("ledgerlink.app.webhooks")
 PATH = "/webhooks/xero"
+_worker: dict[str, Any] = {}
 
 
 def _handle(raw: bytes, signature: str | None) -> int:
     try:
         settings = load_settings()
-        return int(engine.handle_webhook(settings, raw, signature))
+        worker = _worker.get("worker")
+        return int(engine.handle_webhook(settings, raw, signature,
+                                         on_spooled=worker.wake if worker is not None else None))
     except engine.NotAvailable:
         log.error("webhook received but the receiver is not in this build")
         return 503
     except Exception:
         log.exception("webhook handling failed")
-        return 500
+        return 503  # Xero retries a 5xx; the delivery is not lost
 
 
 async def receive(request: Request) -> Response:
@@ -41,3 +47,17 @@ async def receive(request: Request) -> Response:
 
 def routes() -> list[Route]:
     return [Route(PATH, receive, methods=["POST"])]
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_app: Any) -> AsyncIterator[dict]:
+    try:
+        _worker["worker"] = engine.webhook_worker(load_settings()).start()
+    except Exception as exc:  # the admin app must start even if the worker cannot
+        log.error("webhook worker not started: %s", exc)
+    try:
+        yield {}
+    finally:
+        worker = _worker.pop("worker", None)
+        if worker is not None:
+            worker.stop()

@@ -18,7 +18,7 @@ st.subheader("2. Paste the webhook key")
 with shown_errors():
     mask = engine.webhook_key_mask(s)
     if mask:
-        st.write(f"A key is stored (encrypted in the vault): `{mask}`")
+        st.write(f"A key is set: `{mask}`. Paste a new one below to replace it.")
     else:
         st.write("No key is stored yet: every delivery is refused with 401 until one is.")
     with st.form("webhook_key", clear_on_submit=True):
@@ -35,12 +35,29 @@ st.subheader("3. Status")
 with shown_errors():
     status = engine.webhook_status(s) or {}
     c1, c2, c3 = st.columns(3)
-    itr = status.get("intent_to_receive_passed") or status.get("intent_passed")
-    c1.metric("Intent to Receive", "passed" if itr else "not yet")
-    c2.markdown(f"**Last event received**  \n{widgets.when(status.get('last_event_at'))}")
-    c3.markdown(f"**Last verification failure**  \n{widgets.when(status.get('last_failure_at'))}")
-    if status.get("pending"):
-        st.caption(f"{status['pending']} event(s) waiting to be processed.")
+    c1.metric("Intent to Receive", "passed" if status.get("intent_to_receive_passed") else "not yet")
+    c1.caption(f"Last passed: {widgets.when(status.get('intent_to_receive_at'))}")
+    c2.markdown(f"**Last event received**  \n{widgets.when(status.get('last_event_received_at'))}")
+    c2.caption(f"{status.get('deliveries_verified', 0)} deliveries verified")
+    c3.markdown(f"**Last verification failure**  \n{widgets.when(status.get('last_verification_failure_at'))}")
+    if status.get("last_verification_failure"):
+        c3.caption(f"Why: {status['last_verification_failure']} · {status.get('deliveries_rejected', 0)} refused")
+    counts = status.get("events") or {}
+    backlog = status.get("spool_backlog") or 0
+    if counts or backlog:
+        st.caption("Events: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                   + (f"; {backlog} deliveries waiting in the spool" if backlog else ""))
+    b1, b2 = st.columns([1, 1])
+    if b1.button("Process received events now", icon=":material/play_arrow:"):
+        res = engine.drain_webhooks(s)
+        st.session_state["_flash"] = "Processed: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in widgets.as_dict(res).items()
+            if isinstance(v, int) and not isinstance(v, bool) and v)
+        st.rerun()
+    if counts.get("failed") and b2.button(f"Retry {counts['failed']} failed event(s)", icon=":material/replay:"):
+        n = engine.retry_failed_webhooks(s)
+        st.session_state["_flash"] = f"{n} failed event(s) will be retried at the next pass."
+        st.rerun()
 
 st.subheader("Recent events")
 with shown_errors():
@@ -48,8 +65,8 @@ with shown_errors():
     if events:
         st.dataframe(
             events, hide_index=True, width="stretch",
-            column_order=("received_at", "event_category", "event_type", "resource_id", "tenant_id", "status",
-                          "error", "attempts", "processed_at"),
+            column_order=("received_at", "event_category", "event_type", "resource_id", "status", "error",
+                          "attempts", "processed_at", "event_date_utc", "tenant_id"),
         )
     else:
         st.caption("No event received yet.")
