@@ -1,0 +1,241 @@
+"""Pure transforms on hand-made payloads shaped exactly like real Xero (xero-notes §3/§4, xero-samples)."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from xero_core.sync import transforms as T
+from xero_core.sync.weeks import recent_weeks, week_ending_for, week_start
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "xero-samples"
+D = Decimal
+
+
+def acct_cell(value, acct):
+    return {"Value": value, "Attributes": [{"Value": acct, "Id": "account"}]}
+
+
+def row(name, amount, acct):
+    return {"RowType": "Row", "Cells": [acct_cell(name, acct), acct_cell(amount, acct)]}
+
+
+def summary(name, amount):
+    return {"RowType": "SummaryRow", "Cells": [{"Value": name}, {"Value": amount}]}
+
+
+def computed(name, amount):
+    return {"RowType": "Section", "Rows": [{"RowType": "Row", "Cells": [{"Value": name}, {"Value": amount}]}]}
+
+
+def pnl(sections, gross=None, net=None):
+    rows = [{"RowType": "Header", "Cells": [{"Value": ""}, {"Value": "28 Feb 18"}]}]
+    rows += sections
+    if gross is not None:
+        rows.append(computed("Gross Profit", gross))
+    if net is not None:
+        rows.append(computed("NET PROFIT", net))
+    return {"Id": "x", "Status": "OK", "ProviderName": "t", "DateTimeUTC": "/Date(1519593468971)/",
+            "Reports": [{"ReportID": "ProfitAndLoss", "ReportName": "Profit and Loss", "ReportType": "ProfitAndLoss",
+                         "ReportTitles": ["Profit & Loss", "Demo", "1 to 7"], "ReportDate": "25 February 2018",
+                         "UpdatedDateUTC": "/Date(1519593468971)/", "Fields": [], "Rows": rows}]}
+
+
+def section(title, rows, total_name=None, total=None):
+    s = {"RowType": "Section", "Title": title, "Rows": list(rows)}
+    if total_name:
+        s["Rows"].append(summary(total_name, total))
+    return s
+
+
+ACCOUNTS = {
+    "a-sales": {"Type": "REVENUE", "Code": "200", "Name": "Sales"},
+    "a-int": {"Type": "OTHERINCOME", "Code": "270", "Name": "Interest Income"},
+    "a-cos": {"Type": "DIRECTCOSTS", "Code": "310", "Name": "Cost of Goods Sold"},
+    "a-rent": {"Type": "EXPENSE", "Code": "469", "Name": "Rent"},
+    "a-wages": {"Type": "OVERHEADS", "Code": "477", "Name": "Wages"},
+}
+
+
+def test_standard_au_layout_totals_to_the_cent():
+    doc = pnl([
+        section(" Income", [row("Sales", "9220.05", "a-sales")], "Total Income", "9220.05"),
+        section("Less Cost of Sales", [row("Cost of Goods Sold", "2766.02", "a-cos")], "Total Cost of Sales", "2766.02"),
+        section("Plus Other Income", [row("Interest Income", "10.10", "a-int")], "Total Other Income", "10.10"),
+        section("Less Operating Expenses", [row("Rent", "1850.00", "a-rent"), row("Wages", "10864.22", "a-wages")],
+                "Total Operating Expenses", "12714.22"),
+    ], gross="6454.03", net="-6250.09")
+    p = T.map_profit_and_loss(doc, ACCOUNTS)
+    assert (p.income, p.cost_of_sales, p.other_income, p.operating_expenses) == (
+        D("9220.05"), D("2766.02"), D("10.10"), D("12714.22"))
+    assert p.gross_profit == D("6454.03") == p.income - p.cost_of_sales
+    assert p.net_profit == D("-6250.09") == p.gross_profit + p.other_income - p.operating_expenses
+    assert p.warnings == []
+    assert {(ln["account_id"], ln["section"], ln["amount"]) for ln in p.lines} >= {
+        ("a-sales", "income", D("9220.05")), ("a-rent", "operating_expenses", D("1850.00"))}
+
+
+@pytest.mark.parametrize("income_title,cos_title,opex_title", [
+    ("Trading Income", "Cost of Sales", "Operating Expenses"),
+    ("Revenue", "Less Cost of Sales", "Expenses"),
+    ("Income", "Direct Costs", "Less Operating Expenses"),
+])
+def test_title_variants(income_title, cos_title, opex_title):
+    doc = pnl([
+        section(income_title, [row("Sales", "100.00", "a-sales")], "Total", "100.00"),
+        section(cos_title, [row("COGS", "30.00", "a-cos")], "Total", "30.00"),
+        section(opex_title, [row("Rent", "50.00", "a-rent")], "Total", "50.00"),
+    ], gross="70.00", net="20.00")
+    p = T.map_profit_and_loss(doc, ACCOUNTS)
+    assert (p.income, p.cost_of_sales, p.operating_expenses, p.net_profit) == (D("100"), D("30"), D("50"), D("20"))
+
+
+def test_ambiguous_title_decided_by_account_types():
+    # Two sections both titled "Income": the second holds OTHERINCOME accounts.
+    doc = pnl([
+        section("Income", [row("Sales", "500.00", "a-sales")], "Total Income", "500.00"),
+        section("", [row("Rent", "100.00", "a-rent")], "Total", "100.00"),
+        section("Income", [row("Interest", "7.25", "a-int")], "Total Income", "7.25"),
+    ], net="407.25")
+    p = T.map_profit_and_loss(doc, ACCOUNTS)
+    assert p.income == D("500.00") and p.other_income == D("7.25") and p.operating_expenses == D("100.00")
+    assert p.net_profit == D("407.25") and not p.warnings
+
+
+def test_fxgroupid_and_unknown_account_kept_by_section():
+    doc = pnl([
+        section("Income", [row("Sales", "1000.00", "a-sales")], "Total Income", "1000.00"),
+        section("Less Operating Expenses", [row("Rent", "100.00", "a-rent"),
+                                            row("Foreign Currency Gains and Losses", "-3.17", "FXGROUPID"),
+                                            row("Brand new account", "1.00", "a-new")],
+                "Total Operating Expenses", "97.83"),
+    ], gross="1000.00", net="902.17")
+    p = T.map_profit_and_loss(doc, ACCOUNTS)
+    assert p.operating_expenses == D("97.83") and p.net_profit == D("902.17")
+    fx = [ln for ln in p.lines if ln["account_id"] == "FXGROUPID"]
+    assert fx and fx[0]["section"] == "operating_expenses" and fx[0]["amount"] == D("-3.17")
+
+
+def test_empty_report_and_empty_sections():
+    p = T.map_profit_and_loss(pnl([section("Income", []), section("Less Operating Expenses", [])], net="0.00"))
+    assert p.income == p.net_profit == D("0.00") and p.lines == []
+
+
+def test_mismatch_with_xero_net_is_reported_not_hidden():
+    doc = pnl([section("Income", [row("Sales", "10.00", "a-sales")], "Total Income", "10.00")], net="11.00")
+    p = T.map_profit_and_loss(doc, ACCOUNTS)
+    assert p.net_profit == D("11.00") and any("Net Profit" in w for w in p.warnings)
+
+
+def test_bank_summary_spec_example():
+    doc = json.loads((SAMPLES / "accounting_report_banksummary.spec-example.json").read_text())
+    rows = T.map_bank_summary(doc)
+    assert rows == [{"bank_account_id": "03f9cf1e-2deb-4bf1-b0a8-b57f08672eb8", "bank_account_name": "Big City Bank",
+                     "opening": D("0.00"), "received": D("110.00"), "spent": D("100.00"), "closing": D("10.00")}]
+    f = T.bank_frame("t1", [(date(2019, 4, 27), rows)])
+    assert f["closing"].dtype == T.MONEY and f["closing"][0] == D("10.00")
+
+
+def test_dates_are_utc_calendar_days():
+    assert T.parse_xero_date("/Date(1563753600000+0000)/") == date(2019, 7, 22)
+    # 23:30 UTC stays that day whatever the offset suffix says
+    assert T.parse_xero_date("/Date(1563838200000+1000)/") == date(2019, 7, 22)
+    assert T.parse_xero_datetime("/Date(1588633397422)/") == datetime(2020, 5, 4, 23, 3, 17, 422000, tzinfo=timezone.utc)
+    assert T.parse_xero_datetime("2019-12-07T18:46:19.5165400").tzinfo is not None
+    assert T.parse_xero_date(None) is None and T.parse_xero_date("garbage") is None
+
+
+def invoice(iid, total, lines, status="AUTHORISED", typ="ACCREC", date_ms=1563753600000, tax="10.00", sub=None):
+    sub = sub if sub is not None else str(D(total) - D(tax))
+    return {
+        "Type": typ, "InvoiceID": iid, "InvoiceNumber": f"INV-{iid}", "Status": status,
+        "Contact": {"ContactID": "c1", "Name": "Ridgeway", "Addresses": [], "Phones": []},
+        "Date": f"/Date({date_ms}+0000)/", "DueDate": f"/Date({date_ms + 86400000 * 14}+0000)/",
+        "LineAmountTypes": "Exclusive", "LineItems": lines, "SubTotal": float(sub), "TotalTax": float(tax),
+        "Total": float(total), "AmountDue": float(total), "AmountPaid": 0.0, "AmountCredited": 0.0,
+        "CurrencyCode": "AUD", "CurrencyRate": 1.0, "UpdatedDateUTC": "/Date(1563800000000+0000)/",
+        "Payments": [], "CreditNotes": [], "Prepayments": [], "Overpayments": [], "SomethingNew": {"x": 1},
+    }
+
+
+def li(lid, amount, region=None, jobtype=None, tax="0.00"):
+    tracking = []
+    if region:
+        tracking.append({"TrackingCategoryID": "tc1", "TrackingOptionID": "o1", "Name": "Region", "Option": region})
+    if jobtype:
+        tracking.append({"TrackingCategoryID": "tc2", "TrackingOptionID": "o2", "Name": "Job Type", "Option": jobtype})
+    return {"LineItemID": lid, "Description": "work", "Quantity": 1.0, "UnitAmount": float(amount),
+            "AccountCode": "200", "TaxType": "OUTPUT", "TaxAmount": float(tax), "LineAmount": float(amount),
+            "Tracking": tracking}
+
+
+def test_invoice_frames_keep_raw_and_unknown_enums():
+    inv, lines = T.invoice_frames([
+        invoice("i1", "110.00", [li("l1", "100.00", "North", "Residential")]),
+        invoice("i2", "55.00", [li("l2", "50.00")], status="SOMETHING_NEW_2027", tax="5.00"),
+    ])
+    assert inv["total"].to_list() == [D("110.00"), D("55.00")]
+    assert inv["date"][0] == date(2019, 7, 22) and inv["status"][1] == "SOMETHING_NEW_2027"
+    assert json.loads(inv["raw"][0])["SomethingNew"] == {"x": 1}
+    assert lines["region"].to_list() == ["North", "Unassigned"]
+    assert lines["revenue_type"].to_list() == ["Residential", "Unassigned"]
+
+
+def test_allocation_adds_up_exactly():
+    assert T.allocate(1000, [1, 1, 1]) == [334, 333, 333]
+    assert sum(T.allocate(-1001, [3, 7])) == -1001
+    assert T.allocate(500, [0, 0]) == [250, 250]
+    assert sum(T.allocate(12345, [100, -20, 7])) == 12345
+
+
+def test_revenue_weekly_splits_tax_in_proportion_and_parts_add_up():
+    invs = [
+        invoice("i1", "133.33", [li("a", "60.61", "North", "Residential"), li("b", "60.60", "South", "Commercial")],
+                tax="12.12"),
+        invoice("i2", "110.00", [li("c", "100.00", "North", "Residential")]),
+        invoice("i3", "999.00", [li("d", "999.00", "North", "Residential")], status="VOIDED", tax="0.00"),
+        invoice("i4", "50.00", [li("e", "50.00", "North", "Residential")], typ="ACCPAY", tax="0.00"),
+        invoice("i5", "22.00", [li("f", "20.00", "North", "Residential")], status="PAID", tax="2.00"),
+    ]
+    inv, lines = T.invoice_frames(invs)
+    rw = T.revenue_weekly_frame("t1", inv, lines, "saturday")
+    assert rw["week_ending"].unique().to_list() == [date(2019, 7, 27)]
+    assert sum(rw["total"].to_list()) == D("133.33") + D("110.00") + D("22.00")
+    assert sum(rw["total_tax"].to_list()) == D("12.12") + D("10.00") + D("2.00")
+    north = rw.filter((pl.col("region") == "North") & (pl.col("revenue_type") == "Residential")).row(0, named=True)
+    assert north["invoice_count"] == 3
+    for r in rw.iter_rows(named=True):
+        assert r["subtotal"] + r["total_tax"] == r["total"]
+
+
+def test_contacts_spec_example():
+    doc = json.loads((SAMPLES / "accounting_contacts_response.spec-example.json").read_text())
+    f = T.contacts_frame(doc["Contacts"])
+    assert f.height == len(doc["Contacts"]) and f["email"][0] == "kat.warren@clampett.com"
+    assert f["updated_at"][0].year == 2017
+
+
+def test_journal_lines_frame():
+    j = [{"JournalID": "j1", "JournalDate": "/Date(1563753600000+0000)/", "JournalNumber": 7,
+          "CreatedDateUTC": "/Date(1563800000000+0000)/", "SourceType": "ACCREC", "SourceID": "i1",
+          "JournalLines": [
+              {"JournalLineID": "jl1", "AccountID": "a-sales", "AccountCode": "200", "AccountType": "REVENUE",
+               "AccountName": "Sales", "NetAmount": -100.0, "GrossAmount": -110.0, "TaxAmount": -10.0,
+               "TrackingCategories": []},
+              {"JournalLineID": "jl2", "AccountID": "a-ar", "AccountCode": "610", "AccountType": "CURRENT",
+               "AccountName": "AR", "NetAmount": 110.0, "GrossAmount": 110.0, "TaxAmount": 0.0,
+               "TrackingCategories": []}]}]
+    f = T.journal_lines_frame(j)
+    assert f["net_amount"].to_list() == [D("-100.00"), D("110.00")] and f["journal_number"][0] == 7
+
+
+def test_weeks():
+    assert week_ending_for(date(2026, 11, 26)) == date(2026, 11, 28)  # Thursday -> Saturday
+    assert week_ending_for(date(2026, 11, 28)) == date(2026, 11, 28)
+    assert week_ending_for(date(2026, 11, 26), "sunday") == date(2026, 11, 29)
+    assert week_start(date(2026, 11, 28)) == date(2026, 11, 22)
+    assert recent_weeks(date(2026, 11, 26), 2) == [date(2026, 11, 21), date(2026, 11, 28)]

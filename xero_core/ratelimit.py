@@ -1,0 +1,311 @@
+"""Xero's call limits, shared by every process that calls Xero (scheduler, app, webhooks, CLI).
+
+Xero allows, per tenant and app: 5 calls in flight, 60 per minute, 5,000 per day; and 10,000 per
+minute across the app (xero-notes §2). Its windows are fixed and reset at times we cannot see, so
+we keep *sliding* windows a little under the limits: a sliding window never holds more calls than
+any fixed window inside it, so normal operation draws no 429 at all.
+
+State lives in one SQLite file (`data_dir/ratelimit.sqlite`, WAL, short `BEGIN IMMEDIATE`
+transactions) because several processes share one tenant's budget:
+
+- `calls(scope, t, weight)` – every call started (scope = tenant id, or `*app` for corrections of the
+  app-wide count). Xero's `X-*Limit-Remaining` headers add a weighted "phantom" row when Xero has
+  counted more than we did (another installation, a crashed process), never fewer.
+- `leases` – calls in flight. A lease expires by time, and at once when its process is gone, so a
+  killed process never holds a slot.
+- `blocks` – a 429 told us to wait (`Retry-After`), or that the day is spent
+  (`X-Rate-Limit-Problem: day`): every process honours it.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import DailyLimitReached
+
+XERO_PER_MINUTE = 60
+XERO_PER_DAY = 5000
+XERO_APP_PER_MINUTE = 10000
+XERO_CONCURRENT = 5
+
+MINUTE = 60.0
+DAY = 86400.0
+APP_SCOPE = "*app"
+# A lease outlives any single HTTP attempt (timeouts are far shorter); it only matters when a
+# process on another host dies mid-call.
+LEASE_SECONDS = 300.0
+POLL_SECONDS = 0.05
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (scope TEXT NOT NULL, t REAL NOT NULL, weight INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS calls_scope_t ON calls (scope, t);
+CREATE INDEX IF NOT EXISTS calls_t ON calls (t);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, host TEXT, pid INTEGER, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    scope TEXT NOT NULL, kind TEXT NOT NULL, until REAL NOT NULL, reason TEXT, PRIMARY KEY (scope, kind));
+"""
+
+
+def db_path(settings) -> Path:
+    return Path(settings.data_dir) / "ratelimit.sqlite"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Lease:
+    def __init__(self, limiter: "SharedRateLimiter", lease_id: str):
+        self._limiter = limiter
+        self.lease_id = lease_id
+
+    def __enter__(self) -> "_Lease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._limiter._release(self.lease_id)
+
+
+class SharedRateLimiter:
+    """The client's limiter: `acquire(tenant_id)` before each HTTP attempt, `observe()` after.
+
+    `per_minute`, `app_per_minute` and `concurrent` default to Xero's limits less headroom; the daily
+    budget is `settings.daily_budget` (default 4,900 of Xero's 5,000).
+    """
+
+    def __init__(
+        self,
+        settings,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        per_minute: int = 57,
+        app_per_minute: int = 9500,
+        concurrent: int = XERO_CONCURRENT,
+        daily_budget: int | None = None,
+        path: Path | None = None,
+    ):
+        self.settings = settings
+        self.clock = clock
+        self.per_minute = per_minute
+        self.app_per_minute = app_per_minute
+        self.concurrent = concurrent
+        self.daily_budget = int(daily_budget if daily_budget is not None else settings.daily_budget)
+        self.path = Path(path) if path else db_path(settings)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._host = socket.gethostname()
+        self._con().executescript(_SCHEMA)
+
+    # -- SQLite plumbing -------------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+
+    # -- the protocol ----------------------------------------------------------------------
+    def acquire(self, tenant_id: str) -> _Lease:
+        """Block (through `clock.sleep`) until a call for `tenant_id` may go; returns a lease to
+        hold for the duration of the HTTP attempt. Raises DailyLimitReached when the day is spent."""
+        while True:
+            wait, lease_id = self._try_acquire(tenant_id)
+            if lease_id is not None:
+                return _Lease(self, lease_id)
+            self.clock.sleep(max(wait, 0.001))
+
+    def _try_acquire(self, tenant_id: str) -> tuple[float, str | None]:
+        now = self.clock.time()
+        with self._tx() as con:
+            self._reap(con, now)
+            blocks = con.execute(
+                "SELECT kind, until, reason FROM blocks WHERE scope IN (?, ?) AND until > ?", (tenant_id, APP_SCOPE, now)
+            ).fetchall()
+            for kind, until, reason in blocks:
+                if kind == "day":
+                    raise DailyLimitReached(
+                        f"daily budget reached, resumes at {_iso(until)} ({reason})",
+                        resumes_at=datetime.fromtimestamp(until, timezone.utc),
+                        tenant_id=tenant_id,
+                    )
+            if blocks:
+                return max(until for _, until, _ in blocks) - now, None
+
+            day_used = self._used(con, tenant_id, now - DAY)
+            if day_used >= self.daily_budget:
+                resumes = self._frees_at(con, tenant_id, now - DAY, day_used - self.daily_budget + 1) + DAY
+                raise DailyLimitReached(
+                    f"daily budget reached, resumes at {_iso(resumes)} "
+                    f"({day_used} calls in the last 24 hours; budget {self.daily_budget} of Xero's {XERO_PER_DAY})",
+                    resumes_at=datetime.fromtimestamp(resumes, timezone.utc),
+                    tenant_id=tenant_id,
+                )
+            in_flight = con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0]
+            if in_flight >= self.concurrent:
+                return POLL_SECONDS, None
+            minute_used = self._used(con, tenant_id, now - MINUTE)
+            if minute_used >= self.per_minute:
+                t = self._frees_at(con, tenant_id, now - MINUTE, minute_used - self.per_minute + 1)
+                return t + MINUTE - now + 0.001, None
+            app_used = con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
+            if app_used >= self.app_per_minute:
+                t = con.execute("SELECT min(t) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
+                return t + MINUTE - now + 0.001, None
+            lease_id = uuid.uuid4().hex
+            con.execute("INSERT INTO calls (scope, t, weight) VALUES (?, ?, 1)", (tenant_id, now))
+            con.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
+                (lease_id, tenant_id, self._host, os.getpid(), now + LEASE_SECONDS),
+            )
+            return 0.0, lease_id
+
+    def _release(self, lease_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+
+    @staticmethod
+    def _used(con: sqlite3.Connection, scope: str, since: float) -> int:
+        return con.execute(
+            "SELECT coalesce(sum(weight), 0) FROM calls WHERE scope = ? AND t > ?", (scope, since)
+        ).fetchone()[0]
+
+    @staticmethod
+    def _frees_at(con: sqlite3.Connection, scope: str, since: float, need: int) -> float:
+        """The time of the call whose ageing-out frees `need` units of the window."""
+        acc = 0
+        t = since
+        for t, w in con.execute("SELECT t, weight FROM calls WHERE scope = ? AND t > ? ORDER BY t", (scope, since)):
+            acc += w
+            if acc >= need:
+                break
+        return t
+
+    def _reap(self, con: sqlite3.Connection, now: float) -> None:
+        con.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
+        for lease_id, pid in con.execute(
+            "SELECT lease_id, pid FROM leases WHERE host = ? AND pid != ?", (self._host, os.getpid())
+        ).fetchall():
+            if not _pid_alive(pid):
+                con.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+        # Keep the file small: nothing older than a day matters.
+        con.execute("DELETE FROM calls WHERE t <= ?", (now - DAY - MINUTE,))
+        con.execute("DELETE FROM blocks WHERE until <= ?", (now,))
+
+    def observe(self, tenant_id: str, response) -> None:
+        """Correct the local counts from Xero's headers; record 429 waits for every process."""
+        h = response.headers
+        now = self.clock.time()
+
+        def header_int(name: str) -> int | None:
+            v = h.get(name)
+            try:
+                return int(v) if v is not None else None
+            except ValueError:
+                return None
+
+        minute_left = header_int("X-MinLimit-Remaining")
+        day_left = header_int("X-DayLimit-Remaining")
+        app_left = header_int("X-AppMinLimit-Remaining")
+        status = getattr(response, "status_code", 200)
+        if minute_left is None and day_left is None and app_left is None and status != 429:
+            return
+        with self._tx() as con:
+            # Xero counted more than we did: someone else uses this tenant. Add the difference.
+            # Tolerance 1: a call of ours may be in flight between Xero's count and ours.
+            if minute_left is not None:
+                gap = (XERO_PER_MINUTE - minute_left) - self._used(con, tenant_id, now - MINUTE)
+                if gap > 1:
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (tenant_id, now, gap))
+            if day_left is not None:
+                gap = (XERO_PER_DAY - day_left) - self._used(con, tenant_id, now - DAY)
+                if gap > 1:
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (tenant_id, now, gap))
+            if app_left is not None:
+                app_used = con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
+                gap = (XERO_APP_PER_MINUTE - app_left) - app_used
+                if gap > 1:
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (APP_SCOPE, now, gap))
+            if status == 429:
+                try:
+                    retry_after = float(h.get("Retry-After") or "")
+                except ValueError:
+                    retry_after = None
+                problem = (h.get("X-Rate-Limit-Problem") or "").strip().lower()
+                if problem == "day":
+                    until = now + (retry_after if retry_after is not None else DAY)
+                    kind, reason = "day", "Xero answered 429: day limit"
+                elif problem in ("appminute", "app"):
+                    until = now + (retry_after if retry_after is not None else MINUTE)
+                    kind, reason = "minute", "Xero answered 429: app minute limit"
+                    tenant_id = APP_SCOPE
+                else:
+                    until = now + (retry_after if retry_after is not None else 1.0)
+                    kind, reason = "minute", f"Xero answered 429: {problem or 'rate limit'}"
+                con.execute(
+                    "INSERT INTO blocks VALUES (?, ?, ?, ?) ON CONFLICT (scope, kind) DO UPDATE SET "
+                    "until = max(until, excluded.until), reason = excluded.reason",
+                    (tenant_id, kind, until, reason),
+                )
+
+    # -- reporting -------------------------------------------------------------------------
+    def status(self, tenant_id: str) -> dict:
+        now = self.clock.time()
+        with self._tx() as con:
+            used = self._used(con, tenant_id, now - DAY)
+            minute = self._used(con, tenant_id, now - MINUTE)
+            in_flight = con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0]
+            day_block = con.execute(
+                "SELECT until FROM blocks WHERE scope = ? AND kind = 'day' AND until > ?", (tenant_id, now)
+            ).fetchone()
+            resumes = None
+            if day_block:
+                resumes = day_block[0]
+            elif used >= self.daily_budget:
+                resumes = self._frees_at(con, tenant_id, now - DAY, used - self.daily_budget + 1) + DAY
+        return {
+            "tenant_id": tenant_id,
+            "calls_today": int(used),
+            "budget": self.daily_budget,
+            "remaining": max(0, self.daily_budget - int(used)) if not day_block else 0,
+            "calls_last_minute": int(minute),
+            "in_flight": int(in_flight),
+            "resumes_at": datetime.fromtimestamp(resumes, timezone.utc).isoformat() if resumes else None,
+        }
+
+
+def budget_status(settings, tenant_id: str, clock: Clock = SYSTEM_CLOCK) -> dict:
+    """Calls used in the last 24 hours, what remains of the daily budget, and when it resumes."""
+    return SharedRateLimiter(settings, clock).status(tenant_id)

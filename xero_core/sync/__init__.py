@@ -1,0 +1,1 @@
+"""Financial sync: Xero → DuckDB, one step per resource (see runner.sync_all)."""

@@ -1,0 +1,117 @@
+"""What a sync step receives and returns, and the result of a whole run."""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any, Callable
+
+from ..clock import Clock
+
+STATUSES = ("success", "failed", "partial", "skipped")
+# Crash tests: `XERO_SYNC_KILL_AT=N` makes this process SIGKILL itself at its N-th checkpoint
+# (pages fetched, frames written, steps ended), to prove a sync killed anywhere resumes cleanly.
+KILL_ENV = "XERO_SYNC_KILL_AT"
+_checkpoints = 0
+
+
+def checkpoint(label: str) -> None:
+    global _checkpoints
+    target = os.environ.get(KILL_ENV)
+    if not target:
+        return
+    _checkpoints += 1
+    if _checkpoints == int(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class StepContext:
+    settings: Any
+    tenant_id: str
+    tenant_type: str
+    client: Any  # XeroClient
+    weeks: list[date]  # the report weeks (week_ending), oldest first
+    today: date
+    clock: Clock
+    trigger: str
+    run_id: str
+    progress: Callable[[dict], None] | None = None
+    step: str = ""
+    explicit_weeks: bool = False  # --weeks given (a backfill) rather than the daily default
+
+    def report(self, message: str, fraction: float | None = None, status: str = "running") -> None:
+        if self.progress:
+            try:
+                self.progress({"tenant_id": self.tenant_id, "step": self.step, "status": status,
+                               "message": message, "fraction": fraction})
+            except Exception:  # a broken progress bar never breaks a sync
+                pass
+
+
+@dataclass
+class StepOutcome:
+    rows: int = 0
+    status: str = "success"  # success | failed | partial | skipped
+    note: str | None = None
+    detail: dict | None = None
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str
+    rows: int = 0
+    api_calls: int = 0
+    bytes_downloaded: int = 0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    benign_skip: bool = False  # skipped for the plan's tier or by the step's own choice: not a failure
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("started_at", "finished_at", "period_start", "period_end"):
+            if d[k] is not None:
+                d[k] = d[k].isoformat()
+        return d
+
+
+@dataclass
+class SyncResult:
+    tenant_id: str
+    tenant_name: str | None = None
+    tenant_type: str | None = None
+    run_id: str = ""
+    trigger: str = "manual"
+    steps: list[StepResult] = field(default_factory=list)
+    busy: str | None = None  # another sync held the tenant: who
+
+    @property
+    def ok(self) -> bool:
+        """Every step succeeded; a step skipped because the plan refuses it is not a failure."""
+        if self.busy:
+            return False
+        return all(s.status == "success" or (s.status == "skipped" and s.benign_skip) for s in self.steps)
+
+    @property
+    def status(self) -> str:
+        if self.busy:
+            return "skipped"
+        if self.ok:
+            return "success"
+        if any(s.status == "success" for s in self.steps):
+            return "partial"
+        return "failed"
+
+    def to_dict(self) -> dict:
+        return {
+            "tenant_id": self.tenant_id, "tenant_name": self.tenant_name, "tenant_type": self.tenant_type,
+            "run_id": self.run_id, "trigger": self.trigger, "status": self.status, "ok": self.ok, "busy": self.busy,
+            "api_calls": sum(s.api_calls for s in self.steps),
+            "bytes_downloaded": sum(s.bytes_downloaded for s in self.steps),
+            "steps": [s.to_dict() for s in self.steps],
+        }

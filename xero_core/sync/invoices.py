@@ -1,0 +1,32 @@
+"""Invoices: fetch (network) apart from save (database); saving rebuilds revenue_weekly for the
+weeks an invoice entered or left, so a voided or deleted invoice leaves the totals."""
+from __future__ import annotations
+
+import duckdb
+
+from . import store
+from . import transforms as T
+from .resources import INVOICES
+
+
+def fetch_invoice(client, invoice_id: str) -> dict | None:
+    """One invoice (e.g. for a webhook's INVOICE event); None if Xero has no such invoice."""
+    from ..errors import XeroError
+
+    try:
+        resp = client.request("GET", f"{INVOICES.path}/{invoice_id}")
+    except XeroError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    found = (resp.json() or {}).get(INVOICES.collection) or []
+    return found[0] if found else None
+
+
+def save_invoices(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict], settings) -> int:
+    """Upsert invoices with their lines and refresh revenue_weekly (call inside a transaction)."""
+    if not records:
+        return 0
+    inv, lines = T.invoice_frames(records, settings.region_category, settings.revenue_type_category)
+    n, _ = store.save_invoice_frames(con, tenant_id, inv, lines, settings.week_ends_on)
+    return n

@@ -1,0 +1,239 @@
+"""The sync steps. Each is `step(ctx) -> StepOutcome`: fetch from Xero first, then open DuckDB
+briefly to write (never during a network call), one transaction per write.
+
+Large resources are written in chunks of CHUNK records so memory stays flat; a cursor moves only in
+the transaction that commits the last of its rows, so a sync killed anywhere refetches from the old
+cursor and, upserts being repeatable, ends with exactly the rows a clean sync gives.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from .. import db
+from ..errors import XeroError
+from . import store
+from . import transforms as T
+from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
+from .context import StepContext, StepOutcome, checkpoint
+from .invoices import save_invoices
+from .resources import ACCOUNTS, BANK_SUMMARY, INVOICES, JOURNALS, PROFIT_AND_LOSS
+from .weeks import week_start
+
+CHUNK = 10_000
+REPORT_CHUNK = 26  # weeks of reports per write
+
+
+class Partial(Exception):
+    """A step wrote some rows and then met an error; carries both."""
+
+    def __init__(self, rows: int, cause: BaseException):
+        super().__init__(str(cause))
+        self.rows = rows
+        self.cause = cause
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _write(ctx: StepContext, fn) -> int:
+    with db.connect(ctx.settings.db_path) as con:
+        with db.transaction(con):
+            n = fn(con)
+    checkpoint(f"{ctx.step}:written")
+    return n
+
+
+def _read(ctx: StepContext, fn):
+    with db.connect(ctx.settings.db_path) as con:
+        return fn(con)
+
+
+def _cursor_dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# -- accounts --------------------------------------------------------------------------------
+def step_accounts(ctx: StepContext) -> StepOutcome:
+    page = next(ACCOUNTS.pager.pages(ctx.client, ACCOUNTS.path, ACCOUNTS.collection, ACCOUNTS.params, {}))
+    frame = T.accounts_frame(page.records)
+    n = _write(ctx, lambda con: store.upsert(con, "accounts", frame, ctx.tenant_id))
+    return StepOutcome(rows=n)
+
+
+# -- contacts --------------------------------------------------------------------------------
+def step_contacts(ctx: StepContext) -> StepOutcome:
+    since = _cursor_dt(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "contacts")))
+    ctx.report("fetching contacts" + (f" changed since {since:%Y-%m-%d %H:%M}" if since else ""))
+    records = fetch_contacts(ctx.client, since=since)
+    newest = max_updated(records)
+
+    def write(con):
+        n = save_contacts(con, ctx.tenant_id, records)
+        if newest:
+            store.set_cursor(con, ctx.tenant_id, "contacts", newest.isoformat())
+        return n
+
+    return StepOutcome(rows=_write(ctx, write) if records else 0,
+                       note=("incremental" if since else "full"))
+
+
+# -- invoices --------------------------------------------------------------------------------
+def step_invoices(ctx: StepContext) -> StepOutcome:
+    since = _cursor_dt(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "invoices")))
+    headers = if_modified_since(since)
+    buffer: list[dict] = []
+    rows = 0
+    newest: datetime | None = since
+
+    def flush(final: bool) -> None:
+        nonlocal buffer, rows
+        chunk, buffer = buffer, []
+        cursor = newest.isoformat() if (final and newest) else None
+
+        def write(con):
+            n = save_invoices(con, ctx.tenant_id, chunk, ctx.settings)
+            if cursor:
+                store.set_cursor(con, ctx.tenant_id, "invoices", cursor)
+            return n
+
+        if chunk or cursor:
+            rows += _write(ctx, write)
+
+    try:
+        for page in INVOICES.pager.pages(ctx.client, INVOICES.path, INVOICES.collection, INVOICES.params, headers):
+            buffer.extend(page.records)
+            m = max_updated(page.records)
+            if m and (newest is None or m > newest):
+                newest = m
+            ctx.report(f"invoices page {page.number}: {rows + len(buffer)} invoices")
+            if len(buffer) >= CHUNK:
+                flush(final=False)
+    except XeroError as exc:
+        flush(final=False)  # keep what we fetched; the cursor stays, so the next run refetches
+        raise Partial(rows, exc) from exc
+    flush(final=True)
+    return StepOutcome(rows=rows, note=("incremental" if since else "full"))
+
+
+# -- weekly reports ---------------------------------------------------------------------------
+def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
+    done: list[tuple[date, object]] = []
+    rows = 0
+    total = len(ctx.weeks)
+
+    def flush():
+        nonlocal done, rows
+        chunk, done = done, []
+        if chunk:
+            rows += _write(ctx, lambda con: writer(con, chunk))
+
+    try:
+        for i, we in enumerate(ctx.weeks):
+            resp = ctx.client.request("GET", path, params={
+                "fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
+            done.append((we, mapper(resp.json())))
+            checkpoint(f"{ctx.step}:week:{we}")
+            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None)
+            if len(done) >= REPORT_CHUNK:
+                flush()
+    except XeroError as exc:
+        flush()
+        raise Partial(rows, exc) from exc
+    flush()
+    return StepOutcome(rows=rows)
+
+
+def step_pnl(ctx: StepContext) -> StepOutcome:
+    accounts = _read(ctx, lambda con: {
+        r[0]: {"Type": r[1], "Code": r[2], "Name": r[3]}
+        for r in con.execute("SELECT account_id, type, code, name FROM accounts WHERE tenant_id = ?",
+                             [ctx.tenant_id]).fetchall()})
+    warnings: list[str] = []
+
+    def mapper(doc):
+        p = T.map_profit_and_loss(doc, accounts)
+        warnings.extend(p.warnings)
+        return p
+
+    def writer(con, chunk):
+        fw, lines = T.pnl_frames(ctx.tenant_id, chunk)
+        weeks = [w for w, _ in chunk]
+        store.replace_weeks(con, "pnl_lines", lines, ctx.tenant_id, weeks)
+        return store.replace_weeks(con, "financial_weekly", fw, ctx.tenant_id, weeks)
+
+    out = _report_weeks(ctx, PROFIT_AND_LOSS, mapper, writer)
+    if warnings:
+        out.note = "; ".join(sorted(set(warnings))[:5])
+        out.detail = {"warnings": sorted(set(warnings))}
+    return out
+
+
+def step_bank(ctx: StepContext) -> StepOutcome:
+    def writer(con, chunk):
+        frame = T.bank_frame(ctx.tenant_id, chunk)
+        return store.replace_weeks(con, "cash_position_weekly", frame, ctx.tenant_id, [w for w, _ in chunk])
+
+    return _report_weeks(ctx, BANK_SUMMARY, T.map_bank_summary, writer)
+
+
+# -- journals --------------------------------------------------------------------------------
+def step_journals(ctx: StepContext) -> StepOutcome:
+    start = int(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "journals")) or 0)
+    buffer: list[dict] = []
+    rows = 0
+    last = start
+
+    def flush(final: bool) -> None:
+        nonlocal buffer, rows
+        chunk, buffer = buffer, []
+        # Journals are immutable and come in JournalNumber order: the cursor may move with each chunk.
+        top = max([int(j.get("JournalNumber") or 0) for j in chunk] + [start])
+
+        def write(con):
+            n = store.upsert(con, "journal_lines", T.journal_lines_frame(chunk), ctx.tenant_id) if chunk else 0
+            store.set_cursor(con, ctx.tenant_id, "journals", str(top))
+            if final:
+                store.rebuild_tieout(con, ctx.tenant_id)
+            return n
+
+        if chunk or final:
+            rows += _write(ctx, write)
+
+    try:
+        for page in JOURNALS.pager.pages(ctx.client, JOURNALS.path, JOURNALS.collection, JOURNALS.params, {}, start):
+            buffer.extend(page.records)
+            if page.records:
+                last = max(int(j.get("JournalNumber") or 0) for j in page.records)
+            ctx.report(f"journals up to #{last}")
+            if len(buffer) >= CHUNK:
+                flush(final=False)
+    except XeroError as exc:
+        flush(final=False)
+        raise Partial(rows, exc) from exc
+    flush(final=True)
+    flagged = _read(ctx, lambda con: con.execute(
+        "SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ? AND flagged", [ctx.tenant_id]).fetchone()[0])
+    return StepOutcome(rows=rows, note=(f"tie-out: {flagged} week(s) differ from the P&L report" if flagged else None),
+                       detail={"tieout_flagged_weeks": flagged})
+
+
+# -- practice manager (the practice module provides it) ---------------------------------------
+def step_xpm(ctx: StepContext) -> StepOutcome:
+    try:
+        from ..practice.xpm import xpm_step
+    except ImportError:
+        return StepOutcome(status="skipped", note="the Practice Manager step is not installed")
+    return xpm_step(ctx)
+
+
+ORGANISATION_STEPS = (
+    ("accounts", step_accounts),
+    ("contacts", step_contacts),
+    ("invoices", step_invoices),
+    ("pnl", step_pnl),
+    ("bank", step_bank),
+    ("journals", step_journals),
+)
+PRACTICE_STEPS = (("xpm", step_xpm),)
+ALL_STEP_NAMES = ("accounts", "contacts", "invoices", "pnl", "bank", "journals", "xpm")

@@ -1,0 +1,207 @@
+"""DuckDB writes for the sync: bulk (polars frames through Arrow), repeatable, one transaction each.
+
+Callers fetch first (network), then open the database briefly (`db.connect`) and call these inside
+`db.transaction(con)`. Nothing here talks to Xero.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timezone
+from typing import Iterable
+
+import duckdb
+import polars as pl
+
+from . import transforms as T
+
+# The key of each table the sync writes (the DuckDB contract, ../shared/design.md).
+KEYS = {
+    "accounts": ("tenant_id", "account_id"),
+    "financial_weekly": ("tenant_id", "week_ending"),
+    "pnl_lines": ("tenant_id", "week_ending", "account_id"),
+    "revenue_weekly": ("tenant_id", "week_ending", "region", "revenue_type"),
+    "cash_position_weekly": ("tenant_id", "week_ending", "bank_account_id"),
+    "invoices": ("tenant_id", "invoice_id"),
+    "invoice_lines": ("tenant_id", "line_item_id"),
+    "journal_lines": ("tenant_id", "journal_line_id"),
+    "contacts": ("tenant_id", "contact_id"),
+    "pnl_tieout_weekly": ("tenant_id", "week_ending"),
+}
+
+
+def _with_tenant(frame: pl.DataFrame, tenant_id: str, synced_at: datetime) -> pl.DataFrame:
+    cols = [pl.lit(tenant_id, dtype=pl.String).alias("tenant_id")] if "tenant_id" not in frame.columns else []
+    return frame.with_columns(*cols, pl.lit(synced_at, dtype=pl.Datetime("us", "UTC")).alias("synced_at"))
+
+
+def upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, tenant_id: str,
+           synced_at: datetime | None = None) -> int:
+    """Insert or replace rows by the table's key. Duplicate keys in the frame: the last wins
+    (a record changed while we paged can arrive twice)."""
+    if frame.height == 0:
+        return 0
+    synced_at = synced_at or datetime.now(timezone.utc)
+    df = _with_tenant(frame, tenant_id, synced_at).unique(subset=list(KEYS[table]), keep="last", maintain_order=True)
+    name = f"_frame_{uuid.uuid4().hex[:8]}"
+    con.register(name, df.to_arrow())
+    try:
+        con.execute(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM {name}")
+    finally:
+        con.unregister(name)
+    return df.height
+
+
+def replace_weeks(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, tenant_id: str,
+                  weeks: Iterable[date], synced_at: datetime | None = None) -> int:
+    """Replace every row of `tenant_id` for `weeks` (a report's rows for a week are the whole truth:
+    an account that left the report leaves the table)."""
+    weeks = sorted(set(weeks))
+    if not weeks:
+        return 0
+    wk = pl.DataFrame({"week_ending": pl.Series(weeks, dtype=pl.Date)}).to_arrow()
+    con.register("_weeks", wk)
+    try:
+        con.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND week_ending IN (SELECT week_ending FROM _weeks)", [tenant_id])
+    finally:
+        con.unregister("_weeks")
+    return upsert(con, table, frame, tenant_id, synced_at)
+
+
+def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenant_id: str, ids: list[str]) -> None:
+    if not ids:
+        return
+    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
+    try:
+        con.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND {column} IN (SELECT id FROM _ids)", [tenant_id])
+    finally:
+        con.unregister("_ids")
+
+
+# -- invoices + revenue_weekly ----------------------------------------------------------------
+def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices: pl.DataFrame,
+                        lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None) -> tuple[int, int]:
+    """Upsert invoices and their lines, then rebuild revenue_weekly for every week an invoice
+    entered or left (its old and new dates), from the invoices table. Returns (invoices, weeks)."""
+    if invoices.height == 0:
+        return 0, 0
+    from .weeks import week_ending_for
+
+    invoices = invoices.unique(subset=["invoice_id"], keep="last", maintain_order=True)
+    ids = invoices["invoice_id"].to_list()
+    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
+    try:
+        old_dates = [r[0] for r in con.execute(
+            "SELECT DISTINCT date FROM invoices WHERE tenant_id = ? AND invoice_id IN (SELECT id FROM _ids) AND date IS NOT NULL",
+            [tenant_id]).fetchall()]
+        # An invoice's lines are replaced whole: a line removed in Xero leaves our table too.
+        con.execute("DELETE FROM invoice_lines WHERE tenant_id = ? AND invoice_id IN (SELECT id FROM _ids)", [tenant_id])
+    finally:
+        con.unregister("_ids")
+    n = upsert(con, "invoices", invoices, tenant_id, synced_at)
+    upsert(con, "invoice_lines", lines, tenant_id, synced_at)
+    dates = set(old_dates) | {d for d in invoices["date"].to_list() if d is not None}
+    weeks = {week_ending_for(d, week_ends_on) for d in dates}
+    rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
+    return n, len(weeks)
+
+
+def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks: Iterable[date],
+                           week_ends_on: str, synced_at: datetime | None = None) -> int:
+    weeks = sorted(set(weeks))
+    if not weeks:
+        return 0
+    con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(weeks, dtype=pl.Date)}).to_arrow())
+    try:
+        # Every invoice dated inside the affected weeks (the week's seven days).
+        inv = con.execute(
+            """SELECT i.invoice_id, i.type, i.status, i.date, i.subtotal, i.total_tax, i.total
+               FROM invoices i JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
+               WHERE i.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
+            [tenant_id]).pl()
+        lines = con.execute(
+            """SELECT l.invoice_id, l.line_amount, l.region, l.revenue_type
+               FROM invoice_lines l JOIN invoices i ON i.tenant_id = l.tenant_id AND i.invoice_id = l.invoice_id
+               JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
+               WHERE l.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
+            [tenant_id]).pl()
+    finally:
+        con.unregister("_weeks")
+    frame = T.revenue_weekly_frame(tenant_id, inv, lines, week_ends_on)
+    return replace_weeks(con, "revenue_weekly", frame, tenant_id, weeks, synced_at)
+
+
+# -- cursors and sync_log -------------------------------------------------------------------
+def get_cursor(con: duckdb.DuckDBPyConnection, tenant_id: str, resource: str) -> str | None:
+    row = con.execute("SELECT cursor_value FROM sync_cursors WHERE tenant_id = ? AND resource = ?",
+                      [tenant_id, resource]).fetchone()
+    return row[0] if row else None
+
+
+def set_cursor(con: duckdb.DuckDBPyConnection, tenant_id: str, resource: str, value: str | None) -> None:
+    if value is None:
+        return
+    con.execute(
+        "INSERT OR REPLACE INTO sync_cursors (tenant_id, resource, cursor_value, updated_at) VALUES (?, ?, ?, now())",
+        [tenant_id, resource, value])
+
+
+def log_start(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, tenant_id: str, sync_type: str,
+              trigger: str, started_at: datetime, period: tuple[date, date] | None = None) -> None:
+    con.execute(
+        """INSERT OR REPLACE INTO sync_log (sync_id, run_id, tenant_id, sync_type, period_start, period_end,
+           status, trigger, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)""",
+        [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
+         trigger, started_at])
+
+
+def log_finish(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, tenant_id: str, sync_type: str,
+               trigger: str, status: str, rows: int, api_calls: int, bytes_downloaded: int, error: str | None,
+               started_at: datetime, finished_at: datetime, period: tuple[date, date] | None = None,
+               detail: dict | None = None) -> None:
+    con.execute(
+        """INSERT OR REPLACE INTO sync_log (sync_id, run_id, tenant_id, sync_type, period_start, period_end, status,
+           rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at, detail)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
+         status, rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at,
+         json.dumps(detail, default=str) if detail else None])
+
+
+def touch_last_sync(con: duckdb.DuckDBPyConnection, tenant_id: str, when: datetime) -> None:
+    con.execute("UPDATE connections SET last_sync_at = ? WHERE tenant_id = ?", [when, tenant_id])
+
+
+def rebuild_tieout(con: duckdb.DuckDBPyConnection, tenant_id: str, synced_at: datetime | None = None) -> int:
+    """pnl_tieout_weekly: for every week with a P&L report, net profit rebuilt from journal lines
+    (revenue and expense accounts; credits are negative, so profit = -sum) beside the report's.
+    A difference is flagged and kept, never hidden."""
+    synced_at = synced_at or datetime.now(timezone.utc)
+    con.execute("DELETE FROM pnl_tieout_weekly WHERE tenant_id = ?", [tenant_id])
+    con.execute(
+        """
+        INSERT INTO pnl_tieout_weekly (tenant_id, week_ending, report_net_profit, journal_net_profit, difference,
+                                       flagged, note, synced_at)
+        WITH j AS (
+            SELECT f.week_ending, -coalesce(sum(l.net_amount), 0) AS journal_net
+            FROM financial_weekly f
+            LEFT JOIN journal_lines l
+              ON l.tenant_id = f.tenant_id AND l.journal_date BETWEEN f.week_ending - 6 AND f.week_ending
+             AND coalesce(l.account_type, (SELECT a.type FROM accounts a WHERE a.tenant_id = l.tenant_id
+                                            AND a.account_id = l.account_id)) IN
+                 ('REVENUE', 'SALES', 'OTHERINCOME', 'DIRECTCOSTS', 'EXPENSE', 'OVERHEADS', 'DEPRECIATN')
+            WHERE f.tenant_id = ?
+            GROUP BY f.week_ending
+        )
+        SELECT ?, f.week_ending, f.net_profit, CAST(j.journal_net AS DECIMAL(18,2)),
+               CAST(f.net_profit - j.journal_net AS DECIMAL(18,2)),
+               f.net_profit <> j.journal_net,
+               CASE WHEN f.net_profit <> j.journal_net THEN
+                    'report and journals differ (FX revaluation, a journal not yet synced, or a report layout difference)'
+               END,
+               ?
+        FROM financial_weekly f JOIN j USING (week_ending)
+        WHERE f.tenant_id = ?
+        """,
+        [tenant_id, tenant_id, synced_at, tenant_id])
+    return con.execute("SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ?", [tenant_id]).fetchone()[0]

@@ -1,0 +1,565 @@
+"""Pure transforms: Xero JSON (as real Xero sends it, xero-notes §3/§4) → polars frames and values.
+
+No I/O here. Money stays exact: Xero sends it as JSON numbers (2 dp) or, in reports, as strings;
+both become `Decimal`/`pl.Decimal(18, 2)` through their decimal text, never through float sums.
+Unknown fields and enum values pass through untouched (the raw record is kept as JSON).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Iterable
+
+import polars as pl
+
+MONEY = pl.Decimal(18, 2)
+QTY = pl.Decimal(18, 4)
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+UNASSIGNED = "Unassigned"
+
+_MS_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
+
+
+# -- scalars ---------------------------------------------------------------------------------
+def parse_xero_datetime(value: Any) -> datetime | None:
+    """`\\/Date(1563753600000+0000)\\/` (a UTC instant; the offset is informational), or an ISO
+    string such as `2019-07-22T00:00:00` / `2019-12-07T18:46:19.5165400` (read as UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    s = str(value)
+    m = _MS_DATE.search(s)
+    if m:
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=int(m.group(1)))
+    s = s.strip().replace("Z", "+00:00")
+    frac = re.match(r"^(.*T\d\d:\d\d:\d\d)\.(\d+)(.*)$", s)
+    if frac:  # Xero writes 7 fractional digits; Python takes at most 6
+        s = f"{frac.group(1)}.{frac.group(2)[:6].ljust(6, '0')}{frac.group(3)}"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def parse_xero_date(value: Any) -> date | None:
+    """A Xero *date* is the UTC calendar day of its instant, whatever the machine's time zone."""
+    dt = parse_xero_datetime(value)
+    return dt.astimezone(timezone.utc).date() if dt else None
+
+
+def money(value: Any) -> Decimal:
+    """Xero money (JSON number, or report string like "-1850.00"; blanks are zero) → Decimal 2 dp."""
+    if value is None:
+        return ZERO
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, float):
+        d = Decimal(repr(value))  # the shortest text that round-trips: what Xero wrote
+    else:
+        s = str(value).strip().replace(",", "")
+        if s in ("", "-"):
+            return ZERO
+        try:
+            d = Decimal(s)
+        except InvalidOperation:
+            return ZERO
+    return d.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _num_text(value: Any) -> str | None:
+    """Decimal text for a polars string→decimal cast (fast path for large frames)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _money_col(values: list) -> pl.Series:
+    return pl.Series([_num_text(v) for v in values], dtype=pl.String).cast(MONEY, strict=False)
+
+
+def _dumps(record: Any) -> str:
+    return json.dumps(record, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def _dt_col(name: str, values: list) -> pl.Series:
+    return pl.Series(name, values, dtype=pl.Datetime("us", "UTC"))
+
+
+# -- Accounts --------------------------------------------------------------------------------
+# Account Type → the P&L section it reports in (xero-notes §4). Types we do not know map to None.
+TYPE_SECTION = {
+    "REVENUE": "income", "SALES": "income",
+    "OTHERINCOME": "other_income",
+    "DIRECTCOSTS": "cost_of_sales",
+    "EXPENSE": "operating_expenses", "OVERHEADS": "operating_expenses", "DEPRECIATN": "operating_expenses",
+}
+PNL_CLASSES = ("REVENUE", "EXPENSE")
+
+
+def accounts_frame(accounts: Iterable[dict]) -> pl.DataFrame:
+    rows = list(accounts)
+    return pl.DataFrame(
+        {
+            "account_id": [a.get("AccountID") for a in rows],
+            "code": [a.get("Code") for a in rows],
+            "name": [a.get("Name") for a in rows],
+            "type": [a.get("Type") for a in rows],
+            "class": [a.get("Class") for a in rows],
+            "status": [a.get("Status") for a in rows],
+            "bank_account_type": [a.get("BankAccountType") for a in rows],
+            "currency_code": [a.get("CurrencyCode") for a in rows],
+            "updated_at": _dt_col("updated_at", [parse_xero_datetime(a.get("UpdatedDateUTC")) for a in rows]),
+            "raw": [_dumps(a) for a in rows],
+        },
+        schema_overrides={k: pl.String for k in ("account_id", "code", "name", "type", "class", "status",
+                                                  "bank_account_type", "currency_code", "raw")},
+    )
+
+
+# -- ProfitAndLoss ---------------------------------------------------------------------------
+SECTIONS = ("income", "cost_of_sales", "other_income", "operating_expenses")
+
+
+def _norm_title(title: str | None) -> str:
+    t = re.sub(r"\s+", " ", (title or "").strip().lower())
+    return re.sub(r"^(less|plus|add)\s+", "", t)
+
+
+def section_from_title(title: str | None) -> tuple[str | None, bool]:
+    """(section, explicit). `explicit` is False where the title could mean more than one section
+    ("Income", "Revenue" — trading or other?) or says nothing: account types decide those."""
+    t = _norm_title(title)
+    if not t:
+        return None, False
+    if "cost of sales" in t or "cost of goods" in t or "direct cost" in t or "cost of revenue" in t:
+        return "cost_of_sales", True
+    if "other income" in t or "non-operating income" in t or "other revenue" in t:
+        return "other_income", True
+    if "expense" in t or "overhead" in t:
+        return "operating_expenses", True
+    if t in ("trading income", "operating income", "trading revenue", "sales", "turnover"):
+        return "income", True
+    if "income" in t or "revenue" in t:
+        return "income", False
+    return None, False
+
+
+def _row_account(row: dict) -> str | None:
+    for cell in row.get("Cells") or []:
+        for attr in cell.get("Attributes") or []:
+            if (attr.get("Id") or "").lower() in ("account", "accountid") and attr.get("Value"):
+                return str(attr["Value"])
+    return None
+
+
+def _cell(row: dict, i: int) -> Any:
+    cells = row.get("Cells") or []
+    return cells[i].get("Value") if i < len(cells) else None
+
+
+@dataclass
+class PnL:
+    """One week's ProfitAndLoss, mapped. Totals are Xero's own figures where the report has them."""
+
+    income: Decimal = ZERO
+    cost_of_sales: Decimal = ZERO
+    other_income: Decimal = ZERO
+    operating_expenses: Decimal = ZERO
+    gross_profit: Decimal = ZERO
+    net_profit: Decimal = ZERO
+    lines: list[dict] = field(default_factory=list)  # account_id, section, account_code, account_name, account_type, amount
+    warnings: list[str] = field(default_factory=list)
+
+
+def map_profit_and_loss(report_doc: dict, accounts: dict[str, dict] | None = None) -> PnL:
+    """Map a ProfitAndLoss report (the response body, or its `Reports[0]`) to sections.
+
+    Sections are read from the rows' structure: each titled (or untitled) Section holds account
+    Rows and a SummaryRow. The title names the section when it is explicit; where it is ambiguous
+    or blank, the account types of its rows decide (`accounts`: AccountID → Accounts record).
+    Gross and net profit are Xero's own computed rows when present; we check them against ours.
+    """
+    accounts = accounts or {}
+    report = (report_doc.get("Reports") or [report_doc])[0]
+    out = PnL()
+    totals = {s: ZERO for s in SECTIONS}
+    xero_gross = xero_net = None
+    col = 1  # single period: the value column; multi-period reports put the newest first
+
+    for sec in report.get("Rows") or []:
+        if sec.get("RowType") != "Section":
+            continue
+        rows = sec.get("Rows") or []
+        acc_rows = [r for r in rows if r.get("RowType") == "Row" and _row_account(r)]
+        plain_rows = [r for r in rows if r.get("RowType") == "Row" and not _row_account(r)]
+        # Computed rows (Gross Profit, Net Profit) sit alone in untitled sections, without attributes.
+        for r in plain_rows:
+            label = _norm_title(str(_cell(r, 0) or ""))
+            if label == "gross profit":
+                xero_gross = money(_cell(r, col))
+            elif label in ("net profit", "net loss", "net profit (loss)", "net income", "net profit/(loss)"):
+                xero_net = money(_cell(r, col))
+        data_rows = [r for r in rows if r.get("RowType") == "Row"
+                     and _norm_title(str(_cell(r, 0) or "")) not in
+                     ("gross profit", "net profit", "net loss", "net profit (loss)", "net income", "net profit/(loss)")]
+        if not data_rows:
+            continue
+        section, explicit = section_from_title(sec.get("Title"))
+        if not explicit:
+            votes: dict[str, int] = {}
+            for r in acc_rows:
+                acct = accounts.get(_row_account(r) or "")
+                s = TYPE_SECTION.get((acct or {}).get("Type") or "")
+                if s:
+                    votes[s] = votes.get(s, 0) + 1
+            if votes:
+                section = max(votes.items(), key=lambda kv: kv[1])[0]
+        if section is None:
+            out.warnings.append(
+                f"P&L section {sec.get('Title')!r} matched no known section and its accounts have no "
+                "known type; counted as operating expenses"
+            )
+            section = "operating_expenses"
+        summary = [r for r in rows if r.get("RowType") == "SummaryRow"]
+        line_sum = sum((money(_cell(r, col)) for r in data_rows), ZERO)
+        sec_total = money(_cell(summary[-1], col)) if summary else line_sum
+        if summary and sec_total != line_sum:
+            out.warnings.append(f"P&L section {sec.get('Title')!r}: lines add to {line_sum}, Xero's total says {sec_total}")
+        totals[section] += sec_total
+        for r in data_rows:
+            acct_id = _row_account(r) or f"name:{_cell(r, 0)}"
+            acct = accounts.get(acct_id) or {}
+            out.lines.append({
+                "account_id": acct_id,
+                "section": section,
+                "account_code": acct.get("Code"),
+                "account_name": str(_cell(r, 0) or acct.get("Name") or ""),
+                "account_type": acct.get("Type"),
+                "amount": money(_cell(r, col)),
+            })
+
+    out.income = totals["income"]
+    out.cost_of_sales = totals["cost_of_sales"]
+    out.other_income = totals["other_income"]
+    out.operating_expenses = totals["operating_expenses"]
+    gross = out.income - out.cost_of_sales
+    net = gross + out.other_income - out.operating_expenses
+    out.gross_profit = xero_gross if xero_gross is not None else gross
+    out.net_profit = xero_net if xero_net is not None else net
+    if xero_gross is not None and xero_gross != gross:
+        out.warnings.append(f"Xero's Gross Profit {xero_gross} differs from income - cost of sales = {gross}")
+    if xero_net is not None and xero_net != net:
+        out.warnings.append(f"Xero's Net Profit {xero_net} differs from the mapped sections' {net}")
+    # One row per account and week: the same account id in two sections (FXGROUPID) is kept apart.
+    seen: dict[str, dict] = {}
+    merged: list[dict] = []
+    for line in out.lines:
+        key = line["account_id"]
+        prev = seen.get(key)
+        if prev is not None and prev["section"] == line["section"]:
+            prev["amount"] += line["amount"]
+            continue
+        if prev is not None:
+            line = dict(line, account_id=f"{key}:{line['section']}")
+        seen[line["account_id"]] = line
+        merged.append(line)
+    out.lines = merged
+    return out
+
+
+def pnl_frames(tenant_id: str, weeks: list[tuple[date, PnL]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(financial_weekly rows, pnl_lines rows) for several mapped weeks."""
+    fw = pl.DataFrame({
+        "tenant_id": [tenant_id] * len(weeks),
+        "week_ending": pl.Series([w for w, _ in weeks], dtype=pl.Date),
+        "week_start": pl.Series([w - timedelta(days=6) for w, _ in weeks], dtype=pl.Date),
+        **{k: _money_col([str(getattr(p, k)) for _, p in weeks]) for k in (
+            "income", "cost_of_sales", "gross_profit", "other_income", "operating_expenses", "net_profit")},
+    })
+    lines = [(w, ln) for w, p in weeks for ln in p.lines]
+    pl_lines = pl.DataFrame({
+        "tenant_id": [tenant_id] * len(lines),
+        "week_ending": pl.Series([w for w, _ in lines], dtype=pl.Date),
+        "account_id": pl.Series([ln["account_id"] for _, ln in lines], dtype=pl.String),
+        "section": pl.Series([ln["section"] for _, ln in lines], dtype=pl.String),
+        "account_code": pl.Series([ln["account_code"] for _, ln in lines], dtype=pl.String),
+        "account_name": pl.Series([ln["account_name"] for _, ln in lines], dtype=pl.String),
+        "account_type": pl.Series([ln["account_type"] for _, ln in lines], dtype=pl.String),
+        "amount": _money_col([str(ln["amount"]) for _, ln in lines]),
+    })
+    return fw, pl_lines
+
+
+# -- BankSummary -----------------------------------------------------------------------------
+def map_bank_summary(report_doc: dict) -> list[dict]:
+    """One dict per bank account row: bank_account_id, bank_account_name, opening, received, spent, closing.
+    Columns are found by their header labels (falling back to Xero's usual order)."""
+    report = (report_doc.get("Reports") or [report_doc])[0]
+    cols = {"opening": 1, "received": 2, "spent": 3, "closing": 4}
+    out: list[dict] = []
+    for row in report.get("Rows") or []:
+        if row.get("RowType") == "Header":
+            for i, c in enumerate(row.get("Cells") or []):
+                label = str(c.get("Value") or "").lower()
+                for key, word in (("opening", "opening"), ("received", "received"), ("spent", "spent"), ("closing", "closing")):
+                    if word in label:
+                        cols[key] = i
+            continue
+        if row.get("RowType") != "Section":
+            continue
+        for r in row.get("Rows") or []:
+            if r.get("RowType") != "Row":
+                continue
+            acct = _row_account(r) or f"name:{_cell(r, 0)}"
+            out.append({
+                "bank_account_id": acct,
+                "bank_account_name": str(_cell(r, 0) or ""),
+                **{k: money(_cell(r, i)) for k, i in cols.items()},
+            })
+    return out
+
+
+def bank_frame(tenant_id: str, weeks: list[tuple[date, list[dict]]]) -> pl.DataFrame:
+    rows = [(w, r) for w, rs in weeks for r in rs]
+    return pl.DataFrame({
+        "tenant_id": pl.Series([tenant_id] * len(rows), dtype=pl.String),
+        "week_ending": pl.Series([w for w, _ in rows], dtype=pl.Date),
+        "bank_account_id": pl.Series([r["bank_account_id"] for _, r in rows], dtype=pl.String),
+        "bank_account_name": pl.Series([r["bank_account_name"] for _, r in rows], dtype=pl.String),
+        **{k: _money_col([str(r[k]) for _, r in rows]) for k in ("opening", "received", "spent", "closing")},
+    })
+
+
+# -- Invoices --------------------------------------------------------------------------------
+def tracking_option(tracking: list[dict] | None, category: str) -> str:
+    want = category.strip().lower()
+    for t in tracking or []:
+        if str(t.get("Name") or "").strip().lower() == want and t.get("Option"):
+            return str(t["Option"])
+    return UNASSIGNED
+
+
+INVOICE_COLUMNS = (
+    "invoice_id", "invoice_number", "type", "contact_id", "contact_name", "date", "due_date", "status",
+    "currency_code", "currency_rate", "line_amount_types", "reference", "subtotal", "total_tax", "total",
+    "amount_due", "amount_paid", "amount_credited", "updated_at", "raw",
+)
+
+
+def invoice_frames(invoices: list[dict], region_category: str = "Region",
+                   revenue_type_category: str = "Job Type") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(invoices rows, invoice_lines rows). Lines carry region/revenue_type from tracking."""
+    inv = invoices
+    contact = [i.get("Contact") or {} for i in inv]
+    inv_df = pl.DataFrame({
+        "invoice_id": pl.Series([i.get("InvoiceID") for i in inv], dtype=pl.String),
+        "invoice_number": pl.Series([i.get("InvoiceNumber") for i in inv], dtype=pl.String),
+        "type": pl.Series([i.get("Type") for i in inv], dtype=pl.String),
+        "contact_id": pl.Series([c.get("ContactID") for c in contact], dtype=pl.String),
+        "contact_name": pl.Series([c.get("Name") for c in contact], dtype=pl.String),
+        "date": pl.Series([parse_xero_date(i.get("Date")) for i in inv], dtype=pl.Date),
+        "due_date": pl.Series([parse_xero_date(i.get("DueDate")) for i in inv], dtype=pl.Date),
+        "status": pl.Series([i.get("Status") for i in inv], dtype=pl.String),
+        "currency_code": pl.Series([i.get("CurrencyCode") for i in inv], dtype=pl.String),
+        "currency_rate": pl.Series([_num_text(i.get("CurrencyRate")) for i in inv], dtype=pl.String).cast(pl.Decimal(18, 6), strict=False),
+        "line_amount_types": pl.Series([i.get("LineAmountTypes") for i in inv], dtype=pl.String),
+        "reference": pl.Series([i.get("Reference") for i in inv], dtype=pl.String),
+        "subtotal": _money_col([i.get("SubTotal") for i in inv]),
+        "total_tax": _money_col([i.get("TotalTax") for i in inv]),
+        "total": _money_col([i.get("Total") for i in inv]),
+        "amount_due": _money_col([i.get("AmountDue") for i in inv]),
+        "amount_paid": _money_col([i.get("AmountPaid") for i in inv]),
+        "amount_credited": _money_col([i.get("AmountCredited") for i in inv]),
+        "updated_at": _dt_col("updated_at", [parse_xero_datetime(i.get("UpdatedDateUTC")) for i in inv]),
+        "raw": pl.Series([_dumps(i) for i in inv], dtype=pl.String),
+    })
+    lid, iid, no, code, desc, qty, unit, amt, tax, reg, rtype, trk = ([] for _ in range(12))
+    for i in inv:
+        for n, li in enumerate(i.get("LineItems") or []):
+            line_id = li.get("LineItemID") or f"{i.get('InvoiceID')}:{n}"
+            lid.append(line_id)
+            iid.append(i.get("InvoiceID"))
+            no.append(n)
+            code.append(li.get("AccountCode"))
+            desc.append(li.get("Description"))
+            qty.append(_num_text(li.get("Quantity")))
+            unit.append(_num_text(li.get("UnitAmount")))
+            amt.append(li.get("LineAmount"))
+            tax.append(li.get("TaxAmount"))
+            tracking = li.get("Tracking") or []
+            reg.append(tracking_option(tracking, region_category))
+            rtype.append(tracking_option(tracking, revenue_type_category))
+            trk.append(_dumps(tracking))
+    lines_df = pl.DataFrame({
+        "line_item_id": pl.Series(lid, dtype=pl.String),
+        "invoice_id": pl.Series(iid, dtype=pl.String),
+        "line_no": pl.Series(no, dtype=pl.Int32),
+        "account_code": pl.Series(code, dtype=pl.String),
+        "description": pl.Series(desc, dtype=pl.String),
+        "quantity": pl.Series(qty, dtype=pl.String).cast(QTY, strict=False),
+        "unit_amount": pl.Series(unit, dtype=pl.String).cast(QTY, strict=False),
+        "line_amount": _money_col(amt),
+        "tax_amount": _money_col(tax),
+        "region": pl.Series(reg, dtype=pl.String),
+        "revenue_type": pl.Series(rtype, dtype=pl.String),
+        "tracking": pl.Series(trk, dtype=pl.String),
+    })
+    return inv_df, lines_df
+
+
+def _cents(d: Decimal) -> int:
+    return int((d * 100).to_integral_value())
+
+
+def allocate(amount_cents: int, weights: list[int]) -> list[int]:
+    """Split `amount_cents` in proportion to `weights` so the parts add up exactly (largest
+    remainder). Zero total weight: equal shares."""
+    n = len(weights)
+    if n == 1:
+        return [amount_cents]
+    total_w = sum(weights)
+    if total_w == 0:
+        weights, total_w = [1] * n, n
+    exact = [Fraction(amount_cents * w, total_w) for w in weights]
+    floors = [int(e.__floor__()) for e in exact]
+    short = amount_cents - sum(floors)
+    order = sorted(range(n), key=lambda k: (-(exact[k] - floors[k]), k))
+    for k in order[:short]:
+        floors[k] += 1
+    return floors
+
+
+REVENUE_TYPES = ("ACCREC",)
+REVENUE_STATUSES = ("AUTHORISED", "PAID")
+
+
+def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataFrame,
+                         week_ends_on: str = "saturday") -> pl.DataFrame:
+    """Sales invoices (ACCREC, AUTHORISED|PAID) by week of `date`, region and revenue type.
+
+    An invoice whose lines fall in several (region, type) groups is split in proportion to its
+    line amounts; subtotal and tax are shared that way and each part's total is its subtotal plus
+    tax, so the parts add up to the invoice's SubTotal, TotalTax and Total exactly.
+    `invoices` needs invoice_id, type, status, date, subtotal, total_tax, total;
+    `lines` needs invoice_id, line_amount, region, revenue_type.
+    """
+    from .weeks import week_ending_for
+
+    inv = invoices.filter(pl.col("type").is_in(REVENUE_TYPES) & pl.col("status").is_in(REVENUE_STATUSES)
+                          & pl.col("date").is_not_null())
+    if inv.height == 0:
+        return _empty_revenue()
+    grp = (lines.filter(pl.col("invoice_id").is_in(inv["invoice_id"].implode()))
+           .group_by("invoice_id", "region", "revenue_type")
+           .agg(pl.col("line_amount").sum().alias("w"))
+           .sort("invoice_id", "region", "revenue_type"))
+    groups: dict[str, list[tuple[str, str, int]]] = {}
+    for iid, reg, rt, w in grp.iter_rows():
+        groups.setdefault(iid, []).append((reg, rt, _cents(w or ZERO)))
+    acc: dict[tuple, list[int]] = {}
+    week_cache: dict[date, date] = {}
+    for iid, d, sub, tax in inv.select("invoice_id", "date", "subtotal", "total_tax").iter_rows():
+        we = week_cache.get(d)
+        if we is None:
+            we = week_cache[d] = week_ending_for(d, week_ends_on)
+        parts = groups.get(iid) or [(UNASSIGNED, UNASSIGNED, 1)]
+        weights = [w for _, _, w in parts]
+        subs = allocate(_cents(sub or ZERO), weights)
+        taxes = allocate(_cents(tax or ZERO), weights)
+        for (reg, rt, _), s, t in zip(parts, subs, taxes):
+            a = acc.setdefault((we, reg, rt), [0, 0, 0])
+            a[0] += 1
+            a[1] += s
+            a[2] += t
+    keys = sorted(acc)
+    return pl.DataFrame({
+        "tenant_id": pl.Series([tenant_id] * len(keys), dtype=pl.String),
+        "week_ending": pl.Series([k[0] for k in keys], dtype=pl.Date),
+        "region": pl.Series([k[1] for k in keys], dtype=pl.String),
+        "revenue_type": pl.Series([k[2] for k in keys], dtype=pl.String),
+        "invoice_count": pl.Series([acc[k][0] for k in keys], dtype=pl.Int32),
+        "subtotal": _cents_col([acc[k][1] for k in keys]),
+        "total_tax": _cents_col([acc[k][2] for k in keys]),
+        "total": _cents_col([acc[k][1] + acc[k][2] for k in keys]),
+    })
+
+
+def _cents_col(cents: list[int]) -> pl.Series:
+    return pl.Series([str(Decimal(c).scaleb(-2)) for c in cents], dtype=pl.String).cast(MONEY)
+
+
+def _empty_revenue() -> pl.DataFrame:
+    return pl.DataFrame(schema={
+        "tenant_id": pl.String, "week_ending": pl.Date, "region": pl.String, "revenue_type": pl.String,
+        "invoice_count": pl.Int32, "subtotal": MONEY, "total_tax": MONEY, "total": MONEY,
+    })
+
+
+# -- Contacts --------------------------------------------------------------------------------
+def contacts_frame(contacts: list[dict]) -> pl.DataFrame:
+    c = contacts
+    return pl.DataFrame({
+        "contact_id": pl.Series([x.get("ContactID") for x in c], dtype=pl.String),
+        "name": pl.Series([x.get("Name") for x in c], dtype=pl.String),
+        "first_name": pl.Series([x.get("FirstName") for x in c], dtype=pl.String),
+        "last_name": pl.Series([x.get("LastName") for x in c], dtype=pl.String),
+        "email": pl.Series([x.get("EmailAddress") or None for x in c], dtype=pl.String),
+        "status": pl.Series([x.get("ContactStatus") for x in c], dtype=pl.String),
+        "is_customer": pl.Series([x.get("IsCustomer") for x in c], dtype=pl.Boolean),
+        "is_supplier": pl.Series([x.get("IsSupplier") for x in c], dtype=pl.Boolean),
+        "merged_to_contact_id": pl.Series([x.get("MergedToContactID") or None for x in c], dtype=pl.String),
+        "updated_at": _dt_col("updated_at", [parse_xero_datetime(x.get("UpdatedDateUTC")) for x in c]),
+        "raw": pl.Series([_dumps(x) for x in c], dtype=pl.String),
+    })
+
+
+# -- Journals --------------------------------------------------------------------------------
+def journal_lines_frame(journals: list[dict]) -> pl.DataFrame:
+    cols: dict[str, list] = {k: [] for k in (
+        "journal_line_id", "journal_id", "journal_number", "journal_date", "created_at", "source_type",
+        "source_id", "reference", "account_id", "account_code", "account_type", "account_name",
+        "description", "net_amount", "gross_amount", "tax_amount", "tax_type", "tracking")}
+    for j in journals:
+        jd = parse_xero_date(j.get("JournalDate"))
+        created = parse_xero_datetime(j.get("CreatedDateUTC"))
+        for n, ln in enumerate(j.get("JournalLines") or []):
+            cols["journal_line_id"].append(ln.get("JournalLineID") or f"{j.get('JournalID')}:{n}")
+            cols["journal_id"].append(j.get("JournalID"))
+            cols["journal_number"].append(j.get("JournalNumber"))
+            cols["journal_date"].append(jd)
+            cols["created_at"].append(created)
+            cols["source_type"].append(j.get("SourceType"))
+            cols["source_id"].append(j.get("SourceID"))
+            cols["reference"].append(j.get("Reference"))
+            cols["account_id"].append(ln.get("AccountID"))
+            cols["account_code"].append(ln.get("AccountCode"))
+            cols["account_type"].append(ln.get("AccountType"))
+            cols["account_name"].append(ln.get("AccountName"))
+            cols["description"].append(ln.get("Description"))
+            cols["net_amount"].append(ln.get("NetAmount"))
+            cols["gross_amount"].append(ln.get("GrossAmount"))
+            cols["tax_amount"].append(ln.get("TaxAmount"))
+            cols["tax_type"].append(ln.get("TaxType"))
+            cols["tracking"].append(_dumps(ln.get("TrackingCategories") or []))
+    out = {}
+    for k, v in cols.items():
+        if k in ("net_amount", "gross_amount", "tax_amount"):
+            out[k] = _money_col(v)
+        elif k == "journal_number":
+            out[k] = pl.Series(k, [int(x) if x is not None else None for x in v], dtype=pl.Int64)
+        elif k == "journal_date":
+            out[k] = pl.Series(k, v, dtype=pl.Date)
+        elif k == "created_at":
+            out[k] = _dt_col(k, v)
+        else:
+            out[k] = pl.Series(k, v, dtype=pl.String)
+    return pl.DataFrame(out)
