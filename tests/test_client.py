@@ -1,0 +1,211 @@
+"""XeroClient policy: headers, refresh-on-401, 429/5xx retries, error tree, Xero's messages."""
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from identity_fake import FakeClock, IdentityFake
+from xero_core import client as clientmod
+from xero_core import connections, oauth
+from xero_core.client import XeroClient, open_client, xero_message
+from xero_core.errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError,
+                              TierRefused)
+
+CORR = "5f2e6a4b-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def fake(clock):
+    return IdentityFake(clock=clock)
+
+
+@pytest.fixture
+def tenant(settings, fake, clock):
+    url = oauth.begin_connect(settings, clock=clock)
+    oauth.complete_connect(settings, fake.consent(url), transport=fake.transport(), clock=clock)
+    return fake.tenants[0].tenant_id
+
+
+class Script:
+    """API responses in order; records what the client sent."""
+
+    def __init__(self, fake, *responses):
+        self.fake, self.responses, self.seen = fake, list(responses), []
+        fake.api_handler = self
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        r = self.responses.pop(0)
+        if isinstance(r, Exception):
+            raise r
+        if callable(r):
+            return r(request)
+        return r
+
+
+def ok(body=None, **headers):
+    return httpx.Response(200, json=body if body is not None else {"Status": "OK"},
+                          headers={"Xero-Correlation-Id": CORR, **headers})
+
+
+def make_client(settings, tenant, fake, clock, **kw):
+    return XeroClient(settings, tenant, transport=fake.transport(), clock=clock, **kw)
+
+
+def test_headers_paths_and_counters(settings, tenant, fake, clock):
+    s = Script(fake, ok({"Invoices": []}), httpx.Response(200, text="<Response/>"))
+    c = make_client(settings, tenant, fake, clock)
+    assert c.get_json("/api.xro/2.0/Invoices", params={"page": 1}) == {"Invoices": []}
+    req = s.seen[0]
+    assert str(req.url) == settings.api_url + "/api.xro/2.0/Invoices?page=1"
+    assert req.headers["authorization"] == f"Bearer {fake.sets[0].access}"
+    assert req.headers["xero-tenant-id"] == tenant and req.headers["accept"] == "application/json"
+    c.request("GET", "practicemanager/3.0/job.api/current", headers={"Accept": "application/xml"})
+    assert s.seen[1].headers["accept"] == "application/xml"
+    assert c.api_calls == 2 and c.bytes_downloaded == len(b'{"Invoices":[]}') + len(b"<Response/>")
+
+
+def test_401_refreshes_once_then_retries(settings, tenant, fake, clock):
+    s = Script(fake, httpx.Response(401, json={"Title": "Unauthorized", "Detail": "TokenExpired: token expired"}), ok())
+    c = make_client(settings, tenant, fake, clock)
+    assert c.request("GET", "/api.xro/2.0/Organisation").status_code == 200
+    assert fake.refresh_count == 1
+    assert s.seen[1].headers["authorization"] == f"Bearer {fake.sets[0].access}" != s.seen[0].headers["authorization"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_auth_failure_after_refresh_needs_reconnect(settings, tenant, fake, clock, status):
+    body = {"Title": "Forbidden", "Status": status, "Detail": "AuthenticationUnsuccessful"}
+    Script(fake, httpx.Response(status, json=body, headers={"Xero-Correlation-Id": CORR}),
+           httpx.Response(status, json=body, headers={"Xero-Correlation-Id": CORR}))
+    c = make_client(settings, tenant, fake, clock)
+    with pytest.raises(ReconnectNeeded) as ei:
+        c.request("GET", "/api.xro/2.0/Invoices?where=x")
+    e = ei.value
+    assert (e.tenant_id, e.method, e.endpoint, e.status, e.correlation_id) == (
+        tenant, "GET", "/api.xro/2.0/Invoices", status, CORR)
+    assert fake.refresh_count == 1
+    row = connections.get_connection(settings, tenant)
+    assert row["status"] == "needs_reconnect" and "Reconnect" in row["status_reason"]
+    with pytest.raises(ReconnectNeeded):
+        open_client(settings, tenant, transport=fake.transport(), clock=clock)
+
+
+def test_429_waits_retry_after_then_gives_up_after_three(settings, tenant, fake, clock):
+    limited = httpx.Response(429, headers={"Retry-After": "7", "X-Rate-Limit-Problem": "minute",
+                                           "Xero-Correlation-Id": CORR})
+    Script(fake, limited, ok())
+    c = make_client(settings, tenant, fake, clock)
+    assert c.request("GET", "/api.xro/2.0/Contacts").status_code == 200
+    assert clock.sleeps == [7.0]
+    Script(fake, limited, limited, limited, limited)
+    with pytest.raises(RateLimited) as ei:
+        c.request("GET", "/api.xro/2.0/Contacts")
+    assert clock.sleeps == [7.0] * 4 and ei.value.retry_after == 7.0 and ei.value.status == 429
+    assert isinstance(ei.value, RetriableError)
+
+
+def test_429_without_retry_after_backs_off_with_jitter_capped(settings, tenant, fake, clock):
+    Script(fake, *[httpx.Response(429)] * 4)
+    with pytest.raises(RateLimited):
+        make_client(settings, tenant, fake, clock).request("GET", "/api.xro/2.0/Contacts")
+    assert len(clock.sleeps) == 3
+    for n, s in enumerate(clock.sleeps):
+        assert 2 ** n <= s <= 2 ** (n + 1)
+    assert all(clientmod.backoff_seconds(20) <= 60 for _ in range(20))
+
+
+def test_daily_limit_raises_at_once_with_resume_time(settings, tenant, fake, clock):
+    Script(fake, httpx.Response(429, headers={"Retry-After": "3600", "X-Rate-Limit-Problem": "day"}))
+    with pytest.raises(DailyLimitReached) as ei:
+        make_client(settings, tenant, fake, clock).request("GET", "/api.xro/2.0/Invoices")
+    assert clock.sleeps == [] and ei.value.resumes_at == clock.now() + timedelta(seconds=3600)
+
+
+def test_5xx_and_timeouts_retry_then_retriable(settings, tenant, fake, clock):
+    Script(fake, httpx.Response(503, json={"Detail": "ServiceNotAvailable"}), httpx.ReadTimeout("slow"), ok())
+    c = make_client(settings, tenant, fake, clock)
+    assert c.request("GET", "/api.xro/2.0/Accounts").status_code == 200
+    assert len(clock.sleeps) == 2
+    Script(fake, *[httpx.Response(500, text="boom")] * 4)
+    with pytest.raises(RetriableError) as ei:
+        c.request("GET", "/api.xro/2.0/Accounts")
+    assert ei.value.status == 500 and "boom" in str(ei.value.detail)
+    Script(fake, *[httpx.ConnectError("refused")] * 4)
+    with pytest.raises(RetriableError, match="ConnectError"):
+        c.request("GET", "/api.xro/2.0/Accounts")
+
+
+def test_fatal_errors_carry_xeros_message_for_each_body_shape(settings, tenant, fake, clock):
+    validation = {"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred",
+                  "Elements": [{"InvoiceID": "x", "ValidationErrors": [{"Message": "Account code '999' is not a valid code."}]}]}
+    files = [{"type": "Validation", "title": "Validation failure", "detail": "Extension: boo is not a valid File extension."}]
+    cases = [
+        (httpx.Response(400, json=validation), "Account code '999' is not a valid code."),
+        (httpx.Response(404, text="The resource you're looking for cannot be found"), "cannot be found"),
+        (httpx.Response(400, json=files), "Extension: boo is not a valid File extension."),
+        (httpx.Response(412, json={"Title": "Precondition", "Status": 412, "Detail": "Something precise"}), "Something precise"),
+    ]
+    c = make_client(settings, tenant, fake, clock)
+    for resp, expected in cases:
+        Script(fake, resp)
+        with pytest.raises(FatalError) as ei:
+            c.request("PUT", "/api.xro/2.0/Invoices?summarizeErrors=false", json={"Invoices": []})
+        assert expected in str(ei.value) and ei.value.endpoint == "/api.xro/2.0/Invoices"
+        assert ei.value.method == "PUT" and ei.value.tenant_id == tenant
+    assert clock.sleeps == []
+
+
+def test_scope_and_tier_refusals(settings, tenant, fake, clock):
+    c = make_client(settings, tenant, fake, clock)
+    Script(fake, httpx.Response(401, json={"Detail": "AuthorizationUnsuccessful"},
+                                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'}))
+    with pytest.raises(FatalError, match="scope"):
+        c.request("GET", "/files.xro/1.0/Folders")
+    Script(fake, httpx.Response(401, json={"Detail": "AuthorizationUnsuccessful"}))
+    with pytest.raises(TierRefused):
+        c.request("GET", "/api.xro/2.0/Journals")
+    assert fake.refresh_count == 0
+    assert connections.get_connection(settings, tenant)["status"] == "connected"
+
+
+def test_limiter_protocol_wraps_each_attempt(settings, tenant, fake, clock):
+    events = []
+
+    class Limiter:
+        @contextlib.contextmanager
+        def acquire(self, tenant_id):
+            events.append(("acquire", tenant_id))
+            yield
+            events.append(("release", tenant_id))
+
+        def observe(self, tenant_id, response):
+            events.append(("observe", response.status_code))
+
+    Script(fake, httpx.Response(429, headers={"Retry-After": "1"}), ok())
+    make_client(settings, tenant, fake, clock, limiter=Limiter()).request("GET", "/api.xro/2.0/Invoices")
+    assert events == [("acquire", tenant), ("observe", 429), ("release", tenant),
+                      ("acquire", tenant), ("observe", 200), ("release", tenant)]
+
+
+def test_urls_never_leave_the_configured_api_host(settings, tenant, fake, clock):
+    s = Script(fake, ok())
+    c = make_client(settings, tenant, fake, clock)
+    c.request("GET", "https://api.xero.com/api.xro/2.0/Contacts/abc")  # a webhook's resourceUrl
+    assert str(s.seen[0].url) == settings.api_url + "/api.xro/2.0/Contacts/abc"
+    with pytest.raises(FatalError, match="Refusing"):
+        c.request("GET", "https://evil.example.com/steal")
+    assert len(s.seen) == 1
+
+
+def test_xero_message_handles_xml_and_empty():
+    assert xero_message(httpx.Response(400, text="<ApiException><Message>Bad thing</Message></ApiException>")) == "Bad thing"
+    assert xero_message(httpx.Response(429)) is None

@@ -1,0 +1,264 @@
+"""XeroClient: every call to a Xero API goes through here (policy over a swappable transport).
+
+Policy, in one place:
+- Bearer token from TokenManager, `xero-tenant-id`, `Accept: application/json` (callers may ask
+  for XML, e.g. Practice Manager). Paths are relative to `settings.api_url`.
+- 401: refresh once and retry; still 401 (or 403 after a refresh) -> ReconnectNeeded, and the
+  connection is marked needs_reconnect. 401 `insufficient_scope` -> FatalError (reconnect with the
+  scope). 401 `AuthorizationUnsuccessful` (token fine, endpoint refused) -> TierRefused.
+- 429: wait Retry-After (else exponential backoff with jitter, capped at 60 s), at most 3 retries,
+  then RateLimited. `X-Rate-Limit-Problem: day` -> DailyLimitReached at once.
+- 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError.
+- Other 4xx: FatalError with Xero's own message, whatever the body's shape.
+Every error carries tenant, method, endpoint (path only: no query), status, Xero-Correlation-Id
+and Retry-After. Sleeps go through the clock, so tests never wait.
+"""
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json as jsonlib
+import logging
+import random
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from . import connections
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
+                     XeroError)
+from .settings import REAL_API_URL, Settings
+from .tokens import TokenManager
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 3
+BACKOFF_CAP_SECONDS = 60.0
+USER_AGENT = "Ledgerlink/0.1 (+https://github.com/ledgerlink)"
+
+
+class _NoLimiter:
+    """The limiter protocol's no-op: acquire(tenant) -> context manager; observe(tenant, response)."""
+
+    def acquire(self, tenant_id: str):
+        return contextlib.nullcontext()
+
+    def observe(self, tenant_id: str, response: httpx.Response) -> None:
+        return None
+
+
+# -- pure helpers (tested on recorded bodies) --------------------------------------------------
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    raw = response.headers.get("retry-after")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when is None or now is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def xero_message(response: httpx.Response, limit: int = 500) -> str | None:
+    """Xero's explanation from any of its error body shapes, or None."""
+    text = response.text.strip() if response.content else ""
+    if not text:
+        return None
+    try:
+        body = jsonlib.loads(text)
+    except ValueError:
+        body = None
+    msgs: list[str] = []
+    if isinstance(body, dict):
+        for el in body.get("Elements") or []:  # ValidationException
+            for ve in (el.get("ValidationErrors") or []) if isinstance(el, dict) else []:
+                if isinstance(ve, dict) and ve.get("Message"):
+                    msgs.append(str(ve["Message"]))
+        if not msgs:
+            for key in ("Detail", "detail", "Message", "message", "error_description", "Title", "title", "error"):
+                if body.get(key):
+                    msgs.append(str(body[key]))
+                    break
+    elif isinstance(body, list):  # Files API: [{"type","title","detail"}]
+        for item in body:
+            if isinstance(item, dict):
+                m = item.get("detail") or item.get("Detail") or item.get("title") or item.get("Message")
+                if m:
+                    msgs.append(str(m))
+    elif body is None:
+        m = re.search(r"<(?:Message|ErrorDescription)>(.*?)</(?:Message|ErrorDescription)>", text, re.S)
+        msgs.append(m.group(1).strip() if m else re.sub(r"\s+", " ", text))
+    if not msgs:
+        return None
+    out = "; ".join(dict.fromkeys(msgs))  # de-duplicated, in order
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
+    """Attempt 0, 1, 2 -> about 1, 2, 4 s (+ up to 100% jitter), never over 60 s."""
+    r = (rng or random).random()
+    return min(BACKOFF_CAP_SECONDS, (2 ** attempt) * (1 + r))
+
+
+# -- the client --------------------------------------------------------------------------------
+class XeroClient:
+    def __init__(self, settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
+                 clock: Clock = SYSTEM_CLOCK, limiter: Any = None, token_manager: TokenManager | None = None,
+                 timeout: float = 30):
+        self.settings = settings
+        self.tenant_id = tenant_id
+        self.clock = clock
+        self.limiter = limiter or _NoLimiter()
+        self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
+        kw: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(10.0, timeout))}
+        if transport is not None:
+            kw["transport"] = transport
+        self._http = httpx.Client(**kw)
+        self._base = settings.api_url.rstrip("/")
+        self._host = urlsplit(self._base).netloc
+        self.api_calls = 0
+        self.bytes_downloaded = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "XeroClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- URL -------------------------------------------------------------------------------
+    def _url(self, path_or_url: str) -> str:
+        if "://" not in path_or_url:
+            return self._base + "/" + path_or_url.lstrip("/")
+        url = path_or_url
+        # A resourceUrl from a webhook names real Xero; map it onto the configured API base.
+        if url.startswith(REAL_API_URL + "/") and self._base != REAL_API_URL:
+            url = self._base + url[len(REAL_API_URL):]
+        if urlsplit(url).netloc != self._host:
+            raise FatalError(f"Refusing to send the Xero token to {urlsplit(url).netloc}: only {self._host} is "
+                             "configured (XERO_API_URL).", tenant_id=self.tenant_id, endpoint=urlsplit(url).path)
+        return url
+
+    # -- errors ----------------------------------------------------------------------------
+    def _err(self, cls, message: str, method: str, endpoint: str, response: httpx.Response | None = None,
+             **extra) -> XeroError:
+        kw: dict[str, Any] = dict(tenant_id=self.tenant_id, method=method, endpoint=endpoint)
+        if response is not None:
+            kw.update(status=response.status_code,
+                      correlation_id=response.headers.get("xero-correlation-id"),
+                      retry_after=retry_after_seconds(response, self.clock.now()),
+                      detail=xero_message(response))
+        kw.update(extra)
+        return cls(message, **kw)
+
+    def _needs_reconnect(self, reason: str, method: str, endpoint: str, response: httpx.Response) -> XeroError:
+        try:
+            connections.set_status(self.settings, self.tenant_id, "needs_reconnect", reason, at=self.clock.now())
+        except Exception as exc:  # the error below still says so
+            log.warning("Could not mark tenant %s as needs_reconnect: %s", self.tenant_id, exc)
+        return self._err(ReconnectNeeded, reason, method, endpoint, response)
+
+    # -- the call --------------------------------------------------------------------------
+    def request(self, method: str, path_or_url: str, params=None, headers=None, json=None, content=None,
+                files=None, data=None) -> httpx.Response:
+        method = method.upper()
+        url = self._url(path_or_url)
+        endpoint = urlsplit(url).path
+        refreshed = False
+        retries = 0
+        while True:
+            token = self.tokens.access_token(self.tenant_id)
+            hdrs = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            hdrs.update(headers or {})
+            hdrs["Authorization"] = f"Bearer {token}"
+            hdrs["xero-tenant-id"] = self.tenant_id
+            try:
+                with self.limiter.acquire(self.tenant_id):
+                    self.api_calls += 1
+                    resp = self._http.request(method, url, params=params, headers=hdrs, json=json,
+                                              content=content, files=files, data=data)
+                    self.bytes_downloaded += len(resp.content)
+                    self.limiter.observe(self.tenant_id, resp)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if retries < MAX_RETRIES:
+                    self.clock.sleep(backoff_seconds(retries))
+                    retries += 1
+                    continue
+                raise self._err(RetriableError, f"Xero did not answer ({type(exc).__name__}) after "
+                                f"{MAX_RETRIES + 1} attempts; try again later.", method, endpoint) from None
+
+            status = resp.status_code
+            if status < 400:
+                return resp
+            problem = (resp.headers.get("x-rate-limit-problem") or "").lower()
+            www = (resp.headers.get("www-authenticate") or "").lower()
+            detail = xero_message(resp) or ""
+
+            if status == 401 and "insufficient_scope" in www:
+                raise self._err(FatalError, "The connection lacks the scope this call needs: reconnect to grant it "
+                                "(and check XERO_SCOPES / XERO_SCOPE_PROFILE).", method, endpoint, resp)
+            if status == 401 and "authorizationunsuccessful" in detail.lower():
+                raise self._err(TierRefused, "Xero refused this endpoint for the app although the token is valid: "
+                                "the app's Xero plan may not include it (Journals and Practice Manager need the "
+                                "Advanced tier).", method, endpoint, resp)
+            if status in (401, 403):
+                if not refreshed:
+                    refreshed = True
+                    self.tokens.force_refresh(self.tenant_id, token)
+                    continue
+                why = ("Xero no longer accepts the token for this organisation" if status == 401 else
+                       "Xero says this organisation is not connected to the app any more")
+                raise self._needs_reconnect(f"{why} (HTTP {status}{': ' + detail if detail else ''}). Reconnect it.",
+                                            method, endpoint, resp)
+            if status == 429:
+                wait = retry_after_seconds(resp, self.clock.now())
+                if problem == "day":
+                    resumes = self.clock.now() + timedelta(seconds=wait if wait is not None else 86400)
+                    raise self._err(DailyLimitReached, f"Xero's daily call limit for this organisation is spent; "
+                                    f"calls resume at {resumes:%Y-%m-%d %H:%M} UTC.", method, endpoint, resp,
+                                    resumes_at=resumes)
+                if retries < MAX_RETRIES:
+                    self.clock.sleep(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else backoff_seconds(retries))
+                    retries += 1
+                    continue
+                raise self._err(RateLimited, f"Xero kept refusing calls for the {problem or 'minute'} limit; "
+                                "try again shortly.", method, endpoint, resp)
+            if status >= 500:
+                if retries < MAX_RETRIES:
+                    wait = retry_after_seconds(resp, self.clock.now())
+                    self.clock.sleep(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else backoff_seconds(retries))
+                    retries += 1
+                    continue
+                raise self._err(RetriableError, f"Xero failed with HTTP {status}"
+                                f"{': ' + detail if detail else ''}; try again later.", method, endpoint, resp)
+            raise self._err(FatalError, detail or f"Xero refused the request (HTTP {status}).", method, endpoint, resp)
+
+    def get_json(self, path: str, params=None, headers=None) -> Any:
+        resp = self.request("GET", path, params=params, headers=headers)
+        try:
+            return resp.json()
+        except ValueError:
+            raise self._err(FatalError, "Xero's answer was not JSON (was Accept: application/json overridden?).",
+                            "GET", urlsplit(self._url(path)).path, resp) from None
+
+
+def open_client(settings: Settings, tenant_id: str, **kw) -> XeroClient:
+    """A client for a tenant, refusing early when the connection is known to be unusable."""
+    conn = connections.get_connection(settings, tenant_id)
+    if conn is not None and conn["status"] != "connected":
+        reason = conn.get("status_reason") or ("disconnected" if conn["status"] == "disconnected" else "needs reconnect")
+        raise ReconnectNeeded(f"{conn['tenant_name']} is {conn['status'].replace('_', ' ')}: {reason}",
+                              tenant_id=tenant_id)
+    return XeroClient(settings, tenant_id, **kw)
