@@ -8,7 +8,7 @@ any fixed window inside it, so normal operation draws no 429 at all.
 State lives in one SQLite file (`data_dir/ratelimit.sqlite`, WAL, short `BEGIN IMMEDIATE`
 transactions) because several processes share one tenant's budget:
 
-- `calls(scope, t, weight)` – every call started (scope = tenant id, or `*app` for corrections of the
+- `calls(scope, t, weight, win)` – every call started (scope = tenant id, or `*app` for corrections of the
   app-wide count). Xero's `X-*Limit-Remaining` headers add a weighted "phantom" row when Xero has
   counted more than we did (another installation, a crashed process), never fewer.
 - `leases` – calls in flight. A lease expires by time, and at once when its process is gone, so a
@@ -45,7 +45,9 @@ LEASE_SECONDS = 300.0
 POLL_SECONDS = 0.05
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (scope TEXT NOT NULL, t REAL NOT NULL, weight INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS calls (
+    scope TEXT NOT NULL, t REAL NOT NULL, weight INTEGER NOT NULL DEFAULT 1,
+    win TEXT NOT NULL DEFAULT 'all');  -- all: a call of ours; minute/day: a correction for that window only
 CREATE INDEX IF NOT EXISTS calls_scope_t ON calls (scope, t);
 CREATE INDEX IF NOT EXISTS calls_t ON calls (t);
 CREATE TABLE IF NOT EXISTS leases (
@@ -164,9 +166,9 @@ class SharedRateLimiter:
             if blocks:
                 return max(until for _, until, _ in blocks) - now, None
 
-            day_used = self._used(con, tenant_id, now - DAY)
+            day_used = self._used(con, tenant_id, now, "day")
             if day_used >= self.daily_budget:
-                resumes = self._frees_at(con, tenant_id, now - DAY, day_used - self.daily_budget + 1) + DAY
+                resumes = self._frees_at(con, tenant_id, now, "day", day_used - self.daily_budget + 1) + DAY
                 raise DailyLimitReached(
                     f"daily budget reached, resumes at {_iso(resumes)} "
                     f"({day_used} calls in the last 24 hours; budget {self.daily_budget} of Xero's {XERO_PER_DAY})",
@@ -176,16 +178,16 @@ class SharedRateLimiter:
             in_flight = con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0]
             if in_flight >= self.concurrent:
                 return POLL_SECONDS, None
-            minute_used = self._used(con, tenant_id, now - MINUTE)
+            minute_used = self._used(con, tenant_id, now, "minute")
             if minute_used >= self.per_minute:
-                t = self._frees_at(con, tenant_id, now - MINUTE, minute_used - self.per_minute + 1)
+                t = self._frees_at(con, tenant_id, now, "minute", minute_used - self.per_minute + 1)
                 return t + MINUTE - now + 0.001, None
-            app_used = con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
+            app_used = self._app_used(con, now)
             if app_used >= self.app_per_minute:
-                t = con.execute("SELECT min(t) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
+                t = con.execute("SELECT min(t) FROM calls WHERE t > ? AND win != 'day'", (now - MINUTE,)).fetchone()[0]
                 return t + MINUTE - now + 0.001, None
             lease_id = uuid.uuid4().hex
-            con.execute("INSERT INTO calls (scope, t, weight) VALUES (?, ?, 1)", (tenant_id, now))
+            con.execute("INSERT INTO calls (scope, t, weight, win) VALUES (?, ?, 1, 'all')", (tenant_id, now))
             con.execute(
                 "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
                 (lease_id, tenant_id, self._host, os.getpid(), now + LEASE_SECONDS),
@@ -197,21 +199,29 @@ class SharedRateLimiter:
             con.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
 
     @staticmethod
-    def _used(con: sqlite3.Connection, scope: str, since: float) -> int:
+    def _used(con: sqlite3.Connection, scope: str, now: float, win: str) -> int:
+        since = now - (DAY if win == "day" else MINUTE)
         return con.execute(
-            "SELECT coalesce(sum(weight), 0) FROM calls WHERE scope = ? AND t > ?", (scope, since)
-        ).fetchone()[0]
+            "SELECT coalesce(sum(weight), 0) FROM calls WHERE scope = ? AND t > ? AND win IN ('all', ?)",
+            (scope, since, win)).fetchone()[0]
 
     @staticmethod
-    def _frees_at(con: sqlite3.Connection, scope: str, since: float, need: int) -> float:
+    def _frees_at(con: sqlite3.Connection, scope: str, now: float, win: str, need: int) -> float:
         """The time of the call whose ageing-out frees `need` units of the window."""
+        since = now - (DAY if win == "day" else MINUTE)
         acc = 0
         t = since
-        for t, w in con.execute("SELECT t, weight FROM calls WHERE scope = ? AND t > ? ORDER BY t", (scope, since)):
+        for t, w in con.execute("SELECT t, weight FROM calls WHERE scope = ? AND t > ? AND win IN ('all', ?) ORDER BY t",
+                                (scope, since, win)):
             acc += w
             if acc >= need:
                 break
         return t
+
+    @staticmethod
+    def _app_used(con: sqlite3.Connection, now: float) -> int:
+        return con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ? AND win != 'day'",
+                           (now - MINUTE,)).fetchone()[0]
 
     def _reap(self, con: sqlite3.Connection, now: float) -> None:
         con.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
@@ -246,18 +256,17 @@ class SharedRateLimiter:
             # Xero counted more than we did: someone else uses this tenant. Add the difference.
             # Tolerance 1: a call of ours may be in flight between Xero's count and ours.
             if minute_left is not None:
-                gap = (XERO_PER_MINUTE - minute_left) - self._used(con, tenant_id, now - MINUTE)
+                gap = (XERO_PER_MINUTE - minute_left) - self._used(con, tenant_id, now, "minute")
                 if gap > 1:
-                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (tenant_id, now, gap))
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (tenant_id, now, gap))
             if day_left is not None:
-                gap = (XERO_PER_DAY - day_left) - self._used(con, tenant_id, now - DAY)
+                gap = (XERO_PER_DAY - day_left) - self._used(con, tenant_id, now, "day")
                 if gap > 1:
-                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (tenant_id, now, gap))
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?, 'day')", (tenant_id, now, gap))
             if app_left is not None:
-                app_used = con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ?", (now - MINUTE,)).fetchone()[0]
-                gap = (XERO_APP_PER_MINUTE - app_left) - app_used
+                gap = (XERO_APP_PER_MINUTE - app_left) - self._app_used(con, now)
                 if gap > 1:
-                    con.execute("INSERT INTO calls VALUES (?, ?, ?)", (APP_SCOPE, now, gap))
+                    con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (APP_SCOPE, now, gap))
             if status == 429:
                 try:
                     retry_after = float(h.get("Retry-After") or "")
@@ -284,8 +293,8 @@ class SharedRateLimiter:
     def status(self, tenant_id: str) -> dict:
         now = self.clock.time()
         with self._tx() as con:
-            used = self._used(con, tenant_id, now - DAY)
-            minute = self._used(con, tenant_id, now - MINUTE)
+            used = self._used(con, tenant_id, now, "day")
+            minute = self._used(con, tenant_id, now, "minute")
             in_flight = con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0]
             day_block = con.execute(
                 "SELECT until FROM blocks WHERE scope = ? AND kind = 'day' AND until > ?", (tenant_id, now)
@@ -294,7 +303,7 @@ class SharedRateLimiter:
             if day_block:
                 resumes = day_block[0]
             elif used >= self.daily_budget:
-                resumes = self._frees_at(con, tenant_id, now - DAY, used - self.daily_budget + 1) + DAY
+                resumes = self._frees_at(con, tenant_id, now, "day", used - self.daily_budget + 1) + DAY
         return {
             "tenant_id": tenant_id,
             "calls_today": int(used),

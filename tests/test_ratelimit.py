@@ -1,0 +1,205 @@
+"""The shared rate limiter on its own: windows, headroom, in-flight leases, daily budget, Xero's
+headers, and several processes sharing one tenant (a scaled clock: 1 real second = 1 minute)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+
+from xero_core.errors import DailyLimitReached
+from xero_core.fake.clock import FakeClock
+from xero_core.ratelimit import SharedRateLimiter, budget_status
+
+T1 = "tenant-1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def max_in_window(times: list[float], window: float = 60.0) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_300_calls_keep_pace_under_the_minute_limit(settings):
+    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
+    lim = SharedRateLimiter(settings, clock)
+    start = clock.time()
+    times = []
+    for _ in range(300):
+        with lim.acquire(T1):
+            times.append(clock.time())
+    elapsed_min = (times[-1] - start) / 60
+    assert max_in_window(times) <= 57  # headroom under Xero's 60
+    assert 300 / max(elapsed_min, 1e-9) >= 55  # and still close to the limit
+    assert lim.status(T1)["calls_today"] == 300
+
+
+def test_in_flight_capped_at_five_and_freed_on_release(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    leases = [lim.acquire(T1) for _ in range(5)]
+    wait, lease = lim._try_acquire(T1)
+    assert lease is None and wait > 0
+    assert lim._try_acquire("other-tenant")[1] is not None  # each tenant has its own five
+    leases[0].__exit__(None, None, None)
+    assert lim._try_acquire(T1)[1] is not None
+
+
+def test_lease_of_a_dead_process_is_reaped(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    con = lim._con()
+    for i in range(5):
+        con.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?)", (f"dead{i}", T1, lim._host, p.pid, clock.time() + 300))
+    assert lim._try_acquire(T1)[1] is not None
+
+
+def test_lease_expires_by_time(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    con = lim._con()
+    for i in range(5):
+        con.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?)", (f"x{i}", T1, "another-host", 1, clock.time() + 300))
+    assert lim._try_acquire(T1)[1] is None
+    clock.advance(301)
+    assert lim._try_acquire(T1)[1] is not None
+
+
+def test_daily_budget_stops_with_resume_time(make_settings):
+    s = make_settings(XERO_DAILY_BUDGET="10")
+    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
+    lim = SharedRateLimiter(s, clock)
+    first = clock.time()
+    for _ in range(10):
+        with lim.acquire(T1):
+            clock.advance(1)
+    with pytest.raises(DailyLimitReached) as ei:
+        lim.acquire(T1)
+    assert str(ei.value).startswith("daily budget reached, resumes at 2026-11-27 09:00")
+    assert ei.value.resumes_at == datetime.fromtimestamp(first + 86400, timezone.utc)
+    st = budget_status(s, T1, clock)
+    assert st["calls_today"] == 10 and st["remaining"] == 0 and st["resumes_at"].startswith("2026-11-27T09:00")
+    clock.advance(86400)
+    with lim.acquire(T1):
+        pass
+
+
+def resp(status=200, **headers):
+    return httpx.Response(status, headers={k.replace("_", "-"): str(v) for k, v in headers.items()})
+
+
+def test_headers_correct_the_local_count_upwards_only(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    with lim.acquire(T1):
+        pass
+    # Xero saw 50 calls this minute (someone else uses the tenant): only 7 more fit under 57.
+    lim.observe(T1, resp(X_MinLimit_Remaining=10, X_DayLimit_Remaining=4000, X_AppMinLimit_Remaining=9990))
+    assert lim.status(T1)["calls_last_minute"] == 50
+    assert lim.status(T1)["calls_today"] == 1000
+    # A header saying Xero counted fewer than we did changes nothing.
+    lim.observe(T1, resp(X_MinLimit_Remaining=59))
+    assert lim.status(T1)["calls_last_minute"] == 50
+    t0 = clock.time()
+    for _ in range(8):
+        with lim.acquire(T1):
+            pass
+    assert clock.time() - t0 >= 59  # the eighth had to wait for the window to move
+
+
+def test_day_429_blocks_every_process(settings):
+    clock = FakeClock()
+    a = SharedRateLimiter(settings, clock)
+    b = SharedRateLimiter(settings, clock)  # another process: same file
+    a.observe(T1, resp(429, Retry_After=3600, X_Rate_Limit_Problem="day"))
+    with pytest.raises(DailyLimitReached) as ei:
+        b.acquire(T1)
+    assert "daily budget reached, resumes at" in str(ei.value)
+    assert b.status(T1)["remaining"] == 0
+    clock.advance(3601)
+    with b.acquire(T1):
+        pass
+
+
+def test_minute_429_makes_others_wait(settings):
+    clock = FakeClock()
+    a = SharedRateLimiter(settings, clock)
+    a.observe(T1, resp(429, Retry_After=22, X_Rate_Limit_Problem="minute"))
+    t0 = clock.time()
+    with SharedRateLimiter(settings, clock).acquire(T1):
+        pass
+    assert clock.time() - t0 >= 22
+
+
+def test_app_wide_minute_limit(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock, app_per_minute=20)
+    t0 = clock.time()
+    for i in range(21):
+        with lim.acquire(f"tenant-{i}"):
+            pass
+    assert clock.time() - t0 >= 60
+
+
+WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    from xero_core.settings import load_settings
+    from xero_core.ratelimit import SharedRateLimiter
+
+    class ScaledClock:  # every process agrees: virtual = base + (real - real0) * speed
+        def __init__(self, base, real0, speed):
+            self.base, self.real0, self.speed = base, real0, speed
+        def time(self):
+            return self.base + (time.time() - self.real0) * self.speed
+        def sleep(self, s):
+            if s > 0:
+                time.sleep(s / self.speed)
+        def now(self):
+            from datetime import datetime, timezone
+            return datetime.fromtimestamp(self.time(), timezone.utc)
+
+    s = load_settings()
+    clock = ScaledClock(float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]))
+    lim = SharedRateLimiter(s, clock)
+    out = []
+    for _ in range(int(sys.argv[4])):
+        with lim.acquire("tenant-1"):
+            out.append(clock.time())
+    print(json.dumps(out))
+""")
+
+
+def test_three_processes_share_one_tenant_within_60_a_minute(make_settings, tmp_path):
+    s = make_settings()
+    env = {**os.environ, "XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(s.data_dir),
+           "XERO_ENCRYPTION_KEY": s.encryption_key.hex(),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    real0 = time.time() + 1.0  # give the interpreters time to start
+    base, speed, per_proc = 1_800_000_000.0, 60.0, 50
+    procs = [subprocess.Popen([sys.executable, str(script), str(base), str(real0), str(speed), str(per_proc)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    times = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        times += json.loads(out)
+    assert len(times) == 150
+    assert max_in_window(times) <= 60  # together, never over Xero's minute limit
+    span_min = (max(times) - min(times)) / 60
+    assert 150 / max(span_min, 1e-9) >= 45  # and they did not starve each other
