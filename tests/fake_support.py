@@ -1,0 +1,107 @@
+"""Helpers shared by the fake Xero's own tests (tests/test_fake_*.py).
+
+`standin_org` is a tiny organisation used until/unless the real generator is wanted: the fake's
+identity, limits, Files, XPM and webhook behaviour does not depend on ledger contents.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+from xero_core.fake import FakeClock, FakeXero
+from xero_core.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+REDIRECT = "http://localhost:8501/callback"
+SCOPES = ("openid profile email offline_access accounting.settings.read accounting.contacts.read "
+          "accounting.invoices.read accounting.journals.read files practicemanager")
+
+
+@dataclass
+class StandinOrg:
+    tenant_id: str
+    name: str
+    contacts: list = field(default_factory=list)
+    invoices: list = field(default_factory=list)
+    listeners: list = field(default_factory=list)
+
+    def touch_contact(self, contact_id: str, event_type: str, at) -> None:
+        for cb in self.listeners:
+            cb("CONTACT", event_type, contact_id, at)
+
+
+def standin_org(seed, today, *, invoices=None, tenant_id=None, name=None, years=2.0):
+    names = [("Bright Spark Electrical Pty Ltd", "accounts@brightspark.example"),
+             ("Coastal Plumbing & Gas", "office@coastalplumbing.example"),
+             ("Harris Builders", "admin@harrisbuilders.example"),
+             ("Marlow Constructions Pty Ltd", "ap@marlow.example"),
+             ("Ortega Tiling", "hello@ortegatiling.example"),
+             ("Pinecrest Strata Management", "strata@pinecrest.example"),
+             ("Quokka Cafe Group", "finance@quokkacafe.example"),
+             ("Redgum Homes", "accounts@redgumhomes.example"),
+             ("Seaview Body Corporate", "manager@seaviewbc.example"),
+             ("Tasman Roofing and Guttering", "jobs@tasmanroofing.example"),
+             ("Urban Fitout Co", "pay@urbanfitout.example"),
+             ("Vale Property Group", "ap@valeproperty.example")]
+    contacts = [{"ContactID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:{n}")), "Name": n, "EmailAddress": e}
+                for n, e in names]
+    invs = [{"InvoiceID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:inv:{i}"))} for i in range(3)]
+    return StandinOrg(tenant_id, name or f"Demo Trades {seed}", contacts, invs)
+
+
+def make_fake(**kw) -> FakeXero:
+    kw.setdefault("clock", FakeClock())
+    kw.setdefault("org_factory", standin_org)
+    return FakeXero(**kw)
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(base="http://fake.test", scope=SCOPES, client_id=DEMO_CLIENT_ID, redirect_uri=REDIRECT,
+                  state="st-123", challenge=None, **extra) -> str:
+    q = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": scope, "state": state}
+    if challenge:
+        q.update(code_challenge=challenge, code_challenge_method="S256")
+    q.update(extra)
+    return f"{base}/identity/connect/authorize?{urlencode(q)}"
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def connect(fake: FakeXero, scope: str = SCOPES, tenant_ids=None, client: httpx.Client | None = None,
+            base: str = "http://fake.test") -> dict:
+    """Consent + code exchange like the product does; returns the token response."""
+    verifier, challenge = pkce_pair()
+    if client is None:
+        client = httpx.Client(transport=fake.transport(), base_url=base)
+    redirect = fake.consent(authorize_url(base, scope=scope, challenge=challenge), tenant_ids=tenant_ids) \
+        if client is None or base == "http://fake.test" else None
+    if redirect is None:
+        from xero_core.fake.consent import drive_consent
+
+        redirect = drive_consent(client, authorize_url(base, scope=scope, challenge=challenge), tenant_ids=tenant_ids)
+    code = query_of(redirect)["code"]
+    r = client.post(f"{base}/connect/token", data={"grant_type": "authorization_code", "code": code,
+                                                  "redirect_uri": REDIRECT, "code_verifier": verifier},
+                    auth=(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def api(fake: FakeXero, token: str, path: str, tenant_id: str | None, method: str = "GET", **kw) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **kw.pop("headers", {})}
+    if tenant_id:
+        headers["xero-tenant-id"] = tenant_id
+    with httpx.Client(transport=fake.transport(), base_url="http://fake.test") as c:
+        return c.request(method, path, headers=headers, **kw)
