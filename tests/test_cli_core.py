@@ -1,0 +1,171 @@
+"""`python -m xero_core connect | status | disconnect | rotate-key` end to end, against the
+identity fake on a loopback port (the CLI makes real HTTP calls, as it would to Xero)."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from identity_fake import FakeClock, IdentityFake, LoopbackServer, fake_settings_env
+from xero_core import cli, connections, tokens
+from xero_core.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fake():
+    return IdentityFake(clock=FakeClock(start=time.time()))
+
+
+@pytest.fixture
+def env(fake, tmp_path, monkeypatch):
+    server = LoopbackServer(fake)
+    for k in list(os.environ):
+        if k.startswith("XERO_"):
+            monkeypatch.delenv(k)
+    values = {
+        "XERO_MOCK_MODE": "true",
+        "XERO_DATA_DIR": str(tmp_path / "data"),
+        "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
+        "XERO_ENV_FILE": str(tmp_path / "no.env"),
+        **fake_settings_env(server.url),
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    yield values
+    server.close()
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def connect(capsys, fake):
+    code, out, err = run(capsys, "connect", "--url")
+    assert code == 0
+    url = out.strip().splitlines()[-1]
+    assert url.startswith(os.environ["XERO_AUTHORIZE_URL"] + "?")
+    code, out2, err2 = run(capsys, "connect", "--callback", fake.consent(url))
+    assert code == 0, err2
+    return out + err + out2 + err2
+
+
+def assert_no_tokens(fake, *texts):
+    joined = "\n".join(texts)
+    for token in fake.issued:
+        assert token not in joined
+
+
+def test_connect_then_status_json(env, fake, capsys):
+    outputs = connect(capsys, fake)
+    assert "connected: Demo Company (AU) (ORGANISATION" in outputs and "PRACTICEMANAGER" in outputs
+    code, out, err = run(capsys, "status", "--json")
+    assert code == 0
+    doc = json.loads(out)  # exactly one JSON document on stdout
+    assert doc["mock_mode"] is True and doc["api_url"] == env["XERO_API_URL"]
+    assert {c["tenant_type"] for c in doc["connections"]} == {"ORGANISATION", "PRACTICEMANAGER"}
+    for c in doc["connections"]:
+        assert c["status"] == "connected" and c["has_tokens"] and c["refresh_warning"] is None
+        assert c["access_token_expires_at"] and c["refresh_token_expires_at"] and c["last_sync_at"] is None
+    assert doc["warnings"] == []
+    code, text, _ = run(capsys, "status")
+    assert code == 0 and "MOCK MODE" in text and "Demo Company (AU)" in text
+    assert_no_tokens(fake, outputs, out, err, text)
+
+
+def test_status_warns_before_refresh_token_lapses(env, fake, capsys):
+    connect(capsys, fake)
+    s = load_settings()
+    tid = fake.tenants[0].tenant_id
+    gid, grant = tokens.find_grant(s, tid)
+    grant["refresh_issued_at"] = time.time() - 50 * 86400
+    tokens.write_grant(s, grant)
+    connections.record_sync(s, tid, connections.parse_xero_timestamp("2026-11-01T06:00:00"))
+    code, out, _ = run(capsys, "status", "--json")
+    doc = json.loads(out)
+    org = next(c for c in doc["connections"] if c["tenant_id"] == tid)
+    assert "expires on" in org["refresh_warning"] and org["last_sync_at"].startswith("2026-11-01T06:00")
+    assert any("Demo Company" in w for w in doc["warnings"])
+    code, text, _ = run(capsys, "status")
+    assert "WARNING: Demo Company (AU): The refresh token expires on" in text
+
+
+def test_bad_callback_exits_1_with_one_line(env, fake, capsys):
+    code, out, _ = run(capsys, "connect", "--url")
+    callback = fake.consent(out.strip().splitlines()[-1]).replace("state=", "state=forged")
+    code, out, err = run(capsys, "connect", "--callback", callback)
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: state_mismatch:")
+    code, out, _ = run(capsys, "connect", "--url")
+    denied = fake.consent(out.strip().splitlines()[-1], allow=False)
+    code, _, err = run(capsys, "connect", "--callback", denied)
+    assert code == 1 and "access_denied" in err and "Allow access" in err
+
+
+def test_disconnect_needs_tenant_and_confirmation(env, fake, capsys, monkeypatch):
+    connect(capsys, fake)
+    org, xpm = fake.tenants
+    code, _, err = run(capsys, "disconnect")
+    assert code == 1 and "--tenant" in err and org.tenant_id in err
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    code, _, err = run(capsys, "disconnect", "--tenant", org.tenant_id)
+    assert code == 1 and "--yes" in err and fake.deleted_connections == []
+    code, out, err = run(capsys, "disconnect", "--tenant", org.tenant_id, "--yes")
+    assert code == 0 and "disconnected: Demo Company (AU)" in out
+    code, out, err = run(capsys, "disconnect", "--yes")  # one left: no --tenant needed
+    assert code == 0 and "token set revoked" in out
+    assert fake.deleted_connections == [org.connection_id, xpm.connection_id] and len(fake.revoked) == 1
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    assert {c["status"] for c in doc["connections"]} == {"disconnected"}
+    code, _, err = run(capsys, "disconnect", "--tenant", "nope", "--yes")
+    assert code == 1 and "nope" in err
+
+
+def test_rotate_key_via_cli(env, fake, capsys, monkeypatch):
+    connect(capsys, fake)
+    old = env["XERO_ENCRYPTION_KEY"]
+    new = secrets.token_hex(32)
+    monkeypatch.setenv("XERO_ENCRYPTION_KEY", new)
+    code, _, err = run(capsys, "rotate-key")  # the old key is not given: nothing changes
+    assert code == 1 and "XERO_ENCRYPTION_KEY_PREVIOUS" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("XERO_ENCRYPTION_KEY_PREVIOUS", old)
+    code, out, _ = run(capsys, "rotate-key")
+    assert code == 0 and "re-encrypted 1 vault file(s)" in out
+    monkeypatch.delenv("XERO_ENCRYPTION_KEY_PREVIOUS")
+    doc = json.loads(run(capsys, "status", "--json")[1])
+    assert all(c["has_tokens"] and c["refresh_warning"] is None for c in doc["connections"])
+    code, out, _ = run(capsys, "rotate-key")
+    assert code == 0 and "re-encrypted 0" in out and "1 already current" in out
+
+
+def test_tampered_vault_shows_in_status_not_a_crash(env, fake, capsys):
+    connect(capsys, fake)
+    s = load_settings()
+    (path,) = list(s.vault_dir.glob("grant-*.vault"))
+    path.write_bytes(path.read_bytes()[:40])
+    code, out, _ = run(capsys, "status", "--json")
+    doc = json.loads(out)
+    assert code == 0 and all("truncated" in c["refresh_warning"] for c in doc["connections"])
+
+
+def test_process_exit_codes_and_single_json_document(env, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "xero_core", "status", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["connections"] == []
+    bad = {k: v for k, v in os.environ.items() if not k.startswith("XERO_")}
+    bad.update(XERO_DATA_DIR=str(tmp_path / "d2"), XERO_ENV_FILE=str(tmp_path / "none"))
+    proc = subprocess.run([sys.executable, "-m", "xero_core", "status"], cwd=ROOT, env=bad,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().count("\n") == 0 and "XERO_CLIENT_ID" in proc.stderr

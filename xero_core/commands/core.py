@@ -1,0 +1,175 @@
+"""`connect`, `status`, `disconnect`, `rotate-key`: the connection's life from the command line.
+
+Nothing here prints a token: status shows expiry dates and warnings only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+
+from .. import connections, oauth, tokens
+from ..errors import LedgerlinkError, VaultError
+from ..settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("connect", help="connect Xero organisations (OAuth consent in a browser)")
+    p.add_argument("--url", action="store_true",
+                   help="only print the consent URL (as the last line on stdout); open no browser")
+    p.add_argument("--callback", metavar="URL",
+                   help="finish a consent: the full address Xero redirected the browser to")
+    p.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
+    p.set_defaults(handler=cmd_connect)
+
+    p = sub.add_parser("status", help="connections, token expiry, last sync, mock mode (never a token)")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser("disconnect", help="disconnect a tenant: revoke, delete the connection, forget its tokens")
+    p.add_argument("--tenant", metavar="ID", help="the tenant id (see `status`); needed when several are connected")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=cmd_disconnect)
+
+    p = sub.add_parser("rotate-key", help="re-encrypt the vault under XERO_ENCRYPTION_KEY "
+                                          "(old files read with XERO_ENCRYPTION_KEY_PREVIOUS)")
+    p.set_defaults(handler=cmd_rotate_key)
+
+
+def _err(*args) -> None:
+    print(*args, file=sys.stderr)
+
+
+def _can_open_browser() -> bool:
+    if os.environ.get("CI"):
+        return False
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    return True
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.callback:
+        recorded = oauth.complete_connect(settings, args.callback)
+        for r in recorded:
+            print(f"connected: {r['tenant_name']} ({r['tenant_type']}, tenant {r['tenant_id']})")
+        return 0
+    url = oauth.begin_connect(settings)
+    _err(f"Open this address, sign in to Xero and allow access. Xero then redirects to {settings.redirect_uri}; "
+         "the admin app finishes the connection there. Without the app, copy the address the browser lands on "
+         "and run: python -m xero_core connect --callback '<that address>'. The link is valid for 10 minutes.")
+    if not args.url and not args.no_browser and _can_open_browser():
+        import webbrowser
+
+        try:
+            if webbrowser.open(url):
+                _err("(opened in your browser)")
+        except Exception:
+            pass
+    print(url)
+    return 0
+
+
+def _iso(v) -> str | None:
+    return v.isoformat() if isinstance(v, datetime) else v
+
+
+def status_document(settings) -> dict:
+    """What `status --json` prints (and what the app may show). Never a token."""
+    rows = []
+    warnings = []
+    for c in connections.list_connections(settings, include_disconnected=True):
+        entry = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
+                                         "connection_id", "connected_at", "last_sync_at")}
+        entry["xpm_enabled"] = bool(c["xpm_enabled"])
+        try:
+            t = tokens.token_summary(settings, c["tenant_id"])
+        except VaultError as exc:
+            t = {"has_tokens": False, "access_expires_at": None, "refresh_expires_at": None,
+                 "refresh_warning": str(exc), "dead": None}
+        entry["has_tokens"] = t["has_tokens"]
+        entry["access_token_expires_at"] = _iso(t["access_expires_at"])
+        entry["refresh_token_expires_at"] = _iso(t["refresh_expires_at"])
+        entry["refresh_warning"] = t["refresh_warning"]
+        if c["status"] == "connected" and not t["has_tokens"] and not t["refresh_warning"]:
+            entry["refresh_warning"] = "No tokens are stored for this tenant: reconnect it."
+        if c["status"] != "disconnected" and entry["refresh_warning"]:
+            warnings.append(f"{c['tenant_name']}: {entry['refresh_warning']}")
+        if c["status"] == "needs_reconnect":
+            warnings.append(f"{c['tenant_name']} needs reconnecting: {c['status_reason'] or 'see the app'}")
+        rows.append(entry)
+    return {
+        "mock_mode": settings.mock_mode,
+        "api_url": settings.api_url,
+        "redirect_uri": settings.redirect_uri,
+        "data_dir": str(settings.data_dir),
+        "database": str(settings.db_path),
+        "vault_key_id": settings.key_id,
+        "scopes": list(settings.scopes),
+        "connections": rows,
+        "warnings": list(dict.fromkeys(warnings)),
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    doc = status_document(settings)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    mode = "MOCK MODE (offline fake Xero)" if doc["mock_mode"] else "live Xero"
+    print(f"Ledgerlink: {mode} at {doc['api_url']}; data in {doc['data_dir']}; vault key id {doc['vault_key_id']}")
+    if not doc["connections"]:
+        print("No tenants connected. Run: python -m xero_core connect")
+    for c in doc["connections"]:
+        print(f"- {c['tenant_name']} [{c['tenant_type']}] {c['status']}  tenant {c['tenant_id']}")
+        if c["status"] != "disconnected":
+            print(f"    access token expires {c['access_token_expires_at'] or '-'}; refresh token lapses "
+                  f"{c['refresh_token_expires_at'] or '-'} if unused; last sync {c['last_sync_at'] or 'never'}")
+    for w in doc["warnings"]:
+        print(f"WARNING: {w}")
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    active = connections.list_connections(settings)
+    tenant_id = args.tenant
+    if tenant_id is None:
+        if len(active) != 1:
+            listing = ", ".join(f"{c['tenant_name']}={c['tenant_id']}" for c in active) or "none connected"
+            raise LedgerlinkError(f"Say which tenant to disconnect with --tenant ID ({listing}).")
+        tenant_id = active[0]["tenant_id"]
+    conn = connections.get_connection(settings, tenant_id)
+    if conn is None:
+        raise LedgerlinkError(f"No tenant {tenant_id} is recorded; see `python -m xero_core status`.")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LedgerlinkError(f"Disconnecting {conn['tenant_name']} needs confirmation: add --yes.")
+        answer = input(f"Disconnect {conn['tenant_name']} ({tenant_id}) from Xero? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            _err("Nothing disconnected.")
+            return 1
+    result = oauth.disconnect(settings, tenant_id)
+    done = ["connection deleted in Xero" if result["connection_deleted"] else "connection already gone in Xero"]
+    if result["revoked"]:
+        done.append("token set revoked")
+    print(f"disconnected: {result['tenant_name']} ({', '.join(done)})")
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    result = tokens.rotate_vault_key(settings)
+    if result["failed"]:
+        names = ", ".join(n for n, _ in result["failed"])
+        first = result["failed"][0][1]
+        raise LedgerlinkError(f"{len(result['failed'])} vault file(s) could not be re-encrypted ({names}): {first}")
+    print(f"re-encrypted {len(result['rotated'])} vault file(s) under key id {settings.key_id}; "
+          f"{len(result['current'])} already current.")
+    if settings.encryption_key_previous and result["rotated"]:
+        _err("You can now remove XERO_ENCRYPTION_KEY_PREVIOUS.")
+    return 0
