@@ -169,3 +169,22 @@ def test_process_exit_codes_and_single_json_document(env, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().count("\n") == 0 and "XERO_CLIENT_ID" in proc.stderr
+
+
+def test_env_example_and_readme_cover_every_setting(tmp_path):
+    import re
+
+    names = set(re.findall(r"XERO_[A-Z_]+", (ROOT / "xero_core" / "settings.py").read_text()))
+    example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in names:
+        assert re.search(rf"^#?\s*{name}=", example, re.M), f"{name} missing from .env.example"
+        assert f"| `{name}` |" in readme, f"{name} missing from README's Configuration table"
+    # a copy of the example, with mock mode on, loads as it stands
+    env_file = tmp_path / ".env"
+    env_file.write_text(example.replace("XERO_MOCK_MODE=false", "XERO_MOCK_MODE=true")
+                        .replace("XERO_DATA_DIR=data", f"XERO_DATA_DIR={tmp_path / 'data'}"))
+    from dotenv import dotenv_values
+
+    s = load_settings({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    assert s.mock_mode and s.redirect_uri == "http://localhost:8501/callback" and "offline_access" in s.scopes
