@@ -475,6 +475,10 @@ class FakeXero:
             return []
         return required_scopes(method, subpath)
 
+    def _app_name(self, request: httpx.Request) -> str:
+        auth = self.identity.authenticate(request.headers.get("authorization"))
+        return auth.grant and self.identity.apps[auth.client_id].name if not isinstance(auth, str) else "Ledgerlink"
+
     def _dispatch(self, api: str, target, request: httpx.Request, subpath: str, corr: str) -> Reply:
         now = self.clock.now()
         if api == "files":
@@ -491,7 +495,8 @@ class FakeXero:
         from .accounting import handle_accounting
 
         headers = httpx.Headers(request.headers)
-        headers["Xero-Correlation-Id"] = corr
+        headers["x-fake-correlation-id"] = corr  # the envelope Id and the header must agree
+        headers["x-fake-provider-name"] = self._app_name(request)
         with self._lock:
             status, h, body = handle_accounting(target, request.method, subpath, request.url.params, headers,
                                                 request.content, now)

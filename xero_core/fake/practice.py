@@ -76,13 +76,16 @@ class Job:
     tasks: list[Task] = field(default_factory=list)
 
 
-def _get(obj, name: str, default=""):
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    if hasattr(obj, name):
-        return getattr(obj, name)
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-    return getattr(obj, snake, default)
+def _get(obj, *names: str, default=""):
+    """The first present field among names (dict keys or attributes): the ledger's records are
+    attribute-style (`.id`, `.email`), Xero-shaped dicts use `ContactID`, `EmailAddress`."""
+    for name in names:
+        if isinstance(obj, dict):
+            if name in obj:
+                return obj[name]
+        elif hasattr(obj, name):
+            return getattr(obj, name)
+    return default
 
 
 def near_miss(name: str, rng: random.Random) -> str:
@@ -106,20 +109,23 @@ class Practice:
     @classmethod
     def generate(cls, seed: int, today: date, tenant_id: str, org=None, index: int = 0) -> "Practice":
         rng = random.Random(f"practice:{seed}")
-        raw = _get(org, "contacts", []) if org is not None else []
+        raw = _get(org, "contacts", default=[]) if org is not None else []
         contacts = list(raw.values() if isinstance(raw, dict) else raw)
+        # Customers first: a practice's clients are businesses, not the trades firm's suppliers.
+        contacts.sort(key=lambda c: str(_get(c, "Name", "name")))
         rng.shuffle(contacts)
+        contacts.sort(key=lambda c: not _get(c, "is_customer", "IsCustomer", default=True))
         clients: list[Client] = []
         next_id = 50210
         for i, c in enumerate(contacts[:12]):
-            cname = str(_get(c, "Name")).strip()
-            email = str(_get(c, "EmailAddress") or "").strip()
+            cname = str(_get(c, "Name", "name")).strip()
+            email = str(_get(c, "EmailAddress", "email") or "").strip()
             if not cname:
                 continue
             kind = "exact" if i < 8 else "near"
             name = cname if kind == "exact" else near_miss(cname, rng)
             mail = email if kind == "exact" or i % 2 else ""
-            clients.append(cls._client(next_id, name, mail, rng, str(_get(c, "ContactID")), kind))
+            clients.append(cls._client(next_id, name, mail, rng, str(_get(c, "ContactID", "id")), kind))
             next_id += rng.randint(1, 9)
         for name, mail in EXTRA_CLIENTS:
             clients.append(cls._client(next_id, name, mail, rng, None, "none"))

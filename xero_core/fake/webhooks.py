@@ -188,5 +188,5 @@ def _records(raw) -> list:
 
 def _id(rec, name: str) -> str:
     if isinstance(rec, dict):
-        return str(rec.get(name))
-    return str(getattr(rec, name, None) or getattr(rec, name.lower().replace("id", "_id"), ""))
+        return str(rec.get(name) or rec.get("id"))
+    return str(getattr(rec, name, None) or getattr(rec, "id", ""))
