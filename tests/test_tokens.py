@@ -173,3 +173,13 @@ def test_refresh_token_expiry_warning_from_day_45(settings, fake, clock):
     tm.access_token(tid)  # using it (a refresh) moves the date on
     assert tokens.token_summary(settings, tid, clock)["refresh_warning"] is None
     assert (tm.refresh_expiry(tid) - clock.now()).days == 60
+
+
+def test_manager_follows_a_reconnect_to_the_new_token_set(settings, fake, clock):
+    connect(settings, fake, clock)
+    tid = fake.tenants[0].tenant_id
+    tm = tokens.TokenManager(settings, transport=fake.transport(), clock=clock)
+    assert tm.access_token(tid) == fake.sets[0].access
+    connect(settings, fake, clock)  # a second consent replaces the first set
+    assert tm.access_token(tid) == fake.sets[1].access
+    assert len(tokens.grant_ids(settings)) == 1

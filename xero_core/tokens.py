@@ -243,9 +243,19 @@ class TokenManager:
         self.transport = transport
         self.clock = clock
         self.refreshes = 0  # refreshes this manager performed (tests, figures)
+        self._grant_of: dict[str, str] = {}  # tenant -> grant id, so a call reads one file, not all
 
     def _grant(self, tenant_id: str) -> tuple[str, dict]:
-        gid, data = find_grant(self.settings, tenant_id)
+        gid, data = None, None
+        cached = self._grant_of.get(tenant_id)
+        if cached:
+            # A reconnect takes the tenant off its old set, so a set still listing it is current.
+            data = read_grant(self.settings, cached)
+            gid = cached if data and tenant_id in data.get("tenant_ids", []) else None
+        if gid is None:
+            gid, data = find_grant(self.settings, tenant_id)
+            if gid:
+                self._grant_of[tenant_id] = gid
         if data is None:
             raise ReconnectNeeded(
                 f"No tokens are stored for tenant {tenant_id}: connect it first "
