@@ -121,10 +121,9 @@ def sync_all(settings, tenant_id: str, *, weeks: int | None = None, only: str | 
                                                    finished_at=started))
                     emit(name, "skipped", stop_reason)
                     continue
+                # One sync_log row per step, written when it ends (opening DuckDB costs tens of ms;
+                # the app follows a running sync through `progress`).
                 sync_id = uuid.uuid4().hex
-                with db.connect(settings.db_path) as con:
-                    store.log_start(con, sync_id=sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=name,
-                                    trigger=trigger, started_at=started, period=step_period)
                 emit(name, "running", f"{name}: starting", i / max(len(steps), 1))
                 calls0, bytes0 = client.api_calls, client.bytes_downloaded
                 ctx = StepContext(settings=settings, tenant_id=tenant_id, tenant_type=conn.get("tenant_type") or "",
@@ -139,8 +138,11 @@ def sync_all(settings, tenant_id: str, *, weeks: int | None = None, only: str | 
                         error = None
                         detail = {**(detail or {}), **({"note": outcome.note} if outcome.note else {})} or None
                 except Partial as p:
-                    status, rows = ("partial" if p.rows else "failed"), p.rows
-                    error, stop_reason = _describe(p.cause, stop_reason)
+                    if isinstance(p.cause, TierRefused) and not p.rows:
+                        status, rows, error = "skipped", 0, f"not available on this Xero plan (tier): {p.cause}"
+                    else:
+                        status, rows = ("partial" if p.rows else "failed"), p.rows
+                        error, stop_reason = _describe(p.cause, stop_reason)
                 except TierRefused as exc:
                     status, rows, error = "skipped", 0, f"not available on this Xero plan (tier): {exc}"
                 except XeroError as exc:

@@ -114,20 +114,20 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
     con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(weeks, dtype=pl.Date)}).to_arrow())
     try:
         # Every invoice dated inside the affected weeks (the week's seven days).
-        inv = con.execute(
+        inv = con.sql(
             """SELECT i.invoice_id, i.type, i.status, i.date, i.subtotal, i.total_tax, i.total
                FROM invoices i JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
                WHERE i.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
-            [tenant_id]).pl()
-        lines = con.execute(
+            params=[tenant_id]).to_arrow_table()
+        lines = con.sql(
             """SELECT l.invoice_id, l.line_amount, l.region, l.revenue_type
                FROM invoice_lines l JOIN invoices i ON i.tenant_id = l.tenant_id AND i.invoice_id = l.invoice_id
                JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
                WHERE l.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
-            [tenant_id]).pl()
+            params=[tenant_id]).to_arrow_table()
     finally:
         con.unregister("_weeks")
-    frame = T.revenue_weekly_frame(tenant_id, inv, lines, week_ends_on)
+    frame = T.revenue_weekly_frame(tenant_id, pl.from_arrow(inv), pl.from_arrow(lines), week_ends_on)
     return replace_weeks(con, "revenue_weekly", frame, tenant_id, weeks, synced_at)
 
 
