@@ -1,15 +1,9 @@
-"""Helpers shared by the fake Xero's own tests (tests/test_fake_*.py).
-
-`standin_org` is a tiny organisation used until/unless the real generator is wanted: the fake's
-identity, limits, Files, XPM and webhook behaviour does not depend on ledger contents.
-"""
+"""Helpers shared by the fake Xero's own tests (tests/test_fake_*.py)."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
-import uuid
-from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -22,41 +16,10 @@ SCOPES = ("openid profile email offline_access accounting.settings.read accounti
           "accounting.invoices.read accounting.journals.read files practicemanager")
 
 
-@dataclass
-class StandinOrg:
-    tenant_id: str
-    name: str
-    contacts: list = field(default_factory=list)
-    invoices: list = field(default_factory=list)
-    listeners: list = field(default_factory=list)
-
-    def touch_contact(self, contact_id: str, event_type: str, at) -> None:
-        for cb in self.listeners:
-            cb("CONTACT", event_type, contact_id, at)
-
-
-def standin_org(seed, today, *, invoices=None, tenant_id=None, name=None, years=2.0):
-    names = [("Bright Spark Electrical Pty Ltd", "accounts@brightspark.example"),
-             ("Coastal Plumbing & Gas", "office@coastalplumbing.example"),
-             ("Harris Builders", "admin@harrisbuilders.example"),
-             ("Marlow Constructions Pty Ltd", "ap@marlow.example"),
-             ("Ortega Tiling", "hello@ortegatiling.example"),
-             ("Pinecrest Strata Management", "strata@pinecrest.example"),
-             ("Quokka Cafe Group", "finance@quokkacafe.example"),
-             ("Redgum Homes", "accounts@redgumhomes.example"),
-             ("Seaview Body Corporate", "manager@seaviewbc.example"),
-             ("Tasman Roofing and Guttering", "jobs@tasmanroofing.example"),
-             ("Urban Fitout Co", "pay@urbanfitout.example"),
-             ("Vale Property Group", "ap@valeproperty.example")]
-    contacts = [{"ContactID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:{n}")), "Name": n, "EmailAddress": e}
-                for n, e in names]
-    invs = [{"InvoiceID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}:inv:{i}"))} for i in range(3)]
-    return StandinOrg(tenant_id, name or f"Demo Trades {seed}", contacts, invs)
-
-
 def make_fake(**kw) -> FakeXero:
+    """A fake on a FakeClock with a small real ledger (about 250 invoices: builds in ~50 ms)."""
     kw.setdefault("clock", FakeClock())
-    kw.setdefault("org_factory", standin_org)
+    kw.setdefault("invoices", 50)
     return FakeXero(**kw)
 
 

@@ -318,10 +318,7 @@ class FakeXero:
                 raise httpx.ReadTimeout(f"fake Xero: injected timeout on {path}", request=request)
             if f.kind == "slow":
                 rec.fault = "slow"
-                if f.gate is not None:
-                    f.gate.wait(f.seconds or 30.0)
-                else:
-                    self.clock.sleep(f.seconds if f.seconds is not None else 10.0)
+        slow = [f for f in hits if f.kind == "slow"]
         for f in hits:
             reply = None
             if f.kind == "429":
@@ -346,7 +343,13 @@ class FakeXero:
                 rec.fault = f.kind
                 rec.status, rec.bytes = reply.status, len(reply.body)
                 return reply, corr, None
-        reply = self._route(request, path, api, corr, rec)
+        try:
+            reply = self._route(request, path, api, corr, rec, slow)
+        except httpx.TimeoutException:
+            raise
+        except Exception as exc:  # a bug in the fake must look like Xero's 500, and be loud in the log
+            log.exception("fake Xero failed serving %s %s", request.method, path)
+            reply = problem(500, f"Fake Xero internal error: {type(exc).__name__}", corr)
         declared = None
         if post == "truncated" and reply.body:
             declared = len(reply.body)
@@ -363,16 +366,26 @@ class FakeXero:
         rec.status, rec.bytes = reply.status, len(reply.body)
         return reply, corr, declared
 
-    def _route(self, request: httpx.Request, path: str, api: str | None, corr: str, rec: ServedRequest) -> Reply:
+    def _delay(self, slow: list) -> None:
+        """A slow answer: the time passes on the fake's clock (or until a test opens the gate)."""
+        for f in slow:
+            if f.gate is not None:
+                f.gate.wait(f.seconds or 30.0)
+            else:
+                self.clock.sleep(f.seconds if f.seconds is not None else 10.0)
+
+    def _route(self, request: httpx.Request, path: str, api: str | None, corr: str, rec: ServedRequest,
+               slow: list = ()) -> Reply:
         method = request.method
         low = path.lower().rstrip("/")
+        if api in ("accounting", "files", "practice"):
+            return self._tenant_api(request, path, api, corr, rec, slow)
+        self._delay(slow)
         if api == "identity":
             with self._lock:
                 return self._identity(request, low)
         if api == "connections":
             return self._connections(request, path, corr, rec)
-        if api in ("accounting", "files", "practice"):
-            return self._tenant_api(request, path, api, corr, rec)
         if low == "" and method == "GET":
             return Reply(200, {"Content-Type": HTML_CT}, _INDEX.encode())
         return not_found()
@@ -426,7 +439,8 @@ class FakeXero:
                 reply = not_found()
         return Reply(reply.status, {**reply.headers, **d.headers}, reply.body)
 
-    def _tenant_api(self, request: httpx.Request, path: str, api: str, corr: str, rec: ServedRequest) -> Reply:
+    def _tenant_api(self, request: httpx.Request, path: str, api: str, corr: str, rec: ServedRequest,
+                    slow: list = ()) -> Reply:
         auth = self._auth(request, corr)
         if isinstance(auth, Reply):
             return auth
@@ -451,6 +465,7 @@ class FakeXero:
         if not d.ok:
             return Reply(429, d.headers, b"")
         try:
+            self._delay(slow)  # in flight while slow: this is what the concurrency limit counts
             if api == "accounting" and first in REMOVED_ENDPOINTS:
                 reply = not_found()
             else:
