@@ -218,6 +218,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Jobs that leave job.api/current (completed, deleted) stay as history with their last
+        # known state; is_current tells the live list apart without refetching them every night.
+        "0020_practice_xpm_current",
+        """
+        ALTER TABLE xpm_jobs ADD COLUMN IF NOT EXISTS is_current BOOLEAN DEFAULT TRUE;
+        """,
+    ),
 ]
 
 TABLES = (
