@@ -936,10 +936,11 @@ class _Generator:
 
     def cost_bills(self):
         rng, org = self.rng, self.org
-        weeks = len(self.days) / 7
         n = max(1, self.n_invoices // 3)
-        # Cost of sales near 30% of trading income, split materials / subcontractors / hire.
-        mean = self.weekly_income * weeks * 0.30 / n
+        # Cost of sales near 30% of the trading income actually invoiced and taken in cash.
+        income = sum(i.subtotal for i in self.org.invoices if i.type == "ACCREC" and i.posts) + \
+            sum(b.subtotal for b in self.org.bank_transactions if b.type == "RECEIVE")
+        mean = income * 0.30 / n
         last = self.last_day
         for k, (d, region) in enumerate(self.sample_cells(n), start=1):
             supplier = rng.choice(self.suppliers["cos"])
@@ -1014,7 +1015,7 @@ class _Generator:
         card_balance_month = 0
         for d in self.days:
             if d.weekday() == 3:    # Thursday pay run
-                amt = int(weekly * 0.24 * rng.uniform(0.95, 1.05))
+                amt = int(weekly * 0.28 * rng.uniform(0.95, 1.05))
                 if (d.month == 12 and d.day >= 23) or (d.month == 1 and d.day <= 6):
                     amt = amt // 2
                 spend(d, staff, cheque, "477", amt, f"Wages week ending {d:%d/%m/%Y}")
@@ -1027,7 +1028,7 @@ class _Generator:
             if d.day == 28:
                 spend(d, super_fund, cheque, "478", int(weekly * 52 / 12 * 0.027), f"Super guarantee {d:%B %Y}")
                 spend(d, bank, cheque, "404", rng.randrange(3500, 6500), "Account keeping fees")
-                spend(d, owner, cheque, "880", int(weekly * 52 / 12 * 0.05), "Owner drawings")
+                spend(d, owner, cheque, "880", int(weekly * 52 / 12 * 0.08), "Owner drawings")
                 line = Line(self.uid(), "Interest", 1, int(weekly * 4 * 0.0035 * rng.uniform(0.9, 1.1)),
                             org.account("270"), "INPUTTAXED")
                 self.add_bank(BankTransaction(self.uid(), "RECEIVE", bank, savings, d, [line], self.stamp(d),
@@ -1036,7 +1037,7 @@ class _Generator:
                 self.transfer(d, cheque, card, card_balance_month, "Credit card repayment")
                 card_balance_month = 0
             if d.day == 5 and d.month in (1, 4, 7, 10):
-                self.transfer(d, cheque, savings, int(weekly * 1.5), "Quarterly sweep to savings")
+                self.transfer(d, cheque, savings, int(weekly * 1.0), "Quarterly sweep to savings")
 
     def transfer(self, d: date, from_bank: Account, to_bank: Account, amount: int, ref: str):
         org = self.org

@@ -1,0 +1,304 @@
+"""One ledger, every view of it: the fake's reports agree with its documents and its journals,
+a week is the sum of its days, money is exact, and the same seed serves the same bytes."""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from fake_schema import parse
+from xero_core.fake.accounting import handle_accounting
+from xero_core.fake.ledger import generate_org
+
+TODAY = date(2026, 11, 26)
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
+JSON = {"accept": "application/json"}
+INCOME_SIDE = {"ACCREC": 1, "RECEIVE": 1, "ACCPAYCREDIT": 1, "ACCPAY": -1, "SPEND": -1, "ACCRECCREDIT": -1}
+SECTION = {"REVENUE": "Income", "SALES": "Income", "DIRECTCOSTS": "Less Cost of Sales",
+           "OTHERINCOME": "Plus Other Income", "EXPENSE": "Less Operating Expenses",
+           "OVERHEADS": "Less Operating Expenses", "DEPRECIATN": "Less Operating Expenses"}
+
+
+@pytest.fixture(scope="module")
+def org():
+    return generate_org(11, TODAY, years=1.0, invoices=2500)
+
+
+def ok(org, sub, params=None, headers=None):
+    status, _, body = handle_accounting(org, "GET", sub, params or {}, {**JSON, **(headers or {})}, b"", NOW)
+    assert status == 200, body[:300]
+    return parse(body)
+
+
+def all_pages(org, sub, plural, where):
+    out = []
+    for page in range(1, 1000):
+        got = ok(org, sub, {"where": where, "page": str(page), "pageSize": "1000"})[plural]
+        out += got
+        if len(got) < 1000:
+            return out
+    raise AssertionError("paging did not stop")
+
+
+def dt(d: date) -> str:
+    return f"DateTime({d.year},{d.month:02d},{d.day:02d})"
+
+
+def report_accounts(doc) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """(AccountID -> first-column value, computed row label -> value) from a served report."""
+    accounts, computed = {}, {}
+    for sec in doc["Reports"][0]["Rows"]:
+        for row in sec.get("Rows", []):
+            cells = row["Cells"]
+            if row["RowType"] == "Row" and cells[0].get("Attributes"):
+                accounts[cells[0]["Attributes"][0]["Value"]] = Decimal(cells[1]["Value"])
+            else:
+                computed[cells[0]["Value"]] = Decimal(cells[1]["Value"])
+    return accounts, computed
+
+
+def served_pnl(org, d_from, d_to) -> tuple[dict, dict]:
+    return report_accounts(ok(org, "/Reports/ProfitAndLoss", {"fromDate": str(d_from), "toDate": str(d_to)}))
+
+
+def random_ranges(seed: int, n: int, first: date, last: date):
+    rng = random.Random(seed)
+    for _ in range(n):
+        start = first + timedelta(days=rng.randrange((last - first).days))
+        end = min(last, start + timedelta(days=rng.choice((0, 3, 6, 13, 30, 45, 90))))
+        yield start, end
+
+
+def test_journals_balance_and_lines_add_up(org):
+    for j in org.journals:
+        lines = org.journal_lines(j)
+        assert sum(l.net for l in lines) == 0, j.number
+        for l in lines:
+            assert l.gross == l.net + l.tax
+    for doc in (*org.invoices, *org.bank_transactions, *org.credit_notes):
+        assert doc.total == doc.subtotal + doc.total_tax
+        for line in doc.lines:
+            assert line.amount == line.qty * line.unit
+            if line.tax_type in ("OUTPUT", "INPUT"):
+                assert abs(line.tax * 10 - line.amount) <= 5        # GST 10%, rounded to the cent
+    posted = {id(j.source) for j in org.journals}
+    for inv in org.invoices:
+        assert (id(inv) in posted) == (inv.status in ("AUTHORISED", "PAID")), inv.status
+
+
+def test_pnl_equals_served_documents_and_journals(org):
+    accounts = {a["Code"]: a for a in ok(org, "/Accounts")["Accounts"]}
+    fx_id = next(a["AccountID"] for a in accounts.values() if a.get("SystemAccount") == "UNREALISEDCURRENCYGAIN")
+    for d_from, d_to in random_ranges(5, 4, org.start, TODAY - timedelta(days=1)):
+        where = f"Date>={dt(d_from)} AND Date<={dt(d_to)}"
+        from_docs: dict[str, Decimal] = defaultdict(Decimal)     # AccountID -> report-signed value
+        docs = [("Invoices", d) for d in all_pages(org, "/Invoices", "Invoices", where)]
+        docs += [("CreditNotes", d) for d in all_pages(org, "/CreditNotes", "CreditNotes", where)]
+        docs += [("BankTransactions", d) for d in all_pages(org, "/BankTransactions", "BankTransactions", where)]
+        for _, doc in docs:
+            if doc["Status"] not in ("AUTHORISED", "PAID") or doc["Type"] not in INCOME_SIDE:
+                continue
+            for line in doc["LineItems"]:
+                acct = accounts[line["AccountCode"]]
+                if acct["Type"] not in SECTION:
+                    continue
+                net = -INCOME_SIDE[doc["Type"]] * line["LineAmount"]       # debit-positive
+                from_docs[acct["AccountID"]] += -net if acct["Class"] == "REVENUE" else net
+        served, computed = served_pnl(org, d_from, d_to)
+        fx = served.pop(fx_id, Decimal(0))
+        assert {k: v for k, v in from_docs.items() if v} == served, (d_from, d_to)
+        # journals (model view) give the same numbers, without the report-only revaluation
+        truth = org.profit_and_loss(d_from, d_to, include_report_only=False)
+        j_net = defaultdict(int)
+        for j in org.journals:
+            if d_from <= j.date <= d_to:
+                for l in org.journal_lines(j):
+                    j_net[l.account.type] += l.net
+        income = -(j_net["REVENUE"] + j_net["SALES"])
+        assert Decimal(income) / 100 == truth["income"] == computed.get("Total Income", 0)
+        assert Decimal(j_net["DIRECTCOSTS"]) / 100 == truth["cost_of_sales"]
+        # The P&L differs from the journals by exactly the unrealised FX line.
+        assert computed["Net Profit"] == truth["net_profit"] - fx
+        assert org.profit_and_loss(d_from, d_to)["net_profit"] == computed["Net Profit"]
+
+
+def test_fx_revaluation_is_in_reports_but_not_journals(org):
+    fx = next(a for a in org.accounts if a.system == "UNREALISEDCURRENCYGAIN")
+    year = (org.start, TODAY - timedelta(days=1))
+    assert org.account_net(fx, *year) != 0
+    assert org.account_net(fx, *year, include_report_only=False) == 0
+    assert all(l.account is not fx for j in org.journals for l in org.journal_lines(j))
+    served, _ = served_pnl(org, *year)
+    assert served[fx.id] == Decimal(org.account_net(fx, *year)) / 100
+
+
+def test_bank_summary_equals_served_payments_and_bank_transactions(org):
+    banks = {a["AccountID"]: a for a in ok(org, "/Accounts", {"where": 'Type=="BANK"'})["Accounts"]}
+    assert len(banks) >= 2
+    for d_from, d_to in random_ranges(9, 4, org.start, TODAY - timedelta(days=1)):
+        where = f"Date>={dt(d_from)} AND Date<={dt(d_to)}"
+        received, spent = defaultdict(Decimal), defaultdict(Decimal)
+        for p in all_pages(org, "/Payments", "Payments", where):
+            side = received if p["PaymentType"] == "ACCRECPAYMENT" else spent
+            side[p["Account"]["AccountID"]] += p["Amount"]
+        for b in all_pages(org, "/BankTransactions", "BankTransactions", where):
+            if b["Status"] != "AUTHORISED":
+                continue
+            side = received if b["Type"].startswith("RECEIVE") else spent
+            side[b["BankAccount"]["AccountID"]] += b["Total"]
+        doc = ok(org, "/Reports/BankSummary", {"fromDate": str(d_from), "toDate": str(d_to)})
+        rows = [r for s in doc["Reports"][0]["Rows"] for r in s.get("Rows", []) if r["RowType"] == "Row"]
+        assert len(rows) == len(banks)
+        for r in rows:
+            aid = r["Cells"][0]["Attributes"][0]["Value"]
+            opening, rec, spe, closing = (Decimal(c["Value"]) for c in r["Cells"][1:])
+            assert (rec, spe) == (received[aid], spent[aid]), (d_from, d_to, banks[aid]["Name"])
+            assert closing == opening + rec - spe
+            truth = org.bank_summary(d_from, d_to)[banks[aid]["Name"]]
+            assert (opening, closing) == (truth["opening"], truth["closing"])
+
+
+def test_a_week_is_the_sum_of_its_days(org):
+    monday = date(2026, 10, 5)
+    week, week_computed = served_pnl(org, monday, monday + timedelta(days=6))
+    days = defaultdict(Decimal)
+    net = Decimal(0)
+    for k in range(7):
+        d = monday + timedelta(days=k)
+        accts, computed = served_pnl(org, d, d)
+        for aid, v in accts.items():
+            days[aid] += v
+        net += computed["Net Profit"]
+    assert {k: v for k, v in days.items() if v} == week
+    assert net == week_computed["Net Profit"]
+    assert week_computed["Total Income"] > 0
+
+
+def test_balance_sheet_and_trial_balance_balance(org):
+    doc = ok(org, "/Reports/BalanceSheet", {"date": "2026-10-31", "periods": "2"})
+    rows = {r["Cells"][0]["Value"]: [Decimal(c["Value"]) for c in r["Cells"][1:]]
+            for s in doc["Reports"][0]["Rows"] for r in s.get("Rows", [])}
+    assert rows["Net Assets"] == rows["Total Equity"]
+    assert len(rows["Net Assets"]) == 3
+    tb = ok(org, "/Reports/TrialBalance", {"date": "2026-10-31"})
+    total = tb["Reports"][0]["Rows"][-1]["Rows"][0]["Cells"]
+    assert total[0]["Value"] == "Total" and total[3]["Value"] == total[4]["Value"]
+
+
+def test_multi_period_columns_are_the_same_report_shifted(org):
+    doc = ok(org, "/Reports/ProfitAndLoss",
+             {"fromDate": "2026-10-01", "toDate": "2026-10-31", "periods": "2", "timeframe": "MONTH"})
+    header = doc["Reports"][0]["Rows"][0]["Cells"]
+    assert [c["Value"] for c in header] == ["", "31 Oct 26", "30 Sep 26", "31 Aug 26"]
+    net = next(r for s in doc["Reports"][0]["Rows"] for r in s.get("Rows", []) if r["Cells"][0]["Value"] == "Net Profit")
+    _, sep = served_pnl(org, date(2026, 9, 1), date(2026, 9, 30))
+    assert Decimal(net["Cells"][2]["Value"]) == sep["Net Profit"]
+
+
+def test_tracking_columns_add_up_to_total(org):
+    region = org.tracking[0]
+    doc = ok(org, "/Reports/ProfitAndLoss", {"fromDate": "2026-10-01", "toDate": "2026-10-31",
+                                             "trackingCategoryID": region.id})
+    header = [c["Value"] for c in doc["Reports"][0]["Rows"][0]["Cells"]]
+    assert header[1:] == [o.name for o in region.options] + ["Unassigned", "Total"]
+    for s in doc["Reports"][0]["Rows"][1:]:
+        for r in s["Rows"]:
+            vals = [Decimal(c["Value"]) for c in r["Cells"][1:]]
+            assert sum(vals[:-1]) == vals[-1], r["Cells"][0]["Value"]
+    opt = region.options[1]
+    one = ok(org, "/Reports/ProfitAndLoss", {"fromDate": "2026-10-01", "toDate": "2026-10-31",
+                                             "trackingCategoryID": region.id, "trackingOptionID": opt.id})
+    _, computed = report_accounts(one)
+    col = header.index(opt.name)
+    income_row = next(r for s in doc["Reports"][0]["Rows"] for r in s.get("Rows", [])
+                      if r["Cells"][0]["Value"] == "Total Income")
+    assert computed["Total Income"] == Decimal(income_row["Cells"][col]["Value"])
+
+
+def test_same_seed_same_bytes_different_seed_different_data():
+    a = generate_org(21, TODAY, years=0.5, invoices=400)
+    b = generate_org(21, TODAY, years=0.5, invoices=400)
+    c = generate_org(22, TODAY, years=0.5, invoices=400)
+    fixed = {"xero-correlation-id": "00000000-0000-4000-8000-000000000000"}
+    requests = [("/Invoices", {"page": "1"}), ("/Contacts", {"includeArchived": "true"}),
+                ("/BankTransactions", {"page": "2"}), ("/Journals", {"offset": "100"}), ("/Accounts", {}),
+                ("/Reports/ProfitAndLoss", {"fromDate": "2026-09-01", "toDate": "2026-09-30"}),
+                ("/Reports/BankSummary", {"fromDate": "2026-09-01", "toDate": "2026-09-30"})]
+    for sub, params in requests:
+        ra = handle_accounting(a, "GET", sub, params, {**JSON, **fixed}, b"", NOW)
+        rb = handle_accounting(b, "GET", sub, params, {**JSON, **fixed}, b"", NOW)
+        rc = handle_accounting(c, "GET", sub, params, {**JSON, **fixed}, b"", NOW)
+        assert ra == rb, sub
+        assert ra[2] != rc[2], sub
+        # without a fixed correlation id, only Id (and DateTimeUTC, with another clock) differ
+        free = handle_accounting(a, "GET", sub, params, JSON, b"", NOW)[2]
+        strip = lambda body: {k: v for k, v in parse(body).items() if k not in ("Id", "DateTimeUTC")}  # noqa: E731
+        assert strip(free) == strip(ra[2])
+
+
+def test_default_org_is_a_believable_trades_business():
+    org = generate_org(42, TODAY)
+    sales = [i for i in org.invoices if i.type == "ACCREC"]
+    assert 9000 <= len(sales) <= 11500
+    year = org.profit_and_loss(TODAY - timedelta(days=364), TODAY - timedelta(days=1))
+    weekly = year["income"] / 52
+    assert Decimal(200_000) <= weekly <= Decimal(300_000), weekly
+    assert Decimal("0.25") <= year["cost_of_sales"] / year["income"] <= Decimal("0.36")
+    statuses = {i.status for i in sales}
+    assert {"DRAFT", "SUBMITTED", "VOIDED", "DELETED", "AUTHORISED", "PAID"} <= statuses
+    split = [i for i in sales if len({l.region for l in i.lines}) > 1]
+    assert len(split) > 100
+    jobs = {l.job.name for i in sales for l in i.lines}
+    assert jobs == {"Residential", "Commercial", "Retrospective"}
+    assert {bt.bank.code for bt in org.bank_transactions} >= {"090", "091", "092"}
+    # regions differ in seasonality: their share of income moves between months
+    region = org.tracking[0]
+    jan = {o.name: org.profit_and_loss(date(2026, 1, 1), date(2026, 1, 31), region=o)["income"] for o in region.options}
+    oct_ = {o.name: org.profit_and_loss(date(2026, 10, 1), date(2026, 10, 31), region=o)["income"] for o in region.options}
+    share = lambda m, k: m[k] / sum(m.values())  # noqa: E731
+    assert abs(share(jan, "Central Coast") - share(oct_, "Central Coast")) > Decimal("0.02")
+
+
+def test_mutations_post_and_notify():
+    org = generate_org(5, TODAY, years=0.3, invoices=300)
+    events = []
+    org.listeners.append(lambda *e: events.append(e))
+    at = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+    inv = next(i for i in org.invoices if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    before = org.profit_and_loss(inv.date, inv.date)["income"]
+    n_journals = len(org.journals)
+    org.void_invoice(inv.id, at)
+    assert inv.status == "VOIDED" and len(org.journals) == n_journals + 1 and org.journals[-1].reversal
+    assert org.profit_and_loss(inv.date, inv.date)["income"] == before - Decimal(inv.subtotal) / 100
+    assert events[-1] == ("INVOICE", "UPDATE", inv.id, at)
+    doc = ok(org, "/Invoices", {"page": "1"}, {"if-modified-since": "2026-11-26T00:30:00"})
+    assert [i["InvoiceID"] for i in doc["Invoices"]] == [inv.id]
+
+    cust = org.contacts[0]
+    new = org.add_invoice(cust.id, date(2026, 11, 25), [
+        {"description": "Call-out", "quantity": 2, "unit_amount": "150.00", "account_code": "205",
+         "region": "Hunter", "job_type": "Commercial"}], at)
+    assert events[-1] == ("INVOICE", "CREATE", new.id, at)
+    assert new.total == 33000 and org.get(type(new), new.id) is new
+    got = ok(org, f"/Invoices/{new.id}")["Invoices"][0]
+    assert got["Total"] == Decimal("330.00") and got["LineItems"][0]["Tracking"][0]["Option"] == "Hunter"
+    org.pay_invoice(new.id, date(2026, 11, 25), at)
+    assert new.status == "PAID" and new.amount_due == 0
+    with pytest.raises(ValueError, match="payments"):
+        org.void_invoice(new.id, at)
+
+    org.update_contact(cust.id, at, EmailAddress="new@example.com.au")
+    assert events[-1] == ("CONTACT", "UPDATE", cust.id, at)
+    keep, dup = org.contacts[1], org.contacts[2]
+    org.merge_contact(dup.id, keep.id, at)
+    served = {c["ContactID"]: c for c in ok(org, "/Contacts", {"includeArchived": "true"})["Contacts"]}
+    assert served[dup.id]["MergedToContactID"] == keep.id and served[dup.id]["ContactStatus"] == "ARCHIVED"
+    assert dup.id not in {c["ContactID"] for c in ok(org, "/Contacts")["Contacts"]}
+    assert not [i for i in org.invoices if i.contact is dup]
+    with pytest.raises(KeyError):
+        org.update_contact("00000000-0000-0000-0000-000000000000", at, Name="x")
+    with pytest.raises(ValueError, match="unknown contact field"):
+        org.update_contact(cust.id, at, Colour="red")
