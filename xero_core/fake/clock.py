@@ -51,3 +51,42 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self.now().isoformat()})"
+
+
+class OffsetClock:
+    """Real time, shifted: the loopback fake's clock. Time flows (tokens expire, minute windows
+    roll) while `--today` pins the date the data ends on, and `/_fake/clock/advance` can jump it."""
+
+    def __init__(self, today: date | None = None):
+        import time as _time
+
+        self._time = _time
+        self._offset = 0.0
+        if today is not None:
+            real = datetime.now(timezone.utc)
+            shifted = datetime.combine(today, real.time(), tzinfo=timezone.utc)
+            self._offset = shifted.timestamp() - real.timestamp()
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        return self._time.time() + self._offset
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._time.sleep(seconds)
+
+    def advance(self, seconds: float | timedelta = 0.0, **kw: float) -> datetime:
+        if isinstance(seconds, timedelta):
+            seconds = seconds.total_seconds()
+        seconds += timedelta(**kw).total_seconds() if kw else 0.0
+        if seconds < 0:
+            raise ValueError("the fake's clock only moves forward")
+        with self._lock:
+            self._offset += seconds
+        return self.now()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), tz=timezone.utc)
+
+    def today(self) -> date:
+        return self.now().date()
