@@ -1,6 +1,8 @@
 """The app's frame: page config, sign-in, banner, navigation, tenant picker, error wrapper."""
 from __future__ import annotations
 
+import contextvars
+
 import streamlit as st
 
 from . import auth, widgets
@@ -17,7 +19,32 @@ PAGES = (
 )
 
 
+_IN_FRAME: contextvars.ContextVar[bool] = contextvars.ContextVar("ledgerlink_in_frame", default=False)
+
+
+def ensure_frame() -> None:
+    """First call on every page: never render a page outside app.py's frame (sign-in, banner).
+
+    Streamlit's legacy `pages/` folder mode runs pages/<name>.py *directly* when a run asks for
+    /<name> before any st.navigation call has turned that mode off (the first request a fresh
+    server process gets; every AppTest run). That would skip the sign-in gate, so such a run
+    draws the whole frame here (which runs this page inside it) and ends.
+    """
+    if _IN_FRAME.get():
+        return
+    main()
+    st.stop()
+
+
 def main() -> None:
+    token = _IN_FRAME.set(True)
+    try:
+        _main()
+    finally:
+        _IN_FRAME.reset(token)
+
+
+def _main() -> None:
     st.set_page_config(page_title="Ledgerlink admin", page_icon=":material/link:", layout="wide")
     s = widgets.settings()
     auth.gate(s)
@@ -28,8 +55,8 @@ def main() -> None:
     # Xero redirects here (XERO_REDIRECT_URI = <app>/callback); not in the menu.
     pages.append(st.Page("pages/callback.py", title="Finishing connection", icon=":material/login:",
                          url_path="callback", visibility="hidden"))
-    page = st.navigation(pages)
     widgets.mock_banner(s)
+    page = st.navigation(pages)
     widgets.flash()
     widgets.tenant_picker(s)
     widgets.reset_demo_control(s)

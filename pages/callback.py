@@ -5,6 +5,9 @@ from app_support import engine, widgets
 from app_support.connect import callback_url, forget_consent_url
 from app_support.guard import shown_errors
 from xero_core.errors import OAuthError
+from app_support.shell import ensure_frame
+
+ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
 s = widgets.settings()
 st.title("Finishing the connection")

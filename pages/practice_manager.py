@@ -4,6 +4,9 @@ import streamlit as st
 from app_support import engine, widgets
 from app_support.guard import say, shown_errors
 from xero_core.errors import TierRefused
+from app_support.shell import ensure_frame
+
+ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
 s = widgets.settings()
 st.title("Practice Manager")

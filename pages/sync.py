@@ -3,8 +3,11 @@ import streamlit as st
 
 from app_support import engine, queries, widgets
 from app_support.guard import say, shown_errors
-from app_support.sync_view import STEP_COLUMNS, LiveProgress, result_rows
+from app_support.sync_view import STEP_COLUMNS, LiveProgress, all_ok, result_rows
 from xero_core.errors import LedgerlinkError
+from app_support.shell import ensure_frame
+
+ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
 s = widgets.settings()
 st.title("Sync")
@@ -32,15 +35,15 @@ else:
         targets = [chosen] if scope == "one" else [c["tenant_id"] for c in conns]
         results, failures = [], []
         with st.status("Syncing…", expanded=True) as box:
-            progress = LiveProgress(box, names)
-            for tid in targets:
+            progress = LiveProgress(box, names, targets)
+            for tid in targets:  # one after another, in this thread: progress draws on the page
                 try:
                     results.append(engine.sync_all(s, tid, weeks=int(weeks), trigger="manual", progress=progress))
-                except LedgerlinkError as exc:
+                except (LedgerlinkError, ValueError) as exc:
                     failures.append(f"{names.get(tid, tid)}: {say(exc)}")
-            failed = failures or any(r.get("status") == "failed" for r in result_rows(results, names))
-            box.update(label="Sync finished with problems" if failed else "Sync finished",
-                       state="error" if failed else "complete", expanded=True)
+            ok = not failures and all_ok(results)
+            box.update(label="Sync finished" if ok else "Sync finished with problems: see the steps below",
+                       state="complete" if ok else "error", expanded=not ok)
         for f in failures:
             st.error(f, icon=":material/error:")
         st.session_state["_last_sync_rows"] = result_rows(results, names)
@@ -70,21 +73,32 @@ with shown_errors():
 st.subheader("Scheduler")
 with shown_errors():
     state = engine.read_scheduler_state(s) or {}
-    running = state.get("running")
+    running = bool(state.get("running"))
     paused = bool(state.get("paused"))
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Process", "running" if running else "not running")
-    c2.metric("Daily syncs", "paused" if paused else "enabled")
-    c3.markdown(f"**Last heartbeat**  \n{widgets.when(state.get('heartbeat_at') or state.get('last_heartbeat'))}")
-    c4.markdown(f"**Next run**  \n{widgets.when(state.get('next_run_at') or state.get('next_run')) if not paused else 'paused'}")
+    c1.metric("Scheduler", state.get("status") or ("running" if running else "not running"))
+    c2.metric("Scheduled syncs", "paused" if paused else "enabled")
+    c3.markdown(f"**Last heartbeat**  \n{widgets.when(state.get('heartbeat'))}")
+    c4.markdown(f"**Next run**  \n{'paused' if paused else widgets.when(state.get('next_run'))}")
+    cur = state.get("current")
+    if isinstance(cur, dict):
+        st.caption(f"Under way: {cur.get('kind')} · {cur.get('step')} for "
+                   f"{names.get(cur.get('tenant_id'), cur.get('tenant_id') or 'all')} since {widgets.when(cur.get('since'))}")
+    cycle = state.get("last_result")
+    if isinstance(cycle, dict):
+        outcome = "all steps ok" if cycle.get("ok") else f"{cycle.get('failed', 0)} step(s) failed"
+        if cycle.get("skipped_reason"):
+            outcome = f"skipped: {cycle['skipped_reason']}"
+        st.caption(f"Last run ({cycle.get('kind')}) {widgets.when(state.get('last_run'))}: {outcome}.")
     if not running:
-        st.caption("Start it with `python scheduler.py` (see the README); the app's Sync now works without it.")
+        st.caption("The scheduler process is not running: start it with `python scheduler.py` (see the README). "
+                   "Sync now on this page works without it.")
     if paused:
         if st.button("Resume the scheduler", icon=":material/play_arrow:"):
-            engine.set_scheduler_paused(s, False)
+            engine.set_scheduler_paused(s, False, by="admin app")
             st.rerun()
     elif st.button("Pause the scheduler", icon=":material/pause:"):
-        engine.set_scheduler_paused(s, True)
+        engine.set_scheduler_paused(s, True, by="admin app")
         st.rerun()
 
 # -- History ----------------------------------------------------------------------------------

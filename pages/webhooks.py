@@ -4,6 +4,9 @@ import streamlit as st
 from app_support import engine, widgets
 from app_support.guard import shown_errors
 from app_support.webhook_route import PATH
+from app_support.shell import ensure_frame
+
+ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
 s = widgets.settings()
 st.title("Webhooks")
