@@ -239,3 +239,22 @@ def test_weeks():
     assert week_ending_for(date(2026, 11, 26), "sunday") == date(2026, 11, 29)
     assert week_start(date(2026, 11, 28)) == date(2026, 11, 22)
     assert recent_weeks(date(2026, 11, 26), 2) == [date(2026, 11, 21), date(2026, 11, 28)]
+
+
+def test_revenue_weekly_uses_line_tax_when_it_adds_up():
+    # 33.33 + 66.67 net, GST per line 3.33 + 6.67 = 10.00: each group keeps its own lines' tax.
+    inv, lines = T.invoice_frames([invoice("i1", "110.00", [li("a", "33.33", "North", "Residential", tax="3.33"),
+                                                             li("b", "66.67", "South", "Commercial", tax="6.67")])])
+    rw = T.revenue_weekly_frame("t1", inv, lines)
+    got = {r["region"]: (r["subtotal"], r["total_tax"], r["total"]) for r in rw.iter_rows(named=True)}
+    assert got == {"North": (D("33.33"), D("3.33"), D("36.66")), "South": (D("66.67"), D("6.67"), D("73.34"))}
+
+
+def test_revenue_weekly_inclusive_lines():
+    rec = invoice("i1", "110.00", [li("a", "55.00", "North", tax="5.00"), li("b", "55.00", "South", tax="5.00")],
+                  sub="100.00")
+    rec["LineAmountTypes"] = "Inclusive"
+    inv, lines = T.invoice_frames([rec])
+    rw = T.revenue_weekly_frame("t1", inv, lines)
+    assert sorted((r["subtotal"], r["total_tax"]) for r in rw.iter_rows(named=True)) == [(D("50.00"), D("5.00"))] * 2
+    assert sum(rw["total"].to_list()) == D("110.00")

@@ -115,12 +115,12 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
     try:
         # Every invoice dated inside the affected weeks (the week's seven days).
         inv = con.sql(
-            """SELECT i.invoice_id, i.type, i.status, i.date, i.subtotal, i.total_tax, i.total
+            """SELECT i.invoice_id, i.type, i.status, i.date, i.line_amount_types, i.subtotal, i.total_tax, i.total
                FROM invoices i JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
                WHERE i.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
             params=[tenant_id]).to_arrow_table()
         lines = con.sql(
-            """SELECT l.invoice_id, l.line_amount, l.region, l.revenue_type
+            """SELECT l.invoice_id, l.line_amount, l.tax_amount, l.region, l.revenue_type
                FROM invoice_lines l JOIN invoices i ON i.tenant_id = l.tenant_id AND i.invoice_id = l.invoice_id
                JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
                WHERE l.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",

@@ -446,11 +446,13 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
                          week_ends_on: str = "saturday") -> pl.DataFrame:
     """Sales invoices (ACCREC, AUTHORISED|PAID) by week of `date`, region and revenue type.
 
-    An invoice whose lines fall in several (region, type) groups is split in proportion to its
-    line amounts; subtotal and tax are shared that way and each part's total is its subtotal plus
-    tax, so the parts add up to the invoice's SubTotal, TotalTax and Total exactly.
-    `invoices` needs invoice_id, type, status, date, subtotal, total_tax, total;
-    `lines` needs invoice_id, line_amount, region, revenue_type.
+    An invoice whose lines fall in several (region, type) groups is split by its lines: each
+    group's subtotal is its lines' net amounts and its tax their TaxAmounts. Where those do not add
+    up to the invoice's SubTotal/TotalTax (rounding on tax-inclusive invoices, tax set on the
+    invoice), subtotal and tax are shared in proportion to the lines' net amounts instead. Each
+    part's total is its subtotal plus tax, so the parts always add up to the invoice's Total.
+    `invoices` needs invoice_id, type, status, date, line_amount_types, subtotal, total_tax;
+    `lines` needs invoice_id, line_amount, tax_amount, region, revenue_type.
     """
     from .weeks import week_ending_for
 
@@ -460,26 +462,34 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
         return _empty_revenue()
     grp = (lines.filter(pl.col("invoice_id").is_in(inv["invoice_id"].implode()))
            .group_by("invoice_id", "region", "revenue_type")
-           .agg(pl.col("line_amount").sum().alias("w"))
+           .agg(pl.col("line_amount").sum().alias("amount"), pl.col("tax_amount").sum().alias("tax"))
            .sort("invoice_id", "region", "revenue_type"))
-    groups: dict[str, list[tuple[str, str, int]]] = {}
-    for iid, reg, rt, w in grp.iter_rows():
-        groups.setdefault(iid, []).append((reg, rt, _cents(w or ZERO)))
+    groups: dict[str, list[tuple[str, str, int, int]]] = {}
+    for iid, reg, rt, amount, tax in grp.iter_rows():
+        groups.setdefault(iid, []).append((reg, rt, _cents(amount or ZERO), _cents(tax or ZERO)))
     acc: dict[tuple, list[int]] = {}
     week_cache: dict[date, date] = {}
-    for iid, d, sub, tax in inv.select("invoice_id", "date", "subtotal", "total_tax").iter_rows():
+    cols = ["invoice_id", "date", "subtotal", "total_tax"]
+    lat = "line_amount_types" in inv.columns
+    for rec in inv.select(cols + (["line_amount_types"] if lat else [])).iter_rows():
+        iid, d, sub, tax = rec[:4]
+        inclusive = lat and str(rec[4] or "").lower() == "inclusive"
         we = week_cache.get(d)
         if we is None:
             we = week_cache[d] = week_ending_for(d, week_ends_on)
-        parts = groups.get(iid) or [(UNASSIGNED, UNASSIGNED, 1)]
-        weights = [w for _, _, w in parts]
-        subs = allocate(_cents(sub or ZERO), weights)
-        taxes = allocate(_cents(tax or ZERO), weights)
-        for (reg, rt, _), s, t in zip(parts, subs, taxes):
+        parts = groups.get(iid) or [(UNASSIGNED, UNASSIGNED, 0, 0)]
+        sub_c, tax_c = _cents(sub or ZERO), _cents(tax or ZERO)
+        nets = [a - t if inclusive else a for _, _, a, t in parts]
+        line_taxes = [t for _, _, _, t in parts]
+        if sum(nets) == sub_c and sum(line_taxes) == tax_c:
+            subs, taxes = nets, line_taxes
+        else:
+            subs, taxes = allocate(sub_c, nets), allocate(tax_c, nets)
+        for (reg, rt, _, _), s_, t_ in zip(parts, subs, taxes):
             a = acc.setdefault((we, reg, rt), [0, 0, 0])
             a[0] += 1
-            a[1] += s
-            a[2] += t
+            a[1] += s_
+            a[2] += t_
     keys = sorted(acc)
     return pl.DataFrame({
         "tenant_id": pl.Series([tenant_id] * len(keys), dtype=pl.String),

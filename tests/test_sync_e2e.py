@@ -1,0 +1,177 @@
+"""End to end against the fake Xero, in process: OAuth consent → tokens → sync_all through the real
+XeroClient and the shared rate limiter, one FakeClock shared by the fake and the product (so the
+rate-limited calls cost no real time). The 2-year backfill of the demo organisation reconciles to
+the cent with the fake's own ledger."""
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from xero_core import db, oauth
+from xero_core.fake.app import FakeXero
+from xero_core.fake.clock import FakeClock
+from xero_core.settings import load_settings
+from xero_core.sync.runner import sync_all, sync_all_tenants
+from xero_core.sync.weeks import recent_weeks, week_ending_for, week_start
+
+TODAY = date(2026, 11, 26)
+WEEKS = 104
+CENT = Decimal("0.01")
+
+
+def connect(tmp, **fake_kw):
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
+    fake = FakeXero(seed=42, today=TODAY, clock=clock, **fake_kw)
+    redirect = fake.consent(oauth.begin_connect(s, clock=clock))
+    tenants = oauth.complete_connect(s, redirect, transport=fake.transport(), clock=clock)
+    org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    return s, clock, fake, org_id
+
+
+def rows(s, sql, *args):
+    with db.connect(s.db_path, read_only=True) as con:
+        return con.execute(sql, list(args)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def backfill(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    s, clock, fake, org_id = connect(tmp)
+    t0 = clock.time()
+    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock,
+                   trigger="cli")
+    return s, clock, fake, org_id, res, clock.time() - t0
+
+
+def test_backfill_succeeds_without_a_single_429(backfill):
+    s, clock, fake, org_id, res, virtual_seconds = backfill
+    assert res.ok, res.to_dict()
+    assert [r for r in fake.requests if r.status == 429] == []
+    calls = sum(st.api_calls for st in res.steps)
+    assert calls == fake.api_calls(org_id) >= 2 * WEEKS
+    assert calls / (virtual_seconds / 60) >= 55  # close to Xero's 60 a minute, never over
+    assert rows(s, "SELECT count(*) FROM financial_weekly") == [(WEEKS,)]
+
+
+def test_every_week_equals_the_fakes_profit_and_loss(backfill):
+    s, clock, fake, org_id, res, _ = backfill
+    org = fake.org(org_id)
+    got = {r[0]: r[1:] for r in rows(s, """SELECT week_ending, income, cost_of_sales, gross_profit, other_income,
+                                            operating_expenses, net_profit FROM financial_weekly WHERE tenant_id = ?""", org_id)}
+    weeks = recent_weeks(TODAY, WEEKS, s.week_ends_on)
+    assert sorted(got) == weeks
+    for we in weeks:
+        truth = org.profit_and_loss(week_start(we), we)
+        assert got[we] == tuple(truth[k] for k in ("income", "cost_of_sales", "gross_profit", "other_income",
+                                                   "operating_expenses", "net_profit")), we
+    # lines add up to their week's sections
+    sums = rows(s, """SELECT l.week_ending, l.section, sum(l.amount) FROM pnl_lines l WHERE l.tenant_id = ?
+                      GROUP BY ALL""", org_id)
+    for we, section, total in sums:
+        assert total == dict(zip(("income", "cost_of_sales", "other_income", "operating_expenses"),
+                                 (got[we][0], got[we][1], got[we][3], got[we][4])))[section]
+
+
+def test_revenue_weekly_equals_the_fakes_invoices_regrouped(backfill):
+    s, clock, fake, org_id, res, _ = backfill
+    org = fake.org(org_id)
+    want: dict[tuple, list] = defaultdict(lambda: [0, 0, 0])
+    for inv in org.invoices:
+        if inv.type != "ACCREC" or inv.status not in ("AUTHORISED", "PAID"):
+            continue
+        we = week_ending_for(inv.date, s.week_ends_on)
+        groups: dict[tuple, list] = defaultdict(lambda: [0, 0])
+        for ln in inv.lines:
+            key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
+            groups[key][0] += ln.amount
+            groups[key][1] += ln.tax
+        for (region, job), (amount, tax) in groups.items():
+            w = want[(we, region, job)]
+            w[0] += 1
+            w[1] += amount
+            w[2] += tax
+    got = {(r[0], r[1], r[2]): r[3:] for r in rows(
+        s, "SELECT week_ending, region, revenue_type, invoice_count, subtotal, total_tax, total FROM revenue_weekly "
+           "WHERE tenant_id = ?", org_id)}
+    assert set(got) == set(want)
+    for k, (n, sub, tax) in want.items():
+        assert got[k] == (n, Decimal(sub) * CENT, Decimal(tax) * CENT, Decimal(sub + tax) * CENT), k
+    assert {k[2] for k in got} >= {"Residential", "Commercial", "Retrospective"}
+
+
+def test_closing_cash_equals_the_fakes_bank_balances(backfill):
+    s, clock, fake, org_id, res, _ = backfill
+    org = fake.org(org_id)
+    got = defaultdict(dict)
+    for we, name, opening, received, spent, closing in rows(
+            s, "SELECT week_ending, bank_account_name, opening, received, spent, closing FROM cash_position_weekly "
+               "WHERE tenant_id = ?", org_id):
+        got[we][name] = {"opening": opening, "received": received, "spent": spent, "closing": closing}
+    for we in recent_weeks(TODAY, WEEKS, s.week_ends_on):
+        assert got[we] == org.bank_summary(week_start(we), we), we
+    assert len(org.bank_accounts) >= 2
+
+
+def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
+    s, clock, fake, org_id, res, _ = backfill
+    tables = ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines")
+    snap = lambda: {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in tables}  # noqa: E731
+    before = snap()
+    n0 = fake.api_calls(org_id)
+    res2 = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock)
+    assert res2.ok and snap() == before
+    inv_calls = next(st.api_calls for st in res2.steps if st.step == "invoices")
+    assert inv_calls == 1  # If-Modified-Since from the cursor: one short page
+    assert fake.api_calls(org_id) - n0 == 1 + 1 + 2 * WEEKS
+
+
+def test_daily_default_and_voids_on_a_small_org(tmp_path):
+    s, clock, fake, org_id = connect(tmp_path, invoices=300)
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)  # the daily default: 2 weeks, all steps
+    st = {x.step: x for x in res.steps}
+    assert res.ok, res.to_dict()
+    assert set(st) == {"accounts", "contacts", "invoices", "pnl", "bank", "journals"}
+    assert st["pnl"].api_calls == 2 and st["bank"].api_calls == 2
+    assert all(x.bytes_downloaded > 0 for x in res.steps)
+    # journals and the weekly tie-out: differences are flagged, never hidden
+    tie = rows(s, "SELECT week_ending, report_net_profit, journal_net_profit, difference, flagged, note FROM pnl_tieout_weekly")
+    assert len(tie) == 2
+    for we, rep, jn, diff, flagged, note in tie:
+        assert diff == rep - jn and flagged == (diff != 0) and (note is not None) == flagged
+    n_lines = rows(s, "SELECT count(*) FROM journal_lines")[0][0]
+    assert n_lines > 0
+    # a sales invoice voided in Xero leaves revenue_weekly when its update arrives
+    org = fake.org(org_id)
+    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    we = week_ending_for(inv.date, s.week_ends_on)
+    before = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]
+    clock.advance(3600)
+    org.void_invoice(inv.id, clock.now())
+    res2 = sync_all(s, org_id, only="invoices", transport=fake.transport(), clock=clock)
+    # only what changed since the cursor (less a second, so a same-second edit is never missed)
+    assert res2.ok and 1 <= next(x for x in res2.steps if x.step == "invoices").rows <= 3
+    after = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0] or Decimal("0.00")
+    assert before - after == Decimal(inv.total) * CENT
+    assert rows(s, "SELECT status FROM invoices WHERE invoice_id = ?", inv.id) == [("VOIDED",)]
+
+
+def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
+    s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core")
+    results = sync_all_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
+                               only="pnl,journals,xpm", weeks=1)
+    by_type = {r.tenant_type: r for r in results}
+    org = by_type["ORGANISATION"]
+    st = {x.step: x for x in org.steps}
+    assert st["pnl"].status == "success"
+    assert st["journals"].status == "skipped" and "tier" in st["journals"].error
+    assert org.ok  # skipped for the plan is not a failure
+    prac = by_type["PRACTICEMANAGER"]
+    assert [x.step for x in prac.steps] == ["xpm"]
+    log = rows(s, "SELECT sync_type, status, trigger FROM sync_log WHERE tenant_id = ? ORDER BY sync_type", org_id)
+    assert ("journals", "skipped", "scheduler") in log
