@@ -1,0 +1,738 @@
+"""The scheduler's loop, its state file, catch-up and the pause flag.
+
+`scheduler.py` (repository root) is the thin entry point; everything it does lives here so the
+admin app can read the same state and tests can drive the loop with an injected clock.
+
+What runs
+    Every day at `settings.sync_time` in `settings.timezone` (default 06:00 Australia/Sydney) a
+    *cycle*: one step per connected organisation (`sync.runner.sync_all(..., trigger="scheduler")`,
+    the very function the app's "Sync now" calls), then one step for the practices
+    (`practice.sync_all_practices`). `settings.sync_extra` (XERO_SYNC_EXTRA, e.g.
+    "invoices=60m,contacts=30m") adds interval jobs that sync only those resources.
+
+One sync per tenant
+    `sync_all` takes the tenant lock (`sync.locks.tenant_lock`). If "Sync now" already holds it,
+    the step is recorded as *busy* and skipped, never run twice.
+
+State (for the admin app)
+    A small JSON file, `<data_dir>/scheduler_state.json`, written atomically (never DuckDB: the
+    database may be locked by a sync). `read_state(settings)` returns it with `running` derived
+    from the heartbeat's age and whether the pid is alive; `set_paused(settings, True|False)`
+    pauses or resumes a running scheduler without a restart (the flag is read when a job comes
+    due, so a paused scheduler keeps its heartbeat but runs nothing).
+
+Catch-up
+    On start, if the most recent scheduled daily time passed while the scheduler was down (the
+    last daily run recorded in the state is older than it), one catch-up cycle runs at once:
+    one, however many days were missed. A first start ever (no record) does not catch up.
+
+Failures and signals
+    Each step and each job is caught on its own (schedule's `run_pending` would die on an
+    exception): the error is logged, a `sync_log` row with status `failed` is written, and the
+    loop goes on. SIGTERM/SIGINT let the current step finish, skip the rest of the cycle, and
+    exit 0. An interrupted daily cycle does not count as run, so the next start catches up.
+
+Time
+    `schedule` drives the loop (`run_pending`, `idle_seconds`, interval jobs). The daily job's next
+    run is computed here with zoneinfo (`daily_slot`), because schedule 1.2 misplaces local times
+    that fall in a DST gap (02:30 in Sydney fires at 01:30 the day after the October change).
+    A time in the gap runs at the same offset after it (02:30 -> 03:30); a time that occurs
+    twice (April) runs once, at the first occurrence.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import LedgerlinkError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "scheduler_state.json"
+PROCESS_LOCK_FILE = "scheduler.lock"
+HEARTBEAT_SECONDS = 30.0  # how often a live scheduler rewrites its heartbeat
+STALE_AFTER_SECONDS = 120.0  # a heartbeat older than this means the scheduler is not running
+MAX_WAIT_SECONDS = 30.0  # the loop re-checks at least this often (clock jumps, heartbeat)
+MIN_EXTRA_MINUTES = 5  # Xero allows 60 calls/min and 5,000/day per tenant: no tighter loops
+TRIGGER = "scheduler"
+
+
+class SchedulerError(LedgerlinkError):
+    """A scheduler setting or state problem; the message names the fix."""
+
+
+class SchedulerAlreadyRunning(SchedulerError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure time arithmetic (no I/O): the daily slot, the next run, catch-up.
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_sync_time(text: str) -> dtime:
+    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text or "")
+    if not m or not (0 <= int(m.group(1)) < 24 and 0 <= int(m.group(2)) < 60):
+        raise SchedulerError(f"XERO_SYNC_TIME={text!r} must be HH:MM in 24-hour time, e.g. 06:00.")
+    return dtime(int(m.group(1)), int(m.group(2)))
+
+
+def daily_slot(day: date, sync_time: str, tz: str) -> datetime:
+    """The UTC instant of `sync_time` on local calendar `day` in `tz`.
+
+    zoneinfo's fold=0 resolves a time in a DST gap with the offset before the gap (02:30 on the
+    Sydney change day is 03:30 AEDT) and an ambiguous time to its first occurrence.
+    """
+    local = datetime.combine(day, parse_sync_time(sync_time), tzinfo=ZoneInfo(tz))
+    return local.astimezone(timezone.utc)
+
+
+def _slots_around(now: datetime, sync_time: str, tz: str) -> list[datetime]:
+    today = now.astimezone(ZoneInfo(tz)).date()
+    return [daily_slot(today + timedelta(days=d), sync_time, tz) for d in (-2, -1, 0, 1, 2)]
+
+
+def next_daily_run(now: datetime, sync_time: str, tz: str) -> datetime:
+    """The first daily slot strictly after `now` (aware)."""
+    return min(s for s in _slots_around(now, sync_time, tz) if s > now)
+
+
+def last_daily_slot(now: datetime, sync_time: str, tz: str) -> datetime:
+    """The most recent daily slot at or before `now` (aware)."""
+    return max(s for s in _slots_around(now, sync_time, tz) if s <= now)
+
+
+def catch_up_due(last_daily: datetime | None, now: datetime, sync_time: str, tz: str) -> bool:
+    """True when a scheduled daily run fell between the last recorded one and `now`.
+
+    No record (a first start) is not a missed run: the first sync happens at the next slot,
+    or now with `--once` / the app's "Sync now".
+    """
+    if last_daily is None:
+        return False
+    return last_daily < last_daily_slot(now, sync_time, tz)
+
+
+@dataclass(frozen=True)
+class ExtraInterval:
+    """One XERO_SYNC_EXTRA entry: sync only `resources` every `seconds`."""
+
+    resources: tuple[str, ...]
+    seconds: int
+
+    @property
+    def label(self) -> str:
+        mins = self.seconds // 60
+        every = f"{mins // 60} h" if mins % 60 == 0 else f"{mins} min"
+        return f"{'+'.join(self.resources)} every {every}"
+
+
+def parse_extra(spec: str) -> list[ExtraInterval]:
+    """Parse XERO_SYNC_EXTRA: comma-separated `resource=<n>m|<n>h`, e.g. "invoices=60m,contacts=2h".
+
+    Several resources may share an interval with `+` ("invoices+contacts=30m").
+    """
+    out: list[ExtraInterval] = []
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        m = re.fullmatch(r"([a-z_][a-z0-9_]*(?:\+[a-z_][a-z0-9_]*)*)\s*=\s*(\d+)\s*([mh])", part, re.I)
+        if not m:
+            raise SchedulerError(
+                f"XERO_SYNC_EXTRA entry {part!r} is not resource=<minutes>m or resource=<hours>h, "
+                'e.g. XERO_SYNC_EXTRA="invoices=60m,contacts=2h".'
+            )
+        n = int(m.group(2)) * (60 if m.group(3).lower() == "h" else 1)
+        if n < MIN_EXTRA_MINUTES:
+            raise SchedulerError(
+                f"XERO_SYNC_EXTRA entry {part!r}: the shortest interval is {MIN_EXTRA_MINUTES}m "
+                "(Xero allows 5,000 calls a day per organisation)."
+            )
+        out.append(ExtraInterval(tuple(r.lower() for r in m.group(1).split("+")), n * 60))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The state file: small JSON, atomic replace, read-modify-write under a file lock.
+# ---------------------------------------------------------------------------------------------
+
+
+def state_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / STATE_FILE
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds") if dt else None
+
+
+def _parse_iso(text: Any) -> datetime | None:
+    if not text or not isinstance(text, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _load(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        # A damaged file must not stop the scheduler or the app: start over, say so.
+        log.warning("scheduler state %s is unreadable (%s); starting a fresh one", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".scheduler_state.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+_state_thread_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[Path]:
+    from filelock import FileLock
+
+    path = state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _state_thread_lock, FileLock(str(path) + ".lock", timeout=10):
+        yield path
+
+
+def update_state(settings: Settings, **changes: Any) -> dict:
+    """Merge `changes` into the state file (the app's pause and the loop's heartbeat both write)."""
+    with _locked(settings) as path:
+        data = _load(path)
+        data.update(changes)
+        _write_atomic(path, data)
+        return data
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        import psutil
+
+        if not psutil.pid_exists(pid):
+            return False
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except Exception:
+        return False
+
+
+def read_state(settings: Settings, *, now: datetime | None = None) -> dict:
+    """The scheduler's state for the admin app. Never raises for a missing or damaged file.
+
+    Keys: pid, host, started_at, heartbeat, next_run, next_daily_run, last_run, last_result,
+    last_daily_run, current (the job and step under way, or None), paused, paused_at,
+    sync_time, timezone, extra; derived: `running` (heartbeat fresher than
+    STALE_AFTER_SECONDS and, on this host, the pid alive), `heartbeat_age_seconds`, and
+    `status`: "never started" | "stopped" | "not responding" | "running" | "paused".
+    """
+    data = _load(state_path(settings))
+    now = now or SYSTEM_CLOCK.now()
+    hb = _parse_iso(data.get("heartbeat"))
+    age = (now - hb).total_seconds() if hb else None
+    fresh = age is not None and -STALE_AFTER_SECONDS < age <= STALE_AFTER_SECONDS
+    same_host = data.get("host") in (None, socket.gethostname())
+    pid = data.get("pid")
+    alive = _pid_alive(pid) if same_host else fresh  # another host: only the heartbeat can tell
+    running = bool(pid) and fresh and alive
+    if not data:
+        status = "never started"
+    elif running:
+        status = "paused" if data.get("paused") else "running"
+    elif pid and alive:
+        status = "not responding"
+    else:
+        status = "stopped"
+    out = dict(data)
+    out.setdefault("paused", False)
+    out.update(running=running, heartbeat_age_seconds=age, status=status, state_file=str(state_path(settings)))
+    return out
+
+
+def set_paused(settings: Settings, paused: bool, *, by: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict:
+    """Pause or resume scheduled syncs. A running scheduler obeys at its next due job."""
+    return update_state(
+        settings, paused=bool(paused), paused_at=_iso(clock.now()) if paused else None, paused_by=by if paused else None
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The jobs the scheduler calls (injected; production defaults import lazily).
+# ---------------------------------------------------------------------------------------------
+
+
+def _default_organisations(settings: Settings) -> list[tuple[str, str, str]]:
+    """(tenant_id, tenant_name, status) of every organisation not disconnected, from `connections`."""
+    from .db import connect
+
+    with connect(settings.db_path, read_only=True) as con:
+        rows = con.execute(
+            "SELECT tenant_id, coalesce(tenant_name, tenant_id), status FROM connections "
+            "WHERE upper(coalesce(tenant_type, 'ORGANISATION')) = 'ORGANISATION' "
+            "AND status <> 'disconnected' ORDER BY tenant_name, tenant_id"
+        ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _default_sync_tenant(settings: Settings, tenant_id: str, *, trigger: str, only: Iterable[str] | None = None) -> Any:
+    from .sync.runner import sync_all
+
+    return sync_all(settings, tenant_id, only=list(only) if only else None, trigger=trigger)
+
+
+def _default_sync_practices(settings: Settings, *, trigger: str) -> Any:
+    from .practice import sync_all_practices
+
+    return sync_all_practices(settings, trigger=trigger)
+
+
+def _default_busy() -> tuple[type[BaseException], ...]:
+    try:
+        from .sync.locks import SyncBusy
+    except ImportError:
+        return ()
+    return (SyncBusy,)
+
+
+@dataclass
+class Jobs:
+    """What a cycle calls. Tests pass fakes; `Jobs()` calls the real engine.
+
+    organisations(settings) -> [(tenant_id, name, status)]
+    sync_tenant(settings, tenant_id, *, trigger, only) -> result (SyncResult or None)
+    sync_practices(settings, *, trigger) -> result, or None to skip practices
+    busy: exception types meaning "this tenant is already syncing elsewhere"
+    """
+
+    organisations: Callable[[Settings], list[tuple[str, str, str]]] = _default_organisations
+    sync_tenant: Callable[..., Any] = _default_sync_tenant
+    sync_practices: Callable[..., Any] | None = _default_sync_practices
+    busy: tuple[type[BaseException], ...] | None = None
+
+    def busy_types(self) -> tuple[type[BaseException], ...]:
+        if self.busy is None:
+            self.busy = _default_busy()
+        return self.busy
+
+
+def result_status(result: Any) -> tuple[str, str]:
+    """(status, detail) of what a sync function returned: ok | failed | busy | skipped.
+
+    Duck-typed so the scheduler does not depend on the engine's result class: a falsy `ok`,
+    a `status` of failed/partial/error, or a non-empty `failed`/`errors` means failed.
+    """
+    if result is None:
+        return "ok", ""
+    if isinstance(result, (list, tuple)):
+        statuses = [result_status(r) for r in result]
+        bad = [d or s for s, d in statuses if s == "failed"]
+        return ("failed", "; ".join(bad)) if bad else ("ok", "")
+    status = getattr(result, "status", None)
+    if isinstance(result, dict):
+        status = result.get("status", status)
+    detail = str(getattr(result, "error", None) or getattr(result, "message", None) or "")
+    if isinstance(status, str):
+        s = status.lower()
+        if s in ("failed", "partial", "error"):
+            return "failed", detail or s
+        if s in ("busy",):
+            return "busy", detail
+        if s in ("skipped",):
+            return "skipped", detail
+    ok = getattr(result, "ok", None)
+    if isinstance(ok, bool) and not ok:
+        return "failed", detail or "the sync reported failures"
+    for attr in ("failed", "errors"):
+        val = getattr(result, attr, None)
+        if val and not callable(val):
+            return "failed", detail or f"{attr}: {val}"
+    return "ok", detail
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepReport:
+    step: str
+    tenant_id: str | None
+    status: str  # ok | failed | busy | skipped
+    detail: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class CycleReport:
+    kind: str  # daily | catch-up | once | extra:<resources>
+    started_at: datetime
+    finished_at: datetime | None = None
+    steps: list[StepReport] = field(default_factory=list)
+    interrupted: bool = False
+    skipped_reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.status == "failed" for s in self.steps)
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "ok": self.ok,
+            "interrupted": self.interrupted,
+            "skipped_reason": self.skipped_reason,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "failed": sum(s.status == "failed" for s in self.steps),
+            "steps": [s.__dict__ for s in self.steps],
+        }
+
+
+def _naive_local(dt: datetime) -> datetime:
+    """schedule compares naive datetimes in the machine's local time."""
+    return dt.astimezone().replace(tzinfo=None)
+
+
+class Scheduler:
+    """The scheduler loop. `run_forever()` for the service, `run_once()` for cron.
+
+    `clock` gives this module's notion of now (tests use time-machine, which also moves the
+    `schedule` library's clock); `wait(seconds)` is the interruptible pause between ticks
+    (default: the stop event's wait, so a signal ends it at once).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        jobs: Jobs | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        wait: Callable[[float], Any] | None = None,
+        heartbeat_seconds: float | None = HEARTBEAT_SECONDS,
+        max_wait: float = MAX_WAIT_SECONDS,
+    ):
+        self.settings = settings
+        self.jobs = jobs or Jobs()
+        self.clock = clock
+        self.extras = parse_extra(settings.sync_extra)
+        parse_sync_time(settings.sync_time)
+        ZoneInfo(settings.timezone)
+        self._stop = threading.Event()
+        self._wait = wait or self._stop.wait
+        self.heartbeat_seconds = heartbeat_seconds
+        self.max_wait = max_wait
+        self._sched = None
+        self._daily_job = None
+        self._last_heartbeat: datetime | None = None
+        self.cycles: list[CycleReport] = []
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop after the current step (signal-handler safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current step, then the loop exits cleanly."""
+        import signal
+
+        def _handler(signum, _frame):
+            log.info("received %s: finishing the current step, then stopping", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, _handler)
+        signal.signal(signal.SIGINT, _handler)
+
+    # -- schedule ------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        import schedule
+
+        s = self.settings
+        self._sched = schedule.Scheduler()
+        self._daily_job = self._sched.every().day.at(s.sync_time, s.timezone).do(self._job, "daily")
+        self._fix_daily_next_run()
+        for extra in self.extras:
+            self._sched.every(extra.seconds).seconds.do(self._job, "extra:" + "+".join(extra.resources), extra.resources)
+
+    def _fix_daily_next_run(self) -> None:
+        nxt = next_daily_run(self.clock.now(), self.settings.sync_time, self.settings.timezone)
+        self._daily_job.next_run = _naive_local(nxt)
+
+    def next_runs(self) -> tuple[datetime | None, datetime | None]:
+        """(next run of any job, next daily run), aware UTC."""
+        if self._sched is None:
+            return None, None
+        daily = self._daily_job.next_run.astimezone(timezone.utc)
+        nxt = self._sched.next_run
+        return (nxt.astimezone(timezone.utc) if nxt else daily), daily
+
+    def tick(self) -> None:
+        """Run whatever is due, then refresh the heartbeat and next run in the state file."""
+        try:
+            self._sched.run_pending()
+        except Exception:  # _job catches everything; this guards schedule itself
+            log.exception("the scheduler's run_pending failed; carrying on")
+        self._fix_daily_next_run()
+        self._heartbeat(force=False)
+
+    def wait_seconds(self) -> float:
+        idle = self._sched.idle_seconds
+        if idle is None:
+            return self.max_wait
+        return max(0.0, min(idle, self.max_wait))
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _safe_update(self, **changes: Any) -> None:
+        try:
+            update_state(self.settings, **changes)
+        except Exception as exc:  # a full disk must not stop the syncs
+            log.warning("could not write the scheduler state file: %s", exc)
+
+    def _heartbeat(self, force: bool, **extra: Any) -> None:
+        if self._sched is None:  # --once: report results, but the heartbeat belongs to the service
+            if extra:
+                self._safe_update(**extra)
+            return
+        now = self.clock.now()
+        due = self._last_heartbeat is None or (now - self._last_heartbeat).total_seconds() >= (self.heartbeat_seconds or 0)
+        if not (force or due or extra):
+            return
+        nxt, daily = self.next_runs()
+        self._last_heartbeat = now
+        self._safe_update(heartbeat=_iso(now), next_run=_iso(nxt), next_daily_run=_iso(daily), **extra)
+
+    @contextlib.contextmanager
+    def _job_heartbeat(self) -> Iterator[None]:
+        """Keep the heartbeat fresh while a long step runs (wall time, independent of the loop)."""
+        if not self.heartbeat_seconds:
+            yield
+            return
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_seconds):
+                self._safe_update(heartbeat=_iso(self.clock.now()))
+
+        t = threading.Thread(target=beat, name="scheduler-heartbeat", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join(timeout=5)
+
+    def _paused(self) -> bool:
+        return bool(_load(state_path(self.settings)).get("paused"))
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _job(self, kind: str, only: tuple[str, ...] | None = None) -> None:
+        """A schedule job: never raises, so run_pending and the loop survive anything."""
+        try:
+            self.run_cycle(kind, only=only)
+        except Exception:
+            log.exception("scheduled %s job failed unexpectedly; the loop carries on", kind)
+
+    def run_cycle(self, kind: str, *, only: tuple[str, ...] | None = None, honour_pause: bool = True) -> CycleReport:
+        """One cycle: every organisation (optionally only some resources), then the practices."""
+        daily = only is None
+        report = CycleReport(kind=kind, started_at=self.clock.now())
+        if honour_pause and self._paused():
+            report.skipped_reason = "paused"
+            report.finished_at = self.clock.now()
+            log.info("scheduler is paused: %s run skipped (resume from the app or `scheduler.py --resume`)", kind)
+            changes: dict[str, Any] = {"last_skipped": report.as_dict()}
+            if daily:
+                # A daily run skipped on purpose is not a missed run: no catch-up for it later.
+                changes["last_daily_run"] = _iso(report.started_at)
+            self._heartbeat(force=True, **changes)
+            self.cycles.append(report)
+            return report
+
+        log.info("%s sync starting%s", kind, f" (only {', '.join(only)})" if only else "")
+        with self._job_heartbeat():
+            self._run_steps(report, only)
+        report.finished_at = self.clock.now()
+        self.cycles.append(report)
+        changes = {"last_run": _iso(report.started_at), "last_result": report.as_dict(), "current": None}
+        if daily and not report.interrupted:
+            changes["last_daily_run"] = _iso(report.started_at)
+        if not daily:
+            changes["last_extra_run"] = _iso(report.started_at)
+        self._heartbeat(force=True, **changes)
+        failed = [s for s in report.steps if s.status == "failed"]
+        log.log(
+            logging.WARNING if failed or report.interrupted else logging.INFO,
+            "%s sync %s: %d step(s), %d failed, %d busy%s",
+            kind,
+            "interrupted" if report.interrupted else "finished",
+            len(report.steps),
+            len(failed),
+            sum(s.status == "busy" for s in report.steps),
+            "".join(f"\n  failed: {s.step}: {s.detail}" for s in failed),
+        )
+        return report
+
+    def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
+        try:
+            orgs = self.jobs.organisations(self.settings)
+        except Exception as exc:
+            self._failed(report, "list organisations", None, exc)
+            return
+        steps: list[tuple[str, str | None, Callable[[], Any]]] = []
+        for tenant_id, name, status in orgs:
+            if status not in (None, "connected"):
+                report.steps.append(StepReport(f"sync {name}", tenant_id, "skipped", f"connection is {status}: reconnect it in the app"))
+                continue
+            steps.append((f"sync {name}", tenant_id, lambda t=tenant_id: self.jobs.sync_tenant(self.settings, t, trigger=TRIGGER, only=only)))
+        if only is None and self.jobs.sync_practices is not None:
+            steps.append(("sync practices", None, lambda: self.jobs.sync_practices(self.settings, trigger=TRIGGER)))
+
+        for name, tenant_id, call in steps:
+            if self.stop_requested:
+                report.interrupted = True
+                log.info("stop requested: not starting %s", name)
+                break
+            started = self.clock.now()
+            self._safe_update(current={"kind": report.kind, "step": name, "tenant_id": tenant_id, "since": _iso(started)})
+            try:
+                status, detail = result_status(call())
+            except self.jobs.busy_types() as exc:
+                status, detail = "busy", str(exc) or "already syncing in another process"
+                log.info("%s skipped: %s", name, detail)
+            except Exception as exc:
+                self._failed(report, name, tenant_id, exc, started)
+                continue
+            report.steps.append(StepReport(name, tenant_id, status, detail, _iso(started), _iso(self.clock.now())))
+
+    def _failed(self, report: CycleReport, name: str, tenant_id: str | None, exc: Exception, started: datetime | None = None) -> None:
+        started = started or self.clock.now()
+        detail = f"{type(exc).__name__}: {exc}"[:1000]
+        log.error("%s failed: %s", name, detail, exc_info=log.isEnabledFor(logging.DEBUG))
+        report.steps.append(StepReport(name, tenant_id, "failed", detail, _iso(started), _iso(self.clock.now())))
+        self._log_failure(tenant_id, detail, started)
+
+    def _log_failure(self, tenant_id: str | None, error: str, started: datetime) -> None:
+        """A sync_log row for a failure the engine could not record itself (it raised)."""
+        try:
+            from .db import connect
+
+            with connect(self.settings.db_path) as con:
+                con.execute(
+                    "INSERT INTO sync_log (sync_id, run_id, tenant_id, sync_type, status, error, trigger, "
+                    "started_at, finished_at) VALUES (?, ?, ?, 'scheduler', 'failed', ?, ?, ?, ?)",
+                    [uuid.uuid4().hex, None, tenant_id, error, TRIGGER, started, self.clock.now()],
+                )
+        except Exception as exc:
+            log.warning("could not record the failure in sync_log: %s", exc)
+
+    # -- entry points --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        path = Path(self.settings.data_dir) / PROCESS_LOCK_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            other = _load(state_path(self.settings)).get("pid")
+            raise SchedulerAlreadyRunning(
+                f"Another scheduler{f' (pid {other})' if other else ''} is already running on {self.settings.data_dir}. "
+                "Stop it first, or use `scheduler.py --once` for a single run."
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def run_forever(self) -> int:
+        """The service: catch up if a run was missed, then run jobs as they come due until stopped."""
+        with self._process_lock():
+            self.build()
+            s = self.settings
+            now = self.clock.now()
+            prior = _load(state_path(s))
+            self._heartbeat(
+                force=True,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started_at=_iso(now),
+                stopped_at=None,
+                current=None,
+                sync_time=s.sync_time,
+                timezone=s.timezone,
+                extra=[e.label for e in self.extras],
+            )
+            nxt, daily = self.next_runs()
+            log.info(
+                "scheduler started (pid %d): daily sync at %s %s; next daily run %s%s",
+                os.getpid(), s.sync_time, s.timezone, daily.astimezone(ZoneInfo(s.timezone)).isoformat(timespec="minutes"),
+                "".join(f"; {e.label}" for e in self.extras),
+            )
+            try:
+                last_daily = _parse_iso(prior.get("last_daily_run"))
+                if catch_up_due(last_daily, now, s.sync_time, s.timezone):
+                    log.info("a scheduled run was missed while the scheduler was down (last run %s): catching up once", _iso(last_daily))
+                    self._job("catch-up")
+                while not self.stop_requested:
+                    self.tick()
+                    if self.stop_requested:
+                        break
+                    self._wait(self.wait_seconds())
+            finally:
+                self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None, heartbeat=_iso(self.clock.now()))
+                log.info("scheduler stopped")
+        return 0
+
+    def run_once(self) -> int:
+        """One daily cycle now (cron/systemd timers). 0 if no step failed, else 1."""
+        report = self.run_cycle("once")
+        if report.skipped_reason:
+            return 0
+        return 0 if report.ok else 1
