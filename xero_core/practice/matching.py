@@ -91,18 +91,21 @@ class Index:
     """Records indexed by normalised email and name, for quick candidate look-up."""
 
     def __init__(self, recs: Iterable[Rec] = ()):
+        self.recs: dict[str, Rec] = {}
         self.by_email: dict[str, dict[str, Rec]] = {}
         self.by_name: dict[str, dict[str, Rec]] = {}
         for r in recs:
             self.add(r)
 
     def add(self, r: Rec) -> None:
+        self.recs[r.key] = r
         if r.n_email:
             self.by_email.setdefault(r.n_email, {})[r.key] = r
         if r.n_name:
             self.by_name.setdefault(r.n_name, {})[r.key] = r
 
     def remove(self, key: str) -> None:
+        self.recs.pop(key, None)
         for table in (self.by_email, self.by_name):
             for bucket in table.values():
                 bucket.pop(key, None)
@@ -123,6 +126,13 @@ def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
         peers = [k for k in rivals.lookup(level, value) if k != subject.key]
         if len(cands) == 1 and not peers:
             return Decision("match", level, cands)
+        if level == "email" and subject.n_name:
+            # A shared mailbox (accounts@…) can serve several businesses: when exactly one of them
+            # also has the same name, both kinds of evidence agree and that is not a guess.
+            same = [k for k in cands if others.recs.get(k) and others.recs[k].n_name == subject.n_name]
+            same_peers = [k for k in peers if rivals.recs.get(k) and rivals.recs[k].n_name == subject.n_name]
+            if len(same) == 1 and not same_peers:
+                return Decision("match", level, same)
         what = "email" if level == "email" else "name"
         if len(cands) > 1:
             reason = f"{len(cands)} clients share this {what} ({value})"
