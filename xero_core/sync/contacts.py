@@ -7,6 +7,7 @@ import duckdb
 
 from . import store
 from . import transforms as T
+from .paging import get_json
 from .resources import CONTACTS
 
 
@@ -21,8 +22,15 @@ def if_modified_since(since: datetime | None) -> dict:
 def fetch_contacts(client, *, since: datetime | None = None, contact_id: str | None = None) -> list[dict]:
     """Every contact (full), those modified since `since` (incremental), or one (`contact_id`)."""
     if contact_id:
-        resp = client.request("GET", f"{CONTACTS.path}/{contact_id}")
-        return list((resp.json() or {}).get(CONTACTS.collection) or [])
+        from ..errors import XeroError
+
+        try:
+            doc, _ = get_json(client, f"{CONTACTS.path}/{contact_id}")
+        except XeroError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return list((doc or {}).get(CONTACTS.collection) or [])
     out: list[dict] = []
     for page in CONTACTS.pager.pages(client, CONTACTS.path, CONTACTS.collection, CONTACTS.params,
                                      if_modified_since(since)):

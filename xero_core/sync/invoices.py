@@ -6,6 +6,7 @@ import duckdb
 
 from . import store
 from . import transforms as T
+from .paging import get_json
 from .resources import INVOICES
 
 
@@ -14,12 +15,12 @@ def fetch_invoice(client, invoice_id: str) -> dict | None:
     from ..errors import XeroError
 
     try:
-        resp = client.request("GET", f"{INVOICES.path}/{invoice_id}")
+        doc, _ = get_json(client, f"{INVOICES.path}/{invoice_id}")
     except XeroError as exc:
         if exc.status == 404:
             return None
         raise
-    found = (resp.json() or {}).get(INVOICES.collection) or []
+    found = (doc or {}).get(INVOICES.collection) or []
     return found[0] if found else None
 
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+import orjson
+
+from ..errors import RetriableError
 from .context import checkpoint
+
+BAD_BODY_RETRIES = 2
 
 
 @dataclass
@@ -19,23 +24,35 @@ class Page:
     number: int
 
 
-def _records(resp, collection: str) -> list[dict]:
-    body = resp.json()
+def get_json(client, path: str, params: dict | None = None, headers: dict | None = None) -> tuple[Any, int]:
+    """GET and decode, retrying a body cut short or garbled on the way (a proxy's error page, a
+    dropped connection); returns (document, bytes received)."""
+    for attempt in range(BAD_BODY_RETRIES + 1):
+        resp = client.request("GET", path, params=params, headers=headers)
+        try:
+            return orjson.loads(resp.content), len(resp.content or b"")
+        except orjson.JSONDecodeError:
+            if attempt == BAD_BODY_RETRIES:
+                raise RetriableError(
+                    f"Xero's answer was not valid JSON {BAD_BODY_RETRIES + 1} times in a row "
+                    f"(HTTP {resp.status_code}, {len(resp.content or b'')} bytes); try again later.",
+                    method="GET", endpoint=path, status=resp.status_code,
+                    correlation_id=resp.headers.get("xero-correlation-id")) from None
+    raise AssertionError("unreachable")
+
+
+def _records(body: Any, collection: str) -> list[dict]:
     if isinstance(body, dict):
         return list(body.get(collection) or [])
     return []
-
-
-def _nbytes(resp) -> int:
-    return len(resp.content or b"")
 
 
 @dataclass(frozen=True)
 class SinglePage:
     def pages(self, client, path: str, collection: str, params: dict, headers: dict, start: Any = None) -> Iterator[Page]:
         checkpoint(f"{collection}:page:1")
-        resp = client.request("GET", path, params=dict(params), headers=headers)
-        yield Page(_records(resp, collection), _nbytes(resp), 1)
+        body, nbytes = get_json(client, path, dict(params), headers)
+        yield Page(_records(body, collection), nbytes, 1)
 
 
 @dataclass(frozen=True)
@@ -46,11 +63,9 @@ class PagePager:
         page = 1
         while True:
             checkpoint(f"{collection}:page:{page}")
-            resp = client.request("GET", path, params={**params, "page": page, "pageSize": self.page_size},
-                                  headers=headers)
-            records = _records(resp, collection)
-            yield Page(records, _nbytes(resp), page)
-            body = resp.json()
+            body, nbytes = get_json(client, path, {**params, "page": page, "pageSize": self.page_size}, headers)
+            records = _records(body, collection)
+            yield Page(records, nbytes, page)
             pagination = body.get("pagination") if isinstance(body, dict) else None
             if len(records) < self.page_size:
                 break
@@ -69,9 +84,9 @@ class OffsetPager:
         n = 1
         while True:
             checkpoint(f"{collection}:offset:{offset}")
-            resp = client.request("GET", path, params={**params, "offset": offset}, headers=headers)
-            records = _records(resp, collection)
-            yield Page(records, _nbytes(resp), n)
+            body, nbytes = get_json(client, path, {**params, "offset": offset}, headers)
+            records = _records(body, collection)
+            yield Page(records, nbytes, n)
             if len(records) < self.page_size:
                 break
             last = max(int(r.get(self.field) or 0) for r in records)

@@ -16,11 +16,12 @@ from . import transforms as T
 from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
 from .context import StepContext, StepOutcome, checkpoint
 from .invoices import save_invoices
+from .paging import get_json
 from .resources import ACCOUNTS, BANK_SUMMARY, INVOICES, JOURNALS, PROFIT_AND_LOSS
 from .weeks import week_start
 
 CHUNK = 10_000
-REPORT_CHUNK = 26  # weeks of reports per write
+REPORT_CHUNK = 104  # weeks of reports per write (two years: one transaction for a backfill)
 
 
 class Partial(Exception):
@@ -130,9 +131,8 @@ def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
 
     try:
         for i, we in enumerate(ctx.weeks):
-            resp = ctx.client.request("GET", path, params={
-                "fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
-            done.append((we, mapper(resp.json())))
+            doc, _ = get_json(ctx.client, path, {"fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
+            done.append((we, mapper(doc)))
             checkpoint(f"{ctx.step}:week:{we}")
             ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None)
             if len(done) >= REPORT_CHUNK:

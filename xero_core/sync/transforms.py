@@ -6,7 +6,6 @@ Unknown fields and enum values pass through untouched (the raw record is kept as
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Iterable
 
+import orjson
 import polars as pl
 
 MONEY = pl.Decimal(18, 2)
@@ -87,7 +87,7 @@ def _money_col(values: list) -> pl.Series:
 
 
 def _dumps(record: Any) -> str:
-    return json.dumps(record, separators=(",", ":"), default=str, ensure_ascii=False)
+    return orjson.dumps(record, default=str).decode()
 
 
 def _dt_col(name: str, values: list) -> pl.Series:
