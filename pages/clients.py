@@ -29,6 +29,14 @@ def _done(msg: str) -> None:
     st.rerun()
 
 
+def _pushed(summary) -> None:
+    r = widgets.as_dict(summary)
+    msg = f"Pushed {r.get('pushed', 0)}, failed {r.get('failed', 0)}, waiting {r.get('skipped', 0)}."
+    if r.get("messages"):
+        msg += " " + " ".join(r["messages"][:5])
+    _done(msg)
+
+
 clients = []
 with shown_errors():
     clients = widgets.as_rows(engine.list_clients(s))
@@ -133,25 +141,25 @@ with shown_errors():
                 if upload is None:
                     st.warning("Choose a file first.")
                 else:
-                    engine.add_document(s, dcid, upload.name, upload.getvalue(), mime_type=upload.type)
-                    _done(f"Queued {upload.name} for {by_id[dcid]['name']}; push it below.")
+                    doc = engine.add_document(s, dcid, upload.getvalue(), file_name=upload.name)
+                    if doc.get("status") == "skipped":
+                        _done(f"Kept {doc['file_name']}, but Xero Files will not take it: {doc.get('error')}")
+                    _done(f"Queued {doc['file_name']} for {by_id[dcid]['name']}; push it below.")
     docs = widgets.as_rows(engine.list_documents(s))
     if docs:
-        names = {c["client_id"]: c["name"] for c in clients}
         st.dataframe(
-            [{"file": d.get("file_name"), "client": names.get(d.get("client_id"), d.get("client_id")),
+            [{"file": d.get("file_name"), "client": d.get("client_name") or d.get("client_id"),
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
-              "pushed": d.get("pushed_at"), "size": d.get("size_bytes")} for d in docs],
+              "pushed": d.get("pushed_at"), "size (bytes)": d.get("size_bytes")} for d in docs],
             hide_index=True, width="stretch",
         )
-        pending = [d for d in docs if d.get("status") == "pending"]
+        waiting = [d for d in docs if d.get("status") in ("pending", "skipped")]
         failed = [d for d in docs if d.get("status") == "failed"]
-        if pending and st.button(f"Push {len(pending)} pending document(s) now", type="primary"):
-            res = engine.push_documents(s)
-            _done(f"Push finished: {res}" if isinstance(res, str) else "Push finished; see the statuses below.")
+        if waiting and st.button(f"Push {len(waiting)} waiting document(s) to Xero Files", type="primary"):
+            _pushed(engine.push_documents(s))
         for d in failed:
-            if st.button(f"Retry {d.get('file_name')}", key=f"retry-{d['document_id']}"):
-                engine.retry_document(s, d["document_id"])
-                _done(f"Retried {d.get('file_name')}.")
+            if st.button(f"Retry {d.get('file_name')}", key=f"retry-{d['document_id']}", icon=":material/replay:"):
+                _pushed(engine.push_documents(s, document_id=d["document_id"]))
+        st.caption("A document goes to its client's matched Xero contact; clients without a match wait here.")
     else:
         st.caption("The push queue is empty.")

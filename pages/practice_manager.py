@@ -3,93 +3,105 @@ import streamlit as st
 
 from app_support import engine, widgets
 from app_support.guard import say, shown_errors
-from xero_core.errors import TierRefused
 from app_support.shell import ensure_frame
+from xero_core.errors import LedgerlinkError
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
 s = widgets.settings()
 st.title("Practice Manager")
 
-conns = widgets.connections(s)
-if not conns:
-    st.info("No organisation is connected yet: connect your Practice Manager on the Connection page.",
-            icon=":material/link_off:")
+practices = [c for c in widgets.connections(s) if c.get("tenant_type") == "PRACTICEMANAGER"]
+if not practices:
+    st.info("No Xero Practice Manager is connected: on the Connection page, connect and tick your practice "
+            "(it appears next to your organisations on Xero's consent page).", icon=":material/link_off:")
     st.stop()
 
-st.subheader("Practice Manager per connection")
-st.caption("Jobs are read from connections with Practice Manager switched on; its daily sync opens a "
-           "document-chasing campaign when a job enters a mapped state and completes it when the job leaves.")
-for c in conns:
+st.subheader("Follow Practice Manager jobs")
+st.caption("When on, each sync reads the practice's jobs; a job entering a mapped state opens a "
+           "document-chasing campaign for its client, and leaving it completes the campaign.")
+for c in practices:
     tid = c["tenant_id"]
     with shown_errors():
-        on = st.toggle(widgets.tenant_label(c), value=bool(c.get("xpm_enabled")), key=f"xpm-on-{tid}")
+        on = st.toggle(c.get("tenant_name") or tid, value=bool(c.get("xpm_enabled")), key=f"xpm-on-{tid}")
         if on != bool(c.get("xpm_enabled")):
             engine.xpm_set_enabled(s, tid, on)
-            st.cache_data.clear()
             st.rerun()
-        if c.get("tier_note"):
-            st.caption(c["tier_note"])
+    if c.get("tier_note"):
+        st.warning(c["tier_note"], icon=":material/block:")
 
-enabled = [c for c in conns if c.get("xpm_enabled")]
-if not enabled:
-    st.info("Switch Practice Manager on for a connection to map its job states.")
-    st.stop()
-
-st.subheader("Which job states need documents")
-by_id = {c["tenant_id"]: c for c in enabled}
+by_id = {c["tenant_id"]: c for c in practices}
 default = widgets.chosen_tenant() if widgets.chosen_tenant() in by_id else None
-if default is None and len(enabled) == 1:
-    default = enabled[0]["tenant_id"]
+if default is None and len(practices) == 1:
+    default = practices[0]["tenant_id"]
+st.subheader("Which job states need documents")
 tid = st.selectbox("Practice", list(by_id), index=list(by_id).index(default) if default else None,
-                   format_func=lambda t: widgets.tenant_label(by_id[t]), placeholder="Choose a practice",
+                   format_func=lambda t: by_id[t].get("tenant_name") or t, placeholder="Choose a practice",
                    key="xpm_tenant")
 if tid is None:
     st.stop()
+practice = by_id[tid]
 
-try:
-    states = list(engine.xpm_known_states(s, tid))
-    current = list(engine.xpm_get_mapping(s, tid))
-except TierRefused as exc:
-    st.warning(f"Xero refused Practice Manager for this connection: {say(exc)}", icon=":material/block:")
-    st.stop()
-
-if not states:
-    st.info("No job state seen yet: run a sync (Sync page) so Ledgerlink reads this practice's jobs.")
-chosen = st.multiselect(
-    "Job states meaning “we need documents from the client”",
-    options=sorted(set(states) | set(current)),
-    default=current, key=f"xpm-map-{tid}",
-    help="Offered: the states seen in synced jobs plus the ones already configured.",
-)
 with shown_errors():
+    current = set(engine.xpm_get_mapping(s, tid))
+    states = list(engine.xpm_known_states(s, tid))
+    if not states:
+        st.info("No job state seen yet: run a sync (Sync page, or **Sync jobs now** below) so Ledgerlink reads "
+                "this practice's jobs.")
+    chosen = st.multiselect(
+        "Job states meaning “we need documents from the client”",
+        options=sorted(set(states) | current, key=str.casefold),
+        default=sorted(current, key=str.casefold), key=f"xpm-map-{tid}",
+        help="Offered: the states seen in synced jobs plus the ones already configured.",
+    )
     preview = widgets.as_rows(engine.xpm_preview_mapping(s, tid, chosen))
-    if set(chosen) != set(current):
-        st.caption(f"With this mapping, {len(preview)} job(s) would be in a campaign:")
-    else:
-        st.caption(f"{len(preview)} job(s) match the saved mapping:")
+    changed = set(chosen) != current
+    head = "With this mapping" if changed else "With the saved mapping"
+    st.caption(f"{head}, {len(preview)} current job(s) would be in a chasing campaign:")
     if preview:
-        st.dataframe(preview, hide_index=True, width="stretch")
-    if st.button("Save mapping", type="primary", disabled=set(chosen) == set(current)):
-        res = engine.xpm_set_mapping(s, tid, chosen)
-        st.cache_data.clear()
-        opened = res.get("opened") if isinstance(res, dict) else None
-        st.session_state["_flash"] = "Mapping saved." + (f" {opened} campaign(s) opened." if opened is not None else "")
-        st.rerun()
+        st.dataframe(preview, hide_index=True, width="stretch",
+                     column_order=("job_id", "job_name", "state", "client_name", "ledgerlink_client_name", "due_date"))
+    if not practice.get("xpm_enabled"):
+        st.caption("Following jobs is off for this practice: the mapping is kept, no campaign opens.")
+    save, sync_now = st.columns([1, 1])
+    if save.button("Save mapping and apply", type="primary", disabled=not changed):
+        engine.xpm_set_mapping(s, tid, chosen)
+        st.session_state["_xpm_apply"] = tid
+    if sync_now.button("Sync jobs now", icon=":material/sync:"):
+        st.session_state["_xpm_apply"] = tid
 
-st.subheader("Campaigns")
+if st.session_state.pop("_xpm_apply", None) == tid:
+    # Campaigns follow the jobs' states at each XPM sync: run that one step now, so the admin sees
+    # the result of the mapping at once rather than after tomorrow's scheduled sync.
+    with st.spinner("Reading the practice's jobs…"):
+        try:
+            res = engine.sync_all(s, tid, only="xpm", trigger="manual")
+        except (LedgerlinkError, ValueError) as exc:
+            st.error(say(exc), icon=":material/error:")
+        else:
+            step = next((x for x in res.steps if x.step == "xpm"), None)
+            if res.busy:
+                st.warning(f"Not synced now: {res.busy}")
+            elif step is not None and step.status == "success":
+                st.session_state["_flash"] = f"Mapping applied: {step.rows} job(s) read."
+                st.rerun()
+            elif step is not None:
+                st.warning(f"Practice Manager sync {step.status}: {step.error or ''}", icon=":material/warning:")
+
+st.subheader("Chasing campaigns")
 with shown_errors():
     camps = widgets.as_rows(engine.list_campaigns(s, tid))
     open_c = [c for c in camps if c.get("status") == "open"]
     done_c = [c for c in camps if c.get("status") != "open"]
+    cols = ("job_id", "job_name", "client_name", "job_state", "status", "opened_at", "completed_at", "completion_reason")
     t_open, t_done = st.tabs([f"Open ({len(open_c)})", f"Completed ({len(done_c)})"])
     with t_open:
         if open_c:
-            st.dataframe(open_c, hide_index=True, width="stretch")
+            st.dataframe(open_c, hide_index=True, width="stretch", column_order=cols)
         else:
             st.caption("No open campaign.")
     with t_done:
         if done_c:
-            st.dataframe(done_c, hide_index=True, width="stretch")
+            st.dataframe(done_c, hide_index=True, width="stretch", column_order=cols)
         else:
             st.caption("No completed campaign yet.")

@@ -1,0 +1,236 @@
+"""Admin app: frame (banner, picker, sign-in, errors, reset) and the Connection/callback pages."""
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+from app_testing import (  # noqa: F401 - fixtures
+    app_settings, button, choose_tenant, connect, errors, fake_xero, new_app, open_page, tenant_of, texts,
+)
+
+PAGES = ("connection", "sync", "data", "clients", "practice_manager", "webhooks", "callback")
+
+
+def _consent_link(at) -> str:
+    (link,) = [b for b in at.link_button if b.value == "Connect to Xero"]
+    return link.proto.url
+
+
+def _land_on_callback(at, redirect: str):
+    """What the browser does after consent: open <app>/callback?code=…&state=…"""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect).query)
+    at.query_params = {k: v[-1] for k, v in query.items()}
+    at.switch_page("pages/callback.py").run()
+    return at
+
+
+def test_every_page_opens_in_mock_mode_with_banner_and_no_error(app_settings):
+    at = new_app().run()
+    for page in PAGES:
+        if page != "connection":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not errors(at), (page, errors(at))
+        assert any("Mock mode" in w.value for w in at.warning), page
+
+
+def test_connect_through_consent_lands_back_connected(app_settings, fake_xero):
+    fake, _ = fake_xero
+    at = open_page("connection")
+    assert "No organisation is connected yet" in texts(at)
+    url = _consent_link(at)
+    assert url.startswith(app_settings.authorize_url + "?")
+    # the link is kept across reruns (one pending state, not one per rerun)
+    at.run()
+    assert _consent_link(at) == url
+
+    redirect = fake.consent(url)
+    assert redirect.startswith(app_settings.redirect_uri + "?")
+    _land_on_callback(at, redirect)
+    assert not errors(at), errors(at)
+    assert any("Connected:" in s.value for s in at.success)
+    assert not at.query_params.get("code")  # the single-use code is dropped from the URL
+
+    at.switch_page("pages/connection.py").run()
+    page = texts(at)
+    for org in fake.orgs:
+        assert str(org.name) in page
+    assert "Connected" in page and "Mock: fake Xero" in page and "expires" in page
+    # two connections (organisation + practice): the picker must not choose one silently
+    assert at.selectbox(key="_tenant_picker").value is None
+
+
+def test_consent_denied_shows_the_advice(app_settings, fake_xero):
+    fake, _ = fake_xero
+    at = open_page("connection")
+    redirect = fake.consent(_consent_link(at), allow=False)
+    _land_on_callback(at, redirect)
+    msg = " ".join(e.value for e in at.error)
+    assert "access_denied" in msg and "start Connect again" in msg
+    assert not at.exception
+
+
+def test_connection_page_explains_every_oauth_error(app_settings):
+    from xero_core.oauth import oauth_error_advice
+
+    at = open_page("connection")
+    page = texts(at)
+    for code in ("access_denied", "invalid_scope", "unauthorized_client", "invalid_grant", "state_mismatch",
+                 "state_expired", "invalid_client"):
+        assert code in page and oauth_error_advice(code) in page
+
+
+def test_callback_without_a_consent_says_where_to_start(app_settings):
+    at = open_page("callback")
+    assert "start from **Connect to Xero**" in texts(at)
+
+
+def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    org = tenant_of(app_settings, "ORGANISATION")
+    at = open_page("connection")
+    button(at, "Disconnect…").click().run()  # the first one: organisation sorts before practice
+    assert "Yes, disconnect" in [b.label for b in at.button]
+    button(at, "Cancel").click().run()
+    assert "Yes, disconnect" not in [b.label for b in at.button]
+
+    button(at, "Disconnect…").click().run()
+    button(at, "Yes, disconnect").click().run()
+    assert not errors(at), errors(at)
+    from xero_core.connections import get_connection
+
+    assert get_connection(app_settings, org)["status"] == "disconnected"
+    assert "Disconnected" in texts(at)
+    # a disconnected organisation leaves the picker
+    assert org not in at.selectbox(key="_tenant_picker").options
+
+
+def test_picker_choice_is_shared_by_pages(app_settings, fake_xero):
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    org = tenant_of(app_settings, "ORGANISATION")
+    at = open_page("data")
+    assert "Choose an organisation in the sidebar" in texts(at)
+    choose_tenant(at, org)
+    assert "Choose an organisation" not in texts(at)
+    at.switch_page("pages/sync.py").run()
+    assert at.selectbox(key="_tenant_picker").value == org
+
+
+def test_password_gate_on_every_page(app_settings, monkeypatch):
+    monkeypatch.setenv("XERO_ADMIN_PASSWORD", "correct horse battery")
+    at = new_app().run()
+    assert [t.value for t in at.title] == ["Ledgerlink admin"]
+    assert "No organisation" not in texts(at)
+    at.switch_page("pages/webhooks.py").run()
+    assert "Webhooks" not in [t.value for t in at.title]
+
+    at.text_input[0].input("wrong")
+    at.button[0].click().run()
+    assert any("not right" in e.value for e in at.error)
+    at.text_input[0].input("correct horse battery")
+    at.button[0].click().run()
+    assert "Webhooks" in [t.value for t in at.title]
+    assert "correct horse battery" not in texts(at)
+
+
+def test_password_compare_is_constant_time_and_exact():
+    from app_support.auth import password_ok
+
+    assert password_ok("s3cret", "s3cret")
+    assert not password_ok("s3cre", "s3cret") and not password_ok("", "s3cret")
+    assert password_ok("pässword", "pässword")
+
+
+def test_no_secret_is_ever_rendered(app_settings, fake_xero):
+    from xero_core import tokens
+    from xero_core.practice.webhooks import set_webhook_key
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    key = "k" * 20 + "WXYZsecretwebhookkey0123456789"
+    set_webhook_key(app_settings, key)
+    _, grant = tokens.find_grant(app_settings, tenant_of(app_settings, "ORGANISATION"))
+    secrets_ = [grant["access_token"], grant["refresh_token"], app_settings.client_secret, key]
+    at = new_app().run()
+    for page in PAGES:
+        if page != "connection":
+            at.switch_page(f"pages/{page}.py").run()
+        dump = texts(at) + str(at.main) + str(at.sidebar)
+        for secret in secrets_:
+            assert secret not in dump, page
+
+
+def test_engine_errors_become_sentences_with_the_next_step(app_settings, fake_xero, monkeypatch):
+    from app_support import engine
+    from xero_core.errors import ReconnectNeeded
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+
+    def boom(*a, **k):
+        raise ReconnectNeeded("Xero refused the refresh token (invalid_grant).", tenant_id="t-1")
+
+    monkeypatch.setattr(engine, "budget_status", boom)
+    at = open_page("sync")
+    msg = " ".join(e.value for e in at.error)
+    assert "invalid_grant" in msg and "reconnect this organisation" in msg
+    assert not at.exception
+
+
+def test_unexpected_errors_show_no_traceback(app_settings, monkeypatch):
+    from app_support import engine
+
+    def boom(*a, **k):
+        raise KeyError("internal detail /secret/path")
+
+    monkeypatch.setattr(engine, "webhook_status", boom)
+    at = open_page("webhooks")
+    msg = " ".join(e.value for e in at.error)
+    assert "Something unexpected went wrong" in msg and "Reload the page" in msg
+    assert "/secret/path" not in msg and not at.exception
+
+
+def test_missing_engine_module_says_not_available(app_settings, monkeypatch):
+    from app_support import engine
+
+    monkeypatch.setattr(engine, "list_campaigns", engine._e("practice.not_there", "list_campaigns", "Campaigns"))
+    with pytest.raises(engine.NotAvailable, match="Campaigns is not available yet"):
+        engine.list_campaigns(app_settings, "t")
+    assert not engine.list_campaigns.available()
+
+
+def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
+    from xero_core import db
+    from xero_core.connections import list_connections
+    from xero_core.practice.clients import add_client
+    from xero_core.schema import TABLES
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    add_client(app_settings, "Workshop Client", "ws@example.com")
+    assert list_connections(app_settings) and any(app_settings.vault_dir.iterdir())
+
+    at = open_page("clients")
+    button(at, "Reset everything").click().run()
+    assert not errors(at), errors(at)
+    assert "back to its starting state" in texts(at)
+    assert list_connections(app_settings, include_disconnected=True) == []
+    with db.connect(app_settings.db_path) as con:
+        assert all(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] == 0 for t in TABLES)
+    assert list(app_settings.vault_dir.iterdir()) == []
+    # the fake forgot the consent too: its connections list is empty for a new grant
+    assert "No organisation is connected yet" in texts(open_page("connection"))
+
+
+def test_reset_demo_refuses_outside_mock_mode(settings):
+    from dataclasses import replace
+
+    from app_support.demo_reset import reset_demo
+    from xero_core.errors import LedgerlinkError
+
+    with pytest.raises(LedgerlinkError, match="only runs in mock mode"):
+        reset_demo(replace(settings, mock_mode=False))
+
+
