@@ -106,3 +106,19 @@ def validate_accounting(path_template: str, body: bytes) -> dict:
     if errors:
         raise AssertionError(f"{path_template}: {len(errors)} schema problems:\n  " + "\n  ".join(errors[:30]))
     return doc
+
+
+_SINGLE = {"Accounts": "AccountID", "TrackingCategories": "TrackingCategoryID", "Contacts": "ContactID",
+           "Invoices": "InvoiceID", "BankTransactions": "BankTransactionID", "Payments": "PaymentID",
+           "CreditNotes": "CreditNoteID", "Journals": "JournalID"}
+
+
+def template_for(subpath: str) -> str:
+    """The spec path for a concrete accounting subpath: `/Invoices/abc` -> `/Invoices/{InvoiceID}`."""
+    parts = [p for p in subpath.split("?")[0].split("/") if p]
+    if len(parts) == 2 and parts[0] in _SINGLE:
+        key = "JournalNumber" if parts[0] == "Journals" and parts[1].isdigit() else _SINGLE[parts[0]]
+        if parts[0] == "Contacts" and not re.fullmatch(r"[0-9a-fA-F-]{36}", parts[1]):
+            key = "ContactNumber"
+        return f"/{parts[0]}/{{{key}}}"
+    return "/" + "/".join(parts)
