@@ -40,8 +40,8 @@ def x(make_settings):
     return connected(make_settings)
 
 
-def run(x):
-    res = sync_all_practices(x.s, trigger="manual", transport=x.t, clock=x.clock)
+def run(x, tenant_id=None):
+    res = sync_all_practices(x.s, trigger="manual", transport=x.t, clock=x.clock, tenant_id=tenant_id)
     return {r["tenant_type"]: r for r in res}
 
 
@@ -184,17 +184,17 @@ def test_xpm_jobs_open_and_complete_campaigns(x):
     X.set_mapping(x.s, x.pm, {"Waiting on Client", "Awaiting Client Info"})
     waiting = sorted(j.id for j in practice.jobs.values() if j.state in ("Waiting on Client", "Awaiting Client Info"))
     assert [p["job_id"] for p in X.preview_mapping(x.s, x.pm, X.get_mapping(x.s, x.pm))] == waiting
-    run(x)
+    run(x, x.pm)
     opened = X.campaigns(x.s, x.pm, "open")
     assert sorted(c["job_id"] for c in opened) == waiting and all(c["client_id"] for c in opened)
-    run(x)  # nothing duplicated
+    run(x, x.pm)  # nothing duplicated
     assert len(X.campaigns(x.s, x.pm)) == len(waiting)
 
     practice.set_state(waiting[0], "REVIEW")
     practice.set_state(waiting[1], "COMPLETED")
     planned = sorted(j.id for j in practice.jobs.values() if j.state == "Planned")[0]
     practice.set_state(planned, "WAITINGONCLIENT")
-    run(x)
+    run(x, x.pm)
     done = {c["job_id"]: c["completion_reason"] for c in X.campaigns(x.s, x.pm, "completed")}
     assert done == {waiting[0]: "job moved to Review", waiting[1]: "job moved to Completed"}
     assert sorted(c["job_id"] for c in X.campaigns(x.s, x.pm, "open")) == sorted(waiting[2:] + [planned])
@@ -208,7 +208,7 @@ def test_xpm_jobs_open_and_complete_campaigns(x):
 
 def test_xpm_refused_on_plan_is_a_skip_with_a_note(make_settings):
     x = connected(make_settings, tier="core")
-    out = run(x)
+    out = run(x, x.pm)
     step = out["PRACTICEMANAGER"]["steps"][0]
     assert step["status"] == "skipped" and "tier" in step["error"].lower()
     (note, status), = q(x, "SELECT tier_note, status FROM connections WHERE tenant_id = ?", x.pm)

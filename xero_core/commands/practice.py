@@ -1,0 +1,279 @@
+"""`webhooks`, `clients`, `documents`, `xpm`: the practice workflows from the command line.
+
+Thin: parse, call xero_core.practice, print. `--json` prints one JSON document on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from ..settings import load_settings
+
+DEFAULT_WEBHOOK_PORT = 8766
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("webhooks", help="serve POST /webhooks/xero (verify, spool, process Xero's webhook events)")
+    p.add_argument("--port", type=int, default=DEFAULT_WEBHOOK_PORT, help=f"port (default {DEFAULT_WEBHOOK_PORT}; 0 = any)")
+    p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; put HTTPS in front for Xero)")
+    p.add_argument("--set-key", action="store_true", help="read the webhook key from stdin into the vault, then exit")
+    p.add_argument("--status", action="store_true", help="print the receiver's status (never the key) and exit")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_webhooks)
+
+    p = sub.add_parser("clients", help="the practice's clients: list, add, import a CSV, resolve ambiguous matches")
+    cs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = cs.add_parser("list", help="list clients and their Xero / XPM links")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_clients_list)
+    a = cs.add_parser("add", help="add a client by hand")
+    a.add_argument("name")
+    a.add_argument("--email")
+    a.add_argument("--phone")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_clients_add)
+    a = cs.add_parser("import", help="import clients from a CSV with a header row: name,email,phone")
+    a.add_argument("csv", metavar="CSV")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_clients_import)
+    a = cs.add_parser("candidates", help="ambiguous matches waiting for an admin")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_clients_candidates)
+    a = cs.add_parser("resolve", help="link a client to a Xero contact (or XPM client) by hand")
+    a.add_argument("--client", required=True, metavar="ID")
+    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--contact", required=True, metavar="ID", help="the Xero ContactID (or XPM client ID)")
+    a.set_defaults(handler=cmd_clients_resolve)
+    a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_practice_sync)
+
+    p = sub.add_parser("documents", help="client documents pushed to Xero Files")
+    ds = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = ds.add_parser("add", help="add a file for a client")
+    a.add_argument("--client", required=True, metavar="ID")
+    a.add_argument("file", metavar="FILE")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_documents_add)
+    a = ds.add_parser("push", help="push pending documents to Xero Files")
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--retry-failed", action="store_true", help="also retry every failed push")
+    g.add_argument("--document", metavar="ID", help="push (or retry) this one document")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_documents_push)
+    a = ds.add_parser("list", help="documents and their push status")
+    a.add_argument("--client", metavar="ID")
+    a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped"))
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_documents_list)
+
+    p = sub.add_parser("xpm", help="Xero Practice Manager: sync jobs, map job states to document chasing")
+    xs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = xs.add_parser("sync", help="sync Practice Manager jobs (all PRACTICEMANAGER tenants, or --tenant)")
+    a.add_argument("--tenant", metavar="ID")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_xpm_sync)
+    a = xs.add_parser("map", help="mark a job state as 'needs documents' (or --off to unmark); no --state: show")
+    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--state", action="append", default=[], metavar="NAME", help="a state's display name (repeatable)")
+    a.add_argument("--off", action="store_true", help="remove these states from the mapping")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_xpm_map)
+    a = xs.add_parser("enable", help="turn document chasing on (or --off) for a Practice Manager connection")
+    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--off", action="store_true")
+    a.set_defaults(handler=cmd_xpm_enable)
+    a = xs.add_parser("campaigns", help="chase campaigns")
+    a.add_argument("--tenant", metavar="ID")
+    a.add_argument("--status", choices=("open", "completed"))
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(handler=cmd_xpm_campaigns)
+
+
+def _out(args, doc, lines) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(doc, default=str, indent=2))
+    else:
+        for line in lines:
+            print(line)
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+def cmd_webhooks(args) -> int:
+    from ..practice import webhooks as W
+
+    settings = load_settings()
+    if args.set_key:
+        key = sys.stdin.readline().strip()
+        W.set_webhook_key(settings, key)
+        print(f"webhook key stored in the vault ({W.webhook_key_mask(settings)})", file=sys.stderr)
+        return 0
+    if args.status:
+        st = W.webhook_status(settings)
+        _out(args, st, [f"{k}: {v}" for k, v in st.items()])
+        return 0
+    from ..practice.webhook_server import serve
+
+    if not W.get_webhook_key(settings):
+        print("warning: no webhook key yet: every delivery will get 401. Set XERO_WEBHOOK_KEY or run "
+              "`python -m xero_core webhooks --set-key` (key on stdin).", file=sys.stderr)
+    srv = serve(settings, args.host, args.port)
+    print(f"listening on {srv.url} (Xero needs HTTPS: put a TLS proxy or tunnel in front). Ctrl-C stops.",
+          file=sys.stderr)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.close()
+    return 0
+
+
+# -- clients -------------------------------------------------------------------------------------
+def cmd_clients_list(args) -> int:
+    from ..practice import clients as C
+
+    rows = C.list_clients(load_settings())
+    _out(args, rows, [f"{r['client_id']}  {r['name']!s:40.40}  {r['email'] or '-':35.35}  "
+                      f"{r['match_status'] or '-':9} {r['xero_contact_id'] or '-'}"
+                      + ("  (archived)" if r["archived"] else "") for r in rows] or ["no clients yet"])
+    return 0
+
+
+def cmd_clients_add(args) -> int:
+    from ..practice import clients as C
+
+    settings = load_settings()
+    cid = C.add_client(settings, args.name, args.email, args.phone)
+    row = C.get_client(settings, cid)
+    _out(args, row, [f"added {cid}: {row['name']} ({row['match_status']}"
+                     + (f", matched by {row['match_method']} to contact {row['xero_contact_id']}" if row["xero_contact_id"] else "")
+                     + ")"])
+    return 0
+
+
+def cmd_clients_import(args) -> int:
+    from ..practice import clients as C
+
+    res = C.import_csv(load_settings(), args.csv)
+    _out(args, res.as_dict(), [f"imported {len(res.created)} client(s); {res.linked} matched to Xero contacts, "
+                               f"{res.ambiguous} ambiguous (see `clients candidates`)"] + [f"  skipped {s}" for s in res.skipped])
+    return 0
+
+
+def cmd_clients_candidates(args) -> int:
+    from ..practice import clients as C
+
+    rows = C.list_candidates(load_settings())
+    _out(args, rows, [f"{r['client_id']} {r['client_name']!r}  <->  {r['contact_id']} {r['contact_name']!r} "
+                      f"(tenant {r['tenant_id']}): {r['reason']}" for r in rows] or ["no ambiguous matches"])
+    return 0
+
+
+def cmd_clients_resolve(args) -> int:
+    from ..practice import clients as C
+
+    C.resolve_match(load_settings(), args.client, args.tenant, args.contact)
+    print(f"client {args.client} linked to {args.contact}")
+    return 0
+
+
+def cmd_practice_sync(args) -> int:
+    from ..practice import sync_all_practices
+
+    res = sync_all_practices(load_settings(), trigger="cli")
+    _out(args, res, [f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
+                     + "".join(f"\n  {s['step']}: {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
+                               for s in r.get("steps") or []) for r in res] or ["no connected tenants"])
+    return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
+
+
+# -- documents -----------------------------------------------------------------------------------
+def cmd_documents_add(args) -> int:
+    from ..practice import documents as D
+
+    row = D.add_document(load_settings(), args.client, args.file)
+    _out(args, row, [f"{row['document_id']}: {row['file_name']} ({row['size_bytes']} bytes) {row['status']}"
+                     + (f": {row['error']}" if row["error"] else "")])
+    return 1 if row["status"] == "skipped" else 0
+
+
+def cmd_documents_push(args) -> int:
+    from ..practice import documents as D
+
+    s = D.push_documents(load_settings(), document_id=args.document, retry_failed=args.retry_failed)
+    _out(args, s.as_dict(), s.messages + [f"pushed {s.pushed}, failed {s.failed}, skipped {s.skipped}"])
+    return 1 if s.failed else 0
+
+
+def cmd_documents_list(args) -> int:
+    from ..practice import documents as D
+
+    rows = D.list_documents(load_settings(), args.client, args.status)
+    _out(args, rows, [f"{r['document_id']}  {r['client_name']!s:30.30}  {r['file_name']!s:30.30}  {r['status']:8} "
+                      f"attempts {r['attempts']}" + (f"  {r['error']}" if r["error"] else "") for r in rows]
+         or ["no documents"])
+    return 0
+
+
+# -- xpm -----------------------------------------------------------------------------------------
+def cmd_xpm_sync(args) -> int:
+    from ..connections import list_connections
+    from ..practice import sync_all_practices
+
+    settings = load_settings()
+    pms = [c["tenant_id"] for c in list_connections(settings) if (c.get("tenant_type") or "").upper() == "PRACTICEMANAGER"
+           and (not args.tenant or c["tenant_id"] == args.tenant)]
+    if not pms:
+        print("no connected Practice Manager tenant" + (f" {args.tenant}" if args.tenant else ""), file=sys.stderr)
+        return 1
+    res = []
+    for tid in pms:
+        res += sync_all_practices(settings, trigger="cli", tenant_id=tid)
+    _out(args, res, [f"{r['tenant_name']}: " + ", ".join(f"{s['step']} {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
+                                                        for s in r["steps"]) for r in res])
+    return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
+
+
+def cmd_xpm_map(args) -> int:
+    from ..practice import xpm as X
+
+    settings = load_settings()
+    current = X.get_mapping(settings, args.tenant)
+    if args.state:
+        wanted = (current - set(args.state)) if args.off else (current | set(args.state))
+        known = {s.casefold() for s in X.known_states(settings, args.tenant)}
+        unknown = [s for s in args.state if s.casefold() not in known]
+        current = X.set_mapping(settings, args.tenant, wanted)
+        if unknown and not args.off:
+            print(f"note: no synced job is in {', '.join(unknown)} yet (states are matched by display name)",
+                  file=sys.stderr)
+    doc = {"tenant_id": args.tenant, "needs_documents": sorted(current), "known_states": X.known_states(settings, args.tenant),
+           "xpm_enabled": X.is_enabled(settings, args.tenant)}
+    _out(args, doc, [f"needs documents: {', '.join(sorted(current)) or '(none)'}",
+                     f"known states: {', '.join(doc['known_states']) or '(sync first)'}",
+                     f"chasing: {'on' if doc['xpm_enabled'] else 'off (python -m xero_core xpm enable --tenant ID)'}"])
+    return 0
+
+
+def cmd_xpm_enable(args) -> int:
+    from ..practice import xpm as X
+
+    X.set_xpm_enabled(load_settings(), args.tenant, not args.off)
+    print(f"document chasing {'off' if args.off else 'on'} for {args.tenant}")
+    return 0
+
+
+def cmd_xpm_campaigns(args) -> int:
+    from ..practice import xpm as X
+
+    rows = X.campaigns(load_settings(), args.tenant, args.status)
+    _out(args, rows, [f"{r['campaign_id']}  {r['status']:9} {r['job_id']}  {r['client_name'] or r['xpm_client_id']!s:30.30} "
+                      f"{r['job_state'] or ''}" + (f"  ({r['completion_reason']})" if r["completion_reason"] else "")
+                      for r in rows] or ["no campaigns"])
+    return 0
