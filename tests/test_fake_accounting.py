@@ -305,3 +305,10 @@ def _token(fake, httpx):
         "client_id": DEMO_CLIENT_ID, "client_secret": DEMO_CLIENT_SECRET}))
     assert resp.status_code == 200, resp.text
     return resp.json()["access_token"]
+
+
+def test_if_modified_since_on_settings_and_unmodelled_options(org):
+    assert ok(org, "/TrackingCategories", {}, {"if-modified-since": "2000-01-01T00:00:00"})["TrackingCategories"]
+    assert ok(org, "/Accounts", {}, {"if-modified-since": "2099-01-01T00:00:00"})["Accounts"] == []
+    status, _, body = get(org, "/Reports/ProfitAndLoss", {"paymentsOnly": "true"})
+    assert status == 400 and b"paymentsOnly" in body

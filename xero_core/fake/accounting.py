@@ -529,6 +529,9 @@ def _dispatch(org: Org, parts: list[str], p: dict, headers: dict, now: datetime,
                                                         pagination=pag, correlation_id=corr)
     if head == "organisation" and len(parts) == 1:
         return env("Organisations", [organisation_json(org)])
+    if _bool_param(p, "paymentsOnly"):
+        # Cash-basis reports and journals are not modelled; refusing beats serving accrual figures.
+        raise _BadRequest("paymentsOnly=true (cash basis) is not supported by the fake Xero; omit it")
     if head == "reports" and len(parts) == 2:
         try:
             report = reports.build(org, parts[1], p, now)
@@ -601,7 +604,7 @@ def _list(org: Org, res: Resource, p: dict, headers: dict, env, unitdp: int) -> 
     since = headers.get("if-modified-since")
     if since:
         cutoff = parse_if_modified_since(since)
-        items = [x for x in items if x.updated >= cutoff]
+        items = [x for x in items if x.updated is not None and x.updated >= cutoff]
     where = p.get("where")
     if where:
         pred = query.compile_where(where, res.fields, res.type_name)

@@ -81,10 +81,10 @@ class TrackingOption:
 
 
 class TrackingCategory:
-    __slots__ = ("id", "name", "options", "status")
+    __slots__ = ("id", "name", "options", "status", "updated")
 
-    def __init__(self, id, name):
-        self.id, self.name, self.options, self.status = id, name, [], "ACTIVE"
+    def __init__(self, id, name, updated=None):
+        self.id, self.name, self.options, self.status, self.updated = id, name, [], "ACTIVE", updated
 
 
 class Contact:
@@ -682,7 +682,7 @@ class _Generator:
     def tracking(self):
         org = self.org
         for cat_name, names in (("Region", [r[0] for r in chart.REGIONS]), ("Job Type", chart.JOB_TYPES)):
-            cat = TrackingCategory(self.uid(), cat_name)
+            cat = TrackingCategory(self.uid(), cat_name, org.created + timedelta(hours=1))
             for n in names:
                 cat.options.append(TrackingOption(self.uid(), n, cat))
             org.tracking.append(cat)

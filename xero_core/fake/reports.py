@@ -48,12 +48,12 @@ def fy_start(d: date) -> date:
 
 
 def shift_months(d: date, months: int) -> date:
-    """Move by whole months, keeping month-ends at month-end (28 Feb -> 31 Jan)."""
-    eom = d == _month_end(d)
+    """Move by whole months keeping the day number, clamped to the month's length. This is Xero's
+    known quirk: a comparison P&L to 30 Sep ends its August column on 30 Aug (not 31 Aug), so
+    callers who want whole months ask for a 31st."""
     m = d.month - 1 + months
     y, m = d.year + m // 12, m % 12 + 1
-    last = _month_end(date(y, m, 1)).day
-    return date(y, m, last if eom else min(d.day, last))
+    return date(y, m, min(d.day, _month_end(date(y, m, 1)).day))
 
 
 def _periods(p: dict) -> tuple[int, int]:
@@ -119,12 +119,20 @@ def _filter(opt) -> dict:
 
 # ---- ProfitAndLoss ----------------------------------------------------------------------------
 
-def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
-    today = now.date()
-    d_from = _date(p, "fromDate", today.replace(day=1))
-    d_to = _date(p, "toDate", _month_end(d_from))
+def _range(p: dict, today: date) -> tuple[date, date]:
+    """No dates: this month. Only fromDate: up to today. Only toDate: from the 1st of its month."""
+    has_from, has_to = bool(p.get("fromdate")), bool(p.get("todate"))
+    if not has_from and not has_to:
+        return today.replace(day=1), _month_end(today)
+    d_to = _date(p, "toDate", today)
+    d_from = _date(p, "fromDate", d_to.replace(day=1))
     if d_to < d_from:
         raise ReportError(f"toDate {d_to} is before fromDate {d_from}")
+    return d_from, d_to
+
+
+def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
+    d_from, d_to = _range(p, now.date())
     n, step = _periods(p)
     cat, opt = _option(org, p.get("trackingcategoryid"), p.get("trackingoptionid"))
     cat2, opt2 = _option(org, p.get("trackingcategoryid2"), p.get("trackingoptionid2"))
@@ -184,11 +192,7 @@ def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
 # ---- BankSummary ------------------------------------------------------------------------------
 
 def bank_summary(org: Org, p: dict, now: datetime) -> dict:
-    today = now.date()
-    d_from = _date(p, "fromDate", today.replace(day=1))
-    d_to = _date(p, "toDate", _month_end(d_from))
-    if d_to < d_from:
-        raise ReportError(f"toDate {d_to} is before fromDate {d_from}")
+    d_from, d_to = _range(p, now.date())
     rows: list = [{"RowType": "Header", "Cells": [{"Value": v} for v in
                                                   ("Bank Accounts", "Opening Balance", "Cash Received",
                                                    "Cash Spent", "Closing Balance")]}]
