@@ -191,3 +191,27 @@ def test_no_token_text_in_logs_data_dir_or_duckdb(settings, fake, clock, caplog)
             assert v.decode() not in log_text
             for p, blob in blobs:
                 assert v not in blob, f"token text found in {p}"
+
+
+def test_unreachable_token_endpoint_names_the_url(settings, fake, clock):
+    import httpx
+
+    url = oauth.begin_connect(settings, clock=clock)
+    callback = fake.consent(url)
+
+    def down(request):
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(OAuthError) as ei:
+        oauth.complete_connect(settings, callback, transport=httpx.MockTransport(down), clock=clock)
+    assert ei.value.code == "temporarily_unavailable" and settings.token_url in str(ei.value)
+
+
+def test_redaction_keeps_a_bounded_list_of_recent_secrets():
+    from xero_core import redaction
+
+    for i in range(400):
+        redaction.register(f"secret-number-{i:04d}-" + "z" * 20)
+    assert len(redaction._secrets) <= redaction._MAX_VARIANTS
+    newest = "secret-number-0399-" + "z" * 20
+    assert redaction.redact(f"x {newest} y") == f"x {redaction.MASK} y"

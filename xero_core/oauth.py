@@ -145,7 +145,10 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
             redirect_uri=pending["redirect_uri"], code_verifier=pending["code_verifier"],
         ))
     except httpx.HTTPError as exc:
-        raise _error("temporarily_unavailable", type(exc).__name__) from None
+        raise OAuthError(
+            f"temporarily_unavailable: Could not reach the token endpoint {settings.token_url} "
+            f"({type(exc).__name__}). Check the network (with XERO_MOCK_MODE=true: that the fake Xero is "
+            "running), then start Connect again.", code="temporarily_unavailable") from None
     except ValueError:
         raise _error("server_error", "the token endpoint did not answer JSON") from None
     except Exception as exc:
@@ -182,7 +185,9 @@ def _get_connections(settings: Settings, access_token: str, transport) -> list[d
             resp = http.get(settings.connections_url, headers={
                 "Authorization": f"Bearer {access_token}", "Accept": "application/json"})
         except httpx.HTTPError as exc:
-            raise _error("temporarily_unavailable", f"GET /connections failed: {type(exc).__name__}") from None
+            raise OAuthError(
+                f"temporarily_unavailable: Could not reach {settings.connections_url} ({type(exc).__name__}); "
+                "the tokens are saved. Start Connect again in a minute.", code="temporarily_unavailable") from None
     if resp.status_code != 200:
         raise _error("server_error", f"GET /connections answered HTTP {resp.status_code}")
     try:

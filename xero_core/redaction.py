@@ -14,12 +14,16 @@ import logging
 import re
 import threading
 import urllib.parse
+from collections import OrderedDict
 
 MASK = "[redacted]"
 _MIN_LEN = 12  # shorter strings are not tokens and would mangle ordinary text
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+# Most recent first out: a long-running scheduler refreshes tokens all day, and every record is
+# checked against every entry, so keep the newest few hundred (old tokens are dead anyway).
+_MAX_VARIANTS = 700
+_secrets: "OrderedDict[str, None]" = OrderedDict()
 _installed = False
 
 _PATTERNS = (
@@ -52,7 +56,11 @@ def register(*secrets: str | None) -> None:
             new |= _variants(s)
     if new:
         with _lock:
-            _secrets.update(new)
+            for v in new:
+                _secrets[v] = None
+                _secrets.move_to_end(v)
+            while len(_secrets) > _MAX_VARIANTS:
+                _secrets.popitem(last=False)
     install()
 
 
