@@ -215,3 +215,25 @@ def test_redaction_keeps_a_bounded_list_of_recent_secrets():
     assert len(redaction._secrets) <= redaction._MAX_VARIANTS
     newest = "secret-number-0399-" + "z" * 20
     assert redaction.redact(f"x {newest} y") == f"x {redaction.MASK} y"
+
+
+def test_failed_connections_call_leaves_no_orphan_token_set(settings, fake, clock):
+    import httpx
+
+    url = oauth.begin_connect(settings, clock=clock)
+    callback = fake.consent(url)
+    fake.api_handler = None
+
+    def handler(request):
+        if request.url.path == "/connections":
+            return httpx.Response(503, json={"Detail": "ServiceNotAvailable"})
+        return fake.handle(request)
+
+    with pytest.raises(OAuthError) as ei:
+        oauth.complete_connect(settings, callback, transport=httpx.MockTransport(handler), clock=clock)
+    assert ei.value.code == "server_error" and tokens.grant_ids(settings) == []
+    # and an abandoned tenant-less set (a crash mid-connect) is swept by the next Connect
+    tokens.save_new_grant(settings, {"access_token": "a" * 40, "refresh_token": "r" * 40}, clock)
+    clock.advance(oauth.ORPHAN_GRANT_SECONDS + 1)
+    oauth.begin_connect(settings, clock=clock)
+    assert tokens.grant_ids(settings) == []

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
 BACKOFF_CAP_SECONDS = 60.0
-USER_AGENT = "Ledgerlink/0.1 (+https://github.com/ledgerlink)"
+USER_AGENT = "Ledgerlink/0.1"
 
 
 class _NoLimiter:

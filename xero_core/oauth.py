@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PENDING_PREFIX = "pending-"
 PENDING_TTL_SECONDS = 600
+ORPHAN_GRANT_SECONDS = 3600
 HTTP_TIMEOUT = 30.0
 
 _ADVICE = {
@@ -77,6 +78,15 @@ def _purge_expired_pending(vault: Vault, now: float) -> None:
         except Exception:
             item = None  # an unreadable pending state is worthless: drop it
         if item is None or item.get("expires_at", 0) < now - PENDING_TTL_SECONDS:
+            vault.delete(name)
+    # A token set that never got its tenants (a crash between the code exchange and /connections)
+    # can never be found by tenant: drop it once it is clearly abandoned.
+    for name in vault.names(tokens.GRANT_PREFIX):
+        try:
+            grant = vault.read(name)
+        except Exception:
+            continue  # unreadable grants are reported by status, not silently deleted
+        if grant and not grant.get("tenant_ids") and grant.get("created_at", now) < now - ORPHAN_GRANT_SECONDS:
             vault.delete(name)
     vault.sweep_temp_files()
 
@@ -164,7 +174,11 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
         raise _error("invalid_scope", "no refresh token was issued: XERO_SCOPES must include offline_access")
 
     grant_id = tokens.save_new_grant(settings, token, clock)  # saved before first use
-    tenants = _get_connections(settings, token["access_token"], transport)
+    try:
+        tenants = _get_connections(settings, token["access_token"], transport)
+    except OAuthError:
+        Vault(settings).delete(tokens.GRANT_PREFIX + grant_id)  # serves no tenant: nothing can find it
+        raise
     if not tenants:
         Vault(settings).delete(tokens.GRANT_PREFIX + grant_id)
         raise _error("no_tenants")
@@ -187,7 +201,7 @@ def _get_connections(settings: Settings, access_token: str, transport) -> list[d
         except httpx.HTTPError as exc:
             raise OAuthError(
                 f"temporarily_unavailable: Could not reach {settings.connections_url} ({type(exc).__name__}); "
-                "the tokens are saved. Start Connect again in a minute.", code="temporarily_unavailable") from None
+                "Start Connect again in a minute.", code="temporarily_unavailable") from None
     if resp.status_code != 200:
         raise _error("server_error", f"GET /connections answered HTTP {resp.status_code}")
     try:
