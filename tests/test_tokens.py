@@ -183,3 +183,23 @@ def test_manager_follows_a_reconnect_to_the_new_token_set(settings, fake, clock)
     connect(settings, fake, clock)  # a second consent replaces the first set
     assert tm.access_token(tid) == fake.sets[1].access
     assert len(tokens.grant_ids(settings)) == 1
+
+
+@pytest.mark.parametrize("reply", [
+    httpx.Response(503, text="Service Unavailable"),
+    httpx.Response(429, json={"Title": "Too many requests"}),
+    httpx.Response(200, text="<html>gateway</html>"),
+])
+def test_token_endpoint_trouble_is_retriable_and_keeps_the_set(settings, fake, clock, reply):
+    from xero_core.errors import RetriableError
+
+    connect(settings, fake, clock)
+    tid = fake.tenants[0].tenant_id
+    clock.advance(3600)
+    down = httpx.MockTransport(lambda request: reply)
+    with pytest.raises(RetriableError):
+        tokens.TokenManager(settings, transport=down, clock=clock).access_token(tid)
+    assert connections.get_connection(settings, tid)["status"] == "connected"
+    # once Xero answers again, the same (unrotated) refresh token works
+    assert tokens.TokenManager(settings, transport=fake.transport(), clock=clock).access_token(tid) == fake.sets[0].access
+    assert fake.refresh_count == 1

@@ -285,11 +285,18 @@ class TokenManager:
         return token_summary(self.settings, tenant_id, self.clock)["refresh_expires_at"]
 
     def _refresh(self, gid: str, tenant_id: str, stale: str | None) -> str:
+        token = self._refresh_locked(gid, tenant_id, stale)
+        if token is None:
+            # The set was replaced (a reconnect) meanwhile: look the tenant up again, outside the lock.
+            self._grant_of.pop(tenant_id, None)
+            return self.access_token(tenant_id)
+        return token
+
+    def _refresh_locked(self, gid: str, tenant_id: str, stale: str | None) -> str | None:
         with grant_lock(self.settings, gid):
             data = read_grant(self.settings, gid)  # re-read: another process may have refreshed
             if data is None or tenant_id not in data.get("tenant_ids", []):
-                # The grant was replaced (a reconnect) meanwhile: start again from the lookup.
-                return self.access_token(tenant_id)
+                return None
             if data.get("dead"):
                 raise ReconnectNeeded(data["dead"], tenant_id=tenant_id)
             if stale is None and not self._expiring(data):
@@ -315,7 +322,10 @@ class TokenManager:
     def _call_refresh(self, data: dict, tenant_id: str) -> dict:
         client = oauth_client(self.settings, self.transport)
         try:
-            return dict(client.refresh_token(self.settings.token_url, refresh_token=data["refresh_token"]))
+            token = dict(client.refresh_token(self.settings.token_url, refresh_token=data["refresh_token"]))
+            if not token.get("access_token"):
+                raise ValueError("no access_token in the token response")
+            return token
         except httpx.HTTPStatusError as exc:  # authlib raises these for 5xx / non-JSON bodies
             status = exc.response.status_code
             raise RetriableError(
