@@ -297,16 +297,16 @@ def set_paused(settings: Settings, paused: bool, *, by: str | None = None, clock
 
 
 def _default_organisations(settings: Settings) -> list[tuple[str, str, str]]:
-    """(tenant_id, tenant_name, status) of every organisation not disconnected, from `connections`."""
-    from .db import connect
+    """(tenant_id, name, status) of every tenant not disconnected, except Practice Manager ones
+    (the practices step syncs those). Tenants needing a reconnect are included: sync_all records
+    why it skips them, so the app shows it."""
+    from .connections import list_connections
 
-    with connect(settings.db_path, read_only=True) as con:
-        rows = con.execute(
-            "SELECT tenant_id, coalesce(tenant_name, tenant_id), status FROM connections "
-            "WHERE upper(coalesce(tenant_type, 'ORGANISATION')) = 'ORGANISATION' "
-            "AND status <> 'disconnected' ORDER BY tenant_name, tenant_id"
-        ).fetchall()
-    return [(r[0], r[1], r[2]) for r in rows]
+    return [
+        (c["tenant_id"], c.get("tenant_name") or c["tenant_id"], c.get("status") or "connected")
+        for c in list_connections(settings)
+        if (c.get("tenant_type") or "").upper() != "PRACTICEMANAGER"
+    ]
 
 
 def _default_sync_tenant(settings: Settings, tenant_id: str, *, trigger: str, only: Iterable[str] | None = None) -> Any:
@@ -353,35 +353,45 @@ class Jobs:
 def result_status(result: Any) -> tuple[str, str]:
     """(status, detail) of what a sync function returned: ok | failed | busy | skipped.
 
-    Duck-typed so the scheduler does not depend on the engine's result class: a falsy `ok`,
-    a `status` of failed/partial/error, or a non-empty `failed`/`errors` means failed.
+    Duck-typed over the engine's SyncResult (`busy`, `status`, `ok`) and the practices' list of
+    dicts, so fakes in tests can return None or a plain dict.
     """
     if result is None:
         return "ok", ""
     if isinstance(result, (list, tuple)):
-        statuses = [result_status(r) for r in result]
-        bad = [d or s for s, d in statuses if s == "failed"]
-        return ("failed", "; ".join(bad)) if bad else ("ok", "")
-    status = getattr(result, "status", None)
-    if isinstance(result, dict):
-        status = result.get("status", status)
-    detail = str(getattr(result, "error", None) or getattr(result, "message", None) or "")
-    if isinstance(status, str):
-        s = status.lower()
-        if s in ("failed", "partial", "error"):
-            return "failed", detail or s
-        if s in ("busy",):
-            return "busy", detail
-        if s in ("skipped",):
-            return "skipped", detail
-    ok = getattr(result, "ok", None)
-    if isinstance(ok, bool) and not ok:
-        return "failed", detail or "the sync reported failures"
-    for attr in ("failed", "errors"):
-        val = getattr(result, attr, None)
-        if val and not callable(val):
-            return "failed", detail or f"{attr}: {val}"
-    return "ok", detail
+        parts = [(r, *result_status(r)) for r in result]
+        bad = [f"{_name_of(r)}: {d or s}" for r, s, d in parts if s == "failed"]
+        busy = [f"{_name_of(r)}: {d}" for r, s, d in parts if s == "busy"]
+        if bad:
+            return "failed", "; ".join(bad)
+        return "ok", "; ".join(busy)
+    get = result.get if isinstance(result, dict) else (lambda k: getattr(result, k, None))
+    if get("busy"):
+        return "busy", str(get("busy"))
+    status = get("status")
+    status = status.lower() if isinstance(status, str) else None
+    detail = _first_error(result, get)
+    if status in ("failed", "partial", "error"):
+        return "failed", detail or status
+    if status == "skipped":
+        return "skipped", detail
+    if get("ok") is False:
+        return "failed", detail or "the sync reported a problem"
+    return "ok", ""
+
+
+def _name_of(r: Any) -> str:
+    get = r.get if isinstance(r, dict) else (lambda k: getattr(r, k, None))
+    return str(get("tenant_name") or get("tenant_id") or "practice")
+
+
+def _first_error(result: Any, get: Callable[[str], Any]) -> str:
+    """The first failing step's error, e.g. "pnl: HTTP 500 ...", for the state file and the log."""
+    for st in get("steps") or []:
+        sget = st.get if isinstance(st, dict) else (lambda k, st=st: getattr(st, k, None))
+        if sget("status") in ("failed", "partial", "skipped") and sget("error"):
+            return f"{sget('step') or sget('name') or 'step'}: {sget('error')}"[:500]
+    return str(get("error") or "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,6 +462,7 @@ class Scheduler:
         self.jobs = jobs or Jobs()
         self.clock = clock
         self.extras = parse_extra(settings.sync_extra)
+        self._check_extra_resources()
         parse_sync_time(settings.sync_time)
         ZoneInfo(settings.timezone)
         self._stop = threading.Event()
@@ -462,6 +473,19 @@ class Scheduler:
         self._daily_job = None
         self._last_heartbeat: datetime | None = None
         self.cycles: list[CycleReport] = []
+
+    def _check_extra_resources(self) -> None:
+        if not self.extras:
+            return
+        try:
+            from .sync.runner import parse_only
+        except ImportError:  # the engine validates when called
+            return
+        for e in self.extras:
+            try:
+                parse_only(e.resources)
+            except ValueError as exc:
+                raise SchedulerError(f"XERO_SYNC_EXTRA: {exc}") from None
 
     # -- control -------------------------------------------------------------------------------
 
@@ -623,10 +647,7 @@ class Scheduler:
             self._failed(report, "list organisations", None, exc)
             return
         steps: list[tuple[str, str | None, Callable[[], Any]]] = []
-        for tenant_id, name, status in orgs:
-            if status not in (None, "connected"):
-                report.steps.append(StepReport(f"sync {name}", tenant_id, "skipped", f"connection is {status}: reconnect it in the app"))
-                continue
+        for tenant_id, name, _status in orgs:
             steps.append((f"sync {name}", tenant_id, lambda t=tenant_id: self.jobs.sync_tenant(self.settings, t, trigger=TRIGGER, only=only)))
         if only is None and self.jobs.sync_practices is not None:
             steps.append(("sync practices", None, lambda: self.jobs.sync_practices(self.settings, trigger=TRIGGER)))
