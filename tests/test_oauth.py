@@ -237,3 +237,13 @@ def test_failed_connections_call_leaves_no_orphan_token_set(settings, fake, cloc
     clock.advance(oauth.ORPHAN_GRANT_SECONDS + 1)
     oauth.begin_connect(settings, clock=clock)
     assert tokens.grant_ids(settings) == []
+
+
+def test_unreadable_pending_state_is_a_state_error_not_a_crash(settings, make_settings, fake, clock):
+    import secrets
+
+    url = oauth.begin_connect(settings, clock=clock)
+    other_key = make_settings(XERO_ENCRYPTION_KEY=secrets.token_hex(32))  # the key changed mid-consent
+    with pytest.raises(OAuthError) as ei:
+        oauth.complete_connect(other_key, fake.consent(url), transport=fake.transport(), clock=clock)
+    assert ei.value.code == "state_mismatch" and Vault(settings).names("pending-") == []

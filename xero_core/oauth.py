@@ -16,7 +16,7 @@ import httpx
 
 from . import connections, tokens
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import OAuthError, ReconnectNeeded
+from .errors import OAuthError, ReconnectNeeded, VaultError
 from .settings import Settings
 from .vault import Vault
 
@@ -134,8 +134,12 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
     pending = None
     if state:
         name = _pending_name(state)
-        pending = vault.read(name)
-        if pending is not None:
+        try:
+            pending = vault.read(name)
+        except VaultError as exc:  # e.g. the key changed mid-consent: this consent cannot finish
+            log.warning("Dropping an unreadable pending consent: %s", exc)
+            pending = None
+        if vault.exists(name):
             vault.delete(name)  # single use, whatever happens next
     if params.get("error"):
         code = params["error"]
