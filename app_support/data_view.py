@@ -12,48 +12,31 @@ from . import engine
 from .queries import TTL
 
 
-def _chartable(frame: Any) -> pl.DataFrame | None:
-    """Decimals drawn as floats (display only: the database keeps DECIMAL(18,2))."""
-    if frame is None:
-        return None
-    if not isinstance(frame, pl.DataFrame):
-        frame = pl.DataFrame(frame)
+def chartable(frame: pl.DataFrame) -> pl.DataFrame:
+    """Decimals drawn as floats (display only: the database and analysis keep Decimal)."""
     casts = [pl.col(n).cast(pl.Float64) for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
     return frame.with_columns(casts) if casts else frame
 
 
-# The cache key is (db_path, tenant_id): settings are re-read from the environment inside.
+# Cached by (db_path, tenant_id) for a few seconds; settings are re-read inside. Errors (NoDataYet)
+# are not cached, so a sync shows up at the next rerun.
 @st.cache_data(ttl=TTL, show_spinner=False)
-def weekly_pnl(db_path: str, tenant_id: str) -> pl.DataFrame | None:
-    return _chartable(engine.weekly_pnl(load_settings(), tenant_id))
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def revenue_mix(db_path: str, tenant_id: str) -> pl.DataFrame | None:
-    return _chartable(engine.revenue_mix(load_settings(), tenant_id))
+def weekly_pnl(db_path: str, tenant_id: str) -> pl.DataFrame:
+    return engine.weekly_pnl(load_settings(), tenant_id)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def cash_position(db_path: str, tenant_id: str) -> pl.DataFrame | None:
-    return _chartable(engine.cash_position(load_settings(), tenant_id))
+def revenue_mix(db_path: str, tenant_id: str, weeks: int) -> pl.DataFrame:
+    return engine.revenue_mix(load_settings(), tenant_id, weeks=weeks)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def status(db_path: str, tenant_id: str) -> pl.DataFrame | None:
-    return _chartable(engine.data_status(load_settings(), tenant_id))
+def cash_position(db_path: str, tenant_id: str) -> pl.DataFrame:
+    return engine.cash_position(load_settings(), tenant_id, by_account=True)
 
 
-def mix_axes(frame: pl.DataFrame) -> tuple[str, str, str | None]:
-    cols = frame.columns
-    x = "week_ending" if "week_ending" in cols else cols[0]
-    y = next((c for c in ("total", "revenue", "subtotal", "amount") if c in cols), cols[-1])
-    colour = next((c for c in ("revenue_type", "region", "category") if c in cols), None)
-    return x, y, colour
-
-
-def cash_axes(frame: pl.DataFrame) -> tuple[str, str, str | None]:
-    cols = frame.columns
-    x = "week_ending" if "week_ending" in cols else cols[0]
-    y = next((c for c in ("closing", "balance", "cash") if c in cols), cols[-1])
-    colour = next((c for c in ("bank_account_name", "bank_account_id") if c in cols), None)
-    return x, y, colour
+@st.cache_data(ttl=TTL, show_spinner=False)
+def coverage(db_path: str, tenant_id: str) -> dict[str, Any] | None:
+    """This organisation's weeks of data (from analysis.data_status), or None."""
+    status = engine.data_status(load_settings())
+    return next((o for o in status.organisations if o.get("tenant_id") == tenant_id), None)
