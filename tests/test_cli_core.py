@@ -188,3 +188,20 @@ def test_env_example_and_readme_cover_every_setting(tmp_path):
 
     s = load_settings({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     assert s.mock_mode and s.redirect_uri == "http://localhost:8501/callback" and "offline_access" in s.scopes
+
+
+def test_connect_opens_a_browser_only_when_there_is_one(env, capsys, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("CI", raising=False)
+    code, out, err = run(capsys, "connect")
+    assert code == 0 and opened == [out.strip().splitlines()[-1]] and "opened in your browser" in err
+    for extra_env, argv in ((("CI", "true"),), ("connect",)), ((), ("connect", "--no-browser")), ((), ("connect", "--url")):
+        for k, v in extra_env:
+            monkeypatch.setenv(k, v)
+        code, out, _ = run(capsys, *argv)
+        assert code == 0 and out.strip().splitlines()[-1].startswith(env["XERO_AUTHORIZE_URL"])
+    assert len(opened) == 1
