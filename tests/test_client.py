@@ -209,3 +209,19 @@ def test_urls_never_leave_the_configured_api_host(settings, tenant, fake, clock)
 def test_xero_message_handles_xml_and_empty():
     assert xero_message(httpx.Response(400, text="<ApiException><Message>Bad thing</Message></ApiException>")) == "Bad thing"
     assert xero_message(httpx.Response(429)) is None
+
+
+def test_writes_are_repeated_only_with_an_idempotency_key(settings, tenant, fake, clock):
+    c = make_client(settings, tenant, fake, clock)
+    s = Script(fake, httpx.ReadTimeout("slow"), ok())
+    with pytest.raises(RetriableError):
+        c.request("POST", "/files.xro/1.0/Files", content=b"x")
+    assert len(s.seen) == 1  # may have been written: not repeated blindly
+    s = Script(fake, httpx.Response(502), httpx.ReadTimeout("slow"), ok())
+    assert c.request("POST", "/files.xro/1.0/Files", content=b"x",
+                     headers={"Idempotency-Key": "doc-1-upload"}).status_code == 200
+    assert len(s.seen) == 3
+    s = Script(fake, httpx.ConnectError("refused"), ok())  # never reached Xero: safe to repeat
+    assert c.request("PUT", "/api.xro/2.0/Contacts", json={}).status_code == 200
+    s = Script(fake, httpx.Response(429, headers={"Retry-After": "1"}), ok())  # refused, not done
+    assert c.request("POST", "/api.xro/2.0/Contacts", json={}).status_code == 200

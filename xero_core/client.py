@@ -8,7 +8,9 @@ Policy, in one place:
   scope). 401 `AuthorizationUnsuccessful` (token fine, endpoint refused) -> TierRefused.
 - 429: wait Retry-After (else exponential backoff with jitter, capped at 60 s), at most 3 retries,
   then RateLimited. `X-Rate-Limit-Problem: day` -> DailyLimitReached at once.
-- 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError.
+- 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError. Writes
+  (POST/PUT/PATCH) are repeated only with an Idempotency-Key header, or when the connection was
+  never made; otherwise the first failure is raised as RetriableError for the caller to decide.
 - Other 4xx: FatalError with Xero's own message, whatever the body's shape.
 Every error carries tenant, method, endpoint (path only: no query), status, Xero-Correlation-Id
 and Retry-After. Sleeps go through the clock, so tests never wait.
@@ -37,6 +39,9 @@ from .tokens import TokenManager
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
+# Retried after a timeout or 5xx; POST/PUT/PATCH only with an Idempotency-Key (Xero honours it),
+# since a write that timed out may have happened.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 BACKOFF_CAP_SECONDS = 60.0
 USER_AGENT = "Ledgerlink/0.1"
 
@@ -178,6 +183,7 @@ class XeroClient:
         endpoint = urlsplit(url).path
         refreshed = False
         retries = 0
+        repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
         while True:
             token = self.tokens.access_token(self.tenant_id)
             hdrs = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -192,7 +198,9 @@ class XeroClient:
                     self.bytes_downloaded += len(resp.content)
                     self.limiter.observe(self.tenant_id, resp)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if retries < MAX_RETRIES:
+                # A request that may have reached Xero is repeated only when repeating is harmless.
+                never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+                if retries < MAX_RETRIES and (never_sent or repeatable):
                     self.clock.sleep(backoff_seconds(retries))
                     retries += 1
                     continue
@@ -236,7 +244,7 @@ class XeroClient:
                 raise self._err(RateLimited, f"Xero kept refusing calls for the {problem or 'minute'} limit; "
                                 "try again shortly.", method, endpoint, resp)
             if status >= 500:
-                if retries < MAX_RETRIES:
+                if retries < MAX_RETRIES and repeatable:
                     wait = retry_after_seconds(resp, self.clock.now())
                     self.clock.sleep(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else backoff_seconds(retries))
                     retries += 1
