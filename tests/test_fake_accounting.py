@@ -240,6 +240,16 @@ def test_xml_unless_json_is_asked_for(org):
     assert status == 200 and h["Content-Type"].startswith("text/xml")
     assert body.startswith(b"<Response") and b"<Organisations><Organisation>" in body
     assert b"<Name>" + org.name.replace("&", "&amp;").encode() + b"</Name>" in body
+    from lxml import etree
+
+    for sub, _, params in endpoint_cases(org):
+        status, h, body = handle_accounting(org, "GET", sub, params, {}, b"", NOW)
+        assert status == 200 and h["Content-Type"].startswith("text/xml"), sub
+        root = etree.fromstring(body)          # well-formed, one <Response> root
+        assert root.tag == "Response" and root.findtext("Status") == "OK", sub
+    inv = etree.fromstring(get(org, f"/Invoices/{org.invoices[0].id}", headers={"accept": "text/xml"})[2])
+    assert inv.findtext("Invoices/Invoice/Date") == f"{org.invoices[0].date:%Y-%m-%d}T00:00:00"
+    assert inv.find("Invoices/Invoice/LineItems/LineItem/Tracking/TrackingCategory") is not None
 
 
 def test_required_scopes():

@@ -91,7 +91,7 @@ def validation_error(message: str, elements: list | None = None, *, error_number
 
 # ---- XML (Xero's default when Accept does not ask for JSON) ---------------------------------
 
-_IRREGULAR = {"Addresses": "Address", "TrackingCategories": "TrackingCategory", "Statuses": "Status",
+_IRREGULAR = {"Addresses": "Address", "Tracking": "TrackingCategory", "TrackingCategories": "TrackingCategory", "Statuses": "Status",
               "Options": "Option", "Attributes": "Attribute", "Cells": "Cell", "Rows": "Row", "Fields": "Field",
               "ReportTitles": "ReportTitle", "Warnings": "Warning", "ValidationErrors": "ValidationError"}
 
