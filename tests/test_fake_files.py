@@ -52,6 +52,9 @@ def test_folders_list_create_get(call):
     assert bad.json() == [{"type": "Validation", "title": "Validation failure",
                            "detail": "Name contains one or more bad characters"}]
     assert call("/Folders/00000000-0000-0000-0000-000000000000").status_code == 404
+    renamed = call(f"/Folders/{made.json()['Id']}", "PUT", json={"Name": "Your Docs"})
+    validate_response(SPEC, "/Folders/{FolderId}", "put", renamed)
+    validate_response(SPEC, "/Inbox", "get", call("/Inbox"))
 
 
 def test_upload_list_get_content(call):
@@ -67,7 +70,12 @@ def test_upload_list_get_content(call):
     assert (body["TotalCount"], body["Page"], body["PerPage"]) == (1, 1, 10) and body["Items"][0]["Id"] == f["Id"]
     one = call(f"/Files/{f['Id']}")
     validate_response(SPEC, "/Files/{FileId}", "get", one)
+    moved = call(f"/Files/{f['Id']}", "PUT", json={"Name": "renamed.pdf"})
+    validate_response(SPEC, "/Files/{FileId}", "put", moved)
+    assert moved.json()["Name"] == "renamed.pdf"
+    f = moved.json()
     assert call(f"/Files/{f['Id']}/Content").content == b"%PDF-1.4 fake"
+    assert listing.json()["Items"][0]["Name"] == "invoice-scan.pdf"
     assert call(f"/Folders/{folder['Id']}").json()["FileCount"] == 1
     inbox = call("/Files", "POST", files={"body": ("note.txt", b"hi", "text/plain")}, data={"name": "note.txt",
                                                                                           "filename": "note.txt"})

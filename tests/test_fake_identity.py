@@ -46,7 +46,12 @@ def test_consent_page_is_a_plain_accessible_form(client, fake):
 
 
 def test_full_flow_pkce_and_connections_match_the_spec(fake, client):
+    import jsonschema
+
+    from fake_support import load_spec
+
     tokens = connect(fake, client=client)
+    jsonschema.validate(tokens, load_spec("xero-identity.yaml")["components"]["schemas"]["AccessToken"])
     assert tokens["expires_in"] == 1800 and tokens["token_type"] == "Bearer"
     assert {"access_token", "refresh_token", "id_token", "scope"} <= tokens.keys()
     assert tokens["access_token"].count(".") == 2  # a JWT, like Xero's
@@ -233,6 +238,10 @@ def test_tier_below_advanced_refuses_practice_manager_and_journals(fake):
     assert j.status_code == 401 and j.json()["Detail"] == "AuthorizationUnsuccessful"
     with pytest.raises(ValueError, match="unknown tier"):
         fake.set_tier("platinum")
+    fake.set_tier("advanced")
+    for gone in ("Employees", "ExpenseClaims", "Receipts"):  # removed by Xero in April 2026
+        r = api(fake, tok, f"/api.xro/2.0/{gone}", fake.orgs[0].tenant_id)
+        assert r.status_code == 404 and r.text == "The resource you're looking for cannot be found"
 
 
 def test_settings_env_points_the_product_at_the_fake(fake, make_settings):

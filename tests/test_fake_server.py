@@ -202,3 +202,30 @@ def test_ensure_running_refuses_a_port_taken_by_something_else(tmp_path):
             ensure_running(other_server.port, tmp_path)
     finally:
         other_server.close()
+
+
+def test_admin_routes_over_http(fake, server):
+    tokens = connect(fake)
+    org = fake.orgs[0].tenant_id
+    auth = {"Authorization": f"Bearer {tokens['access_token']}", "xero-tenant-id": org}
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        health = c.get("/_fake/health").json()
+        assert {t["tenantType"] for t in health["tenants"]} == {"ORGANISATION", "PRACTICEMANAGER"}
+        assert c.get("/files.xro/1.0/Folders", headers=auth).status_code == 200
+        log = c.get("/_fake/requests").json()
+        assert log["requests"][-1]["path"] == "/files.xro/1.0/Folders" and log["requests"][-1]["status"] == 200
+        assert c.post("/_fake/limits", json={"tenant_id": org, "minute": 60}).json()["minute"] == 60
+        assert c.get("/files.xro/1.0/Folders", headers=auth).status_code == 429
+        before = c.get("/_fake/clock").json()["time"]
+        assert c.post("/_fake/clock/advance", json={"seconds": 61}).status_code == 200
+        assert c.get("/_fake/clock").json()["time"] - before == 61
+        assert c.get("/files.xro/1.0/Folders", headers=auth).status_code == 200
+        assert c.post("/_fake/tier", json={"tier": "starter"}).json() == {"tier": "starter"}
+        assert c.post("/_fake/tier", json={"tier": "gold"}).status_code == 400
+        c.post("/_fake/tier", json={"tier": "advanced"})
+        assert c.post("/_fake/expire-tokens").status_code == 200
+        assert c.get("/files.xro/1.0/Folders", headers=auth).status_code == 401
+        assert c.post("/_fake/revoke-connection", json={"tenant_id": org}).json() == {"removed": 1}
+        assert c.post("/_fake/reset").status_code == 200
+        assert fake.requests == [] and fake.identity.grants == {}
+        assert c.get("/_fake/nope").status_code == 404

@@ -113,6 +113,8 @@ class FakeXero:
             a = dict(a)
             self.register_app(a.pop("client_id"), a.pop("client_secret", None), a.pop("redirect_uris"),
                               legacy_scopes=a.pop("legacy_scopes", legacy_scopes), **a)
+        # The app the CLI prints settings for: the last one given here, not one remembered in state.
+        self._primary_client_id = list(self.identity.apps)[-1]
         self._build_tenants()
         self.state = None
         if state_dir is not None:
@@ -210,8 +212,8 @@ class FakeXero:
 
     @property
     def primary_app(self):
-        """The last app registered (the CLI's --client-id), else the demo app."""
-        return list(self.identity.apps.values())[-1]
+        """The app given to the constructor last (the CLI's --client-id), else the demo app."""
+        return self.identity.apps[self._primary_client_id]
 
     @property
     def requests(self) -> list[ServedRequest]:
