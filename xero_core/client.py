@@ -205,7 +205,7 @@ class XeroClient:
                     retries += 1
                     continue
                 raise self._err(RetriableError, f"Xero did not answer ({type(exc).__name__}) after "
-                                f"{MAX_RETRIES + 1} attempts; try again later.", method, endpoint) from None
+                                f"{retries + 1} attempt(s); try again later.", method, endpoint) from None
 
             status = resp.status_code
             if status < 400:
