@@ -229,3 +229,26 @@ def test_admin_routes_over_http(fake, server):
         assert c.post("/_fake/reset").status_code == 200
         assert fake.requests == [] and fake.identity.grants == {}
         assert c.get("/_fake/nope").status_code == 404
+
+
+def test_cli_options_build_the_fake_they_describe(tmp_path):
+    import argparse
+
+    from xero_core.commands import fake as cmd
+
+    parser = argparse.ArgumentParser()
+    cmd.register(parser.add_subparsers())
+    args = parser.parse_args(["fake-xero", "--seed", "5", "--today", "2026-06-30", "--invoices", "50", "--tenants", "2",
+                              "--tier", "core", "--legacy-scopes", "--redirect-uri", "http://localhost:9501/callback",
+                              "--fault", "503:path=Invoices,count=2", "--webhook-url", "http://127.0.0.1:1/wh",
+                              "--webhook-key", "k"])
+    fake = cmd.build(args)
+    assert fake.tier == "core" and len(fake.orgs) == 2 and fake.clock.today().isoformat() == "2026-06-30"
+    assert fake.orgs[0].today.isoformat() == "2026-06-30"
+    assert "http://localhost:9501/callback" in fake.primary_app.redirect_uris and fake.primary_app.legacy_scopes
+    assert [(f.kind, f.path, f.count) for f in fake.faults.list()] == [("503", "Invoices", 2)]
+    assert (fake.webhook_url, fake.webhook_key) == ("http://127.0.0.1:1/wh", "k")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fake-xero", "--today", "26/11/2026"])
+    with pytest.raises(ValueError, match="redirect-uri"):
+        cmd.build(parser.parse_args(["fake-xero", "--client-id", "X"]))

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--legacy-scopes", action="store_true", help="let the app use broad scopes (apps made before March 2026)")
     p.add_argument("--client-id", help="register this app (default: the demo app mock mode uses)")
     p.add_argument("--client-secret", help="the registered app's secret (omit for a PKCE-only app)")
-    p.add_argument("--redirect-uri", action="append", default=[], help="the app's redirect URI (repeatable)")
+    p.add_argument("--redirect-uri", action="append", default=[],
+                   help="the app's redirect URI (repeatable; without --client-id: added to the demo app's)")
     p.add_argument("--webhook-url", help="where /_fake/webhooks/deliver sends events")
     p.add_argument("--webhook-key", help="the webhook signing key")
     p.add_argument("--state-dir", help="keep grants, tokens, connections, uploads and job states here across restarts")
@@ -49,7 +50,7 @@ def build(args):
     from ..fake.faults import parse_spec
 
     if args.client_id and not args.redirect_uri:
-        raise SystemExit("error: --client-id needs at least one --redirect-uri (the app's callback URL)")
+        raise ValueError("--client-id needs at least one --redirect-uri (the app's callback URL)")
     apps = None
     if args.client_id:
         apps = [{"client_id": args.client_id, "client_secret": args.client_secret,
@@ -61,6 +62,10 @@ def build(args):
                     webhook_url=args.webhook_url, webhook_key=args.webhook_key)
     for spec in faults:
         fake.faults.add(**spec)
+    if not args.client_id and args.redirect_uri:
+        # The demo app's callback lives elsewhere (XERO_APP_URL): register it there too.
+        demo = fake.primary_app
+        demo.redirect_uris += [u for u in args.redirect_uri if u not in demo.redirect_uris]
     return fake
 
 

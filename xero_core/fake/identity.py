@@ -209,7 +209,9 @@ class Identity:
         redirect_uri = query.get("redirect_uri", "")
         if redirect_uri not in app.redirect_uris:
             return _error_page(400, "invalid_request",
-                               f"redirect_uri {redirect_uri!r} is not one of this app's registered redirect URIs.")
+                               f"redirect_uri {redirect_uri!r} is not registered for this app (registered: "
+                               f"{', '.join(app.redirect_uris)}). Set XERO_REDIRECT_URI to one of them, or start "
+                               f"the fake with --redirect-uri {redirect_uri}.")
         state = query.get("state")
         if query.get("response_type") != "code":
             return redirect(_with_params(redirect_uri, error="unsupported_response_type", state=state))
