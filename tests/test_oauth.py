@@ -7,7 +7,7 @@ import urllib.parse
 
 import pytest
 
-from identity_fake import FakeClock, IdentityFake, Tenant
+from identity_fake import FakeClock, IdentityFake
 from xero_core import connections, oauth, tokens
 from xero_core.errors import OAuthError, ReconnectNeeded
 from xero_core.vault import Vault
