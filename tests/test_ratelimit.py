@@ -187,7 +187,9 @@ def test_three_processes_share_one_tenant_within_60_a_minute(make_settings, tmp_
     s = make_settings()
     env = {**os.environ, "XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(s.data_dir),
            "XERO_ENCRYPTION_KEY": s.encryption_key.hex(),
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PYTHONPYCACHEPREFIX": str(tmp_path / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     real0 = time.time() + 1.0  # give the interpreters time to start

@@ -1,0 +1,117 @@
+"""A sync killed with SIGKILL at any point, then run again, ends with exactly the rows a clean sync
+gives. The worker kills itself at its N-th checkpoint (pages fetched, frames written, steps ended:
+XERO_SYNC_KILL_AT), so the kill points are exact and repeatable. Each run is its own process with
+its own copy of the data dir and of the fake's saved state (grants, tokens)."""
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import multiprocessing
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from xero_core import db, oauth
+from xero_core.fake.app import FakeXero
+from xero_core.fake.clock import FakeClock
+from xero_core.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+FAKE_KW = dict(seed=7, today=date(2026, 11, 26), invoices=60)
+WEEKS = 3
+TABLES = ("accounts", "contacts", "invoices", "invoice_lines", "financial_weekly", "pnl_lines", "revenue_weekly",
+          "cash_position_weekly", "journal_lines", "pnl_tieout_weekly", "sync_cursors")
+
+def small_org(seed, today, *, invoices=None, tenant_id=None):
+    """A quarter of trading: every kind of record, few pages, so many runs stay cheap."""
+    from xero_core.fake.ledger import generate_org
+
+    return generate_org(seed, today, years=0.25, invoices=invoices, tenant_id=tenant_id)
+
+
+def worker(env: dict, data_dir: str, fake_state: str, tenant: str, kill_at: int | None, out_q) -> None:
+    """One sync in a child process (forked from a server that has imported everything already)."""
+    import os as _os
+
+    from xero_core.sync import context
+    from xero_core.sync.runner import sync_all
+
+    if kill_at is not None:
+        _os.environ[context.KILL_ENV] = str(kill_at)
+    s = load_settings(env)
+    clock = FakeClock(START)
+    fake = FakeXero(clock=clock, state_dir=fake_state, org_factory=small_org, **FAKE_KW)
+    res = sync_all(s, tenant, weeks=WEEKS, transport=fake.transport(), clock=clock)
+    out_q.put({"ok": res.ok, "checkpoints": context._checkpoints, "kill_at": kill_at, "data_dir": data_dir})
+
+
+def snapshot(db_path: Path) -> dict:
+    out = {}
+    with db.connect(db_path, read_only=True) as con:
+        for t in TABLES:
+            cols = [c[0] for c in con.execute(f"DESCRIBE {t}").fetchall()
+                    if c[0] not in ("synced_at",) and not (t == "sync_cursors" and c[0] == "updated_at")]
+            out[t] = con.execute(f"SELECT {', '.join(cols)} FROM {t} ORDER BY ALL").fetchall()
+    return out
+
+
+def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
+    key = secrets.token_hex(32)
+    base = tmp_path / "base"
+    env = {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(base / "data"), "XERO_ENCRYPTION_KEY": key}
+    s = load_settings(env)
+    clock = FakeClock(START)
+    fake = FakeXero(clock=clock, state_dir=base / "fake", org_factory=small_org, **FAKE_KW)
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    tenant = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+
+    # Children fork from a server that imported the product once: no interpreter start per run.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["xero_core.sync.runner", "xero_core.fake.app", "xero_core.client", __name__])
+    results = ctx.Queue()
+
+    def clone(name: str) -> Path:
+        d = tmp_path / name
+        shutil.copytree(base, d)
+        return d
+
+    def run(d: Path, kill_at: int | None) -> multiprocessing.Process:
+        p = ctx.Process(target=worker, args=({**env, "XERO_DATA_DIR": str(d / "data")}, str(d / "data"),
+                                             str(d / "fake"), tenant, kill_at, results))
+        p.start()
+        return p
+
+    def wait_all(procs: dict) -> dict:
+        codes = {}
+        for k, p in procs.items():
+            p.join(120)
+            codes[k] = p.exitcode
+        return codes
+
+    # A clean sync, counting its checkpoints (an unreachable kill point keeps the counter on).
+    clean = clone("clean")
+    assert wait_all({0: run(clean, 10**9)}) == {0: 0}
+    info = results.get(timeout=10)
+    assert info["ok"], info
+    n = info["checkpoints"]
+    assert n >= 15, f"only {n} checkpoints: the kill points would not cover the sync"
+    want = snapshot(clean / "data" / "xero.duckdb")
+    assert want["journal_lines"] and want["revenue_weekly"] and want["financial_weekly"]
+
+    # Kill at 11+ points spread over the whole sync (first page, mid-write, between steps, last step).
+    points = sorted({1, n} | {round(1 + i * (n - 1) / 10) for i in range(11)})
+    assert len(points) >= 10
+    runs = {k: clone(f"kill{k}") for k in points}
+    codes = wait_all({k: run(d, k) for k, d in runs.items()})
+    assert codes == {k: -signal.SIGKILL for k in points}, "every kill point must be reached"
+    # Resume each: every one ends identical to the clean sync.
+    codes = wait_all({k: run(d, None) for k, d in runs.items()})
+    assert codes == {k: 0 for k in points}
+    oks = [results.get(timeout=10) for _ in points]
+    assert all(r["ok"] for r in oks), oks
+    for k, d in runs.items():
+        got = snapshot(d / "data" / "xero.duckdb")
+        for t in TABLES:
+            assert got[t] == want[t], f"table {t} differs after a kill at checkpoint {k} of {n}"
