@@ -126,6 +126,8 @@ def test_pnl_equals_served_documents_and_journals(org):
 
 
 def test_fx_revaluation_is_in_reports_but_not_journals(org):
+    """The open USD bill is revalued at each month-end: the P&L shows the change in its AUD value,
+    the journals never do, and the amount follows from the served bill and the month-end rate."""
     fx = next(a for a in org.accounts if a.system == "UNREALISEDCURRENCYGAIN")
     year = (org.start, TODAY - timedelta(days=1))
     assert org.account_net(fx, *year) != 0
@@ -133,6 +135,14 @@ def test_fx_revaluation_is_in_reports_but_not_journals(org):
     assert all(l.account is not fx for j in org.journals for l in org.journal_lines(j))
     served, _ = served_pnl(org, *year)
     assert served[fx.id] == Decimal(org.account_net(fx, *year)) / 100
+    (bill,) = ok(org, "/Invoices", {"where": 'CurrencyCode=="USD"'})["Invoices"]
+    assert bill["Status"] == "AUTHORISED" and bill["CurrencyRate"] != 1
+    booked = (bill["Total"] / bill["CurrencyRate"]).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+    last_rate = org.fx_rates[max(org.fx_rates)]
+    now_value = (bill["Total"] / last_rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+    assert served[fx.id] == now_value - booked
+    jdoc = [j for j in org.journals if j.source.id == bill["InvoiceID"]]
+    assert [l.net for l in org.journal_lines(jdoc[0]) if l.account.code == "800"] == [-int(booked * 100)]
 
 
 def test_bank_summary_equals_served_payments_and_bank_transactions(org):

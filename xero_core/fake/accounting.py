@@ -124,7 +124,7 @@ def contact_json(org: Org, c: Contact, summary: bool = False) -> dict:
         out["ContactGroups"] = []
     out["IsSupplier"] = c.is_supplier
     out["IsCustomer"] = c.is_customer
-    out["DefaultCurrency"] = "AUD"
+    out["DefaultCurrency"] = c.currency
     if not summary:
         out["ContactPersons"] = []
         out["HasAttachments"] = False
@@ -166,7 +166,7 @@ def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = 
     out["AmountDue"] = wire.money(inv.amount_due)
     out["AmountPaid"] = wire.money(inv.amount_paid)
     out["AmountCredited"] = wire.money(inv.credited)
-    out["CurrencyRate"] = wire.number(1, 6)
+    out["CurrencyRate"] = wire.number(inv.rate or 1, 6)
     if not summary:
         out["IsDiscounted"] = False
         out["HasAttachments"] = False
@@ -185,7 +185,7 @@ def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = 
     out["TotalTax"] = wire.money(inv.total_tax)
     out["Total"] = wire.money(inv.total)
     out["UpdatedDateUTC"] = wire.msdate(inv.updated)
-    out["CurrencyCode"] = "AUD"
+    out["CurrencyCode"] = inv.currency
     paid_on = inv.fully_paid_on
     if paid_on:
         out["FullyPaidOnDate"] = wire.msdate(paid_on)
@@ -229,7 +229,7 @@ def payment_json(org: Org, p: Payment) -> dict:
             "Account": {"AccountID": p.bank.id, "Code": p.bank.code},
             "Invoice": {"Type": inv.type, "InvoiceID": inv.id, "InvoiceNumber": inv.number,
                         "Contact": {"ContactID": inv.contact.id, "Name": inv.contact.name},
-                        "IsDiscounted": False, "HasErrors": False, "CurrencyCode": "AUD",
+                        "IsDiscounted": False, "HasErrors": False, "CurrencyCode": inv.currency,
                         "Payments": [], "CreditNotes": [], "Prepayments": [], "Overpayments": [],
                         "LineItems": []},
             "HasValidationErrors": False}
@@ -333,7 +333,7 @@ INVOICE_FIELDS = {
     "Total": _money(lambda r: r.total), "SubTotal": _money(lambda r: r.subtotal),
     "TotalTax": _money(lambda r: r.total_tax), "AmountDue": _money(lambda r: r.amount_due),
     "AmountPaid": _money(lambda r: r.amount_paid), "FullyPaidOnDate": Field(lambda r: r.fully_paid_on, "date"),
-    "CurrencyCode": Field(lambda r: "AUD", "str"), "SentToContact": Field(lambda r: r.sent, "bool"),
+    "CurrencyCode": Field(lambda r: r.currency, "str"), "SentToContact": Field(lambda r: r.sent, "bool"),
 }
 CONTACT_FIELDS = {
     "ContactID": Field(lambda r: r.id, "guid"), "Name": Field(lambda r: r.name, "str"),

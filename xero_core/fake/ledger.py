@@ -90,7 +90,7 @@ class TrackingCategory:
 class Contact:
     __slots__ = ("id", "name", "first_name", "last_name", "email", "status", "merged_to", "is_customer",
                  "is_supplier", "updated", "number", "region", "city", "postcode", "street", "phone",
-                 "account_number", "kind")
+                 "account_number", "kind", "currency")
 
     def __init__(self, id, name, email, updated, *, first_name="", last_name="", kind="customer",
                  region="", city="", postcode="", street="", phone="", number=""):
@@ -101,6 +101,7 @@ class Contact:
         self.is_supplier = kind == "supplier"
         self.region, self.city, self.postcode, self.street, self.phone = region, city, postcode, street, phone
         self.number, self.account_number = number, ""
+        self.currency = "AUD"
 
 
 class Line:
@@ -132,9 +133,12 @@ class _Doc:
 
 
 class Invoice(_Doc):
-    __slots__ = ("number", "due_date", "payments", "sent", "credited")
+    """`currency`/`rate` follow Xero: amounts are in the invoice currency and CurrencyRate is units of
+    that currency per 1 AUD; the journal carries the AUD value at that rate."""
+    __slots__ = ("number", "due_date", "payments", "sent", "credited", "currency", "rate")
 
-    def __init__(self, id, type, number, contact, d, due, status, lines, updated, reference=""):
+    def __init__(self, id, type, number, contact, d, due, status, lines, updated, reference="",
+                 currency="AUD", rate=None):
         self.id, self.type, self.number, self.contact = id, type, number, contact
         self.date, self.due_date, self.status, self.lines = d, due, status, lines
         self.updated, self.reference = updated, reference
@@ -142,6 +146,7 @@ class Invoice(_Doc):
         self.payments: list[Payment] = []
         self.sent = type == "ACCREC" and status != "DRAFT"
         self.credited = 0
+        self.currency, self.rate = currency, rate
 
     @property
     def amount_paid(self) -> int:
@@ -275,6 +280,7 @@ class Org:
         # Report-only amounts: unrealised FX revaluation, shown in reports but never journalled.
         self._report_only: dict[tuple, array] = {}
         self._prefix_cache: dict = {}
+        self.fx_rates: dict[date, Decimal] = {}     # month-end AUD->USD rates used for revaluation
         self._rng_ids = random.Random(seed ^ 0x5EED)
 
     # ---- ids and lookups ------------------------------------------------------------------
@@ -564,16 +570,26 @@ class Org:
         raise ValueError(f"{cat.name} has no option {name!r}; options: {[o.name for o in cat.options]}")
 
 
+def to_base(cents: int, rate: Decimal | None) -> int:
+    """Foreign cents -> AUD cents at Xero's CurrencyRate (foreign per AUD), half-up."""
+    if rate is None:
+        return cents
+    return int((Decimal(cents) / rate).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+
+
 def _doc_lines(org: Org, doc, control: Account) -> list[JLine]:
     d = DIRECTION[doc.type]
+    rate = getattr(doc, "rate", None)
     out = []
-    tax_total = 0
+    tax_total = total = 0
     for l in doc.lines:
-        out.append(JLine(l.account, -d * l.amount, -d * l.tax, l.tax_type, l.description, l.region, l.job))
-        tax_total += l.tax
+        net, tax = to_base(l.amount, rate), to_base(l.tax, rate)
+        out.append(JLine(l.account, -d * net, -d * tax, l.tax_type, l.description, l.region, l.job))
+        tax_total += tax
+        total += net + tax
     if tax_total:
         out.append(JLine(org.account_by_code["820"], -d * tax_total))
-    out.append(JLine(control, d * (doc.total)))
+    out.append(JLine(control, d * total))
     return out
 
 
@@ -664,6 +680,7 @@ class _Generator:
         self.overheads()
         self.wages_and_card()
         self.credit_notes()
+        self.usd_bill()
         self.post_all()
         self.gst_payments()
         self.fx_revaluation()
@@ -1140,29 +1157,53 @@ class _Generator:
             q_end = _quarter_end_after(q_end)
         org.bank_transactions.sort(key=lambda b: (b.date, b.updated))
 
-    def fx_revaluation(self):
-        """A report-only unrealised currency gain/loss, as Xero computes when a report is run.
+    def usd_bill(self):
+        """An imported test-and-tag rig billed in USD and still unpaid: an open foreign balance."""
+        org = self.org
+        supplier = Contact(self.uid(), "Fluke Pacific Inc", "ar@flukepacific.example.com",
+                           self.stamp(self.start - timedelta(days=200)), kind="supplier", number="S-USD1")
+        supplier.currency = "USD"
+        self.add_contact(supplier)
+        d = self.start + timedelta(days=min(10, len(self.days) - 1))
+        rate = Decimal("0.652300")
+        line = Line(self.uid(), "Test and tag rig, calibration kit (imported)", 1, 2_600_000, org.account("710"),
+                    "EXEMPTEXPENSES")
+        created = self.stamp(d)
+        bill = Invoice(self.uid(), "ACCPAY", "FPI-55120", supplier, d, d + timedelta(days=365), "AUTHORISED",
+                       [line], created, "PO 7731", currency="USD", rate=rate)
+        bill.sent = False
+        self.register_invoice(bill)
+        self.event(created, "ACCPAY", bill, d)
+        self.usd = bill
 
-        The org has a USD supplier balance (an equipment import); Xero revalues open foreign
-        balances in reports without writing journals, so the P&L (and BalanceSheet) carry an
-        "Unrealised Currency Gains" line that the Journals endpoint never shows. The product's
-        journal tie-out therefore differs from the P&L by exactly this line."""
+    def fx_revaluation(self):
+        """Unrealised currency gains, as Xero computes them when a report is run.
+
+        The USD bill stays open; at each month-end it is revalued at that day's rate
+        (`org.fx_rates`) and the change in its AUD value is an unrealised loss (or gain) against
+        Accounts Payable. Xero writes no journal for this, so the P&L, BalanceSheet and
+        TrialBalance carry it and the Journals endpoint never does: a journal tie-out differs
+        from the P&L by exactly the "Unrealised Currency Gains" line."""
         org = self.org
         rng = random.Random(self.seed * 7919 + 11)
         fx = org.account("498")
         creditors = org.account("800")
-        key_fx = (fx.idx, None, None)
-        key_ap = (creditors.idx, None, None)
         n = org.horizon_days
-        arr_fx = org._report_only.setdefault(key_fx, array("q", bytes(8 * n)))
-        arr_ap = org._report_only.setdefault(key_ap, array("q", bytes(8 * n)))
-        # Month-end revaluations of a USD 40,000 payable: a small +/- movement each month.
-        d = self.start.replace(day=1)
+        arr_fx = org._report_only.setdefault((fx.idx, None, None), array("q", bytes(8 * n)))
+        arr_ap = org._report_only.setdefault((creditors.idx, None, None), array("q", bytes(8 * n)))
+        bill = self.usd
+        rate = bill.rate
+        booked = to_base(bill.total, rate)
+        d = bill.date
         while True:
             d = _month_end(d)
             if d > self.last_day:
                 break
-            delta = int(rng.gauss(0, 60000))      # cents of AUD; a loss is a debit to 498
+            rate = max(Decimal("0.55"), min(Decimal("0.75"), rate + Decimal(int(rng.gauss(0, 9000))) / 1_000_000))
+            org.fx_rates[d] = rate
+            value = to_base(bill.total, rate)
+            delta = value - booked          # more AUD owed = a loss = a debit to 498
+            booked = value
             i = org.day_index(d)
             arr_fx[i] += delta
             arr_ap[i] -= delta
