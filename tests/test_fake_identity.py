@@ -264,3 +264,38 @@ def test_secrets_never_appear_in_the_request_log(fake):
     dumped = json.dumps([r.public() for r in fake.requests])
     assert tok["access_token"] not in dumped and tok["refresh_token"] not in dumped
     assert DEMO_CLIENT_SECRET not in dumped
+
+
+def test_reconsent_keeps_the_connection_and_moves_updated_date(fake):
+    first = connect(fake, tenant_ids=[fake.orgs[0].tenant_id])
+    conns = api(fake, first["access_token"], "/connections", None).json()
+    assert [c["tenantType"] for c in conns] == ["ORGANISATION"]  # only the ticked tenant
+    fake.clock.advance(3600)
+    second = connect(fake)
+    again = {c["tenantId"]: c for c in api(fake, second["access_token"], "/connections", None).json()}
+    org = again[fake.orgs[0].tenant_id]
+    assert org["id"] == conns[0]["id"] and org["createdDateUtc"] == conns[0]["createdDateUtc"]
+    assert org["updatedDateUtc"] > org["createdDateUtc"] and org["authEventId"] != conns[0]["authEventId"]
+    only = api(fake, second["access_token"], "/connections", None, params={"authEventId": org["authEventId"]}).json()
+    assert {c["tenantId"] for c in only} == set(again)
+    assert api(fake, second["access_token"], "/connections", None,
+               params={"authEventId": conns[0]["authEventId"]}).json() == []
+
+
+def test_consent_page_rejects_an_empty_choice(fake, client):
+    from xero_core.fake.consent import ConsentError
+
+    with pytest.raises(ConsentError, match="at least one organisation"):
+        fake.consent(authorize_url(), tenant_ids=[])
+    with pytest.raises(ConsentError, match="not offered"):
+        fake.consent(authorize_url(scope="offline_access files"), tenant_ids=[fake.practices[0].tenant_id])
+
+
+def test_identity_state_survives_a_new_fake_on_the_same_state_dir(tmp_path):
+    a = make_fake(state_dir=tmp_path)
+    tokens = connect(a)
+    b = make_fake(state_dir=tmp_path, clock=a.clock)
+    org = b.orgs[0].tenant_id
+    assert api(b, tokens["access_token"], "/files.xro/1.0/Folders", org).status_code == 200
+    with httpx.Client(transport=b.transport()) as c:
+        assert _refresh(c, tokens["refresh_token"]).status_code == 200

@@ -166,9 +166,11 @@ def test_cli_prints_settings_logs_requests_and_state_survives_restart(tmp_path, 
                                                          "refresh_token": tok["refresh_token"]},
                           auth=("WORKSHOPAPP", "ws-secret"))
             assert r.status_code == 200, r.text  # the grant survived the restart
-            files = http.get(base + "/files.xro/1.0/Files", headers={"Authorization": "Bearer " + r.json()["access_token"],
-                                                                     "xero-tenant-id": org["tenantId"]})
+            h = {"Authorization": "Bearer " + r.json()["access_token"], "xero-tenant-id": org["tenantId"]}
+            files = http.get(base + "/files.xro/1.0/Files", headers=h)
             assert files.json()["TotalCount"] == 1
+            fid = files.json()["Items"][0]["Id"]
+            assert http.get(base + f"/files.xro/1.0/Files/{fid}/Content", headers=h).content == b"%PDF"
     finally:
         _stop(proc)
 

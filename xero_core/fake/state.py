@@ -5,6 +5,7 @@ The generated ledger is not stored: the same seed and today rebuild the same byt
 """
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -30,10 +31,33 @@ class StateStore:
             "clock": fake.clock.time() if hasattr(fake.clock, "advance") else None,
             "identity": fake.identity.dump(),
             "limits": fake.limits.dump(),
-            "files": {tid: store.dump() for tid, store in fake.files.items()},
+            "files": {tid: self._files_without_content(store.dump()) for tid, store in fake.files.items()},
             "practices": {tid: p.dump() for tid, p in fake._practices.items()},
             "webhook_sequence": fake.webhooks.sequence,
         }
+
+    def _files_without_content(self, dumped: dict) -> dict:
+        """Uploaded bytes go to blobs/<file id> once; the JSON (rewritten on every change) stays small."""
+        blobs = self.dir / "blobs"
+        for f in dumped["files"]:
+            path = blobs / f["id"]
+            if not path.exists():
+                blobs.mkdir(exist_ok=True)
+                path.write_bytes(base64.b64decode(f["content_b64"]))
+            f["content_b64"] = None
+        return dumped
+
+    def _with_content(self, dumped: dict) -> dict:
+        kept = []
+        for f in dumped.get("files", []):
+            path = self.dir / "blobs" / f["id"]
+            if f.get("content_b64") is None:
+                if not path.exists():
+                    log.warning("fake Xero state: the bytes of file %s (%s) are missing; dropping it", f["id"], f["name"])
+                    continue
+                f["content_b64"] = base64.b64encode(path.read_bytes()).decode()
+            kept.append(f)
+        return {**dumped, "files": kept}
 
     def save(self, fake) -> None:
         data = json.dumps(self.snapshot(fake), separators=(",", ":"))
@@ -63,7 +87,7 @@ class StateStore:
         fake.limits.load(data.get("limits", {}))
         for tid, d in data.get("files", {}).items():
             if tid in fake.files:
-                fake.files[tid].load(d)
+                fake.files[tid].load(self._with_content(d))
         for tid, d in data.get("practices", {}).items():
             if tid in fake._practices:
                 fake._practices[tid].load(d)
