@@ -151,3 +151,16 @@ def test_admin_routes_deliver_and_check(receiver):
         assert KEY not in json.dumps(d.json()) + json.dumps(hist)
     with pytest.raises(ValueError, match="webhook key"):
         make_fake().deliver_webhooks(receiver.url, None)
+
+
+def test_workshop_contact_change_reaches_the_receiver(receiver):
+    fake = make_fake(webhook_url=receiver.url, webhook_key=KEY)
+    with httpx.Client(transport=fake.transport()) as c:
+        made = c.post("http://f/_fake/contacts", json={"Name": "Workshop Client", "EmailAddress": "w@x.example"}).json()
+        upd = c.post("http://f/_fake/contacts", json={"contact_id": made["ContactID"], "EmailAddress": "new@x.example",
+                                                     "deliver": True}).json()
+        assert upd["EmailAddress"] == "new@x.example" and upd["delivery"]["passed"] is True
+        assert c.post("http://f/_fake/contacts", json={"contact_id": made["ContactID"], "Colour": "red"}).status_code == 400
+    events = json.loads(receiver.bodies[-1])["events"]
+    assert [(e["eventType"], e["resourceId"]) for e in events] == [("CREATE", made["ContactID"]),
+                                                                   ("UPDATE", made["ContactID"])]

@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # One line per HTTP request drowns the progress a person is reading; -v brings it back.
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2

@@ -11,6 +11,8 @@ GET|DELETE /_fake/requests              the served-request log (?since=N)
 POST /_fake/expire-tokens; POST /_fake/revoke-connection {"tenant_id"}
 POST /_fake/practice/job-state          {"job_id","state","tenant_id"?}
 POST /_fake/limits                      {"tenant_id","client_id"?,"day"?,"minute"?}
+POST /_fake/contacts                    {"Name","EmailAddress"?} adds, {"contact_id", field: value} updates;
+                                        "deliver": true also sends the webhook ("tenant_id"? for all)
 """
 from __future__ import annotations
 
@@ -100,6 +102,20 @@ def _route(fake, method: str, route: str, data: dict, request: httpx.Request) ->
         with fake._lock:
             job = p.set_state(data["job_id"], data["state"], fake.clock.now().date())
         return json_reply(200, {"job_id": job.id, "state": job.state})
+    if route == "/contacts" and method == "POST":
+        # Workshops: change an organisation the way a Xero user would, so webhooks have news.
+        org = fake.org(data.get("tenant_id"))
+        now = fake.clock.now()
+        with fake._lock:
+            if data.get("contact_id"):
+                fields = {k: v for k, v in data.items() if k not in ("tenant_id", "contact_id", "deliver")}
+                c = org.update_contact(data["contact_id"], now, **fields)
+            else:
+                c = org.add_contact(data["Name"], now, email=data.get("EmailAddress", ""))
+        out = {"ContactID": c.id, "Name": c.name, "EmailAddress": c.email}
+        if data.get("deliver"):
+            out["delivery"] = fake.deliver_webhooks().public()
+        return json_reply(200, out)
     if route == "/limits" and method == "POST":
         client_id = data.get("client_id") or fake.primary_app.client_id
         fake.limits.set_used(client_id, data["tenant_id"], day=data.get("day"), minute=data.get("minute"))
