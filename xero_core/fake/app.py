@@ -447,7 +447,7 @@ class FakeXero:
         if isinstance(auth, Reply):
             return auth
         rec.client_id = auth.client_id
-        tenant_id = request.headers.get("xero-tenant-id", "").strip()
+        tenant_id = request.headers.get("xero-tenant-id", "").strip().lower()
         target = self._practices.get(tenant_id) if api == "practice" else self._orgs.get(tenant_id)
         with self._lock:
             connected = self.identity.connection_for(auth.client_id, tenant_id) is not None
