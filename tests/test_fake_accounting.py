@@ -3,7 +3,7 @@
 handle_accounting so it does not depend on the platform; one smoke test goes through FakeXero."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 

@@ -10,12 +10,11 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping
 
-from xero_core.fake import query, reports, wire
+from xero_core.fake import chart, query, reports, wire
 from xero_core.fake.ledger import (Account, BankTransaction, Contact, CreditNote, Invoice, Journal, Org,
                                    Payment, TrackingCategory, cents_to_decimal)
 from xero_core.fake.query import Field, QueryError
@@ -290,8 +289,7 @@ def journal_json(org: Org, j: Journal) -> dict:
 
 
 def _tax_name(tax_type: str) -> str:
-    from xero_core.fake.chart import TAX_RATES
-    return TAX_RATES.get(tax_type, (tax_type, 0))[0]
+    return chart.TAX_RATES.get(tax_type, (tax_type, 0))[0]
 
 
 def organisation_json(org: Org) -> dict:
@@ -647,7 +645,3 @@ def _journals(org: Org, parts: list[str], p: dict, headers: dict, env) -> dict |
         if len(out) == JOURNALS_PER_CALL:
             break
     return env("Journals", [journal_json(org, j) for j in out])
-
-
-def decimal_or_none(v) -> Decimal | None:
-    return None if v is None else Decimal(v)

@@ -15,7 +15,7 @@ import math
 import random
 import uuid
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from itertools import accumulate
@@ -1221,9 +1221,3 @@ def _quarter_end_after(d: date) -> date:
     y = d.year + (m - 1) // 12
     m = (m - 1) % 12 + 1
     return _month_end(date(y, m, 1))
-
-
-def iter_range(items: list, key: Callable, lo, hi) -> list:
-    """Items (sorted by key) with lo <= key <= hi."""
-    keys = [key(x) for x in items]
-    return items[bisect_left(keys, lo):bisect_right(keys, hi)]
