@@ -15,6 +15,9 @@ Quick start (a notebook anywhere in the checkout; nothing to edit)::
     an.cash_position(db)               # weekly opening / received / spent / closing, all bank accounts
     an.cash_runway(db)                 # closing cash ÷ average weekly net outflow
     an.top_account_movers(db, n=10)    # the accounts that moved most against the week before
+    an.latest_week(db)                 # the week the comparisons default to
+
+Charts: `an.use_offline_charts()` once, then altair on `an.money_as_float(frame)`.
 
 `source` (the first argument everywhere) is a `Settings`, a data directory, or the `.duckdb`
 file itself. Each call opens the database read-only, reads, and closes it at once: DuckDB lets
@@ -334,6 +337,12 @@ def _tenant_and_pnl(source: Any, tenant_id: str | None) -> tuple[str, pl.DataFra
     return tenant, df
 
 
+def latest_week(source: Any = None, tenant_id: str | None = None, *, today: date | None = None) -> date:
+    """The latest complete week with a P&L (the latest week at all if none is complete yet)."""
+    _, df = _tenant_and_pnl(source, tenant_id)
+    return _latest_complete(df["week_ending"].to_list(), today)
+
+
 def weekly_pnl(source: Any = None, tenant_id: str | None = None, *, weeks: int | None = None,
                today: date | None = None) -> pl.DataFrame:
     """One row per week, oldest first: week_start, week_ending, income, cost_of_sales,
@@ -560,6 +569,36 @@ def cash_runway(source: Any = None, tenant_id: str | None = None, *, weeks: int 
         schema={"week_ending": pl.Date, "closing_cash": MONEY, "avg_weekly_net_outflow": MONEY, "weeks_averaged": pl.Int32,
                 "weeks_of_runway": pl.Float64, "status": pl.String, "explanation": pl.String},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts in notebooks
+# ---------------------------------------------------------------------------------------------
+
+
+def use_offline_charts() -> None:
+    """Make altair charts draw inside the notebook with no internet connection.
+
+    altair's default renderer loads its JavaScript from a CDN. This one hands the Vega-Lite spec
+    to the notebook front end, which carries its own renderer (JupyterLab, VS Code, nbviewer);
+    the spec goes out under the v6 and v5 media types so older front ends draw it too.
+    """
+    import altair as alt
+
+    def offline(spec: dict, **_meta: Any) -> dict:
+        return {
+            "application/vnd.vegalite.v6+json": spec,
+            "application/vnd.vegalite.v5+json": spec,
+            "text/plain": "<chart: open this notebook in JupyterLab, VS Code or nbviewer to see it>",
+        }
+
+    alt.renderers.register("ledgerlink_offline", offline)
+    alt.renderers.enable("ledgerlink_offline")
+
+
+def money_as_float(df: pl.DataFrame) -> pl.DataFrame:
+    """Decimal columns as Float64, for charts only (tables and sums stay Decimal)."""
+    return df.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,207 @@
+"""The notebooks, end to end: the fake Xero in process → OAuth connect → sync_all (54 weeks) → the
+analysis functions reconcile with the fake's own ledger to the cent → each notebook runs in a fresh
+`python3` kernel (cwd notebooks/, XERO_DATA_DIR pointing at the synced data) and shows those figures.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import nbformat
+import polars as pl
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from xero_core import analysis as an
+from xero_core import oauth
+from xero_core.fake.app import FakeXero
+from xero_core.fake.clock import FakeClock
+from xero_core.settings import load_settings
+from xero_core.sync.runner import sync_all
+from xero_core.sync.weeks import week_ending_for, week_start
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+CENT = Decimal("0.01")
+WEEKS = 54  # a year and a bit: "same week last year" has data
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory):
+    """One small fake organisation synced into a private data dir (the notebook kernel reads it)."""
+    tmp = tmp_path_factory.mktemp("notebooks")
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    today = date.today()  # the kernel decides "complete weeks" with the real date too
+    clock = FakeClock(datetime.now(timezone.utc))
+    fake = FakeXero(seed=7, today=today, clock=clock, invoices=600)
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock,
+                   trigger="cli")
+    assert res.ok, res.to_dict()
+    return s, fake.org(org_id), org_id, today
+
+
+def truth_pnl(org, week_ending):
+    return org.profit_and_loss(week_start(week_ending), week_ending)
+
+
+def run_notebook(name: str, data_dir: Path, *, expect_stop: bool = False) -> nbformat.NotebookNode:
+    """Execute like "Run All" in a fresh python3 kernel, cwd notebooks/; outputs land in the
+    returned notebook (the file on disk is untouched)."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    env = {**os.environ, "XERO_DATA_DIR": str(data_dir), "XERO_ENV_FILE": str(data_dir / "none.env")}
+    env.pop("PYTHONPATH", None)  # the notebook must find xero_core by itself
+    client = NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}})
+    try:
+        client.execute(env=env, cwd=str(NOTEBOOKS))
+    except CellExecutionError:
+        if not expect_stop:
+            raise
+        return nb
+    assert not expect_stop, "the notebook ran through although it should have stopped"
+    return nb
+
+
+def tagged(nb, tag) -> list:
+    return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+
+
+def output_text(cell) -> str:
+    parts = []
+    for o in cell.get("outputs", []):
+        parts.append(o.get("text", ""))
+        data = o.get("data", {})
+        parts.append(data.get("text/html", ""))
+        parts.append(data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def money(d: Decimal) -> str:
+    return f"{d:,.2f}"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
+    s, org, org_id, today = synced
+    week = an.latest_week(s)
+    assert week == week_ending_for(today, s.week_ends_on) - timedelta(days=7), "the latest complete week"
+    df = an.latest_week_comparison(s)
+    got = {r["metric"]: r for r in df.iter_rows(named=True)}
+    latest, prev, last_year = (truth_pnl(org, w) for w in (week, week - timedelta(days=7), week - timedelta(days=364)))
+    avg_weeks = [truth_pnl(org, week - timedelta(days=7 * i)) for i in range(1, 5)]
+    for m in an.METRICS:
+        assert got[m]["latest"] == latest[m], m
+        assert got[m]["previous_week"] == prev[m], m
+        assert got[m]["same_week_last_year"] == last_year[m], m
+        want_avg = (sum(w[m] for w in avg_weeks) / 4).quantize(CENT, rounding=ROUND_HALF_UP)
+        assert got[m]["avg_4_weeks"] == want_avg, m
+        assert got[m]["change"] == latest[m] - prev[m]
+    assert latest["income"] > 0 and latest["net_profit"] == latest["income"] - latest["cost_of_sales"] + \
+        latest["other_income"] - latest["operating_expenses"]
+
+    # every synced week, not just the latest
+    pnl = an.weekly_pnl(s)
+    assert pnl.height == WEEKS
+    for r in pnl.iter_rows(named=True):
+        assert r["net_profit"] == truth_pnl(org, r["week_ending"])["net_profit"], r["week_ending"]
+
+    # cash: closing balances and the burn behind the runway
+    runway = an.cash_runway(s).row(0, named=True)
+    summaries = [org.bank_summary(week_start(week - timedelta(days=7 * i)), week - timedelta(days=7 * i)) for i in range(4)]
+    assert runway["closing_cash"] == sum(a["closing"] for a in summaries[0].values())
+    outflow = [sum(a["spent"] - a["received"] for a in wk.values()) for wk in summaries]
+    assert runway["avg_weekly_net_outflow"] == (sum(outflow) / 4).quantize(CENT, rounding=ROUND_HALF_UP)
+    assert runway["status"] in ("burning cash", "not burning cash")
+
+    # revenue mix of the last 4 weeks = the fake's sales invoice lines regrouped
+    mix = an.revenue_mix(s, weeks=4)
+    want = defaultdict(int)
+    first = week - timedelta(days=21)
+    for inv in org.invoices:
+        if inv.type == "ACCREC" and inv.status in ("AUTHORISED", "PAID") and first - timedelta(days=6) <= inv.date <= week:
+            for ln in inv.lines:
+                want[(ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")] += ln.amount
+    assert {(r["region"], r["revenue_type"]): r["subtotal"] for r in mix.iter_rows(named=True)} == {
+        k: Decimal(v) * CENT for k, v in want.items()}
+    assert abs(sum(mix["share_pct"].to_list()) - 100) < 0.5
+
+    # account movers = the fake's per-account P&L, latest week against the week before
+    movers = an.top_account_movers(s, n=5)
+    for r in movers.iter_rows(named=True):
+        acct = org.account(r["account_code"])
+        sign = -1 if acct.cls == "REVENUE" else 1
+        for col, we in (("latest", week), ("previous", week - timedelta(days=7))):
+            cents = sign * org.account_net(acct, week_start(we), we)
+            assert r[col] == Decimal(cents) * CENT, (r["account_name"], col)
+    changes = [abs(c) for c in movers["change"].to_list()]
+    assert changes == sorted(changes, reverse=True)
+
+
+def test_weekly_pnl_notebook_shows_the_reconciled_figures(synced):
+    s, org, org_id, today = synced
+    nb = run_notebook("weekly_pnl.ipynb", s.data_dir)
+    week = an.latest_week(s)
+    truth = truth_pnl(org, week)
+
+    (check,) = tagged(nb, "check")
+    assert f"latest complete week ending {week:%a %d %b %Y}" in output_text(check)
+    (comparison,) = tagged(nb, "comparison")
+    shown = output_text(comparison)
+    for m in ("income", "gross_profit", "net_profit", "operating_expenses"):
+        assert money(truth[m]) in shown, (m, truth[m])
+    assert money(truth_pnl(org, week - timedelta(days=364))["income"]) in shown, "same week last year"
+    (runway,) = tagged(nb, "runway")
+    assert an.cash_runway(s)["explanation"][0] in output_text(runway)
+    (movers,) = tagged(nb, "movers")
+    top = an.top_account_movers(s, n=10)
+    assert top["account_name"][0] in output_text(movers) and money(top["change"][0]) in output_text(movers)
+    (mix,) = tagged(nb, "mix")
+    assert "Residential" in output_text(mix) or "Commercial" in output_text(mix)
+
+    charts = [c for c in tagged(nb, "chart") if any("application/vnd.vegalite.v5+json" in o.get("data", {}) for o in c.outputs)]
+    assert len(charts) == len(tagged(nb, "chart")) >= 6, "every chart cell drew a chart"
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors == []
+
+
+def test_query_tables_notebook(synced):
+    s, org, org_id, today = synced
+    nb = run_notebook("query_tables.ipynb", s.data_dir)
+    (tables,) = tagged(nb, "tables")
+    for t in ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices"):
+        assert t in output_text(tables)
+    (sql,) = tagged(nb, "sql")
+    assert str(truth_pnl(org, an.latest_week(s))["net_profit"]) in output_text(sql)
+    (grouped,) = tagged(nb, "polars")
+    assert "AUTHORISED" in output_text(grouped) or "PAID" in output_text(grouped)
+
+
+def test_notebook_without_data_says_how_to_get_some_and_stops_without_a_traceback(tmp_path):
+    empty = tmp_path / "nodata"
+    nb = run_notebook("weekly_pnl.ipynb", empty, expect_stop=True)
+    (check,) = tagged(nb, "check")
+    (err,) = [o for o in check.outputs if o.output_type == "error"]
+    assert err.ename == "NoDataYet"
+    shown = "\n".join(err.traceback)
+    assert shown.startswith("NoDataYet: No data yet") and "python -m xero_core demo" in shown and str(empty) in shown
+    assert "Traceback" not in shown and "File " not in shown and "---" not in shown, "a sentence, not a stack"
+    later = nb.cells[nb.cells.index(check) + 1:]
+    assert all(not c.get("outputs") for c in later if c.cell_type == "code"), "nothing after the check ran"
+    assert not (empty / "xero.duckdb").exists(), "looking for data must not create a database"
+
+
+def test_notebooks_are_committed_without_outputs():
+    for name in ("weekly_pnl.ipynb", "query_tables.ipynb"):
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), name
