@@ -42,6 +42,7 @@ def test_day_storm_names_the_day(fake, session):
     fake.faults.add("429", problem="day", seconds=3600)
     r = api(fake, tokens["access_token"], FOLDERS, org)
     assert r.headers["x-rate-limit-problem"] == "day" and r.headers["retry-after"] == "3600"
+    assert r.headers["x-daylimit-remaining"] == "0" and r.content == b""
 
 
 def test_500_and_503_problem_json(fake, session):

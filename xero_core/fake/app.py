@@ -324,8 +324,12 @@ class FakeXero:
         for f in hits:
             reply = None
             if f.kind == "429":
-                reply = Reply(429, {"Retry-After": str(int(f.seconds or 30)), "X-Rate-Limit-Problem": f.problem,
-                                    "Content-Type": "text/plain"}, b"")
+                h = {"Retry-After": str(int(f.seconds or 30)), "X-Rate-Limit-Problem": f.problem}
+                exhausted = {"minute": "X-MinLimit-Remaining", "day": "X-DayLimit-Remaining",
+                             "appminute": "X-AppMinLimit-Remaining"}.get(f.problem)
+                if exhausted:  # the counter that tripped reads 0, as in Xero's captures
+                    h[exhausted] = "0"
+                reply = Reply(429, h, b"")
             elif f.kind == "500":
                 reply = problem(500, "An unexpected error occurred", corr)
             elif f.kind == "503":
