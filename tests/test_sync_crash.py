@@ -16,19 +16,14 @@ from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.settings import load_settings
 
+from test_sync_e2e import small_org
+
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 FAKE_KW = dict(seed=7, today=date(2026, 11, 26), invoices=60)
 WEEKS = 3
 TABLES = ("accounts", "contacts", "invoices", "invoice_lines", "financial_weekly", "pnl_lines", "revenue_weekly",
           "cash_position_weekly", "journal_lines", "pnl_tieout_weekly", "sync_cursors")
-
-def small_org(seed, today, *, invoices=None, tenant_id=None):
-    """A quarter of trading: every kind of record, few pages, so many runs stay cheap."""
-    from xero_core.fake.ledger import generate_org
-
-    return generate_org(seed, today, years=0.25, invoices=invoices, tenant_id=tenant_id)
-
 
 def worker(env: dict, data_dir: str, fake_state: str, tenant: str, kill_at: int | None, out_q) -> None:
     """One sync in a child process (forked from a server that has imported everything already)."""

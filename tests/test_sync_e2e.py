@@ -23,6 +23,13 @@ WEEKS = 104
 CENT = Decimal("0.01")
 
 
+def small_org(seed, today, *, invoices=None, tenant_id=None):
+    """A quarter of trading: every kind of record, few pages (for tests that need no two years)."""
+    from xero_core.fake.ledger import generate_org
+
+    return generate_org(seed, today, years=0.25, invoices=invoices, tenant_id=tenant_id)
+
+
 def connect(tmp, **fake_kw):
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
@@ -162,7 +169,7 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
 
 
 def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
-    s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core")
+    s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core", org_factory=small_org)
     results = sync_all_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
                                only="pnl,journals,xpm", weeks=1)
     by_type = {r.tenant_type: r for r in results}
