@@ -85,8 +85,13 @@ def test_journals_balance_and_lines_add_up(org):
             if line.tax_type in ("OUTPUT", "INPUT"):
                 assert abs(line.tax * 10 - line.amount) <= 5        # GST 10%, rounded to the cent
     posted = {id(j.source) for j in org.journals}
-    for inv in org.invoices:
-        assert (id(inv) in posted) == (inv.status in ("AUTHORISED", "PAID")), inv.status
+    for doc in (*org.invoices, *org.bank_transactions, *org.credit_notes):
+        if getattr(doc, "transfer", None) is not None:
+            continue        # transfers post once, through their Transfer
+        assert (id(doc) in posted) == (doc.status in ("AUTHORISED", "PAID")), (type(doc).__name__, doc.status)
+    assert {"DELETED", "AUTHORISED"} <= {b.status for b in org.bank_transactions}
+    assert {"VOIDED", "DRAFT", "PAID"} <= {i.status for i in org.invoices if i.type == "ACCPAY"}
+    assert {"DRAFT", "AUTHORISED"} <= {c.status for c in org.credit_notes}
 
 
 def test_pnl_equals_served_documents_and_journals(org):

@@ -950,6 +950,8 @@ class _Generator:
                         self.region_opt[region[0]], self.job_opt[job])
             bt = BankTransaction(self.uid(), "RECEIVE", walk_in, org.account("090"), d, [line], self.stamp(d),
                                  "EFTPOS settlement")
+            if rng.random() < 0.012:
+                bt.status = "DELETED"       # keyed twice and deleted: served, never posted
             self.add_bank(bt)
 
     def add_bank(self, bt: BankTransaction, post: bool = True):
@@ -976,7 +978,8 @@ class _Generator:
             lines = [Line(self.uid(), f"{org.account(acct).name} - {region[0]}", 1, net, org.account(acct), tax,
                           self.region_opt[region[0]], self.job_opt[job])]
             age = (last - d).days
-            status = "DRAFT" if age < 7 and rng.random() < 0.3 else "AUTHORISED"
+            r = rng.random()
+            status = "DRAFT" if age < 7 and r < 0.3 else ("VOIDED" if r > 0.992 else "AUTHORISED")
             created = self.stamp(d)
             bill = Invoice(self.uid(), "ACCPAY", f"BILL-{k:06d}", supplier, d, d + timedelta(days=30), status,
                            lines, created, f"{supplier.name.split()[0].upper()}-{rng.randrange(100000, 999999)}")
