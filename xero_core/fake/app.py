@@ -286,7 +286,7 @@ class FakeXero:
         resp = httpx.Response(reply.status, headers=headers, content=reply.body, request=request)
         if declared is not None:
             resp.extensions["fake_declared_length"] = declared
-        if request.method != "GET" or api in ("identity", "admin"):
+        if request.method != "GET" or api == "identity":  # GET authorize opens a pending consent
             self._save()
         return resp
 
