@@ -482,3 +482,41 @@ def test_sigterm_while_idle_exits_promptly(tmp_path, make_settings):
         proc.kill() if proc.poll() is None else None
     assert proc.returncode == 0
     assert time.monotonic() - started < 10, "the wait is interruptible, not a long sleep"
+
+
+# ---------------------------------------------------------------------------------------------
+# With the real sync engine and the fake Xero: the tenant lock is what keeps syncs apart
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tenant_held_by_sync_now_is_skipped_with_a_sync_log_row(tmp_path):
+    import secrets
+
+    from xero_core import oauth
+    from xero_core.fake.app import FakeXero
+    from xero_core.fake.clock import FakeClock
+    from xero_core.settings import load_settings
+    from xero_core.sync.locks import tenant_lock
+    from xero_core.sync.runner import sync_all
+
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=UTC))
+    fake = FakeXero(seed=3, today=datetime(2026, 11, 26).date(), clock=clock, invoices=50)
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)), transport=fake.transport(), clock=clock)
+    org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+
+    def sync_tenant(settings, tenant_id, *, trigger, only=None):
+        return sync_all(settings, tenant_id, only=only, trigger=trigger, transport=fake.transport(), clock=clock)
+
+    jobs = Jobs(sync_tenant=sync_tenant, sync_practices=None)  # the real list of organisations
+    served = len(fake.requests)
+    with tenant_lock(s, org_id, trigger="manual"):  # "Sync now" is running for this organisation
+        sch = Scheduler(s, jobs=jobs, clock=clock)
+        assert sch.run_once() == 0
+    (step,) = sch.cycles[-1].steps
+    assert (step.tenant_id, step.status) == (org_id, "busy") and "another sync is running" in step.detail
+    assert len(fake.requests) == served, "not a single call to Xero for a tenant already syncing"
+    with connect(s.db_path, read_only=True) as con:
+        rows = con.execute("SELECT status, trigger, error FROM sync_log WHERE tenant_id = ?", [org_id]).fetchall()
+    assert len(rows) == 1 and rows[0][:2] == ("skipped", "scheduler") and "another sync is running" in rows[0][2]
