@@ -257,6 +257,9 @@ def test_registered_app_uses_its_own_credentials_and_redirects():
     url = fake.consent(authorize_url(client_id="MYAPP", redirect_uri="http://localhost:9000/cb", scope="offline_access files"))
     assert url.startswith("http://localhost:9000/cb?") and "code" in query_of(url)
     assert fake.settings_env("http://h")["XERO_CLIENT_ID"] == "MYAPP"
+    for bad in ("http://example.com/cb", "myapp://cb", "https://*.example.com/cb"):
+        with pytest.raises(ValueError, match="refused by Xero"):
+            fake.register_app("X2", "s", [bad])
 
 
 def test_secrets_never_appear_in_the_request_log(fake):

@@ -65,7 +65,9 @@ def build(args):
     if not args.client_id and args.redirect_uri:
         # The demo app's callback lives elsewhere (XERO_APP_URL): register it there too.
         demo = fake.primary_app
-        demo.redirect_uris += [u for u in args.redirect_uri if u not in demo.redirect_uris]
+        fake.register_app(demo.client_id, demo.client_secret,
+                          demo.redirect_uris + [u for u in args.redirect_uri if u not in demo.redirect_uris],
+                          demo.legacy_scopes, demo.name)
     return fake
 
 

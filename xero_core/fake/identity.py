@@ -195,7 +195,14 @@ class Identity:
     # ---- apps -----------------------------------------------------------------------------
     def register_app(self, client_id: str, client_secret: str | None, redirect_uris: Iterable[str],
                      legacy_scopes: bool = False, name: str = "Ledgerlink") -> App:
-        app = App(client_id, client_secret, list(redirect_uris), legacy_scopes, name)
+        uris = list(redirect_uris)
+        for u in uris:
+            # Xero's rules for redirect URIs (xero-notes §1): https, http only for localhost, no wildcards.
+            local = urlsplit(u).hostname in ("localhost", "127.0.0.1", "::1")
+            if "*" in u or not (u.startswith("https://") or (u.startswith("http://") and local)):
+                raise ValueError(f"redirect URI {u!r} would be refused by Xero: use https (http only for "
+                                 f"localhost), no wildcards, no custom schemes")
+        app = App(client_id, client_secret, uris, legacy_scopes, name)
         self.apps[client_id] = app
         return app
 
