@@ -317,7 +317,9 @@ class FakeXero:
         for f in hits:
             if f.kind == "timeout":
                 rec.fault = "timeout"
-                raise httpx.ReadTimeout(f"fake Xero: injected timeout on {path}", request=request)
+                exc = httpx.ReadTimeout(f"fake Xero: injected timeout on {path}", request=request)
+                exc.fake_hold = f.seconds  # how long the loopback server keeps the connection silent
+                raise exc
             if f.kind == "slow":
                 rec.fault = "slow"
         slow = [f for f in hits if f.kind == "slow"]

@@ -51,9 +51,9 @@ class _Handler(BaseHTTPRequestHandler):
         req = httpx.Request(self.command, f"http://{host}{self.path}", headers=headers, content=body)
         try:
             resp = fake.handle(req)
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
             # Say nothing; drop the connection when the hold ends (or the server closes).
-            self.owner.closing.wait(fake.timeout_hold)
+            self.owner.closing.wait(getattr(exc, "fake_hold", None) or fake.timeout_hold)
             self.close_connection = True
             return
         except Exception:
