@@ -13,6 +13,7 @@ from . import engine
 from .guard import say, shown_errors
 
 TENANT_KEY = "tenant_id"
+PICKER_KEY = "_tenant_picker"
 STATUS_LABELS = {
     "connected": "Connected",
     "needs_reconnect": "Needs reconnect",
@@ -112,16 +113,18 @@ def tenant_picker(s: Settings) -> None:
             return
         ids = [c["tenant_id"] for c in conns]
         labels = {c["tenant_id"]: tenant_label(c) for c in conns}
-        current = st.session_state.get(TENANT_KEY)
-        if current not in ids:
-            current = ids[0] if len(ids) == 1 else None
+        # The widget's own state is the source of truth while it holds a valid choice; when it has
+        # none (first run, or Streamlit dropped it), seed it from the remembered choice, or from
+        # the only organisation there is. Never from the first of several.
+        if st.session_state.get(PICKER_KEY) not in ids:
+            remembered = st.session_state.get(TENANT_KEY)
+            st.session_state[PICKER_KEY] = remembered if remembered in ids else (ids[0] if len(ids) == 1 else None)
         chosen = st.selectbox(
             "Organisation",
             ids,
-            index=ids.index(current) if current in ids else None,
             format_func=lambda t: labels.get(t, t),
             placeholder="Choose an organisation",
-            key="_tenant_picker",
+            key=PICKER_KEY,
         )
         if chosen is not None:
             st.session_state[TENANT_KEY] = chosen

@@ -15,6 +15,10 @@ tid, name = conn["tenant_id"], conn.get("tenant_name") or conn["tenant_id"]
 db = str(s.db_path)
 
 
+WEEKS = {c: st.column_config.DateColumn(c.replace("_", " "), format="YYYY-MM-DD")
+         for c in ("week_start", "week_ending", "from_week_ending", "to_week_ending")}
+
+
 def nothing_yet(what: str) -> None:
     st.info(f"No {what} for {name} yet: run a sync on the Sync page.", icon=":material/hourglass_empty:")
 
@@ -36,7 +40,7 @@ with pnl_tab, shown_errors():
     else:
         st.line_chart(data_view.chartable(pnl), x="week_ending", y=["income", "gross_profit", "net_profit"],
                       x_label="week ending", y_label="amount")
-        st.dataframe(pnl, hide_index=True, width="stretch")
+        st.dataframe(pnl, hide_index=True, width="stretch", column_config=WEEKS)
 with mix_tab, shown_errors():
     weeks = st.slider("Weeks", 1, 26, 4, key="mix_weeks")
     try:
@@ -48,7 +52,7 @@ with mix_tab, shown_errors():
     else:
         st.bar_chart(data_view.chartable(mix), x="region", y="subtotal", color="revenue_type", stack=True,
                      x_label="region", y_label="sales ex tax")
-        st.dataframe(mix, hide_index=True, width="stretch")
+        st.dataframe(mix, hide_index=True, width="stretch", column_config=WEEKS)
 with cash_tab, shown_errors():
     cash = data_view.cash_position(db, tid)
     if cash.is_empty():
@@ -56,4 +60,4 @@ with cash_tab, shown_errors():
     else:
         st.line_chart(data_view.chartable(cash), x="week_ending", y="closing", color="bank_account_name",
                       x_label="week ending", y_label="closing balance")
-        st.dataframe(cash, hide_index=True, width="stretch")
+        st.dataframe(cash, hide_index=True, width="stretch", column_config=WEEKS)

@@ -1,0 +1,324 @@
+"""The admin app in a real browser: `streamlit run app.py` in mock mode, driven by Playwright
+with Debian's chromium, against the fake Xero on loopback. Screenshots go to test-output/.
+
+One module-scoped stack (fake + app) serves the tests in order: the workshop flow first, then
+the concurrency check (scheduler sync + webhook burst while pages refresh).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-output" / "browser"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CLIENT_ID, CLIENT_SECRET = "BROWSERTESTCLIENT000000000000000", "browser-test-secret-only-valid-on-the-fake"
+WEBHOOK_KEY = "browserWebhookKey/0123456789abcdefghijklmnopqrstuvwxyzABCD=="
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the "
+                "browser tests", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+expect = sync_api.expect
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The fake Xero (in this process), the admin app (a `streamlit run` child) and a browser."""
+
+    def __init__(self, tmp: Path):
+        from xero_core.fake import FakeXero, serve
+        from xero_core.settings import load_settings
+
+        self.app_port = _free_port()
+        self.app_url = f"http://localhost:{self.app_port}"
+        self.fake = FakeXero(seed=23, tenants=1, practices=1, invoices=80)
+        self.fake.register_app(CLIENT_ID, CLIENT_SECRET, [self.app_url + "/callback"], name="Ledgerlink (browser test)")
+        self.server = serve(self.fake, port=0)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("XERO_")},
+            **self.fake.settings_env(self.server.url, client_id=CLIENT_ID),
+            "XERO_MOCK_MODE": "true",
+            "XERO_DATA_DIR": str(tmp / "data"),
+            "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
+            "XERO_APP_URL": self.app_url,
+            "XERO_REDIRECT_URI": self.app_url + "/callback",
+            "XERO_FAKE_PORT": str(self.server.port),
+            "XERO_ENV_FILE": str(tmp / "no.env"),
+        }
+        self.settings = load_settings(self.env)
+        self.log = open(tmp / "streamlit.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address=127.0.0.1",
+             f"--server.port={self.app_port}", "--server.headless=true", "--server.fileWatcherType=none",
+             "--browser.gatherUsageStats=false"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self._wait_healthy()
+        self.pw = sync_api.sync_playwright().start()
+        self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.context.set_default_timeout(20_000)
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {self.proc.returncode}: {self.app_log()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.app_port}/_stcore/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # polling a child process's port: there is no event to wait on
+        raise RuntimeError("streamlit did not become healthy in 30 s")
+
+    def app_log(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def close(self) -> None:
+        for step in (self.context.close, self.browser.close, self.pw.stop):
+            try:
+                step()
+            except Exception:
+                pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        self.server.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    s = Stack(tmp_path_factory.mktemp("browser"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def shot(page, name: str, streamlit: bool = True) -> None:
+    if streamlit:
+        idle(page)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the script run has finished (Streamlit marks its root element), twice over a
+    short gap: a widget change can start a rerun right after a run ends."""
+    for _ in range(2):
+        page.wait_for_selector(IDLE, timeout=timeout_ms)
+        page.wait_for_timeout(200)
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+
+
+def no_error(page) -> None:
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert not errors, errors
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def nav(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+    idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option in a selectbox or multiselect by its label."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option).first.click()
+    idle(page)
+
+
+# -- the workshop flow ------------------------------------------------------------------------
+def test_workshop_flow_in_a_real_browser(stack):
+    page = stack.context.new_page()
+    page.goto(stack.app_url)
+    expect(page.get_by_text("Mock mode")).to_be_visible()
+    expect(page.get_by_text("No organisation is connected yet")).to_be_visible()
+    shot(page, "01-connection-empty")
+
+    # Connect: Xero's (here: the fake's) consent page opens in a new tab and lands back on /callback
+    with stack.context.expect_page() as consent_info:
+        page.get_by_role("link", name="Connect to Xero").click()
+    consent = consent_info.value
+    consent.wait_for_load_state()
+    assert consent.url.startswith(stack.server.url + "/identity/connect/authorize")
+    shot(consent, "02-fake-consent", streamlit=False)
+    consent.get_by_role("button", name="Allow access").click()
+    consent.wait_for_url(re.compile(re.escape(stack.app_url) + r"/callback.*"))
+    expect(consent.get_by_text("Connected:")).to_be_visible()
+    no_error(consent)
+    shot(consent, "03-callback-connected")
+    assert "code=" not in consent.url  # the single-use code is dropped from the address bar
+    consent.close()
+
+    page.reload()
+    org, practice = stack.fake.org().name, stack.fake.practice().name
+    expect(page.get_by_role("heading", name=org)).to_be_visible()
+    expect(page.get_by_role("heading", name=practice)).to_be_visible()
+    shot(page, "04-connection-connected")
+
+    # Sync now fills the Data page
+    choose(page, "Organisation", f"{org} (ORGANISATION)")
+    nav(page, "Sync")
+    weeks = page.get_by_role("spinbutton", name="Weeks of history")
+    weeks.fill("4")
+    weeks.press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Sync now").click()
+    expect(page.get_by_text("Sync finished", exact=True)).to_be_visible(timeout=60_000)
+    idle(page)
+    no_error(page)
+    shot(page, "05-sync")
+    nav(page, "Data")
+    expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
+    no_error(page)
+    shot(page, "06-data")
+
+    # Practice Manager: read jobs, map a state, see a campaign open
+    nav(page, "Practice Manager")
+    page.get_by_role("button", name="Sync jobs now").click()
+    expect(page.get_by_text("job(s) read")).to_be_visible(timeout=30_000)
+    from xero_core.practice import xpm
+
+    tid = next(c["tenant_id"] for c in _connections(stack) if c["tenant_type"] == "PRACTICEMANAGER")
+    jobs = xpm.list_jobs(stack.settings, tid)
+    state = max({j["state"] for j in jobs}, key=lambda s: sum(j["state"] == s for j in jobs))
+    n = sum(j["state"] == state for j in jobs)
+    choose(page, "Job states meaning “we need documents from the client”", state)
+    page.keyboard.press("Escape")
+    expect(page.get_by_text(f"{n} current job(s) would be in a chasing campaign")).to_be_visible()
+    page.get_by_role("button", name="Save mapping and apply").click()
+    expect(page.get_by_role("tab", name=f"Open ({n})")).to_be_visible(timeout=30_000)
+    no_error(page)
+    shot(page, "07-practice-manager")
+
+    # Webhooks: paste the key; Xero's Intent to Receive then passes against the app's own server
+    nav(page, "Webhooks")
+    expect(page.get_by_text(f"{stack.app_url}/webhooks/xero")).to_be_visible()
+    page.get_by_label("Webhook key (from the same Xero page)").fill(WEBHOOK_KEY)
+    page.get_by_role("button", name="Save key").click()
+    expect(page.get_by_text("Webhook key saved")).to_be_visible()
+    expect(page.get_by_text("…CD== (vault)")).to_be_visible()
+    itr = stack.fake.intent_to_receive(stack.app_url + "/webhooks/xero", WEBHOOK_KEY)
+    assert itr.passed, itr.public()
+    page.reload()
+    idle(page)
+    expect(page.locator('[data-testid="stMetricValue"]').filter(has_text="passed")).to_be_visible()
+    assert WEBHOOK_KEY not in page.content()
+    shot(page, "08-webhooks")
+
+    nav(page, "Clients & documents")
+    no_error(page)
+    shot(page, "09-clients")
+
+    # the sidebar's organisation stayed chosen across every page
+    expect(page.get_by_role("combobox", name="Organisation")).to_have_value(f"{org} (ORGANISATION)")
+
+    # Disconnect, with confirmation
+    nav(page, "Connection")
+    page.get_by_role("button", name="Disconnect…").first.click()
+    idle(page)
+    shot(page, "10-disconnect-confirm")
+    page.get_by_role("button", name="Yes, disconnect").click()
+    expect(page.get_by_text(f"Disconnected {org}.")).to_be_visible()
+    no_error(page)
+    shot(page, "11-disconnected")
+    assert {c["tenant_id"]: c["status"] for c in _connections(stack, True)}[stack.fake.org().tenant_id] == "disconnected"
+    page.close()
+
+
+def _connections(stack, include_disconnected: bool = False) -> list[dict]:
+    from xero_core.connections import list_connections
+
+    return list_connections(stack.settings, include_disconnected=include_disconnected)
+
+
+# -- no lock-outs -----------------------------------------------------------------------------
+def test_scheduler_sync_and_webhook_burst_while_pages_refresh(stack):
+    """The app's page reads, a scheduler sync (another process) and a webhook burst (the app's own
+    server) all share one DuckDB file: everything finishes and nobody sees a lock error."""
+    from xero_core import db, oauth
+    from xero_core.practice.webhooks import set_webhook_key
+
+    s = stack.settings
+    oauth.complete_connect(s, stack.fake.consent(oauth.begin_connect(s)))  # reconnect after the flow above
+    set_webhook_key(s, WEBHOOK_KEY)
+    sched = subprocess.Popen([sys.executable, "scheduler.py", "--once"], cwd=ROOT, env=stack.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    answers, burst_errors = [], []
+
+    def burst():
+        try:
+            for _ in range(15):
+                r = stack.fake.deliver_webhooks(stack.app_url + "/webhooks/xero", WEBHOOK_KEY)
+                answers.extend(r.answers)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            burst_errors.append(repr(exc))
+
+    sender = threading.Thread(target=burst)
+    sender.start()
+    page = stack.context.new_page()
+    page.goto(stack.app_url)
+    seen: list[str] = []
+    refreshes = 0
+    while sched.poll() is None or sender.is_alive() or refreshes < 4:
+        for title in ("Sync", "Webhooks", "Data", "Connection"):
+            nav(page, title)
+            seen += page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+            refreshes += 1
+    out = sched.stdout.read().decode(errors="replace")
+    sender.join()
+    page.close()
+
+    assert sched.returncode == 0, out[-3000:]
+    assert not burst_errors, burst_errors
+    assert len(answers) == 15 and all(a.ok for a in answers), [a.public() for a in answers if not a.ok]
+    lock_words = re.compile(r"lock|busy|IOException", re.I)
+    assert not [e for e in seen if lock_words.search(e)], seen
+    assert not lock_words.search(out) or "Could not set lock" not in out, out[-3000:]
+    assert "Could not set lock" not in stack.app_log()
+    with db.connect(s.db_path) as con:
+        statuses = dict(con.execute("SELECT status, count(*) FROM sync_log WHERE trigger = 'scheduler' GROUP BY 1").fetchall())
+    assert statuses.get("success", 0) > 0 and not statuses.get("failed"), statuses
+    # every delivered event reaches DuckDB through the app's own worker
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with db.connect(s.db_path) as con:
+            n = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0]
+        if n >= 4:
+            break
+        time.sleep(0.2)  # the worker drains on its own thread in the app process
+    assert n >= 4
