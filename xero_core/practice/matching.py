@@ -117,6 +117,10 @@ class Index:
         return sorted(table.get(value, {}))
 
 
+def _full_name(value: str | None) -> str:
+    return " ".join((value or "").split()).casefold()
+
+
 def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
     """Find `subject`'s partner among `others`; `rivals` are the subject's unlinked peers."""
     for level, value in (("email", subject.n_email), ("name", subject.n_name)):
@@ -131,6 +135,14 @@ def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
             # also has the same name, both kinds of evidence agree and that is not a guess.
             same = [k for k in cands if others.recs.get(k) and others.recs[k].n_name == subject.n_name]
             same_peers = [k for k in peers if rivals.recs.get(k) and rivals.recs[k].n_name == subject.n_name]
+            if len(same) == 1 and not same_peers:
+                return Decision("match", level, same)
+        # Several records normalise alike ("Harbour Strata" and "Harbour Strata Pty Ltd"): one whose
+        # full name is identical (ignoring case and spacing) is stronger evidence than the rest.
+        full = _full_name(subject.name)
+        if full:
+            same = [k for k in cands if others.recs.get(k) and _full_name(others.recs[k].name) == full]
+            same_peers = [k for k in peers if rivals.recs.get(k) and _full_name(rivals.recs[k].name) == full]
             if len(same) == 1 and not same_peers:
                 return Decision("match", level, same)
         what = "email" if level == "email" else "name"

@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -263,6 +264,27 @@ class DrainResult:
         return dict(self.__dict__)
 
 
+_EVENT_COLS = ("event_key", "tenant_id", "tenant_type", "event_category", "event_type", "resource_id",
+               "event_date_utc", "received_at", "payload")
+
+
+def _insert_events(con, rows: list[dict]) -> None:
+    """One set-wise insert (DuckDB's row-by-row inserts manage ~1,500 rows/s); replays are absorbed."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    table = pa.table({c: pa.array([r[c] for r in rows], type=ts if c in ("event_date_utc", "received_at") else pa.string())
+                      for c in _EVENT_COLS})
+    name = f"_events_{uuid.uuid4().hex[:8]}"
+    con.register(name, table)
+    try:
+        cols = ", ".join(_EVENT_COLS)
+        con.execute(f"INSERT INTO webhook_events ({cols}, status, attempts) SELECT {cols}, 'pending', 0 FROM {name} "
+                    "ON CONFLICT (event_key) DO NOTHING")
+    finally:
+        con.unregister(name)
+
+
 def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500) -> tuple[int, int, int]:
     """Spool -> webhook_events (idempotent by event_key). Returns (deliveries, new, duplicates)."""
     spool = Spool.for_settings(settings)
@@ -278,16 +300,11 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
             except ValueError:
                 log.error("spooled webhook delivery %s is not JSON; dropped", did)
             ids.append(did)
+        unique = list({r["event_key"]: r for r in reversed(rows)}.values())[::-1]  # first occurrence wins
         with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-            before = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0]
-            for r in rows:
-                con.execute(
-                    "INSERT INTO webhook_events (event_key, tenant_id, tenant_type, event_category, event_type, "
-                    "resource_id, event_date_utc, received_at, status, attempts, payload) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?) ON CONFLICT (event_key) DO NOTHING",
-                    [r["event_key"], r["tenant_id"], r["tenant_type"], r["event_category"], r["event_type"],
-                     r["resource_id"], r["event_date_utc"], r["received_at"], r["payload"]],
-                )
+            before = con.execute("SELECT count(*) FROM webhook_events").fetchall()[0][0]
+            if unique:
+                _insert_events(con, unique)
             added = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0] - before
         # Only after DuckDB committed: a crash in between re-inserts, which ON CONFLICT absorbs.
         spool.mark_moved(ids)
@@ -323,21 +340,18 @@ def _due_groups(settings: Settings, now: datetime, db_timeout: float) -> list[di
 
 
 def _mark(con, keys: list[str], status: str, error: str | None, now: datetime, bump: bool) -> None:
-    for k in keys:
-        con.execute(
-            "UPDATE webhook_events SET status = ?, error = ?, processed_at = ?, "
-            "attempts = attempts + ? WHERE event_key = ?",
-            [status, error, now, 1 if bump else 0, k],
-        )
+    con.execute(
+        "UPDATE webhook_events SET status = ?, error = ?, processed_at = ?, attempts = attempts + ? "
+        "WHERE event_key IN (SELECT unnest(?::VARCHAR[]))",
+        [status, error, now, 1 if bump else 0, list(keys)],
+    )
 
 
 APPLY_CHUNK = 100
 
 
-def _outcome(g: dict, client_for, clock: Clock, settings: Settings):
-    """Fetch what one event group needs (network only) and say how to apply it."""
-    from .matching import reconcile_contacts
-
+def _outcome(g: dict, client_for):
+    """Fetch what one event group needs (network only): (status, error, bump, payload)."""
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
@@ -349,39 +363,48 @@ def _outcome(g: dict, client_for, clock: Clock, settings: Settings):
         return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
-        if cat == "CONTACT":
-            records = _fetch_contact(client, rid)
-
-            def apply(con):
-                _save_contacts(con, tenant_id, records)
-                reconcile_contacts(con, tenant_id, records, clock=clock)
-        else:
-            records = _fetch_invoice(client, rid)
-
-            def apply(con):
-                _save_invoices(con, tenant_id, records, settings)
+        records = _fetch_contact(client, rid) if cat == "CONTACT" else _fetch_invoice(client, rid)
     except Exception as exc:  # recorded on the event, retried later
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
         return g, ("failed", f"Xero returned no {cat.lower()} {rid}", True, None)
-    return g, ("processed", None, True, apply)
+    return g, ("processed", None, True, (cat, tenant_id, records))
 
 
-def _apply_alone(settings: Settings, db_timeout: float, now: datetime, g: dict, o: tuple):
+def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings) -> None:
+    """Write a chunk's records (one save per tenant and kind) and mark its events, set-wise."""
+    from .matching import reconcile_contacts
+
+    batches: dict[tuple[str, str], list[dict]] = {}
+    for _, (_, _, _, payload) in outcomes:
+        if payload is not None:
+            batches.setdefault((payload[0], payload[1]), []).extend(payload[2])
+    for (cat, tenant_id), records in batches.items():
+        if cat == "CONTACT":
+            _save_contacts(con, tenant_id, records)
+            reconcile_contacts(con, tenant_id, records, clock=clock)
+        else:
+            _save_invoices(con, tenant_id, records, settings)
+    marks: dict[tuple, list[str]] = {}
+    for g, (status, error, bump, _) in outcomes:
+        marks.setdefault((status, error, bump), []).extend(g["keys"])
+    for (status, error, bump), keys in marks.items():
+        _mark(con, keys, status, error, now, bump)
+
+
+def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Clock, g: dict, o: tuple):
     """A chunk failed to write: apply its groups one by one so one bad record fails alone."""
-    status, error, bump, apply = o
     try:
         with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-            if apply is not None:
-                apply(con)
-            _mark(con, g["keys"], status, error, now, bump)
+            _apply(con, [(g, o)], now, clock, settings)
+        return g, o
     except DatabaseBusy:
         raise
     except Exception as exc:
-        status, error, bump = "failed", f"could not save: {exc}"[:1000], True
+        failed = ("failed", f"could not save: {exc}"[:1000], True, None)
         with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-            _mark(con, g["keys"], status, error, now, bump)
-    return g, (status, error, bump, None)
+            _apply(con, [(g, failed)], now, clock, settings)
+        return g, failed
 
 
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
@@ -403,18 +426,16 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
 
     groups = _due_groups(settings, now, db_timeout)
     for start in range(0, len(groups), APPLY_CHUNK):
-        outcomes = [_outcome(g, client_for, clock, settings) for g in groups[start:start + APPLY_CHUNK]]
+        outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
         # Network done for this chunk; now one short transaction writes all of it.
         try:
             with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-                for g, (status, error, bump, apply) in outcomes:
-                    if apply is not None:
-                        apply(con)
-                    _mark(con, g["keys"], status, error, now, bump)
+                _apply(con, outcomes, now, clock, settings)
         except DatabaseBusy:
             raise
         except Exception:
-            outcomes = [_apply_alone(settings, db_timeout, now, g, o) for g, o in outcomes]
+            log.exception("webhook chunk failed to save; saving its events one by one")
+            outcomes = [_apply_alone(settings, db_timeout, now, clock, g, o) for g, o in outcomes]
         for g, (status, error, _, _) in outcomes:
             if status == "processed":
                 res.processed += len(g["keys"])
