@@ -17,10 +17,25 @@ SCOPES = ("openid profile email offline_access accounting.settings.read accounti
 
 
 def make_fake(**kw) -> FakeXero:
-    """A fake on a FakeClock with a small real ledger (about 250 invoices: builds in ~50 ms)."""
+    """A fake on a FakeClock with a small real ledger (about 250 invoices: builds in ~50 ms).
+
+    Every Files and identity JSON response it serves (in-process or through the loopback server)
+    is validated against Xero's spec on the way out; `fake.validated` lists (method, spec path)."""
     kw.setdefault("clock", FakeClock())
     kw.setdefault("invoices", 50)
-    return FakeXero(**kw)
+    fake = FakeXero(**kw)
+    served = fake.handle
+    fake.validated = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = served(request)
+        checked = validate_served(request, response)
+        if checked:
+            fake.validated.append(checked)
+        return response
+
+    fake.handle = handle
+    return fake
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -96,10 +111,45 @@ def response_schema(spec_name: str, path: str, method: str, status: int) -> dict
     return schema
 
 
-def validate_response(spec_name: str, path: str, method: str, response: httpx.Response) -> None:
-    """Raise jsonschema.ValidationError if the served JSON breaks Xero's schema for that operation."""
+@functools.lru_cache(maxsize=None)
+def _validator(spec_name: str, path: str, method: str, status: int):
     import jsonschema
 
-    schema = response_schema(spec_name, path, method, response.status_code)
-    checker = jsonschema.FormatChecker(formats=("uuid",))
-    jsonschema.Draft7Validator(schema, format_checker=checker).validate(json.loads(response.content))
+    schema = response_schema(spec_name, path, method, status)
+    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker(formats=("uuid",)))
+
+
+def validate_response(spec_name: str, path: str, method: str, response: httpx.Response) -> None:
+    """Raise jsonschema.ValidationError if the served JSON breaks Xero's schema for that operation."""
+    _validator(spec_name, path, method.lower(), response.status_code).validate(json.loads(response.content))
+
+
+SPEC_PREFIXES = (("xero_files.yaml", "/files.xro/1.0"), ("xero-identity.yaml", ""))
+
+
+@functools.lru_cache(maxsize=None)
+def _routes(spec_name: str, prefix: str) -> list:
+    import re
+
+    out = []
+    for p, ops in load_spec(spec_name)["paths"].items():
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^}]+\}", p))
+        rx = re.compile("^" + re.escape(prefix) + pattern + "/?$", re.I)
+        out.append(("{" in p, rx, p, ops))
+    return sorted(out, key=lambda r: r[0])  # literal paths (/Associations/Count) before templates
+
+
+def validate_served(request: httpx.Request, response: httpx.Response) -> tuple[str, str] | None:
+    """Validate a served JSON response against the operation's schema, if the spec has one."""
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return None
+    method = request.method.lower()
+    for spec_name, prefix in SPEC_PREFIXES:
+        for _, rx, p, ops in _routes(spec_name, prefix):
+            if rx.match(request.url.path) and method in ops:
+                content = ops[method].get("responses", {}).get(str(response.status_code), {}).get("content", {})
+                if "schema" not in content.get("application/json", {}):
+                    return None
+                validate_response(spec_name, p, method, response)
+                return (request.method, p)
+    return None

@@ -149,3 +149,16 @@ def test_multipart_parser_keeps_binary_bytes():
             b"Content-Disposition: form-data; name=\"name\"\r\n\r\nb.bin\r\n--XyZ--\r\n")
     parts = parse_multipart('multipart/form-data; boundary="XyZ"', body)
     assert parts["body"][0] == data and parts["body"][1] == "b.bin" and parts["name"][0] == b"b.bin"
+
+
+def test_every_served_files_json_was_checked_against_the_spec(fake, call):
+    """make_fake validates each Files/identity JSON response on the way out; make sure it did."""
+    inbox = call("/Inbox").json()["Id"]
+    f = _upload(call, inbox).json()
+    call("/Files")
+    call(f"/Files/{f['Id']}")
+    call("/Folders")
+    call("/Associations/Count", params={"ObjectIds": f["Id"]})
+    checked = set(fake.validated)
+    assert {("GET", "/Inbox"), ("POST", "/Files/{FolderId}"), ("GET", "/Files"), ("GET", "/Files/{FileId}"),
+            ("GET", "/Folders")} <= checked

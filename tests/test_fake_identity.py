@@ -58,6 +58,7 @@ def test_full_flow_pkce_and_connections_match_the_spec(fake, client):
     r = api(fake, tokens["access_token"], "/connections", None)
     assert r.status_code == 200
     validate_response("xero-identity.yaml", "/Connections", "get", r)
+    assert ("GET", "/Connections") in fake.validated  # make_fake checks on the way out too
     conns = r.json()
     assert {c["tenantType"] for c in conns} == {"ORGANISATION", "PRACTICEMANAGER"}
     for c in conns:
