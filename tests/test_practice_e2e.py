@@ -18,7 +18,6 @@ from xero_core.practice import documents as D
 from xero_core.practice import sync_all_practices
 from xero_core.practice import webhooks as W
 from xero_core.practice import xpm as X
-from xero_core.practice.matching import norm_name
 from xero_core.practice.webhook_server import serve
 
 KEY = "fake-webhook-key-0123456789abcdefghij"

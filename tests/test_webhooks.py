@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from xero_core.db import connect, transaction
+from xero_core.db import connect
 from xero_core.practice import webhooks as W
 from xero_core.practice.spool import Spool
 from xero_core.practice.webhook_server import serve

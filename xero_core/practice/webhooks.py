@@ -22,7 +22,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import quote
 
 from .. import redaction
 from ..clock import SYSTEM_CLOCK, Clock
