@@ -98,6 +98,7 @@ class FakeXero:
         self.seed, self.invoices, self.n_tenants, self.n_practices = seed, invoices, tenants, practices
         self.legacy_scopes = legacy_scopes
         self.set_tier(tier)
+        self._initial_tier = self.tier
         self.timeout_hold = timeout_hold  # the loopback server holds a "timeout" this long (real seconds)
         self.webhook_url, self.webhook_key = webhook_url, webhook_key
         self._org_factory = org_factory
@@ -234,6 +235,7 @@ class FakeXero:
             self.limits = Limits(self.clock)
             self.faults.clear()
             self._requests.clear()
+            self.tier = self._initial_tier
             self._build_tenants()
         self._save()
 
