@@ -313,6 +313,8 @@ def test_mutations_post_and_notify():
     assert served[dup.id]["MergedToContactID"] == keep.id and served[dup.id]["ContactStatus"] == "ARCHIVED"
     assert dup.id not in {c["ContactID"] for c in ok(org, "/Contacts")["Contacts"]}
     assert not [i for i in org.invoices if i.contact is dup]
+    assert (dup.ContactID, dup.ContactStatus, dup.MergedToContactID) == (dup.id, "ARCHIVED", keep.id)
+    assert cust.EmailAddress == "new@example.com.au" and new.InvoiceID == new.id and new.Status == "PAID"
     with pytest.raises(KeyError):
         org.update_contact("00000000-0000-0000-0000-000000000000", at, Name="x")
     with pytest.raises(ValueError, match="unknown contact field"):

@@ -103,6 +103,15 @@ class Contact:
         self.number, self.account_number = number, ""
         self.currency = "AUD"
 
+    # Xero's field names, read-only, for callers that think in wire terms (platform, practice).
+    ContactID = property(lambda self: self.id)
+    Name = property(lambda self: self.name)
+    EmailAddress = property(lambda self: self.email)
+    ContactStatus = property(lambda self: self.status)
+    MergedToContactID = property(lambda self: self.merged_to)
+    IsCustomer = property(lambda self: self.is_customer)
+    IsSupplier = property(lambda self: self.is_supplier)
+
 
 class Line:
     """A line item. `amount` is the ex-GST LineAmount in cents; `tax` its GST."""
@@ -147,6 +156,11 @@ class Invoice(_Doc):
         self.sent = type == "ACCREC" and status != "DRAFT"
         self.credited = 0
         self.currency, self.rate = currency, rate
+
+    InvoiceID = property(lambda self: self.id)
+    InvoiceNumber = property(lambda self: self.number)
+    Type = property(lambda self: self.type)
+    Status = property(lambda self: self.status)
 
     @property
     def amount_paid(self) -> int:
