@@ -315,6 +315,10 @@ def test_mutations_post_and_notify():
     assert not [i for i in org.invoices if i.contact is dup]
     assert (dup.ContactID, dup.ContactStatus, dup.MergedToContactID) == (dup.id, "ARCHIVED", keep.id)
     assert cust.EmailAddress == "new@example.com.au" and new.InvoiceID == new.id and new.Status == "PAID"
+    n_invoices = len(org.invoices)
+    with pytest.raises(ValueError, match="outside the fake ledger"):
+        org.add_invoice(cust.id, date(1999, 1, 1), [{"quantity": 1, "unit_amount": "1", "account_code": "200"}], at)
+    assert len(org.invoices) == n_invoices
     with pytest.raises(KeyError):
         org.update_contact("00000000-0000-0000-0000-000000000000", at, Name="x")
     with pytest.raises(ValueError, match="unknown contact field"):

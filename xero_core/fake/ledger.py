@@ -498,6 +498,7 @@ class Org:
         if type not in ("ACCREC", "ACCPAY") or status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             raise ValueError(f"add_invoice: type {type!r}/status {status!r} not supported")
         c = self._contact(contact_id)
+        self.day_index(d)      # refuse dates outside the ledger before changing anything
         built = []
         for spec in lines:
             acct = self.account(spec["account_code"])
@@ -550,6 +551,7 @@ class Org:
         if inv.status != "AUTHORISED":
             raise ValueError(f"invoice {inv.number} is {inv.status}: only AUTHORISED invoices take payments")
         cents = inv.amount_due if amount is None else int((Decimal(str(amount)) * 100).to_integral_value())
+        self.day_index(d)
         if not 0 < cents <= inv.amount_due:
             raise ValueError(f"payment {cents / 100:.2f} must be between 0 and the amount due {inv.amount_due / 100:.2f}")
         p = Payment(self.new_id(), inv, d, cents, self.account(bank_code), at)
