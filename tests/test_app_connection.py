@@ -234,3 +234,15 @@ def test_reset_demo_refuses_outside_mock_mode(settings):
         reset_demo(replace(settings, mock_mode=False))
 
 
+
+
+def test_run_demo_binds_to_localhost_and_follows_the_app_port():
+    from xero_core.cli import build_parser
+    from xero_core.commands import demo_app
+
+    argv = demo_app.streamlit_argv(8611)
+    assert argv[1:4] == ["-m", "streamlit", "run"] and argv[4].endswith("app.py")
+    assert "--server.address=127.0.0.1" in argv and "--server.port=8611" in argv
+    assert demo_app.app_port("http://localhost:8502") == 8502 and demo_app.app_port("https://admin.example.com") == 8501
+    args = build_parser().parse_args(["run-demo", "--port", "8611", "--seed", "7"])
+    assert args.handler is demo_app.run_demo and (args.port, args.seed) == (8611, 7)

@@ -40,17 +40,22 @@ def streamlit_argv(port: int) -> list[str]:
 
 def run_demo(args: argparse.Namespace) -> int:
     os.environ["XERO_MOCK_MODE"] = "true"
-    settings = load_settings()
-    from ..fake.server import ensure_running
-
-    fake_url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed)
-    port = args.port or app_port(settings.app_url)
     if args.port and not os.environ.get("XERO_APP_URL"):
         # Keep the OAuth redirect (XERO_REDIRECT_URI defaults to <app url>/callback) on the chosen port.
-        os.environ["XERO_APP_URL"] = f"http://localhost:{port}"
+        os.environ["XERO_APP_URL"] = f"http://localhost:{args.port}"
+    settings = load_settings()
+    port = args.port or app_port(settings.app_url)
+    from ..fake.server import ensure_running
+
+    try:
+        # A fake started here also accepts this app's redirect URI for the demo client (any port).
+        fake_url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed,
+                                  extra_args=["--redirect-uri", settings.redirect_uri])
+    except RuntimeError as exc:  # the port is taken by something else, or the fake did not start
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"Fake Xero: {fake_url}", file=sys.stderr)
     print(f"Ledgerlink admin (mock mode): http://localhost:{port}", flush=True)
-    sys.stdout.flush()
     os.chdir(ROOT)
     os.execv(sys.executable, streamlit_argv(port))
     return 0  # not reached
