@@ -303,3 +303,14 @@ def test_identity_state_survives_a_new_fake_on_the_same_state_dir(tmp_path):
     assert api(b, tokens["access_token"], "/files.xro/1.0/Folders", org).status_code == 200
     with httpx.Client(transport=b.transport()) as c:
         assert _refresh(c, tokens["refresh_token"]).status_code == 200
+
+
+def test_the_products_default_scope_profiles_meet_the_fakes_rules():
+    from xero_core.settings import BROAD_SCOPES, GRANULAR_SCOPES
+
+    granular = " ".join(GRANULAR_SCOPES)
+    assert "code" in query_of(make_fake().consent(authorize_url(scope=granular)))
+    assert query_of(make_fake().consent(authorize_url(scope=" ".join(BROAD_SCOPES))))["error"] == "invalid_scope"
+    assert "code" in query_of(make_fake(legacy_scopes=True).consent(authorize_url(scope=" ".join(BROAD_SCOPES))))
+    assert query_of(make_fake().consent(authorize_url(scope="offline_access accounting.everything")))["error"] == \
+        "invalid_scope"
