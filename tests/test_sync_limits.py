@@ -78,4 +78,5 @@ def test_day_limit_429_stops_cleanly_and_holds_for_every_process(small):
     status = budget_status(s, org_id, clock)
     assert status["remaining"] == 0 and status["resumes_at"]
     clock.advance(datetime.fromisoformat(status["resumes_at"]).timestamp() - clock.time() + 1)
-    assert sync_all(s, org_id, only="pnl", transport=fake.transport(), clock=clock).ok
+    later = sync_all(s, org_id, only="pnl", transport=fake.transport(), clock=clock)
+    assert later.ok, [(x.step, x.status, x.error) for x in later.steps]

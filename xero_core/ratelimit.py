@@ -253,6 +253,9 @@ class SharedRateLimiter:
         if minute_left is None and day_left is None and app_left is None and status != 429:
             return
         with self._tx() as con:
+            if status == 429:
+                self._record_429(con, tenant_id, h, now)
+                return
             # Xero counted more than we did: someone else uses this tenant. Add the difference.
             # Tolerance 1: a call of ours may be in flight between Xero's count and ours.
             if minute_left is not None:
@@ -267,27 +270,33 @@ class SharedRateLimiter:
                 gap = (XERO_APP_PER_MINUTE - app_left) - self._app_used(con, now)
                 if gap > 1:
                     con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (APP_SCOPE, now, gap))
-            if status == 429:
-                try:
-                    retry_after = float(h.get("Retry-After") or "")
-                except ValueError:
-                    retry_after = None
-                problem = (h.get("X-Rate-Limit-Problem") or "").strip().lower()
-                if problem == "day":
-                    until = now + (retry_after if retry_after is not None else DAY)
-                    kind, reason = "day", "Xero answered 429: day limit"
-                elif problem in ("appminute", "app"):
-                    until = now + (retry_after if retry_after is not None else MINUTE)
-                    kind, reason = "minute", "Xero answered 429: app minute limit"
-                    tenant_id = APP_SCOPE
-                else:
-                    until = now + (retry_after if retry_after is not None else 1.0)
-                    kind, reason = "minute", f"Xero answered 429: {problem or 'rate limit'}"
-                con.execute(
-                    "INSERT INTO blocks VALUES (?, ?, ?, ?) ON CONFLICT (scope, kind) DO UPDATE SET "
-                    "until = max(until, excluded.until), reason = excluded.reason",
-                    (tenant_id, kind, until, reason),
-                )
+
+    @staticmethod
+    def _record_429(con: sqlite3.Connection, tenant_id: str, h, now: float) -> None:
+        """A 429's Retry-After is Xero's own word on when its window reopens: trust it over any
+        count (its X-*Remaining headers read 0 and would otherwise block a whole day)."""
+        try:
+            retry_after = float(h.get("Retry-After") or "")
+        except ValueError:
+            retry_after = None
+        problem = (h.get("X-Rate-Limit-Problem") or "").strip().lower()
+        scope = tenant_id
+        if problem == "day":
+            until = now + (retry_after if retry_after is not None else DAY)
+            kind, reason = "day", "Xero answered 429: day limit"
+            # The day window restarts when it reopens: corrections for the old window go.
+            con.execute("DELETE FROM calls WHERE scope = ? AND win = 'day'", (tenant_id,))
+        elif problem in ("appminute", "app"):
+            until = now + (retry_after if retry_after is not None else MINUTE)
+            kind, reason, scope = "minute", "Xero answered 429: app minute limit", APP_SCOPE
+        else:
+            until = now + (retry_after if retry_after is not None else 1.0)
+            kind, reason = "minute", f"Xero answered 429: {problem or 'rate limit'}"
+        con.execute(
+            "INSERT INTO blocks VALUES (?, ?, ?, ?) ON CONFLICT (scope, kind) DO UPDATE SET "
+            "until = max(until, excluded.until), reason = excluded.reason",
+            (scope, kind, until, reason),
+        )
 
     # -- reporting -------------------------------------------------------------------------
     def status(self, tenant_id: str) -> dict:

@@ -40,6 +40,9 @@ class StepContext:
     progress: Callable[[dict], None] | None = None
     step: str = ""
     explicit_weeks: bool = False  # --weeks given (a backfill) rather than the daily default
+    state: dict = field(default_factory=dict)  # read once per run before any fetch (cursors)
+    log_in_tx: Callable[[Any, int], None] | None = None  # writes this step's success row in a transaction
+    logged: bool = False
 
     def report(self, message: str, fraction: float | None = None, status: str = "running") -> None:
         if self.progress:

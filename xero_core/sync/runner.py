@@ -19,7 +19,7 @@ from ..errors import DailyLimitReached, ReconnectNeeded, TierRefused, XeroError
 from . import store
 from .context import StepContext, StepOutcome, StepResult, SyncResult, checkpoint
 from .locks import SyncBusy, tenant_lock
-from .steps import ALL_STEP_NAMES, ORGANISATION_STEPS, PRACTICE_STEPS, Partial
+from .steps import ALL_STEP_NAMES, ORGANISATION_STEPS, PRACTICE_STEPS, Partial, load_state
 from .weeks import recent_weeks, week_start
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def sync_all(settings, tenant_id: str, *, weeks: int | None = None, only: str | 
             if client is None:
                 client = _make_client(settings, tenant_id, transport, clock)
             stop_reason: str | None = None
+            state = load_state(settings, tenant_id)
             for i, (name, fn) in enumerate(steps):
                 step_period = period if name in REPORT_STEPS else None
                 started = clock.now()
@@ -128,9 +129,20 @@ def sync_all(settings, tenant_id: str, *, weeks: int | None = None, only: str | 
                 calls0, bytes0 = client.api_calls, client.bytes_downloaded
                 ctx = StepContext(settings=settings, tenant_id=tenant_id, tenant_type=conn.get("tenant_type") or "",
                                   client=client, weeks=week_list, today=today, clock=clock, trigger=trigger,
-                                  run_id=run_id, progress=progress, step=name, explicit_weeks=weeks is not None)
+                                  run_id=run_id, progress=progress, step=name, explicit_weeks=weeks is not None,
+                                  state=state)
                 error = None
                 detail = None
+
+                def log_in_tx(con, rows, *, _ctx=ctx, _name=name, _sync_id=sync_id, _started=started,
+                              _period=step_period, _c0=calls0, _b0=bytes0):
+                    store.log_finish(con, sync_id=_sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=_name,
+                                     trigger=trigger, status="success", rows=rows, api_calls=client.api_calls - _c0,
+                                     bytes_downloaded=client.bytes_downloaded - _b0, error=None,
+                                     started_at=_started, finished_at=clock.now(), period=_period)
+                    _ctx.logged = True
+
+                ctx.log_in_tx = log_in_tx
                 try:
                     outcome = fn(ctx) or StepOutcome()
                     status, rows, error, detail = outcome.status, outcome.rows, outcome.note, outcome.detail
@@ -160,11 +172,14 @@ def sync_all(settings, tenant_id: str, *, weeks: int | None = None, only: str | 
                 # A step the plan refuses (or the step itself chose to skip) is not a failure.
                 sr.benign_skip = status == "skipped" and not stop_reason_set_by(error, stop_reason)
                 result.steps.append(sr)
-                with db.connect(settings.db_path) as con:
-                    store.log_finish(con, sync_id=sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=name,
-                                     trigger=trigger, status=status, rows=rows, api_calls=sr.api_calls,
-                                     bytes_downloaded=sr.bytes_downloaded, error=error, started_at=started,
-                                     finished_at=finished, period=step_period, detail=detail)
+                # Written already with the step's last write, unless the outcome adds to it.
+                already = ctx.logged and status == "success" and not detail
+                if not already:
+                    with db.connect(settings.db_path) as con:
+                        store.log_finish(con, sync_id=sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=name,
+                                         trigger=trigger, status=status, rows=rows, api_calls=sr.api_calls,
+                                         bytes_downloaded=sr.bytes_downloaded, error=error, started_at=started,
+                                         finished_at=finished, period=step_period, detail=detail)
                 emit(name, status, f"{name}: {status}" + (f" ({error})" if error else f", {rows} rows"),
                      (i + 1) / max(len(steps), 1))
                 checkpoint(f"step:{name}:done")

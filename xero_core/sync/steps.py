@@ -37,10 +37,14 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _write(ctx: StepContext, fn) -> int:
+def _write(ctx: StepContext, fn, *, final: bool = False, rows_before: int = 0) -> int:
+    """One short open, one transaction. The step's last write also records its sync_log row in
+    the same transaction (ctx.log_in_tx), so data and log commit together, in one open."""
     with db.connect(ctx.settings.db_path) as con:
         with db.transaction(con):
             n = fn(con)
+            if final and ctx.log_in_tx is not None:
+                ctx.log_in_tx(con, rows_before + n)
     checkpoint(f"{ctx.step}:written")
     return n
 
@@ -48,6 +52,22 @@ def _write(ctx: StepContext, fn) -> int:
 def _read(ctx: StepContext, fn):
     with db.connect(ctx.settings.db_path) as con:
         return fn(con)
+
+
+def _cursor(ctx: StepContext, resource: str) -> str | None:
+    """The runner reads every cursor in one short open at the start (ctx.state); a cursor is only
+    written by its own step, so the value cannot have moved since."""
+    if "cursors" in ctx.state:
+        return ctx.state["cursors"].get(resource)
+    return _read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, resource))
+
+
+def load_state(settings, tenant_id: str) -> dict:
+    """What the steps read before they fetch: cursors and accounts, in one open."""
+    with db.connect(settings.db_path) as con:
+        cursors = dict(con.execute("SELECT resource, cursor_value FROM sync_cursors WHERE tenant_id = ?",
+                                   [tenant_id]).fetchall())
+    return {"cursors": cursors}
 
 
 def _cursor_dt(value: str | None) -> datetime | None:
@@ -58,13 +78,13 @@ def _cursor_dt(value: str | None) -> datetime | None:
 def step_accounts(ctx: StepContext) -> StepOutcome:
     page = next(ACCOUNTS.pager.pages(ctx.client, ACCOUNTS.path, ACCOUNTS.collection, ACCOUNTS.params, {}))
     frame = T.accounts_frame(page.records)
-    n = _write(ctx, lambda con: store.upsert(con, "accounts", frame, ctx.tenant_id))
+    n = _write(ctx, lambda con: store.upsert(con, "accounts", frame, ctx.tenant_id), final=True)
     return StepOutcome(rows=n)
 
 
 # -- contacts --------------------------------------------------------------------------------
 def step_contacts(ctx: StepContext) -> StepOutcome:
-    since = _cursor_dt(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "contacts")))
+    since = _cursor_dt(_cursor(ctx, "contacts"))
     ctx.report("fetching contacts" + (f" changed since {since:%Y-%m-%d %H:%M}" if since else ""))
     records = fetch_contacts(ctx.client, since=since)
     newest = max_updated(records)
@@ -75,13 +95,13 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
             store.set_cursor(con, ctx.tenant_id, "contacts", newest.isoformat())
         return n
 
-    return StepOutcome(rows=_write(ctx, write) if records else 0,
+    return StepOutcome(rows=_write(ctx, write, final=True) if records else 0,
                        note=("incremental" if since else "full"))
 
 
 # -- invoices --------------------------------------------------------------------------------
 def step_invoices(ctx: StepContext) -> StepOutcome:
-    since = _cursor_dt(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "invoices")))
+    since = _cursor_dt(_cursor(ctx, "invoices"))
     headers = if_modified_since(since)
     buffer: list[dict] = []
     rows = 0
@@ -99,7 +119,7 @@ def step_invoices(ctx: StepContext) -> StepOutcome:
             return n
 
         if chunk or cursor:
-            rows += _write(ctx, write)
+            rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for page in INVOICES.pager.pages(ctx.client, INVOICES.path, INVOICES.collection, INVOICES.params, headers):
@@ -123,11 +143,11 @@ def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
     rows = 0
     total = len(ctx.weeks)
 
-    def flush():
+    def flush(final: bool = False):
         nonlocal done, rows
         chunk, done = done, []
         if chunk:
-            rows += _write(ctx, lambda con: writer(con, chunk))
+            rows += _write(ctx, lambda con: writer(con, chunk), final=final, rows_before=rows)
 
     try:
         for i, we in enumerate(ctx.weeks):
@@ -140,7 +160,7 @@ def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
     except XeroError as exc:
         flush()
         raise Partial(rows, exc) from exc
-    flush()
+    flush(final=True)
     return StepOutcome(rows=rows)
 
 
@@ -179,10 +199,11 @@ def step_bank(ctx: StepContext) -> StepOutcome:
 
 # -- journals --------------------------------------------------------------------------------
 def step_journals(ctx: StepContext) -> StepOutcome:
-    start = int(_read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, "journals")) or 0)
+    start = int(_cursor(ctx, "journals") or 0)
     buffer: list[dict] = []
     rows = 0
     last = start
+    flagged = 0
 
     def flush(final: bool) -> None:
         nonlocal buffer, rows
@@ -191,14 +212,17 @@ def step_journals(ctx: StepContext) -> StepOutcome:
         top = max([int(j.get("JournalNumber") or 0) for j in chunk] + [start])
 
         def write(con):
+            nonlocal flagged
             n = store.upsert(con, "journal_lines", T.journal_lines_frame(chunk), ctx.tenant_id) if chunk else 0
             store.set_cursor(con, ctx.tenant_id, "journals", str(top))
             if final:
                 store.rebuild_tieout(con, ctx.tenant_id)
+                flagged = con.execute("SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ? AND flagged",
+                                      [ctx.tenant_id]).fetchone()[0]
             return n
 
         if chunk or final:
-            rows += _write(ctx, write)
+            rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for page in JOURNALS.pager.pages(ctx.client, JOURNALS.path, JOURNALS.collection, JOURNALS.params, {}, start):
@@ -212,10 +236,8 @@ def step_journals(ctx: StepContext) -> StepOutcome:
         flush(final=False)
         raise Partial(rows, exc) from exc
     flush(final=True)
-    flagged = _read(ctx, lambda con: con.execute(
-        "SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ? AND flagged", [ctx.tenant_id]).fetchone()[0])
     return StepOutcome(rows=rows, note=(f"tie-out: {flagged} week(s) differ from the P&L report" if flagged else None),
-                       detail={"tieout_flagged_weeks": flagged})
+                       detail={"tieout_flagged_weeks": flagged} if flagged else None)
 
 
 # -- practice manager (the practice module provides it) ---------------------------------------
