@@ -1,11 +1,14 @@
 """Workshop reset: back to the starting state in seconds.
 
-Fresh fake org (the fake's own /_fake/reset), no connection, empty tables, empty vault. Only
-in mock mode: it deletes data, and with real Xero there is nothing to "reset" to.
+Fresh fake org (the fake's own /_fake/reset), no connection, empty tables, empty vault, and the
+side stores emptied too (webhook spool and its counters, our API-budget counts, stored document
+files). Only in mock mode: it deletes data, and with real Xero there is nothing to "reset" to.
 """
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from pathlib import Path
 
 import httpx
 
@@ -36,9 +39,35 @@ def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = No
     with db.connect(settings.db_path) as con, db.transaction(con):
         for table in TABLES:
             con.execute(f'DELETE FROM "{table}"')
-    if settings.vault_dir.exists():
-        for child in settings.vault_dir.iterdir():
+    from xero_core.practice.documents import docs_dir
+    from xero_core.practice.spool import spool_path
+    from xero_core.ratelimit import db_path as ratelimit_path
+
+    for folder in (settings.vault_dir, docs_dir(settings)):
+        _empty_folder(folder)
+    for store in (spool_path(settings), ratelimit_path(settings)):
+        _empty_sqlite(store)
+
+
+def _empty_folder(folder: Path) -> None:
+    if folder.exists():
+        for child in folder.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
             else:
                 child.unlink()
+
+
+def _empty_sqlite(path: Path) -> None:
+    """Delete every row but keep the file: other processes may hold it open (WAL mode)."""
+    if not path.exists():
+        return
+    con = sqlite3.connect(path, timeout=5.0)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                            "AND name NOT LIKE 'sqlite_%'")]
+        with con:
+            for table in tables:
+                con.execute(f'DELETE FROM "{table}"')
+    finally:
+        con.close()

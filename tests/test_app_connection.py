@@ -85,6 +85,27 @@ def test_callback_without_a_consent_says_where_to_start(app_settings):
     assert "start from **Connect to Xero**" in texts(at)
 
 
+def test_status_token_expiry_and_the_60_day_refresh_warning(app_settings, fake_xero):
+    import time
+
+    from xero_core import tokens
+    from xero_core.connections import set_status
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    org = tenant_of(app_settings, "ORGANISATION")
+    _, grant = tokens.find_grant(app_settings, org)
+    grant["refresh_issued_at"] = time.time() - 50 * 86400  # unused for 50 days
+    tokens.write_grant(app_settings, grant)
+    set_status(app_settings, tenant_of(app_settings, "PRACTICEMANAGER"), "needs_reconnect",
+               "Xero refused the refresh token (invalid_grant).")
+    at = open_page("connection")
+    page = texts(at)
+    assert "The refresh token expires on" in page and "run a sync" in page
+    assert ":orange-badge[Needs reconnect]" in page and "invalid_grant" in page
+    assert "expires 20" in page  # the access token's expiry, as a date
+
+
 def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -207,10 +228,22 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     from xero_core.practice.clients import add_client
     from xero_core.schema import TABLES
 
+    from xero_core.practice.documents import add_document
+    from xero_core.practice.webhooks import webhook_status
+    from xero_core.ratelimit import budget_status
+    from xero_core.sync.runner import sync_all
+
     fake, _ = fake_xero
     connect(app_settings, fake)
-    add_client(app_settings, "Workshop Client", "ws@example.com")
+    org = tenant_of(app_settings, "ORGANISATION")
+    sync_all(app_settings, org, only="contacts")
+    cid = add_client(app_settings, "Workshop Client", "ws@example.com")
+    add_document(app_settings, cid, b"%PDF-1.4 letter", file_name="letter.pdf")
+    from app_support.webhook_route import _handle
+
+    assert _handle(b"{}", "bad") == 401  # a refused delivery is counted in the spool
     assert list_connections(app_settings) and any(app_settings.vault_dir.iterdir())
+    assert budget_status(app_settings, org)["calls_today"] > 0
 
     at = open_page("clients")
     button(at, "Reset everything").click().run()
@@ -220,6 +253,9 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     with db.connect(app_settings.db_path) as con:
         assert all(con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] == 0 for t in TABLES)
     assert list(app_settings.vault_dir.iterdir()) == []
+    assert list((app_settings.data_dir / "documents").rglob("*.*")) == []
+    assert budget_status(app_settings, org)["calls_today"] == 0
+    assert webhook_status(app_settings)["last_verification_failure_at"] is None
     # the fake forgot the consent too: its connections list is empty for a new grant
     assert "No organisation is connected yet" in texts(open_page("connection"))
 
