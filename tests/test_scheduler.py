@@ -197,6 +197,28 @@ def test_extra_intervals_sync_only_those_resources(make_settings):
     assert not engine.daily_fire_times(), "interval jobs do not run the practices"
 
 
+def test_daily_slot_passing_during_a_long_interval_job_still_runs_today(make_settings):
+    settings = make_settings(XERO_SYNC_EXTRA="invoices=5m")
+    engine = FakeEngine(tenants=[("t1", "Alpha", "connected")])
+    start = datetime(2026, 11, 25, 18, 50, tzinfo=UTC)  # 05:50 AEDT
+
+    with time_machine.travel(start, tick=False) as traveller:
+        real = engine.sync_tenant
+
+        def slow_interval_job(settings, tenant_id, *, trigger, only=None):
+            out = real(settings, tenant_id, trigger=trigger, only=only)
+            if only:
+                traveller.shift(timedelta(minutes=10))  # 05:55 -> 06:05: the daily slot passes meanwhile
+            return out
+
+        jobs = engine.jobs()
+        jobs.sync_tenant = slow_interval_job
+        sch = Scheduler(settings, jobs=jobs, heartbeat_seconds=None, max_wait=3600)
+        drive(sch, traveller, until=lambda: len(engine.daily_fire_times()) >= 1, max_iterations=300)
+    (fired,) = engine.daily_fire_times()
+    assert fired.astimezone(SYD).strftime("%d %H:%M") == "26 06:05", "today's run, not tomorrow's"
+
+
 def test_tenant_already_syncing_is_skipped_not_run_twice(make_settings):
     settings = make_settings()
     engine = FakeEngine()

@@ -516,11 +516,15 @@ class Scheduler:
         s = self.settings
         self._sched = schedule.Scheduler()
         self._daily_job = self._sched.every().day.at(s.sync_time, s.timezone).do(self._job, "daily")
-        self._fix_daily_next_run()
+        self._set_daily_next_run()
         for extra in self.extras:
             self._sched.every(extra.seconds).seconds.do(self._job, "extra:" + "+".join(extra.resources), extra.resources)
 
-    def _fix_daily_next_run(self) -> None:
+    def _set_daily_next_run(self) -> None:
+        """Replace schedule's own next run (see the module docstring: DST gaps) with ours.
+
+        Only at start and right after the daily job ran: touching it otherwise could push a slot
+        that came due during a long interval job to tomorrow."""
         nxt = next_daily_run(self.clock.now(), self.settings.sync_time, self.settings.timezone)
         self._daily_job.next_run = _naive_local(nxt)
 
@@ -534,11 +538,13 @@ class Scheduler:
 
     def tick(self) -> None:
         """Run whatever is due, then refresh the heartbeat and next run in the state file."""
+        daily_ran_before = self._daily_job.last_run
         try:
             self._sched.run_pending()
         except Exception:  # _job catches everything; this guards schedule itself
             log.exception("the scheduler's run_pending failed; carrying on")
-        self._fix_daily_next_run()
+        if self._daily_job.last_run is not daily_ran_before:
+            self._set_daily_next_run()
         self._heartbeat(force=False)
 
     def wait_seconds(self) -> float:
@@ -670,8 +676,10 @@ class Scheduler:
             report.steps.append(StepReport(name, tenant_id, status, detail, _iso(started), _iso(self.clock.now())))
 
     def _failed(self, report: CycleReport, name: str, tenant_id: str | None, exc: Exception, started: datetime | None = None) -> None:
+        from .redaction import redact
+
         started = started or self.clock.now()
-        detail = f"{type(exc).__name__}: {exc}"[:1000]
+        detail = redact(f"{type(exc).__name__}: {exc}")[:1000]  # it goes to sync_log and the state file
         log.error("%s failed: %s", name, detail, exc_info=log.isEnabledFor(logging.DEBUG))
         report.steps.append(StepReport(name, tenant_id, "failed", detail, _iso(started), _iso(self.clock.now())))
         self._log_failure(tenant_id, detail, started)
