@@ -76,8 +76,8 @@ DB_FILE = "xero.duckdb"
 
 HOW_TO_GET_DATA = (
     "To get data:\n"
-    "  * try it with the offline fake Xero: `XERO_MOCK_MODE=true python -m xero_core demo` from the repository "
-    "root (connects the demo organisation and syncs 26 weeks; add `--weeks 60` for same-week-last-year figures);\n"
+    "  * try it with the offline fake Xero: `python -m xero_core demo` from the repository root "
+    "(mock mode: connects the demo organisation and syncs 26 weeks; add `--weeks 60` for same-week-last-year figures);\n"
     "  * or connect your Xero organisation in the admin app (`streamlit run app.py`, Connection page) and press "
     "Sync now, or run `python -m xero_core sync --all --weeks 60`; the scheduler (`python scheduler.py`) keeps it "
     "fresh.\n"
