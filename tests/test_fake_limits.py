@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 
-import httpx
 import pytest
 
 from fake_support import api, connect, make_fake

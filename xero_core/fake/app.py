@@ -20,7 +20,7 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Callable, Iterable
 from urllib.parse import parse_qsl
 

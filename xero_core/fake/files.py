@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from .identity import xero_timestamp
-from .responses import JSON_CT, Reply, json_reply, not_found
+from .responses import Reply, json_reply, not_found
 
 MAX_UPLOAD = 10 * 1024 * 1024  # UNCONFIRMED in Xero's docs; the product must handle the refusal anyway
 ALLOWED_EXTENSIONS = frozenset("""
@@ -372,4 +372,4 @@ def _associate(store: FilesStore, f: StoredFile, body: bytes, now: float) -> Rep
     return json_reply(201, store.association_json(existing, False))
 
 
-__all__ = ["FilesStore", "handle_files", "parse_multipart", "MAX_UPLOAD", "JSON_CT"]
+__all__ = ["FilesStore", "handle_files", "parse_multipart", "MAX_UPLOAD"]

@@ -16,7 +16,7 @@ import html as htmlmod
 import json
 import secrets
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit, parse_qsl

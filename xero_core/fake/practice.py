@@ -9,7 +9,6 @@ dates in as `yyyyMMdd`; client flags `Yes`/`No`, task flags `true`/`false`; 3.0 
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from xml.etree import ElementTree as ET
