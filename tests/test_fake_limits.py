@@ -52,6 +52,8 @@ def test_every_tenant_call_counts_4xx_too_and_apis_share_the_counter(fake, sessi
     r = api(fake, tok, "/api.xro/2.0/Organisation", org)  # accounting: the same tenant counter
     assert r.headers["x-minlimit-remaining"] == "57"
     assert fake.limits.used(DEMO_CLIENT_ID, org)["minute"] == 3
+    assert fake.api_calls(org) == 3 and fake.api_calls() == 3  # identity calls are not API calls
+    assert [r.status for r in fake.requests if r.tenant_id == org] == [404, 400, 200]
 
 
 def test_connections_count_only_against_the_app(fake, session):

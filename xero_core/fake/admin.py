@@ -89,8 +89,7 @@ def _route(fake, method: str, route: str, data: dict, request: httpx.Request) ->
             rows = fake.requests
             return json_reply(200, {"count": len(rows), "requests": [r.public() for r in rows[since:]]})
         if method == "DELETE":
-            with fake._lock:
-                fake._requests.clear()
+            fake.clear_requests()
             return json_reply(200, {"ok": True})
     if route == "/expire-tokens" and method == "POST":
         fake.expire_tokens()

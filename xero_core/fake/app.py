@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter, deque
 import threading
 import uuid
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from .responses import HTML_CT, JSON_CT, Reply, json_reply, not_found, oauth_err
 
 log = logging.getLogger("xero_core.fake")
 
+REQUEST_LOG_MAX = 100_000
 TIERS = ("starter", "core", "plus", "advanced", "enterprise")
 ADVANCED = TIERS.index("advanced")
 DEMO_REDIRECT_URIS = ("http://localhost:8501/callback", "http://127.0.0.1:8501/callback")
@@ -106,7 +108,9 @@ class FakeXero:
         self.identity = Identity(self.clock, self._tenant_infos)
         self.limits = Limits(self.clock)
         self.faults = faultsmod.Faults()
-        self._requests: list[ServedRequest] = []
+        # The log keeps the latest REQUEST_LOG_MAX; the API-call counters count everything.
+        self._requests: deque[ServedRequest] = deque(maxlen=REQUEST_LOG_MAX)
+        self._api_counts: Counter = Counter()
         self.on_request: list[Callable[[ServedRequest], None]] = []
         self.register_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS, legacy_scopes=legacy_scopes,
                           name="Ledgerlink (demo)")
@@ -223,8 +227,13 @@ class FakeXero:
 
     def api_calls(self, tenant_id: str | None = None) -> int:
         """Calls that reached an API (not identity, not admin), as Xero would count them."""
-        return sum(1 for r in self.requests if r.api in ("accounting", "files", "practice", "connections")
-                   and (tenant_id is None or r.tenant_id == tenant_id))
+        with self._lock:
+            return sum(self._api_counts.values()) if tenant_id is None else self._api_counts[tenant_id]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._api_counts.clear()
 
     def reset(self) -> None:
         """Back to a fresh fake: no grants, tokens, connections, faults, counters, uploads or job moves."""
@@ -235,6 +244,7 @@ class FakeXero:
             self.limits = Limits(self.clock)
             self.faults.clear()
             self._requests.clear()
+            self._api_counts.clear()
             self.tier = self._initial_tier
             self._build_tenants()
         self._save()
@@ -276,6 +286,8 @@ class FakeXero:
             if api != "admin":
                 with self._lock:
                     self._requests.append(rec)
+                    if api in ("accounting", "files", "practice", "connections"):
+                        self._api_counts[rec.tenant_id] += 1
             for cb in list(self.on_request):
                 try:
                     cb(rec)
