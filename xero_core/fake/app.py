@@ -35,7 +35,7 @@ from .responses import HTML_CT, JSON_CT, Reply, json_reply, not_found, oauth_err
 
 log = logging.getLogger("xero_core.fake")
 
-REQUEST_LOG_MAX = 100_000
+REQUEST_LOG_MAX = 1_000_000  # benchmarks slice the log; a demo never gets near it
 TIERS = ("starter", "core", "plus", "advanced", "enterprise")
 ADVANCED = TIERS.index("advanced")
 DEMO_REDIRECT_URIS = ("http://localhost:8501/callback", "http://127.0.0.1:8501/callback")
@@ -51,7 +51,7 @@ def tenant_uuid(seed: int, kind: str, index: int) -> str:
     return str(uuid.uuid5(_NS, f"fake-xero:{seed}:{kind}:{index}"))
 
 
-@dataclass
+@dataclass(slots=True)
 class ServedRequest:
     at: datetime
     method: str
@@ -108,7 +108,7 @@ class FakeXero:
         self.identity = Identity(self.clock, self._tenant_infos)
         self.limits = Limits(self.clock)
         self.faults = faultsmod.Faults()
-        # The log keeps the latest REQUEST_LOG_MAX; the API-call counters count everything.
+        # The log keeps the latest REQUEST_LOG_MAX entries; the API-call counters count everything.
         self._requests: deque[ServedRequest] = deque(maxlen=REQUEST_LOG_MAX)
         self._api_counts: Counter = Counter()
         self.on_request: list[Callable[[ServedRequest], None]] = []
