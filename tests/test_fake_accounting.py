@@ -145,13 +145,27 @@ def test_where_filters(org):
     assert big["BankTransactions"] and all(b["Total"] >= 5000 for b in big["BankTransactions"])
 
 
-@pytest.mark.parametrize("where", ['Colour=="RED"', 'Type=="ACCREC" AND', 'Date>=DateTime(2026,13,01)',
-                                   'Date=="yesterday"', 'Type LIKE "A%"', 'Total.Contains("1")'])
-def test_unsupported_where_is_a_400(org, where):
+@pytest.mark.parametrize("where,message", [
+    ('Colour=="RED"', "No property or field 'Colour' exists in type 'Invoice'"),
+    ('Type=="ACCREC" AND', "Expression expected"),
+    ('Status!="DELETED" AND ()', "Expression expected"),
+    ('Date>=DateTime(2026,13,01)', None), ('Date=="yesterday"', "Operator '==' incompatible with operand types"),
+    ('SentToContact=="true"', "Operator '==' incompatible with operand types 'Boolean' and 'String'"),
+    ('Type LIKE "A%"', None), ('Total.Contains("1")', None)])
+def test_unsupported_where_is_a_400_as_xero_gives(org, where, message):
     status, h, body = get(org, "/Invoices", {"where": where})
     assert status == 400 and h["Content-Type"].startswith("application/json")
     err = parse(body)
-    assert err["Type"] == "QueryParseException" and err["Message"]
+    assert set(err) == {"ErrorNumber", "Type", "Message"}
+    assert err["ErrorNumber"] == 16 and err["Type"] == "QueryParseException" and err["Message"]
+    if message:
+        assert err["Message"].startswith(message)
+
+
+def test_where_accepts_datetime_parse(org):
+    a = ok(org, "/Invoices", {"where": 'Date>=DateTime.Parse("2026-10-01T00:00:00") AND Type=="ACCREC"'})
+    b = ok(org, "/Invoices", {"where": 'Date>=DateTime(2026,10,01) AND Type=="ACCREC"'})
+    assert a["Invoices"] == b["Invoices"] and a["Invoices"]
 
 
 def test_order(org):

@@ -497,7 +497,8 @@ def handle_accounting(org: Org, method: str, subpath: str, params: Mapping[str, 
         payload = wire.validation_error(str(e), error_number=e.number, type_=e.type_)
         return _out(400, payload, as_json, corr)
     except QueryError as e:
-        payload = wire.validation_error(str(e), error_number=16, type_="QueryParseException")
+        # Xero's parse errors carry no Elements: {"ErrorNumber":16,"Type":"QueryParseException","Message":…}
+        payload = {"ErrorNumber": 16, "Type": "QueryParseException", "Message": str(e)}
         return _out(400, payload, as_json, corr)
     if payload is None:
         return _plain(404, corr)

@@ -118,6 +118,8 @@ class _Parser:
         return self.compare()
 
     def field(self):
+        if self.peek()[0] != "name":
+            raise QueryError("Expression expected")
         parts = [self.take("name")[1]]
         while self.peek() == ("op", ".") and self.peek(1)[0] == "name" and \
                 self.peek(1)[1].lower() not in ("contains", "startswith", "endswith", "tolower", "toupper"):
@@ -145,6 +147,18 @@ class _Parser:
             if up == "NULL":
                 self.i += 1
                 return "null", None
+            if up in ("DATETIME", "DATETIMEOFFSET") and self.peek(1) == ("op", ".") \
+                    and self.peek(2)[1].upper() == "PARSE":
+                # DateTime.Parse("2022-06-01T00:00:00"), as several SDKs send
+                self.i += 3
+                self.take("op", "(")
+                text = self.take("str")[1]
+                self.take("op", ")")
+                try:
+                    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+                except ValueError:
+                    raise QueryError(f"String was not recognized as a valid DateTime: {text!r}") from None
+                return "datetime", parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
             if up in ("DATETIME", "DATE", "DATETIMEOFFSET"):
                 self.i += 1
                 self.take("op", "(")
@@ -167,7 +181,8 @@ class _Parser:
                 if not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", g):
                     raise QueryError(f"Guid(\"{g}\") is not a valid GUID")
                 return "guid", g.lower()
-        raise QueryError(f"Syntax error in where clause: expected a value but found {val or 'end of text'!r}")
+        raise QueryError("Expression expected" if kind in ("end", "op") else
+                         f"No property or field '{val}' exists in type '{self.type_name}'")
 
     def compare(self):
         name, f = self.field()
@@ -227,6 +242,11 @@ def _as_datetime(v):
     return datetime(v.year, v.month, v.day, tzinfo=UTC)
 
 
+_NET_FIELD = {"str": "String", "guid": "Guid", "date": "DateTime", "datetime": "DateTime", "money": "Decimal",
+              "int": "Int32", "bool": "Boolean"}
+_NET_LITERAL = {"str": "String", "num": "Decimal", "datetime": "DateTime", "guid": "Guid", "bool": "Boolean"}
+
+
 def _coerce(name, kind, lk, lv, op):
     if lk == "null":
         if op not in ("==", "!="):
@@ -237,9 +257,10 @@ def _coerce(name, kind, lk, lv, op):
         "money": ("num",), "int": ("num",), "bool": ("bool",),
     }[kind]
     if lk not in ok:
-        raise QueryError(f"Operator '{op}' incompatible with operand types '{kind}' and '{lk}' ({name})")
+        raise QueryError(f"Operator '{op}' incompatible with operand types '{_NET_FIELD[kind]}' and "
+                         f"'{_NET_LITERAL[lk]}'")
     if kind in ("str",) and op not in ("==", "!="):
-        raise QueryError(f"Operator '{op}' incompatible with operand types 'String' and 'String' ({name})")
+        raise QueryError(f"Operator '{op}' incompatible with operand types 'String' and 'String'")
     if kind == "guid" and lk == "str":
         return lv.lower()
     if kind == "money":
