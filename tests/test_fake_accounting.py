@@ -336,3 +336,26 @@ def test_if_modified_since_on_settings_and_unmodelled_options(org):
     assert ok(org, "/Accounts", {}, {"if-modified-since": "2099-01-01T00:00:00"})["Accounts"] == []
     status, _, body = get(org, "/Reports/ProfitAndLoss", {"paymentsOnly": "true"})
     assert status == 400 and b"paymentsOnly" in body
+
+
+def test_garbage_parameters_get_a_clear_400_never_a_crash():
+    import random
+
+    tiny = generate_org(3, TODAY, years=0.2, invoices=120)
+    rng = random.Random(1)
+    subs = ["/Invoices", "/Contacts", "/Payments", "/BankTransactions", "/CreditNotes", "/Accounts", "/Journals",
+            "/Reports/ProfitAndLoss", "/Reports/BankSummary", "/Reports/BalanceSheet", "/Reports/TrialBalance"]
+    vals = ["", "0", "-1", "abc", "1", "99999", "true", "2026-02-30", '"', 'Guid("x")', "Type==", "()",
+            "((Type==\"ACCREC\")", "Date>DateTime(2026,1,1,25,0,0)", "x" * 300]
+    keys = ["page", "pageSize", "where", "order", "offset", "fromDate", "toDate", "date", "periods", "timeframe",
+            "trackingCategoryID", "trackingOptionID", "unitdp", "IDs", "Statuses", "summaryOnly", "includeArchived"]
+    seen = set()
+    for _ in range(400):
+        params = {k: rng.choice(vals) for k in rng.sample(keys, rng.randrange(1, 4))}
+        headers = {"if-modified-since": rng.choice(vals)} if rng.random() < 0.2 else {}
+        status, _, body = get(tiny, rng.choice(subs), params, headers)
+        assert status in (200, 400), (params, body[:200])
+        seen.add(status)
+        if status == 400:
+            assert parse(body)["Message"]
+    assert seen == {200, 400}
