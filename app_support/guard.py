@@ -82,3 +82,9 @@ def shown_errors() -> Iterator[None]:
         yield
     except Exception as exc:  # noqa: BLE001 - the point is to catch everything on a page
         show(exc)
+
+
+def on_script_error(exc: Exception) -> bool:
+    """st.App's last resort for an error outside a page's wrapper: a sentence, never a traceback."""
+    show(exc)
+    return True  # suppress Streamlit's own exception display

@@ -16,6 +16,8 @@ st.write("In Xero's developer portal (My Apps › your app › Webhooks), add a 
          "and tick Contacts and Invoices. Xero requires https; put the app behind a TLS proxy first "
          "(see the README's *Exposing the admin app safely*).")
 st.code(s.app_url.rstrip("/") + PATH, language=None)
+st.caption("This admin app receives the webhooks itself. If you run the separate receiver instead "
+           "(`python -m xero_core webhooks`), register that server's public URL with the same path.")
 
 st.subheader("2. Paste the webhook key")
 with shown_errors():

@@ -282,3 +282,19 @@ def test_run_demo_binds_to_localhost_and_follows_the_app_port():
     assert demo_app.app_port("http://localhost:8502") == 8502 and demo_app.app_port("https://admin.example.com") == 8501
     args = build_parser().parse_args(["run-demo", "--port", "8611", "--seed", "7"])
     assert args.handler is demo_app.run_demo and (args.port, args.seed) == (8611, 7)
+
+
+def test_oidc_sign_in_when_an_auth_section_is_configured(app_settings, monkeypatch):
+    monkeypatch.setenv("XERO_ADMIN_PASSWORD", "ignored when OIDC is configured")
+    at = new_app()
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "admin-app", "client_secret": "s", "server_metadata_url": "https://idp/.well-known"}
+    at.user = {"is_logged_in": False}
+    at.run()
+    assert [b.label for b in at.button] == ["Sign in"] and not at.text_input  # st.login, no password form
+    assert "No organisation" not in texts(at)
+
+    at.user = {"is_logged_in": True, "email": "admin@example.com"}
+    at.run()
+    assert "Signed in as admin@example.com" in texts(at)
+    assert "Connection" in [t.value for t in at.title]

@@ -1,7 +1,12 @@
 """Admin app: Practice Manager, Webhooks (page and the mounted receiver), Clients & documents."""
 from __future__ import annotations
 
-import pytest
+import warnings
+
+with warnings.catch_warnings():  # starlette suggests httpx2 (once, at import); the project stays on httpx
+    warnings.simplefilter("ignore")
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
 
 from app_testing import (  # noqa: F401 - fixtures
     app_settings, button, choose_tenant, connect, errors, fake_xero, new_app, open_page, tenant_of, texts,
@@ -61,11 +66,7 @@ def test_practice_manager_without_a_practice_connection(app_settings):
 
 
 # -- Webhooks ---------------------------------------------------------------------------------
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # starlette suggests httpx2; we stay on httpx
 def test_webhooks_page_url_key_status_and_events(app_settings, fake_xero):
-    from starlette.applications import Starlette
-    from starlette.testclient import TestClient
-
     from app_support.webhook_route import routes
 
     fake, _ = fake_xero
@@ -98,11 +99,7 @@ def test_webhooks_page_url_key_status_and_events(app_settings, fake_xero):
     assert set(events["status"]) <= {"processed", "ignored", "failed"}
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_webhook_route_refuses_bad_signatures_with_an_empty_401(app_settings):
-    from starlette.applications import Starlette
-    from starlette.testclient import TestClient
-
     from app_support.webhook_route import routes
     from xero_core.practice.webhooks import set_webhook_key, sign
 
