@@ -642,6 +642,10 @@ def generate_org(seed: int, today: date, *, years: float = 2.0, invoices: int | 
     """Build a deterministic Australian trades organisation with `years` of history ending
     yesterday (today is still in progress). `invoices` scales the number of sales invoices
     (default about 100 a week); trading income stays near $250K a week whatever the count."""
+    if isinstance(today, datetime):
+        today = today.astimezone(UTC).date() if today.tzinfo else today.date()
+    if invoices is not None and invoices < 1:
+        raise ValueError(f"invoices must be at least 1, got {invoices}")
     return _Generator(seed, today, years, invoices, name, tenant_id).build()
 
 
