@@ -165,7 +165,7 @@ def test_unknown_tenants_bad_ids_and_failures_are_visible_and_retried(hook_setti
 
 def test_server_answers_empty_bodies_without_cookies(hook_settings):
     s = hook_settings
-    with serve(s, port=0, worker=False) as srv, httpx.Client() as http:
+    with serve(s, port=0, worker=False) as srv, httpx.Client(timeout=15) as http:
         body = batch()
         ok = http.post(srv.url, content=body, headers={"x-xero-signature": signed(body)})
         bad = http.post(srv.url, content=body, headers={"x-xero-signature": signed(body, "wrong-key-1234567890")})

@@ -68,14 +68,12 @@ class Rec:
     key: str
     name: str | None = None
     email: str | None = None
+    n_email: str | None = field(init=False, repr=False, compare=False)
+    n_name: str | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def n_email(self) -> str | None:
-        return norm_email(self.email)
-
-    @property
-    def n_name(self) -> str | None:
-        return norm_name(self.name)
+    def __post_init__(self):
+        object.__setattr__(self, "n_email", norm_email(self.email))
+        object.__setattr__(self, "n_name", norm_name(self.name))
 
 
 @dataclass
@@ -105,10 +103,13 @@ class Index:
             self.by_name.setdefault(r.n_name, {})[r.key] = r
 
     def remove(self, key: str) -> None:
-        self.recs.pop(key, None)
-        for table in (self.by_email, self.by_name):
-            for bucket in table.values():
-                bucket.pop(key, None)
+        r = self.recs.pop(key, None)
+        if r is None:
+            return
+        if r.n_email:
+            self.by_email.get(r.n_email, {}).pop(key, None)
+        if r.n_name:
+            self.by_name.get(r.n_name, {}).pop(key, None)
 
     def lookup(self, level: str, value: str | None) -> list[str]:
         if not value:
@@ -299,39 +300,56 @@ def _unlinked_contacts(con, tenant_id: str) -> list[Rec]:
 
 
 def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Clock = SYSTEM_CLOCK) -> ReconcileResult:
-    """Upsert Xero contacts (raw API dicts) into `clients`. Call inside a transaction."""
+    """Upsert Xero contacts (raw API dicts) into `clients`. Call inside a transaction.
+
+    Everything it needs is read up front and new clients are inserted in one statement, so a first
+    full sync of thousands of contacts costs a handful of queries, not several per contact.
+    """
     now = clock.now()
     res = ReconcileResult()
-    batch_ids = {c.get("ContactID") for c in contacts}
-    open_clients = _unlinked_clients(con, "xero_contact_id")
-    clients_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_clients)
+    contacts = list({c.get("ContactID"): c for c in contacts if c.get("ContactID")}.values())  # last wins
+    batch_ids = {c["ContactID"] for c in contacts}
+    linked_by_contact: dict[str, list[dict]] = {}
+    for r in _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id IS NOT NULL",
+                   [tenant_id]):
+        linked_by_contact.setdefault(r["xero_contact_id"], []).append(r)
+    with_cands = {r[0] for r in con.execute(
+        "SELECT DISTINCT contact_id FROM client_match_candidates WHERE tenant_id = ?", [tenant_id]).fetchall()}
+    open_clients = {r["client_id"]: r for r in _unlinked_clients(con, "xero_contact_id")}
+    clients_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_clients.values())
     rivals_idx = Index(r for r in _unlinked_contacts(con, tenant_id) if r.key not in batch_ids)
     for c in contacts:
-        if is_active(c) and c.get("ContactID"):
+        if is_active(c) and c["ContactID"] not in linked_by_contact:
             f = contact_fields(c)
             rivals_idx.add(Rec(c["ContactID"], f["name"], f["email"]))
+    new_rows: list[tuple] = []
+
+    def clear_for(contact_id: str) -> None:
+        if contact_id in with_cands:
+            clear_candidates(con, tenant_id=tenant_id, contact_id=contact_id, now=now)
+            with_cands.discard(contact_id)
 
     for c in contacts:
-        cid = c.get("ContactID")
-        if not cid:
-            continue
+        cid = c["ContactID"]
         fields = contact_fields(c)
-        linked = _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id = ?", [tenant_id, cid])
+        linked = linked_by_contact.get(cid, [])
         target = merged_target(c)
         if target:
             rivals_idx.remove(cid)
-            clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
-            for row in linked:
-                survivor = con.execute(
-                    "SELECT client_id FROM clients WHERE tenant_id = ? AND xero_contact_id = ? AND client_id <> ?",
-                    [tenant_id, target, row["client_id"]],
-                ).fetchone()
-                if survivor:
+            clear_for(cid)
+            for row in list(linked):
+                survivors = [r for r in linked_by_contact.get(target, []) if r["client_id"] != row["client_id"]]
+                if survivors:
                     # Both contacts already had a client: keep the survivor's, retire this one.
-                    _update_client(con, row["client_id"], {"archived": True, "match_status": "merged"}, now)
+                    if not (row["archived"] and row["match_status"] == "merged"):
+                        _update_client(con, row["client_id"], {"archived": True, "match_status": "merged"}, now)
+                        res.merged += 1
                 else:
                     _update_client(con, row["client_id"], {"xero_contact_id": target}, now)
-                res.merged += 1
+                    linked_by_contact[cid].remove(row)
+                    row["xero_contact_id"] = target
+                    linked_by_contact.setdefault(target, []).append(row)
+                    res.merged += 1
             continue
 
         if linked:
@@ -339,12 +357,13 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
                 edited = load_edited(row["edited_fields"])
                 changes = merge_fields(row, fields, edited, follow_source=row["source"] == "xero")
                 archived = not is_active(c)
-                if "archived" not in edited and bool(row["archived"]) != archived:
+                if "archived" not in edited and bool(row["archived"]) != archived and row["match_status"] != "merged":
                     changes["archived"] = archived
                     res.archived += archived
-                if row["match_status"] != "matched":
+                if row["match_status"] not in ("matched", "merged"):
                     changes["match_status"] = "matched"
                 _update_client(con, row["client_id"], changes, now)
+                row.update(changes)
                 res.updated += bool(changes)
             continue
 
@@ -352,38 +371,63 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
             # An archived contact with no client: nothing to chase, and creating one would
             # duplicate the active contact that now carries its name.
             rivals_idx.remove(cid)
-            clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
+            clear_for(cid)
             continue
 
-        subject = Rec(cid, fields["name"], fields["email"])
-        d = decide(subject, clients_idx, rivals_idx)
-        clear_candidates(con, tenant_id=tenant_id, contact_id=cid, now=now)
+        d = decide(Rec(cid, fields["name"], fields["email"]), clients_idx, rivals_idx)
+        clear_for(cid)
         if d.kind == "match":
             client_id = d.keys[0]
-            row = next(r for r in open_clients if r["client_id"] == client_id)
+            row = open_clients.pop(client_id)
             changes = merge_fields(row, fields, load_edited(row["edited_fields"]), follow_source=False)
             changes.update(tenant_id=tenant_id, xero_contact_id=cid, match_status="matched", match_method=d.method)
             _update_client(con, client_id, changes, now)
             clear_candidates(con, client_id=client_id, now=now)
+            row.update(changes)
+            linked_by_contact.setdefault(cid, []).append(row)
             clients_idx.remove(client_id)
             rivals_idx.remove(cid)
             res.linked += 1
         elif d.kind == "ambiguous":
             for contact_key in (cid, *d.rivals):
                 set_candidates(con, tenant_id, contact_key, d.keys, d.reason, now)
+                with_cands.add(contact_key)
             res.ambiguous += 1
-        else:
-            if not fields["name"]:
-                continue
-            con.execute(
-                "INSERT INTO clients (client_id, name, email, phone, tenant_id, xero_contact_id, match_status, "
-                "match_method, archived, source, edited_fields, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'matched', 'id', FALSE, 'xero', '{}', ?, ?)",
-                [new_client_id(), fields["name"], fields["email"], fields["phone"], tenant_id, cid, now, now],
-            )
+        elif fields["name"]:
+            new_id = new_client_id()
+            new_rows.append((new_id, fields["name"], fields["email"], fields["phone"], cid))
+            linked_by_contact[cid] = [{"client_id": new_id, "name": fields["name"], "email": fields["email"],
+                                       "phone": fields["phone"], "tenant_id": tenant_id, "xero_contact_id": cid,
+                                       "match_status": "matched", "archived": False, "source": "xero",
+                                       "edited_fields": "{}"}]
             rivals_idx.remove(cid)
             res.created += 1
+    if new_rows:
+        _insert_new_clients(con, tenant_id, new_rows, now)
     return res
+
+
+def _insert_new_clients(con, tenant_id: str, rows: list[tuple], now: datetime) -> None:
+    """Clients created from contacts, in one statement (row-by-row inserts manage ~1,500/s)."""
+    import pyarrow as pa
+
+    cols = list(zip(*rows))
+    table = pa.table({
+        "client_id": pa.array(cols[0], pa.string()), "name": pa.array(cols[1], pa.string()),
+        "email": pa.array(cols[2], pa.string()), "phone": pa.array(cols[3], pa.string()),
+        "xero_contact_id": pa.array(cols[4], pa.string()),
+    })
+    name = f"_new_clients_{uuid.uuid4().hex[:8]}"
+    con.register(name, table)
+    try:
+        con.execute(
+            "INSERT INTO clients (client_id, name, email, phone, tenant_id, xero_contact_id, match_status, match_method, "
+            "archived, source, edited_fields, created_at, updated_at) "
+            f"SELECT client_id, name, email, phone, ?, xero_contact_id, 'matched', 'id', FALSE, 'xero', '{{}}', ?, ? FROM {name}",
+            [tenant_id, now, now],
+        )
+    finally:
+        con.unregister(name)
 
 
 def match_clients_to_contacts(con, client_ids: Iterable[str], tenant_ids: Iterable[str], *,
