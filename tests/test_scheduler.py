@@ -381,6 +381,27 @@ def test_read_state_derives_running_from_heartbeat_and_pid(settings):
     assert st["running"] is False and st["status"] == "stopped"
 
 
+def test_heartbeat_stays_fresh_while_a_long_step_runs(settings, monkeypatch):
+    beat = threading.Event()
+    real_update = scheduling.update_state
+
+    def spy(s, **changes):
+        if set(changes) == {"heartbeat"}:
+            beat.set()
+        return real_update(s, **changes)
+
+    monkeypatch.setattr(scheduling, "update_state", spy)
+
+    def long_step(settings, tenant_id, *, trigger, only=None):
+        assert beat.wait(10), "no heartbeat while the step ran"
+
+    sch = Scheduler(settings, jobs=Jobs(lambda s: [("t1", "Alpha", "connected")], long_step, None, busy=()),
+                    heartbeat_seconds=0.05)
+    sch.build()
+    assert sch.run_cycle("daily").ok
+    assert read_state(settings)["current"] is None
+
+
 def test_damaged_state_file_does_not_break_readers_or_the_scheduler(settings):
     path = scheduling.state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -577,7 +577,7 @@ class Scheduler:
     @contextlib.contextmanager
     def _job_heartbeat(self) -> Iterator[None]:
         """Keep the heartbeat fresh while a long step runs (wall time, independent of the loop)."""
-        if not self.heartbeat_seconds:
+        if not self.heartbeat_seconds or self._sched is None:  # --once has no heartbeat of its own
             yield
             return
         done = threading.Event()
