@@ -12,7 +12,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import nbformat
-import polars as pl
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
