@@ -200,3 +200,21 @@ def test_mapping_functions_check_the_tenant(pm):
     assert X.get_mapping(pm, PM) == {"Awaiting Client Info", "Waiting on Client"}
     X.set_mapping(pm, PM, ["  Waiting   on Client "])
     assert X.get_mapping(pm, PM) == {"Waiting on Client"}
+
+
+def test_ambiguous_xpm_client_is_listed_and_its_campaign_follows_the_resolution(pm):
+    s = pm
+    twins = [C.add_client(s, "Delta Pty Ltd"), C.add_client(s, "DELTA LIMITED")]
+    routes = {"job.api/current": jobs_doc(job_xml("J000020", "Waiting on Client", 77, "Delta")),
+              "client.api/list": clients_doc(("77", "Delta", None, False))}
+    X.sync_practice(s, PM, StubPM(routes))
+    cands = [c for c in C.list_candidates(s) if c["tenant_id"] == PM]
+    assert {(c["client_id"], c["contact_id"]) for c in cands} == {(twins[0], "77"), (twins[1], "77")}
+    assert {C.get_client(s, t)["match_status"] for t in twins} == {"unmatched"}  # Xero-contact status untouched
+    (camp,) = X.campaigns(s, PM, "open")
+    assert camp["client_id"] is None and camp["xpm_client_id"] == "77"
+    C.resolve_match(s, twins[1], PM, "77")
+    assert C.get_client(s, twins[1])["xpm_client_id"] == "77" and C.list_candidates(s) == []
+    X.sync_practice(s, PM, StubPM(routes))
+    (camp,) = X.campaigns(s, PM, "open")
+    assert camp["client_id"] == twins[1]

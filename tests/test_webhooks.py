@@ -233,3 +233,14 @@ def test_burst_of_500_good_and_50_bad_while_another_process_holds_duckdb(hook_se
                            ).fetchone() == (500, 500)
     st = W.webhook_status(s)
     assert st["deliveries_verified"] == 500 and st["deliveries_rejected"] == 50 and st["spool_backlog"] == 0
+
+
+def test_spooled_deliveries_survive_a_restart(hook_settings):
+    s = hook_settings
+    connect_tenant(s)
+    body = batch(event(), event())
+    assert W.handle_webhook(s, body, signed(body)) == 200
+    Spool._instances.clear()  # as if the receiver process died before its worker ran
+    assert Spool.for_settings(s).backlog() == 1
+    r = W.drain(s, client_factory=lambda t: StubClient({}))
+    assert (r.moved_deliveries, r.new_events, r.processed) == (1, 2, 2)

@@ -154,10 +154,13 @@ def link_xpm_clients(con, tenant_id: str, xclients: list[XpmClient], now: dateti
     clients_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_rows)
     live = [x for x in xclients if not (x.archived or x.deleted)]
     rivals_idx = Index(Rec(x.xpm_client_id, x.name, x.email) for x in live if x.xpm_client_id not in linked_ids)
+    with_cands = {r[0] for r in con.execute(
+        "SELECT DISTINCT contact_id FROM client_match_candidates WHERE tenant_id = ?", [tenant_id]).fetchall()}
     for x in live:
         if x.xpm_client_id in linked_ids:
             continue
-        clear_candidates(con, tenant_id=tenant_id, contact_id=x.xpm_client_id, now=now)
+        if x.xpm_client_id in with_cands:
+            clear_candidates(con, tenant_id=tenant_id, contact_id=x.xpm_client_id, now=now)
         d: Decision = decide(Rec(x.xpm_client_id, x.name, x.email), clients_idx, rivals_idx)
         if d.kind == "match":
             cid = d.keys[0]
