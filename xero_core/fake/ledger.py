@@ -1062,6 +1062,10 @@ class _Generator:
             self.add_bank(BankTransaction(self.uid(), kind, contact, bank_acct, d, [line], self.stamp(d), desc))
 
         card_balance_month = 0
+        # Card purchases thin out with the org's size knob (same spend, fewer, larger fills), so
+        # hundreds of small benchmark tenants stay cheap to build.
+        default_n = DEFAULT_INVOICES_PER_WEEK * len(self.days) / 7
+        fuel_p = 0.35 * min(1.0, max(0.05, self.n_invoices / default_n))
         for d in self.days:
             if d.weekday() == 3:    # Thursday pay run
                 amt = int(weekly * 0.28 * rng.uniform(0.95, 1.05))
@@ -1070,8 +1074,8 @@ class _Generator:
                 spend(d, staff, cheque, "477", amt, f"Wages week ending {d:%d/%m/%Y}")
             if d.weekday() < 5:
                 for region in chart.REGIONS:
-                    if rng.random() < 0.35:
-                        amt = int(weekly * 0.025 / (5 * 0.35 * len(chart.REGIONS)) * rng.uniform(0.5, 1.5) * 1.1)
+                    if rng.random() < fuel_p:
+                        amt = int(weekly * 0.025 / (5 * fuel_p * len(chart.REGIONS)) * rng.uniform(0.5, 1.5) * 1.1)
                         spend(d, fuel, card, "449", amt, "Fuel", self.region_opt[region[0]])
                         card_balance_month += amt + gst(amt, 10)
             if d.day == 28:
