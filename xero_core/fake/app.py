@@ -88,6 +88,8 @@ def scopes_satisfied(required: list[frozenset[str]] | None, granted: frozenset[s
 
 
 class FakeXero:
+    """All of Xero as one handler; the interface is documented in docs/internals.md (Fake Xero)."""
+
     def __init__(self, seed: int = 42, today: date | None = None, clock=None, tier: str = "advanced",
                  legacy_scopes: bool = False, invoices: int | None = None, tenants: int = 1, practices: int = 1,
                  apps: Iterable[dict] | None = None, *, org_factory: Callable | None = None,
