@@ -35,9 +35,3 @@ def sync_history(db_path: str, limit: int = 500) -> list[dict[str, Any]]:
            ORDER BY l.started_at DESC NULLS LAST, l.sync_id DESC LIMIT ?""",
         (limit,),
     )
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def table_counts(db_path: str, tables: tuple[str, ...]) -> dict[str, int]:
-    with db.connect(db_path) as con:
-        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}

@@ -92,7 +92,13 @@ def mock_banner(s: Settings) -> None:
 
 
 def connections(s: Settings, include_disconnected: bool = False) -> list[dict[str, Any]]:
-    return as_rows(engine.list_connections(s, include_disconnected=include_disconnected))
+    """The connections, read at most every few seconds (every page and the picker need them)."""
+    return _connections(str(s.db_path), include_disconnected)
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def _connections(db_path: str, include_disconnected: bool) -> list[dict[str, Any]]:
+    return as_rows(engine.list_connections(load_settings(), include_disconnected=include_disconnected))
 
 
 def tenant_label(c: dict[str, Any]) -> str:

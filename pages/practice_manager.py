@@ -26,6 +26,7 @@ for c in practices:
         on = st.toggle(c.get("tenant_name") or tid, value=bool(c.get("xpm_enabled")), key=f"xpm-on-{tid}")
         if on != bool(c.get("xpm_enabled")):
             engine.xpm_set_enabled(s, tid, on)
+            st.cache_data.clear()
             st.rerun()
     if c.get("tier_note"):
         st.warning(c["tier_note"], icon=":material/block:")
@@ -79,6 +80,7 @@ if st.session_state.pop("_xpm_apply", None) == tid:
         except (LedgerlinkError, ValueError) as exc:
             st.error(say(exc), icon=":material/error:")
         else:
+            st.cache_data.clear()  # the sync may have recorded a tier note on the connection
             step = next((x for x in res.steps if x.step == "xpm"), None)
             if res.busy:
                 st.warning(f"Not synced now: {res.busy}")
