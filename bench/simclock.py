@@ -1,0 +1,78 @@
+"""Virtual time shared by many threads, for benchmarks that are bound by Xero's rate limits.
+
+`SimClock` satisfies `xero_core.clock.Clock`. Time stands still while any registered worker is
+working and jumps to the earliest wake-up once every registered worker sleeps (a discrete-event
+simulation), so an hour of rate-limited syncing runs in the seconds its CPU work takes, and the
+virtual duration measures the limits alone. A watchdog advances time anyway if the earliest
+sleeper has waited `stall` real seconds (a worker blocked on a real lock, or threads the clock
+does not know about), so nothing can deadlock; the number of such forced steps is counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import datetime, timezone
+
+
+class SimClock:
+    def __init__(self, start: float | datetime, stall: float = 0.5):
+        self._t = start.timestamp() if isinstance(start, datetime) else float(start)
+        self._cv = threading.Condition()
+        self._active = 0
+        self._sleeping = 0
+        self._wakes: list[float] = []
+        self.stall = stall
+        self.forced_steps = 0
+
+    # -- Clock protocol --
+    def time(self) -> float:
+        return self._t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._t, tz=timezone.utc)
+
+    def advance(self, seconds: float = 0.0, **_kw) -> datetime:
+        with self._cv:
+            self._t += max(0.0, seconds)
+            self._cv.notify_all()
+        return self.now()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._cv:
+            wake = self._t + seconds
+            self._wakes.append(wake)
+            self._sleeping += 1
+            try:
+                self._step_if_all_asleep()
+                while self._t < wake:
+                    before = self._t
+                    self._cv.wait(self.stall)
+                    if self._t == before and self._t < wake and wake <= min(self._wakes):
+                        self.forced_steps += 1  # someone is busy for real: let time move on
+                        self._t = wake
+                        self._cv.notify_all()
+            finally:
+                self._sleeping -= 1
+                self._wakes.remove(wake)
+
+    # -- workers --
+    @contextlib.contextmanager
+    def worker(self):
+        """Register the calling thread as a worker for the duration of the block."""
+        with self._cv:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._active -= 1
+                self._step_if_all_asleep()
+
+    def _step_if_all_asleep(self) -> None:
+        if self._wakes and self._sleeping >= self._active:
+            nxt = min(self._wakes)
+            if nxt > self._t:
+                self._t = nxt
+            self._cv.notify_all()

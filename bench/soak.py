@@ -1,0 +1,696 @@
+"""Soak: the whole product at once, in several processes, against a flaky fake Xero on loopback.
+
+    .venv/bin/python bench/soak.py [--duration 600] [--invoices 20] [--keep]
+
+Processes (each its own DuckDB client: the file lock is per process, which is the point):
+  fake       the fake Xero (3 organisations + 1 Practice Manager) served on a loopback port
+  webhooks   the standalone webhook receiver (xero_core.practice.webhook_server) and its worker
+  scheduler  `scheduler.py --once` in a loop (every organisation, then the practice workflows)
+  manual     "Sync now": sync_all(trigger="manual") for a random organisation at random moments
+  reader     a notebook's reads: xero_core.analysis when present, else the contract tables in SQL
+  pages      the admin app's pages rendered again and again (streamlit AppTest) with errors collected
+and this process, which injects faults (429s, 500/503, dropped connections, an expired token, a
+revoked connection later reconnected) and sends webhook bursts (good, replayed, badly signed).
+
+Afterwards, with faults cleared and one last sync, it prints and checks: lock errors and
+tracebacks shown to a user (0), webhook events lost or duplicated (0), every organisation's tables
+against the fake's own ledger to the cent, 429s not injected by us (0), and each process's RSS
+at start and end. Loopback only; every loop is bounded by the duration; it stops by itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SEED = 5
+WEBHOOK_KEY = "soak-webhook-key-" + "q" * 24
+LOCK_PATTERNS = re.compile(r"Could not set lock|Conflicting lock|DatabaseBusy|stayed locked|busy with the database|"
+                           r"ResourceInUse|database is locked", re.I)
+ROLES = ("fake", "webhooks", "scheduler", "manual", "reader", "pages")
+CENT = Decimal("0.01")
+
+
+# ------------------------------------------------------------------------------ shared helpers
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Role:
+    """A role process's loop: runs `step` until the stop file appears (or the deadline), then writes
+    its report (RSS at start and end, operations, errors, tracebacks) as JSON."""
+
+    def __init__(self, name: str, workdir: Path):
+        self.name, self.workdir = name, workdir
+        self.report = {"role": name, "pid": os.getpid(), "rss_start_mb": rss_mb(), "ops": 0, "errors": [],
+                       "lock_errors": [], "tracebacks": [], "shown_to_user": []}
+        self.deadline = time.time() + float(os.environ.get("SOAK_MAX_SECONDS", "3600"))
+
+    def stopping(self) -> bool:
+        return (self.workdir / "stop").exists() or time.time() > self.deadline
+
+    def error(self, text: str, *, shown: bool = False) -> None:
+        text = str(text)[:500]
+        self.report["errors"].append(text)
+        if LOCK_PATTERNS.search(text):
+            self.report["lock_errors"].append(text)
+        if shown:
+            self.report["shown_to_user"].append(text)
+
+    def crashed(self, exc: BaseException) -> None:
+        self.report["tracebacks"].append("".join(traceback.format_exception(exc))[-2000:])
+        self.error(f"{type(exc).__name__}: {exc}")
+
+    def pause(self, lo: float, hi: float) -> None:
+        end = time.time() + random.uniform(lo, hi)
+        while time.time() < end and not self.stopping():
+            time.sleep(0.05)
+
+    def finish(self, **extra) -> None:
+        self.report.update(extra)
+        self.report["rss_end_mb"] = rss_mb()
+        self.report["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        tmp = self.workdir / f".report-{self.name}.json"
+        tmp.write_text(json.dumps(self.report, default=str, indent=1))
+        os.replace(tmp, self.workdir / f"report-{self.name}.json")
+
+
+def settings():
+    from xero_core.settings import load_settings
+
+    return load_settings()
+
+
+# ------------------------------------------------------------------------------ roles
+
+def role_fake(r: Role) -> None:
+    from xero_core.fake import FakeXero, serve
+    from xero_core.fake.clock import OffsetClock
+
+    today = date.fromisoformat(os.environ["SOAK_TODAY"])
+    fake = FakeXero(seed=SEED, today=today, clock=OffsetClock(today), tenants=3, practices=1,
+                    invoices=int(os.environ["SOAK_INVOICES"]), timeout_hold=2.0)
+    server = serve(fake, port=int(os.environ["SOAK_FAKE_PORT"]))
+    (r.workdir / "fake-ready").write_text(server.url)
+    while not (r.workdir / "fake-stop").exists() and time.time() < r.deadline:
+        time.sleep(0.1)
+    server.close()
+    r.finish(ops=len(fake.requests))
+
+
+def role_webhooks(r: Role) -> None:
+    from xero_core.practice.webhook_server import serve
+
+    s = settings()
+    srv = serve(s, port=int(os.environ["SOAK_WEBHOOK_PORT"]), worker_interval=1.0)
+    (r.workdir / "webhooks-ready").write_text(srv.url)
+    passes = 0
+    while not (r.workdir / "webhooks-stop").exists() and time.time() < r.deadline:
+        time.sleep(0.2)
+        w = srv.worker
+        if w is not None and w.last is not None and w.passes != passes:
+            passes = w.passes
+            for e in w.last.errors:
+                r.error(e)
+    srv.close()
+    r.finish(ops=passes)
+
+
+def role_scheduler(r: Role) -> None:
+    """`scheduler.py --once` again and again, as cron would run it (each run a fresh process). At the
+    stop, a run still going gets SIGTERM, as systemd would send: it must finish its step and exit 0."""
+    runs = []
+    while not r.stopping():
+        t0 = time.time()
+        err = open(r.workdir / "scheduler-run.log", "w+")
+        p = subprocess.Popen([sys.executable, str(ROOT / "scheduler.py"), "--once"], cwd=str(ROOT),
+                             stdout=subprocess.DEVNULL, stderr=err)
+        terminated = False
+        while p.poll() is None:
+            if r.stopping() and not terminated:
+                p.send_signal(signal.SIGTERM)
+                terminated = True
+            time.sleep(0.1)
+        err.seek(0)
+        stderr = err.read()
+        err.close()
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        runs.append({"rc": p.returncode, "seconds": round(time.time() - t0, 1), "children_peak_rss_mb": peak,
+                     "sigterm": terminated})
+        if "Traceback (most recent call last)" in stderr:
+            r.report["tracebacks"].append(stderr[-3000:])
+        for line in stderr.splitlines():
+            if LOCK_PATTERNS.search(line):
+                r.report["lock_errors"].append(line[:300])
+        # 0 ok; 1 a step failed (faults do that); anything else (or a signal) is a crash
+        if p.returncode not in (0, 1):
+            r.error(f"scheduler.py --once exited {p.returncode}{' after SIGTERM' if terminated else ''}: "
+                    f"{stderr[-300:]}")
+        r.report["ops"] += 1
+        r.pause(0.5, 1.5)
+    r.finish(runs=runs, first_run_peak_rss_mb=runs[0]["children_peak_rss_mb"] if runs else None,
+             last_run_peak_rss_mb=runs[-1]["children_peak_rss_mb"] if runs else None)
+
+
+def role_manual(r: Role) -> None:
+    """The app's "Sync now": the same sync_all, trigger manual, at random."""
+    from xero_core.connections import list_connections
+    from xero_core.sync.runner import sync_all
+
+    s = settings()
+    outcomes = Counter()
+    while not r.stopping():
+        r.pause(0.5, 3.0)
+        if r.stopping():
+            break
+        try:
+            orgs = [c["tenant_id"] for c in list_connections(s) if c.get("tenant_type") == "ORGANISATION"]
+            if not orgs:
+                continue
+            res = sync_all(s, random.choice(orgs), trigger="manual")
+            outcomes["busy" if res.busy else ("ok" if res.ok else "step failed")] += 1
+            for st in res.steps:
+                if st.error and LOCK_PATTERNS.search(st.error):
+                    r.error(f"{st.step}: {st.error}", shown=True)
+            r.report["ops"] += 1
+        except Exception as exc:  # the app would show this to a person
+            r.crashed(exc)
+    r.finish(outcomes=dict(outcomes))
+
+
+def role_reader(r: Role) -> None:
+    """A finance lead's notebook reading while everything else writes (xero_core.analysis)."""
+    from xero_core import analysis as an
+    from xero_core.connections import list_connections
+
+    s = settings()
+    readers = [an.weekly_pnl, an.latest_week_comparison, an.margins, an.rolling_averages, an.revenue_mix,
+               an.revenue_trend, an.cash_position, an.cash_runway, an.top_account_movers]
+    used = Counter()
+    orgs: list[str] = []
+    while not r.stopping():
+        r.pause(0.2, 1.0)
+        try:
+            orgs = orgs or [c["tenant_id"] for c in list_connections(s) if c.get("tenant_type") == "ORGANISATION"]
+            an.organisations(s)
+            an.data_status(s)
+            for fn in readers:
+                try:
+                    fn(s, tenant_id=random.choice(orgs))
+                    used[fn.__name__] += 1
+                except an.NoDataYet:
+                    used["no data yet"] += 1  # before the first sync of that organisation: a fine answer
+            r.report["ops"] += 1
+        except Exception as exc:
+            r.crashed(exc)
+    r.finish(used=dict(used))
+
+
+PAGES = ("connection", "sync", "data", "clients", "practice_manager", "webhooks")
+
+
+def role_pages(r: Role) -> None:
+    """The admin app's pages, rendered over and over (AppTest runs the real script in-process)."""
+    from streamlit.testing.v1 import AppTest
+
+    views = Counter()
+    while not r.stopping():
+        try:
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+            at.run()
+            for page in PAGES:
+                if r.stopping():
+                    break
+                if page != "connection":
+                    at.switch_page(f"pages/{page}.py").run()
+                views[page] += 1
+                for e in at.exception:
+                    r.report["tracebacks"].append(f"{page}: {e.message}\n{''.join(e.stack_trace)[-1500:]}")
+                    r.error(f"{page}: exception {e.message}", shown=True)
+                for e in at.error:
+                    text = str(e.value)
+                    if LOCK_PATTERNS.search(text) or "Traceback" in text or "unexpected" in text.lower():
+                        r.error(f"{page}: {text}", shown=True)
+                    else:
+                        r.report.setdefault("plain_errors", Counter())[text[:160]] += 1
+            r.report["ops"] += 1
+        except Exception as exc:
+            r.crashed(exc)
+            r.pause(0.5, 1.0)
+    r.finish(views=dict(views))
+
+
+def role_main(name: str, workdir: Path) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+    r = Role(name, workdir)
+    try:
+        globals()[f"role_{name}"](r)
+    except BaseException as exc:  # report whatever happened
+        r.crashed(exc)
+        r.finish()
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------ the orchestra
+
+class Soak:
+    def __init__(self, duration: float, invoices: int = 20, workdir: Path | None = None, verbose: bool = True):
+        self.duration, self.invoices, self.verbose = duration, invoices, verbose
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ledgerlink-soak-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.today = datetime.now(timezone.utc).date()
+        self.fake_port, self.webhook_port = free_port(), free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("XERO_")},
+            "XERO_ENV_FILE": str(self.workdir / "none.env"),
+            "XERO_MOCK_MODE": "true",
+            "XERO_DATA_DIR": str(self.workdir / "data"),
+            "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
+            "XERO_WEBHOOK_KEY": WEBHOOK_KEY,
+            "XERO_FAKE_PORT": str(self.fake_port),
+            "XERO_SYNC_EXTRA": "",
+            "SOAK_TODAY": self.today.isoformat(),
+            "SOAK_INVOICES": str(invoices),
+            "SOAK_FAKE_PORT": str(self.fake_port),
+            "SOAK_WEBHOOK_PORT": str(self.webhook_port),
+            "SOAK_MAX_SECONDS": str(duration + 900),  # a backstop only: the orchestra stops every role
+            "PYTHONPATH": str(ROOT),
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.sent_keys: set[str] = set()
+        self.forged_keys: set[str] = set()
+        self.actions = Counter()
+        self.truth = None
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    # -- processes --
+    def start(self, role: str) -> None:
+        out = open(self.workdir / f"{role}.log", "w")
+        self.procs[role] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--role", role,
+                                             "--workdir", str(self.workdir)], cwd=str(ROOT), env=self.env,
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_file(self, name: str, timeout: float = 60) -> str:
+        end = time.time() + timeout
+        while time.time() < end:
+            p = self.workdir / name
+            if p.exists():
+                return p.read_text()
+            dead = [k for k, p in self.procs.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"{dead} exited early: {(self.workdir / (dead[0] + '.log')).read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} did not appear in {timeout} s")
+
+    def settings(self):
+        from xero_core.settings import load_settings
+
+        return load_settings(self.env)
+
+    def http(self):
+        import httpx
+
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.fake_port}", timeout=30)
+
+    def fake_admin(self, method: str, path: str, **kw):
+        with self.http() as h:
+            r = h.request(method, "/_fake" + path, **kw)
+            r.raise_for_status()
+            return r.json()
+
+    def connect(self) -> list[dict]:
+        import httpx
+
+        from xero_core import oauth
+        from xero_core.fake.consent import drive_consent
+
+        s = self.settings()
+        with httpx.Client(timeout=30) as h:
+            redirect = drive_consent(h, oauth.begin_connect(s))
+        return oauth.complete_connect(s, redirect)
+
+    # -- load --
+    def webhook_burst(self, http, rng: random.Random) -> None:
+        from xero_core.practice import webhooks as W
+
+        events = []
+        for _ in range(rng.randint(1, 12)):
+            org = rng.choice(self.truth.orgs)
+            if rng.random() < 0.5:
+                cat, rid = "CONTACT", rng.choice(org.contacts).id
+            else:
+                cat, rid = "INVOICE", rng.choice(org.invoices).id
+            self.actions["event seq"] += 1
+            at = datetime.now(timezone.utc) + timedelta(microseconds=self.actions["event seq"] * 1000)
+            events.append({"resourceUrl": f"https://api.xero.com/api.xro/2.0/{cat.title()}s/{rid}", "resourceId": rid,
+                           "eventDateUtc": at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "eventType": "UPDATE",
+                           "eventCategory": cat, "tenantId": org.tenant_id, "tenantType": "ORGANISATION"})
+        body = json.dumps({"events": events, "firstEventSequence": 1, "lastEventSequence": len(events),
+                           "entropy": "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(20))}).encode()
+        url = f"http://127.0.0.1:{self.webhook_port}/webhooks/xero"
+        keys = {W.event_key(e) for e in events}
+        if rng.random() < 0.25:  # forged: must be refused and never stored
+            resp = http.post(url, content=body, headers={"x-xero-signature": W.sign("forged-" + WEBHOOK_KEY, body)})
+            self.actions[f"webhook forged -> {resp.status_code}"] += 1
+            self.forged_keys |= keys
+            return
+        sig = W.sign(WEBHOOK_KEY, body)
+        for attempt in range(2 if rng.random() < 0.3 else 1):  # a replayed delivery (Xero retries)
+            resp = http.post(url, content=body, headers={"x-xero-signature": sig})
+            self.actions[f"webhook {'replay' if attempt else 'good'} -> {resp.status_code}"] += 1
+            if resp.status_code == 200:
+                self.sent_keys |= keys
+
+    def inject(self, rng: random.Random) -> None:
+        paths = ["Invoices", "Contacts", "Reports/ProfitAndLoss", "Reports/BankSummary", "Journals", "Accounts"]
+        kind = rng.choice(["429", "429", "500", "503", "timeout", "expired_token"])
+        spec = {"kind": kind, "count": 1, "path": rng.choice(paths)}
+        if kind == "429":
+            spec["seconds"] = rng.choice([1, 2, 3])
+        if kind == "expired_token":
+            spec.pop("path")
+        self.fake_admin("POST", "/faults", json=spec)
+        self.actions[f"fault {kind}"] += 1
+
+    def run(self) -> dict:
+        from xero_core.fake import FakeXero
+        from xero_core.fake.clock import FakeClock
+
+        t_start = time.time()
+        self.truth = FakeXero(seed=SEED, today=self.today, clock=FakeClock(self.today), tenants=3, practices=1,
+                              invoices=self.invoices)
+        self.start("fake")
+        self.wait_file("fake-ready")
+        tenants = self.connect()
+        orgs = [t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION"]
+        assert sorted(orgs) == sorted(o.tenant_id for o in self.truth.orgs), "fake and truth differ"
+        self.log(f"connected {len(tenants)} tenants; starting {', '.join(ROLES[1:])}")
+        for role in ROLES[1:]:
+            self.start(role)
+        self.wait_file("webhooks-ready")
+        rng = random.Random(SEED)
+        revoked_at, reconnect_at = t_start + self.duration / 3, t_start + 2 * self.duration / 3
+        victim = None
+        import httpx
+
+        with httpx.Client(timeout=10) as http:
+            while time.time() < t_start + self.duration:
+                if victim is None and time.time() > revoked_at:
+                    victim = rng.choice(orgs)
+                    self.fake_admin("POST", "/revoke-connection", json={"tenant_id": victim})
+                    self.actions["revoked a connection"] += 1
+                    self.log(f"revoked {victim}")
+                elif victim and reconnect_at and time.time() > reconnect_at:
+                    from xero_core.errors import OAuthError
+
+                    for attempt in range(5):  # a fault may hit the consent's own calls: a person retries
+                        try:
+                            self.connect()
+                            break
+                        except OAuthError as exc:
+                            self.actions["reconnect retried"] += 1
+                            self.log(f"reconnect failed ({exc.code}); again")
+                    self.actions["reconnected"] += 1
+                    reconnect_at = None
+                    self.log(f"reconnected {victim}")
+                if rng.random() < 0.5:
+                    self.inject(rng)
+                self.webhook_burst(http, rng)
+                time.sleep(rng.uniform(0.2, 1.0))
+        self.log("load over: stopping the roles")
+        (self.workdir / "stop").write_text("")
+        for role in ("scheduler", "manual", "reader", "pages"):
+            self.wait_exit(role, 180)
+        self.log("roles stopped")
+        self.fake_admin("DELETE", "/faults")
+        return self.conclude(victim, time.time() - t_start)
+
+    def wait_exit(self, role: str, timeout: float) -> None:
+        try:
+            self.procs[role].wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.procs[role].pid, signal.SIGTERM)
+            self.procs[role].wait(10)
+
+    # -- the verdict --
+    def conclude(self, victim: str | None, elapsed: float) -> dict:
+        from xero_core import db
+        from xero_core.connections import list_connections
+        from xero_core.sync.runner import sync_all
+
+        s = self.settings()
+        # let the receiver's worker finish moving the spool, then stop it
+        end = time.time() + 60
+        stored: set[str] = set()
+        while time.time() < end:
+            with db.connect(s.db_path, read_only=True) as con:
+                stored = {r[0] for r in con.execute("SELECT event_key FROM webhook_events").fetchall()}
+            if self.sent_keys <= stored:
+                break
+            time.sleep(0.5)
+        (self.workdir / "webhooks-stop").write_text("")
+        self.wait_exit("webhooks", 60)
+        self.log(f"webhooks drained ({len(stored)} events); final sync")
+        # one last sync of every organisation, faults off, then reconcile
+        conns = {c["tenant_id"]: c for c in list_connections(s)}
+        final = {}
+        for o in self.truth.orgs:
+            res = sync_all(s, o.tenant_id, trigger="manual")
+            final[o.tenant_id] = {"ok": res.ok, "busy": res.busy,
+                                  "errors": [f"{st.step}: {st.error}" for st in res.steps if st.status == "failed"]}
+        self.log("reconciling")
+        recon = {o.tenant_id: self.reconcile(s, o) for o in self.truth.orgs}
+        with db.connect(s.db_path, read_only=True) as con:
+            events = dict(con.execute("SELECT status, count(*) FROM webhook_events GROUP BY ALL").fetchall())
+            dup_keys = con.execute("SELECT count(*) - count(DISTINCT event_key) FROM webhook_events").fetchone()[0]
+            triggers = dict(con.execute("SELECT trigger || ':' || status, count(*) FROM sync_log GROUP BY ALL").fetchall())
+        requests = self.fake_admin("GET", "/requests")["requests"]
+        (self.workdir / "fake-stop").write_text("")
+        self.wait_exit("fake", 30)
+        api = [q for q in requests if q["api"] in ("accounting", "files", "practice")]
+        ours_429 = [q for q in api if q["status"] == 429 and q["fault"] != "429"]
+        reports = {}
+        for role in ROLES:
+            p = self.workdir / f"report-{role}.json"
+            reports[role] = json.loads(p.read_text()) if p.exists() else {"role": role, "missing": True}
+        logs_tracebacks = {role: (self.workdir / f"{role}.log").read_text().count("Traceback (most recent call last)")
+                           for role in ROLES}
+        out = {
+            "duration_s": round(elapsed, 1),
+            "workdir": str(self.workdir),
+            "actions": dict(self.actions),
+            "api_calls": len(api),
+            "api_status": dict(Counter(q["status"] for q in api)),
+            "faults_served": dict(Counter(q["fault"] for q in api if q["fault"])),
+            "http_429_injected": sum(1 for q in api if q["status"] == 429 and q["fault"] == "429"),
+            "http_429_ours": len(ours_429),
+            "http_429_ours_detail": ours_429[:5],
+            "webhook_sent_unique": len(self.sent_keys),
+            "webhook_lost": len(self.sent_keys - stored),
+            "webhook_forged_stored": len(self.forged_keys & stored),
+            "webhook_unexpected_stored": len(stored - self.sent_keys),
+            "webhook_duplicate_rows": dup_keys,
+            "webhook_event_status": events,
+            "sync_log": triggers,
+            "victim": victim,
+            "victim_status": conns.get(victim, {}).get("status") if victim else None,
+            "final_sync": final,
+            "reconcile": recon,
+            "lock_errors": {k: v.get("lock_errors", []) for k, v in reports.items() if v.get("lock_errors")},
+            "shown_to_user": {k: v.get("shown_to_user", []) for k, v in reports.items() if v.get("shown_to_user")},
+            "tracebacks": {k: len(reports[k].get("tracebacks", [])) + logs_tracebacks.get(k, 0) for k in ROLES},
+            "traceback_samples": {k: v["tracebacks"][:2] for k, v in reports.items() if v.get("tracebacks")},
+            "processes": {k: {f: v.get(f) for f in ("pid", "ops", "rss_start_mb", "rss_end_mb", "rss_peak_mb",
+                                                    "first_run_peak_rss_mb", "last_run_peak_rss_mb", "outcomes",
+                                                    "views", "used", "missing")}
+                          for k, v in reports.items()},
+            "role_errors": {k: v.get("errors", [])[:5] for k, v in reports.items() if v.get("errors")},
+        }
+        return out
+
+    def reconcile(self, s, org) -> dict:
+        """The organisation's tables against the fake's own ledger: differences, to the cent."""
+        from xero_core import db
+        from xero_core.sync.weeks import week_ending_for, week_start
+
+        diffs = []
+        with db.connect(s.db_path, read_only=True) as con:
+            q = lambda sql: con.execute(sql, [org.tenant_id]).fetchall()  # noqa: E731
+            fw = q("SELECT week_ending, income, cost_of_sales, gross_profit, other_income, operating_expenses, "
+                   "net_profit FROM financial_weekly WHERE tenant_id = ?")
+            for we, *vals in fw:
+                truth = org.profit_and_loss(week_start(we), we)
+                want = [truth[k] for k in ("income", "cost_of_sales", "gross_profit", "other_income",
+                                           "operating_expenses", "net_profit")]
+                if list(vals) != want:
+                    diffs.append(f"financial_weekly {we}: {vals} != {want}")
+            cash = defaultdict(dict)
+            for we, name, opening, received, spent, closing in q(
+                    "SELECT week_ending, bank_account_name, opening, received, spent, closing FROM cash_position_weekly "
+                    "WHERE tenant_id = ?"):
+                cash[we][name] = {"opening": opening, "received": received, "spent": spent, "closing": closing}
+            for we, got in cash.items():
+                want = org.bank_summary(week_start(we), we)
+                if got != want:
+                    diffs.append(f"cash_position_weekly {we}: {got} != {want}")
+            want_rev: dict[tuple, list] = defaultdict(lambda: [0, 0, 0])
+            for inv in org.invoices:
+                if inv.type != "ACCREC" or inv.status not in ("AUTHORISED", "PAID"):
+                    continue
+                groups: dict[tuple, list] = defaultdict(lambda: [0, 0])
+                for ln in inv.lines:
+                    key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
+                    groups[key][0] += ln.amount
+                    groups[key][1] += ln.tax
+                for (region, job), (amount, tax) in groups.items():
+                    w = want_rev[(week_ending_for(inv.date, s.week_ends_on), region, job)]
+                    w[0] += 1
+                    w[1] += amount
+                    w[2] += tax
+            got_rev = {(r[0], r[1], r[2]): tuple(r[3:]) for r in q(
+                "SELECT week_ending, region, revenue_type, invoice_count, subtotal, total_tax, total FROM revenue_weekly "
+                "WHERE tenant_id = ?")}
+            want_rev2 = {k: (n, Decimal(a) * CENT, Decimal(t) * CENT, Decimal(a + t) * CENT)
+                         for k, (n, a, t) in want_rev.items()}
+            for k in set(got_rev) | set(want_rev2):
+                if got_rev.get(k) != want_rev2.get(k):
+                    diffs.append(f"revenue_weekly {k}: {got_rev.get(k)} != {want_rev2.get(k)}")
+            inv_rows = q("SELECT count(*), count(DISTINCT invoice_id), coalesce(sum(total), 0) FROM invoices "
+                         "WHERE tenant_id = ?")[0]
+            want_n = len(org.invoices)
+            want_total = sum((Decimal(i.total) * CENT for i in org.invoices), Decimal("0.00"))
+            if (inv_rows[0], inv_rows[1], inv_rows[2]) != (want_n, want_n, want_total):
+                diffs.append(f"invoices: {inv_rows} != {(want_n, want_n, want_total)}")
+            jl = q("SELECT count(*), count(DISTINCT journal_number), coalesce(sum(net_amount), 0) FROM journal_lines "
+                   "WHERE tenant_id = ?")[0]
+            if jl[1] != len(org.journals) or jl[2] != 0:  # every journal, each balanced
+                diffs.append(f"journal_lines: {jl[1]} journals, net {jl[2]} != ({len(org.journals)}, 0)")
+        return {"weeks": len(fw), "invoices": inv_rows[0], "journal_lines": jl[0], "differences": diffs[:10],
+                "n_differences": len(diffs)}
+
+
+def summary_lines(rep: dict) -> list[str]:
+    lines = [f"soak: {rep['duration_s']} s, {rep['api_calls']} API calls {rep['api_status']}, "
+             f"faults served {rep['faults_served']}"]
+    lines.append(f"actions: {rep['actions']}")
+    lines.append(f"429s: injected {rep['http_429_injected']}, caused by our own pacing {rep['http_429_ours']}")
+    lines.append(f"webhooks: {rep['webhook_sent_unique']} unique events accepted, lost {rep['webhook_lost']}, "
+                 f"duplicated rows {rep['webhook_duplicate_rows']}, forged stored {rep['webhook_forged_stored']}, "
+                 f"status {rep['webhook_event_status']}")
+    lines.append(f"lock errors: {sum(len(v) for v in rep['lock_errors'].values())}; shown to a user: "
+                 f"{sum(len(v) for v in rep['shown_to_user'].values())}; tracebacks: {rep['tracebacks']}")
+    lines.append(f"revoked {rep['victim']} -> after reconnect: {rep['victim_status']}")
+    for tid, r in rep["reconcile"].items():
+        lines.append(f"reconcile {tid[:8]}: {r['weeks']} weeks, {r['invoices']} invoices, {r['journal_lines']} journal "
+                     f"lines, differences {r['n_differences']} {r['differences'][:2]}; final sync {rep['final_sync'][tid]}")
+    lines.append("process           pid    ops  RSS start MB  RSS end MB  peak MB")
+    for role, p in rep["processes"].items():
+        extra = ""
+        if p.get("first_run_peak_rss_mb"):
+            extra = f"  (scheduler.py runs: first {p['first_run_peak_rss_mb']:.0f} MB, max {p['last_run_peak_rss_mb']:.0f} MB)"
+        if p.get("missing"):
+            lines.append(f"{role:<12} no report")
+            continue
+        lines.append(f"{role:<12} {p['pid']:>8} {p['ops']:>6} {p['rss_start_mb']:>13.0f} {p['rss_end_mb']:>11.0f} "
+                     f"{p['rss_peak_mb']:>8.0f}{extra}")
+    return lines
+
+
+def problems(rep: dict) -> list[str]:
+    """What failed the soak (empty = passed)."""
+    out = []
+    if rep["lock_errors"]:
+        out.append(f"lock errors: {rep['lock_errors']}")
+    if rep["shown_to_user"]:
+        out.append(f"errors shown to a user: {rep['shown_to_user']}")
+    if any(rep["tracebacks"].values()):
+        out.append(f"tracebacks: {rep['tracebacks']} {rep['traceback_samples']}")
+    if rep["webhook_lost"] or rep["webhook_duplicate_rows"] or rep["webhook_forged_stored"] or rep["webhook_unexpected_stored"]:
+        out.append("webhook events lost, duplicated or forged")
+    if rep["http_429_ours"]:
+        out.append(f"{rep['http_429_ours']} 429s caused by our own pacing: {rep['http_429_ours_detail']}")
+    for tid, r in rep["reconcile"].items():
+        if r["n_differences"]:
+            out.append(f"{tid} does not reconcile: {r['differences']}")
+    for tid, f in rep["final_sync"].items():
+        if not f["ok"]:
+            out.append(f"final sync of {tid} failed: {f}")
+    if any(p.get("missing") for p in rep["processes"].values()):
+        out.append("a process wrote no report")
+    return out
+
+
+def run_soak(duration: float, *, invoices: int = 20, workdir: Path | None = None, keep: bool = False,
+             verbose: bool = True) -> dict:
+    soak = Soak(duration, invoices=invoices, workdir=workdir, verbose=verbose)
+    try:
+        rep = soak.run()
+    finally:
+        (soak.workdir / "stop").write_text("")
+        (soak.workdir / "webhooks-stop").write_text("")
+        (soak.workdir / "fake-stop").write_text("")
+        for role, p in soak.procs.items():
+            if p.poll() is None:
+                soak.wait_exit(role, 20)
+    if not keep and workdir is None:
+        shutil.rmtree(soak.workdir, ignore_errors=True)
+    return rep
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
+    ap.add_argument("--invoices", type=int, default=20, help="sales invoices per organisation")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, DuckDB, reports)")
+    ap.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.role:
+        return role_main(args.role, Path(args.workdir))
+    rep = run_soak(args.duration, invoices=args.invoices, keep=args.keep)
+    print("\n".join(summary_lines(rep)))
+    bad = problems(rep)
+    for p in bad:
+        print("PROBLEM:", p)
+    print("soak passed" if not bad else f"soak FAILED ({len(bad)} problems)")
+    return 0 if not bad else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
