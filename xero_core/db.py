@@ -102,21 +102,39 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
     """
     path = Path(db_path)
     key = str(path.resolve())
+    con = None
+    if key not in _migrated and read_only and path.exists():
+        # A reader of an up-to-date file never needs the write lock (a sync may hold it).
+        con = _open(path, True, timeout)
+        if _is_current(con):
+            _migrated.add(key)
+        else:
+            con.close()
+            con = None
     if key not in _migrated:
         with _migrate_lock:
             if key not in _migrated:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                con = _open(path, False, timeout)
+                rw = _open(path, False, timeout)
                 try:
-                    migrate(con)
+                    migrate(rw)
                 finally:
-                    con.close()
+                    rw.close()
                 _migrated.add(key)
-    con = _open(path, read_only, timeout)
+    if con is None:
+        con = _open(path, read_only, timeout)
     try:
         yield con
     finally:
         con.close()
+
+
+def _is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
+    except duckdb.Error:
+        return False
+    return all(name in done for name, _ in MIGRATIONS)
 
 
 @contextlib.contextmanager
