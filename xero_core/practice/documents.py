@@ -205,8 +205,10 @@ def push_documents(settings: Settings, *, document_id: str | None = None, retry_
                 clients[tenant_id] = client_factory(tenant_id)
             else:
                 from ..client import XeroClient  # the core's client (issue 2)
+                from ..ratelimit import SharedRateLimiter
 
-                clients[tenant_id] = XeroClient(settings, tenant_id, transport=transport, clock=clock)
+                clients[tenant_id] = XeroClient(settings, tenant_id, transport=transport, clock=clock,
+                                                limiter=SharedRateLimiter(settings, clock))
         return clients[tenant_id]
 
     for d in docs:
