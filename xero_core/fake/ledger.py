@@ -1161,6 +1161,10 @@ class _Generator:
         kept.updated = at + timedelta(minutes=7)
         org.invoices.sort(key=lambda i: (i.date, i.type, i.number))
         org.bank_transactions.sort(key=lambda b: (b.date, b.updated))
+        recent = self.last_day - timedelta(days=5)
+        for bt in org.bank_transactions:
+            if bt.date > recent and bt.transfer is None and self.rng.random() < 0.7:
+                bt.reconciled = False       # the last few days' bank lines are not reconciled yet
         org.payments.sort(key=lambda p: (p.date, p.updated))
         org.credit_notes.sort(key=lambda c: (c.date, c.number))
 
