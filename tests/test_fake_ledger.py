@@ -269,6 +269,10 @@ def test_default_org_is_a_believable_trades_business():
     jobs = {l.job.name for i in sales for l in i.lines}
     assert jobs == {"Residential", "Commercial", "Retrospective"}
     assert {bt.bank.code for bt in org.bank_transactions} >= {"090", "091", "092"}
+    # growth: the same ten months a year later bring in more
+    grew = org.profit_and_loss(date(2026, 1, 1), date(2026, 10, 31))["income"] / \
+        org.profit_and_loss(date(2025, 1, 1), date(2025, 10, 31))["income"]
+    assert Decimal("1.03") < grew < Decimal("1.25"), grew
     # regions differ in seasonality: their share of income moves between months
     region = org.tracking[0]
     jan = {o.name: org.profit_and_loss(date(2026, 1, 1), date(2026, 1, 31), region=o)["income"] for o in region.options}
