@@ -135,7 +135,9 @@ def import_csv(settings: Settings, source: Path | str | bytes, *, clock: Clock =
             raise ClientError(f"CSV file {path} is over {MAX_CSV_BYTES // (1024 * 1024)} MB; split it into smaller files.")
         data = path.read_bytes()
     else:
-        data = source
+        data = bytes(source)
+        if len(data) > MAX_CSV_BYTES:
+            raise ClientError(f"The CSV is over {MAX_CSV_BYTES // (1024 * 1024)} MB; split it into smaller files.")
     try:
         textdata = data.decode("utf-8-sig")
     except UnicodeDecodeError:
