@@ -35,6 +35,7 @@ if not Path(CHROMIUM).exists():
                 "browser tests", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 expect = sync_api.expect
+expect.set_options(timeout=30_000)  # a loaded CI machine (2 cores, -n 2) is slow to render
 
 
 def _free_port() -> int:
@@ -78,7 +79,7 @@ class Stack:
         self.pw = sync_api.sync_playwright().start()
         self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
-        self.context.set_default_timeout(20_000)
+        self.context.set_default_timeout(30_000)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 30
@@ -150,8 +151,8 @@ def no_error(page) -> None:
 
 def nav(page, title: str) -> None:
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
     idle(page)
+    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
 
 
 def choose(page, label: str, option: str) -> None:
@@ -303,10 +304,10 @@ def test_scheduler_sync_and_webhook_burst_while_pages_refresh(stack):
     assert sched.returncode == 0, out[-3000:]
     assert not burst_errors, burst_errors
     assert len(answers) == 15 and all(a.ok for a in answers), [a.public() for a in answers if not a.ok]
-    lock_words = re.compile(r"lock|busy|IOException", re.I)
-    assert not [e for e in seen if lock_words.search(e)], seen
-    assert not lock_words.search(out) or "Could not set lock" not in out, out[-3000:]
-    assert "Could not set lock" not in stack.app_log()
+    assert not [e for e in seen if re.search(r"lock|busy|IOException", e, re.I)], seen
+    db_lock = re.compile(r"Could not set lock|Conflicting lock|different configuration|DatabaseBusy|stayed locked")
+    assert not db_lock.search(out), out[-3000:]
+    assert not db_lock.search(stack.app_log()), stack.app_log()[-3000:]
     with db.connect(s.db_path) as con:
         statuses = dict(con.execute("SELECT status, count(*) FROM sync_log WHERE trigger = 'scheduler' GROUP BY 1").fetchall())
     assert statuses.get("success", 0) > 0 and not statuses.get("failed"), statuses
