@@ -106,6 +106,10 @@ def test_wire_format_of_an_invoice(org):
 def test_paging_and_page_size_cap(org):
     doc = ok(org, "/Invoices", {"page": "2", "pageSize": "50"})
     assert len(doc["Invoices"]) == 50 and "LineItems" in doc["Invoices"][0]
+    line_ids = [l["LineItemID"] for i in doc["Invoices"] for l in i["LineItems"]]
+    assert len(line_ids) == len(set(line_ids)) > 50
+    again = ok(org, "/Invoices", {"page": "2", "pageSize": "50"})
+    assert [l["LineItemID"] for i in again["Invoices"] for l in i["LineItems"]] == line_ids
     n = len(org.invoices)
     assert doc["pagination"] == {"page": 2, "pageSize": 50, "pageCount": -(-n // 50), "itemCount": n}
     status, _, body = get(org, "/Invoices", {"page": "1", "pageSize": "5000"})

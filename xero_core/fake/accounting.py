@@ -6,7 +6,6 @@ It never looks at auth; it answers exactly what Xero's accounting API would for 
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from xero_core.fake import chart, query, reports, wire
 from xero_core.fake.ledger import (Account, BankTransaction, Contact, CreditNote, Invoice, Journal, Org,
-                                   Payment, TrackingCategory, cents_to_decimal)
+                                   Payment, TrackingCategory, cents_to_decimal, derived_id)
 from xero_core.fake.query import Field, QueryError
 
 UTC = timezone.utc
@@ -80,10 +79,6 @@ def required_scopes(method: str, subpath: str) -> list[frozenset[str]]:
 # Serialisers (model -> wire dicts; money and dates as wire markers)
 # --------------------------------------------------------------------------------------------
 
-def _uid(*parts: str) -> str:
-    return str(uuid.UUID(bytes=hashlib.md5("/".join(parts).encode()).digest(), version=4))
-
-
 def contact_ref(c: Contact) -> dict:
     return {"ContactID": c.id, "Name": c.name, "Addresses": [], "Phones": [], "ContactGroups": [],
             "ContactPersons": [], "HasValidationErrors": False}
@@ -140,9 +135,9 @@ def _tracking(line) -> list:
     return out
 
 
-def line_json(line, unitdp: int = 2) -> dict:
+def line_json(org: Org, line, unitdp: int = 2) -> dict:
     unit = wire.money(line.unit) if unitdp == 2 else wire.number(cents_to_decimal(line.unit), 4)
-    return {"LineItemID": line.id, "Description": line.description, "Quantity": wire.number(line.qty, 4),
+    return {"LineItemID": org.line_item_id(line), "Description": line.description, "Quantity": wire.number(line.qty, 4),
             "UnitAmount": unit, "TaxType": line.tax_type, "TaxAmount": wire.money(line.tax),
             "LineAmount": wire.money(line.amount), "AccountCode": line.account.code,
             "AccountID": line.account.id, "Tracking": _tracking(line)}
@@ -179,7 +174,7 @@ def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = 
     out["Status"] = inv.status
     out["LineAmountTypes"] = "Exclusive"
     if lines and not summary:
-        out["LineItems"] = [line_json(l, unitdp) for l in inv.lines]
+        out["LineItems"] = [line_json(org, l, unitdp) for l in inv.lines]
     out["SubTotal"] = wire.money(inv.subtotal)
     out["TotalTax"] = wire.money(inv.total_tax)
     out["Total"] = wire.money(inv.total)
@@ -210,7 +205,7 @@ def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines:
     out["CurrencyRate"] = wire.number(1, 6)
     out["Status"] = bt.status
     out["LineAmountTypes"] = "Exclusive"
-    out["LineItems"] = [line_json(l, unitdp) for l in bt.lines] if lines else []
+    out["LineItems"] = [line_json(org, l, unitdp) for l in bt.lines] if lines else []
     out["SubTotal"] = wire.money(bt.subtotal)
     out["TotalTax"] = wire.money(bt.total_tax)
     out["Total"] = wire.money(bt.total)
@@ -239,7 +234,7 @@ def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
             "RemainingCredit": wire.money(cn.total if cn.posts else 0), "Allocations": [], "Payments": [],
             "HasAttachments": False, "HasErrors": False, "Contact": contact_ref(cn.contact),
             "DateString": wire.date_string(cn.date), "Date": wire.msdate(cn.date), "Status": cn.status,
-            "LineAmountTypes": "Exclusive", "LineItems": [line_json(l, unitdp) for l in cn.lines],
+            "LineAmountTypes": "Exclusive", "LineItems": [line_json(org, l, unitdp) for l in cn.lines],
             "SubTotal": wire.money(cn.subtotal), "TotalTax": wire.money(cn.total_tax),
             "Total": wire.money(cn.total), "UpdatedDateUTC": wire.msdate(cn.updated), "CurrencyCode": "AUD",
             "CurrencyRate": wire.number(1, 6), "SentToContact": False}
@@ -273,7 +268,7 @@ def journal_json(org: Org, j: Journal) -> dict:
     ref = getattr(src, "reference", "") or getattr(src, "narration", "") or ""
     lines = []
     for k, l in enumerate(org.journal_lines(j)):
-        row = {"JournalLineID": _uid(j.id, str(k)), "AccountID": l.account.id, "AccountCode": l.account.code,
+        row = {"JournalLineID": derived_id(j.id, str(k)), "AccountID": l.account.id, "AccountCode": l.account.code,
                "AccountType": l.account.type, "AccountName": l.account.name, "Description": l.description,
                "NetAmount": wire.money(l.net), "GrossAmount": wire.money(l.gross), "TaxAmount": wire.money(l.tax)}
         if l.tax or l.tax_type != "BASEXCLUDED":
@@ -632,7 +627,7 @@ def _journals(org: Org, parts: list[str], p: dict, headers: dict, env) -> dict |
             n = int(key)
             j = org.journals[n - 1] if 1 <= n <= len(org.journals) else None
         else:
-            j = next((x for x in org.journals if x.id == key.lower()), None)
+            j = org.journal_by_id(key)
         return None if j is None else env("Journals", [journal_json(org, j)])
     offset = _int_param(p, "offset", 0)
     since = headers.get("if-modified-since")

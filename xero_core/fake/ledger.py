@@ -11,6 +11,7 @@ field for field, so the same bytes are served.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import uuid
@@ -43,6 +44,11 @@ def gst(net_cents: int, rate_pct: int) -> int:
     q, r = divmod(abs(net_cents) * rate_pct, 100)
     v = q + (1 if r * 2 >= 100 else 0)
     return v if net_cents >= 0 else -v
+
+
+def derived_id(*parts: str) -> str:
+    """A stable version-4 UUID string from names (for ids computed on demand)."""
+    return uuid4_from(int.from_bytes(hashlib.md5("/".join(parts).encode()).digest(), "big"))
 
 
 def uuid4_from(n: int) -> str:
@@ -114,7 +120,8 @@ class Contact:
 
 
 class Line:
-    """A line item. `amount` is the ex-GST LineAmount in cents; `tax` its GST."""
+    """A line item. `amount` is the ex-GST LineAmount in cents; `tax` its GST. `id` is the org's
+    line number; the LineItemID is derived from it when served (`Org.line_item_id`)."""
     __slots__ = ("id", "description", "qty", "unit", "account", "tax_type", "amount", "tax", "region", "job")
 
     def __init__(self, id, description, qty, unit, account, tax_type, region=None, job=None):
@@ -240,11 +247,17 @@ class JLine:
 
 
 class Journal:
-    __slots__ = ("number", "id", "date", "created", "source_type", "source", "reversal")
+    """A posting. Its JournalID is derived from the tenant and number on demand: a 100,000-invoice
+    org has over a quarter of a million journals, and most are never asked for by id."""
+    __slots__ = ("number", "salt", "date", "created", "source_type", "source", "reversal")
 
-    def __init__(self, number, id, d, created, source_type, source, reversal=False):
-        self.number, self.id, self.date, self.created = number, id, d, created
+    def __init__(self, number, salt, d, created, source_type, source, reversal=False):
+        self.number, self.salt, self.date, self.created = number, salt, d, created
         self.source_type, self.source, self.reversal = source_type, source, reversal
+
+    @property
+    def id(self) -> str:
+        return derived_id(self.salt, "journal", str(self.number))
 
 
 SOURCE_TYPE = {"ACCREC": "ACCREC", "ACCPAY": "ACCPAY", "ACCRECCREDIT": "ACCRECCREDIT",
@@ -294,6 +307,8 @@ class Org:
         # Report-only amounts: unrealised FX revaluation, shown in reports but never journalled.
         self._report_only: dict[tuple, array] = {}
         self._prefix_cache: dict = {}
+        self._journal_index: dict[str, Journal] = {}
+        self._lines = 0
         self.fx_rates: dict[date, Decimal] = {}     # month-end AUD->USD rates used for revaluation
         self._rng_ids = random.Random(seed ^ 0x5EED)
 
@@ -301,6 +316,13 @@ class Org:
 
     def new_id(self) -> str:
         return uuid4_from(self._rng_ids.getrandbits(128))
+
+    def next_line_no(self) -> int:
+        self._lines += 1
+        return self._lines
+
+    def line_item_id(self, line: Line) -> str:
+        return derived_id(self.tenant_id, "line", str(line.id))
 
     def get(self, kind: type, id_: str):
         obj = self._by_id.get(id_.lower()) if isinstance(id_, str) else None
@@ -332,6 +354,11 @@ class Org:
             raise ValueError(f"date {d} is outside the fake ledger's span {self.origin}..{self.origin + timedelta(self.horizon_days - 1)}")
         return i
 
+    def journal_by_id(self, journal_id: str) -> Journal | None:
+        if len(self._journal_index) != len(self.journals):
+            self._journal_index = {j.id: j for j in self.journals}
+        return self._journal_index.get(journal_id.lower())
+
     def journal_lines(self, j: Journal) -> list[JLine]:
         lines = _source_lines(self, j.source_type, j.source)
         if j.reversal:
@@ -340,7 +367,7 @@ class Org:
         return lines
 
     def _post(self, source_type: str, source, d: date, created: datetime, reversal: bool = False) -> Journal:
-        j = Journal(len(self.journals) + 1, self.new_id(), d, created, source_type, source, reversal)
+        j = Journal(len(self.journals) + 1, self.tenant_id, d, created, source_type, source, reversal)
         self._apply(j)
         self.journals.append(j)
         return j
@@ -503,7 +530,7 @@ class Org:
         for spec in lines:
             acct = self.account(spec["account_code"])
             unit = int((Decimal(str(spec["unit_amount"])) * 100).to_integral_value())
-            built.append(Line(self.new_id(), spec.get("description", ""), int(spec.get("quantity", 1)), unit,
+            built.append(Line(self.next_line_no(), spec.get("description", ""), int(spec.get("quantity", 1)), unit,
                               acct, spec.get("tax_type", acct.tax_type),
                               self._option(self.region_category, spec.get("region")),
                               self._option(self.job_category, spec.get("job_type"))))
@@ -673,6 +700,9 @@ class _Generator:
 
     def uid(self) -> str:
         return self.org.new_id()
+
+    def line_no(self) -> int:
+        return self.org.next_line_no()
 
     def stamp(self, d: date, lo_h: float = 0.0, hi_h: float = 8.0) -> datetime:
         """A creation time on day d during Australian business hours (UTC 00:00-08:00)."""
@@ -893,12 +923,12 @@ class _Generator:
                 qty = rng.choice((1, 1, 1, 2, 3, 4, 5, 8, 10))
                 unit = max(100, line_net // qty)
                 rname = other if (split and k % 2 == 1) else region[0]
-                lines.append(Line(self.uid(), rng.choice(chart.LINE_TEXT[acct]), qty, unit, org.account(acct),
+                lines.append(Line(self.line_no(), rng.choice(chart.LINE_TEXT[acct]), qty, unit, org.account(acct),
                                   "OUTPUT", self.region_opt[rname], self.job_opt[job]))
             if split and len(lines) == 1:
                 first = lines[0]
                 half = max(1, first.qty // 2) if first.qty > 1 else 1
-                lines.append(Line(self.uid(), first.description, half, first.unit, first.account, "OUTPUT",
+                lines.append(Line(self.line_no(), first.description, half, first.unit, first.account, "OUTPUT",
                                   self.region_opt[other], first.job))
             age = (last - d).days
             r = rng.random()
@@ -966,7 +996,7 @@ class _Generator:
         for d, region in self.sample_cells(n):
             job = self.pick_job(region)
             amt = max(2000, int(mean * rng.lognormvariate(-0.125, 0.5)))
-            line = Line(self.uid(), rng.choice(chart.LINE_TEXT["205"]), 1, amt, org.account("205"), "OUTPUT",
+            line = Line(self.line_no(), rng.choice(chart.LINE_TEXT["205"]), 1, amt, org.account("205"), "OUTPUT",
                         self.region_opt[region[0]], self.job_opt[job])
             bt = BankTransaction(self.uid(), "RECEIVE", walk_in, org.account("090"), d, [line], self.stamp(d),
                                  "EFTPOS settlement")
@@ -995,7 +1025,7 @@ class _Generator:
             acct, tax = self.supplier_account[supplier.id]
             job = self.pick_job(region)
             net = max(1500, int(mean * rng.lognormvariate(-0.18, 0.6)))
-            lines = [Line(self.uid(), f"{org.account(acct).name} - {region[0]}", 1, net, org.account(acct), tax,
+            lines = [Line(self.line_no(), f"{org.account(acct).name} - {region[0]}", 1, net, org.account(acct), tax,
                           self.region_opt[region[0]], self.job_opt[job])]
             age = (last - d).days
             r = rng.random()
@@ -1031,7 +1061,7 @@ class _Generator:
                     created = self.stamp(bill_day)
                     bill = Invoice(self.uid(), "ACCPAY", f"OH-{k:05d}", supplier, bill_day,
                                    bill_day + timedelta(days=14), "AUTHORISED",
-                                   [Line(self.uid(), f"{org.account(acct).name} {bill_day:%B %Y}", 1, net,
+                                   [Line(self.line_no(), f"{org.account(acct).name} {bill_day:%B %Y}", 1, net,
                                          org.account(acct), tax)],
                                    created, f"{bill_day:%b%y}".upper())
                     bill.sent = False
@@ -1058,7 +1088,7 @@ class _Generator:
         weekly = self.weekly_income
 
         def spend(d, contact, bank_acct, acct, net, desc, region=None, tax=None, kind="SPEND"):
-            line = Line(self.uid(), desc, 1, net, org.account(acct), tax or org.account(acct).tax_type, region)
+            line = Line(self.line_no(), desc, 1, net, org.account(acct), tax or org.account(acct).tax_type, region)
             self.add_bank(BankTransaction(self.uid(), kind, contact, bank_acct, d, [line], self.stamp(d), desc))
 
         card_balance_month = 0
@@ -1082,7 +1112,7 @@ class _Generator:
                 spend(d, super_fund, cheque, "478", int(weekly * 52 / 12 * 0.027), f"Super guarantee {d:%B %Y}")
                 spend(d, bank, cheque, "404", rng.randrange(3500, 6500), "Account keeping fees")
                 spend(d, owner, cheque, "880", int(weekly * 52 / 12 * 0.08), "Owner drawings")
-                line = Line(self.uid(), "Interest", 1, int(weekly * 4 * 0.0035 * rng.uniform(0.9, 1.1)),
+                line = Line(self.line_no(), "Interest", 1, int(weekly * 4 * 0.0035 * rng.uniform(0.9, 1.1)),
                             org.account("270"), "INPUTTAXED")
                 self.add_bank(BankTransaction(self.uid(), "RECEIVE", bank, savings, d, [line], self.stamp(d),
                                               "Interest"))
@@ -1098,9 +1128,9 @@ class _Generator:
         t = Transfer(self.uid(), d, amount, from_bank, to_bank, created)
         contact = None
         t.spend = BankTransaction(self.uid(), "SPEND-TRANSFER", contact, from_bank, d,
-                                  [Line(self.uid(), ref, 1, amount, to_bank, "BASEXCLUDED")], created, ref)
+                                  [Line(self.line_no(), ref, 1, amount, to_bank, "BASEXCLUDED")], created, ref)
         t.receive = BankTransaction(self.uid(), "RECEIVE-TRANSFER", contact, to_bank, d,
-                                    [Line(self.uid(), ref, 1, amount, from_bank, "BASEXCLUDED")], created, ref)
+                                    [Line(self.line_no(), ref, 1, amount, from_bank, "BASEXCLUDED")], created, ref)
         for bt in (t.spend, t.receive):
             bt.transfer = t
             self.add_bank(bt, post=False)
@@ -1119,7 +1149,7 @@ class _Generator:
             d = min(self.last_day, inv.date + timedelta(days=rng.randrange(3, 40)))
             src = inv.lines[0]
             amt = max(1000, src.amount // rng.choice((4, 5, 10)))
-            line = Line(self.uid(), f"Credit: {src.description}", 1, amt, src.account, "OUTPUT", src.region, src.job)
+            line = Line(self.line_no(), f"Credit: {src.description}", 1, amt, src.account, "OUTPUT", src.region, src.job)
             created = self.stamp(d)
             cn = CreditNote(self.uid(), "ACCRECCREDIT", f"CN-{k:05d}", inv.contact, d, "AUTHORISED", [line],
                             created, f"Credit for {inv.number}")
@@ -1130,7 +1160,7 @@ class _Generator:
         supplier = self.suppliers["cos"][0]
         acct, tax = self.supplier_account[supplier.id]
         d = self.last_day - timedelta(days=3)
-        line = Line(self.uid(), "Returned fittings", 1, 18500, org.account(acct), tax)
+        line = Line(self.line_no(), "Returned fittings", 1, 18500, org.account(acct), tax)
         created = self.stamp(d)
         cn = CreditNote(self.uid(), "ACCPAYCREDIT", "SCN-0001", supplier, d, "AUTHORISED", [line], created,
                         "RTN-2231")
@@ -1138,7 +1168,7 @@ class _Generator:
         org._register(cn)
         self.event(created, "ACCPAYCREDIT", cn, d)
         cust = org.invoices[0].contact
-        line = Line(self.uid(), "Goodwill credit", 1, 25000, org.account("205"), "OUTPUT")
+        line = Line(self.line_no(), "Goodwill credit", 1, 25000, org.account("205"), "OUTPUT")
         cn = CreditNote(self.uid(), "ACCRECCREDIT", f"CN-{len(picks) + 1:05d}", cust, d, "DRAFT", [line],
                         self.stamp(d), "Draft goodwill credit")
         org.credit_notes.append(cn)
@@ -1179,7 +1209,7 @@ class _Generator:
             # the balance owed at quarter end (earlier BAS payments already debited the account)
             owed = -org.account_net(gst_acct, None, q_end)
             if owed > 0:
-                line = Line(self.uid(), f"BAS quarter ending {q_end:%d/%m/%Y}", 1, owed, gst_acct, "BASEXCLUDED")
+                line = Line(self.line_no(), f"BAS quarter ending {q_end:%d/%m/%Y}", 1, owed, gst_acct, "BASEXCLUDED")
                 bt = BankTransaction(self.uid(), "SPEND", self.ato, cheque, due, [line], self.stamp(due),
                                      f"BAS {q_end:%b %Y}")
                 org.bank_transactions.append(bt)
@@ -1197,7 +1227,7 @@ class _Generator:
         self.add_contact(supplier)
         d = self.start + timedelta(days=min(10, len(self.days) - 1))
         rate = Decimal("0.652300")
-        line = Line(self.uid(), "Test and tag rig, calibration kit (imported)", 1, 2_600_000, org.account("710"),
+        line = Line(self.line_no(), "Test and tag rig, calibration kit (imported)", 1, 2_600_000, org.account("710"),
                     "EXEMPTEXPENSES")
         created = self.stamp(d)
         bill = Invoice(self.uid(), "ACCPAY", "FPI-55120", supplier, d, d + timedelta(days=365), "AUTHORISED",
