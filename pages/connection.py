@@ -11,10 +11,6 @@ ensure_frame()  # before anything renders: sign-in and the banner come from app.
 s = widgets.settings()
 st.title("Connection")
 
-failure = st.session_state.pop("_oauth_failure", None)
-if failure:
-    st.error(failure, icon=":material/error:")
-
 with shown_errors():
     conns = widgets.connections(s, include_disconnected=True)
     if not conns:
