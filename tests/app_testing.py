@@ -37,8 +37,10 @@ def fake_xero():
 def app_settings(fake_xero, tmp_path, monkeypatch) -> Settings:
     """The app's environment: mock mode, a private data dir, URLs pointing at the served fake."""
     fake, server = fake_xero
-    for var in ("XERO_ADMIN_PASSWORD", "XERO_WEBHOOK_KEY", "XERO_SCOPES", "XERO_SCOPE_PROFILE"):
-        monkeypatch.delenv(var, raising=False)
+    import os
+
+    for var in [v for v in os.environ if v.startswith("XERO_")]:  # nothing from the developer's shell
+        monkeypatch.delenv(var)
     env = {
         "XERO_ENV_FILE": str(tmp_path / "no.env"),
         "XERO_MOCK_MODE": "true",
