@@ -216,3 +216,12 @@ def test_documents_upload_push_and_retry(app_settings, fake_xero):
     assert not errors(at), errors(at)
     assert list_documents(app_settings)[0]["status"] == "pushed"
     assert "Pushed 1" in texts(at)
+
+
+def test_a_malformed_webhook_key_is_refused_with_a_sentence(app_settings):
+    at = open_page("webhooks")
+    at.text_input[0].input("too short")
+    button(at, "Save key").click().run()
+    msg = " ".join(e.value for e in at.error)
+    assert "does not look like a Xero webhook key" in msg and "no spaces" in msg
+    assert "No key is stored yet" in texts(at) and not at.exception
