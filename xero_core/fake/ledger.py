@@ -706,8 +706,8 @@ class _Generator:
 
     def stamp(self, d: date, lo_h: float = 0.0, hi_h: float = 8.0) -> datetime:
         """A creation time on day d during Australian business hours (UTC 00:00-08:00)."""
-        secs = int(self.rng.uniform(lo_h, hi_h) * 3600)
-        return midnight(d) + timedelta(seconds=secs, milliseconds=self.rng.randrange(1000))
+        ms = self.rng.randrange(int(lo_h * 3_600_000), int(hi_h * 3_600_000))
+        return midnight(d) + timedelta(milliseconds=ms)
 
     def day_weight(self, d: date, region) -> float:
         _, weight, peak, amp, growth, _ = region
