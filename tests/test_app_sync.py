@@ -125,3 +125,38 @@ def test_data_page_needs_an_organisation_not_a_practice(app_settings, fake_xero)
     connect(app_settings, fake)
     at = choose_tenant(open_page("data"), tenant_of(app_settings, "PRACTICEMANAGER"))
     assert "needs a ORGANISATION connection" in texts(at) or "ORGANISATION" in texts(at)
+
+
+def test_reads_and_writes_in_app_threads_never_clash(settings):
+    """The app runs page reads (engine helpers open read-only) next to the webhook worker and Sync
+    now (read-write) in one process; DuckDB refuses mixing the two modes in a process, so
+    db.connect must make readers fall back and writers wait, not fail."""
+    import threading
+
+    from xero_core import db
+
+    with db.connect(settings.db_path) as con:
+        con.execute("CREATE TABLE t (x INTEGER)")
+    errors_: list[str] = []
+    go = threading.Barrier(4)
+
+    def work(read_only: bool):
+        go.wait()
+        for _ in range(60):
+            try:
+                with db.connect(settings.db_path, read_only=read_only) as con:
+                    if read_only:
+                        con.execute("SELECT count(*) FROM t").fetchone()
+                    else:
+                        con.execute("INSERT INTO t VALUES (1)")
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors_.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(ro,)) for ro in (True, False, True, False)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors_ == []
+    with db.connect(settings.db_path) as con:
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 120
