@@ -360,11 +360,9 @@ class Org:
         return self._journal_index.get(journal_id.lower())
 
     def journal_lines(self, j: Journal) -> list[JLine]:
-        lines = _source_lines(self, j.source_type, j.source)
-        if j.reversal:
-            for l in lines:
-                l.net, l.tax = -l.net, -l.tax
-        return lines
+        sign = -1 if j.reversal else 1
+        return [JLine(a, sign * net, sign * tax, tt, desc, r, jb)
+                for a, net, tax, tt, desc, r, jb in _postings(self, j.source_type, j.source)]
 
     def _post(self, source_type: str, source, d: date, created: datetime, reversal: bool = False) -> Journal:
         j = Journal(len(self.journals) + 1, self.tenant_id, d, created, source_type, source, reversal)
@@ -375,20 +373,22 @@ class Org:
     def _apply(self, j: Journal) -> None:
         i = self.day_index(j.date)
         n = self.horizon_days
-        for l in self.journal_lines(j):
-            key = (l.account.idx, l.region, l.job)
+        sign = -1 if j.reversal else 1
+        for account, net, _, _, _, region, job in _postings(self, j.source_type, j.source):
+            net *= sign
+            key = (account.idx, region, job)
             arr = self._daily.get(key)
             if arr is None:
                 arr = self._daily[key] = array("q", bytes(8 * n))
-            arr[i] += l.net
-            if l.account.type == "BANK":
-                flows = self._bank_flows.get(l.account.idx)
+            arr[i] += net
+            if account.type == "BANK":
+                flows = self._bank_flows.get(account.idx)
                 if flows is None:
-                    flows = self._bank_flows[l.account.idx] = (array("q", bytes(8 * n)), array("q", bytes(8 * n)))
-                if l.net >= 0:
-                    flows[0][i] += l.net
+                    flows = self._bank_flows[account.idx] = (array("q", bytes(8 * n)), array("q", bytes(8 * n)))
+                if net >= 0:
+                    flows[0][i] += net
                 else:
-                    flows[1][i] -= l.net
+                    flows[1][i] -= net
         self._prefix_cache.clear()
 
     # ---- truth helpers (sums over the ledger; reports are built from these) -----------------
@@ -620,37 +620,45 @@ def to_base(cents: int, rate: Decimal | None) -> int:
     return int((Decimal(cents) / rate).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
-def _doc_lines(org: Org, doc, control: Account) -> list[JLine]:
+# A posting is a plain tuple (account, net, tax, tax_type, description, region, job): the ledger
+# applies a million of them for a big org, and JLine objects are only built when journals are served.
+_BX = "BASEXCLUDED"
+
+
+def _doc_postings(org: Org, doc, control: Account) -> list[tuple]:
     d = DIRECTION[doc.type]
     rate = getattr(doc, "rate", None)
     out = []
     tax_total = total = 0
     for l in doc.lines:
-        net, tax = to_base(l.amount, rate), to_base(l.tax, rate)
-        out.append(JLine(l.account, -d * net, -d * tax, l.tax_type, l.description, l.region, l.job))
+        net, tax = (l.amount, l.tax) if rate is None else (to_base(l.amount, rate), to_base(l.tax, rate))
+        out.append((l.account, -d * net, -d * tax, l.tax_type, l.description, l.region, l.job))
         tax_total += tax
         total += net + tax
     if tax_total:
-        out.append(JLine(org.account_by_code["820"], -d * tax_total))
-    out.append(JLine(control, d * total))
+        out.append((org.account_by_code["820"], -d * tax_total, 0, _BX, "", None, None))
+    out.append((control, d * total, 0, _BX, "", None, None))
     return out
 
 
-def _source_lines(org: Org, source_type: str, src) -> list[JLine]:
+def _postings(org: Org, source_type: str, src) -> list[tuple]:
     if source_type in ("ACCREC", "ACCRECCREDIT"):
-        return _doc_lines(org, src, org.account_by_code["610"])
+        return _doc_postings(org, src, org.account_by_code["610"])
     if source_type in ("ACCPAY", "ACCPAYCREDIT"):
-        return _doc_lines(org, src, org.account_by_code["800"])
+        return _doc_postings(org, src, org.account_by_code["800"])
     if source_type in ("CASHREC", "CASHPAID"):
-        return _doc_lines(org, src, src.bank)
+        return _doc_postings(org, src, src.bank)
     if source_type == "ACCRECPAYMENT":
-        return [JLine(src.bank, src.amount), JLine(org.account_by_code["610"], -src.amount)]
+        return [(src.bank, src.amount, 0, _BX, "", None, None),
+                (org.account_by_code["610"], -src.amount, 0, _BX, "", None, None)]
     if source_type == "ACCPAYPAYMENT":
-        return [JLine(src.bank, -src.amount), JLine(org.account_by_code["800"], src.amount)]
+        return [(src.bank, -src.amount, 0, _BX, "", None, None),
+                (org.account_by_code["800"], src.amount, 0, _BX, "", None, None)]
     if source_type == "TRANSFER":
-        return [JLine(src.to_bank, src.amount), JLine(src.from_bank, -src.amount)]
+        return [(src.to_bank, src.amount, 0, _BX, "", None, None),
+                (src.from_bank, -src.amount, 0, _BX, "", None, None)]
     if source_type == "MANJOURNAL":
-        return [JLine(a, net, description=src.narration) for a, net in src.entries]
+        return [(a, net, 0, _BX, src.narration, None, None) for a, net in src.entries]
     raise ValueError(f"unknown journal source type {source_type}")
 
 
