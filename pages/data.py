@@ -60,4 +60,5 @@ with cash_tab, shown_errors():
     else:
         st.line_chart(data_view.chartable(cash), x="week_ending", y="closing", color="bank_account_name",
                       x_label="week ending", y_label="closing balance")
-        st.dataframe(cash, hide_index=True, width="stretch", column_config=WEEKS)
+        st.dataframe(cash, hide_index=True, width="stretch", column_config=WEEKS,
+                     column_order=[c for c in cash.columns if c != "bank_account_id"])

@@ -207,6 +207,10 @@ def test_workshop_flow_in_a_real_browser(stack):
     expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
     no_error(page)
     shot(page, "06-data")
+    for tab, name in (("Revenue mix", "06b-data-revenue-mix"), ("Cash position", "06c-data-cash")):
+        page.get_by_role("tab", name=tab).click()
+        expect(page.locator('[data-testid="stVegaLiteChart"]').filter(visible=True).first).to_be_visible()
+        shot(page, name)
 
     # Practice Manager: read jobs, map a state, see a campaign open
     nav(page, "Practice Manager")
