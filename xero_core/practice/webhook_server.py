@@ -33,9 +33,6 @@ def _handler_class(settings: Settings, worker: Worker | None):
             self.end_headers()
 
         def do_POST(self) -> None:  # noqa: N802
-            if self.path.split("?", 1)[0] != PATH:
-                self.close_connection = True
-                return self._reply(404)
             raw_len = self.headers.get("Content-Length")
             try:
                 length = int(raw_len) if raw_len is not None else -1
@@ -47,7 +44,10 @@ def _handler_class(settings: Settings, worker: Worker | None):
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
                 return self._reply(413)
+            # Read the body even when refusing it, so the client is not reset mid-send.
             body = self.rfile.read(length)
+            if self.path.split("?", 1)[0] != PATH:
+                return self._reply(404)
             status = handle_webhook(
                 settings, body, self.headers.get("x-xero-signature"),
                 on_spooled=worker.wake if worker is not None else None,
