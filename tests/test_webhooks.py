@@ -263,3 +263,14 @@ def test_spooled_deliveries_survive_a_restart(hook_settings):
     assert Spool.for_settings(s).backlog() == 1
     r = W.drain(s, client_factory=lambda t: StubClient({}))
     assert (r.moved_deliveries, r.new_events, r.processed) == (1, 2, 2)
+
+
+def test_signed_but_odd_payloads_never_crash_the_receiver_or_worker(hook_settings):
+    s = hook_settings
+    deep = (b'{"events":' + b"[" * 50000 + b"]" * 50000 + b"}")
+    assert W.handle_webhook(s, deep, signed(deep)) == 400
+    odd = json.dumps({"events": [1, "x", None, {"tenantId": 5, "eventDateUtc": 7, "eventCategory": ["x"]}]}).encode()
+    assert W.handle_webhook(s, odd, signed(odd)) == 200
+    r = W.drain(s, client_factory=lambda t: StubClient({}))
+    assert (r.new_events, r.ignored, r.failed) == (1, 1, 0)
+    assert W.recent_events(s)[0]["error"].startswith("unknown tenant")

@@ -147,7 +147,7 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         events = doc["events"]
         if not isinstance(events, list):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         spool.note("malformed", "last_malformed_at")
         return 400
     if not events:  # Intent to Receive
@@ -168,7 +168,7 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
 
 def parse_event_date(value: str | None) -> datetime | None:
     """`2024-06-21T01:15:39.902`, `…Z`, up to 7 fractional digits: all UTC."""
-    if not value:
+    if not value or not isinstance(value, str):
         return None
     v = value.strip().rstrip("Zz")
     if "+" in v[10:]:
@@ -199,14 +199,15 @@ def event_rows(body: bytes, received_at: float) -> list[dict]:
     for ev in doc.get("events") or []:
         if not isinstance(ev, dict):
             continue
+        text = lambda k: None if ev.get(k) in (None, "") else str(ev.get(k))  # noqa: E731 (fields as Xero spells them)
         out.append(
             {
                 "event_key": event_key(ev),
-                "tenant_id": ev.get("tenantId"),
-                "tenant_type": ev.get("tenantType"),
-                "event_category": (ev.get("eventCategory") or "").upper() or None,
-                "event_type": (ev.get("eventType") or "").upper() or None,
-                "resource_id": ev.get("resourceId"),
+                "tenant_id": text("tenantId"),
+                "tenant_type": text("tenantType"),
+                "event_category": (text("eventCategory") or "").upper() or None,
+                "event_type": (text("eventType") or "").upper() or None,
+                "resource_id": text("resourceId"),
                 "event_date_utc": parse_event_date(ev.get("eventDateUtc")),
                 "received_at": received,
                 "payload": json.dumps(ev),
@@ -296,7 +297,7 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
         for did, received_at, body in items:
             try:
                 rows.extend(event_rows(bytes(body), received_at))
-            except ValueError:
+            except (ValueError, TypeError, AttributeError, RecursionError):
                 log.error("spooled webhook delivery %s is not JSON; dropped", did)
             ids.append(did)
         unique = list({r["event_key"]: r for r in reversed(rows)}.values())[::-1]  # first occurrence wins
