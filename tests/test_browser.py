@@ -1,8 +1,9 @@
 """The admin app in a real browser: `streamlit run app.py` in mock mode, driven by Playwright
 with Debian's chromium, against the fake Xero on loopback. Screenshots go to test-output/.
 
-One module-scoped stack (fake + app) serves the tests in order: the workshop flow first, then
-the concurrency check (scheduler sync + webhook burst while pages refresh).
+One test drives one stack (fake + app + browser), so pytest-xdist can never split it across
+workers and start it twice: the workshop flow first, then the concurrency check (a scheduler sync
+and a webhook burst while pages refresh).
 """
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ class Stack:
         self.server.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack(tmp_path_factory):
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -162,8 +163,15 @@ def choose(page, label: str, option: str) -> None:
     idle(page)
 
 
+def test_admin_app_in_a_real_browser(stack):
+    workshop_flow(stack)
+    scheduler_sync_and_webhook_burst_while_pages_refresh(stack)
+
+
 # -- the workshop flow ------------------------------------------------------------------------
-def test_workshop_flow_in_a_real_browser(stack):
+def workshop_flow(stack):
+    """Connect through the consent page, Sync now fills Data, an XPM mapping opens campaigns, a
+    pasted webhook key passes Intent to Receive, disconnect; a screenshot of each page."""
     page = stack.context.new_page()
     page.goto(stack.app_url)
     expect(page.get_by_text("Mock mode")).to_be_visible()
@@ -269,7 +277,7 @@ def _connections(stack, include_disconnected: bool = False) -> list[dict]:
 
 
 # -- no lock-outs -----------------------------------------------------------------------------
-def test_scheduler_sync_and_webhook_burst_while_pages_refresh(stack):
+def scheduler_sync_and_webhook_burst_while_pages_refresh(stack):
     """The app's page reads, a scheduler sync (another process) and a webhook burst (the app's own
     server) all share one DuckDB file: everything finishes and nobody sees a lock error."""
     from xero_core import db, oauth
