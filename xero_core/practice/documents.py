@@ -162,14 +162,26 @@ def _xero_text(exc: Exception) -> str:
 
 def find_or_create_folder(client) -> str:
     """The "Ledgerlink Uploads" folder's id: found by name, created only when missing."""
-    folders = client.request("GET", f"{FILES}/Folders").json()
-    if isinstance(folders, dict):  # tolerate an envelope, though Xero sends a bare array
-        folders = folders.get("Folders") or folders.get("Items") or []
-    for f in folders or []:
-        if str(f.get("Name", "")).strip().casefold() == FOLDER_NAME.casefold() and not f.get("IsInbox"):
-            return f["Id"]
-    created = client.request("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME}).json()
-    return created["Id"]
+    def find() -> str | None:
+        folders = client.request("GET", f"{FILES}/Folders").json()
+        if isinstance(folders, dict):  # tolerate an envelope, though Xero sends a bare array
+            folders = folders.get("Folders") or folders.get("Items") or []
+        for f in folders or []:
+            if str(f.get("Name", "")).strip().casefold() == FOLDER_NAME.casefold() and not f.get("IsInbox"):
+                return f["Id"]
+        return None
+
+    found = find()
+    if found:
+        return found
+    try:
+        return client.request("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME}).json()["Id"]
+    except XeroError:
+        # Another process may have created it a moment ago ("already exists"): use that one.
+        found = find()
+        if found:
+            return found
+        raise
 
 
 def _select(con, document_id: str | None, retry_failed: bool) -> list[dict]:
