@@ -489,11 +489,14 @@ class Soak:
         self.log(f"webhooks drained ({len(stored)} events); final sync")
         # one last sync of every organisation, faults off, then reconcile
         conns = {c["tenant_id"]: c for c in list_connections(s)}
-        final = {}
-        for o in self.truth.orgs:
-            res = sync_all(s, o.tenant_id, trigger="manual")
-            final[o.tenant_id] = {"ok": res.ok, "busy": res.busy,
-                                  "errors": [f"{st.step}: {st.error}" for st in res.steps if st.status == "failed"]}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.truth.orgs)) as pool:
+            done = dict(zip([o.tenant_id for o in self.truth.orgs], pool.map(
+                lambda tid: sync_all(s, tid, trigger="manual"), [o.tenant_id for o in self.truth.orgs])))
+        final = {tid: {"ok": res.ok, "busy": res.busy,
+                       "errors": [f"{st.step}: {st.error}" for st in res.steps if st.status == "failed"]}
+                 for tid, res in done.items()}
         self.log("reconciling")
         recon = {o.tenant_id: self.reconcile(s, o) for o in self.truth.orgs}
         with db.connect(s.db_path, read_only=True) as con:

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
+# DuckDB 2.0: two threads opening connections at once (while the last one to the file closes) can
+# leave a connection without its Arrow scan ("python_arrow_scan does not exist"); opens are serialized.
+_open_lock = threading.Lock()
 
 
 class DatabaseBusy(LedgerlinkError):
@@ -39,7 +42,8 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
     delay = 0.01
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only)
+            with _open_lock:
+                con = duckdb.connect(str(path), read_only=read_only)
             con.execute("SET TimeZone='UTC'")
             return con
         except duckdb.IOException as exc:
