@@ -265,6 +265,9 @@ def test_xml_unless_json_is_asked_for(org):
         assert status == 200 and h["Content-Type"].startswith("text/xml"), sub
         root = etree.fromstring(body)          # well-formed, one <Response> root
         assert root.tag == "Response" and root.findtext("Status") == "OK", sub
+    status, _, body = handle_accounting(org, "GET", "/Invoices", {"where": "Nope==1"}, {}, b"", NOW)
+    err = etree.fromstring(body)
+    assert status == 400 and err.tag == "ApiException" and err.findtext("ErrorNumber") == "16"
     inv = etree.fromstring(get(org, f"/Invoices/{org.invoices[0].id}", headers={"accept": "text/xml"})[2])
     assert inv.findtext("Invoices/Invoice/Date") == f"{org.invoices[0].date:%Y-%m-%d}T00:00:00"
     assert inv.find("Invoices/Invoice/LineItems/LineItem/Tracking/TrackingCategory") is not None

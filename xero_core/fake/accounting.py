@@ -511,7 +511,9 @@ def _plain(status: int, corr: str, text: str | None = None) -> Result:
 def _out(status: int, payload: dict, as_json: bool, corr: str) -> Result:
     if as_json:
         return status, {"Content-Type": JSON_CT, "Xero-Correlation-Id": corr}, wire.encode(payload)
-    return status, {"Content-Type": XML_CT, "Xero-Correlation-Id": corr}, wire.encode_xml(payload)
+    # Xero's XML errors are <ApiException> documents (as SDK error logs show).
+    root = "ApiException" if status == 400 else "Response"
+    return status, {"Content-Type": XML_CT, "Xero-Correlation-Id": corr}, wire.encode_xml(payload, root)
 
 
 def _dispatch(org: Org, parts: list[str], p: dict, headers: dict, now: datetime, provider: str,

@@ -132,14 +132,14 @@ def _xml(name: str, v: Any, out: list) -> None:
         out.append(f"<{name}>{_xml_value(v)}</{name}>")
 
 
-def encode_xml(payload: dict) -> bytes:
+def encode_xml(payload: dict, root: str = "Response") -> bytes:
     """A minimal rendering of the same payload as Xero's XML (`<Response>` root, plural lists of
     singular elements, ISO dates). Enough for a caller that forgot `Accept: application/json`
     to see what it got; the product always asks for JSON."""
-    out = ['<Response xmlns:i="http://www.w3.org/2001/XMLSchema-instance">']
+    out = [f'<{root} xmlns:i="http://www.w3.org/2001/XMLSchema-instance">']
     for k, v in payload.items():
         if k == "pagination":
             continue
         _xml(k, v, out)
-    out.append("</Response>")
+    out.append(f"</{root}>")
     return "".join(out).encode("utf-8")
