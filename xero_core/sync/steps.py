@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
+import polars as pl
+
 from .. import db
 from ..errors import XeroError
 from . import store
 from . import transforms as T
 from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
 from .context import StepContext, StepOutcome, checkpoint
-from .invoices import save_invoices
 from .paging import get_json
 from .resources import ACCOUNTS, BANK_SUMMARY, INVOICES, JOURNALS, PROFIT_AND_LOSS
 from .weeks import week_start
@@ -103,32 +104,44 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
 def step_invoices(ctx: StepContext) -> StepOutcome:
     since = _cursor_dt(_cursor(ctx, "invoices"))
     headers = if_modified_since(since)
-    buffer: list[dict] = []
+    # Each page becomes compact frames at once, so the parsed JSON of a page is freed before the next.
+    inv_frames: list[pl.DataFrame] = []
+    line_frames: list[pl.DataFrame] = []
+    pending = 0
     rows = 0
     newest: datetime | None = since
 
     def flush(final: bool) -> None:
-        nonlocal buffer, rows
-        chunk, buffer = buffer, []
+        nonlocal inv_frames, line_frames, pending, rows
+        invs = pl.concat(inv_frames) if inv_frames else None
+        lines = pl.concat(line_frames) if line_frames else None
+        inv_frames, line_frames, pending = [], [], 0
         cursor = newest.isoformat() if (final and newest) else None
 
         def write(con):
-            n = save_invoices(con, ctx.tenant_id, chunk, ctx.settings)
+            n = 0
+            if invs is not None:
+                n, _ = store.save_invoice_frames(con, ctx.tenant_id, invs, lines, ctx.settings.week_ends_on)
             if cursor:
                 store.set_cursor(con, ctx.tenant_id, "invoices", cursor)
             return n
 
-        if chunk or cursor:
+        if invs is not None or cursor:
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for page in INVOICES.pager.pages(ctx.client, INVOICES.path, INVOICES.collection, INVOICES.params, headers):
-            buffer.extend(page.records)
-            m = max_updated(page.records)
-            if m and (newest is None or m > newest):
-                newest = m
-            ctx.report(f"invoices page {page.number}: {rows + len(buffer)} invoices")
-            if len(buffer) >= CHUNK:
+            if page.records:
+                inv, lines = T.invoice_frames(page.records, ctx.settings.region_category,
+                                              ctx.settings.revenue_type_category)
+                inv_frames.append(inv)
+                line_frames.append(lines)
+                pending += inv.height
+                m = inv["updated_at"].max()
+                if m is not None and (newest is None or m > newest):
+                    newest = m
+            ctx.report(f"invoices page {page.number}: {rows + pending} invoices")
+            if pending >= CHUNK:
                 flush(final=False)
     except XeroError as exc:
         flush(final=False)  # keep what we fetched; the cursor stays, so the next run refetches
@@ -200,20 +213,22 @@ def step_bank(ctx: StepContext) -> StepOutcome:
 # -- journals --------------------------------------------------------------------------------
 def step_journals(ctx: StepContext) -> StepOutcome:
     start = int(_cursor(ctx, "journals") or 0)
-    buffer: list[dict] = []
+    frames: list[pl.DataFrame] = []
+    pending = 0
     rows = 0
     last = start
     flagged = 0
 
     def flush(final: bool) -> None:
-        nonlocal buffer, rows
-        chunk, buffer = buffer, []
+        nonlocal frames, pending, rows
+        chunk = pl.concat(frames) if frames else None
+        frames, pending = [], 0
         # Journals are immutable and come in JournalNumber order: the cursor may move with each chunk.
-        top = max([int(j.get("JournalNumber") or 0) for j in chunk] + [start])
+        top = last
 
         def write(con):
             nonlocal flagged
-            n = store.upsert(con, "journal_lines", T.journal_lines_frame(chunk), ctx.tenant_id) if chunk else 0
+            n = store.upsert(con, "journal_lines", chunk, ctx.tenant_id) if chunk is not None else 0
             store.set_cursor(con, ctx.tenant_id, "journals", str(top))
             if final:
                 store.rebuild_tieout(con, ctx.tenant_id)
@@ -221,16 +236,17 @@ def step_journals(ctx: StepContext) -> StepOutcome:
                                       [ctx.tenant_id]).fetchone()[0]
             return n
 
-        if chunk or final:
+        if chunk is not None or final:
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for page in JOURNALS.pager.pages(ctx.client, JOURNALS.path, JOURNALS.collection, JOURNALS.params, {}, start):
-            buffer.extend(page.records)
             if page.records:
-                last = max(int(j.get("JournalNumber") or 0) for j in page.records)
+                frames.append(T.journal_lines_frame(page.records))
+                pending += len(page.records)
+                last = max(last, max(int(j.get("JournalNumber") or 0) for j in page.records))
             ctx.report(f"journals up to #{last}")
-            if len(buffer) >= CHUNK:
+            if pending >= CHUNK:
                 flush(final=False)
     except XeroError as exc:
         flush(final=False)
