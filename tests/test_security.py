@@ -207,7 +207,7 @@ def test_forged_state_is_refused_and_does_not_spend_the_real_one(make_settings):
         oauth.complete_connect(s, redirect, transport=fake.transport(), clock=clock)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore")  # starlette.testclient nags about httpx2 (not to be installed)
 def test_oversized_webhook_bodies_are_refused_on_both_receivers(make_settings, tmp_path, monkeypatch):
     key = "webhook-key-" + "k" * 30
     s = make_settings(XERO_WEBHOOK_KEY=key)
