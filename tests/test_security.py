@@ -267,3 +267,22 @@ def test_oversized_csv_bytes_are_refused(make_settings):
     data = b"name,email\n" + b"Client,c@example.com\n" * (C.MAX_CSV_BYTES // 20 + 1)
     with pytest.raises(C.ClientError, match="split it into smaller files"):
         C.import_csv(s, data)
+
+
+def test_lock_file_pins_every_dependency_with_hashes():
+    """requirements.lock (SECURITY.md, Dependencies) must cover pyproject.toml: a dependency added without
+    re-running `uv pip compile pyproject.toml --extra test --generate-hashes -o requirements.lock` fails here."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"]) + list(project["optional-dependencies"]["test"])
+    lock = (root / "requirements.lock").read_text()
+    pinned = {re.sub(r"[-_.]+", "-", m.group(1)).lower(): m.group(2)
+              for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.M)}
+    missing = [d for d in wanted if re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", d).group(0)).lower()
+               not in pinned]
+    assert missing == [], f"not in requirements.lock: {missing}; re-run the compile command in SECURITY.md"
+    assert lock.count("--hash=sha256:") >= len(pinned)  # every pin carries its hashes
