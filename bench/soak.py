@@ -253,6 +253,7 @@ def role_pages(r: Role) -> None:
                 if page != "connection":
                     at.switch_page(f"pages/{page}.py").run()
                 views[page] += 1
+                r.report["ops"] += 1  # one page view
                 for e in at.exception:
                     r.report["tracebacks"].append(f"{page}: {e.message}\n{''.join(e.stack_trace)[-1500:]}")
                     r.error(f"{page}: exception {e.message}", shown=True)
@@ -262,7 +263,6 @@ def role_pages(r: Role) -> None:
                         r.error(f"{page}: {text}", shown=True)
                     else:
                         r.report.setdefault("plain_errors", Counter())[text[:160]] += 1
-            r.report["ops"] += 1
         except Exception as exc:
             r.crashed(exc)
             r.pause(0.5, 1.0)
