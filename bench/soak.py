@@ -544,6 +544,7 @@ class Soak:
                                                     "views", "used", "missing")}
                           for k, v in reports.items()},
             "role_errors": {k: v.get("errors", [])[:5] for k, v in reports.items() if v.get("errors")},
+            "page_messages": reports.get("pages", {}).get("plain_errors") or {},
         }
         return out
 
@@ -619,6 +620,8 @@ def summary_lines(rep: dict) -> list[str]:
     lines.append(f"lock errors: {sum(len(v) for v in rep['lock_errors'].values())}; shown to a user: "
                  f"{sum(len(v) for v in rep['shown_to_user'].values())}; tracebacks: {rep['tracebacks']}")
     lines.append(f"revoked {rep['victim']} -> after reconnect: {rep['victim_status']}")
+    if rep.get("page_messages"):
+        lines.append(f"plain messages the pages showed (expected under faults): {rep['page_messages']}")
     for tid, r in rep["reconcile"].items():
         lines.append(f"reconcile {tid[:8]}: {r['weeks']} weeks, {r['invoices']} invoices, {r['journal_lines']} journal "
                      f"lines, differences {r['n_differences']} {r['differences'][:2]}; final sync {rep['final_sync'][tid]}")
