@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pytest

@@ -3,7 +3,7 @@ shared limiter: pacing with no 429, injected 429/5xx/timeouts/garbled bodies rec
 day-limit 429 that stops the sync cleanly (and every later call, in any process, until it resumes)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pytest
 

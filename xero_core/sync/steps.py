@@ -7,7 +7,7 @@ cursor and, upserts being repeatable, ends with exactly the rows a clean sync gi
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import polars as pl
 
