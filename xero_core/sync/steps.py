@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+import duckdb
 import polars as pl
 
 from .. import db
@@ -41,11 +42,19 @@ def _now() -> datetime:
 def _write(ctx: StepContext, fn, *, final: bool = False, rows_before: int = 0) -> int:
     """One short open, one transaction. The step's last write also records its sync_log row in
     the same transaction (ctx.log_in_tx), so data and log commit together, in one open."""
-    with db.connect(ctx.settings.db_path) as con:
-        with db.transaction(con):
-            n = fn(con)
-            if final and ctx.log_in_tx is not None:
-                ctx.log_in_tx(con, rows_before + n)
+    for attempt in range(3):
+        try:
+            with db.connect(ctx.settings.db_path) as con:
+                with db.transaction(con):
+                    n = fn(con)
+                    if final and ctx.log_in_tx is not None:
+                        ctx.log_in_tx(con, rows_before + n)
+            break
+        except duckdb.TransactionException as exc:
+            # Tenants syncing in parallel threads share the file; DuckDB's optimistic concurrency
+            # can refuse one commit. The transaction rolled back whole, so it is safe to redo.
+            if "conflict" not in str(exc).lower() or attempt == 2:
+                raise
     checkpoint(f"{ctx.step}:written")
     return n
 
