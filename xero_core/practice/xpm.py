@@ -9,6 +9,7 @@ kept on `connections.tier_note` for the app, instead of a failure every night.
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -189,32 +190,51 @@ def link_xpm_clients(con, tenant_id: str, xclients: list[XpmClient], now: dateti
     return out
 
 
-def _upsert_job(con, tenant_id: str, j: XpmJob, client_id: str | None, current: bool, now: datetime) -> None:
-    con.execute(
-        "INSERT OR REPLACE INTO xpm_jobs (tenant_id, job_id, name, description, client_id, client_name, state, job_type, "
-        "start_date, due_date, completed_date, ledgerlink_client_id, raw, synced_at, is_current) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [tenant_id, j.job_id, j.name, j.description, j.client_id, j.client_name, j.state, j.job_type, j.start_date,
-         j.due_date, j.completed_date, client_id, j.raw, now, current],
-    )
+_JOB_COLS = ("job_id", "name", "description", "client_id", "client_name", "state", "job_type", "start_date",
+             "due_date", "completed_date", "ledgerlink_client_id", "raw", "is_current")
+
+
+def _upsert_jobs(con, tenant_id: str, rows: list[tuple], now: datetime) -> None:
+    """All jobs in one statement (a large practice has thousands of current jobs)."""
+    if not rows:
+        return
+    import pyarrow as pa
+
+    types = {"start_date": pa.date32(), "due_date": pa.date32(), "completed_date": pa.date32(), "is_current": pa.bool_()}
+    cols = list(zip(*rows))
+    table = pa.table({c: pa.array(cols[i], types.get(c, pa.string())) for i, c in enumerate(_JOB_COLS)})
+    name = f"_xpm_jobs_{uuid.uuid4().hex[:8]}"
+    con.register(name, table)
+    try:
+        names = ", ".join(_JOB_COLS)
+        con.execute(f"INSERT OR REPLACE INTO xpm_jobs (tenant_id, {names}, synced_at) SELECT ?, {names}, ? FROM {name}",
+                    [tenant_id, now])
+    finally:
+        con.unregister(name)
+
+
+def _job_row(j: XpmJob, client_id: str | None, current: bool) -> tuple:
+    return (j.job_id, j.name, j.description, j.client_id, j.client_name, j.state, j.job_type, j.start_date,
+            j.due_date, j.completed_date, client_id, j.raw, current)
 
 
 def save_practice(con, tenant_id: str, f: Fetched, *, enabled: bool, mapped: set[str], now: datetime) -> dict:
     link = link_xpm_clients(con, tenant_id, f.clients, now)
     cmap = link.pop("_map")
     current_ids = {j.job_id for j in f.jobs}
-    for j in f.jobs:
-        _upsert_job(con, tenant_id, j, cmap.get(j.client_id), True, now)
+    rows = {j.job_id: _job_row(j, cmap.get(j.client_id), True) for j in f.jobs}
     for job_id, j in f.gone.items():
-        if j is not None:
-            _upsert_job(con, tenant_id, j, cmap.get(j.client_id), False, now)
+        if j is not None and j.job_id not in rows:
+            rows[j.job_id] = _job_row(j, cmap.get(j.client_id), False)
+    _upsert_jobs(con, tenant_id, list(rows.values()), now)
     # Everything else that left the list stays as history, no longer current.
-    stale = [r[0] for r in con.execute(
-        "SELECT job_id FROM xpm_jobs WHERE tenant_id = ? AND coalesce(is_current, TRUE)", [tenant_id]).fetchall()
-        if r[0] not in current_ids]
-    for job_id in stale:
-        con.execute("UPDATE xpm_jobs SET is_current = FALSE, synced_at = ? WHERE tenant_id = ? AND job_id = ?",
-                    [now, tenant_id, job_id])
+    stale = con.execute(
+        "SELECT count(*) FROM xpm_jobs WHERE tenant_id = ? AND coalesce(is_current, TRUE) "
+        "AND job_id NOT IN (SELECT unnest(?::VARCHAR[]))", [tenant_id, sorted(current_ids)]).fetchall()[0][0]
+    if stale:
+        con.execute("UPDATE xpm_jobs SET is_current = FALSE, synced_at = ? WHERE tenant_id = ? "
+                    "AND coalesce(is_current, TRUE) AND job_id NOT IN (SELECT unnest(?::VARCHAR[]))",
+                    [now, tenant_id, sorted(current_ids)])
     views = {j.job_id: CMP.JobView(j.job_id, j.state, j.client_id, cmap.get(j.client_id)) for j in f.jobs}
     gone_states = {k: (v.state if v is not None else None) for k, v in f.gone.items()}
     plan = CMP.plan_campaigns(views, CMP.load_open(con, tenant_id), mapped, gone_states, enabled=enabled)
@@ -223,7 +243,7 @@ def save_practice(con, tenant_id: str, f: Fetched, *, enabled: bool, mapped: set
     return {"jobs": len(f.jobs), "clients": len(f.clients), "clients_linked": link["linked"],
             "clients_created": link["created"], "clients_ambiguous": link["ambiguous"],
             "campaigns_opened": counts["opened"], "campaigns_completed": counts["completed"],
-            "left_current": len(stale)}
+            "left_current": stale}
 
 
 # --------------------------------------------------------------------------- the step
