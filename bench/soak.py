@@ -75,6 +75,12 @@ class Role:
                        "lock_errors": [], "tracebacks": [], "shown_to_user": []}
         self.deadline = time.time() + float(os.environ.get("SOAK_MAX_SECONDS", "3600"))
 
+    def op(self) -> None:
+        """One unit of work done; the RSS after the first is the process's warm starting size."""
+        self.report["ops"] += 1
+        if self.report["ops"] == 1:
+            self.report["rss_warm_mb"] = rss_mb()
+
     def stopping(self) -> bool:
         return (self.workdir / "stop").exists() or time.time() > self.deadline
 
@@ -121,6 +127,7 @@ def role_fake(r: Role) -> None:
                     invoices=int(os.environ["SOAK_INVOICES"]), timeout_hold=2.0)
     server = serve(fake, port=int(os.environ["SOAK_FAKE_PORT"]))
     (r.workdir / "fake-ready").write_text(server.url)
+    r.report["rss_warm_mb"] = rss_mb()
     while not (r.workdir / "fake-stop").exists() and time.time() < r.deadline:
         time.sleep(0.1)
     server.close()
@@ -139,6 +146,7 @@ def role_webhooks(r: Role) -> None:
         w = srv.worker
         if w is not None and w.last is not None and w.passes != passes:
             passes = w.passes
+            r.report.setdefault("rss_warm_mb", rss_mb())
             for e in w.last.errors:
                 r.error(e)
     srv.close()
@@ -175,7 +183,7 @@ def role_scheduler(r: Role) -> None:
         if p.returncode not in (0, 1):
             r.error(f"scheduler.py --once exited {p.returncode}{' after SIGTERM' if terminated else ''}: "
                     f"{stderr[-300:]}")
-        r.report["ops"] += 1
+        r.op()
         r.pause(0.5, 1.5)
     r.finish(runs=runs, first_run_peak_rss_mb=runs[0]["children_peak_rss_mb"] if runs else None,
              last_run_peak_rss_mb=runs[-1]["children_peak_rss_mb"] if runs else None)
@@ -201,7 +209,7 @@ def role_manual(r: Role) -> None:
             for st in res.steps:
                 if st.error and LOCK_PATTERNS.search(st.error):
                     r.error(f"{st.step}: {st.error}", shown=True)
-            r.report["ops"] += 1
+            r.op()
         except Exception as exc:  # the app would show this to a person
             r.crashed(exc)
     r.finish(outcomes=dict(outcomes))
@@ -229,7 +237,7 @@ def role_reader(r: Role) -> None:
                     used[fn.__name__] += 1
                 except an.NoDataYet:
                     used["no data yet"] += 1  # before the first sync of that organisation: a fine answer
-            r.report["ops"] += 1
+            r.op()
         except Exception as exc:
             r.crashed(exc)
     r.finish(used=dict(used))
@@ -253,7 +261,7 @@ def role_pages(r: Role) -> None:
                 if page != "connection":
                     at.switch_page(f"pages/{page}.py").run()
                 views[page] += 1
-                r.report["ops"] += 1  # one page view
+                r.op()  # one page view
                 for e in at.exception:
                     r.report["tracebacks"].append(f"{page}: {e.message}\n{''.join(e.stack_trace)[-1500:]}")
                     r.error(f"{page}: exception {e.message}", shown=True)
@@ -547,7 +555,7 @@ class Soak:
             "shown_to_user": {k: v.get("shown_to_user", []) for k, v in reports.items() if v.get("shown_to_user")},
             "tracebacks": {k: len(reports[k].get("tracebacks", [])) + logs_tracebacks.get(k, 0) for k in ROLES},
             "traceback_samples": {k: v["tracebacks"][:2] for k, v in reports.items() if v.get("tracebacks")},
-            "processes": {k: {f: v.get(f) for f in ("pid", "ops", "rss_start_mb", "rss_end_mb", "rss_peak_mb",
+            "processes": {k: {f: v.get(f) for f in ("pid", "ops", "rss_start_mb", "rss_warm_mb", "rss_end_mb", "rss_peak_mb",
                                                     "first_run_peak_rss_mb", "last_run_peak_rss_mb", "outcomes",
                                                     "views", "used", "missing")}
                           for k, v in reports.items()},
@@ -634,7 +642,7 @@ def summary_lines(rep: dict) -> list[str]:
     for tid, r in rep["reconcile"].items():
         lines.append(f"reconcile {tid[:8]}: {r['weeks']} weeks, {r['invoices']} invoices, {r['journal_lines']} journal "
                      f"lines, differences {r['n_differences']} {r['differences'][:2]}; final sync {rep['final_sync'][tid]}")
-    lines.append("process           pid    ops  RSS start MB  RSS end MB  peak MB")
+    lines.append("process           pid    ops  RSS start MB  after 1st op  RSS end MB  peak MB")
     for role, p in rep["processes"].items():
         extra = ""
         if p.get("first_run_peak_rss_mb"):
@@ -642,7 +650,8 @@ def summary_lines(rep: dict) -> list[str]:
         if p.get("missing"):
             lines.append(f"{role:<12} no report")
             continue
-        lines.append(f"{role:<12} {p['pid']:>8} {p['ops']:>6} {p['rss_start_mb']:>13.0f} {p['rss_end_mb']:>11.0f} "
+        warm = f"{p['rss_warm_mb']:>13.0f}" if p.get("rss_warm_mb") else f"{'-':>13}"
+        lines.append(f"{role:<12} {p['pid']:>8} {p['ops']:>6} {p['rss_start_mb']:>13.0f} {warm} {p['rss_end_mb']:>11.0f} "
                      f"{p['rss_peak_mb']:>8.0f}{extra}")
     return lines
 
