@@ -286,3 +286,31 @@ def test_lock_file_pins_every_dependency_with_hashes():
                not in pinned]
     assert missing == [], f"not in requirements.lock: {missing}; re-run the compile command in SECURITY.md"
     assert lock.count("--hash=sha256:") >= len(pinned)  # every pin carries its hashes
+
+
+def test_every_page_is_refused_without_sign_in_when_a_password_is_set(tmp_path, monkeypatch):
+    """Each page under pages/, opened directly, shows only the sign-in form while XERO_ADMIN_PASSWORD is set."""
+    import sys
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parent.parent
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    for var in ("XERO_WEBHOOK_KEY", "XERO_SCOPES", "XERO_SCOPE_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in {"XERO_ENV_FILE": str(tmp_path / "none.env"), "XERO_MOCK_MODE": "true",
+                 "XERO_DATA_DIR": str(tmp_path / "data"), "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
+                 "XERO_FAKE_PORT": "9", "XERO_ADMIN_PASSWORD": "correct horse battery staple"}.items():
+        monkeypatch.setenv(k, v)
+    pages = sorted(p.stem for p in (root / "pages").glob("*.py"))
+    assert {"connection", "sync", "data", "clients", "webhooks"} <= set(pages)
+    for page in pages:
+        at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+        at.run()
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+        assert [t.value for t in at.title] == ["Ledgerlink admin"], page
+        assert [t.label for t in at.text_input] == ["Admin password"], page
+        assert not at.dataframe and not at.metric, f"{page} rendered data before sign-in"
