@@ -79,6 +79,7 @@ def tables(s) -> dict[str, int]:
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in names}
 
 
+@pytest.mark.slow
 def test_full_run_leaves_no_secret_in_logs_files_or_duckdb(make_settings, caplog):
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "authlib", "xero_core", "ledgerlink"):

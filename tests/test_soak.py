@@ -18,6 +18,7 @@ import soak  # noqa: E402
 KEY = "soak-test-webhook-key-0123456789"
 
 
+@pytest.mark.slow
 def test_soak_short_run_passes_every_check(tmp_path):
     rep = soak.run_soak(18, invoices=20, workdir=tmp_path / "soak", verbose=False)
     print("\n".join(soak.summary_lines(rep)))
