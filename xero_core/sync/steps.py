@@ -119,8 +119,9 @@ def step_invoices(ctx: StepContext) -> StepOutcome:
     pending = 0
     rows = 0
     newest: datetime | None = since
+    weeks_touched: set = set()  # revenue_weekly is rebuilt once, with the last chunk
 
-    def flush(final: bool) -> None:
+    def flush(final: bool, rebuild: bool) -> None:
         nonlocal inv_frames, line_frames, pending, rows
         invs = pl.concat(inv_frames) if inv_frames else None
         lines = pl.concat(line_frames) if line_frames else None
@@ -130,12 +131,17 @@ def step_invoices(ctx: StepContext) -> StepOutcome:
         def write(con):
             n = 0
             if invs is not None:
-                n, _ = store.save_invoice_frames(con, ctx.tenant_id, invs, lines, ctx.settings.week_ends_on)
+                n, weeks = store.save_invoice_frames(con, ctx.tenant_id, invs, lines, ctx.settings.week_ends_on,
+                                                     rebuild=False)
+                weeks_touched.update(weeks)
+            if rebuild:
+                # Also after an error mid-paging: the totals then match what is stored.
+                store.rebuild_revenue_weekly(con, ctx.tenant_id, weeks_touched, ctx.settings.week_ends_on)
             if cursor:
                 store.set_cursor(con, ctx.tenant_id, "invoices", cursor)
             return n
 
-        if invs is not None or cursor:
+        if invs is not None or cursor or (rebuild and weeks_touched):
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
@@ -151,11 +157,11 @@ def step_invoices(ctx: StepContext) -> StepOutcome:
                     newest = m
             ctx.report(f"invoices page {page.number}: {rows + pending} invoices")
             if pending >= CHUNK:
-                flush(final=False)
+                flush(final=False, rebuild=False)
     except XeroError as exc:
-        flush(final=False)  # keep what we fetched; the cursor stays, so the next run refetches
+        flush(final=False, rebuild=True)  # keep what we fetched; the cursor stays, so the next run refetches
         raise Partial(rows, exc) from exc
-    flush(final=True)
+    flush(final=True, rebuild=True)
     return StepOutcome(rows=rows, note=("incremental" if since else "full"))
 
 

@@ -80,11 +80,16 @@ def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenan
 
 # -- invoices + revenue_weekly ----------------------------------------------------------------
 def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices: pl.DataFrame,
-                        lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None) -> tuple[int, int]:
+                        lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
+                        *, rebuild: bool = True) -> tuple[int, set]:
     """Upsert invoices and their lines, then rebuild revenue_weekly for every week an invoice
-    entered or left (its old and new dates), from the invoices table. Returns (invoices, weeks)."""
+    entered or left (its old and new dates), from the invoices table. Returns (invoices, weeks).
+
+    `rebuild=False` leaves revenue_weekly to the caller (a backfill rebuilds once, at its last
+    chunk): safe, because until then the cursor has not moved, so a rerun refetches these invoices
+    and rebuilds their weeks."""
     if invoices.height == 0:
-        return 0, 0
+        return 0, set()
     from .weeks import week_ending_for
 
     invoices = invoices.unique(subset=["invoice_id"], keep="last", maintain_order=True)
@@ -102,8 +107,9 @@ def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices
     upsert(con, "invoice_lines", lines, tenant_id, synced_at)
     dates = set(old_dates) | {d for d in invoices["date"].to_list() if d is not None}
     weeks = {week_ending_for(d, week_ends_on) for d in dates}
-    rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
-    return n, len(weeks)
+    if rebuild:
+        rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
+    return n, weeks
 
 
 def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks: Iterable[date],
