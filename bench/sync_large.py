@@ -4,7 +4,7 @@ Runs the real sync (XeroClient + shared rate limiter + DuckDB) against the in-pr
 FakeClock shared by both, so Xero's 60 calls/minute cost virtual time only. Prints, per step: API
 calls, calls per 1,000 records, rows/s of transform+load (time outside the fake), and the
 rate-limited floor (calls / 60 per minute, what real Xero would impose) beside the measured time;
-plus peak memory of the sync (RSS above the fake's own).
+plus peak memory (RSS above the process before the sync; the in-process fake's serving buffers included).
 
     .venv/bin/python bench/sync_large.py [--invoices 100000] [--contacts 10000] [--weeks 104] [--json]
 """
@@ -166,8 +166,9 @@ def main(argv=None) -> int:
     print(f"\ntotal: {total_calls} API calls; rate-limited floor {summary['rate_limited_floor_min']} min at 60/min "
           f"(our pace took {summary['virtual_min_taken']} virtual min) vs measured {summary['measured_wall_s']} s "
           f"wall ({summary['wall_in_fake_s']} s inside the fake, {summary['wall_transform_load_s']} s ours)")
-    print(f"memory: peak RSS {summary['peak_rss_mb']} MB, {summary['sync_peak_above_fake_mb']} MB above the fake's "
-          f"{summary['rss_before_sync_mb']} MB; database {summary['db_mb']} MB")
+    print(f"memory: peak RSS {summary['peak_rss_mb']} MB, {summary['sync_peak_above_fake_mb']} MB above the "
+          f"{summary['rss_before_sync_mb']} MB before the sync (the fake runs in this process: its per-page "
+          f"JSON buffers count too); database {summary['db_mb']} MB")
     return 0 if res.ok else 1
 
 
