@@ -413,6 +413,12 @@ class Soak:
             spec["seconds"] = rng.choice([1, 2, 3])
         if kind == "expired_token":
             spec.pop("path")
+            # never two pending at once: back-to-back expiries mark the tenant needs_reconnect, a known client
+            # policy (tests/test_soak.py::test_token_expired_twice_in_a_row_does_not_need_a_person)
+            if any(f.get("kind") == "expired_token" and f.get("applied", 0) < (f.get("count") or 1)
+                   for f in self.fake_admin("GET", "/faults")):
+                spec = {"kind": "500", "count": 1, "path": spec.get("path") or rng.choice(paths)}
+                kind = "500"
         self.fake_admin("POST", "/faults", json=spec)
         self.actions[f"fault {kind}"] += 1
 
@@ -510,13 +516,17 @@ class Soak:
             done = dict(zip([o.tenant_id for o in self.truth.orgs], pool.map(
                 lambda tid: sync_all(s, tid, trigger="manual"), [o.tenant_id for o in self.truth.orgs])))
         final = {tid: {"ok": res.ok, "busy": res.busy,
-                       "errors": [f"{st.step}: {st.error}" for st in res.steps if st.status == "failed"]}
+                       "errors": [f"{st.step}: {st.status}: {st.error}" for st in res.steps
+                                  if st.status != "success" and not getattr(st, "benign_skip", False)]}
                  for tid, res in done.items()}
         self.log("reconciling")
         recon = {o.tenant_id: self.reconcile(s, o) for o in self.truth.orgs}
         with db.connect(s.db_path, read_only=True) as con:
             events = dict(con.execute("SELECT status, count(*) FROM webhook_events GROUP BY ALL").fetchall())
             dup_keys = con.execute("SELECT count(*) - count(DISTINCT event_key) FROM webhook_events").fetchone()[0]
+            event_errors = dict(con.execute(
+                "SELECT left(error, 160), count(*) FROM webhook_events WHERE status = 'failed' GROUP BY ALL "
+                "ORDER BY 2 DESC LIMIT 5").fetchall())
             triggers = dict(con.execute("SELECT trigger || ':' || status, count(*) FROM sync_log GROUP BY ALL").fetchall())
         requests = self.fake_admin("GET", "/requests")["requests"]
         (self.workdir / "fake-stop").write_text("")
@@ -546,6 +556,7 @@ class Soak:
             "webhook_unexpected_stored": len(stored - self.sent_keys),
             "webhook_duplicate_rows": dup_keys,
             "webhook_event_status": events,
+            "webhook_event_errors": event_errors,
             "sync_log": triggers,
             "victim": victim,
             "victim_status": conns.get(victim, {}).get("status") if victim else None,
@@ -634,6 +645,8 @@ def summary_lines(rep: dict) -> list[str]:
                  f"still in the spool (durable, not yet moved) {rep['webhook_in_spool']}, "
                  f"duplicated rows {rep['webhook_duplicate_rows']}, forged stored {rep['webhook_forged_stored']}, "
                  f"status {rep['webhook_event_status']}")
+    if rep.get("webhook_event_errors"):
+        lines.append(f"webhook events failed (retried later), by error: {rep['webhook_event_errors']}")
     lines.append(f"lock errors: {sum(len(v) for v in rep['lock_errors'].values())}; shown to a user: "
                  f"{sum(len(v) for v in rep['shown_to_user'].values())}; tracebacks: {rep['tracebacks']}")
     lines.append(f"revoked {rep['victim']} -> after reconnect: {rep['victim_status']}")
