@@ -225,3 +225,26 @@ def test_writes_are_repeated_only_with_an_idempotency_key(settings, tenant, fake
     assert c.request("PUT", "/api.xro/2.0/Contacts", json={}).status_code == 200
     s = Script(fake, httpx.Response(429, headers={"Retry-After": "1"}), ok())  # refused, not done
     assert c.request("POST", "/api.xro/2.0/Contacts", json={}).status_code == 200
+
+
+def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(make_settings):
+    """Refreshes at most twice; a grant the token endpoint keeps accepting is never sent to a person."""
+    from xero_core import oauth
+    from xero_core.client import MAX_REFRESHES, XeroClient
+    from xero_core.connections import get_connection
+    from xero_core.errors import ReconnectNeeded, RetriableError
+    from xero_core.fake import FakeClock, FakeXero
+
+    clock = FakeClock()
+    fake = FakeXero(clock=clock, invoices=20)
+    s = make_settings(**fake.settings_env("http://fake.test"))
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    fake.faults.add("expired_token", path="Accounts", count=MAX_REFRESHES + 1)
+    client = XeroClient(s, org, transport=fake.transport(), clock=clock)
+    with pytest.raises(RetriableError, match="freshly refreshed token") as info:
+        client.get_json("/api.xro/2.0/Accounts")
+    assert not isinstance(info.value, ReconnectNeeded)
+    assert get_connection(s, org)["status"] == "connected"
+    assert client.get_json("/api.xro/2.0/Accounts")["Accounts"]

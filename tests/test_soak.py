@@ -91,9 +91,6 @@ def test_threads_opening_the_database_at_once_never_lose_arrow_scans(tmp_path):
     assert errors == []
 
 
-@pytest.mark.xfail(strict=True, reason="client.py marks a tenant needs_reconnect when the call after a successful "
-                                       "refresh is again 401 TokenExpired; the token set is fine, so a transient "
-                                       "double expiry (seen in the soak) needs a person to reconnect")
 def test_token_expired_twice_in_a_row_does_not_need_a_person(make_settings):
     from xero_core.client import XeroClient
     from xero_core.connections import get_connection

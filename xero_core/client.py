@@ -39,6 +39,8 @@ from .tokens import TokenManager
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
+# A token Xero calls expired right after a refresh is refreshed once more (clock skew, a race), no more.
+MAX_REFRESHES = 2
 # Retried after a timeout or 5xx; POST/PUT/PATCH only with an Idempotency-Key (Xero honours it),
 # since a write that timed out may have happened.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -181,7 +183,7 @@ class XeroClient:
         method = method.upper()
         url = self._url(path_or_url)
         endpoint = urlsplit(url).path
-        refreshed = False
+        refreshed = 0
         retries = 0
         repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
         while True:
@@ -222,10 +224,16 @@ class XeroClient:
                                 "the app's Xero plan may not include it (Journals and Practice Manager need the "
                                 "Advanced tier).", method, endpoint, resp)
             if status in (401, 403):
-                if not refreshed:
-                    refreshed = True
+                if refreshed < MAX_REFRESHES and (not refreshed or "tokenexpired" in detail.lower()):
+                    refreshed += 1
                     self.tokens.force_refresh(self.tenant_id, token)
                     continue
+                if status == 401 and "tokenexpired" in detail.lower():
+                    # The token endpoint just accepted our refresh token, so the grant is alive: a
+                    # person reconnecting would change nothing. Fail this call, keep the connection.
+                    raise self._err(RetriableError, "Xero reported a freshly refreshed token as expired "
+                                    f"({refreshed} refreshes in a row); the connection is fine, try again "
+                                    "shortly (and check this machine's clock).", method, endpoint, resp)
                 why = ("Xero no longer accepts the token for this organisation" if status == 401 else
                        "Xero says this organisation is not connected to the app any more")
                 raise self._needs_reconnect(f"{why} (HTTP {status}{': ' + detail if detail else ''}). Reconnect it.",
