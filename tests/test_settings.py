@@ -74,3 +74,19 @@ def test_secrets_not_in_repr():
 def test_http_redirect_only_for_localhost():
     with pytest.raises(SettingsError, match="https"):
         load_settings(real_env(XERO_REDIRECT_URI="http://example.com/cb"))
+
+
+def test_configuration_secrets_never_reach_a_log_line(caplog):
+    import logging
+
+    secret = "client-secret-" + "q" * 30
+    s = load_settings(real_env(XERO_CLIENT_SECRET=secret, XERO_WEBHOOK_KEY="whk-" + "w" * 40,
+                               XERO_ADMIN_PASSWORD="correct horse battery staple"))
+    log = logging.getLogger("ledgerlink.test")
+    with caplog.at_level(logging.INFO):
+        log.info("secret %s key %s b64 %s hook %s pw %s", secret, KEY, base64.b64encode(s.encryption_key).decode(),
+                 s.webhook_key, s.admin_password)
+    text = caplog.text
+    for leaked in (secret, KEY, base64.b64encode(s.encryption_key).decode(), s.webhook_key, s.admin_password):
+        assert leaked not in text
+    assert "[redacted]" in text

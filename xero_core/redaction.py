@@ -24,6 +24,7 @@ _lock = threading.Lock()
 # checked against every entry, so keep the newest few hundred (old tokens are dead anyway).
 _MAX_VARIANTS = 700
 _secrets: "OrderedDict[str, None]" = OrderedDict()
+_pinned: set[str] = set()  # configuration secrets: never evicted
 _installed = False
 
 _PATTERNS = (
@@ -64,11 +65,23 @@ def register(*secrets: str | None) -> None:
     install()
 
 
+def pin(*secrets: str | None) -> None:
+    """Like register(), for long-lived secrets (client secret, keys, passwords): never evicted."""
+    new = set()
+    for s in secrets:
+        if s and len(s) >= _MIN_LEN:
+            new |= _variants(s)
+    if new:
+        with _lock:
+            _pinned.update(new)
+    install()
+
+
 def redact(text: str) -> str:
     if not text:
         return text
     with _lock:
-        known = sorted(_secrets, key=len, reverse=True)
+        known = sorted(_pinned.union(_secrets), key=len, reverse=True)
     for s in known:
         if s in text:
             text = text.replace(s, MASK)

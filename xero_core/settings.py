@@ -293,6 +293,11 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     except Exception:
         raise SettingsError(f"XERO_DAILY_BUDGET={budget_raw!r} must be a whole number from 1 to 5000.") from None
 
+    from . import redaction
+
+    # Whatever logs what, these never reach a log line (keys in hex and base64, as given and raw).
+    redaction.pin(client_secret, key_raw, prev_raw, key.hex(), base64.b64encode(key).decode(),
+                  prev.hex() if prev else None, get("XERO_WEBHOOK_KEY"), get("XERO_ADMIN_PASSWORD"))
     return Settings(
         client_id=client_id,
         client_secret=client_secret,
