@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from xero_core.practice.webhooks import MAX_BODY_BYTES
 from xero_core.settings import load_settings
 
 from . import engine
@@ -40,7 +41,20 @@ def _handle(raw: bytes, signature: str | None) -> int:
 
 
 async def receive(request: Request) -> Response:
-    raw = await request.body()
+    # Refuse an oversized delivery before reading it: a declared length first, then while streaming.
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        return Response(status_code=400)
+    if declared > MAX_BODY_BYTES:
+        return Response(status_code=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return Response(status_code=413)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     status = await run_in_threadpool(_handle, raw, request.headers.get("x-xero-signature"))
     return Response(status_code=status)
 
