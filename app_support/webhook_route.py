@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from xero_core.practice.webhooks import MAX_BODY_BYTES
+from xero_core.practice.webhooks import MAX_BODY_BYTES, refuse_oversized
 from xero_core.settings import load_settings
 
 from . import engine
@@ -40,6 +40,14 @@ def _handle(raw: bytes, signature: str | None) -> int:
         return 503  # Xero retries a 5xx; the delivery is not lost
 
 
+def _refuse_oversized() -> int:
+    try:
+        return refuse_oversized(load_settings())
+    except Exception:
+        log.exception("could not record an oversized webhook delivery")
+        return 413
+
+
 async def receive(request: Request) -> Response:
     # Refuse an oversized delivery before reading it: a declared length first, then while streaming.
     try:
@@ -47,12 +55,12 @@ async def receive(request: Request) -> Response:
     except ValueError:
         return Response(status_code=400)
     if declared > MAX_BODY_BYTES:
-        return Response(status_code=413)
+        return Response(status_code=await run_in_threadpool(_refuse_oversized))
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            return Response(status_code=413)
+            return Response(status_code=await run_in_threadpool(_refuse_oversized))
         chunks.append(chunk)
     raw = b"".join(chunks)
     status = await run_in_threadpool(_handle, raw, request.headers.get("x-xero-signature"))

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..settings import Settings
-from .webhooks import MAX_BODY_BYTES, Worker, handle_webhook
+from .webhooks import MAX_BODY_BYTES, Worker, handle_webhook, refuse_oversized
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _handler_class(settings: Settings, worker: Worker | None):
                 return self._reply(411)
             if length > MAX_BODY_BYTES:
                 self.close_connection = True
-                return self._reply(413)
+                return self._reply(refuse_oversized(settings))
             # Read the body even when refusing it, so the client is not reset mid-send.
             body = self.rfile.read(length)
             if self.path.split("?", 1)[0] != PATH:

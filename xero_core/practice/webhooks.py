@@ -122,6 +122,13 @@ def verify(key: str | None, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(expected, given)
 
 
+def refuse_oversized(settings: Settings) -> int:
+    """Record and answer a delivery over MAX_BODY_BYTES (receivers call this before reading it all)."""
+    Spool.for_settings(settings).note("rejected", "last_verification_failure_at",
+                                      {"last_verification_failure": "body too large"})
+    return 413
+
+
 def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *, on_spooled=None) -> int:
     """The whole receiver: returns the status to send with an EMPTY body (and no cookies).
 
@@ -129,10 +136,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     413 for an oversized body; 400 for a verified body that is not a Xero event batch; 503 if the
     spool cannot be written (Xero then retries the delivery).
     """
-    spool = Spool.for_settings(settings)
     if len(raw_body) > MAX_BODY_BYTES:
-        spool.note("rejected", "last_verification_failure_at", {"last_verification_failure": "body too large"})
-        return 413
+        return refuse_oversized(settings)
+    spool = Spool.for_settings(settings)
     try:
         key = get_webhook_key(settings)
     except Exception as exc:  # a vault we cannot open must not crash the server
