@@ -9,6 +9,8 @@ With neither, the app relies on binding to localhost (see the README before expo
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 
 import streamlit as st
 
@@ -26,6 +28,39 @@ def oidc_configured() -> bool:
 
 def password_ok(entered: str, expected: str) -> bool:
     return hmac.compare_digest(entered.encode("utf-8"), expected.encode("utf-8"))
+
+
+class Throttle:
+    """Slows password guessing for the whole server (a new browser session is free to open):
+    after FREE_TRIES wrong passwords in a row, sign-in pauses, doubling up to MAX_PAUSE."""
+
+    FREE_TRIES = 5
+    FIRST_PAUSE = 30.0
+    MAX_PAUSE = 900.0
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._until = 0.0
+
+    def wait_seconds(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+    def failed(self) -> None:
+        with self._lock:
+            self._failures += 1
+            extra = self._failures - self.FREE_TRIES
+            if extra >= 0:
+                self._until = self._clock() + min(self.MAX_PAUSE, self.FIRST_PAUSE * 2 ** extra)
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._failures, self._until = 0, 0.0
+
+
+THROTTLE = Throttle()
 
 
 def _sign_out() -> None:
@@ -59,8 +94,15 @@ def gate(settings: Settings) -> None:
         entered = st.text_input("Admin password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        pause = THROTTLE.wait_seconds()
+        if pause > 0:
+            st.error(f"Too many wrong passwords: sign-in is paused for {pause:.0f} more seconds. "
+                     "Wait, then try again.")
+            st.stop()
         if password_ok(entered, settings.admin_password):
+            THROTTLE.succeeded()
             st.session_state[SIGNED_IN] = True
             st.rerun()
+        THROTTLE.failed()
         st.error("That password is not right. Ask whoever set XERO_ADMIN_PASSWORD for this app.")
     st.stop()
