@@ -120,11 +120,12 @@ def cmd_webhooks(args) -> int:
     if not W.get_webhook_key(settings):
         print("warning: no webhook key yet: every delivery will get 401. Set XERO_WEBHOOK_KEY or run "
               "`python -m xero_core webhooks --set-key` (key on stdin).", file=sys.stderr)
+    # The handler goes in before the announcement, so a supervisor's SIGTERM always stops cleanly.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     srv = serve(settings, args.host, args.port)
     print(f"listening on {srv.url} (Xero needs HTTPS: put a TLS proxy or tunnel in front). Ctrl-C stops.",
           file=sys.stderr)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:
