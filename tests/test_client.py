@@ -248,3 +248,43 @@ def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(ma
     assert not isinstance(info.value, ReconnectNeeded)
     assert get_connection(s, org)["status"] == "connected"
     assert client.get_json("/api.xro/2.0/Accounts")["Accounts"]
+
+
+def test_a_reconnect_during_a_call_is_not_undone_by_that_calls_stale_refusal(make_settings):
+    """The call was sent under the old grant; the admin reconnected meanwhile: stay connected."""
+    from datetime import timedelta
+
+    from xero_core import connections, oauth
+    from xero_core.client import XeroClient
+    from xero_core.errors import ReconnectNeeded
+    from xero_core.fake import FakeClock, FakeXero
+
+    clock = FakeClock()
+    fake = FakeXero(clock=clock, invoices=20)
+    s = make_settings(**fake.settings_env("http://fake.test"))
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    fake.revoke_connection(org)
+
+    inner = fake.transport()
+
+    def reconnect_while_in_flight(request):
+        response = inner.handle_request(request)
+        if response.status_code == 403:  # the refusal is on its way back; a reconnect lands first
+            with connections.db.connect(s.db_path) as con:
+                con.execute("UPDATE connections SET connected_at = ?, status = 'connected' WHERE tenant_id = ?",
+                            [clock.now() + timedelta(seconds=1), org])
+        return response
+
+    client = XeroClient(s, org, transport=httpx.MockTransport(reconnect_while_in_flight), clock=clock)
+    with pytest.raises(ReconnectNeeded):
+        client.get_json("/api.xro/2.0/Accounts")
+    assert connections.get_connection(s, org)["status"] == "connected"
+
+    # without a reconnect the same refusal does mark it
+    client = XeroClient(s, org, transport=fake.transport(), clock=clock)
+    clock.advance(60)
+    with pytest.raises(ReconnectNeeded):
+        client.get_json("/api.xro/2.0/Accounts")
+    assert connections.get_connection(s, org)["status"] == "needs_reconnect"

@@ -170,9 +170,12 @@ class XeroClient:
         kw.update(extra)
         return cls(message, **kw)
 
-    def _needs_reconnect(self, reason: str, method: str, endpoint: str, response: httpx.Response) -> XeroError:
+    def _needs_reconnect(self, reason: str, method: str, endpoint: str, response: httpx.Response,
+                         sent_at: datetime) -> XeroError:
         try:
-            connections.set_status(self.settings, self.tenant_id, "needs_reconnect", reason, at=self.clock.now())
+            # A reconnect that landed while this call was in flight wins over the call's stale refusal.
+            connections.set_status(self.settings, self.tenant_id, "needs_reconnect", reason, at=self.clock.now(),
+                                   unless_connected_after=sent_at)
         except Exception as exc:  # the error below still says so
             log.warning("Could not mark tenant %s as needs_reconnect: %s", self.tenant_id, exc)
         return self._err(ReconnectNeeded, reason, method, endpoint, response)
@@ -185,6 +188,7 @@ class XeroClient:
         endpoint = urlsplit(url).path
         refreshed = 0
         retries = 0
+        sent_at = self.clock.now()
         repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
         while True:
             token = self.tokens.access_token(self.tenant_id)
@@ -237,7 +241,7 @@ class XeroClient:
                 why = ("Xero no longer accepts the token for this organisation" if status == 401 else
                        "Xero says this organisation is not connected to the app any more")
                 raise self._needs_reconnect(f"{why} (HTTP {status}{': ' + detail if detail else ''}). Reconnect it.",
-                                            method, endpoint, resp)
+                                            method, endpoint, resp, sent_at)
             if status == 429:
                 wait = retry_after_seconds(resp, self.clock.now())
                 if problem == "day":

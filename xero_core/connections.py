@@ -86,16 +86,21 @@ def get_connection(settings: Settings, tenant_id: str) -> dict | None:
 
 
 def set_status(settings: Settings, tenant_id: str, status: str, reason: str | None = None,
-               at: datetime | None = None) -> None:
+               at: datetime | None = None, unless_connected_after: datetime | None = None) -> None:
+    """`unless_connected_after`: leave a connection alone that was (re)connected after that moment
+    (a refusal seen by a call sent before a reconnect is about the old grant, not the new one)."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
     at = at or datetime.now(timezone.utc)
+    guard, extra = "", []
+    if unless_connected_after is not None:
+        guard, extra = " AND (connected_at IS NULL OR connected_at <= ?)", [unless_connected_after]
     with db.connect(settings.db_path) as con:
         con.execute(
             """UPDATE connections SET status = ?, status_reason = ?, updated_at = ?,
                    disconnected_at = CASE WHEN ? = 'disconnected' THEN ? ELSE disconnected_at END
-               WHERE tenant_id = ?""",
-            [status, reason, at, status, at, tenant_id],
+               WHERE tenant_id = ?""" + guard,
+            [status, reason, at, status, at, tenant_id, *extra],
         )
 
 
