@@ -227,12 +227,10 @@ def test_writes_are_repeated_only_with_an_idempotency_key(settings, tenant, fake
     assert c.request("POST", "/api.xro/2.0/Contacts", json={}).status_code == 200
 
 
-def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(make_settings):
-    """Refreshes at most twice; a grant the token endpoint keeps accepting is never sent to a person."""
+
+def _connected_to_fake(make_settings):
+    """(clock, fake, settings, organisation tenant id) after a real consent against the full fake."""
     from xero_core import oauth
-    from xero_core.client import MAX_REFRESHES, XeroClient
-    from xero_core.connections import get_connection
-    from xero_core.errors import ReconnectNeeded, RetriableError
     from xero_core.fake import FakeClock, FakeXero
 
     clock = FakeClock()
@@ -240,7 +238,16 @@ def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(ma
     s = make_settings(**fake.settings_env("http://fake.test"))
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
-    org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    return clock, fake, s, next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+
+
+def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(make_settings):
+    """Refreshes at most twice; a grant the token endpoint keeps accepting is never sent to a person."""
+    from xero_core.client import MAX_REFRESHES, XeroClient
+    from xero_core.connections import get_connection
+    from xero_core.errors import ReconnectNeeded, RetriableError
+
+    clock, fake, s, org = _connected_to_fake(make_settings)
     fake.faults.add("expired_token", path="Accounts", count=MAX_REFRESHES + 1)
     client = XeroClient(s, org, transport=fake.transport(), clock=clock)
     with pytest.raises(RetriableError, match="freshly refreshed token") as info:
@@ -254,17 +261,11 @@ def test_a_reconnect_during_a_call_is_not_undone_by_that_calls_stale_refusal(mak
     """The call was sent under the old grant; the admin reconnected meanwhile: stay connected."""
     from datetime import timedelta
 
-    from xero_core import connections, oauth
+    from xero_core import connections
     from xero_core.client import XeroClient
     from xero_core.errors import ReconnectNeeded
-    from xero_core.fake import FakeClock, FakeXero
 
-    clock = FakeClock()
-    fake = FakeXero(clock=clock, invoices=20)
-    s = make_settings(**fake.settings_env("http://fake.test"))
-    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
-                                     transport=fake.transport(), clock=clock)
-    org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+    clock, fake, s, org = _connected_to_fake(make_settings)
     fake.revoke_connection(org)
 
     inner = fake.transport()

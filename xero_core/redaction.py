@@ -49,12 +49,17 @@ def _variants(secret: str) -> set[str]:
     return {v for v in out if len(v) >= _MIN_LEN}
 
 
-def register(*secrets: str | None) -> None:
-    """Remember secrets so that log output never carries them. Installs the factory on first use."""
-    new = set()
+def _all_variants(secrets) -> set[str]:
+    new: set[str] = set()
     for s in secrets:
         if s and len(s) >= _MIN_LEN:
             new |= _variants(s)
+    return new
+
+
+def register(*secrets: str | None) -> None:
+    """Remember secrets so that log output never carries them. Installs the factory on first use."""
+    new = _all_variants(secrets)
     if new:
         with _lock:
             for v in new:
@@ -67,10 +72,7 @@ def register(*secrets: str | None) -> None:
 
 def pin(*secrets: str | None) -> None:
     """Like register(), for long-lived secrets (client secret, keys, passwords): never evicted."""
-    new = set()
-    for s in secrets:
-        if s and len(s) >= _MIN_LEN:
-            new |= _variants(s)
+    new = _all_variants(secrets)
     if new:
         with _lock:
             _pinned.update(new)
