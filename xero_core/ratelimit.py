@@ -30,6 +30,7 @@ from typing import Iterator
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import DailyLimitReached
+from .sqlite_wal import open_wal
 
 XERO_PER_MINUTE = 60
 XERO_PER_DAY = 5000
@@ -121,8 +122,7 @@ class SharedRateLimiter:
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            con.execute("PRAGMA journal_mode=WAL")
+            con = open_wal(self.path, timeout=30)
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con

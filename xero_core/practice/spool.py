@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..sqlite_wal import open_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,8 +59,7 @@ class Spool:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=4.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = open_wal(self.path, timeout=4.0, check_same_thread=False)
         self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
         self._conn.execute("PRAGMA busy_timeout=4000")  # another process (rare): wait, briefly
         self._conn.executescript(SCHEMA)
