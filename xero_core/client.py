@@ -274,6 +274,13 @@ class XeroClient:
                             "GET", urlsplit(self._url(path)).path, resp) from None
 
 
+def limited_client(settings: Settings, tenant_id: str, *, transport=None, clock=SYSTEM_CLOCK) -> XeroClient:
+    """A client pacing itself with the limits every Ledgerlink process shares for this tenant."""
+    from .ratelimit import SharedRateLimiter
+
+    return XeroClient(settings, tenant_id, transport=transport, clock=clock, limiter=SharedRateLimiter(settings, clock))
+
+
 def open_client(settings: Settings, tenant_id: str, **kw) -> XeroClient:
     """A client for a tenant, refusing early when the connection is known to be unusable."""
     conn = connections.get_connection(settings, tenant_id)

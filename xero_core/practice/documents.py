@@ -216,11 +216,9 @@ def push_documents(settings: Settings, *, document_id: str | None = None, retry_
             if client_factory is not None:
                 clients[tenant_id] = client_factory(tenant_id)
             else:
-                from ..client import XeroClient  # the core's client (issue 2)
-                from ..ratelimit import SharedRateLimiter
+                from ..client import limited_client
 
-                clients[tenant_id] = XeroClient(settings, tenant_id, transport=transport, clock=clock,
-                                                limiter=SharedRateLimiter(settings, clock))
+                clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
     for d in docs:

@@ -425,11 +425,9 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
             if client_factory is not None:
                 clients[tenant_id] = client_factory(tenant_id)
             else:
-                from ..client import XeroClient  # the core's client (issue 2)
-                from ..ratelimit import SharedRateLimiter  # webhook fetches share each tenant's budget
+                from ..client import limited_client
 
-                clients[tenant_id] = XeroClient(settings, tenant_id, transport=transport, clock=clock,
-                                                limiter=SharedRateLimiter(settings, clock))
+                clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
     groups = _due_groups(settings, now, db_timeout)

@@ -53,11 +53,9 @@ def _today(settings, clock: Clock) -> date:
 
 
 def _make_client(settings, tenant_id: str, transport, clock: Clock):
-    from ..client import XeroClient
-    from ..ratelimit import SharedRateLimiter
+    from ..client import limited_client
 
-    return XeroClient(settings, tenant_id, transport=transport, clock=clock,
-                      limiter=SharedRateLimiter(settings, clock))
+    return limited_client(settings, tenant_id, transport=transport, clock=clock)
 
 
 def _log_skip(settings, *, run_id: str, tenant_id: str, step: str, trigger: str, reason: str,
