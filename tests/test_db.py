@@ -1,3 +1,4 @@
+import contextlib
 import multiprocessing as mp
 import threading
 
@@ -33,8 +34,9 @@ def _hold(path, ready, release):
     con.close()
 
 
-def test_open_waits_for_another_process_then_succeeds(tmp_path):
-    path = tmp_path / "x.duckdb"
+@contextlib.contextmanager
+def _held_by_another_process(path):
+    """Yields once another process holds `path` read-write; the yielded event lets it go."""
     with db.connect(path):
         pass
     ctx = mp.get_context("spawn")
@@ -43,27 +45,21 @@ def test_open_waits_for_another_process_then_succeeds(tmp_path):
     p.start()
     try:
         assert ready.wait(20)
-        threading.Timer(0.3, release.set).start()
-        with db.connect(path, read_only=True, timeout=15) as con:
-            assert con.execute("SELECT count(*) FROM connections").fetchone() == (0,)
+        yield release
     finally:
         release.set()
         p.join(10)
+
+
+def test_open_waits_for_another_process_then_succeeds(tmp_path):
+    with _held_by_another_process(tmp_path / "x.duckdb") as release:
+        threading.Timer(0.3, release.set).start()
+        with db.connect(tmp_path / "x.duckdb", read_only=True, timeout=15) as con:
+            assert con.execute("SELECT count(*) FROM connections").fetchone() == (0,)
 
 
 def test_busy_database_gives_a_sentence(tmp_path):
-    path = tmp_path / "x.duckdb"
-    with db.connect(path):
-        pass
-    ctx = mp.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_hold, args=(path, ready, release))
-    p.start()
-    try:
-        assert ready.wait(20)
+    with _held_by_another_process(tmp_path / "x.duckdb"):
         with pytest.raises(db.DatabaseBusy, match="stayed locked by another Ledgerlink process"):
-            with db.connect(path, timeout=0.3):
+            with db.connect(tmp_path / "x.duckdb", timeout=0.3):
                 pass
-    finally:
-        release.set()
-        p.join(10)
