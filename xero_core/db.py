@@ -43,14 +43,31 @@ class _Shared:
     longer than `_open`'s longest retry delay, so a process waiting for the lock gets it.
     """
 
-    def __init__(self, path: Path, max_hold: float, pause: float):
-        self.path, self.max_hold, self.pause = path, max_hold, pause
+    def __init__(self, path: Path, max_hold: float, pause: float, idle: float):
+        self.path, self.max_hold, self.pause, self.idle = path, max_hold, pause, idle
         self.base: duckdb.DuckDBPyConnection | None = None
         self.holds = self.users = 0
-        self.opened_at = 0.0
+        self.opened_at = self.last_used = 0.0
         self.closed_at = float("-inf")
         self.draining = False
         self.cv = threading.Condition()
+        self.reaper: threading.Thread | None = None
+
+    def reap(self) -> None:
+        """Close the file when no cursor has used it for `idle` seconds (a worker waiting on
+        Xero's rate limit must not keep a notebook out), until the last block ends."""
+        with self.cv:
+            while self.holds > 0:
+                if self.base is not None and self.users == 0:
+                    now = time.monotonic()
+                    due = min(self.last_used + self.idle, self.opened_at + self.max_hold)
+                    if now >= due:
+                        self._close(now if now >= self.opened_at + self.max_hold else float("-inf"))
+                        continue
+                    self.cv.wait(due - now)
+                else:
+                    self.cv.wait()
+            self.reaper = None
 
     def acquire(self, timeout: float) -> duckdb.DuckDBPyConnection:
         with self.cv:
@@ -90,6 +107,7 @@ class _Shared:
     def release(self) -> None:
         with self.cv:
             self.users -= 1
+            self.last_used = time.monotonic()
             if self.users == 0:
                 if self.holds == 0 and self.base is not None:
                     self._close(float("-inf"))
@@ -109,7 +127,7 @@ _shared_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def shared(db_path: Path | str, *, max_hold: float = 5.0, pause: float = 0.6) -> Iterator[None]:
+def shared(db_path: Path | str, *, max_hold: float = 5.0, pause: float = 0.6, idle: float = 0.5) -> Iterator[None]:
     """While this block runs, `connect(db_path)` in this process hands out cursors on one open
     instance instead of opening the file each time (the worker pool wraps its jobs in it).
     Blocks nest and may overlap across threads; the file closes when the last one ends."""
@@ -117,13 +135,18 @@ def shared(db_path: Path | str, *, max_hold: float = 5.0, pause: float = 0.6) ->
     with _shared_lock:
         h = _shared.get(key)
         if h is None:
-            h = _shared[key] = _Shared(Path(db_path), max_hold, pause)
-        h.holds += 1
+            h = _shared[key] = _Shared(Path(db_path), max_hold, pause, idle)
+        with h.cv:
+            h.holds += 1
+            if h.reaper is None:
+                h.reaper = threading.Thread(target=h.reap, name="duckdb-shared-reaper", daemon=True)
+                h.reaper.start()
     try:
         yield
     finally:
         with _shared_lock, h.cv:
             h.holds -= 1
+            h.cv.notify_all()
             if h.holds == 0:
                 if h.users == 0 and h.base is not None:
                     h._close(float("-inf"))
