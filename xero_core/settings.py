@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+# The fake Xero's demo app, mock mode's default credentials. The fake owns them (it imports nothing
+# of the product); its demo_app module loads nothing else of the fake.
+from .fake.demo_app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
 REAL_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
@@ -22,9 +26,6 @@ REAL_TOKEN_URL = "https://identity.xero.com/connect/token"
 REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
 REAL_API_URL = "https://api.xero.com"
 
-# The fake Xero's demo app (mock mode). Not secrets: they only open the offline fake.
-DEMO_CLIENT_ID = "LEDGERLINKDEMOCLIENT0000000000000"
-DEMO_CLIENT_SECRET = "ledgerlink-demo-secret-only-valid-on-the-fake"
 DEFAULT_FAKE_PORT = 8765
 DEFAULT_APP_PORT = 8501
 
