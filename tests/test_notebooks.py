@@ -1,13 +1,19 @@
 """The notebooks, end to end: the fake Xero in process → OAuth connect → sync_all (54 weeks) → the
 analysis functions reconcile with the fake's own ledger to the cent → each notebook runs in a fresh
 `python3` kernel (cwd notebooks/, XERO_DATA_DIR pointing at the synced data) and shows those figures.
+
+Pinned to TODAY: the fake's data ends on its `today`, and the kernel decides "complete weeks" with
+XERO_TODAY (xero_core.clock.today), so nothing here depends on the date the suite runs. TODAY is a
+day whose top account mover is named with an `&` (escaped in the HTML table): names are compared
+after unescaping.
 """
 from __future__ import annotations
 
+import html
 import os
 import secrets
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -27,6 +33,7 @@ from xero_core.sync.weeks import week_ending_for, week_start
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CENT = Decimal("0.01")
 WEEKS = 54  # a year and a bit: "same week last year" has data
+TODAY = date(2026, 12, 5)  # a Saturday; its top mover is "Sales - Service & Maintenance"
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +42,14 @@ def synced(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("notebooks")
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
-    today = date.today()  # the kernel decides "complete weeks" with the real date too
-    clock = FakeClock(datetime.now(timezone.utc))
+    today = TODAY
+    clock = FakeClock(datetime(2026, 12, 5, 1, 0, tzinfo=timezone.utc))  # TODAY in UTC and in Sydney
     fake = FakeXero(seed=7, today=today, clock=clock, invoices=600)
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
     res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock,
-                   trigger="cli")
+                   trigger="cli", today=today)
     assert res.ok, res.to_dict()
     return s, fake.org(org_id), org_id, today
 
@@ -55,7 +62,8 @@ def run_notebook(name: str, data_dir: Path, *, expect_stop: bool = False) -> nbf
     """Execute like "Run All" in a fresh python3 kernel, cwd notebooks/; outputs land in the
     returned notebook (the file on disk is untouched)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    env = {**os.environ, "XERO_DATA_DIR": str(data_dir), "XERO_ENV_FILE": str(data_dir / "none.env")}
+    env = {**os.environ, "XERO_DATA_DIR": str(data_dir), "XERO_ENV_FILE": os.devnull,
+           "XERO_TODAY": TODAY.isoformat()}
     env.pop("PYTHONPATH", None)  # the notebook must find xero_core by itself
     client = NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
@@ -73,12 +81,13 @@ def tagged(nb, tag) -> list:
 
 
 def output_text(cell) -> str:
+    """What a cell shows, as a reader sees it: printed text, and tables as HTML with entities
+    unescaped (`&amp;` is `&`). The text/plain table is left out: it wraps long names."""
     parts = []
     for o in cell.get("outputs", []):
         parts.append(o.get("text", ""))
         data = o.get("data", {})
-        parts.append(data.get("text/html", ""))
-        parts.append(data.get("text/plain", ""))
+        parts.append(html.unescape(data["text/html"]) if "text/html" in data else data.get("text/plain", ""))
     return "\n".join(parts)
 
 
@@ -91,9 +100,9 @@ def money(d: Decimal) -> str:
 
 def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
     s, org, org_id, today = synced
-    week = an.latest_week(s)
+    week = an.latest_week(s, today=TODAY)
     assert week == week_ending_for(today, s.week_ends_on) - timedelta(days=7), "the latest complete week"
-    df = an.latest_week_comparison(s)
+    df = an.latest_week_comparison(s, today=TODAY)
     got = {r["metric"]: r for r in df.iter_rows(named=True)}
     latest, prev, last_year = (truth_pnl(org, w) for w in (week, week - timedelta(days=7), week - timedelta(days=364)))
     avg_weeks = [truth_pnl(org, week - timedelta(days=7 * i)) for i in range(1, 5)]
@@ -108,13 +117,13 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
         latest["other_income"] - latest["operating_expenses"]
 
     # every synced week, not just the latest
-    pnl = an.weekly_pnl(s)
+    pnl = an.weekly_pnl(s, today=TODAY)
     assert pnl.height == WEEKS
     for r in pnl.iter_rows(named=True):
         assert r["net_profit"] == truth_pnl(org, r["week_ending"])["net_profit"], r["week_ending"]
 
     # cash: closing balances and the burn behind the runway
-    runway = an.cash_runway(s).row(0, named=True)
+    runway = an.cash_runway(s, today=TODAY).row(0, named=True)
     summaries = [org.bank_summary(week_start(week - timedelta(days=7 * i)), week - timedelta(days=7 * i)) for i in range(4)]
     assert runway["closing_cash"] == sum(a["closing"] for a in summaries[0].values())
     outflow = [sum(a["spent"] - a["received"] for a in wk.values()) for wk in summaries]
@@ -122,7 +131,7 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
     assert runway["status"] in ("burning cash", "not burning cash")
 
     # revenue mix of the last 4 weeks = the fake's sales invoice lines regrouped
-    mix = an.revenue_mix(s, weeks=4)
+    mix = an.revenue_mix(s, weeks=4, today=TODAY)
     want = defaultdict(int)
     first = week - timedelta(days=21)
     for inv in org.invoices:
@@ -134,7 +143,7 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
     assert abs(sum(mix["share_pct"].to_list()) - 100) < 0.5
 
     # account movers = the fake's per-account P&L, latest week against the week before
-    movers = an.top_account_movers(s, n=5)
+    movers = an.top_account_movers(s, n=5, today=TODAY)
     for r in movers.iter_rows(named=True):
         acct = org.account(r["account_code"])
         sign = -1 if acct.cls == "REVENUE" else 1
@@ -148,7 +157,7 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
 def test_weekly_pnl_notebook_shows_the_reconciled_figures(synced):
     s, org, org_id, today = synced
     nb = run_notebook("weekly_pnl.ipynb", s.data_dir)
-    week = an.latest_week(s)
+    week = an.latest_week(s, today=TODAY)
     truth = truth_pnl(org, week)
 
     (check,) = tagged(nb, "check")
@@ -159,9 +168,9 @@ def test_weekly_pnl_notebook_shows_the_reconciled_figures(synced):
         assert money(truth[m]) in shown, (m, truth[m])
     assert money(truth_pnl(org, week - timedelta(days=364))["income"]) in shown, "same week last year"
     (runway,) = tagged(nb, "runway")
-    assert an.cash_runway(s)["explanation"][0] in output_text(runway)
+    assert an.cash_runway(s, today=TODAY)["explanation"][0] in output_text(runway)
     (movers,) = tagged(nb, "movers")
-    top = an.top_account_movers(s, n=10)
+    top = an.top_account_movers(s, n=10, today=TODAY)
     assert top["account_name"][0] in output_text(movers) and money(top["change"][0]) in output_text(movers)
     (mix,) = tagged(nb, "mix")
     assert "Residential" in output_text(mix) or "Commercial" in output_text(mix)
@@ -179,7 +188,7 @@ def test_query_tables_notebook(synced):
     for t in ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices"):
         assert t in output_text(tables)
     (sql,) = tagged(nb, "sql")
-    assert str(truth_pnl(org, an.latest_week(s))["net_profit"]) in output_text(sql)
+    assert str(truth_pnl(org, an.latest_week(s, today=TODAY))["net_profit"]) in output_text(sql)
     (grouped,) = tagged(nb, "polars")
     assert "AUTHORISED" in output_text(grouped) or "PAID" in output_text(grouped)
 
@@ -204,3 +213,17 @@ def test_notebooks_are_committed_without_outputs():
         nbformat.validate(nb)
         assert nb.metadata.kernelspec.name == "python3"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), name
+
+
+def test_xero_today_pins_the_date_the_analysis_calls_today(synced, monkeypatch):
+    s, org, org_id, today = synced
+    from xero_core import clock
+
+    monkeypatch.setenv("XERO_TODAY", "2026-12-06")  # the day after TODAY: the week ending TODAY is complete
+    assert clock.today() == date(2026, 12, 6)
+    assert an.latest_week(s) == TODAY
+    monkeypatch.setenv("XERO_TODAY", TODAY.isoformat())
+    assert an.latest_week(s) == TODAY - timedelta(days=7)
+    monkeypatch.setenv("XERO_TODAY", "5/12/2026")
+    with pytest.raises(ValueError, match="XERO_TODAY='5/12/2026' must be a date as YYYY-MM-DD"):
+        clock.today()

@@ -33,8 +33,9 @@ Conventions
       half-up to the cent. Cast to `pl.Float64` only to draw a chart.
     * Percentages are `Float64` in percent (42.5 means 42.5 %), rounded to 0.1.
     * A week is named by its last day, `week_ending`. A week is *complete* once `today` (your
-      computer's date unless you pass one) is past its last day; comparisons default to the latest
-      complete week, because the current week is still filling up.
+      computer's date unless you pass one; `XERO_TODAY=YYYY-MM-DD` in the environment pins it) is
+      past its last day; comparisons default to the latest complete week, because the current
+      week is still filling up.
     * Costs are positive as in Xero's report: gross_profit = income − cost_of_sales;
       net_profit = gross_profit + other_income − operating_expenses.
     * "Same week last year" is 52 weeks (364 days) earlier: the same weekday, so the weeks line up.
@@ -57,6 +58,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
+from . import clock
 from .errors import LedgerlinkError
 
 METRICS = ("income", "cost_of_sales", "gross_profit", "other_income", "operating_expenses", "net_profit")
@@ -294,7 +296,7 @@ def _sub(a: Decimal | None, b: Decimal | None) -> Decimal | None:
 
 
 def _today(today: date | None) -> date:
-    return today or date.today()
+    return today or clock.today()
 
 
 def _latest_complete(weeks: Sequence[date], today: date | None) -> date | None:

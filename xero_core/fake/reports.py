@@ -306,13 +306,17 @@ def trial_balance(org: Org, p: dict, now: datetime) -> dict:
         for a in org.accounts:
             if a.cls != cls:
                 continue
+            # The first pair is every account's movement in the report's month (Xero: "the balance
+            # just for the month"), so it balances as the month's journals do. The YTD pair is the
+            # movement since 1 July for P&L accounts and the balance for balance-sheet accounts,
+            # with earlier years' profit closed into Retained Earnings.
+            period = org.account_net(a, month, d)
             if a.type in chart.PNL_TYPES:
-                period, ytd = org.account_net(a, month, d), org.account_net(a, fy, d)
+                ytd = org.account_net(a, fy, d)
             else:
                 ytd = org.account_net(a, None, d)
                 if a is re_acct:
                     ytd -= _profit(org, None, fy - timedelta(days=1))
-                period = ytd
             if not period and not ytd:
                 continue
             (pd_, pc), (yd, yc) = dc(period), dc(ytd)

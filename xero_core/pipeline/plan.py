@@ -1,10 +1,11 @@
 """What a tenant's sync runs: the plan, as data (step names and functions), for one request.
 
-Organisation: the financial steps of xero_core.sync.steps (accounts, contacts, invoices, credit
-notes once that step lands, pnl, bank, journals) with **clients** (stored contacts -> clients)
-right after contacts, then **documents** (push the tenant's due documents) and **webhooks**
-(catch up on the tenant's stored webhook events). Practice Manager: **xpm** (jobs, client links,
-chase campaigns).
+Organisation: the financial steps of xero_core.sync.steps (accounts, contacts, invoices,
+credit_notes, pnl, bank, journals) with **clients** (stored contacts -> clients) right after
+invoices (a contact becomes a client with its first sales invoice), then **documents** (push the
+tenant's due documents) and **webhooks** (catch up on the tenant's stored webhook events).
+Practice Manager: **xpm** (jobs, client links, chase campaigns), then **clients** (its clients
+without a contact look for one among the organisations' contacts).
 
 `--only` names steps of this plan; `contacts` brings `clients` along (a contact stored without
 reconciling leaves the Clients page stale), `pnl`/`journals` bring `accounts`. One chosen week
@@ -12,7 +13,6 @@ reconciling leaves the Clients page stale), `pnl`/`journals` bring `accounts`. O
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Callable
 
 from ..sync import steps as fin
@@ -62,16 +62,16 @@ def _wanted(request: SyncRequest) -> set[str] | None:
 
 # -- practice steps (the practice package does the work; these adapt it to a step) ------------------
 def step_clients(ctx: StepContext) -> StepOutcome:
-    """Contacts stored since the last pass (this run's, the webhooks', a full sync's) -> clients."""
-    from ..practice import run as practice_run
+    """Contacts stored since the last pass (this run's, the webhooks', a full sync's), and unlinked
+    contacts whose first sales invoice arrived since -> clients; for a Practice Manager tenant, its
+    clients still without a contact look for one among the organisations' contacts."""
+    from ..practice.clients import reconcile_stored_contacts
 
-    if not ctx.state.get("results", {}).get("contacts") and not ctx.state.get("contacts_unreconciled", True):
-        return StepOutcome(note="no contact changed since the last pass")
     ctx.report("matching contacts to clients")
-    res = practice_run.reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
-    d = res.as_dict()
-    rows = sum(int(d.get(k) or 0) for k in ("linked", "created", "updated", "imported", "matched"))
-    return StepOutcome(rows=rows, detail=d)
+    res = reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
+    summary = getattr(res, "summary", None)
+    return StepOutcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(),
+                       note=summary() if callable(summary) else None)
 
 
 def step_documents(ctx: StepContext) -> StepOutcome:
@@ -146,14 +146,9 @@ def probe(con, tenant_id: str) -> dict:
     except Exception:
         out["webhooks_due"] = 1
     try:
-        cur = con.execute("SELECT cursor_value FROM sync_cursors WHERE tenant_id = ? AND resource = 'clients_reconcile'",
-                          [tenant_id]).fetchone()
-        newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
-        out["contacts_unreconciled"] = newest is not None and (
-            not cur or not cur[0] or datetime.fromisoformat(cur[0]) < newest)
         out["invoice_count"] = con.execute("SELECT count(*) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
     except Exception:
-        out["contacts_unreconciled"] = True
+        pass
     return out
 
 
@@ -161,12 +156,13 @@ def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Calla
     """The steps one request runs for a tenant of `tenant_type`, in order."""
     wanted = _wanted(request)
     if (tenant_type or "").upper() == PRACTICE_MANAGER:
-        steps: list[tuple[str, Callable]] = [("xpm", step_xpm)]
+        steps: list[tuple[str, Callable]] = [("xpm", step_xpm), ("clients", step_clients)]
     else:
+        # clients after invoices: a contact becomes a client once it has a sales invoice.
         steps = []
         for name, fn in financial_steps():
             steps.append((name, fn))
-            if name == "contacts":
+            if name == "invoices":
                 steps.append(("clients", step_clients))
         if not any(n == "clients" for n, _ in steps):
             steps.append(("clients", step_clients))
