@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--tenant", metavar="ID", help="the tenant to sync (see `status`)")
     who.add_argument("--all", action="store_true", help="every connected tenant, concurrently")
     p.add_argument("--only", metavar="STEPS",
-                   help="comma list of steps: accounts,contacts,invoices,pnl,bank,journals (financial), clients, "
+                   help="comma list of steps: accounts,contacts,invoices,credit_notes,pnl,bank,journals (financial), clients, "
                         "documents, webhooks, xpm (practice); default: the tenant's whole plan")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--weeks", type=int, metavar="N",
@@ -382,7 +382,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     only = None if args.with_journals else frozenset(n for n in step_names() if n != "journals")
     minutes = (20 + 2 * args.weeks + (300 if args.with_journals else 0)) / 57
-    print(f"first sync: {args.weeks} weeks of reports, every invoice and contact, clients matched"
+    print(f"first sync: {args.weeks} weeks of reports, every invoice, credit note and contact, clients matched"
           f"{', all journals' if args.with_journals else ''} - about {minutes:.0f} min at Xero's 60 calls a minute",
           file=sys.stderr)
     conns = [c for c in list_connections(settings) if c.get("status") == "connected"]

@@ -6,7 +6,8 @@ looking at the body, writes verified deliveries to the spool (never DuckDB, so a
 a busy Xero cannot delay the answer), and returns 200/401 for an empty-bodied response.
 `drain(settings, …)` — run by the receiver's worker thread — moves spooled deliveries into
 `webhook_events` and processes them: CONTACT -> that contact re-fetched and upserted into contacts
-and clients; INVOICE -> that invoice re-fetched into invoices. Fetch URLs are built from
+and clients; INVOICE -> that invoice re-fetched into invoices; CREDITNOTE -> that credit note re-fetched
+into credit_notes (revenue_weekly follows both). Fetch URLs are built from
 settings.api_url and a validated resource id, never from the event's resourceUrl.
 """
 from __future__ import annotations
@@ -256,6 +257,22 @@ def _save_invoices(con, tenant_id: str, records: list[dict], settings: Settings)
     save_invoices(con, tenant_id, records, settings)
 
 
+def _fetch_credit_note(client, credit_note_id: str) -> list[dict]:
+    from ..sync.credit_notes import fetch_credit_note
+
+    found = fetch_credit_note(client, credit_note_id)
+    return [found] if found else []
+
+
+def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+    from ..sync.credit_notes import save_credit_notes
+
+    save_credit_notes(con, tenant_id, records, settings)
+
+
+_FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
+
+
 # --------------------------------------------------------------------------- worker
 
 
@@ -366,7 +383,7 @@ def _outcome(g: dict, client_for):
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
-    if cat not in ("CONTACT", "INVOICE"):
+    if cat not in _FETCH:
         return g, ("ignored", f"{cat} events are not used by Ledgerlink", False, None)
     if not rid or not GUID_RE.match(str(rid)):
         return g, ("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
@@ -374,7 +391,7 @@ def _outcome(g: dict, client_for):
         return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
-        records = _fetch_contact(client, rid) if cat == "CONTACT" else _fetch_invoice(client, rid)
+        records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
@@ -394,6 +411,8 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
             reconcile_contacts(con, tenant_id, records, clock=clock)
+        elif cat == "CREDITNOTE":
+            _save_credit_notes(con, tenant_id, records, settings)
         else:
             _save_invoices(con, tenant_id, records, settings)
     marks: dict[tuple, list[str]] = {}
