@@ -6,7 +6,8 @@ looking at the body, writes verified deliveries to the spool (never DuckDB, so a
 a busy Xero cannot delay the answer), and returns 200/401 for an empty-bodied response.
 `drain(settings, …)` — run by the receiver's worker thread — moves spooled deliveries into
 `webhook_events` and processes them: CONTACT -> that contact re-fetched and upserted into contacts
-and clients; INVOICE -> that invoice re-fetched into invoices. Fetch URLs are built from
+and clients; INVOICE -> that invoice re-fetched into invoices; CREDITNOTE -> that credit note re-fetched
+into credit_notes (revenue_weekly follows both). Fetch URLs are built from
 settings.api_url and a validated resource id, never from the event's resourceUrl.
 """
 from __future__ import annotations
@@ -138,7 +139,11 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     """
     if len(raw_body) > MAX_BODY_BYTES:
         return refuse_oversized(settings)
-    spool = Spool.for_settings(settings)
+    try:
+        spool = Spool.for_settings(settings)
+    except LedgerlinkError as exc:  # e.g. StorageError: the data dir cannot be written
+        _problems.report("spool", str(exc))
+        return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
     except Exception as exc:  # a vault we cannot open must not crash the server
@@ -162,8 +167,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     try:
         spool.put(raw_body, len(events))
     except Exception as exc:
-        log.error("webhook spool write failed: %s", exc)
+        _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
+    _problems.clear("spool")
     if on_spooled is not None:
         on_spooled()
     return 200
@@ -249,6 +255,22 @@ def _save_invoices(con, tenant_id: str, records: list[dict], settings: Settings)
     from ..sync.invoices import save_invoices
 
     save_invoices(con, tenant_id, records, settings)
+
+
+def _fetch_credit_note(client, credit_note_id: str) -> list[dict]:
+    from ..sync.credit_notes import fetch_credit_note
+
+    found = fetch_credit_note(client, credit_note_id)
+    return [found] if found else []
+
+
+def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+    from ..sync.credit_notes import save_credit_notes
+
+    save_credit_notes(con, tenant_id, records, settings)
+
+
+_FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
 
 
 # --------------------------------------------------------------------------- worker
@@ -361,7 +383,7 @@ def _outcome(g: dict, client_for):
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
-    if cat not in ("CONTACT", "INVOICE"):
+    if cat not in _FETCH:
         return g, ("ignored", f"{cat} events are not used by Ledgerlink", False, None)
     if not rid or not GUID_RE.match(str(rid)):
         return g, ("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
@@ -369,7 +391,7 @@ def _outcome(g: dict, client_for):
         return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
-        records = _fetch_contact(client, rid) if cat == "CONTACT" else _fetch_invoice(client, rid)
+        records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
@@ -389,6 +411,8 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
             reconcile_contacts(con, tenant_id, records, clock=clock)
+        elif cat == "CREDITNOTE":
+            _save_credit_notes(con, tenant_id, records, settings)
         else:
             _save_invoices(con, tenant_id, records, settings)
     marks: dict[tuple, list[str]] = {}
@@ -475,6 +499,38 @@ def retry_failed(settings: Settings) -> int:
     return int(n)
 
 
+class _Problems:
+    """Log each distinct problem once (one sentence, no traceback), and once when it clears.
+
+    A receiver that cannot write its data dir meets the same error on every pass and every
+    delivery; repeating it (with a traceback) each time buries everything else in the log.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[str, str] = {}
+
+    def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
+        with self._lock:
+            new = self._current.get(where) != sentence
+            self._current[where] = sentence
+        if not new:
+            log.debug("webhook %s: still failing: %s", where, sentence)
+        elif exc is not None and not isinstance(exc, LedgerlinkError):
+            log.error("webhook %s failed: %s", where, sentence, exc_info=exc)  # a bug: its traceback, once
+        else:
+            log.error("webhook %s: %s (logged once until it changes or works again)", where, sentence)
+
+    def clear(self, where: str) -> None:
+        with self._lock:
+            was = self._current.pop(where, None)
+        if was is not None:
+            log.warning("webhook %s works again (after: %s)", where, was)
+
+
+_problems = _Problems()
+
+
 class Worker:
     """Background drain loop for the receiver process; woken at once by each spooled delivery."""
 
@@ -509,9 +565,13 @@ class Worker:
                 break
             try:
                 r = drain(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout)
-            except Exception as exc:  # the loop must survive anything
-                log.exception("webhook worker pass failed: %s", exc)
-                r = DrainResult(errors=[str(exc)])
+                _problems.clear("worker")
+            except Exception as exc:  # the loop must survive anything; one log line per distinct problem
+                from ..storage import as_storage_error
+
+                sentence = str(as_storage_error(exc) or exc) or type(exc).__name__
+                _problems.report("worker", sentence, exc)
+                r = DrainResult(errors=[sentence])
             with self._idle:
                 self.last = r
                 self.passes += 1
