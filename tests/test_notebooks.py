@@ -127,7 +127,7 @@ def exported(synced, tmp_path_factory) -> dict[str, ExportedPage]:
     s = synced[0]
     out = tmp_path_factory.mktemp("html")
     jupyter = Path(sys.executable).with_name("jupyter")
-    env = {**os.environ, "XERO_DATA_DIR": str(s.data_dir), "XERO_ENV_FILE": str(s.data_dir / "none.env"),
+    env = {**os.environ, "XERO_DATA_DIR": str(s.data_dir), "XERO_ENV_FILE": os.devnull,
            "XERO_TODAY": TODAY.isoformat(), "JUPYTER_RUNTIME_DIR": str(out / "runtime")}
     env.pop("PYTHONPATH", None)  # the notebook must find xero_core by itself
     names = ("weekly_pnl", "query_tables")
