@@ -30,11 +30,12 @@ def small_org(seed, today, *, invoices=None, tenant_id=None):
     return generate_org(seed, today, years=0.25, invoices=invoices, tenant_id=tenant_id)
 
 
-def connect(tmp, **fake_kw):
+def connect(tmp, today=TODAY, **fake_kw):
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
-    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
-    fake = FakeXero(seed=42, today=TODAY, clock=clock, **fake_kw)
+    clock = FakeClock(datetime(today.year, today.month, today.day, 9, 0, tzinfo=timezone.utc))
+    fake_kw.setdefault("seed", 42)
+    fake = FakeXero(today=today, clock=clock, **fake_kw)
     redirect = fake.consent(oauth.begin_connect(s, clock=clock))
     tenants = oauth.complete_connect(s, redirect, transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
@@ -133,6 +134,31 @@ def test_weekly_revenue_ties_out_with_the_pnl_income(backfill):
             assert pnl_income == region_sales.get((we, opt.name), Decimal("0.00")) + cash_r, (we, opt.name)
 
 
+@pytest.mark.parametrize("today", [date(2026, 7, 1), date(2027, 1, 1), date(2026, 10, 5), date(2028, 3, 1)], ids=str)
+def test_revenue_ties_out_with_the_pnl_at_pinned_dates(tmp_path, today):
+    """The same tie-out on a quarter of trading ending at pinned days: after 30 June, 31 December,
+    Sydney's DST change (4 Oct 2026) and 29 February 2028 (the fake and the product share the day)."""
+    s, clock, fake, org_id = connect(tmp_path, today, seed=17, invoices=1500, org_factory=small_org)
+    res = sync_all(s, org_id, weeks=12, only="accounts,invoices,credit_notes,pnl", transport=fake.transport(),
+                   clock=clock, today=today)
+    assert res.ok, res.to_dict()
+    org = fake.org(org_id)
+    weeks = recent_weeks(today, 12, s.week_ends_on)
+    income = dict(rows(s, "SELECT week_ending, income FROM financial_weekly"))
+    got = {r[0]: r[1:] for r in rows(s, "SELECT week_ending, sum(subtotal), sum(credit_note_count) FROM revenue_weekly "
+                                        "GROUP BY 1")}
+    assert sorted(income) == weeks
+    credited = 0
+    for we in weeks:
+        truth = org.sales_revenue(week_start(we), we)
+        sales, n_cn = got.get(we, (Decimal("0.00"), 0))
+        assert sales == sum((v["subtotal"] for v in truth.values()), Decimal("0.00")), we
+        assert n_cn == sum(v["credit_notes"] for v in truth.values()), we
+        assert income[we] == sales + sum(org.cash_sales(week_start(we), we).values(), Decimal("0.00")), we
+        credited += n_cn
+    assert credited >= 2, "the quarter's credit notes fall in the compared weeks"
+
+
 def test_closing_cash_equals_the_fakes_bank_balances(backfill):
     s, clock, fake, org_id, res, _ = backfill
     org = fake.org(org_id)
@@ -208,8 +234,10 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
 
 def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core", org_factory=small_org)
-    results = sync_all_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
-                               only="pnl,journals,xpm", weeks=1)
+    from xero_core.pipeline.run import sync_tenants
+
+    results = sync_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
+                           only="pnl,journals,xpm", weeks=1)
     by_type = {r.tenant_type: r for r in results}
     org = by_type["ORGANISATION"]
     st = {x.step: x for x in org.steps}
