@@ -189,7 +189,7 @@ def cmd_clients_resolve(args) -> int:
 
 
 def cmd_practice_sync(args) -> int:
-    from ..practice import sync_all_practices
+    from ..pipeline.run import sync_practices as sync_all_practices
 
     res = sync_all_practices(load_settings(), trigger="cli")
     _out(args, res, [f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
@@ -229,7 +229,7 @@ def cmd_documents_list(args) -> int:
 # -- xpm -----------------------------------------------------------------------------------------
 def cmd_xpm_sync(args) -> int:
     from ..connections import list_connections
-    from ..practice import sync_all_practices
+    from ..pipeline.run import sync_practices as sync_all_practices
 
     settings = load_settings()
     pms = [c["tenant_id"] for c in list_connections(settings) if (c.get("tenant_type") or "").upper() == "PRACTICEMANAGER"

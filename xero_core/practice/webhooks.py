@@ -341,14 +341,14 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
         dup += len(rows) - added
 
 
-def _due_groups(settings: Settings, now: datetime, db_timeout: float) -> list[dict]:
+def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None) -> list[dict]:
     with connect(settings.db_path, timeout=db_timeout) as con:
         rows = _rows(
             con,
             "SELECT event_key, tenant_id, event_category, resource_id, status, attempts, processed_at "
-            "FROM webhook_events WHERE status = 'pending' OR (status = 'failed' AND attempts < ?) "
-            "ORDER BY received_at, event_key",
-            [MAX_ATTEMPTS],
+            "FROM webhook_events WHERE (status = 'pending' OR (status = 'failed' AND attempts < ?)) "
+            + ("AND tenant_id = ? " if tenant_id else "") + "ORDER BY received_at, event_key",
+            [MAX_ATTEMPTS, tenant_id] if tenant_id else [MAX_ATTEMPTS],
         )
         conns = {r[0]: (r[1], (r[2] or "").upper()) for r in con.execute(
             "SELECT tenant_id, status, tenant_type FROM connections").fetchall()}
@@ -438,8 +438,9 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
 
 
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-                   result: DrainResult | None = None, client_factory=None) -> DrainResult:
-    """Process pending (and due failed) events; each resource fetched once however many events name it."""
+                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None) -> DrainResult:
+    """Process pending (and due failed) events (of one tenant with `tenant_id`: the pipeline's
+    webhooks step); each resource fetched once however many events name it."""
     res = result or DrainResult()
     now = clock.now()
     clients: dict[str, object] = {}
@@ -454,7 +455,7 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
-    groups = _due_groups(settings, now, db_timeout)
+    groups = _due_groups(settings, now, db_timeout, tenant_id)
     for start in range(0, len(groups), APPLY_CHUNK):
         outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
         # Network done for this chunk; now one short transaction writes all of it.
