@@ -69,6 +69,14 @@ token_summary = _e("tokens", "token_summary", "Token expiry")
 # Sync (issue 4)
 sync_all = _e("pipeline.run", "sync_tenant", "Sync now")  # the whole plan: financial, clients, documents, ...
 sync_all_tenants = _e("pipeline.run", "sync_tenants", "Sync all organisations")
+# Sync jobs (issue 15): queued by pages, run by the scheduler or the app server's pool
+sync_request = _e("pipeline.request", "SyncRequest", "Sync requests")
+submit_sync = _e("pipeline.worker", "submit", "Sync jobs")
+ensure_job_pool = _e("pipeline.worker", "ensure_background_pool", "The app's sync job runner")
+active_jobs = _e("pipeline.jobs", "active_jobs", "Sync jobs")
+list_jobs = _e("pipeline.jobs", "list_jobs", "Sync jobs")
+get_job = _e("pipeline.jobs", "get", "Sync jobs")
+cancel_job = _e("pipeline.jobs", "request_cancel", "Cancelling a sync")
 budget_status = _e("ratelimit", "budget_status", "The API budget")
 
 # Scheduler and analysis (issue 7)

@@ -5,7 +5,7 @@ import contextvars
 
 import streamlit as st
 
-from . import auth, guard, widgets
+from . import auth, guard, jobs_view, widgets
 from .guard import shown_errors
 
 PAGES = (
@@ -61,6 +61,7 @@ def _main() -> None:
     page = st.navigation(pages)
     widgets.flash()
     widgets.tenant_picker(s)
+    jobs_view.sidebar_jobs(s)
     widgets.reset_demo_control(s)
     with shown_errors():
         page.run()

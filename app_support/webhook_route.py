@@ -19,7 +19,7 @@ from starlette.routing import Route
 from xero_core.practice.webhooks import MAX_BODY_BYTES, refuse_oversized
 from xero_core.settings import load_settings
 
-from . import engine
+from . import engine, job_runner
 
 log = logging.getLogger("ledgerlink.app.webhooks")
 PATH = "/webhooks/xero"
@@ -78,8 +78,13 @@ async def lifespan(_app: Any) -> AsyncIterator[dict]:
     except Exception as exc:  # the admin app must start even if the worker cannot
         log.error("webhook worker not started: %s", exc)
     try:
+        job_runner.start(load_settings())
+    except Exception as exc:  # the pages still work; Sync now then waits for a scheduler
+        log.error("the app's sync job runner did not start: %s", exc)
+    try:
         yield {}
     finally:
+        job_runner.stop()
         worker = _worker.pop("worker", None)
         if worker is not None:
             worker.stop()

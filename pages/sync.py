@@ -3,7 +3,7 @@ import streamlit as st
 
 from app_support import engine, queries, widgets
 from app_support.guard import say, shown_errors
-from app_support.sync_view import STEP_COLUMNS, LiveProgress, all_ok, result_rows
+from app_support.jobs_view import REFRESH, STEP_COLUMNS, job_card, result_rows
 from xero_core.errors import LedgerlinkError
 from app_support.shell import ensure_frame
 
@@ -17,6 +17,8 @@ names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
 chosen = widgets.chosen_tenant()
 
 # -- Sync now ---------------------------------------------------------------------------------
+# A sync is a job (xero_core.pipeline): the button queues it and returns at once; the scheduler or
+# this app's server runs it. Leave the page, close the tab: the job goes on, and comes back here.
 st.subheader("Sync now")
 if not conns:
     st.info("No organisation is connected yet: connect one on the Connection page.", icon=":material/link_off:")
@@ -30,29 +32,72 @@ else:
         horizontal=True,
     )
     weeks = st.number_input("Weeks of history", min_value=1, max_value=260, value=12, step=1,
-                            help="How many weeks back the weekly tables are (re)built.")
+                            help="How many weeks back the weekly tables are (re)built. More than 8 is a "
+                                 "backfill: it waits behind other organisations' daily syncs.")
     if st.button("Sync now", type="primary", icon=":material/sync:"):
         targets = [chosen] if scope == "one" else [c["tenant_id"] for c in conns]
-        results, failures = [], []
-        with st.status("Syncing…", expanded=True) as box:
-            progress = LiveProgress(box, names, targets)
-            for tid in targets:  # one after another, in this thread: progress draws on the page
-                try:
-                    results.append(engine.sync_all(s, tid, weeks=int(weeks), trigger="manual", progress=progress))
-                except (LedgerlinkError, ValueError) as exc:
-                    failures.append(f"{names.get(tid, tid)}: {say(exc)}")
-            ok = not failures and all_ok(results)
-            box.update(label="Sync finished" if ok else "Sync finished with problems: see the steps below",
-                       state="complete" if ok else "error", expanded=not ok)
-        for f in failures:
-            st.error(f, icon=":material/error:")
-        st.session_state["_last_sync_rows"] = result_rows(results, names)
-        st.cache_data.clear()
+        with shown_errors():
+            queued = []
+            for tid in targets:
+                req = engine.sync_request(tid, weeks=int(weeks), trigger="manual", requested_by="admin app")
+                queued.append(engine.submit_sync(s, req, tenant_name=names.get(tid)))
+            st.session_state["_sync_jobs"] = [j.job_id for j in queued]
+            joined = [j for j in queued if j.joined]
+            msg = f"Queued {len(queued) - len(joined)} sync(s)" + (
+                f"; {len(joined)} organisation(s) already had one under way: following it" if joined else "")
+            st.toast(msg + ". You can leave this page: the sync goes on.", icon=":material/schedule:")
 
-    last = st.session_state.get("_last_sync_rows")
-    if last:
-        st.caption("What each step did in the last sync from this page")
-        st.dataframe(last, column_order=STEP_COLUMNS, hide_index=True, width="stretch")
+    with st.expander("Re-sync one past week", icon=":material/event_repeat:"):
+        st.caption("Xero's reports change when someone edits a past transaction: rebuild one week's "
+                   "P&L and cash position for the organisation chosen in the sidebar.")
+        week = st.date_input("Week ending", value=None, format="YYYY-MM-DD",
+                             help=f"The last day of the week ({s.week_ends_on.capitalize()}s). Another day "
+                                  "is moved to the end of its week.")
+        if st.button("Re-sync this week", icon=":material/sync:", disabled=not (chosen and week)):
+            with shown_errors():
+                req = engine.sync_request(chosen, week_ending=week, trigger="manual", requested_by="admin app")
+                job = engine.submit_sync(s, req, tenant_name=names.get(chosen))
+                st.session_state["_sync_jobs"] = [job.job_id]
+                st.toast(f"Queued: {names.get(chosen, chosen)}, {req.describe()}.", icon=":material/schedule:")
+        if not chosen:
+            st.caption("Choose an organisation in the sidebar first.")
+
+
+def _draw_jobs() -> None:
+    mine = st.session_state.get("_sync_jobs") or []
+    try:
+        active = engine.active_jobs(s)
+        own = [j for j in (engine.get_job(s, i) for i in mine) if j is not None]
+    except LedgerlinkError as exc:
+        st.error(say(exc), icon=":material/error:")
+        return
+    shown = {j.job_id: j for j in active}
+    for j in own:
+        shown.setdefault(j.job_id, j)
+    if not shown:
+        st.caption("No sync is under way.")
+        return
+    all_names = {**names, **{j.tenant_id: j.tenant_name for j in shown.values() if j.tenant_name and j.tenant_id not in names}}
+    for job in sorted(shown.values(), key=lambda j: (not j.active, -(j.created_at or 0))):
+        job_card(s, job, all_names, key="sync")
+    finished = [j for j in own if not j.active]
+    if own and len(finished) == len(own):
+        rows = result_rows(finished, all_names)
+        if rows:
+            st.caption("What each step did")
+            st.dataframe(rows, column_order=STEP_COLUMNS, hide_index=True, width="stretch")
+        if st.session_state.get("_sync_jobs_seen_done") != mine:
+            st.session_state["_sync_jobs_seen_done"] = mine
+            st.cache_data.clear()  # the Data and Connection pages show the new figures
+    if not any(j.active for j in shown.values()) and st.session_state.get("_jobs_live"):
+        st.session_state["_jobs_live"] = False
+        st.rerun()  # stop redrawing on a timer
+
+
+st.subheader("Syncs under way and just finished")
+live = bool(engine.active_jobs(s)) if engine.active_jobs.available() else False
+st.session_state["_jobs_live"] = live
+st.fragment(_draw_jobs, run_every=REFRESH if live else None)()
 
 # -- API budget -------------------------------------------------------------------------------
 st.subheader("API budget left today")

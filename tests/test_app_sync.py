@@ -9,11 +9,26 @@ from app_testing import (  # noqa: F401 - fixtures
 )
 
 
-def _sync_now(at, scope: str = "one"):
+def _sync_now(at, scope: str = "one", settings=None, fails: bool = False):
+    """Press Sync now: it only queues jobs and returns. Then run them as the scheduler or the app
+    server would (a worker pool; AppTest runs no server), and draw the page again."""
+    from xero_core.pipeline import jobs as J
+    from xero_core.pipeline.worker import WorkerPool
+
     at.radio[0].set_value(scope)
     at.number_input[0].set_value(2)  # two weeks of reports: the same steps, fewer calls
     button(at, "Sync now").click().run()
     assert not errors(at), errors(at)
+    ids = at.session_state["_sync_jobs"]
+    assert ids and all(J.get(settings, i).state == "queued" for i in ids), "Sync now must only queue"
+    assert "waiting for a worker" in texts(at)
+    pool = WorkerPool(settings, workers=2, label="test", job_ids=ids)
+    try:
+        pool.run_until_done(ids)
+    finally:
+        pool.stop()
+    at.run()
+    assert bool(errors(at)) == fails, errors(at)
     return at
 
 
@@ -22,35 +37,50 @@ def _last_rows(at) -> list[dict]:
     return frame.to_dict("records")
 
 
-def test_sync_now_for_the_chosen_organisation(app_settings, fake_xero):
+def test_sync_now_queues_a_job_that_a_worker_runs(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
     at = choose_tenant(open_page("sync"), org)
-    _sync_now(at)
-    (box,) = at.status
-    assert box.label == "Sync finished" and box.state == "complete"
-    lines = " ".join(m.value for m in box.markdown)
-    assert "invoices" in lines and "✅" in lines
+    _sync_now(at, settings=app_settings)
+    assert f"{fake.org().name}" in texts(at) and "done" in texts(at)
     rows = _last_rows(at)
     steps = {r["step"]: r for r in rows}
-    assert {"accounts", "contacts", "invoices", "pnl", "bank"} <= set(steps)
+    assert {"accounts", "contacts", "clients", "invoices", "pnl", "bank"} <= set(steps)
     assert all(r["organisation"] == fake.org().name for r in rows)
     assert steps["invoices"]["rows"] > 0 and steps["invoices"]["api_calls"] > 0
-    assert steps["invoices"]["bytes_downloaded"] > 0 and steps["invoices"]["status"] == "success"
+    assert steps["invoices"]["status"] == "success"
 
     # the history (newest first) has the same steps, filterable
     hist = at.dataframe[1].value
-    assert set(steps) <= set(hist["sync_type"])
+    assert {"accounts", "invoices", "pnl", "bank"} <= set(hist["sync_type"])
     starts = list(hist["started_at"])
     assert starts == sorted(starts, reverse=True)
     at.multiselect[2].set_value(["invoices"]).run()
     assert set(at.dataframe[1].value["sync_type"]) == {"invoices"}
 
     # the budget went down by what the sync spent
-    spent = sum(r["api_calls"] for r in rows)
+    spent = sum(r["api_calls"] or 0 for r in rows)
     (metric,) = [m for m in at.metric if m.label == fake.org().name]
     assert metric.value == f"{app_settings.daily_budget - spent:,} calls"
+
+
+def test_sync_now_twice_joins_the_job_under_way(app_settings, fake_xero):
+    from xero_core.pipeline import jobs as J
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    org = tenant_of(app_settings, "ORGANISATION")
+    at = choose_tenant(open_page("sync"), org)
+    button(at, "Sync now").click().run()
+    first = at.session_state["_sync_jobs"]
+    at2 = choose_tenant(open_page("sync"), org)  # a second browser
+    button(at2, "Sync now").click().run()
+    assert at2.session_state["_sync_jobs"] == first
+    assert len(J.active_jobs(app_settings)) == 1
+    # Cancel from the second browser: the queued job never runs
+    button(at2, "Cancel").click().run()
+    assert J.get(app_settings, first[0]).cancel_requested
 
 
 def test_sync_all_organisations_runs_each_tenant(app_settings, fake_xero):
@@ -58,24 +88,39 @@ def test_sync_all_organisations_runs_each_tenant(app_settings, fake_xero):
     connect(app_settings, fake)
     at = open_page("sync")
     assert at.radio[0].options == ["All connected organisations (2)"]  # nothing chosen: only "all"
-    _sync_now(at, "all")
+    _sync_now(at, "all", settings=app_settings)
     orgs = {r["organisation"] for r in _last_rows(at)}
     assert orgs == {fake.org().name, fake.practice().name}
 
 
 def test_sync_of_a_disconnected_tenant_says_so(app_settings, fake_xero):
     from xero_core.connections import set_status
+    from xero_core.pipeline import jobs as J
 
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
     at = choose_tenant(open_page("sync"), org)
     set_status(app_settings, org, "needs_reconnect", "refresh token expired")
-    _sync_now(at)
-    rows = _last_rows(at)
-    assert rows and all(r["status"] == "skipped" and "reconnect" in r["error"] for r in rows)
-    (box,) = at.status
-    assert "problems" in box.label and box.state == "error"
+    _sync_now(at, settings=app_settings, fails=True)
+    (job,) = [J.get(app_settings, i) for i in at.session_state["_sync_jobs"]]
+    assert job.state == "failed" and "reconnect" in (job.error or "").lower()
+    assert "reconnect" in texts(at).lower()
+
+
+def test_resync_one_past_week(app_settings, fake_xero):
+    from datetime import date
+
+    from xero_core.pipeline import jobs as J
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    org = tenant_of(app_settings, "ORGANISATION")
+    at = choose_tenant(open_page("sync"), org)
+    at.date_input[0].set_value(date(2026, 3, 4)).run()  # a Wednesday: the week ending Sat 7 March
+    button(at, "Re-sync this week").click().run()
+    (job,) = [J.get(app_settings, i) for i in at.session_state["_sync_jobs"]]
+    assert job.request.week_ending == date(2026, 3, 4) and job.state == "queued"
 
 
 def test_scheduler_state_and_pause_resume(app_settings, fake_xero):

@@ -22,6 +22,7 @@ import time
 from datetime import date
 from typing import Callable, Iterable
 
+from .. import db
 from ..clock import Clock
 from . import jobs as J
 from .progress import Tracker
@@ -64,8 +65,12 @@ class WorkerPool:
     def __init__(self, settings, *, workers: int | None = None, label: str = "worker",
                  job_ids: Iterable[str] | None = None, transport=None, clock: Clock | None = None,
                  today: date | None = None, echo: Callable[[dict], None] | None = None,
-                 poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS):
+                 poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS,
+                 claimable: Callable[[], Iterable[str] | None] | None = None):
+        """`claimable()`, when given, says which queued jobs this pool may take now (None: any);
+        the app server's pool uses it to leave jobs to a running scheduler."""
         self.settings = settings
+        self.claimable = claimable
         self.workers = workers or workers_setting(settings)
         self.owner = J.Owner(label=label)
         self.job_ids = set(job_ids) if job_ids is not None else None
@@ -129,6 +134,11 @@ class WorkerPool:
         with self._lock:
             ids = None if self.job_ids is None else [i for i in self.job_ids if i not in self._running]
             backfills = sum(self._running.values())
+        if self.claimable is not None:
+            allowed = self.claimable()
+            if allowed is not None:
+                allowed = set(allowed)
+                ids = [i for i in (allowed if ids is None else ids) if i in allowed]
         allow_backfill = self.workers == 1 or backfills < self.workers - 1
         job = J.claim(self.settings, self.owner, job_ids=ids, allow_backfill=allow_backfill)
         if job is not None:
@@ -187,8 +197,10 @@ class WorkerPool:
             return self._stop_reason if self._stopping.is_set() else None
 
         try:
-            result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
-                              progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
+            # Jobs running at once share one open database instead of opening it per write (db.shared).
+            with db.shared(settings.db_path):
+                result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
+                                  progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
             log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
             from ..redaction import redact
