@@ -3,6 +3,10 @@
 DuckDB locks the file per process: while one process holds it, no other can open it at all.
 So every unit of work opens, does its work, and closes; an open that meets another process's
 lock retries with backoff instead of failing.
+
+Anything the disk says (no folder, no permission, read-only, full, a damaged file) comes out as a
+`StorageError` sentence naming the file and the fix (`xero_core.storage`), from the open and from
+the work done on the connection alike.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Iterator
 
 import duckdb
 
+from . import storage
 from .errors import LedgerlinkError
 from .schema import MIGRATIONS
 
@@ -175,7 +180,7 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
                         f"The database {path} stayed locked by another Ledgerlink process for "
                         f"{timeout:.0f} s. A long sync may be running; try again in a minute."
                     ) from None
-                raise
+                raise storage.describe(exc, path) or exc from None
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 0.25)
         except duckdb.ConnectionException as exc:
@@ -184,7 +189,7 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
             # a page reads. A reader then simply opens read-write (same data; the file lock is per
             # process anyway); a writer waits for the short-lived reader to close.
             if "different configuration" not in str(exc):
-                raise
+                raise storage.describe(exc, path) or exc from None
             if read_only:
                 read_only = False
                 continue
@@ -195,6 +200,11 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
                 ) from None
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 0.25)
+        except duckdb.Error as exc:  # e.g. a damaged file: "Corrupt database file: computed checksum ..."
+            se = storage.describe(exc, path)
+            if se is None:
+                raise
+            raise se from None
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -229,6 +239,10 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
     path = Path(db_path)
     key = str(path.resolve())
     con = None
+    if not (read_only and path.exists()):
+        # Writers (and the first open, which creates the file) keep the folder private; a reader of
+        # an existing file, e.g. a notebook opening a copy elsewhere, leaves its folder as it is.
+        storage.secure_dir(path.parent)
     if key not in _migrated and read_only and path.exists():
         # A reader of an up-to-date file never needs the write lock (a sync may hold it).
         con = _open(path, True, timeout)
@@ -240,10 +254,10 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
     if key not in _migrated:
         with _migrate_lock:
             if key not in _migrated:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 rw = _open(path, False, timeout)
                 try:
-                    migrate(rw)
+                    with storage.translated(path):
+                        migrate(rw)
                 finally:
                     rw.close()
                 _migrated.add(key)
@@ -255,6 +269,11 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
             cur = h.acquire(timeout)
             try:
                 yield cur
+            except duckdb.Error as exc:
+                se = storage.describe(exc, path)
+                if se is None:
+                    raise
+                raise se from exc
             finally:
                 try:
                     cur.close()
@@ -264,6 +283,11 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
         con = _open(path, read_only, timeout)
     try:
         yield con
+    except duckdb.Error as exc:
+        se = storage.describe(exc, path)
+        if se is None:
+            raise
+        raise se from exc
     finally:
         con.close()
 
@@ -282,7 +306,9 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        # A rollback that fails too (a full disk, an invalidated database) must not hide the cause.
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
         raise
     else:
         con.execute("COMMIT")

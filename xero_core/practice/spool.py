@@ -8,12 +8,14 @@ counters (last event, last verification failure, Intent to Receive) so status ne
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from .. import storage
 from ..sqlite_wal import open_wal
 
 SCHEMA = """
@@ -32,9 +34,10 @@ KEEP_MOVED_SECONDS = 7 * 86400
 
 
 def _locked(method):
+    """Under the spool's lock; a disk problem (full, read-only, damaged file) is a StorageError."""
     @functools.wraps(method)
     def wrapper(self, *a, **kw):
-        with self._mutex:
+        with self._mutex, storage.translated(self.path):
             return method(self, *a, **kw)
 
     return wrapper
@@ -57,12 +60,12 @@ class Spool:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.RLock()
         self._conn = open_wal(self.path, timeout=4.0, check_same_thread=False)
-        self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
-        self._conn.execute("PRAGMA busy_timeout=4000")  # another process (rare): wait, briefly
-        self._conn.executescript(SCHEMA)
+        with storage.translated(self.path):
+            self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+            self._conn.execute("PRAGMA busy_timeout=4000")  # another process (rare): wait, briefly
+            self._conn.executescript(SCHEMA)
 
     @classmethod
     def for_settings(cls, settings) -> "Spool":
@@ -87,7 +90,8 @@ class Spool:
             self._bump(con, "verified", now, "last_event_received_at")
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
             raise
         return int(cur.lastrowid)
 
@@ -135,7 +139,8 @@ class Spool:
             con.execute("DELETE FROM deliveries WHERE moved_at IS NOT NULL AND moved_at < ?", (now - KEEP_MOVED_SECONDS,))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
             raise
 
     @_locked

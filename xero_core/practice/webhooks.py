@@ -138,7 +138,11 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     """
     if len(raw_body) > MAX_BODY_BYTES:
         return refuse_oversized(settings)
-    spool = Spool.for_settings(settings)
+    try:
+        spool = Spool.for_settings(settings)
+    except LedgerlinkError as exc:  # e.g. StorageError: the data dir cannot be written
+        _problems.report("spool", str(exc))
+        return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
     except Exception as exc:  # a vault we cannot open must not crash the server
@@ -162,8 +166,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     try:
         spool.put(raw_body, len(events))
     except Exception as exc:
-        log.error("webhook spool write failed: %s", exc)
+        _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
+    _problems.clear("spool")
     if on_spooled is not None:
         on_spooled()
     return 200
@@ -475,6 +480,38 @@ def retry_failed(settings: Settings) -> int:
     return int(n)
 
 
+class _Problems:
+    """Log each distinct problem once (one sentence, no traceback), and once when it clears.
+
+    A receiver that cannot write its data dir meets the same error on every pass and every
+    delivery; repeating it (with a traceback) each time buries everything else in the log.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[str, str] = {}
+
+    def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
+        with self._lock:
+            new = self._current.get(where) != sentence
+            self._current[where] = sentence
+        if not new:
+            log.debug("webhook %s: still failing: %s", where, sentence)
+        elif exc is not None and not isinstance(exc, LedgerlinkError):
+            log.error("webhook %s failed: %s", where, sentence, exc_info=exc)  # a bug: its traceback, once
+        else:
+            log.error("webhook %s: %s (logged once until it changes or works again)", where, sentence)
+
+    def clear(self, where: str) -> None:
+        with self._lock:
+            was = self._current.pop(where, None)
+        if was is not None:
+            log.warning("webhook %s works again (after: %s)", where, was)
+
+
+_problems = _Problems()
+
+
 class Worker:
     """Background drain loop for the receiver process; woken at once by each spooled delivery."""
 
@@ -509,9 +546,13 @@ class Worker:
                 break
             try:
                 r = drain(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout)
-            except Exception as exc:  # the loop must survive anything
-                log.exception("webhook worker pass failed: %s", exc)
-                r = DrainResult(errors=[str(exc)])
+                _problems.clear("worker")
+            except Exception as exc:  # the loop must survive anything; one log line per distinct problem
+                from ..storage import as_storage_error
+
+                sentence = str(as_storage_error(exc) or exc) or type(exc).__name__
+                _problems.report("worker", sentence, exc)
+                r = DrainResult(errors=[sentence])
             with self._idle:
                 self.last = r
                 self.passes += 1
