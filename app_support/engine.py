@@ -67,8 +67,8 @@ get_connection = _e("connections", "get_connection", "Connection details")
 token_summary = _e("tokens", "token_summary", "Token expiry")
 
 # Sync (issue 4)
-sync_all = _e("sync.runner", "sync_all", "Sync now")
-sync_all_tenants = _e("sync.runner", "sync_all_tenants", "Sync all organisations")
+sync_all = _e("pipeline.run", "sync_tenant", "Sync now")  # the whole plan: financial, clients, documents, ...
+sync_all_tenants = _e("pipeline.run", "sync_tenants", "Sync all organisations")
 budget_status = _e("ratelimit", "budget_status", "The API budget")
 
 # Scheduler and analysis (issue 7)

@@ -21,7 +21,7 @@ from xero_core.errors import OAuthError
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
-from xero_core.practice import sync_all_practices
+from xero_core.pipeline.run import sync_practices as sync_all_practices
 from xero_core.practice import webhooks as W
 from xero_core.sync.runner import sync_all
 

@@ -225,8 +225,8 @@ def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
 
 
 def cmd_practice_sync(args) -> int:
+    from ..pipeline.run import sync_practices as sync_all_practices
     from ..practice import clients as C
-    from ..practice import sync_all_practices
 
     settings = load_settings()
     res = sync_all_practices(settings, trigger="cli")
@@ -321,7 +321,7 @@ def cmd_documents_list(args) -> int:
 # -- xpm -----------------------------------------------------------------------------------------
 def cmd_xpm_sync(args) -> int:
     from ..connections import list_connections
-    from ..practice import sync_all_practices
+    from ..pipeline.run import sync_practices as sync_all_practices
 
     settings = load_settings()
     pms = [c["tenant_id"] for c in list_connections(settings) if (c.get("tenant_type") or "").upper() == "PRACTICEMANAGER"

@@ -6,7 +6,8 @@ looking at the body, writes verified deliveries to the spool (never DuckDB, so a
 a busy Xero cannot delay the answer), and returns 200/401 for an empty-bodied response.
 `drain(settings, …)` — run by the receiver's worker thread — moves spooled deliveries into
 `webhook_events` and processes them: CONTACT -> that contact re-fetched and upserted into contacts
-and clients; INVOICE -> that invoice re-fetched into invoices. Fetch URLs are built from
+and clients; INVOICE -> that invoice re-fetched into invoices; CREDITNOTE -> that credit note re-fetched
+into credit_notes (revenue_weekly follows both). Fetch URLs are built from
 settings.api_url and a validated resource id, never from the event's resourceUrl.
 """
 from __future__ import annotations
@@ -256,6 +257,22 @@ def _save_invoices(con, tenant_id: str, records: list[dict], settings: Settings)
     save_invoices(con, tenant_id, records, settings)
 
 
+def _fetch_credit_note(client, credit_note_id: str) -> list[dict]:
+    from ..sync.credit_notes import fetch_credit_note
+
+    found = fetch_credit_note(client, credit_note_id)
+    return [found] if found else []
+
+
+def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+    from ..sync.credit_notes import save_credit_notes
+
+    save_credit_notes(con, tenant_id, records, settings)
+
+
+_FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
+
+
 # --------------------------------------------------------------------------- worker
 
 
@@ -324,14 +341,14 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
         dup += len(rows) - added
 
 
-def _due_groups(settings: Settings, now: datetime, db_timeout: float) -> list[dict]:
+def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None) -> list[dict]:
     with connect(settings.db_path, timeout=db_timeout) as con:
         rows = _rows(
             con,
             "SELECT event_key, tenant_id, event_category, resource_id, status, attempts, processed_at "
-            "FROM webhook_events WHERE status = 'pending' OR (status = 'failed' AND attempts < ?) "
-            "ORDER BY received_at, event_key",
-            [MAX_ATTEMPTS],
+            "FROM webhook_events WHERE (status = 'pending' OR (status = 'failed' AND attempts < ?)) "
+            + ("AND tenant_id = ? " if tenant_id else "") + "ORDER BY received_at, event_key",
+            [MAX_ATTEMPTS, tenant_id] if tenant_id else [MAX_ATTEMPTS],
         )
         conns = {r[0]: (r[1], (r[2] or "").upper()) for r in con.execute(
             "SELECT tenant_id, status, tenant_type FROM connections").fetchall()}
@@ -366,7 +383,7 @@ def _outcome(g: dict, client_for):
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
-    if cat not in ("CONTACT", "INVOICE"):
+    if cat not in _FETCH:
         return g, ("ignored", f"{cat} events are not used by Ledgerlink", False, None)
     if not rid or not GUID_RE.match(str(rid)):
         return g, ("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
@@ -374,7 +391,7 @@ def _outcome(g: dict, client_for):
         return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
-        records = _fetch_contact(client, rid) if cat == "CONTACT" else _fetch_invoice(client, rid)
+        records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
@@ -394,6 +411,8 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
             reconcile_contacts(con, tenant_id, records, clock=clock)
+        elif cat == "CREDITNOTE":
+            _save_credit_notes(con, tenant_id, records, settings)
         else:
             _save_invoices(con, tenant_id, records, settings)
     marks: dict[tuple, list[str]] = {}
@@ -419,8 +438,9 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
 
 
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-                   result: DrainResult | None = None, client_factory=None) -> DrainResult:
-    """Process pending (and due failed) events; each resource fetched once however many events name it."""
+                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None) -> DrainResult:
+    """Process pending (and due failed) events (of one tenant with `tenant_id`: the pipeline's
+    webhooks step); each resource fetched once however many events name it."""
     res = result or DrainResult()
     now = clock.now()
     clients: dict[str, object] = {}
@@ -435,7 +455,7 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
-    groups = _due_groups(settings, now, db_timeout)
+    groups = _due_groups(settings, now, db_timeout, tenant_id)
     for start in range(0, len(groups), APPLY_CHUNK):
         outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
         # Network done for this chunk; now one short transaction writes all of it.
