@@ -18,7 +18,7 @@ from xero_core.practice import clients as C
 from xero_core.practice import documents as D
 from xero_core.practice.matching import is_government, is_placeholder, reconcile_contacts, skip_reason
 from xero_core.practice.run import reconcile_stored_contacts as run_reconcile
-from xero_core.sync.runner import sync_all
+from xero_core.pipeline.run import sync_tenant
 
 TODAY = date(2026, 11, 30)
 
@@ -34,9 +34,11 @@ def connected(make_settings, **fake_kw):
                            pm=by_type["PRACTICEMANAGER"])
 
 
-def sync(x, tenant, only):
-    r = sync_all(x.s, tenant, only=only, transport=x.t, clock=x.clock, trigger="manual")
+def sync(x, tenant, only) -> dict | None:
+    """A sync of these steps (contacts bring the clients step along); the clients step's report."""
+    r = sync_tenant(x.s, tenant, only=only, transport=x.t, clock=x.clock, trigger="manual")
     assert r.status == "success", r.to_dict()
+    return next((st.detail for st in r.steps if st.step == "clients"), None)
 
 
 def q(x, sql, *params):
@@ -66,10 +68,8 @@ def test_only_customers_and_practice_clients_become_clients_and_the_pass_is_repo
     practice = x.fake.practice(x.pm)
     a_customer = sorted(truth.customers)[0]
     mine = C.add_client(x.s, "Our own name", email=x.fake.org(x.org).contact_by_id[a_customer].email)
-    sync(x, x.pm, "xpm")  # Practice Manager's clients first (the other order is tested on the demo seed)
-    sync(x, x.org, "contacts")
-    res = run_reconcile(x.s, x.org, clock=x.clock)
-    rep = res.as_dict()
+    sync(x, x.pm, "xpm,clients")  # Practice Manager's clients first (the other order: the demo seed's test)
+    rep = sync(x, x.org, "contacts")  # contacts, then the clients step: its report
 
     linked = dict(q(x, "SELECT xero_contact_id, count(*) FROM clients WHERE xero_contact_id IS NOT NULL GROUP BY 1"))
     assert set(linked.values()) == {1}  # nothing duplicated
@@ -101,10 +101,11 @@ def test_only_customers_and_practice_clients_become_clients_and_the_pass_is_repo
     assert rep["skipped"] == len(truth.suppliers) + 4
     assert "Australian Taxation Office" in rep["skipped_examples"]["government"]
     assert rep["skipped_examples"]["placeholder"] == ["Cash Sales"]
-    assert "supplier" in res.summary() and "imported" in res.summary()
 
     # a second pass (full) changes nothing and says so
-    again = run_reconcile(x.s, x.org, clock=x.clock, full=True).as_dict()
+    again_res = run_reconcile(x.s, x.org, clock=x.clock, full=True)
+    assert "imported 0, matched 0" in again_res.summary() and "suppliers only" in again_res.summary()
+    again = again_res.as_dict()
     assert (again["imported"], again["matched"], again["removed"]) == (0, 0, 0)
     assert again["already_linked"] == len(linked)
     assert dict(q(x, "SELECT xero_contact_id, count(*) FROM clients WHERE xero_contact_id IS NOT NULL GROUP BY 1")) == linked
@@ -120,9 +121,10 @@ def test_only_customers_and_practice_clients_become_clients_and_the_pass_is_repo
 
 
 def test_match_clients_now_logs_a_report_per_tenant(x):
-    sync(x, x.org, "contacts")
+    imported = sync(x, x.org, "contacts")["imported"]
     out = {r["tenant_type"]: r for r in C.match_clients_now(x.s, trigger="app", clock=x.clock)}
-    assert out["ORGANISATION"]["status"] == "success" and out["ORGANISATION"]["report"]["imported"] > 0
+    assert out["ORGANISATION"]["status"] == "success" and imported > 0
+    assert out["ORGANISATION"]["report"]["imported"] == 0 and out["ORGANISATION"]["report"]["already_linked"] >= imported
     assert out["PRACTICEMANAGER"]["report"]["imported"] == 0
     last = {r["tenant_id"]: r for r in C.last_reconciliations(x.s)}
     assert last[x.org]["trigger"] == "app" and last[x.org]["report"] == json.loads(json.dumps(
@@ -211,10 +213,9 @@ def test_the_demo_practice_mostly_matches_and_shows_a_few_ambiguous(make_setting
     from xero_core.commands.sync import DEMO_SEED
 
     x = connected(make_settings, seed=DEMO_SEED)
-    order = [(x.pm, "xpm"), (x.org, "contacts")]
+    order = [(x.pm, "xpm,clients"), (x.org, "contacts")]  # each with its clients step, as every sync runs
     for tenant, only in (order if xpm_first else order[::-1]):
         sync(x, tenant, only)
-        run_reconcile(x.s, tenant, clock=x.clock)  # every sync's clients step
     practice = x.fake.practice(x.pm)
     rows = {r[0]: r for r in q(x, "SELECT xpm_client_id, xero_contact_id, client_id FROM clients "
                                   "WHERE xpm_client_id IS NOT NULL")}
@@ -258,7 +259,8 @@ def test_due_documents_are_pushed_with_backoff_then_given_up(x):
     assert (s1.pushed, s1.failed, s1.gave_up, s1.skipped) == (0, 2, 1, 1), s1.messages
     docs = {d["document_id"]: d for d in D.list_documents(x.s)}
     assert docs[a["document_id"]]["status"] == "failed" and docs[a["document_id"]]["attempts"] == 1
-    assert docs[a["document_id"]]["next_attempt_at"] - started == timedelta(minutes=5)
+    tried = docs[a["document_id"]]["last_attempt_at"]
+    assert tried >= started and docs[a["document_id"]]["next_attempt_at"] - tried == timedelta(minutes=5)
     assert docs[b["document_id"]]["status"] == "gave_up"
     assert docs[b["document_id"]]["error"].startswith(f"Gave up after {D.MAX_ATTEMPTS} attempt(s)")
     assert "not matched to a Xero contact yet" in docs[c["document_id"]]["error"]
