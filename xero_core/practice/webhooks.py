@@ -520,7 +520,7 @@ class _Problems:
         elif exc is not None and not isinstance(exc, LedgerlinkError):
             log.error("webhook %s failed: %s", where, sentence, exc_info=exc)  # a bug: its traceback, once
         else:
-            log.error("webhook %s: %s (logged once until it changes or works again)", where, sentence)
+            log.error("webhook %s: %s (logged once, until it changes or clears)", where, sentence)
 
     def clear(self, where: str) -> None:
         with self._lock:
