@@ -363,3 +363,37 @@ def test_storage_error_is_a_ledgerlink_error_every_entry_point_prints():
     e = storage.describe(OSError(28, "No space left on device"), "/d/xero.duckdb")
     assert e.problem == "full" and "/d/xero.duckdb" in str(e) and "XERO_DATA_DIR (/d)" in str(e)
     assert storage.describe(ValueError("nope"), "/d/x") is None
+
+
+def test_a_store_failing_with_a_disk_error_is_not_called_a_file_in_the_way(tmp_path):
+    """The store's own file exists and is a file: that is normal, only a parent can be in the way."""
+    f = tmp_path / "jobs.sqlite"
+    f.write_bytes(b"")
+    import sqlite3
+
+    e = storage.describe(sqlite3.OperationalError("disk I/O error"), f)
+    assert e.problem == "io" and "is a file, not a folder" not in str(e) and str(f) in str(e)
+    blocker = tmp_path / "data"
+    blocker.write_text("x")
+    e = storage.describe(sqlite3.OperationalError("unable to open database file"), blocker / "jobs.sqlite")
+    assert e.problem == "not_a_directory" and f"{blocker} is a file, not a folder" in str(e)
+
+
+def test_a_failed_migration_commit_is_reported_not_hidden_by_its_rollback():
+    import duckdb
+
+    class Con:
+        def execute(self, sql, *a):
+            if sql == "COMMIT":
+                raise duckdb.TransactionException('Failed to commit: Could not write file "/d/xero.duckdb.wal": '
+                                                  "No space left on device")
+            if sql == "ROLLBACK":
+                raise duckdb.TransactionException("cannot rollback - no transaction is active")
+            return self
+
+        def fetchall(self):
+            return []
+
+    with pytest.raises(duckdb.TransactionException, match="No space left") as e:
+        db.migrate(Con())
+    assert storage.as_storage_error(e.value).problem == "full"
