@@ -397,3 +397,16 @@ def test_a_failed_migration_commit_is_reported_not_hidden_by_its_rollback():
     with pytest.raises(duckdb.TransactionException, match="No space left") as e:
         db.migrate(Con())
     assert storage.as_storage_error(e.value).problem == "full"
+
+
+def test_an_unreadable_webhook_key_is_logged_once_not_per_delivery(make_settings, caplog):
+    from xero_core.practice import webhooks as W
+
+    s = make_settings()
+    W.set_webhook_key(s, "k" * 32)
+    path = W._vault(s).path(W.VAULT_NAME)
+    path.write_bytes(path.read_bytes()[:50])  # tampered
+    with caplog.at_level(logging.INFO, logger="xero_core.practice.webhooks"):
+        assert [W.handle_webhook(s, b'{"events": []}', "sig") for _ in range(5)] == [401] * 5
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(path) in errors[0], errors

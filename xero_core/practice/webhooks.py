@@ -146,8 +146,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
+        _problems.clear("key")
     except Exception as exc:  # a vault we cannot open must not crash the server
-        log.error("webhook key unavailable: %s", exc)
+        _problems.report("key", f"webhook key unavailable: {exc}")
         key = None
     if not verify(key, raw_body, signature):
         reason = "no webhook key configured" if not key else ("no signature" if not signature else "bad signature")
