@@ -19,7 +19,9 @@ from xero_core.errors import (
     RateLimited,
     ReconnectNeeded,
     RetriableError,
+    StorageError,
     TierRefused,
+    TokensUnreadable,
     VaultError,
 )
 from xero_core.settings import SettingsError
@@ -33,6 +35,10 @@ def next_step(exc: BaseException) -> str:
     """What a person should do about an engine error, in one sentence."""
     if isinstance(exc, SettingsError):
         return "Fix the setting in the environment or the .env file, then restart the app."
+    if isinstance(exc, StorageError):
+        return ""  # the sentence names the file or XERO_DATA_DIR and the fix already
+    if isinstance(exc, TokensUnreadable):
+        return ""  # the vault's sentence says which fix: the previous key, or delete and reconnect
     if isinstance(exc, ReconnectNeeded):
         return "Open the Connection page and reconnect this organisation."
     if isinstance(exc, TierRefused):
@@ -62,6 +68,15 @@ def say(exc: BaseException) -> str:
 
 
 def show(exc: BaseException) -> None:
+    if not isinstance(exc, (LedgerlinkError, SettingsError, NotAvailable)):
+        # A disk problem that reached the page untranslated (a folder in the way, a full disk, a
+        # damaged file) is still a sentence naming the file and the fix, not "something unexpected".
+        from xero_core.storage import as_storage_error
+
+        se = as_storage_error(exc)
+        if se is not None:
+            log.warning("storage problem on an admin page: %s", se)
+            exc = se
     if isinstance(exc, NotAvailable):
         st.info(f"{exc} The other pages keep working.", icon=":material/hourglass_empty:")
     elif isinstance(exc, (LedgerlinkError, SettingsError)):

@@ -303,7 +303,7 @@ class Soak:
         self.fake_port, self.webhook_port = free_port(), free_port()
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("XERO_")},
-            "XERO_ENV_FILE": str(self.workdir / "none.env"),
+            "XERO_ENV_FILE": os.devnull,
             "XERO_MOCK_MODE": "true",
             "XERO_DATA_DIR": str(self.workdir / "data"),
             "XERO_ENCRYPTION_KEY": secrets.token_hex(32),

@@ -65,7 +65,7 @@ class Receiver:
         self.kind, self.data, self.port = kind, data, port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("XERO_", "STREAMLIT_"))}
         env.update({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(data), "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
-                    "XERO_WEBHOOK_KEY": KEY, "XERO_ENV_FILE": str(data / "no.env"), "PYTHONUNBUFFERED": "1"})
+                    "XERO_WEBHOOK_KEY": KEY, "XERO_ENV_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
         self.log = open(data.parent / f"{kind}.log", "wb")
         if kind == "cli":
             args = [sys.executable, "-m", "xero_core", "webhooks", "--port", str(port)]

@@ -42,7 +42,7 @@ def app_settings(fake_xero, tmp_path, monkeypatch) -> Settings:
     for var in [v for v in os.environ if v.startswith("XERO_")]:  # nothing from the developer's shell
         monkeypatch.delenv(var)
     env = {
-        "XERO_ENV_FILE": str(tmp_path / "no.env"),
+        "XERO_ENV_FILE": os.devnull,
         "XERO_MOCK_MODE": "true",
         "XERO_DATA_DIR": str(tmp_path / "data"),
         "XERO_ENCRYPTION_KEY": secrets.token_hex(32),

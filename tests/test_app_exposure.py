@@ -49,7 +49,7 @@ def test_streamlit_run_on_all_interfaces_without_sign_in_exits_before_serving(tm
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XERO_", "STREAMLIT_"))}
     env.update({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
-                "XERO_ENCRYPTION_KEY": secrets.token_hex(32), "XERO_ENV_FILE": str(tmp_path / "no.env")})
+                "XERO_ENCRYPTION_KEY": secrets.token_hex(32), "XERO_ENV_FILE": os.devnull})
     args = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), f"--server.port={port}",
             "--server.headless=true", "--server.fileWatcherType=none", "--browser.gatherUsageStats=false"]
     if how == "flag":

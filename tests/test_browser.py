@@ -66,7 +66,7 @@ class Stack:
             "XERO_APP_URL": self.app_url,
             "XERO_REDIRECT_URI": self.app_url + "/callback",
             "XERO_FAKE_PORT": str(self.server.port),
-            "XERO_ENV_FILE": str(tmp / "no.env"),
+            "XERO_ENV_FILE": os.devnull,
         }
         self.settings = load_settings(self.env)
         self.log = open(tmp / "streamlit.log", "wb")

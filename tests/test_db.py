@@ -126,3 +126,19 @@ def test_shared_block_lets_another_process_in_while_it_keeps_working(tmp_path):
         p.join(30)
     assert done.is_set(), "the other process never got the database while the pool held it"
     assert writes < 100_000
+
+
+def test_shared_block_closes_the_file_while_its_workers_wait_on_xero(tmp_path):
+    """A pool whose workers sit in Xero's rate limit (no database use) must not keep others out."""
+    path = tmp_path / "x.duckdb"
+    ctx = mp.get_context("spawn")
+    done = ctx.Event()
+    with db.shared(path, idle=0.2, max_hold=600):
+        with db.connect(path) as con:
+            con.execute("SELECT 1")
+        p = ctx.Process(target=_write_once, args=(path, done))
+        p.start()
+        p.join(30)  # the block is still active, idle
+        assert done.is_set(), "an idle shared block kept the database from another process"
+        with db.connect(path) as con:  # and the pool can use it again afterwards
+            assert con.execute("SELECT count(*) FROM sync_cursors").fetchone()[0] == 1

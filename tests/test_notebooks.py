@@ -62,7 +62,7 @@ def run_notebook(name: str, data_dir: Path, *, expect_stop: bool = False) -> nbf
     """Execute like "Run All" in a fresh python3 kernel, cwd notebooks/; outputs land in the
     returned notebook (the file on disk is untouched)."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    env = {**os.environ, "XERO_DATA_DIR": str(data_dir), "XERO_ENV_FILE": str(data_dir / "none.env"),
+    env = {**os.environ, "XERO_DATA_DIR": str(data_dir), "XERO_ENV_FILE": os.devnull,
            "XERO_TODAY": TODAY.isoformat()}
     env.pop("PYTHONPATH", None)  # the notebook must find xero_core by itself
     client = NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOKS)}})

@@ -233,7 +233,7 @@ def test_oversized_webhook_bodies_are_refused_on_both_receivers(make_settings, t
 
     from app_support.webhook_route import routes
 
-    monkeypatch.setenv("XERO_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.setenv("XERO_ENV_FILE", os.devnull)
     for k, v in {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(s.data_dir),
                  "XERO_ENCRYPTION_KEY": s.encryption_key.hex(), "XERO_WEBHOOK_KEY": key}.items():
         monkeypatch.setenv(k, v)
@@ -301,7 +301,7 @@ def test_every_page_is_refused_without_sign_in_when_a_password_is_set(tmp_path, 
         sys.path.insert(0, str(root))
     for var in ("XERO_WEBHOOK_KEY", "XERO_SCOPES", "XERO_SCOPE_PROFILE"):
         monkeypatch.delenv(var, raising=False)
-    for k, v in {"XERO_ENV_FILE": str(tmp_path / "none.env"), "XERO_MOCK_MODE": "true",
+    for k, v in {"XERO_ENV_FILE": os.devnull, "XERO_MOCK_MODE": "true",
                  "XERO_DATA_DIR": str(tmp_path / "data"), "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
                  "XERO_FAKE_PORT": "9", "XERO_ADMIN_PASSWORD": "correct horse battery staple"}.items():
         monkeypatch.setenv(k, v)

@@ -66,7 +66,7 @@ class StubClient:
         if cid in self.fail:
             raise W.WebhookError("Xero is busy (HTTP 503)")
         c = self.contacts.get(cid, {"ContactID": cid, "Name": f"Contact {cid[:8]}", "ContactStatus": "ACTIVE",
-                                    "UpdatedDateUTC": "/Date(1718932539902+0000)/"})
+                                    "IsCustomer": True, "UpdatedDateUTC": "/Date(1718932539902+0000)/"})
         return httpx.Response(200, json={"Contacts": [c]})
 
 

@@ -85,17 +85,26 @@ def status_document(settings) -> dict:
         entry = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
                                          "connection_id", "connected_at", "last_sync_at")}
         entry["xpm_enabled"] = bool(c["xpm_enabled"])
+        problem = None
         try:
             t = tokens.token_summary(settings, c["tenant_id"])
         except VaultError as exc:
+            problem = str(exc)
             t = {"has_tokens": False, "access_expires_at": None, "refresh_expires_at": None,
-                 "refresh_warning": str(exc), "dead": None}
+                 "refresh_warning": problem, "dead": None}
         entry["has_tokens"] = t["has_tokens"]
         entry["access_token_expires_at"] = _iso(t["access_expires_at"])
         entry["refresh_token_expires_at"] = _iso(t["refresh_expires_at"])
         entry["refresh_warning"] = t["refresh_warning"]
         if c["status"] == "connected" and not t["has_tokens"] and not t["refresh_warning"]:
-            entry["refresh_warning"] = "No tokens are stored for this tenant: reconnect it."
+            entry["refresh_warning"] = problem = "No tokens are stored for this tenant: reconnect it."
+        if c["status"] == "connected" and t.get("dead"):
+            problem = problem or entry["refresh_warning"] or "Xero refused its refresh token: reconnect it."
+        if c["status"] == "needs_reconnect":
+            problem = problem or f"It needs reconnecting: {c['status_reason'] or 'see the app'}"
+        # Usable = a sync could run now. A connection row alone says nothing if no token can be read.
+        entry["usable"] = c["status"] == "disconnected" or problem is None
+        entry["problem"] = None if c["status"] == "disconnected" else problem
         if c["status"] != "disconnected" and entry["refresh_warning"]:
             warnings.append(f"{c['tenant_name']}: {entry['refresh_warning']}")
         if c["status"] == "needs_reconnect":
@@ -111,27 +120,37 @@ def status_document(settings) -> dict:
         "scopes": list(settings.scopes),
         "connections": rows,
         "warnings": list(dict.fromkeys(warnings)),
+        "ok": all(r["usable"] for r in rows),
     }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings()
     doc = status_document(settings)
+    # Non-zero when any tenant that should sync cannot (unreadable tokens, none stored, needs
+    # reconnecting), so a cron check or a script notices; --json says which in "usable"/"problem".
+    code = 0 if doc["ok"] else 1
     if args.json:
         print(json.dumps(doc, indent=2))
-        return 0
+        return code
     mode = "MOCK MODE (offline fake Xero)" if doc["mock_mode"] else "live Xero"
     print(f"Ledgerlink: {mode} at {doc['api_url']}; data in {doc['data_dir']}; vault key id {doc['vault_key_id']}")
     if not doc["connections"]:
         print("No tenants connected. Run: python -m xero_core connect")
+    shown = set()
     for c in doc["connections"]:
-        print(f"- {c['tenant_name']} [{c['tenant_type']}] {c['status']}  tenant {c['tenant_id']}")
+        state = c["status"] if c["usable"] else f"{c['status']}, UNUSABLE"
+        print(f"- {c['tenant_name']} [{c['tenant_type']}] {state}  tenant {c['tenant_id']}")
+        if not c["usable"]:
+            print(f"    cannot sync: {c['problem']}")
+            shown.add(c["problem"])
         if c["status"] != "disconnected":
             print(f"    access token expires {c['access_token_expires_at'] or '-'}; refresh token lapses "
                   f"{c['refresh_token_expires_at'] or '-'} if unused; last sync {c['last_sync_at'] or 'never'}")
     for w in doc["warnings"]:
-        print(f"WARNING: {w}")
-    return 0
+        if not any(w.endswith(p) for p in shown):
+            print(f"WARNING: {w}")
+    return code
 
 
 def cmd_disconnect(args: argparse.Namespace) -> int:

@@ -115,8 +115,12 @@ def cmd_webhooks(args) -> int:
         st = W.webhook_status(settings)
         _out(args, st, [f"{k}: {v}" for k, v in st.items()])
         return 0
+    from ..practice.spool import Spool
     from ..practice.webhook_server import serve
 
+    # A receiver that cannot write its spool would answer every delivery 503: refuse to start,
+    # with the StorageError's sentence (cli.py prints it).
+    Spool.for_settings(settings)
     if not W.get_webhook_key(settings):
         print("warning: no webhook key yet: every delivery will get 401. Set XERO_WEBHOOK_KEY or run "
               "`python -m xero_core webhooks --set-key` (key on stdin).", file=sys.stderr)

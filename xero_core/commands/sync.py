@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     who = p.add_mutually_exclusive_group()
     who.add_argument("--tenant", metavar="ID", help="the tenant to sync (see `status`)")
     who.add_argument("--all", action="store_true", help="every connected tenant, concurrently")
-    p.add_argument("--only", metavar="STEPS", help="comma list of: pnl,invoices,bank,contacts,journals,xpm,accounts")
+    p.add_argument("--only", metavar="STEPS", help="comma list of: pnl,invoices,credit_notes,bank,contacts,journals,xpm,accounts")
     p.add_argument("--weeks", type=int, metavar="N",
                    help="report weeks to (re)fetch, ending with the current week (default 2; e.g. 104 backfills two years)")
     p.add_argument("--json", action="store_true", help="print one JSON document (summary per step) on stdout")
@@ -206,9 +206,9 @@ def run_demo(args: argparse.Namespace) -> int:
         tenants = connect_via_consent_form(settings)
         for t in tenants:
             print(f"connected {t.get('tenant_name')} ({t.get('tenant_type')})", file=sys.stderr)
-    only = None if args.with_journals else "accounts,contacts,invoices,pnl,bank,xpm"
+    only = None if args.with_journals else "accounts,contacts,invoices,credit_notes,pnl,bank,xpm"
     minutes = (20 + 2 * args.weeks + (300 if args.with_journals else 0)) / 57
-    print(f"first sync: {args.weeks} weeks of reports, every invoice and contact"
+    print(f"first sync: {args.weeks} weeks of reports, every invoice, credit note and contact"
           f"{', all journals' if args.with_journals else ''} - about {minutes:.0f} min at Xero's 60 calls a minute",
           file=sys.stderr)
     results = sync_all_tenants(settings, trigger="cli", weeks=args.weeks, only=only, progress=Progress())

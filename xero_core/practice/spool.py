@@ -9,12 +9,14 @@ counters (last event, last verification failure, Intent to Receive) so status ne
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from .. import storage
 from ..sqlite_wal import open_wal
 
 SCHEMA = """
@@ -35,9 +37,10 @@ WAL_BACKSTOP_PAGES = 20000  # the worker checkpoints after each move; this only 
 
 
 def _locked(method):
+    """Under the spool's lock; a disk problem (full, read-only, damaged file) is a StorageError."""
     @functools.wraps(method)
     def wrapper(self, *a, **kw):
-        with self._mutex:
+        with self._mutex, storage.translated(self.path):
             return method(self, *a, **kw)
 
     return wrapper
@@ -76,13 +79,13 @@ class Spool:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._mutex = threading.RLock()
         self._conn = open_wal(self.path, timeout=4.0, check_same_thread=False)
-        self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
-        self._conn.execute("PRAGMA busy_timeout=4000")  # another process (rare): wait, briefly
-        self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
-        self._conn.executescript(SCHEMA)
+        with storage.translated(self.path):
+            self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+            self._conn.execute("PRAGMA busy_timeout=4000")  # another process (rare): wait, briefly
+            self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
+            self._conn.executescript(SCHEMA)
         self._reader: sqlite3.Connection | None = None  # the worker's reads and checkpoints
         self._rlock = threading.Lock()
         self._gc = threading.Condition(threading.Lock())
@@ -149,7 +152,8 @@ class Spool:
             self._write_notes(con)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
             raise
         self.commits += 1
 
@@ -199,12 +203,11 @@ class Spool:
             self._write_notes(con)
             con.execute("COMMIT")
         except sqlite3.Error:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
         finally:
-            con.execute("PRAGMA synchronous=FULL")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("PRAGMA synchronous=FULL")
 
     @staticmethod
     def _bump(con: sqlite3.Connection, counter: str, n: int, stamps: dict[str, str]) -> None:
@@ -224,7 +227,7 @@ class Spool:
         return self._reader
 
     def unmoved(self, limit: int = 500) -> list[tuple[int, float, bytes]]:
-        with self._rlock:
+        with self._rlock, storage.translated(self.path):
             return self._read().execute(
                 "SELECT id, received_at, body FROM deliveries WHERE moved_at IS NULL ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
@@ -248,10 +251,12 @@ class Spool:
                 self._write_notes(con)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
                 raise
         finally:
-            con.execute("PRAGMA synchronous=FULL")
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("PRAGMA synchronous=FULL")
         if now - self._pruned_at >= PRUNE_EVERY_SECONDS:
             self._pruned_at = now
 
@@ -264,10 +269,10 @@ class Spool:
                 pass
 
     def backlog(self) -> int:
-        with self._rlock:
+        with self._rlock, storage.translated(self.path):
             return int(self._read().execute("SELECT count(*) FROM deliveries WHERE moved_at IS NULL").fetchone()[0])
 
     def meta(self) -> dict[str, str]:
         self.flush_notes()
-        with self._rlock:
+        with self._rlock, storage.translated(self.path):
             return dict(self._read().execute("SELECT k, v FROM meta").fetchall())

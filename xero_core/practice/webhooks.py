@@ -143,9 +143,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return refuse_oversized(settings)
     try:
         spool = Spool.for_settings(settings)
-    except Exception as exc:
-        log.error("webhook spool unavailable: %s", exc)
-        return 503
+    except LedgerlinkError as exc:  # e.g. StorageError: the data dir cannot be written
+        _problems.report("spool", str(exc))
+        return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
     except Exception as exc:  # a vault we cannot open must not crash the server
@@ -158,8 +158,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
     try:
         spool.put(raw_body)
     except Exception as exc:
-        log.error("webhook spool write failed: %s", exc)
+        _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
+    _problems.clear("spool")
     if on_spooled is not None:
         on_spooled()
     return 200
@@ -500,6 +501,44 @@ def retry_failed(settings: Settings) -> int:
     return int(n)
 
 
+class _Problems:
+    """Log each distinct problem once (one sentence, no traceback), and once when it clears.
+
+    A receiver that cannot write its data dir meets the same error on every pass and every
+    delivery; repeating it (with a traceback) each time buries everything else in the log.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: dict[str, str] = {}
+
+    def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
+        with self._lock:
+            new = self._current.get(where) != sentence
+            self._current[where] = sentence
+        if not new:
+            log.debug("webhook %s: still failing: %s", where, sentence)
+        elif exc is not None and not isinstance(exc, LedgerlinkError):
+            log.error("webhook %s failed: %s", where, sentence, exc_info=exc)  # a bug: its traceback, once
+        else:
+            log.error("webhook %s: %s (logged once until it changes or works again)", where, sentence)
+
+    def clear(self, where: str) -> None:
+        with self._lock:
+            was = self._current.pop(where, None)
+        if was is not None:
+            log.warning("webhook %s works again (after: %s)", where, was)
+
+
+_problems = _Problems()
+
+
+def _sentence(exc: BaseException) -> str:
+    from ..storage import as_storage_error
+
+    return str(as_storage_error(exc) or exc) or type(exc).__name__
+
+
 class Worker:
     """The receiver process's background work, in two threads.
 
@@ -561,18 +600,19 @@ class Worker:
                 spool.flush_notes()
                 if moved[0]:
                     spool.checkpoint()  # off the request path: the receivers' commits stay short
+                _problems.clear("mover")
             except DatabaseBusy:
                 busy = True  # another process holds DuckDB: the spool keeps everything; try again later
-            except Exception as exc:  # the loop must survive anything
-                log.exception("webhook mover failed: %s", exc)
-                error = str(exc) or type(exc).__name__
+            except Exception as exc:  # the loop must survive anything; one log line per distinct problem
+                error = _sentence(exc)
+                _problems.report("mover", error, exc)
             if moved[1]:
                 self._wake.set()  # new events: process them
             with self._idle:
                 self.moves += 1
                 self.moved_deliveries += moved[0]
                 self.last_move_error = error
-                if error:
+                if error and error not in self._move_errors:
                     self._move_errors.append(error)
                 self._idle.notify_all()
             # Under a burst, gather deliveries for a moment instead of moving one at a time; after a
@@ -589,11 +629,13 @@ class Worker:
             try:
                 process_events(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout,
                                result=r, client_factory=self.client_factory, db_lock=self._db_lock)
+                _problems.clear("worker")
             except DatabaseBusy:
                 r.busy = True
-            except Exception as exc:  # the loop must survive anything
-                log.exception("webhook worker pass failed: %s", exc)
-                r.errors.append(str(exc))
+            except Exception as exc:  # the loop must survive anything; one log line per distinct problem
+                sentence = _sentence(exc)
+                _problems.report("worker", sentence, exc)
+                r.errors.append(sentence)
             with self._idle:
                 r.errors.extend(self._move_errors)
                 self._move_errors = []
