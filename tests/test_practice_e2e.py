@@ -15,7 +15,7 @@ from xero_core.db import connect
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
-from xero_core.practice import sync_all_practices
+from xero_core.pipeline.run import sync_practices as sync_all_practices
 from xero_core.practice import webhooks as W
 from xero_core.practice import xpm as X
 from xero_core.practice.webhook_server import serve

@@ -369,3 +369,43 @@ def test_concurrent_deliveries_share_one_fsyncd_commit(hook_settings, monkeypatc
     assert sorted(ids) == list(range(min(ids), min(ids) + 21))
     assert spool.commits == commits + 2  # the first delivery's commit, then the other 20 in one
     assert spool.backlog() == 21 and W.webhook_status(hook_settings)["deliveries_verified"] == 21
+
+
+def test_creditnote_events_refetch_the_credit_note_and_revenue_follows(hook_settings):
+    """A CREDITNOTE event (Xero adds data.Type/Status) re-fetches that credit note by our own URL;
+    revenue_weekly is net of it, and a later VOIDED update takes it out again."""
+    from decimal import Decimal
+
+    from test_sync_transforms import cn_line, credit_note
+
+    s = hook_settings
+    connect_tenant(s)
+    cid = str(uuid.uuid4())
+    served = {"cn": credit_note(cid, "33.00", [cn_line("30.00", "North", "Residential", tax="3.00")], tax="3.00")}
+
+    class CreditStub:
+        paths, api_calls = [], 0
+
+        def request(self, method, path, **kw):
+            self.paths.append(path)
+            return httpx.Response(200, json={"CreditNotes": [served["cn"]]})
+
+    stub = CreditStub()
+
+    def deliver(when):
+        ev = dict(event(cid, when=when, cat="CREDITNOTE"), data={"Type": "ACCRECCREDIT", "Status": served["cn"]["Status"]})
+        body = batch(ev)
+        assert W.handle_webhook(s, body, signed(body)) == 200
+        return W.drain(s, client_factory=lambda t: stub)
+
+    assert deliver("2024-06-21T01:15:39.902").processed == 1
+    assert stub.paths == [f"/api.xro/2.0/CreditNotes/{cid}"]
+    with connect(s.db_path) as con:
+        assert con.execute("SELECT status, total FROM credit_notes").fetchall() == [("AUTHORISED", Decimal("33.00"))]
+        assert con.execute("SELECT region, credit_note_count, total FROM revenue_weekly").fetchall() == [
+            ("North", 1, Decimal("-33.00"))]
+    served["cn"] = dict(served["cn"], Status="VOIDED", UpdatedDateUTC="/Date(1719000000000+0000)/")
+    assert deliver("2024-06-21T05:00:00.000").processed == 1
+    with connect(s.db_path) as con:
+        assert con.execute("SELECT status FROM credit_notes").fetchall() == [("VOIDED",)]
+        assert con.execute("SELECT count(*) FROM revenue_weekly").fetchone()[0] == 0

@@ -4,9 +4,10 @@
 it verifies `x-xero-signature` (base64 HMAC-SHA256 of the raw bytes, constant-time compare) before
 looking at the body, writes verified deliveries to the spool (never DuckDB, so a locked database or
 a busy Xero cannot delay the answer), and returns 200/401 for an empty-bodied response.
-`drain(settings, …)` — run by the receiver's worker thread — moves spooled deliveries into
-`webhook_events` and processes them: CONTACT -> that contact re-fetched and upserted into contacts
-and clients; INVOICE -> that invoice re-fetched into invoices. Fetch URLs are built from
+`move_spool` (the `Worker`'s mover thread, within a moment of each delivery) moves spooled
+deliveries into `webhook_events`; `process_events` (its processor thread; `drain` = both) processes them: CONTACT -> that contact re-fetched and upserted into contacts
+and clients; INVOICE -> that invoice re-fetched into invoices; CREDITNOTE -> that credit note re-fetched
+into credit_notes (revenue_weekly follows both). Fetch URLs are built from
 settings.api_url and a validated resource id, never from the event's resourceUrl.
 """
 from __future__ import annotations
@@ -261,6 +262,22 @@ def _save_invoices(con, tenant_id: str, records: list[dict], settings: Settings)
     save_invoices(con, tenant_id, records, settings)
 
 
+def _fetch_credit_note(client, credit_note_id: str) -> list[dict]:
+    from ..sync.credit_notes import fetch_credit_note
+
+    found = fetch_credit_note(client, credit_note_id)
+    return [found] if found else []
+
+
+def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+    from ..sync.credit_notes import save_credit_notes
+
+    save_credit_notes(con, tenant_id, records, settings)
+
+
+_FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
+
+
 # --------------------------------------------------------------------------- worker
 
 
@@ -341,14 +358,15 @@ def _held(lock):
     return lock if lock is not None else contextlib.nullcontext()
 
 
-def _due_groups(settings: Settings, now: datetime, db_timeout: float, db_lock=None) -> list[dict]:
+def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None,
+                db_lock=None) -> list[dict]:
     with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con:
         rows = _rows(
             con,
             "SELECT event_key, tenant_id, event_category, resource_id, status, attempts, processed_at "
-            "FROM webhook_events WHERE status = 'pending' OR (status = 'failed' AND attempts < ?) "
-            "ORDER BY received_at, event_key",
-            [MAX_ATTEMPTS],
+            "FROM webhook_events WHERE (status = 'pending' OR (status = 'failed' AND attempts < ?)) "
+            + ("AND tenant_id = ? " if tenant_id else "") + "ORDER BY received_at, event_key",
+            [MAX_ATTEMPTS, tenant_id] if tenant_id else [MAX_ATTEMPTS],
         )
         conns = {r[0]: (r[1], (r[2] or "").upper()) for r in con.execute(
             "SELECT tenant_id, status, tenant_type FROM connections").fetchall()}
@@ -383,7 +401,7 @@ def _outcome(g: dict, client_for):
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
-    if cat not in ("CONTACT", "INVOICE"):
+    if cat not in _FETCH:
         return g, ("ignored", f"{cat} events are not used by Ledgerlink", False, None)
     if not rid or not GUID_RE.match(str(rid)):
         return g, ("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
@@ -391,7 +409,7 @@ def _outcome(g: dict, client_for):
         return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
-        records = _fetch_contact(client, rid) if cat == "CONTACT" else _fetch_invoice(client, rid)
+        records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
@@ -411,6 +429,8 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
             reconcile_contacts(con, tenant_id, records, clock=clock)
+        elif cat == "CREDITNOTE":
+            _save_credit_notes(con, tenant_id, records, settings)
         else:
             _save_invoices(con, tenant_id, records, settings)
     marks: dict[tuple, list[str]] = {}
@@ -437,8 +457,10 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
 
 
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-                   result: DrainResult | None = None, client_factory=None, db_lock=None) -> DrainResult:
-    """Process pending (and due failed) events; each resource fetched once however many events name it.
+                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None,
+                   db_lock=None) -> DrainResult:
+    """Process pending (and due failed) events (of one tenant with `tenant_id`: the pipeline's
+    webhooks step); each resource fetched once however many events name it.
 
     No DuckDB connection is open while Xero is asked (that may wait minutes for the rate limit):
     `db_lock`, shared with the worker's mover, is held only around the short transactions."""
@@ -456,7 +478,7 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
-    groups = _due_groups(settings, now, db_timeout, db_lock)
+    groups = _due_groups(settings, now, db_timeout, tenant_id, db_lock)
     for start in range(0, len(groups), APPLY_CHUNK):
         outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
         # Network done for this chunk; now one short transaction writes all of it.
@@ -521,7 +543,7 @@ class _Problems:
         elif exc is not None and not isinstance(exc, LedgerlinkError):
             log.error("webhook %s failed: %s", where, sentence, exc_info=exc)  # a bug: its traceback, once
         else:
-            log.error("webhook %s: %s (logged once until it changes or works again)", where, sentence)
+            log.error("webhook %s: %s (logged once, until it changes or clears)", where, sentence)
 
     def clear(self, where: str) -> None:
         with self._lock:

@@ -157,7 +157,7 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
                 m = docs["updated_at"].max()
                 if m is not None and (newest is None or m > newest):
                     newest = m
-            ctx.report(f"{label} page {page.number}: {rows + pending} {label}")
+            ctx.report(f"{label} page {page.number}: {rows + pending} {label}", count=rows + pending)
             if pending >= CHUNK:
                 flush(final=False, rebuild=False)
     except XeroError as exc:
@@ -194,7 +194,7 @@ def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
             doc, _ = get_json(ctx.client, path, {"fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
             done.append((we, mapper(doc)))
             checkpoint(f"{ctx.step}:week:{we}")
-            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None)
+            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None, count=i + 1, total=total)
             if len(done) >= REPORT_CHUNK:
                 flush()
     except XeroError as exc:
@@ -272,7 +272,7 @@ def step_journals(ctx: StepContext) -> StepOutcome:
                 frames.append(T.journal_lines_frame(page.records))
                 pending += len(page.records)
                 last = max(last, max(int(j.get("JournalNumber") or 0) for j in page.records))
-            ctx.report(f"journals up to #{last}")
+            ctx.report(f"journals up to #{last}", count=last)
             if pending >= CHUNK:
                 flush(final=False)
     except XeroError as exc:
@@ -281,15 +281,6 @@ def step_journals(ctx: StepContext) -> StepOutcome:
     flush(final=True)
     return StepOutcome(rows=rows, note=(f"tie-out: {flagged} week(s) differ from the P&L report" if flagged else None),
                        detail={"tieout_flagged_weeks": flagged} if flagged else None)
-
-
-# -- practice manager (the practice module provides it) ---------------------------------------
-def step_xpm(ctx: StepContext) -> StepOutcome:
-    try:
-        from ..practice.xpm import xpm_step
-    except ImportError:
-        return StepOutcome(status="skipped", note="the Practice Manager step is not installed")
-    return xpm_step(ctx)
 
 
 ORGANISATION_STEPS = (
@@ -301,5 +292,6 @@ ORGANISATION_STEPS = (
     ("bank", step_bank),
     ("journals", step_journals),
 )
-PRACTICE_STEPS = (("xpm", step_xpm),)
-ALL_STEP_NAMES = ("accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals", "xpm")
+# The financial steps only. Practice workflows (xpm, clients, documents, webhooks) are planned by
+# xero_core.pipeline, which sits above sync/ and practice/: sync/ imports nothing of practice/.
+ALL_STEP_NAMES = tuple(n for n, _ in ORGANISATION_STEPS)
