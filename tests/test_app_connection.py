@@ -325,3 +325,17 @@ def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
     shown = [e.value for e in at.error]
     assert shown and all("is a file, not a folder" in x and "XERO_DATA_DIR" in x for x in shown), shown
     assert "unexpected" not in texts(at)
+
+
+def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_xero):
+    """Issue 14: the page said "Connected" with no hint when the vault file was tampered with."""
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    for path in app_settings.vault_dir.glob("grant-*.vault"):
+        path.write_bytes(path.read_bytes()[:60])
+    at = open_page("connection")
+    assert not at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == 2 and all("truncated" in x for x in shown), shown  # one per tenant, with the fix
+    assert "cannot be read" in texts(at)
+    assert sum("Unusable: syncs cannot run" in m.value for m in at.markdown) == 2, [m.value for m in at.markdown]
