@@ -150,7 +150,7 @@ with shown_errors():
         st.dataframe(
             [{"file": d.get("file_name"), "client": d.get("client_name") or d.get("client_id"),
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
-              "pushed": d.get("pushed_at"), "size (bytes)": d.get("size_bytes")} for d in docs],
+              "pushed": widgets.stamp(d.get("pushed_at")), "size (bytes)": d.get("size_bytes")} for d in docs],
             hide_index=True, width="stretch",
         )
         waiting = [d for d in docs if d.get("status") in ("pending", "skipped")]

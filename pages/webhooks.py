@@ -69,7 +69,7 @@ with shown_errors():
     events = widgets.as_rows(engine.recent_webhook_events(s))
     if events:
         st.dataframe(
-            events, hide_index=True, width="stretch",
+            widgets.local_times(events, ("received_at", "processed_at", "event_date_utc")), hide_index=True, width="stretch",
             column_order=("received_at", "event_category", "event_type", "resource_id", "status", "error",
                           "attempts", "processed_at", "event_date_utc", "tenant_id"),
         )
