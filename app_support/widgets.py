@@ -120,6 +120,13 @@ def local_times(rows: Any, columns: Iterable[str]) -> list[dict[str, Any]]:
         for c in cols:
             if c in r:
                 r[c] = stamp(r[c], zone)
+    # Text columns show a blank, not "None", where a value is missing.
+    texts = {k for r in out for k, v in r.items() if isinstance(v, str)}
+    numbers = {k for r in out for k, v in r.items() if v is not None and not isinstance(v, str)}
+    for r in out:
+        for k in texts - numbers:
+            if r.get(k) is None:
+                r[k] = ""
     return out
 
 

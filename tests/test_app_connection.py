@@ -244,6 +244,10 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert _handle(b"{}", "bad") == 401  # a refused delivery is counted in the spool
     assert list_connections(app_settings) and any(app_settings.vault_dir.iterdir())
     assert budget_status(app_settings, org)["calls_today"] > 0
+    from xero_core import scheduling
+
+    scheduling.update_state(app_settings, last_run="2026-12-05T06:00:00+11:00", paused=True,
+                            last_result={"ok": True, "tenants": [{"tenant_id": org}]})
 
     at = open_page("clients")
     button(at, "Reset everything").click().run()
@@ -256,6 +260,8 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert list((app_settings.data_dir / "documents").rglob("*.*")) == []
     assert budget_status(app_settings, org)["calls_today"] == 0
     assert webhook_status(app_settings)["last_verification_failure_at"] is None
+    state = scheduling.read_state(app_settings)
+    assert state["last_run"] is None and state["last_result"] is None and state["paused"]  # a pause is a choice
     # the fake forgot the consent too: its connections list is empty for a new grant
     assert "No organisation is connected yet" in texts(open_page("connection"))
 
