@@ -20,6 +20,9 @@ if __name__ == "__main__":
 
     main()
 else:
+    from app_support.auth import refuse_unprotected_network_bind
+
+    refuse_unprotected_network_bind()  # beyond loopback with no sign-in: exit before serving anyone
     from app_support.guard import on_script_error
     from app_support.lifecycle import lifespan
     from app_support.webhook_route import routes

@@ -7,6 +7,7 @@ traceback, where an operator can read it) and shown as a short apology with what
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from typing import Iterator
 
@@ -19,7 +20,9 @@ from xero_core.errors import (
     RateLimited,
     ReconnectNeeded,
     RetriableError,
+    StorageError,
     TierRefused,
+    TokensUnreadable,
     VaultError,
 )
 from xero_core.settings import SettingsError
@@ -28,11 +31,27 @@ from .engine import NotAvailable
 
 log = logging.getLogger("ledgerlink.app")
 
+# The sentences already shown in this script run: a damaged database or an unwritable data dir
+# fails every section of a page the same way, and one sentence says it (shell.main resets it).
+_SHOWN: contextvars.ContextVar[set | None] = contextvars.ContextVar("ledgerlink_errors_shown", default=None)
+
+
+def begin_run() -> contextvars.Token:
+    return _SHOWN.set(set())
+
+
+def end_run(token: contextvars.Token) -> None:
+    _SHOWN.reset(token)
+
 
 def next_step(exc: BaseException) -> str:
     """What a person should do about an engine error, in one sentence."""
     if isinstance(exc, SettingsError):
         return "Fix the setting in the environment or the .env file, then restart the app."
+    if isinstance(exc, StorageError):
+        return ""  # the sentence names the file or XERO_DATA_DIR and the fix already
+    if isinstance(exc, TokensUnreadable):
+        return ""  # the vault's sentence says which fix: the previous key, or delete and reconnect
     if isinstance(exc, ReconnectNeeded):
         return "Open the Connection page and reconnect this organisation."
     if isinstance(exc, TierRefused):
@@ -62,10 +81,25 @@ def say(exc: BaseException) -> str:
 
 
 def show(exc: BaseException) -> None:
+    if not isinstance(exc, (LedgerlinkError, SettingsError, NotAvailable)):
+        # A disk problem that reached the page untranslated (a folder in the way, a full disk, a
+        # damaged file) is still a sentence naming the file and the fix, not "something unexpected".
+        from xero_core.storage import as_storage_error
+
+        se = as_storage_error(exc)
+        if se is not None:
+            log.warning("storage problem on an admin page: %s", se)
+            exc = se
     if isinstance(exc, NotAvailable):
         st.info(f"{exc} The other pages keep working.", icon=":material/hourglass_empty:")
     elif isinstance(exc, (LedgerlinkError, SettingsError)):
-        st.error(say(exc), icon=":material/error:")
+        text = say(exc)
+        shown = _SHOWN.get()
+        if shown is not None and isinstance(exc, StorageError):
+            if text in shown:
+                return
+            shown.add(text)
+        st.error(text, icon=":material/error:")
     else:
         log.exception("unexpected error on an admin page")
         st.error(

@@ -34,7 +34,7 @@ def env(fake, tmp_path, monkeypatch):
         "XERO_MOCK_MODE": "true",
         "XERO_DATA_DIR": str(tmp_path / "data"),
         "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
-        "XERO_ENV_FILE": str(tmp_path / "no.env"),
+        "XERO_ENV_FILE": os.devnull,
         **fake_settings_env(server.url),
     }
     for k, v in values.items():
@@ -155,7 +155,45 @@ def test_tampered_vault_shows_in_status_not_a_crash(env, fake, capsys):
     path.write_bytes(path.read_bytes()[:40])
     code, out, _ = run(capsys, "status", "--json")
     doc = json.loads(out)
-    assert code == 0 and all("truncated" in c["refresh_warning"] for c in doc["connections"])
+    assert all("truncated" in c["refresh_warning"] for c in doc["connections"])
+    # No token can be read: the tenants are unusable, whatever the connection row says (issue 14).
+    assert code == 1 and doc["ok"] is False
+    assert all(c["usable"] is False and "truncated" in c["problem"] for c in doc["connections"])
+    code, text, _ = run(capsys, "status")
+    assert code == 1 and text.count("UNUSABLE") == 2 and "cannot sync: Vault file" in text
+    assert " connected  tenant" not in text
+
+
+def test_wrong_key_status_unusable_and_sync_one_sentence_per_step(env, fake, capsys, monkeypatch):
+    connect(capsys, fake)
+    monkeypatch.setenv("XERO_ENCRYPTION_KEY", secrets.token_hex(32))
+    code, out, _ = run(capsys, "status", "--json")
+    doc = json.loads(out)
+    assert code == 1 and all(not c["usable"] and "different key" in c["problem"] for c in doc["connections"])
+    # sync: the vault's sentence, no traceback (was: a 30-line traceback per step before it)
+    code, out, err = run(capsys, "sync", "--all")
+    assert "Traceback" not in err and "Traceback" not in out
+    assert "XERO_ENCRYPTION_KEY_PREVIOUS" in out + err
+    # a reconnect would change nothing here, so the connection is not marked needs_reconnect
+    s = load_settings()
+    assert {c["status"] for c in connections.list_connections(s)} == {"connected"}
+
+
+def test_loosened_vault_permissions_are_repaired_with_a_warning(env, fake, capsys, caplog):
+    import stat as stat_
+
+    connect(capsys, fake)
+    s = load_settings()
+    (path,) = list(s.vault_dir.glob("grant-*.vault"))
+    os.chmod(path, 0o644)
+    os.chmod(s.vault_dir, 0o755)
+    with caplog.at_level("WARNING"):
+        code, out, _ = run(capsys, "status", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    assert stat_.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat_.S_IMODE(s.vault_dir.stat().st_mode) == 0o700
+    text = caplog.text
+    assert "made it 0600 again" in text and "made it 0700 again" in text and str(path) in text
 
 
 def test_process_exit_codes_and_single_json_document(env, tmp_path):
@@ -164,7 +202,7 @@ def test_process_exit_codes_and_single_json_document(env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["connections"] == []
     bad = {k: v for k, v in os.environ.items() if not k.startswith("XERO_")}
-    bad.update(XERO_DATA_DIR=str(tmp_path / "d2"), XERO_ENV_FILE=str(tmp_path / "none"))
+    bad.update(XERO_DATA_DIR=str(tmp_path / "d2"), XERO_ENV_FILE=os.devnull)
     proc = subprocess.run([sys.executable, "-m", "xero_core", "status"], cwd=ROOT, env=bad,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""

@@ -63,3 +63,82 @@ def test_busy_database_gives_a_sentence(tmp_path):
         with pytest.raises(db.DatabaseBusy, match="stayed locked by another Ledgerlink process"):
             with db.connect(tmp_path / "x.duckdb", timeout=0.3):
                 pass
+
+
+# -- db.shared: one open instance for a pool of workers ---------------------------------------
+
+def _write_once(path, done):
+    with db.connect(path, timeout=20) as con:
+        con.execute("INSERT INTO sync_cursors VALUES ('other', 'process', 'x', now())")
+    done.set()
+
+
+def test_shared_block_opens_the_file_once_for_many_threads(tmp_path, monkeypatch):
+    path = tmp_path / "x.duckdb"
+    with db.connect(path):
+        pass  # migrated
+    opens = []
+    real_open = db._open
+    monkeypatch.setattr(db, "_open", lambda *a, **k: opens.append(a) or real_open(*a, **k))
+
+    def work(i):
+        for j in range(20):
+            with db.connect(path) as con, db.transaction(con):
+                con.execute("INSERT INTO sync_cursors VALUES (?, ?, 'v', now())", [f"t{i}", f"r{j}"])
+            with db.connect(path, read_only=True) as con:
+                assert con.execute("SELECT count(*) FROM sync_cursors WHERE tenant_id = ?", [f"t{i}"]).fetchone()[0] == j + 1
+
+    with db.shared(path, max_hold=60):
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert len(opens) == 1, "160 units of work in a shared block must share one open"
+    # Closed when the block ends: another process opens it at once, without waiting.
+    ctx = mp.get_context("spawn")
+    done = ctx.Event()
+    p = ctx.Process(target=_write_once, args=(path, done))
+    p.start()
+    p.join(30)
+    assert done.is_set()
+    with db.connect(path, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM sync_cursors").fetchone()[0] == 161
+
+
+def test_shared_block_lets_another_process_in_while_it_keeps_working(tmp_path):
+    """A worker pool busy for longer than max_hold still gives a notebook or the CLI its turn."""
+    path = tmp_path / "x.duckdb"
+    with db.connect(path):
+        pass
+    ctx = mp.get_context("spawn")
+    done = ctx.Event()
+    writes = 0
+    with db.shared(path, max_hold=0.2, pause=0.6):
+        with db.connect(path) as con:  # held before the other process starts
+            con.execute("SELECT 1")
+            p = ctx.Process(target=_write_once, args=(path, done))
+            p.start()
+        while p.is_alive() and writes < 100_000:  # bounded: the other process must get in
+            with db.connect(path) as con:
+                con.execute("INSERT INTO sync_cursors VALUES ('pool', ?, 'v', now())", [str(writes)])
+            writes += 1
+        p.join(30)
+    assert done.is_set(), "the other process never got the database while the pool held it"
+    assert writes < 100_000
+
+
+def test_shared_block_closes_the_file_while_its_workers_wait_on_xero(tmp_path):
+    """A pool whose workers sit in Xero's rate limit (no database use) must not keep others out."""
+    path = tmp_path / "x.duckdb"
+    ctx = mp.get_context("spawn")
+    done = ctx.Event()
+    with db.shared(path, idle=0.2, max_hold=600):
+        with db.connect(path) as con:
+            con.execute("SELECT 1")
+        p = ctx.Process(target=_write_once, args=(path, done))
+        p.start()
+        p.join(30)  # the block is still active, idle
+        assert done.is_set(), "an idle shared block kept the database from another process"
+        with db.connect(path) as con:  # and the pool can use it again afterwards
+            assert con.execute("SELECT count(*) FROM sync_cursors").fetchone()[0] == 1

@@ -84,14 +84,26 @@ def test_journals_balance_and_lines_add_up(org):
             assert line.amount == line.qty * line.unit
             if line.tax_type in ("OUTPUT", "INPUT"):
                 assert abs(line.tax * 10 - line.amount) <= 5        # GST 10%, rounded to the cent
-    posted = {id(j.source) for j in org.journals}
+    posted = defaultdict(int)       # postings less reversals, per document
+    for j in org.journals:
+        posted[id(j.source)] += -1 if j.reversal else 1
     for doc in (*org.invoices, *org.bank_transactions, *org.credit_notes):
         if getattr(doc, "transfer", None) is not None:
             continue        # transfers post once, through their Transfer
-        assert (id(doc) in posted) == (doc.status in ("AUTHORISED", "PAID")), (type(doc).__name__, doc.status)
+        assert posted[id(doc)] == (doc.status in ("AUTHORISED", "PAID")), (type(doc).__name__, doc.status)
     assert {"DELETED", "AUTHORISED"} <= {b.status for b in org.bank_transactions}
     assert {"VOIDED", "DRAFT", "PAID"} <= {i.status for i in org.invoices if i.type == "ACCPAY"}
-    assert {"DRAFT", "AUTHORISED"} <= {c.status for c in org.credit_notes}
+    # sales credit notes of every kind: open, fully applied to an invoice, voided after posting, split
+    # over two regions, draft; and a supplier credit
+    sales_cn = [c for c in org.credit_notes if c.type == "ACCRECCREDIT"]
+    assert {"DRAFT", "AUTHORISED", "PAID", "VOIDED"} <= {c.status for c in sales_cn}
+    assert any(len({l.region for l in c.lines}) > 1 for c in sales_cn)
+    assert any(j.reversal and j.source.status == "VOIDED" for j in org.journals if j.source_type == "ACCRECCREDIT")
+    for c in sales_cn:
+        assert (c.status == "PAID") == (c.remaining == 0 and c.status not in ("VOIDED", "DELETED"))
+        for a in c.allocations:
+            assert a.invoice.contact is c.contact and a in a.invoice.credit_allocations
+    assert any(c.type == "ACCPAYCREDIT" for c in org.credit_notes)
 
 
 def test_pnl_equals_served_documents_and_journals(org):
@@ -358,3 +370,85 @@ def test_same_bytes_across_processes():
         assert res.returncode == 0, res.stderr
         digests.add(res.stdout.strip())
     assert len(digests) == 1 and len(hashlib.sha256().hexdigest()) == len(digests.pop())
+
+
+def test_credit_notes_post_allocate_and_void_like_xero():
+    org = generate_org(6, TODAY, years=0.3, invoices=300)
+    events = []
+    org.listeners.append(lambda *e: events.append(e))
+    at = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
+    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments
+               and not i.credited)
+    d = inv.date + timedelta(days=2)
+    before = org.profit_and_loss(d, d)
+    n_journals = len(org.journals)
+    cn = org.add_credit_note(inv.contact.id, d, [
+        {"description": "Refund call-out", "quantity": 1, "unit_amount": "60.00", "account_code": "205",
+         "region": "Hunter", "job_type": "Commercial"},
+        {"description": "Refund parts", "quantity": 2, "unit_amount": "20.00", "account_code": "210",
+         "region": "Illawarra", "job_type": "Commercial"}], at)
+    assert events[-1] == ("CREDITNOTE", "CREATE", cn.id, at) and cn.number.startswith("CN-")
+    assert (cn.subtotal, cn.total_tax, cn.total) == (10000, 1000, 11000) and len(org.journals) == n_journals + 1
+    assert org.profit_and_loss(d, d)["income"] == before["income"] - Decimal("100.00")
+    jl = {l.account.code: l.net for l in org.journal_lines(org.journals[-1])}
+    assert jl == {"205": 6000, "210": 4000, "820": 1000, "610": -11000}
+    got = ok(org, f"/CreditNotes/{cn.id}")["CreditNotes"][0]
+    assert (got["Status"], got["RemainingCredit"], got["Allocations"]) == ("AUTHORISED", Decimal("110.00"), [])
+    # applied to the invoice: no journal, the invoice's AmountDue and the credit's RemainingCredit fall
+    org.allocate_credit_note(cn.id, inv.id, d, at)
+    assert len(org.journals) == n_journals + 1 and cn.status == "PAID"
+    got = ok(org, f"/CreditNotes/{cn.id}")["CreditNotes"][0]
+    assert got["RemainingCredit"] == 0 and got["Allocations"][0]["Amount"] == Decimal("110.00")
+    assert got["Allocations"][0]["Invoice"]["InvoiceID"] == inv.id and "FullyPaidOnDate" in got
+    served_inv = ok(org, f"/Invoices/{inv.id}")["Invoices"][0]
+    assert served_inv["AmountCredited"] == Decimal("110.00")
+    assert served_inv["AmountDue"] == Decimal(inv.total - 11000) / 100
+    assert served_inv["CreditNotes"][0]["CreditNoteID"] == cn.id
+    with pytest.raises(ValueError, match="allocat"):
+        org.void_credit_note(cn.id, at)
+    with pytest.raises(ValueError, match="credit notes applied"):
+        org.void_invoice(inv.id, at)
+    # a second one, voided later: a reversing journal on its own date, the P&L as before
+    cn2 = org.add_credit_note(inv.contact.id, d, [{"description": "Goodwill", "quantity": 1, "unit_amount": "50.00",
+                                                   "account_code": "205"}], at)
+    org.void_credit_note(cn2.id, at + timedelta(hours=1))
+    assert cn2.status == "VOIDED" and org.journals[-1].reversal and org.journals[-1].date == d
+    assert events[-1] == ("CREDITNOTE", "UPDATE", cn2.id, at + timedelta(hours=1))
+    assert org.profit_and_loss(d, d)["income"] == before["income"] - Decimal("100.00")
+    changed = ok(org, "/CreditNotes", {"page": "1"}, {"if-modified-since": "2026-11-26T01:30:00"})["CreditNotes"]
+    assert [(c["CreditNoteID"], c["Status"], c["RemainingCredit"]) for c in changed] == [(cn2.id, "VOIDED", 0)]
+    draft = org.add_credit_note(inv.contact.id, d, [{"quantity": 1, "unit_amount": "5", "account_code": "205"}], at,
+                                status="DRAFT")
+    assert org.void_credit_note(draft.id, at).status == "DELETED" and not org.journals[-1].source is draft
+    with pytest.raises(KeyError):
+        org.void_credit_note("00000000-0000-0000-0000-000000000000", at)
+
+
+def test_sales_revenue_is_invoices_less_credit_notes_and_ties_to_the_pnl(org):
+    """The fake's revenue truth (what revenue_weekly should hold) from its served documents, and the
+    tie-out with its P&L: Income = sales invoices - sales credit notes + cash sales, ex GST."""
+    d_from, d_to = org.start, TODAY - timedelta(days=1)      # the whole year
+    where = f"Date>={dt(d_from)} AND Date<={dt(d_to)}"
+    want: dict[tuple, list] = defaultdict(lambda: [0, 0, Decimal(0), Decimal(0)])
+    for plural, sign in (("Invoices", 1), ("CreditNotes", -1)):
+        for doc in all_pages(org, f"/{plural}", plural, where):
+            if doc["Type"] not in ("ACCREC", "ACCRECCREDIT") or doc["Status"] not in ("AUTHORISED", "PAID"):
+                continue
+            keys = set()
+            for line in doc["LineItems"]:
+                opt = {t["Name"]: t["Option"] for t in line["Tracking"]}
+                key = (opt.get("Region", "Unassigned"), opt.get("Job Type", "Unassigned"))
+                keys.add(key)
+                want[key][2] += sign * line["LineAmount"]
+                want[key][3] += sign * line["TaxAmount"]
+            for key in keys:
+                want[key][0 if sign > 0 else 1] += 1
+    got = org.sales_revenue(d_from, d_to)
+    assert {k: (v["invoices"], v["credit_notes"], v["subtotal"], v["total_tax"]) for k, v in got.items()} == \
+        {k: tuple(v) for k, v in want.items()}
+    assert sum(v["credit_notes"] for v in got.values()) >= 5
+    for region in org.tracking[0].options:
+        income = org.profit_and_loss(d_from, d_to, region=region)["income"]
+        sales = sum(v["subtotal"] for (r, _), v in got.items() if r == region.name)
+        cash = sum(v for (r, _), v in org.cash_sales(d_from, d_to).items() if r == region.name)
+        assert income == sales + cash, region.name

@@ -20,7 +20,7 @@ KEY = "cli-webhook-key-0123456789abcdefghijkl"
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     values = {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
-              "XERO_ENCRYPTION_KEY": secrets.token_hex(32), "XERO_ENV_FILE": str(tmp_path / "none.env"),
+              "XERO_ENCRYPTION_KEY": secrets.token_hex(32), "XERO_ENV_FILE": os.devnull,
               "XERO_WEBHOOK_KEY": KEY}
     for k, v in values.items():
         monkeypatch.setenv(k, v)

@@ -12,12 +12,15 @@ from xero_core.practice.matching import norm_email, norm_name, reconcile_contact
 T = "tenant-org-1"
 
 
-def contact(cid, name, email=None, status="ACTIVE", merged=None, phone=None):
+def contact(cid, name, email=None, status="ACTIVE", merged=None, phone=None, customer=True, supplier=False):
+    """A Xero contact as the API sends it; a customer unless told (customer=None leaves the flags out)."""
     c = {"ContactID": cid, "Name": name, "EmailAddress": email or "", "ContactStatus": status,
          "Phones": [{"PhoneType": "DEFAULT", "PhoneNumber": phone or "", "PhoneAreaCode": "", "PhoneCountryCode": ""}],
          "UpdatedDateUTC": "/Date(1700000000000+0000)/"}
     if merged:
         c["MergedToContactID"] = merged
+    if customer is not None:
+        c["IsCustomer"], c["IsSupplier"] = customer, supplier
     return c
 
 

@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 FAKE_KW = dict(seed=7, today=date(2026, 11, 26), invoices=60)
 WEEKS = 3
-TABLES = ("accounts", "contacts", "invoices", "invoice_lines", "financial_weekly", "pnl_lines", "revenue_weekly",
-          "cash_position_weekly", "journal_lines", "pnl_tieout_weekly", "sync_cursors")
+TABLES = ("accounts", "contacts", "invoices", "invoice_lines", "credit_notes", "credit_note_lines", "financial_weekly",
+          "pnl_lines", "revenue_weekly", "cash_position_weekly", "journal_lines", "pnl_tieout_weekly", "sync_cursors")
 
 def worker(env: dict, data_dir: str, fake_state: str, tenant: str, kill_at: int | None, out_q) -> None:
     """One sync in a child process (forked from a server that has imported everything already)."""
@@ -95,7 +95,7 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
     n = info["checkpoints"]
     assert n >= 15, f"only {n} checkpoints: the kill points would not cover the sync"
     want = snapshot(clean / "data" / "xero.duckdb")
-    assert want["journal_lines"] and want["revenue_weekly"] and want["financial_weekly"]
+    assert want["journal_lines"] and want["revenue_weekly"] and want["financial_weekly"] and want["credit_notes"]
 
     # Kill at 11+ points spread over the whole sync (first page, mid-write, between steps, last step).
     points = sorted({1, n} | {round(1 + i * (n - 1) / 10) for i in range(11)})

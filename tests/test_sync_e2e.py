@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -30,11 +30,12 @@ def small_org(seed, today, *, invoices=None, tenant_id=None):
     return generate_org(seed, today, years=0.25, invoices=invoices, tenant_id=tenant_id)
 
 
-def connect(tmp, **fake_kw):
+def connect(tmp, today=TODAY, **fake_kw):
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
-    clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
-    fake = FakeXero(seed=42, today=TODAY, clock=clock, **fake_kw)
+    clock = FakeClock(datetime(today.year, today.month, today.day, 9, 0, tzinfo=timezone.utc))
+    fake_kw.setdefault("seed", 42)
+    fake = FakeXero(today=today, clock=clock, **fake_kw)
     redirect = fake.consent(oauth.begin_connect(s, clock=clock))
     tenants = oauth.complete_connect(s, redirect, transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
@@ -51,8 +52,8 @@ def backfill(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     s, clock, fake, org_id = connect(tmp)
     t0 = clock.time()
-    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock,
-                   trigger="cli")
+    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes", transport=fake.transport(),
+                   clock=clock, trigger="cli")
     return s, clock, fake, org_id, res, clock.time() - t0
 
 
@@ -85,31 +86,77 @@ def test_every_week_equals_the_fakes_profit_and_loss(backfill):
                                  (got[we][0], got[we][1], got[we][3], got[we][4])))[section]
 
 
-def test_revenue_weekly_equals_the_fakes_invoices_regrouped(backfill):
+def test_revenue_weekly_equals_the_fakes_sales_net_of_credit_notes(backfill):
     s, clock, fake, org_id, res, _ = backfill
     org = fake.org(org_id)
-    want: dict[tuple, list] = defaultdict(lambda: [0, 0, 0])
-    for inv in org.invoices:
-        if inv.type != "ACCREC" or inv.status not in ("AUTHORISED", "PAID"):
-            continue
-        we = week_ending_for(inv.date, s.week_ends_on)
-        groups: dict[tuple, list] = defaultdict(lambda: [0, 0])
-        for ln in inv.lines:
-            key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
-            groups[key][0] += ln.amount
-            groups[key][1] += ln.tax
-        for (region, job), (amount, tax) in groups.items():
-            w = want[(we, region, job)]
-            w[0] += 1
-            w[1] += amount
-            w[2] += tax
+    want = {}
+    we = week_ending_for(org.start, s.week_ends_on)
+    while week_start(we) <= TODAY:
+        for (region, job), v in org.sales_revenue(week_start(we), we).items():
+            want[(we, region, job)] = (v["invoices"], v["credit_notes"], v["subtotal"], v["total_tax"], v["total"])
+        we += timedelta(days=7)
     got = {(r[0], r[1], r[2]): r[3:] for r in rows(
-        s, "SELECT week_ending, region, revenue_type, invoice_count, subtotal, total_tax, total FROM revenue_weekly "
-           "WHERE tenant_id = ?", org_id)}
-    assert set(got) == set(want)
-    for k, (n, sub, tax) in want.items():
-        assert got[k] == (n, Decimal(sub) * CENT, Decimal(tax) * CENT, Decimal(sub + tax) * CENT), k
+        s, "SELECT week_ending, region, revenue_type, invoice_count, credit_note_count, subtotal, total_tax, total "
+           "FROM revenue_weekly WHERE tenant_id = ?", org_id)}
+    assert got == want
     assert {k[2] for k in got} >= {"Residential", "Commercial", "Retrospective"}
+    assert sum(v[1] for v in got.values()) >= 30            # sales credit notes counted (voided ones are not)
+    voided = [c for c in org.credit_notes if c.status == "VOIDED"]
+    assert voided and rows(s, "SELECT count(*) FROM credit_notes WHERE status = 'VOIDED'") == [(len(voided),)]
+
+
+def test_weekly_revenue_ties_out_with_the_pnl_income(backfill):
+    """revenue_weekly net of credit notes ties out with the P&L's Income section, week by week.
+
+    The right comparison is `subtotal` (ex GST) with Income: the P&L is ex GST (GST sits in a
+    liability account), so `total` would overstate it by the tax. The one reconciling item is cash
+    sales (RECEIVE bank transactions coded to income): in the P&L, not invoices. The weekly P&L is
+    the one the sync stored from the fake's ProfitAndLoss (financial_weekly.income)."""
+    s, clock, fake, org_id, res, _ = backfill
+    org = fake.org(org_id)
+    income = dict(rows(s, "SELECT week_ending, income FROM financial_weekly WHERE tenant_id = ?", org_id))
+    sales = dict(rows(s, "SELECT week_ending, sum(subtotal) FROM revenue_weekly WHERE tenant_id = ? GROUP BY 1", org_id))
+    credited = dict(rows(s, "SELECT week_ending, sum(credit_note_count) FROM revenue_weekly WHERE tenant_id = ? "
+                            "GROUP BY 1", org_id))
+    weeks = recent_weeks(TODAY, WEEKS, s.week_ends_on)
+    for we in weeks:
+        cash = sum(org.cash_sales(week_start(we), we).values(), Decimal("0.00"))
+        assert income[we] == sales[we] + cash, (we, income[we], sales[we], cash)
+    assert sum(1 for we in weeks if credited.get(we)) >= 20    # the weeks with credit notes tie out too
+    # per region for the last eight weeks, against the P&L by tracking option
+    region_sales = {(r[0], r[1]): r[2] for r in rows(
+        s, "SELECT week_ending, region, sum(subtotal) FROM revenue_weekly WHERE tenant_id = ? GROUP BY 1, 2", org_id)}
+    for we in weeks[-8:]:
+        cash = org.cash_sales(week_start(we), we)
+        for opt in org.region_category.options:
+            pnl_income = org.profit_and_loss(week_start(we), we, region=opt)["income"]
+            cash_r = sum((v for (r, _), v in cash.items() if r == opt.name), Decimal("0.00"))
+            assert pnl_income == region_sales.get((we, opt.name), Decimal("0.00")) + cash_r, (we, opt.name)
+
+
+@pytest.mark.parametrize("today", [date(2026, 7, 1), date(2027, 1, 1), date(2026, 10, 5), date(2028, 3, 1)], ids=str)
+def test_revenue_ties_out_with_the_pnl_at_pinned_dates(tmp_path, today):
+    """The same tie-out on a quarter of trading ending at pinned days: after 30 June, 31 December,
+    Sydney's DST change (4 Oct 2026) and 29 February 2028 (the fake and the product share the day)."""
+    s, clock, fake, org_id = connect(tmp_path, today, seed=17, invoices=1500, org_factory=small_org)
+    res = sync_all(s, org_id, weeks=12, only="accounts,invoices,credit_notes,pnl", transport=fake.transport(),
+                   clock=clock, today=today)
+    assert res.ok, res.to_dict()
+    org = fake.org(org_id)
+    weeks = recent_weeks(today, 12, s.week_ends_on)
+    income = dict(rows(s, "SELECT week_ending, income FROM financial_weekly"))
+    got = {r[0]: r[1:] for r in rows(s, "SELECT week_ending, sum(subtotal), sum(credit_note_count) FROM revenue_weekly "
+                                        "GROUP BY 1")}
+    assert sorted(income) == weeks
+    credited = 0
+    for we in weeks:
+        truth = org.sales_revenue(week_start(we), we)
+        sales, n_cn = got.get(we, (Decimal("0.00"), 0))
+        assert sales == sum((v["subtotal"] for v in truth.values()), Decimal("0.00")), we
+        assert n_cn == sum(v["credit_notes"] for v in truth.values()), we
+        assert income[we] == sales + sum(org.cash_sales(week_start(we), we).values(), Decimal("0.00")), we
+        credited += n_cn
+    assert credited >= 2, "the quarter's credit notes fall in the compared weeks"
 
 
 def test_closing_cash_equals_the_fakes_bank_balances(backfill):
@@ -127,15 +174,17 @@ def test_closing_cash_equals_the_fakes_bank_balances(backfill):
 
 def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
     s, clock, fake, org_id, res, _ = backfill
-    tables = ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines")
+    tables = ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines",
+              "credit_notes", "credit_note_lines")
     snap = lambda: {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in tables}  # noqa: E731
     before = snap()
     n0 = fake.api_calls(org_id)
-    res2 = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock)
+    res2 = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes", transport=fake.transport(),
+                    clock=clock)
     assert res2.ok and snap() == before
-    inv_calls = next(st.api_calls for st in res2.steps if st.step == "invoices")
-    assert inv_calls == 1  # If-Modified-Since from the cursor: one short page
-    assert fake.api_calls(org_id) - n0 == 1 + 1 + 2 * WEEKS
+    for step in ("invoices", "credit_notes"):
+        assert next(st.api_calls for st in res2.steps if st.step == step) == 1  # If-Modified-Since: one short page
+    assert fake.api_calls(org_id) - n0 == 1 + 1 + 1 + 2 * WEEKS
 
 
 def test_daily_default_and_voids_on_a_small_org(tmp_path):
@@ -143,7 +192,7 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     res = sync_all(s, org_id, transport=fake.transport(), clock=clock)  # the daily default: 2 weeks, all steps
     st = {x.step: x for x in res.steps}
     assert res.ok, res.to_dict()
-    assert set(st) == {"accounts", "contacts", "invoices", "pnl", "bank", "journals"}
+    assert set(st) == {"accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals"}
     assert st["pnl"].api_calls == 2 and st["bank"].api_calls == 2
     assert all(x.bytes_downloaded > 0 for x in res.steps)
     # journals and the weekly tie-out: differences are flagged, never hidden
@@ -166,12 +215,29 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     after = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0] or Decimal("0.00")
     assert before - after == Decimal(inv.total) * CENT
     assert rows(s, "SELECT status FROM invoices WHERE invoice_id = ?", inv.id) == [("VOIDED",)]
+    # a sales credit note arrives: revenue_weekly is net of it in its own week; voided later, it leaves
+    week_total = lambda: rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]  # noqa: E731
+    line = inv.lines[0]
+    clock.advance(3600)
+    cn = org.add_credit_note(inv.contact.id, inv.date, [
+        {"description": "Refund", "quantity": 1, "unit_amount": "100.00", "account_code": "205",
+         "region": line.region.name, "job_type": line.job.name}], clock.now())
+    res3 = sync_all(s, org_id, only="credit_notes", transport=fake.transport(), clock=clock)
+    assert res3.ok and 1 <= next(x for x in res3.steps if x.step == "credit_notes").rows <= 3
+    assert after - week_total() == Decimal("110.00")
+    clock.advance(3600)
+    org.void_credit_note(cn.id, clock.now())
+    res4 = sync_all(s, org_id, only="credit_notes", transport=fake.transport(), clock=clock)
+    assert res4.ok and (week_total() or Decimal("0.00")) == after
+    assert rows(s, "SELECT status FROM credit_notes WHERE credit_note_id = ?", cn.id) == [("VOIDED",)]
 
 
 def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core", org_factory=small_org)
-    results = sync_all_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
-                               only="pnl,journals,xpm", weeks=1)
+    from xero_core.pipeline.run import sync_tenants
+
+    results = sync_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
+                           only="pnl,journals,xpm", weeks=1)
     by_type = {r.tenant_type: r for r in results}
     org = by_type["ORGANISATION"]
     st = {x.step: x for x in org.steps}

@@ -17,7 +17,7 @@ from xero_core.errors import DailyLimitReached, FatalError, TierRefused
 from xero_core.sync.locks import SyncBusy, tenant_lock
 from xero_core.sync.runner import sync_all
 
-from test_sync_transforms import ACCOUNTS, invoice, li, pnl, row, section
+from test_sync_transforms import ACCOUNTS, cn_line, credit_note, invoice, li, pnl, row, section
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 TODAY = date(2026, 11, 26)  # Thursday: weeks end Sat 21 Nov and Sat 28 Nov
@@ -60,7 +60,7 @@ def paged(key, records):
     return serve
 
 
-def base_data(invoices):
+def base_data(invoices, credit_notes=()):
     def pl_report(params, headers):
         return pnl([section("Income", [row("Sales", "100.00", "a-sales")], "Total Income", "100.00"),
                     section("Less Operating Expenses", [row("Rent", "40.00", "a-rent")], "Total", "40.00")],
@@ -77,6 +77,7 @@ def base_data(invoices):
         "Contacts": paged("Contacts", [{"ContactID": "c1", "Name": "Ridgeway", "ContactStatus": "ACTIVE",
                                         "UpdatedDateUTC": "/Date(1563800000000+0000)/"}]),
         "Invoices": paged("Invoices", invoices),
+        "CreditNotes": paged("CreditNotes", list(credit_notes)),
         "ProfitAndLoss": pl_report,
         "BankSummary": bank,
         "Journals": TierRefused("Journals need the Advanced tier", status=401),
@@ -122,8 +123,8 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     events = []
     res = sync_all(s, TENANT, client=client, today=TODAY, trigger="cli", progress=events.append)
     statuses = {st.step: st.status for st in res.steps}
-    assert statuses == {"accounts": "success", "contacts": "success", "invoices": "success", "pnl": "success",
-                        "bank": "success", "journals": "skipped"}
+    assert statuses == {"accounts": "success", "contacts": "success", "invoices": "success", "credit_notes": "success",
+                        "pnl": "success", "bank": "success", "journals": "skipped"}
     assert res.ok, "a tier skip is not a failure"
     assert "tier" in [st for st in res.steps if st.step == "journals"][0].error
     fw = q(s, "SELECT week_ending, income, operating_expenses, gross_profit, net_profit FROM financial_weekly ORDER BY 1")
@@ -169,6 +170,42 @@ def test_void_leaves_revenue_weekly(tenant_settings):
     moved = dict(invs[0], Date=f"/Date({MS(date(2026, 11, 10))}+0000)/", UpdatedDateUTC="/Date(1763900000000+0000)/")
     sync_all(s, TENANT, client=StubClient(base_data([moved])), today=TODAY, only="invoices")
     assert q(s, "SELECT week_ending, total FROM revenue_weekly") == [(date(2026, 11, 14), Decimal("110.00"))]
+
+
+def credit_notes_fixture():
+    return [credit_note("cn1", "33.00", [cn_line("30.00", "North", "Residential", tax="3.00")], tax="3.00",
+                        date_ms=MS(date(2026, 11, 25))),
+            credit_note("cn2", "11.00", [cn_line("10.00", "South", "Commercial", tax="1.00")], tax="1.00",
+                        date_ms=MS(date(2026, 11, 18)), status="PAID")]
+
+
+def test_credit_notes_make_revenue_net_and_a_later_void_leaves_it(tenant_settings):
+    s = tenant_settings
+    cns = credit_notes_fixture()
+    res = sync_all(s, TENANT, client=StubClient(base_data(invoices_fixture(), cns)), today=TODAY,
+                   only="invoices,credit_notes")
+    assert [(x.step, x.status, x.rows) for x in res.steps] == [("invoices", "success", 2), ("credit_notes", "success", 2)]
+    rw = lambda: q(s, "SELECT week_ending, region, invoice_count, credit_note_count, subtotal, total_tax, total "  # noqa: E731
+                      "FROM revenue_weekly ORDER BY 1, 2")
+    assert rw() == [
+        (date(2026, 11, 21), "South", 0, 1, Decimal("-10.00"), Decimal("-1.00"), Decimal("-11.00")),   # its own week
+        (date(2026, 11, 28), "North", 2, 1, Decimal("170.00"), Decimal("17.00"), Decimal("187.00")),
+        (date(2026, 11, 28), "South", 1, 0, Decimal("100.00"), Decimal("10.00"), Decimal("110.00")),
+    ]
+    assert q(s, "SELECT credit_note_id, type, status, total, remaining_credit FROM credit_notes ORDER BY 1") == [
+        ("cn1", "ACCRECCREDIT", "AUTHORISED", Decimal("33.00"), Decimal("33.00")),
+        ("cn2", "ACCRECCREDIT", "PAID", Decimal("11.00"), Decimal("11.00"))]
+    assert q(s, "SELECT count(*) FROM credit_note_lines") == [(2,)]
+    # voided in Xero later: the next incremental run (If-Modified-Since from the cursor) takes it out
+    client = StubClient(base_data([], [dict(cns[0], Status="VOIDED", UpdatedDateUTC="/Date(1764200000000+0000)/")]))
+    res = sync_all(s, TENANT, client=client, today=TODAY, only="credit_notes")
+    assert res.ok and [h.get("If-Modified-Since") for p, _, h in client.seen if p.endswith("CreditNotes")] == \
+        ["2019-07-24T17:39:59"]  # the cursor less a second, as for invoices
+    assert rw()[1] == (date(2026, 11, 28), "North", 2, 0, Decimal("200.00"), Decimal("20.00"), Decimal("220.00"))
+    assert q(s, "SELECT status FROM credit_notes WHERE credit_note_id = 'cn1'") == [("VOIDED",)]
+    # --only credit_notes is a known step name; a typo is refused with the list
+    with pytest.raises(ValueError, match="credit_notes"):
+        sync_all(s, TENANT, client=client, today=TODAY, only="credit_note")
 
 
 def test_one_failing_step_does_not_stop_the_others(tenant_settings):

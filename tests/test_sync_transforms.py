@@ -258,3 +258,92 @@ def test_revenue_weekly_inclusive_lines():
     rw = T.revenue_weekly_frame("t1", inv, lines)
     assert sorted((r["subtotal"], r["total_tax"]) for r in rw.iter_rows(named=True)) == [(D("50.00"), D("5.00"))] * 2
     assert sum(rw["total"].to_list()) == D("110.00")
+
+
+# -- credit notes (issue 13 §2) ----------------------------------------------------------------
+def credit_note(cid, total, lines, *, status="AUTHORISED", typ="ACCRECCREDIT", date_ms=1563926400000, tax="0.00",
+                sub=None, **extra):
+    """Shaped like the spec's GET /CreditNotes example: no LineItemID, Payments (cash refunds),
+    Allocations (to invoices), CurrencyRate 6 dp, RemainingCredit."""
+    sub = sub if sub is not None else str(D(total) - D(tax))
+    rec = {
+        "CreditNoteID": cid, "CreditNoteNumber": f"CN-{cid}", "ID": cid, "Type": typ, "Reference": "US Tour",
+        "Payments": [], "CurrencyRate": 1.0, "RemainingCredit": float(total), "Allocations": [],
+        "HasAttachments": False, "Contact": {"ContactID": "c1", "Name": "Liam Gallagher", "Addresses": [],
+                                             "Phones": [], "ContactGroups": [], "ContactPersons": []},
+        "DateString": "2019-07-24T00:00:00", "Date": f"/Date({date_ms}+0000)/", "Status": status,
+        "LineAmountTypes": "Exclusive", "LineItems": lines, "SubTotal": float(sub), "TotalTax": float(tax),
+        "Total": float(total), "UpdatedDateUTC": "/Date(1563990000000+0000)/", "UpdatedDateUTCString": "2019-07-24T17:40:00Z",
+        "CurrencyCode": "AUD", "Unknown2027": [1],
+    }
+    rec.update(extra)
+    return rec
+
+
+def cn_line(amount, region=None, jobtype=None, tax="0.00", with_tracking=True):
+    ln = li(None, amount, region, jobtype, tax)
+    del ln["LineItemID"]
+    if not with_tracking:
+        del ln["Tracking"]
+    return ln
+
+
+def test_credit_note_frames_read_what_xero_sends():
+    recs = [
+        credit_note("cn1", "34.50", [cn_line("30.00", tax="4.50", with_tracking=False)], tax="4.50",
+                    CurrencyCode="NZD", CurrencyRate=1.082900, RemainingCredit=22.50,
+                    Payments=[{"PaymentID": "p1", "Date": "/Date(1564012800000+0000)/", "Amount": 2.00,
+                               "Reference": "Too much", "CurrencyRate": 1.0, "HasAccount": False}],
+                    Allocations=[{"AllocationID": "a1", "Amount": 10.00, "Date": "/Date(1564012800000+0000)/",
+                                  "Invoice": {"InvoiceID": "i1", "InvoiceNumber": "INV-1"}},
+                                 {"AllocationID": "a2", "Amount": 5.00, "Date": "/Date(1564012800000+0000)/",
+                                  "Invoice": {"InvoiceID": "i2"}, "IsDeleted": True}]),
+        credit_note("cn2", "46.00", [cn_line("40.00", "North", "Residential", tax="6.00")], tax="6.00",
+                    typ="ACCPAYCREDIT", status="DRAFT"),
+    ]
+    cn, lines = T.credit_note_frames(recs)
+    r = cn.row(0, named=True)
+    assert (r["credit_note_number"], r["type"], r["status"], r["contact_id"]) == ("CN-cn1", "ACCRECCREDIT", "AUTHORISED", "c1")
+    assert r["date"] == date(2019, 7, 24) and r["updated_at"] == datetime(2019, 7, 24, 17, 40, tzinfo=timezone.utc)
+    assert (r["subtotal"], r["total_tax"], r["total"], r["remaining_credit"]) == (D("30.00"), D("4.50"), D("34.50"), D("22.50"))
+    assert (r["amount_allocated"], r["amount_refunded"]) == (D("10.00"), D("2.00"))   # a deleted allocation does not count
+    assert r["currency_code"] == "NZD" and r["currency_rate"] == D("1.082900")
+    assert json.loads(r["raw"])["Unknown2027"] == [1]
+    assert cn.schema["total"] == T.MONEY and cn.schema["remaining_credit"] == T.MONEY
+    assert lines["line_item_id"].to_list() == ["cn1:0", "cn2:0"]         # no LineItemID in the payload
+    assert lines["credit_note_id"].to_list() == ["cn1", "cn2"]
+    assert lines["region"].to_list() == ["Unassigned", "North"]          # no Tracking at all: Unassigned
+    assert lines["line_amount"].to_list() == [D("30.00"), D("40.00")] and lines.schema["tax_amount"] == T.MONEY
+
+
+def test_revenue_weekly_is_net_of_sales_credit_notes_in_their_own_week():
+    inv, lines = T.invoice_frames([
+        invoice("i1", "220.00", [li("a", "100.00", "North", "Residential", tax="10.00"),
+                                 li("b", "100.00", "South", "Commercial", tax="10.00")], tax="20.00"),
+    ])
+    cns, cn_lines = T.credit_note_frames([
+        # same week as the invoice, split over two regions, tax set on the document: shared in proportion
+        credit_note("c1", "33.33", [cn_line("20.20", "North", "Residential"), cn_line("10.10", "South", "Commercial")],
+                    tax="3.03", date_ms=1563753600000),
+        # the next week, tax-inclusive, paid (refunded): counts
+        credit_note("c2", "11.00", [cn_line("11.00", "North", "Residential", tax="1.00")], tax="1.00", sub="10.00",
+                    status="PAID", LineAmountTypes="Inclusive", date_ms=1564358400000),
+        # never counted: voided, draft, deleted, a supplier credit
+        credit_note("c3", "500.00", [cn_line("500.00", "North", "Residential")], status="VOIDED"),
+        credit_note("c4", "500.00", [cn_line("500.00", "North", "Residential")], status="DRAFT"),
+        credit_note("c5", "500.00", [cn_line("500.00", "North", "Residential")], status="DELETED"),
+        credit_note("c6", "500.00", [cn_line("500.00", "North", "Residential")], typ="ACCPAYCREDIT"),
+    ])
+    rw = T.revenue_weekly_frame("t1", inv, lines, "saturday", cns, cn_lines)
+    got = {(r["week_ending"], r["region"]): (r["invoice_count"], r["credit_note_count"], r["subtotal"],
+                                             r["total_tax"], r["total"]) for r in rw.iter_rows(named=True)}
+    assert got == {
+        (date(2019, 7, 27), "North"): (1, 1, D("79.80"), D("7.98"), D("87.78")),
+        (date(2019, 7, 27), "South"): (1, 1, D("89.90"), D("8.99"), D("98.89")),
+        (date(2019, 8, 3), "North"): (0, 1, D("-10.00"), D("-1.00"), D("-11.00")),
+    }
+    assert sum(rw["total"].to_list()) == D("220.00") - D("33.33") - D("11.00")
+    # the credit notes alone (an organisation with no invoice in those weeks)
+    empty_inv, empty_lines = T.invoice_frames([])
+    alone = T.revenue_weekly_frame("t1", empty_inv, empty_lines, "saturday", cns, cn_lines)
+    assert sum(alone["total"].to_list()) == D("-44.33") and alone["invoice_count"].sum() == 0

@@ -56,7 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (SettingsError, LedgerlinkError) as exc:
+        logging.getLogger(__name__).debug("command failed", exc_info=True)  # -v: the traceback too
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        # A disk problem met outside the stores' own translation (a folder in the way, a full disk,
+        # a damaged file) is still one sentence naming the file and the fix; anything else is a bug
+        # and keeps its traceback.
+        from .storage import as_storage_error
+
+        se = as_storage_error(exc)
+        if se is None:
+            raise
+        logging.getLogger(__name__).debug("command failed", exc_info=True)
+        print(f"error: {se}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -32,7 +32,7 @@ import httpx
 from . import connections
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
-                     XeroError)
+                     TokensUnreadable, VaultError, XeroError)
 from .settings import REAL_API_URL, Settings
 from .tokens import TokenManager
 
@@ -191,7 +191,11 @@ class XeroClient:
         sent_at = self.clock.now()
         repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
         while True:
-            token = self.tokens.access_token(self.tenant_id)
+            try:
+                token = self.tokens.access_token(self.tenant_id)
+            except VaultError as exc:
+                # The sync stops for this tenant with the vault's sentence (which says the fix).
+                raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=method, endpoint=endpoint) from None
             hdrs = {"Accept": "application/json", "User-Agent": USER_AGENT}
             hdrs.update(headers or {})
             hdrs["Authorization"] = f"Bearer {token}"
@@ -210,8 +214,8 @@ class XeroClient:
                     self.clock.sleep(backoff_seconds(retries))
                     retries += 1
                     continue
-                raise self._err(RetriableError, f"Xero did not answer ({type(exc).__name__}) after "
-                                f"{retries + 1} attempt(s); try again later.", method, endpoint) from None
+                raise self._err(RetriableError, unreachable_message(url, exc, "XERO_API_URL", retries + 1),
+                                method, endpoint) from None
 
             status = resp.status_code
             if status < 400:
@@ -230,7 +234,11 @@ class XeroClient:
             if status in (401, 403):
                 if refreshed < MAX_REFRESHES and (not refreshed or "tokenexpired" in detail.lower()):
                     refreshed += 1
-                    self.tokens.force_refresh(self.tenant_id, token)
+                    try:
+                        self.tokens.force_refresh(self.tenant_id, token)
+                    except VaultError as exc:
+                        raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=method,
+                                               endpoint=endpoint) from None
                     continue
                 if status == 401 and "tokenexpired" in detail.lower():
                     # The token endpoint just accepted our refresh token, so the grant is alive: a
@@ -272,6 +280,21 @@ class XeroClient:
         except ValueError:
             raise self._err(FatalError, "Xero's answer was not JSON (was Accept: application/json overridden?).",
                             "GET", urlsplit(self._url(path)).path, resp) from None
+
+
+def unreachable_message(url: str, exc: BaseException, setting: str, attempts: int = 1) -> str:
+    """A sentence saying which address did not answer, how, and which setting names it."""
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.netloc}"
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+        how = "could not be reached (nothing answered there)"
+    elif isinstance(exc, httpx.TimeoutException):
+        how = "did not answer in time"
+    else:
+        how = "dropped the connection"
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return (f"Xero at {where} ({setting}) {how}{tries} ({type(exc).__name__}). Check {setting} and the network, "
+            "then try again later.")
 
 
 def limited_client(settings: Settings, tenant_id: str, *, transport=None, clock=SYSTEM_CLOCK) -> XeroClient:

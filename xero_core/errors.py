@@ -3,6 +3,8 @@
     LedgerlinkError
     ├── SettingsError            (xero_core.settings)
     ├── VaultError               a token file cannot be read: names the file and the fix
+    ├── StorageError             the data dir or a database file cannot be used (missing, not a
+    │                            folder, no permission, read-only, full, damaged): names it and the fix
     ├── OAuthError               the consent flow failed (state, code exchange, callback error)
     └── XeroError                a call to Xero failed; carries tenant, method, endpoint, status,
         │                        correlation id and Retry-After
@@ -10,6 +12,7 @@
         │   └── RateLimited      429 for the minute/concurrency: wait Retry-After
         ├── DailyLimitReached    429 with X-Rate-Limit-Problem: day, or our own daily budget spent
         ├── ReconnectNeeded      invalid_grant / revoked / refresh expired: a person must reconnect
+        │   └── TokensUnreadable also a VaultError: the tenant's token file cannot be opened
         ├── TierRefused          the app's Xero plan does not include this endpoint (Journals, XPM)
         └── FatalError           other 4xx: fail this step with Xero's message
 """
@@ -24,6 +27,20 @@ class LedgerlinkError(Exception):
 
 class VaultError(LedgerlinkError):
     pass
+
+
+class StorageError(LedgerlinkError):
+    """A file or folder under XERO_DATA_DIR cannot be used. Built by `xero_core.storage.describe`.
+
+    `path` is the file or folder; `problem` is one of not_a_directory, permission, read_only, full,
+    corrupt, io; `reason` is what the operating system or database said, shortened.
+    """
+
+    def __init__(self, message: str, *, path=None, problem: str = "io", reason: str = ""):
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
+        self.reason = reason
 
 
 class OAuthError(LedgerlinkError):
@@ -90,6 +107,14 @@ class DailyLimitReached(XeroError):
 
 class ReconnectNeeded(XeroError):
     pass
+
+
+class TokensUnreadable(VaultError, ReconnectNeeded):
+    """No token can be read for the tenant (vault file tampered with, or encrypted under another key).
+
+    A ReconnectNeeded for the sync (the remaining steps are skipped with this sentence) that does
+    not mark the connection needs_reconnect: the vault's sentence says the fix (the previous key,
+    or delete the file and reconnect)."""
 
 
 class TierRefused(XeroError):

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from . import storage
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import DailyLimitReached
 from .sqlite_wal import open_wal
@@ -113,10 +114,10 @@ class SharedRateLimiter:
         self.concurrent = concurrent
         self.daily_budget = int(daily_budget if daily_budget is not None else settings.daily_budget)
         self.path = Path(path) if path else db_path(settings)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._host = socket.gethostname()
-        self._con().executescript(_SCHEMA)
+        with storage.translated(self.path):
+            self._con().executescript(_SCHEMA)
 
     # -- SQLite plumbing -------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -129,15 +130,17 @@ class SharedRateLimiter:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        else:
-            con.execute("COMMIT")
+        with storage.translated(self.path):  # a full disk or damaged file: one sentence naming it
+            con = self._con()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+                raise
+            else:
+                con.execute("COMMIT")
 
     # -- the protocol ----------------------------------------------------------------------
     def acquire(self, tenant_id: str) -> _Lease:

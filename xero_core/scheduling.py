@@ -209,7 +209,7 @@ def _write_atomic(path: Path, data: dict) -> None:
             json.dump(data, f, indent=1, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # owner-only, like every file in the data dir (issue 14)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -310,15 +310,15 @@ def _default_organisations(settings: Settings) -> list[tuple[str, str, str]]:
 
 
 def _default_sync_tenant(settings: Settings, tenant_id: str, *, trigger: str, only: Iterable[str] | None = None) -> Any:
-    from .sync.runner import sync_all
+    """One tenant's whole pipeline, in this thread (cycles of the real engine go through jobs)."""
+    from .pipeline.run import sync_tenant
 
-    return sync_all(settings, tenant_id, only=list(only) if only else None, trigger=trigger)
+    return sync_tenant(settings, tenant_id, only=list(only) if only else None, trigger=trigger)
 
 
 def _default_sync_practices(settings: Settings, *, trigger: str) -> Any:
-    from .practice import sync_all_practices
-
-    return sync_all_practices(settings, trigger=trigger)
+    """Nothing left to do: each tenant's pipeline job runs its practice steps (clients, xpm, ...)."""
+    return None
 
 
 def _default_busy() -> tuple[type[BaseException], ...]:
@@ -343,6 +343,13 @@ class Jobs:
     sync_tenant: Callable[..., Any] = _default_sync_tenant
     sync_practices: Callable[..., Any] | None = _default_sync_practices
     busy: tuple[type[BaseException], ...] | None = None
+    workers: int | None = None  # pipeline cycles: threads in the pool (default XERO_SYNC_WORKERS)
+
+    @property
+    def pipeline(self) -> bool:
+        """The real engine: a cycle queues one pipeline job per tenant and a worker pool runs them
+        concurrently. Injected callables (tests) run one after another instead."""
+        return self.sync_tenant is _default_sync_tenant
 
     def busy_types(self) -> tuple[type[BaseException], ...]:
         if self.busy is None:
@@ -473,12 +480,13 @@ class Scheduler:
         self._daily_job = None
         self._last_heartbeat: datetime | None = None
         self.cycles: list[CycleReport] = []
+        self._pool = None  # the service's worker pool (pipeline jobs), started by run_forever
 
     def _check_extra_resources(self) -> None:
         if not self.extras:
             return
         try:
-            from .sync.runner import parse_only
+            from .pipeline.plan import parse_only
         except ImportError:  # the engine validates when called
             return
         for e in self.extras:
@@ -646,7 +654,68 @@ class Scheduler:
         )
         return report
 
+    def _run_pipeline_cycle(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
+        """Queue one job per tenant (joining any it already has), run them concurrently in the
+        worker pool, and wait for all of them. A stop request (SIGTERM) lets each running job finish
+        its current step; those jobs end `interrupted` and the next run resumes them."""
+        from .connections import list_connections
+        from .pipeline import jobs as J
+        from .pipeline.plan import parse_only
+        from .pipeline.request import SyncRequest
+        from .pipeline.worker import WorkerPool
+
+        try:
+            conns = list_connections(self.settings)
+        except Exception as exc:
+            self._failed(report, "list organisations", None, exc)
+            return
+        only_set = parse_only(only) if only else None
+        submitted: list[tuple[str, Any, datetime]] = []
+        for c in conns:
+            name = c.get("tenant_name") or c["tenant_id"]
+            started = self.clock.now()
+            try:
+                job = J.enqueue(self.settings, SyncRequest(c["tenant_id"], only=only_set, trigger=TRIGGER,
+                                                           requested_by=f"scheduler:{report.kind}"), tenant_name=name)
+            except Exception as exc:
+                self._failed(report, f"sync {name}", c["tenant_id"], exc, started)
+                continue
+            if job.joined:
+                log.info("sync %s: joining its %s job %s (%s)", name, job.state, job.job_id[:8], job.trigger)
+            submitted.append((name, job, started))
+        if not submitted:
+            return
+        ids = [j.job_id for _, j, _ in submitted]
+        self._safe_update(current={"kind": report.kind, "step": f"syncing {len(ids)} tenant(s)", "jobs": ids,
+                                   "since": _iso(self.clock.now())})
+        own = self._pool is None
+        pool = self._pool or WorkerPool(self.settings, workers=self.jobs.workers, label="scheduler", job_ids=ids)
+        try:
+            pool.run_until_done(ids, stop=self._stop)
+        finally:
+            if own:
+                pool.stop("the scheduler was stopped (SIGTERM or Ctrl-C)" if self.stop_requested else None)
+        if self.stop_requested:
+            report.interrupted = True
+        for name, job, started in submitted:
+            j = J.get(self.settings, job.job_id) or job
+            if j.state == "done":
+                status, detail = "ok", ("joined the job already queued" if job.joined else "")
+            elif j.state == "failed":
+                status, detail = "failed", j.error or "failed"
+            elif self.stop_requested and j.state in ("queued", "running", "interrupted"):
+                status, detail = "skipped", j.error or "not started: the scheduler was stopped"
+            else:  # cancelled by a person, or interrupted by another process dying
+                status, detail = ("skipped" if j.state == "cancelled" else "failed"), j.error or j.state
+            if status == "failed":
+                log.error("sync %s failed: %s", name, detail)
+            report.steps.append(StepReport(f"sync {name}", j.tenant_id, status, detail, _iso(started),
+                                           _iso(self.clock.now())))
+
     def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
+        if self.jobs.pipeline:
+            self._run_pipeline_cycle(report, only)
+            return
         try:
             orgs = self.jobs.organisations(self.settings)
         except Exception as exc:
@@ -727,10 +796,16 @@ class Scheduler:
             s = self.settings
             now = self.clock.now()
             prior = _load(state_path(s))
+            if self.jobs.pipeline:
+                # Runs the daily cycles' jobs and whatever the app or the CLI queues, until stopped.
+                from .pipeline.worker import WorkerPool
+
+                self._pool = WorkerPool(s, workers=self.jobs.workers, label="scheduler").start()
             self._heartbeat(
                 force=True,
                 pid=os.getpid(),
                 host=socket.gethostname(),
+                mode="service",
                 started_at=_iso(now),
                 stopped_at=None,
                 current=None,
@@ -755,13 +830,49 @@ class Scheduler:
                         break
                     self._wait(self.wait_seconds())
             finally:
+                if self._pool is not None:
+                    self._pool.stop("the scheduler was stopped (SIGTERM or Ctrl-C)")
+                    self._pool = None
                 self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None, heartbeat=_iso(self.clock.now()))
                 log.info("scheduler stopped")
         return 0
 
+    @contextlib.contextmanager
+    def _once_state(self) -> Iterator[None]:
+        """While `--once` syncs, the state file says a scheduler is running (mode "once", this pid,
+        a heartbeat every HEARTBEAT_SECONDS), unless a scheduler service already owns the state."""
+        st = read_state(self.settings)
+        if st.get("running") and st.get("pid") != os.getpid():
+            yield
+            return
+        now = self.clock.now()
+        self._safe_update(pid=os.getpid(), host=socket.gethostname(), mode="once", started_at=_iso(now),
+                          stopped_at=None, heartbeat=_iso(now))
+        done = threading.Event()
+        every = self.heartbeat_seconds or HEARTBEAT_SECONDS
+
+        def beat() -> None:
+            while not done.wait(every):
+                self._safe_update(heartbeat=_iso(self.clock.now()))
+
+        t = threading.Thread(target=beat, name="scheduler-once-heartbeat", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join(timeout=5)
+            self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None,
+                              heartbeat=_iso(self.clock.now()))
+
     def run_once(self) -> int:
-        """One daily cycle now (cron/systemd timers). 0 if no step failed, else 1."""
-        report = self.run_cycle("once")
+        """One daily cycle now (cron/systemd timers): every tenant's job, concurrently. 0 if no
+        step failed, else 1."""
+        if self._paused():
+            report = self.run_cycle("once")  # records the skip
+            return 0
+        with self._once_state():
+            report = self.run_cycle("once")
         if report.skipped_reason:
             return 0
         return 0 if report.ok else 1

@@ -226,11 +226,45 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE xpm_jobs ADD COLUMN IF NOT EXISTS is_current BOOLEAN DEFAULT TRUE;
         """,
     ),
+    (
+        # Credit notes (issue 13 §2): stored like invoices; revenue_weekly is net of sales credit
+        # notes and counts them apart from invoices (credit_note_count).
+        "0031_credit_notes",
+        f"""
+        CREATE TABLE IF NOT EXISTS credit_notes (
+            tenant_id VARCHAR NOT NULL, credit_note_id VARCHAR NOT NULL,
+            credit_note_number VARCHAR, type VARCHAR, contact_id VARCHAR, contact_name VARCHAR,
+            date DATE, status VARCHAR, currency_code VARCHAR, currency_rate DECIMAL(18,6),
+            line_amount_types VARCHAR, reference VARCHAR,
+            subtotal {MONEY}, total_tax {MONEY}, total {MONEY}, remaining_credit {MONEY},
+            amount_allocated {MONEY}, amount_refunded {MONEY}, fully_paid_on_date DATE,
+            updated_at TIMESTAMPTZ, raw JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, credit_note_id)
+        );
+        CREATE TABLE IF NOT EXISTS credit_note_lines (
+            tenant_id VARCHAR NOT NULL, line_item_id VARCHAR NOT NULL, credit_note_id VARCHAR NOT NULL,
+            line_no INTEGER, account_code VARCHAR, description VARCHAR,
+            quantity DECIMAL(18,4), unit_amount DECIMAL(18,4), line_amount {MONEY}, tax_amount {MONEY},
+            region VARCHAR, revenue_type VARCHAR, tracking JSON, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, line_item_id)
+        );
+        ALTER TABLE revenue_weekly ADD COLUMN IF NOT EXISTS credit_note_count INTEGER DEFAULT 0;
+        """,
+    ),
+    (
+        # Documents are pushed by every sync too, retried with exponential backoff: when the next
+        # attempt is due (NULL = now), and when the last one ran. Status gains `gave_up`.
+        "0032_clients_document_retries",
+        """
+        ALTER TABLE client_documents ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
+        ALTER TABLE client_documents ADD COLUMN IF NOT EXISTS last_attempt_at TIMESTAMPTZ;
+        """,
+    ),
 ]
 
 TABLES = (
     "connections", "sync_log", "sync_cursors", "accounts", "financial_weekly", "pnl_lines",
     "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
     "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
-    "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events",
+    "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events", "credit_notes", "credit_note_lines",
 )

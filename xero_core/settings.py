@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+# The fake Xero's demo app, mock mode's default credentials. The fake owns them (it imports nothing
+# of the product); its demo_app module loads nothing else of the fake.
+from .fake.demo_app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
 REAL_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
@@ -22,9 +26,6 @@ REAL_TOKEN_URL = "https://identity.xero.com/connect/token"
 REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
 REAL_API_URL = "https://api.xero.com"
 
-# The fake Xero's demo app (mock mode). Not secrets: they only open the offline fake.
-DEMO_CLIENT_ID = "LEDGERLINKDEMOCLIENT0000000000000"
-DEMO_CLIENT_SECRET = "ledgerlink-demo-secret-only-valid-on-the-fake"
 DEFAULT_FAKE_PORT = 8765
 DEFAULT_APP_PORT = 8501
 
@@ -165,11 +166,27 @@ def _read_env(env: Mapping[str, str] | None, env_file: Path | None) -> dict[str,
     if env is not None:
         return dict(env)
     values: dict[str, str] = {}
-    path = env_file if env_file is not None else Path(os.environ.get("XERO_ENV_FILE", ".env"))
-    if path.is_file():
+    explicit = env_file is not None or bool((os.environ.get("XERO_ENV_FILE") or "").strip())
+    path = Path(env_file) if env_file is not None else Path((os.environ.get("XERO_ENV_FILE") or "").strip() or ".env")
+    if explicit and not path.exists():
+        # The default .env may be absent; a file someone named must exist, or its settings would be
+        # silently missing (XERO_ENV_FILE=/dev/null reads none).
+        raise SettingsError(
+            f"XERO_ENV_FILE={str(path)!r}: there is no such file. Fix the path, create the file, or unset "
+            "XERO_ENV_FILE to read .env from the working directory (XERO_ENV_FILE=/dev/null reads no file)."
+        )
+    if explicit and path.is_dir():
+        raise SettingsError(f"XERO_ENV_FILE={str(path)!r} is a folder, not a settings file: name the file itself.")
+    if path.is_file() or (explicit and path.exists()):
         from dotenv import dotenv_values
 
-        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        try:
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                f"The settings file {path} cannot be read ({getattr(exc, 'strerror', None) or exc}). "
+                "Make it readable by this user, or point XERO_ENV_FILE at another file."
+            ) from None
     values.update(os.environ)  # the real environment wins over .env
     return values
 
@@ -205,7 +222,9 @@ def _mock_key(data_dir: Path) -> bytes:
     path = data_dir / "mock-encryption.key"
     if path.exists():
         return parse_key(f"key file {path}", path.read_text())
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from . import storage
+
+    storage.secure_dir(data_dir)
     hexkey = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -219,6 +238,9 @@ def _mock_key(data_dir: Path) -> bytes:
 
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
     """Read every setting once. Raises SettingsError naming the variable and the fix."""
+    from . import storage
+
+    storage.private_umask()  # every file this process creates from here on is owner-only
     e = _read_env(env, env_file)
     get = lambda k: (e.get(k) or "").strip() or None  # noqa: E731
 
@@ -321,6 +343,17 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         assert 1 <= budget <= 5000
     except Exception:
         raise SettingsError(f"XERO_DAILY_BUDGET={budget_raw!r} must be a whole number from 1 to 5000.") from None
+
+    if env is None:  # XERO_TODAY acts through the process environment (clock.SYSTEM_CLOCK, clock.today)
+        from . import clock
+
+        try:
+            pinned = clock.pinned_day()
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        if pinned and not mock:
+            log.warning("XERO_TODAY=%s runs Ledgerlink's clock on that date; unset it to sync live Xero data "
+                        "on the real date.", pinned.isoformat())
 
     from . import redaction
 

@@ -24,7 +24,7 @@ import httpx
 from filelock import FileLock, Timeout
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import FatalError, OAuthError, ReconnectNeeded, RetriableError
+from .errors import FatalError, OAuthError, ReconnectNeeded, RetriableError, VaultError
 from .settings import Settings
 from .vault import Vault
 
@@ -121,13 +121,25 @@ def grant_ids(settings: Settings) -> list[str]:
 
 
 def find_grant(settings: Settings, tenant_id: str) -> tuple[str | None, dict | None]:
-    """The newest token set serving `tenant_id`, or (None, None)."""
+    """The newest token set serving `tenant_id`, or (None, None).
+
+    A vault file that cannot be opened (tampered, wrong key) is raised as its VaultError only when
+    no readable set serves the tenant: a reconnect writes a new set, and an old broken file left
+    beside it must not keep the freshly reconnected organisation unusable.
+    """
     best: tuple[str | None, dict | None] = (None, None)
+    unreadable: VaultError | None = None
     for gid in grant_ids(settings):
-        data = read_grant(settings, gid)
+        try:
+            data = read_grant(settings, gid)
+        except VaultError as exc:
+            unreadable = unreadable or exc
+            continue
         if data and tenant_id in data.get("tenant_ids", []):
             if best[1] is None or data.get("created_at", 0) > best[1].get("created_at", 0):
                 best = (gid, data)
+    if best[1] is None and unreadable is not None:
+        raise unreadable
     return best
 
 
@@ -334,9 +346,18 @@ class TokenManager:
                 correlation_id=exc.response.headers.get("xero-correlation-id"),
                 retry_after=_retry_after(exc.response),
             ) from None
-        except (httpx.TransportError, ValueError) as exc:
+        except httpx.TransportError as exc:
+            from .client import unreachable_message
+
             raise RetriableError(
-                f"Could not reach Xero's token endpoint ({type(exc).__name__}); the refresh will be tried again.",
+                unreachable_message(self.settings.token_url, exc, "XERO_TOKEN_URL")
+                + " The token refresh is tried again then.",
+                tenant_id=tenant_id, method="POST", endpoint="/connect/token",
+            ) from None
+        except ValueError as exc:
+            raise RetriableError(
+                f"Xero's token endpoint ({self.settings.token_url}) gave an unreadable answer ({type(exc).__name__}); "
+                "the refresh will be tried again.",
                 tenant_id=tenant_id, method="POST", endpoint="/connect/token",
             ) from None
         except Exception as exc:

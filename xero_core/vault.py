@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -71,9 +72,37 @@ class Vault:
         return self.dir / (name + SUFFIX)
 
     def ensure_dir(self) -> None:
+        from . import storage
+
+        storage.secure_dir(self.dir.parent)  # the data dir: 0700, and a StorageError sentence if unusable
         if not self.dir.exists():
             self.dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        self._repair_dir()
+
+    def _repair_dir(self) -> None:
+        """Loosened permissions are repaired, with a warning (SECURITY.md: repair, not refuse)."""
+        try:
+            mode = stat.S_IMODE(self.dir.stat().st_mode)
+        except FileNotFoundError:
+            return
+        if mode != 0o700:
+            os.chmod(self.dir, 0o700)
+            if mode & 0o077:
+                log.warning("Vault folder %s was mode %s (others could list it): made it 0700 again. Check who "
+                            "changed it.", self.dir, oct(mode))
+
+    def _repair_file(self, path: Path, st: os.stat_result) -> None:
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            try:
+                os.chmod(path, 0o600)
+            except OSError as exc:
+                log.warning("Vault file %s is mode %s (readable by other users) and could not be made 0600 (%s): "
+                            "fix it by hand.", path, oct(mode), exc.strerror or exc)
+                return
+            log.warning("Vault file %s was mode %s (readable by other users): made it 0600 again. Its tokens are "
+                        "encrypted; if others could also read XERO_ENCRYPTION_KEY, rotate the key and reconnect.",
+                        path, oct(mode))
 
     def names(self, prefix: str = "") -> list[str]:
         if not self.dir.is_dir():
@@ -171,7 +200,9 @@ class Vault:
         """The item, or None when there is no such file. Raises VaultError when it cannot be opened."""
         path = self.path(name)
         try:
-            blob = path.read_bytes()
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                blob = f.read()
         except FileNotFoundError:
             return None
         except PermissionError:
@@ -179,6 +210,12 @@ class Vault:
                 f"Vault file {path} cannot be read by this user. Run Ledgerlink as the user that owns "
                 f"{self.dir} (files there are mode 0600)."
             ) from None
+        except OSError as exc:  # e.g. a file where the data folder should be
+            from . import storage
+
+            raise storage.describe(exc, path) or exc from None
+        self._repair_dir()
+        self._repair_file(path, st)
         data = self._decrypt(name, path, self._envelope(name, path, blob))
         _register_secrets(data)
         return data
@@ -193,6 +230,13 @@ class Vault:
         path = self.path(name)
         blob = self._encrypt(name, data)
         self.ensure_dir()
+        from . import storage
+
+        with storage.translated(path):  # a full or read-only disk: one sentence naming the file
+            self._write_file(name, path, blob)
+        self._fsync_dir()
+
+    def _write_file(self, name: str, path: Path, blob: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
         try:
             os.fchmod(fd, 0o600)
@@ -207,7 +251,6 @@ class Vault:
             except FileNotFoundError:
                 pass
             raise
-        self._fsync_dir()
 
     def delete(self, name: str) -> bool:
         try:

@@ -1,8 +1,10 @@
-"""`python -m xero_core sync` and `python -m xero_core demo` (thin: parse, call xero_core.sync, print).
+"""`python -m xero_core sync`, `jobs` and `demo` (thin: parse, call xero_core.pipeline, print).
 
-sync: one tenant (`--tenant`), or every connected tenant (`--all`); a progress bar on a terminal
-(stderr); `--json` prints one document with a summary per step. Exit code 0 only when every step
-succeeded (a step the Xero plan refuses is not a failure).
+sync: one tenant (`--tenant`), or every connected tenant (`--all`): a job per tenant, queued and
+run in this process (or joined and followed when the tenant already has one); progress lines on
+stderr; `--json` prints one document with a summary per step. Exit code 0 only when every job
+ended `done` (a step the Xero plan refuses is not a failure).
+jobs: the queued and running jobs of every process; `jobs cancel ID`, `jobs show ID`.
 
 demo (mock mode): start the fake Xero if needed, connect its organisation and practice through its
 consent form over HTTP (all tenants ticked, Allow; no browser), then run a first sync.
@@ -30,15 +32,42 @@ DEMO_WEEKS = 104
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sync", help="sync Xero data into DuckDB (weekly P&L, invoices, revenue, cash, contacts, journals)")
+    p = sub.add_parser(
+        "sync", help="sync Xero data into DuckDB: queue a job per tenant and run it here, showing progress",
+        description="Queue one sync job per tenant and run it in this process with live progress. If the tenant "
+                    "already has a queued or running job (the scheduler, the app, another terminal), this joins "
+                    "it and follows it instead of starting a second sync. Ctrl-C stops after the current step; "
+                    "the next sync resumes from where it got to.")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--tenant", metavar="ID", help="the tenant to sync (see `status`)")
     who.add_argument("--all", action="store_true", help="every connected tenant, concurrently")
-    p.add_argument("--only", metavar="STEPS", help="comma list of: pnl,invoices,bank,contacts,journals,xpm,accounts")
-    p.add_argument("--weeks", type=int, metavar="N",
-                   help="report weeks to (re)fetch, ending with the current week (default 2; e.g. 104 backfills two years)")
-    p.add_argument("--json", action="store_true", help="print one JSON document (summary per step) on stdout")
+    p.add_argument("--only", metavar="STEPS",
+                   help="comma list of steps: accounts,contacts,invoices,credit_notes,pnl,bank,journals (financial), clients, "
+                        "documents, webhooks, xpm (practice); default: the tenant's whole plan")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--weeks", type=int, metavar="N",
+                      help="report weeks to (re)fetch, ending with the current week (default 2; e.g. 104 backfills "
+                           "two years, queued behind daily syncs)")
+    when.add_argument("--week-ending", metavar="YYYY-MM-DD",
+                      help="re-sync one past week's reports (accounts, P&L, bank; any day of the week will do)")
+    p.add_argument("--json", action="store_true", help="print one JSON document (summary per tenant and step) on stdout")
     p.set_defaults(handler=run_sync)
+
+    j = sub.add_parser("jobs", help="list sync jobs (queued, running, recent) or cancel one",
+                       description="Sync jobs of every process (scheduler, app, CLI) from <XERO_DATA_DIR>/jobs.sqlite. "
+                                   "Without a subcommand: the queued and running jobs (all recent ones with --all).")
+    j.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    j.add_argument("--all", action="store_true", help="also the finished jobs (newest first)")
+    j.add_argument("--tenant", metavar="ID", help="only this tenant's jobs")
+    j.add_argument("--limit", type=int, default=30, metavar="N", help="at most N jobs (default %(default)s)")
+    jsub = j.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
+    c = jsub.add_parser("cancel", help="cancel a job: a queued one at once, a running one at its next page or step")
+    c.add_argument("job_id", metavar="ID", help="the job id, or enough of its start to be unique (as `jobs` prints it)")
+    c.add_argument("--json", action="store_true", help="print the job as JSON on stdout")
+    sh = jsub.add_parser("show", help="one job in full: request, owner, progress, every step")
+    sh.add_argument("job_id", metavar="ID", help="the job id, or enough of its start to be unique")
+    sh.add_argument("--json", action="store_true", help="print the job as JSON on stdout")
+    j.set_defaults(handler=run_jobs)
 
     d = sub.add_parser("demo", help="mock mode: start the fake Xero, connect its tenants (no browser), first sync")
     d.add_argument("--weeks", type=int, default=DEMO_WEEKS, metavar="N",
@@ -52,20 +81,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # -- progress --------------------------------------------------------------------------------
 class Progress:
-    """One status line per tenant on a terminal (stderr); plain lines when stderr is not a TTY."""
+    """Live progress on stderr: one line per step start and end, per tenant, as they happen (a
+    redrawn status line on a terminal for the pages in between)."""
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, names: dict | None = None):
         self.tty = sys.stderr.isatty()
         self.quiet = quiet
+        self.names = names or {}
         self.lock = threading.Lock()
-        self.last_plain = 0.0
+        self.last_plain: dict[str, float] = {}
+
+    def label(self, tenant_id: str) -> str:
+        name = self.names.get(tenant_id) or (tenant_id or "")[:8]
+        return name if len(name) <= 24 else name[:23] + "…"
 
     def __call__(self, ev: dict) -> None:
         if self.quiet:
             return
-        tenant = (ev.get("tenant_id") or "")[:8]
+        tenant = ev.get("tenant_id") or ""
         frac = ev.get("fraction")
-        msg = f"[{tenant}] {ev.get('message') or ev.get('step')}"
+        msg = f"[{self.label(tenant)}] {ev.get('message') or ev.get('step')}"
+        running = ev.get("status") == "running"
         with self.lock:
             if self.tty:
                 bar = ""
@@ -73,68 +109,204 @@ class Progress:
                     n = int(max(0.0, min(1.0, frac)) * 20)
                     bar = "[" + "#" * n + "." * (20 - n) + "] "
                 sys.stderr.write("\r\033[K" + bar + msg[:100])
-                if ev.get("status") not in ("running",):
+                if not running or msg.endswith(": starting"):
                     sys.stderr.write("\n")
                 sys.stderr.flush()
-            elif ev.get("status") != "running" or time.monotonic() - self.last_plain > 5:
-                self.last_plain = time.monotonic()
+            elif not running or msg.endswith(": starting") or time.monotonic() - self.last_plain.get(tenant, 0) > 5:
+                self.last_plain[tenant] = time.monotonic()
                 print(msg, file=sys.stderr, flush=True)
 
 
-def _print_summary(results) -> None:
-    for r in results:
-        print(f"{r.tenant_name or r.tenant_id} ({r.tenant_type}): {r.status}", file=sys.stderr)
-        if r.busy:
-            print(f"  {r.busy}", file=sys.stderr)
-        for s in r.steps:
-            extra = f"  {s.error}" if s.error else ""
-            print(f"  {s.step:<9} {s.status:<8} rows={s.rows:<7} calls={s.api_calls:<5} bytes={s.bytes_downloaded}{extra}",
-                  file=sys.stderr)
+def _print_summary(docs: list[dict]) -> None:
+    for r in docs:
+        print(f"{r.get('tenant_name') or r['tenant_id']} ({r.get('tenant_type') or '?'}): {r.get('status')}"
+              + (f"  [job {r['job_id'][:8]} {r['job_state']}]" if r.get("job_id") else ""), file=sys.stderr)
+        if r.get("job_error"):
+            print(f"  {r['job_error']}", file=sys.stderr)
+        for s in r.get("steps") or []:
+            extra = f"  {s['error']}" if s.get("error") else ""
+            print(f"  {s['step']:<9} {s['status']:<8} rows={s.get('rows', 0):<7} calls={s.get('api_calls', 0):<5} "
+                  f"bytes={s.get('bytes_downloaded', 0)}{extra}", file=sys.stderr)
 
 
-def _emit(results, as_json: bool) -> int:
-    ok = bool(results) and all(r.ok for r in results)
+def _job_doc(job) -> dict:
+    """A finished job as the `sync --json` summary of its tenant."""
+    d = dict(job.result or {"tenant_id": job.tenant_id, "tenant_name": job.tenant_name, "tenant_type": None,
+                            "status": job.state, "ok": False, "steps": []})
+    d.update(job_id=job.job_id, job_state=job.state, job_error=job.error, joined=job.joined,
+             ok=job.state == "done" and bool(d.get("ok", True)))
+    if job.state != "done" and d.get("status") == "success":
+        d["status"] = job.state
+    return d
+
+
+def _emit_docs(docs: list[dict], as_json: bool) -> int:
+    ok = bool(docs) and all(d.get("ok") for d in docs)
     if as_json:
-        print(json.dumps({"ok": ok, "tenants": [r.to_dict() for r in results]}, indent=2, default=str))
+        print(json.dumps({"ok": ok, "tenants": docs}, indent=2, default=str))
     else:
-        _print_summary(results)
+        _print_summary(docs)
     return 0 if ok else 1
 
 
+def _emit(results, as_json: bool) -> int:
+    return _emit_docs([r.to_dict() for r in results], as_json)
+
+
+def run_requests(settings, requests: list, *, names: dict, progress: Progress, transport=None, clock=None) -> list:
+    """Queue the requests (or join the tenants' jobs), run the new ones here, follow the others;
+    returns the finished jobs in the order asked. Ctrl-C: stop after the current step."""
+    from ..pipeline import jobs as J
+    from ..pipeline.worker import WorkerPool, workers_setting
+
+    submitted = [J.enqueue(settings, r, tenant_name=names.get(r.tenant_id)) for r in requests]
+    for job in submitted:
+        if job.joined:
+            who = (f"{job.owner_label or 'a'} process {job.owner_pid} on {job.owner_host}" if job.owner_pid
+                   else "the queue")
+            print(f"[{progress.label(job.tenant_id)}] joined {job.state} job {job.job_id[:8]} "
+                  f"({job.trigger}, {job.request.describe()}) run by {who}; following it", file=sys.stderr)
+    ids = [j.job_id for j in submitted]
+    pool = WorkerPool(settings, workers=min(workers_setting(settings), len(ids)), label="cli", job_ids=ids,
+                      transport=transport, clock=clock, echo=progress)
+    mine: set[str] = set()
+    last_msg: dict[str, str] = {}
+
+    def follow(job) -> None:
+        """Progress of jobs another process runs (ours print through `echo`)."""
+        if job.owner_id == pool.owner.id:
+            mine.add(job.job_id)
+            return
+        msg = job.progress.get("message") if job.active else f"{job.state}" + (f": {job.error}" if job.error else "")
+        if msg and last_msg.get(job.job_id) != msg:
+            last_msg[job.job_id] = msg
+            progress({"tenant_id": job.tenant_id, "step": job.progress.get("step"), "status": "joined", "message": msg})
+
+    try:
+        done = pool.run_until_done(ids, on_change=follow)
+    except KeyboardInterrupt:
+        print("stopping after the current step (Ctrl-C again to force)...", file=sys.stderr)
+        pool.stop("the sync was stopped from the terminal (Ctrl-C)")
+        done = [J.get(settings, i) for i in ids]
+    else:
+        pool.stop()
+    by_id = {j.job_id: j for j in done}
+    out = []
+    for j in submitted:
+        job = by_id.get(j.job_id) or j
+        job.joined = j.joined
+        out.append(job)
+    return out
+
+
 def run_sync(args: argparse.Namespace) -> int:
+    from datetime import date
+
     from ..connections import list_connections
-    from ..sync.runner import parse_only, sync_all, sync_all_tenants
+    from ..pipeline.plan import parse_only
+    from ..pipeline.request import SyncRequest
 
     settings = load_settings()
     try:
-        parse_only(args.only)
+        only = parse_only(args.only)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.weeks is not None and args.weeks < 1:
         print("error: --weeks must be 1 or more", file=sys.stderr)
         return 2
-    progress = Progress(quiet=False)
+    week_ending = None
+    if args.week_ending:
+        try:
+            week_ending = date.fromisoformat(args.week_ending)
+        except ValueError:
+            print(f"error: --week-ending {args.week_ending!r} is not a date: write it as YYYY-MM-DD, e.g. 2026-11-28",
+                  file=sys.stderr)
+            return 2
+    conns = list_connections(settings)
+    names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
+    connected = [c for c in conns if c.get("status") == "connected"]
     if args.all:
-        results = sync_all_tenants(settings, trigger="cli", only=args.only, weeks=args.weeks, progress=progress)
-        if not results:
+        tenants = [c["tenant_id"] for c in connected]
+        if not tenants:
             print("error: no connected tenants: run `python -m xero_core connect` first", file=sys.stderr)
             return 1
-    else:
-        tenant = args.tenant
-        if not tenant:
-            conns = [c for c in list_connections(settings) if c.get("status") == "connected"]
-            if len(conns) != 1:
-                names = ", ".join(f"{c['tenant_name']} ({c['tenant_id']})" for c in conns) or "none"
-                print(f"error: say which tenant: --tenant ID or --all (connected: {names})", file=sys.stderr)
-                return 2
-            tenant = conns[0]["tenant_id"]
-        try:
-            results = [sync_all(settings, tenant, weeks=args.weeks, only=args.only, trigger="cli", progress=progress)]
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+    elif args.tenant:
+        if args.tenant not in names:
+            print(f"error: tenant {args.tenant} is not connected: run `python -m xero_core connect` first "
+                  "(`python -m xero_core status` lists connected tenants)", file=sys.stderr)
             return 1
-    return _emit(results, args.json)
+        tenants = [args.tenant]
+    else:
+        if len(connected) != 1:
+            listed = ", ".join(f"{c['tenant_name']} ({c['tenant_id']})" for c in connected) or "none"
+            print(f"error: say which tenant: --tenant ID or --all (connected: {listed})", file=sys.stderr)
+            return 2
+        tenants = [connected[0]["tenant_id"]]
+    who = os.environ.get("USER") or os.environ.get("USERNAME")
+    requests = [SyncRequest(t, only=only, weeks=args.weeks, week_ending=week_ending, trigger="cli",
+                            requested_by=f"cli:{who}" if who else "cli") for t in tenants]
+    jobs = run_requests(settings, requests, names=names, progress=Progress(names=names))
+    return _emit_docs([_job_doc(j) for j in jobs], args.json)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    s = max(0, int(time.time() - ts))
+    return f"{s}s ago" if s < 90 else f"{s // 60}m ago" if s < 5400 else f"{s // 3600}h ago"
+
+
+def _job_line(j) -> str:
+    p = j.progress or {}
+    where = p.get("step") or "-"
+    if p.get("count") is not None:
+        where += f" {p['count']}" + (f"/{'~' if p.get('estimated_total') else ''}{p['total']}" if p.get("total") else "")
+    if p.get("eta_seconds"):
+        where += f" ETA {int(p['eta_seconds']) // 60}m{int(p['eta_seconds']) % 60:02d}s"
+    name = (j.tenant_name or j.tenant_id)[:28]
+    msg = j.error if j.state in ("failed", "interrupted", "cancelled") else (p.get("message") or "")
+    return (f"{j.job_id[:8]}  {j.state:<11} {name:<28} {where:<28} {j.trigger:<9} {_ago(j.created_at):>8}  "
+            f"{(msg or '')[:120]}")
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    from ..pipeline import jobs as J
+
+    settings = load_settings()
+    try:
+        if args.jobs_command == "cancel":
+            job = J.request_cancel(settings, args.job_id, by=f"cli:{os.environ.get('USER') or 'unknown'}")
+            if args.json:
+                print(json.dumps(job.to_dict(), indent=2, default=str))
+            else:
+                print(f"job {job.job_id[:8]} ({job.tenant_name or job.tenant_id}): "
+                      + ("cancelled" if job.state == "cancelled" else
+                         "cancel requested: it stops at its next page or step, keeping what it saved"),
+                      file=sys.stderr)
+            return 0
+        if args.jobs_command == "show":
+            job = J.find(settings, args.job_id)
+            if args.json:
+                print(json.dumps(job.to_dict(), indent=2, default=str))
+            else:
+                print(json.dumps(job.to_dict(), indent=2, default=str), file=sys.stderr)
+            return 0
+    except J.JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    found = J.list_jobs(settings, active_only=not args.all, tenant_id=args.tenant, limit=args.limit)
+    if args.json:
+        print(json.dumps({"jobs": [j.to_dict() for j in found]}, indent=2, default=str))
+        return 0
+    if not found:
+        print("no sync jobs queued or running" + ("" if args.all else " (--all shows finished ones)"), file=sys.stderr)
+        return 0
+    print(f"{'JOB':<8}  {'STATE':<11} {'TENANT':<28} {'STEP':<28} {'TRIGGER':<9} {'QUEUED':>8}  MESSAGE")
+    for j in found:
+        print(_job_line(j))
+    return 0
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -198,7 +370,6 @@ def run_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     from ..connections import list_connections
     from ..fake.server import ensure_running
-    from ..sync.runner import sync_all_tenants
 
     url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed)
     print(f"Fake Xero: {url}", file=sys.stderr)
@@ -206,10 +377,16 @@ def run_demo(args: argparse.Namespace) -> int:
         tenants = connect_via_consent_form(settings)
         for t in tenants:
             print(f"connected {t.get('tenant_name')} ({t.get('tenant_type')})", file=sys.stderr)
-    only = None if args.with_journals else "accounts,contacts,invoices,pnl,bank,xpm"
+    from ..pipeline.plan import step_names
+    from ..pipeline.request import SyncRequest
+
+    only = None if args.with_journals else frozenset(n for n in step_names() if n != "journals")
     minutes = (20 + 2 * args.weeks + (300 if args.with_journals else 0)) / 57
-    print(f"first sync: {args.weeks} weeks of reports, every invoice and contact"
+    print(f"first sync: {args.weeks} weeks of reports, every invoice, credit note and contact, clients matched"
           f"{', all journals' if args.with_journals else ''} - about {minutes:.0f} min at Xero's 60 calls a minute",
           file=sys.stderr)
-    results = sync_all_tenants(settings, trigger="cli", weeks=args.weeks, only=only, progress=Progress())
-    return _emit(results, args.json)
+    conns = [c for c in list_connections(settings) if c.get("status") == "connected"]
+    names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
+    requests = [SyncRequest(t, only=only, weeks=args.weeks, trigger="cli", requested_by="demo") for t in names]
+    jobs = run_requests(settings, requests, names=names, progress=Progress(names=names))
+    return _emit_docs([_job_doc(j) for j in jobs], args.json)

@@ -154,7 +154,7 @@ def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = 
                            "Reference": inv.reference}
     if not summary:
         out["Payments"] = [_payment_ref(p) for p in inv.payments if p.status == "AUTHORISED"]
-        out["CreditNotes"] = []
+        out["CreditNotes"] = [_applied_credit_json(a) for a in inv.credit_allocations]
         out["Prepayments"] = []
         out["Overpayments"] = []
     out["AmountDue"] = wire.money(inv.amount_due)
@@ -229,15 +229,34 @@ def payment_json(org: Org, p: Payment) -> dict:
             "HasValidationErrors": False}
 
 
+def _allocation_json(a) -> dict:
+    inv = a.invoice
+    return {"AllocationID": a.id, "Amount": wire.money(a.amount), "Date": wire.msdate(a.date),
+            "Invoice": {"InvoiceID": inv.id, "InvoiceNumber": inv.number, "Payments": [], "CreditNotes": [],
+                        "Prepayments": [], "Overpayments": [], "HasErrors": False, "IsDiscounted": False,
+                        "LineItems": []}}
+
+
+def _applied_credit_json(a) -> dict:
+    """A credit note as it appears in an invoice's CreditNotes array: what was applied, when."""
+    cn = a.credit_note
+    return {"CreditNoteID": cn.id, "CreditNoteNumber": cn.number, "AppliedAmount": wire.money(a.amount),
+            "DateString": wire.date_string(a.date), "Date": wire.msdate(a.date), "LineItems": [],
+            "Total": wire.money(cn.total)}
+
+
 def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
-    return {"CreditNoteID": cn.id, "CreditNoteNumber": cn.number, "Type": cn.type, "Reference": cn.reference,
-            "RemainingCredit": wire.money(cn.total if cn.posts else 0), "Allocations": [], "Payments": [],
-            "HasAttachments": False, "HasErrors": False, "Contact": contact_ref(cn.contact),
-            "DateString": wire.date_string(cn.date), "Date": wire.msdate(cn.date), "Status": cn.status,
-            "LineAmountTypes": "Exclusive", "LineItems": [line_json(org, l, unitdp) for l in cn.lines],
-            "SubTotal": wire.money(cn.subtotal), "TotalTax": wire.money(cn.total_tax),
-            "Total": wire.money(cn.total), "UpdatedDateUTC": wire.msdate(cn.updated), "CurrencyCode": "AUD",
-            "CurrencyRate": wire.number(1, 6), "SentToContact": False}
+    out = {"CreditNoteID": cn.id, "CreditNoteNumber": cn.number, "Type": cn.type, "Reference": cn.reference,
+           "RemainingCredit": wire.money(cn.remaining), "Allocations": [_allocation_json(a) for a in cn.allocations],
+           "Payments": [], "HasAttachments": False, "HasErrors": False, "Contact": contact_ref(cn.contact),
+           "DateString": wire.date_string(cn.date), "Date": wire.msdate(cn.date), "Status": cn.status,
+           "LineAmountTypes": "Exclusive", "LineItems": [line_json(org, l, unitdp) for l in cn.lines],
+           "SubTotal": wire.money(cn.subtotal), "TotalTax": wire.money(cn.total_tax),
+           "Total": wire.money(cn.total), "UpdatedDateUTC": wire.msdate(cn.updated), "CurrencyCode": "AUD",
+           "CurrencyRate": wire.number(1, 6), "SentToContact": False}
+    if cn.status == "PAID" and cn.allocations:
+        out["FullyPaidOnDate"] = wire.msdate(max(a.date for a in cn.allocations))
+    return out
 
 
 def account_json(org: Org, a: Account) -> dict:

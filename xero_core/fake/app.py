@@ -29,6 +29,7 @@ import httpx
 
 from . import faults as faultsmod
 from .clock import FakeClock
+from .demo_app import DEMO_APP_NAME, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS
 from .identity import Auth, Identity, TenantInfo, parse_form
 from .limits import Limits
 from .responses import HTML_CT, JSON_CT, Reply, json_reply, not_found, oauth_error, problem
@@ -38,7 +39,6 @@ log = logging.getLogger("xero_core.fake")
 REQUEST_LOG_MAX = 1_000_000  # benchmarks slice the log; a demo never gets near it
 TIERS = ("starter", "core", "plus", "advanced", "enterprise")
 ADVANCED = TIERS.index("advanced")
-DEMO_REDIRECT_URIS = ("http://localhost:8501/callback", "http://127.0.0.1:8501/callback")
 # Xero removed these in April 2026: not served at all.
 REMOVED_ENDPOINTS = ("employees", "expenseclaims", "receipts")
 API_PREFIXES = {"/api.xro/2.0": "accounting", "/files.xro/1.0": "files", "/practicemanager/3.0": "practice"}
@@ -95,8 +95,6 @@ class FakeXero:
                  apps: Iterable[dict] | None = None, *, org_factory: Callable | None = None,
                  state_dir=None, webhook_url: str | None = None, webhook_key: str | None = None,
                  timeout_hold: float = 30.0):
-        from ..settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-
         self.clock = clock if clock is not None else FakeClock(today)
         self.today = today or self.clock.now().date()
         self.seed, self.invoices, self.n_tenants, self.n_practices = seed, invoices, tenants, practices
@@ -115,7 +113,7 @@ class FakeXero:
         self._api_counts: Counter = Counter()
         self.on_request: list[Callable[[ServedRequest], None]] = []
         self.register_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS, legacy_scopes=legacy_scopes,
-                          name="Ledgerlink (demo)")
+                          name=DEMO_APP_NAME)
         for a in apps or ():
             a = dict(a)
             self.register_app(a.pop("client_id"), a.pop("client_secret", None), a.pop("redirect_uris"),

@@ -150,8 +150,9 @@ class _Doc:
 
 class Invoice(_Doc):
     """`currency`/`rate` follow Xero: amounts are in the invoice currency and CurrencyRate is units of
-    that currency per 1 AUD; the journal carries the AUD value at that rate."""
-    __slots__ = ("number", "due_date", "payments", "sent", "credited", "currency", "rate")
+    that currency per 1 AUD; the journal carries the AUD value at that rate. `credit_allocations`
+    are the credit notes applied to it (AmountCredited)."""
+    __slots__ = ("number", "due_date", "payments", "sent", "credit_allocations", "currency", "rate")
 
     def __init__(self, id, type, number, contact, d, due, status, lines, updated, reference="",
                  currency="AUD", rate=None):
@@ -161,8 +162,12 @@ class Invoice(_Doc):
         self._totals()
         self.payments: list[Payment] = []
         self.sent = type == "ACCREC" and status != "DRAFT"
-        self.credited = 0
+        self.credit_allocations: list[Allocation] = []
         self.currency, self.rate = currency, rate
+
+    @property
+    def credited(self) -> int:
+        return sum(a.amount for a in self.credit_allocations)
 
     InvoiceID = property(lambda self: self.id)
     InvoiceNumber = property(lambda self: self.number)
@@ -181,17 +186,44 @@ class Invoice(_Doc):
 
     @property
     def fully_paid_on(self) -> date | None:
-        live = [p for p in self.payments if p.status == "AUTHORISED"]
-        return max(p.date for p in live) if self.status == "PAID" and live else None
+        days = [p.date for p in self.payments if p.status == "AUTHORISED"] + [a.date for a in self.credit_allocations]
+        return max(days) if self.status == "PAID" and days else None
 
 
 class CreditNote(_Doc):
-    __slots__ = ("number",)
+    """A credit note. Allocating it to an invoice of the same contact moves no money between
+    accounts (both sit in Accounts Receivable or Payable), so it posts no journal: the invoice's
+    AmountDue falls, the credit note's RemainingCredit falls, and a fully allocated credit note is
+    PAID. Voiding a posted credit note appends a reversing journal dated on its own date."""
+    __slots__ = ("number", "allocations")
 
     def __init__(self, id, type, number, contact, d, status, lines, updated, reference=""):
         self.id, self.type, self.number, self.contact = id, type, number, contact
         self.date, self.status, self.lines, self.updated, self.reference = d, status, lines, updated, reference
         self._totals()
+        self.allocations: list[Allocation] = []
+
+    CreditNoteID = property(lambda self: self.id)
+    CreditNoteNumber = property(lambda self: self.number)
+    Type = property(lambda self: self.type)
+    Status = property(lambda self: self.status)
+
+    @property
+    def allocated(self) -> int:
+        return sum(a.amount for a in self.allocations)
+
+    @property
+    def remaining(self) -> int:
+        """RemainingCredit: what is left to allocate (Xero's example shows a DRAFT's full total)."""
+        return 0 if self.status in ("VOIDED", "DELETED") else self.total - self.allocated
+
+
+class Allocation:
+    """A credit note applied to an invoice (Xero's Allocation: Amount, Date, Invoice)."""
+    __slots__ = ("id", "credit_note", "invoice", "amount", "date")
+
+    def __init__(self, id, credit_note, invoice, amount, d):
+        self.id, self.credit_note, self.invoice, self.amount, self.date = id, credit_note, invoice, amount, d
 
 
 class BankTransaction(_Doc):
@@ -457,6 +489,43 @@ class Org:
         out["net_profit"] = cents_to_decimal(net)
         return out
 
+    def sales_revenue(self, d_from: date, d_to: date) -> dict[tuple[str, str], dict]:
+        """Sales invoices (ACCREC) less sales credit notes (ACCRECCREDIT), AUTHORISED or PAID, each
+        by its own date, per (region, job type) option name ("Unassigned" without tracking):
+        {invoices, credit_notes, subtotal, total_tax, total} (money as Decimal). What revenue_weekly
+        should hold. Cash sales (RECEIVE bank transactions) are not in it, though the P&L's Income
+        section counts them: `cash_sales` gives those."""
+        acc: dict[tuple[str, str], list[int]] = {}
+        docs = [(i, 1) for i in self.invoices if i.type == "ACCREC"]
+        docs += [(c, -1) for c in self.credit_notes if c.type == "ACCRECCREDIT"]
+        for doc, sign in docs:
+            if not (doc.posts and d_from <= doc.date <= d_to):
+                continue
+            seen = set()
+            for ln in doc.lines:
+                key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
+                a = acc.setdefault(key, [0, 0, 0, 0])
+                if key not in seen:
+                    a[0 if sign > 0 else 1] += 1
+                    seen.add(key)
+                a[2] += sign * ln.amount
+                a[3] += sign * ln.tax
+        return {k: {"invoices": v[0], "credit_notes": v[1], "subtotal": cents_to_decimal(v[2]),
+                    "total_tax": cents_to_decimal(v[3]), "total": cents_to_decimal(v[2] + v[3])}
+                for k, v in sorted(acc.items())}
+
+    def cash_sales(self, d_from: date, d_to: date) -> dict[tuple[str, str], Decimal]:
+        """Ex-GST income-section lines of RECEIVE bank transactions (cash sales), per (region, job)."""
+        out: dict[tuple[str, str], int] = {}
+        for bt in self.bank_transactions:
+            if bt.type != "RECEIVE" or not bt.posts or not d_from <= bt.date <= d_to:
+                continue
+            for ln in bt.lines:
+                if ln.account.type in ("REVENUE", "SALES"):
+                    key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
+                    out[key] = out.get(key, 0) + ln.amount
+        return {k: cents_to_decimal(v) for k, v in sorted(out.items())}
+
     def bank_summary(self, d_from: date, d_to: date) -> dict[str, dict[str, Decimal]]:
         """Per bank account name: opening, received, spent, closing (Decimals)."""
         out = {}
@@ -526,14 +595,7 @@ class Org:
             raise ValueError(f"add_invoice: type {type!r}/status {status!r} not supported")
         c = self._contact(contact_id)
         self.day_index(d)      # refuse dates outside the ledger before changing anything
-        built = []
-        for spec in lines:
-            acct = self.account(spec["account_code"])
-            unit = int((Decimal(str(spec["unit_amount"])) * 100).to_integral_value())
-            built.append(Line(self.next_line_no(), spec.get("description", ""), int(spec.get("quantity", 1)), unit,
-                              acct, spec.get("tax_type", acct.tax_type),
-                              self._option(self.region_category, spec.get("region")),
-                              self._option(self.job_category, spec.get("job_type"))))
+        built = [self._line(spec) for spec in lines]
         if not built:
             raise ValueError("add_invoice: an invoice needs at least one line")
         prefix = "INV" if type == "ACCREC" else "BILL"
@@ -550,8 +612,9 @@ class Org:
 
     def void_invoice(self, invoice_id: str, at: datetime) -> Invoice:
         inv = self._invoice(invoice_id)
-        if inv.amount_paid:
-            raise ValueError(f"invoice {inv.number} has payments: remove them before voiding (as Xero requires)")
+        if inv.amount_paid or inv.credited:
+            raise ValueError(f"invoice {inv.number} has payments or credit notes applied: remove them before voiding "
+                             "(as Xero requires)")
         if inv.status in ("VOIDED", "DELETED"):
             raise ValueError(f"invoice {inv.number} is already {inv.status}")
         was_posted = inv.posts
@@ -591,6 +654,83 @@ class Org:
         self._post(p.payment_type, p, d, at)
         self._emit("INVOICE", "UPDATE", inv.id, at)
         return p
+
+    def add_credit_note(self, contact_id: str, d: date, lines: Iterable[dict], at: datetime, *,
+                        type: str = "ACCRECCREDIT", status: str = "AUTHORISED", reference: str = "") -> CreditNote:
+        """lines as for add_invoice. An AUTHORISED credit note posts at once (on its date)."""
+        if type not in ("ACCRECCREDIT", "ACCPAYCREDIT") or status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+            raise ValueError(f"add_credit_note: type {type!r}/status {status!r} not supported")
+        c = self._contact(contact_id)
+        self.day_index(d)
+        built = [self._line(spec) for spec in lines]
+        if not built:
+            raise ValueError("add_credit_note: a credit note needs at least one line")
+        prefix = "CN" if type == "ACCRECCREDIT" else "SCN"
+        number = f"{prefix}-{sum(1 for x in self.credit_notes if x.type == type) + 1:05d}"
+        cn = CreditNote(self.new_id(), type, number, c, d, status, built, at, reference)
+        self.credit_notes.append(cn)
+        self._register(cn)
+        if cn.posts:
+            self._post(type, cn, d, at)
+        self._emit("CREDITNOTE", "CREATE", cn.id, at)
+        return cn
+
+    def void_credit_note(self, credit_note_id: str, at: datetime) -> CreditNote:
+        """Xero voids only an unallocated credit note; a posted one gets a reversing journal on its
+        own date (so every report agrees it never happened), a draft is simply DELETED."""
+        cn = self._credit_note(credit_note_id)
+        if cn.allocations:
+            raise ValueError(f"credit note {cn.number} is allocated to invoices: remove the allocations before voiding")
+        if cn.status in ("VOIDED", "DELETED"):
+            raise ValueError(f"credit note {cn.number} is already {cn.status}")
+        was_posted = cn.posts
+        cn.status = "VOIDED" if was_posted else "DELETED"
+        cn.updated = at
+        if was_posted:
+            self._post(cn.type, cn, cn.date, at, reversal=True)
+        self._emit("CREDITNOTE", "UPDATE", cn.id, at)
+        return cn
+
+    def allocate_credit_note(self, credit_note_id: str, invoice_id: str, d: date, at: datetime,
+                             amount: Decimal | None = None) -> Allocation:
+        """Apply a credit note to an invoice of the same contact and side (sales/purchases). No
+        journal: both balances sit in the same control account."""
+        cn, inv = self._credit_note(credit_note_id), self._invoice(invoice_id)
+        if cn.status != "AUTHORISED" or inv.status != "AUTHORISED":
+            raise ValueError(f"only an AUTHORISED credit note applies to an AUTHORISED invoice "
+                             f"({cn.number} is {cn.status}, {inv.number} is {inv.status})")
+        if (cn.type, inv.type) not in (("ACCRECCREDIT", "ACCREC"), ("ACCPAYCREDIT", "ACCPAY")) or cn.contact is not inv.contact:
+            raise ValueError(f"credit note {cn.number} and invoice {inv.number} are not for the same contact and side")
+        cents = min(cn.remaining, inv.amount_due) if amount is None else int((Decimal(str(amount)) * 100).to_integral_value())
+        self.day_index(d)
+        if not 0 < cents <= min(cn.remaining, inv.amount_due):
+            raise ValueError(f"allocation {cents / 100:.2f} must be between 0 and both the remaining credit "
+                             f"{cn.remaining / 100:.2f} and the amount due {inv.amount_due / 100:.2f}")
+        a = Allocation(self.new_id(), cn, inv, cents, d)
+        cn.allocations.append(a)
+        inv.credit_allocations.append(a)
+        if cn.remaining == 0:
+            cn.status = "PAID"
+        if inv.amount_due == 0:
+            inv.status = "PAID"
+        cn.updated = inv.updated = at
+        self._emit("CREDITNOTE", "UPDATE", cn.id, at)
+        self._emit("INVOICE", "UPDATE", inv.id, at)
+        return a
+
+    def _line(self, spec: dict) -> Line:
+        acct = self.account(spec["account_code"])
+        unit = int((Decimal(str(spec["unit_amount"])) * 100).to_integral_value())
+        return Line(self.next_line_no(), spec.get("description", ""), int(spec.get("quantity", 1)), unit,
+                    acct, spec.get("tax_type", acct.tax_type),
+                    self._option(self.region_category, spec.get("region")),
+                    self._option(self.job_category, spec.get("job_type")))
+
+    def _credit_note(self, credit_note_id: str) -> CreditNote:
+        cn = self.get(CreditNote, credit_note_id)
+        if cn is None:
+            raise KeyError(f"no credit note {credit_note_id} in {self.name}")
+        return cn
 
     def _contact(self, contact_id: str) -> Contact:
         c = self.get(Contact, contact_id)
@@ -1152,18 +1292,34 @@ class _Generator:
         sales = [i for i in org.invoices if i.type == "ACCREC" and i.status in ("AUTHORISED", "PAID")]
         n = max(2, len(sales) // 200)
         picks = sorted(rng.sample(range(len(sales)), min(n, len(sales))))
+        # A second stream for what was added later (split lines, allocations, voids), so the main
+        # stream, and with it every other document, stays as it was.
+        more = random.Random(self.seed * 7907 + 3)
+        self.void_later: list[tuple[CreditNote, datetime]] = []
         for k, idx in enumerate(picks, start=1):
             inv = sales[idx]
             d = min(self.last_day, inv.date + timedelta(days=rng.randrange(3, 40)))
             src = inv.lines[0]
             amt = max(1000, src.amount // rng.choice((4, 5, 10)))
-            line = Line(self.line_no(), f"Credit: {src.description}", 1, amt, src.account, "OUTPUT", src.region, src.job)
+            lines = [Line(self.line_no(), f"Credit: {src.description}", 1, amt, src.account, "OUTPUT", src.region,
+                          src.job)]
+            other = next((l for l in inv.lines if l.region is not src.region), None)
+            if other is not None:      # the job spanned two regions: credit part of each
+                lines.append(Line(self.line_no(), f"Credit: {other.description}", 1, max(500, other.amount // 7),
+                                  other.account, "OUTPUT", other.region, other.job))
             created = self.stamp(d)
-            cn = CreditNote(self.uid(), "ACCRECCREDIT", f"CN-{k:05d}", inv.contact, d, "AUTHORISED", [line],
+            cn = CreditNote(self.uid(), "ACCRECCREDIT", f"CN-{k:05d}", inv.contact, d, "AUTHORISED", lines,
                             created, f"Credit for {inv.number}")
             org.credit_notes.append(cn)
             org._register(cn)
             self.event(created, "ACCRECCREDIT", cn, d)
+            if inv.status == "AUTHORISED" and inv.amount_due > cn.total:
+                org.allocate_credit_note(cn.id, inv.id, d, max(created, inv.updated) + timedelta(minutes=2))
+            elif more.random() < 0.15:
+                at = created + timedelta(days=more.randrange(1, 5), seconds=more.randrange(3600))
+                if at.date() > self.last_day:
+                    at = created + timedelta(minutes=30)
+                self.void_later.append((cn, at))
         # A draft credit note that never posts, and a supplier credit.
         supplier = self.suppliers["cos"][0]
         acct, tax = self.supplier_account[supplier.id]
@@ -1190,6 +1346,8 @@ class _Generator:
         for created, _, st, src, d in self.events:
             org._post(st, src, d, created)
         self.events = []
+        for cn, at in self.void_later:      # voided after posting: a reversing journal on its own date
+            org.void_credit_note(cn.id, at)
         # Contacts' UpdatedDateUTC: ambiguity contacts archived/merged late in the history.
         at = midnight(self.last_day - timedelta(days=20)) + timedelta(hours=3, minutes=12)
         c = self.archive_later

@@ -46,7 +46,7 @@ class Client:
     postcode: str
     contact_name: str
     matched_contact_id: str | None = None  # the org contact it was derived from (ground truth for tests)
-    match_kind: str = "none"  # exact | near | none
+    match_kind: str = "none"  # exact | near | ambiguous (one mailbox, two contacts) | none
 
 
 @dataclass
@@ -87,6 +87,17 @@ def _get(obj, *names: str, default=""):
     return default
 
 
+def _shared_mailboxes(contacts: list) -> list[list]:
+    """Groups of active, unmerged contacts with one email address (sorted by address)."""
+    groups: dict[str, list] = {}
+    for c in contacts:
+        email = str(_get(c, "EmailAddress", "email") or "").strip().lower()
+        active = str(_get(c, "ContactStatus", "status", default="ACTIVE") or "ACTIVE").upper() == "ACTIVE"
+        if email and active and not _get(c, "MergedToContactID", "merged_to", default=None):
+            groups.setdefault(email, []).append(c)
+    return [groups[e] for e in sorted(groups) if len(groups[e]) > 1]
+
+
 def near_miss(name: str, rng: random.Random) -> str:
     """A name a person would call the same business and a string compare would not."""
     for a, b in ((" Pty Ltd", " Pty. Ltd."), (" & ", " and "), (" and ", " & "), (" Pty. Ltd.", " Pty Ltd")):
@@ -110,6 +121,12 @@ class Practice:
         rng = random.Random(f"practice:{seed}")
         raw = _get(org, "contacts", default=[]) if org is not None else []
         contacts = list(raw.values() if isinstance(raw, dict) else raw)
+        # Two live contacts sharing one mailbox (a firm and its "Pty Ltd" twin): the practice's client for
+        # them is ambiguous on purpose, so the demo's queue has something to resolve. Kept out of the
+        # random picks below so they are always there.
+        twins = _shared_mailboxes(contacts)[:2]
+        in_twins = {id(c) for group in twins for c in group}
+        contacts = [c for c in contacts if id(c) not in in_twins]
         # Customers first: a practice's clients are businesses, not the trades firm's suppliers.
         contacts.sort(key=lambda c: str(_get(c, "Name", "name")))
         rng.shuffle(contacts)
@@ -128,6 +145,18 @@ class Practice:
             next_id += rng.randint(1, 9)
         for name, mail in EXTRA_CLIENTS:
             clients.append(cls._client(next_id, name, mail, rng, None, "none"))
+            next_id += rng.randint(1, 9)
+        for group in twins:
+            # "Harbour Strata Management" + "... Pty Ltd", one mailbox -> the practice knows "Harbour Strata
+            # Group": the mailbox fits both contacts and the name neither.
+            names = [str(_get(c, "Name", "name")).strip() for c in group]
+            words = min(names, key=len).split()
+            core = " ".join(words[:-1] if len(words) >= 3 else words)
+            taken = {n.casefold() for n in names}
+            short = next(f"{core} {tail}" for tail in ("Group", "Holdings", "Services", "Partners")
+                         if f"{core} {tail}".casefold() not in taken)
+            mail = str(_get(group[0], "EmailAddress", "email")).strip()
+            clients.append(cls._client(next_id, short, mail, rng, None, "ambiguous"))
             next_id += rng.randint(1, 9)
         jobs: list[Job] = []
         n = 1

@@ -1,10 +1,13 @@
-"""The practice's own client list: add, edit (edits remembered), import from CSV, resolve matches."""
+"""The practice's own client list: add, edit (edits remembered), import from CSV, resolve matches, and
+the reconciliation of stored Xero contacts with it (`reconcile_stored_contacts`, `match_clients_now`)."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -12,9 +15,15 @@ from ..db import connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
 from .matching import (
+    SKIP_REASONS,
     MatchError,
+    ReconcileResult,
     _rows,
     clear_candidates,
+    contact_fields,
+    invoice_evidence,
+    reconcile_contacts,
+    skip_reason,
     load_edited,
     match_clients_to_contacts,
     new_client_id,
@@ -236,3 +245,237 @@ def resolve_match(settings: Settings, client_id: str, tenant_id: str, contact_id
             )
         clear_candidates(con, client_id=client_id, now=now)
         clear_candidates(con, tenant_id=tenant_id, contact_id=contact_id, now=now)
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+CURSOR = "clients_reconcile"  # sync_cursors.resource: the newest contacts.synced_at reconciled
+INVOICE_CURSOR = "clients_reconcile_invoices"  # the newest invoices.synced_at looked at (sales evidence)
+PRACTICE_MANAGER = "PRACTICEMANAGER"
+
+
+def _cursor(con, tenant_id: str, resource: str) -> datetime | None:
+    row = con.execute("SELECT cursor_value FROM sync_cursors WHERE tenant_id = ? AND resource = ?",
+                      [tenant_id, resource]).fetchone()
+    try:
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+    except ValueError:
+        return None
+
+
+def _set_cursor(con, tenant_id: str, resource: str, value: datetime, now: datetime) -> None:
+    con.execute("INSERT OR REPLACE INTO sync_cursors (tenant_id, resource, cursor_value, updated_at) VALUES (?, ?, ?, ?)",
+                [tenant_id, resource, value.isoformat(), now])
+
+
+def _contact_record(raw, row: tuple) -> dict | None:
+    """The contact as Xero sent it (raw JSON); the stored columns when raw is missing or unreadable."""
+    if raw is not None:
+        try:
+            rec = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            if isinstance(rec, dict) and rec.get("ContactID"):
+                return rec
+        except (TypeError, ValueError):
+            pass
+    contact_id, name, email, status, is_customer, is_supplier, merged = row
+    if not contact_id:
+        return None
+    return {"ContactID": contact_id, "Name": name, "EmailAddress": email, "ContactStatus": status or "ACTIVE",
+            "IsCustomer": is_customer, "IsSupplier": is_supplier, "MergedToContactID": merged}
+
+
+def _tenant_type(con, tenant_id: str) -> str:
+    row = con.execute("SELECT upper(coalesce(tenant_type, '')) FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
+    return row[0] if row else ""
+
+
+def _match_open_clients(con, tenant_ids: list[str], res: ReconcileResult, *, clock: Clock) -> None:
+    """Clients still without a Xero contact (added by hand, from CSV, or by Practice Manager after the
+    contacts were reconciled) look for theirs among every stored contact of these tenants."""
+    open_ids = [r[0] for r in con.execute(
+        "SELECT client_id FROM clients WHERE xero_contact_id IS NULL AND NOT coalesce(archived, FALSE)").fetchall()]
+    if not open_ids or not tenant_ids:
+        return
+    before = {r[0] for r in con.execute("SELECT DISTINCT client_id FROM client_match_candidates").fetchall()}
+    m = match_clients_to_contacts(con, open_ids, tenant_ids, clock=clock)
+    after = {r[0] for r in con.execute("SELECT DISTINCT client_id FROM client_match_candidates").fetchall()}
+    res.linked += m.linked
+    res.ambiguous += len(after - before)
+
+
+def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Clock = SYSTEM_CLOCK,
+                              full: bool = False) -> ReconcileResult:
+    """Stored contacts -> clients for one tenant, in one transaction, with no call to Xero.
+
+    Incremental by default: contacts stored since the last pass (whoever stored them: a sync, a
+    webhook) plus unlinked contacts whose first sales invoice arrived since; `full=True` looks at every
+    stored contact (the app's "Match clients now", `clients match`). Then clients still without a
+    contact look for one among all stored contacts. For a Practice Manager tenant (no contacts of its
+    own) only that last part runs, against every organisation's contacts. `.as_dict()` is the report.
+    """
+    res = ReconcileResult(full=full)
+    with connect(settings.db_path) as con, transaction(con):
+        now = clock.now()
+        if _tenant_type(con, tenant_id) == PRACTICE_MANAGER:
+            _match_open_clients(con, [t for t in _org_tenants(con) if t != tenant_id], res, clock=clock)
+        else:
+            since = None if full else _cursor(con, tenant_id, CURSOR)
+            inv_since = None if full else _cursor(con, tenant_id, INVOICE_CURSOR)
+            cols = "c.raw, c.contact_id, c.name, c.email, c.status, c.is_customer, c.is_supplier, c.merged_to_contact_id, c.synced_at"
+            sql = f"SELECT {cols} FROM contacts c WHERE c.tenant_id = ?"
+            params: list = [tenant_id]
+            if since is not None:
+                # Changed contacts, and unlinked ones whose sales evidence is newer than the last pass.
+                sql += (" AND (c.synced_at > ? OR (c.contact_id IN (SELECT contact_id FROM invoices WHERE tenant_id = ? "
+                        "AND upper(type) = 'ACCREC'" + (" AND synced_at > ?" if inv_since else "") + ") "
+                        "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id "
+                        "AND k.xero_contact_id = c.contact_id)))")
+                params += [since, tenant_id] + ([inv_since] if inv_since else [])
+            rows = con.execute(sql + " ORDER BY c.synced_at, c.contact_id", params).fetchall()
+            records = [r for r in (_contact_record(row[0], row[1:8]) for row in rows) if r]
+            res.add(reconcile_contacts(con, tenant_id, records, clock=clock))
+            newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+            newest = max([t for t in (newest, since) if t is not None], default=None)
+            if newest is not None:
+                _set_cursor(con, tenant_id, CURSOR, newest, now)
+            inv_newest = con.execute("SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+            if inv_newest is not None:
+                _set_cursor(con, tenant_id, INVOICE_CURSOR, inv_newest, now)
+            _match_open_clients(con, [tenant_id], res, clock=clock)
+        res.waiting = con.execute(
+            "SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    return res
+
+
+def reconcile_pending(con, tenant_id: str) -> bool:
+    """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
+    since the last pass, or a client still looking for its contact)."""
+    since = _cursor(con, tenant_id, CURSOR)
+    newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    if newest is not None and (since is None or newest > since):
+        return True
+    inv_since = _cursor(con, tenant_id, INVOICE_CURSOR)
+    inv_newest = con.execute("SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    if inv_newest is not None and (inv_since is None or inv_newest > inv_since):
+        return True
+    return con.execute("SELECT count(*) FROM clients WHERE xero_contact_id IS NULL AND NOT coalesce(archived, FALSE) "
+                       "AND coalesce(match_status, 'unmatched') = 'unmatched'").fetchone()[0] > 0
+
+
+def _log_reconciliation(settings: Settings, tenant_id: str, trigger: str, started: datetime, finished: datetime,
+                        res: ReconcileResult | None, error: str | None) -> None:
+    """One sync_log row of type `clients`, as a sync's clients step writes, so the app shows the last one."""
+    with connect(settings.db_path) as con:
+        con.execute(
+            "INSERT INTO sync_log (sync_id, run_id, tenant_id, sync_type, status, rows, api_calls, bytes_downloaded, "
+            "error, trigger, started_at, finished_at, detail) VALUES (?, ?, ?, 'clients', ?, ?, 0, 0, ?, ?, ?, ?, ?)",
+            [uuid.uuid4().hex, uuid.uuid4().hex, tenant_id, "failed" if error else "success",
+             (res.linked + res.created + res.updated) if res else 0, error, trigger, started, finished,
+             json.dumps(res.as_dict(), default=str) if res else None])
+
+
+def match_clients_now(settings: Settings, *, tenant_id: str | None = None, trigger: str = "manual",
+                      clock: Clock = SYSTEM_CLOCK) -> list[dict]:
+    """A full reconciliation of the stored contacts of every connected tenant (or one), now, with no
+    call to Xero; each logged as a `clients` step. Returns one report per tenant:
+    {tenant_id, tenant_name, tenant_type, status, error, report (ReconcileResult.as_dict()), summary}."""
+    from ..connections import list_connections
+
+    out = []
+    for conn in list_connections(settings):
+        if conn.get("status") != "connected" or (tenant_id and conn["tenant_id"] != tenant_id):
+            continue
+        tid = conn["tenant_id"]
+        started = clock.now()
+        res, error = None, None
+        try:
+            res = reconcile_stored_contacts(settings, tid, clock=clock, full=True)
+        except LedgerlinkError as exc:
+            error = str(exc)
+        _log_reconciliation(settings, tid, trigger, started, clock.now(), res, error)
+        out.append({"tenant_id": tid, "tenant_name": conn.get("tenant_name"), "tenant_type": conn.get("tenant_type"),
+                    "status": "failed" if error else "success", "error": error,
+                    "report": res.as_dict() if res else None, "summary": res.summary() if res else error})
+    return out
+
+
+def last_reconciliations(settings: Settings) -> list[dict]:
+    """The newest `clients` step per tenant (a sync's or a "Match clients now"): when, how, its report."""
+    with connect(settings.db_path, read_only=True) as con:
+        rows = _rows(
+            con,
+            "SELECT l.tenant_id, c.tenant_name, c.tenant_type, l.status, l.error, l.trigger, l.finished_at, l.detail "
+            "FROM sync_log l LEFT JOIN connections c USING (tenant_id) WHERE l.sync_type = 'clients' "
+            "AND l.status IN ('success', 'failed', 'partial') "
+            "QUALIFY row_number() OVER (PARTITION BY l.tenant_id ORDER BY l.finished_at DESC NULLS LAST) = 1 "
+            "ORDER BY c.tenant_name, l.tenant_id")
+    for r in rows:
+        detail = r.pop("detail")
+        try:
+            r["report"] = json.loads(detail) if isinstance(detail, str) else detail
+        except ValueError:
+            r["report"] = None
+    return rows
+
+
+def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[dict]:
+    """Active stored contacts with no client and the reason they were not imported, for a person to
+    add by hand (`add_client_from_contact`)."""
+    with connect(settings.db_path, read_only=True) as con:
+        evidence_by_tenant: dict[str, dict] = {}
+        rows = con.execute(
+            "SELECT c.tenant_id, c.raw, c.contact_id, c.name, c.email, c.status, c.is_customer, c.is_supplier, "
+            "c.merged_to_contact_id FROM contacts c WHERE (? IS NULL OR c.tenant_id = ?) "
+            "AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
+            "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id AND k.xero_contact_id = c.contact_id) "
+            "ORDER BY lower(c.name), c.contact_id", [tenant_id, tenant_id]).fetchall()
+        out = []
+        for row in rows:
+            tid = row[0]
+            if tid not in evidence_by_tenant:
+                evidence_by_tenant[tid] = invoice_evidence(con, tid)
+            rec = _contact_record(row[1], row[2:9])
+            if not rec:
+                continue
+            sales, bills = evidence_by_tenant[tid].get(rec["ContactID"], (False, False))
+            reason = skip_reason(rec, has_sales=sales, has_purchases=bills)
+            out.append({"tenant_id": tid, "contact_id": rec["ContactID"], "name": rec.get("Name"),
+                        "email": rec.get("EmailAddress") or None, "reason": reason,
+                        "why": SKIP_REASONS.get(reason, "a customer not reconciled yet (Match clients now)")})
+    return out
+
+
+def add_client_from_contact(settings: Settings, tenant_id: str, contact_id: str, *, client_id: str | None = None,
+                            clock: Clock = SYSTEM_CLOCK) -> str:
+    """A person makes a Xero contact a client (a supplier, a government body, anyone the rules skip):
+    linked to `client_id` when given, else a new client with the contact's details. Returns the client id."""
+    now = clock.now()
+    with connect(settings.db_path) as con, transaction(con):
+        row = con.execute("SELECT raw, contact_id, name, email, status, is_customer, is_supplier, merged_to_contact_id "
+                          "FROM contacts WHERE tenant_id = ? AND contact_id = ?", [tenant_id, contact_id]).fetchone()
+        if row is None:
+            raise ClientError(f"No Xero contact {contact_id} in tenant {tenant_id}: sync contacts first "
+                              "(python -m xero_core sync --only contacts).")
+        rec = _contact_record(row[0], row[1:8])
+        other = con.execute("SELECT client_id, name FROM clients WHERE tenant_id = ? AND xero_contact_id = ?",
+                            [tenant_id, contact_id]).fetchone()
+        if other and other[0] != client_id:
+            raise ClientError(f"Xero contact {rec.get('Name') or contact_id} is already client {other[1]!r} ({other[0]}).")
+        fields = contact_fields(rec)
+        if client_id:
+            if con.execute("SELECT 1 FROM clients WHERE client_id = ?", [client_id]).fetchone() is None:
+                raise ClientError(f"No client {client_id!r}. List clients with: python -m xero_core clients list")
+            con.execute("UPDATE clients SET tenant_id = ?, xero_contact_id = ?, match_status = 'matched', "
+                        "match_method = 'manual', updated_at = ? WHERE client_id = ?", [tenant_id, contact_id, now, client_id])
+        else:
+            if not fields["name"]:
+                raise ClientError(f"Xero contact {contact_id} has no name; add the client by hand and link it.")
+            client_id = new_client_id()
+            con.execute(
+                "INSERT INTO clients (client_id, name, email, phone, tenant_id, xero_contact_id, match_status, match_method, "
+                "archived, source, edited_fields, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'matched', 'manual', FALSE, 'manual', '{}', ?, ?)",
+                [client_id, fields["name"], fields["email"], fields["phone"], tenant_id, contact_id, now, now])
+        clear_candidates(con, client_id=client_id, now=now)
+        clear_candidates(con, tenant_id=tenant_id, contact_id=contact_id, now=now)
+    return client_id

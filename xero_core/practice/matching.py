@@ -122,8 +122,9 @@ def _full_name(value: str | None) -> str:
     return " ".join((value or "").split()).casefold()
 
 
-def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
-    """Find `subject`'s partner among `others`; `rivals` are the subject's unlinked peers."""
+def decide(subject: Rec, others: Index, rivals: Index, others_are: str = "clients") -> Decision:
+    """Find `subject`'s partner among `others`; `rivals` are the subject's unlinked peers.
+    `others_are` names the other side in the reason ("clients", "Xero contacts")."""
     for level, value in (("email", subject.n_email), ("name", subject.n_name)):
         cands = others.lookup(level, value)
         if not cands:
@@ -148,7 +149,7 @@ def decide(subject: Rec, others: Index, rivals: Index) -> Decision:
                 return Decision("match", level, same)
         what = "email" if level == "email" else "name"
         if len(cands) > 1:
-            reason = f"{len(cands)} clients share this {what} ({value})"
+            reason = f"{len(cands)} {others_are} share this {what} ({value})"
         else:
             reason = f"{len(peers) + 1} records share this {what} ({value})"
         return Decision("ambiguous", level, cands, peers, reason)
@@ -204,6 +205,90 @@ def load_edited(value) -> dict:
     return d if isinstance(d, dict) else {}
 
 
+# --------------------------------------------------------------------------- who is a client
+
+# A practice's clients are its customers. A contact becomes a client by itself only when it is a
+# customer (Xero's IsCustomer, or a sales invoice stored for it) and is not a government body or a
+# placeholder such as "Cash Sales". Anyone else becomes a client only when a person adds or links it
+# (or when it matches a client the practice already has: one added by hand, from CSV or from XPM).
+SKIP_REASONS = {
+    "supplier_only": "suppliers only (bills, no sales)",
+    "government": "government bodies (tax office, revenue agency, council ...)",
+    "placeholder": "placeholders, not a business (\"Cash Sales\" ...)",
+    "not_customer": "not customers (no sales invoice, not marked as a customer)",
+    "archived": "archived in Xero",
+    "merged": "merged into another contact",
+    "no_name": "without a name",
+}
+_GOVERNMENT_RE = re.compile(
+    r"\b(?:taxation office|tax office|inland revenue|internal revenue|revenue (?:service|agency|office|department)"
+    r"|state revenue|office of (?:state )?revenue|hm revenue|hmrc|ird|irs|ato|asic|companies house|companies office"
+    r"|department of|dept of|ministry of|government|workcover|worksafe|icare|customs|border force"
+    r"|australian securities and investments|revenue (?:nsw|sa|wa|qld|victoria|tasmania)|business names registry"
+    r"|fair work|child support|centrelink|services australia)\b"
+    r"|^(?:city|shire|municipality|municipal district|town|borough) of\b|\b(?:city|shire|regional|district) council$"
+    r"|\bcouncil$"
+)
+_PLACEHOLDER_RE = re.compile(
+    r"^(?:(?:cash|counter|eftpos|pos|walk in|walkin|sundry|sundries|misc|miscellaneous|various|general|casual|one off"
+    r"|oneoff|unknown|retail|shop|over the counter)(?: (?:sales?|customers?|debtors?|clients?|public|receipts?))?"
+    r"|(?:sales?|customers?|debtors?) (?:cash|sundry|misc|miscellaneous|various|general)"
+    r"|general public|no name|test|test customer|test contact)$"
+)
+
+
+def flag(value) -> bool | None:
+    """Xero's IsCustomer/IsSupplier as sent: true/false (JSON), "true"/"false" (XML), or absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    return None
+
+
+def is_government(name: str | None) -> bool:
+    n = norm_name(name)
+    return bool(n and _GOVERNMENT_RE.search(n))
+
+
+def is_placeholder(name: str | None) -> bool:
+    n = norm_name(name)
+    return bool(n and _PLACEHOLDER_RE.match(n))
+
+
+def skip_reason(contact: dict, *, has_sales: bool = False, has_purchases: bool = False) -> str | None:
+    """None when this contact should become a client by itself, else why not (a SKIP_REASONS key).
+
+    Real Xero derives IsCustomer/IsSupplier (true once an ACCREC/ACCPAY document exists) and may leave
+    them out; then the sales invoices stored for the contact decide."""
+    if merged_target(contact):
+        return "merged"
+    if not is_active(contact):
+        return "archived"
+    name = (contact.get("Name") or "").strip()
+    if not name:
+        return "no_name"
+    if is_government(name):
+        return "government"
+    if is_placeholder(name):
+        return "placeholder"
+    if flag(contact.get("IsCustomer")) or has_sales:
+        return None
+    if flag(contact.get("IsSupplier")) or has_purchases:
+        return "supplier_only"
+    return "not_customer"
+
+
+def describe_skips(skipped: dict) -> str:
+    """{"supplier_only": 23, "government": 1} -> "23 suppliers only (bills, no sales), 1 government ..."."""
+    return ", ".join(f"{n} {SKIP_REASONS.get(k, k)}" for k, n in sorted(skipped.items(), key=lambda kv: -kv[1]) if n)
+
+
 # --------------------------------------------------------------------------- database
 
 
@@ -225,15 +310,62 @@ def new_client_id() -> str:
 
 @dataclass
 class ReconcileResult:
+    """What one reconciliation did. `linked` = contacts matched to a client the practice already had
+    (email or name), `created` = contacts imported as new clients (customers), `unchanged`/`updated` =
+    contacts already linked to their client (by id), `skipped` = contacts left out, by reason
+    (SKIP_REASONS), `removed` = clients an earlier version imported from non-customers, taken out
+    again (never one with documents, edits, an XPM link or a campaign)."""
+
     linked: int = 0
     created: int = 0
     updated: int = 0
     ambiguous: int = 0
     merged: int = 0
     archived: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    contacts: int = 0  # contacts looked at
+    waiting: int = 0  # clients of this tenant waiting in the ambiguity queue afterwards
+    full: bool = False
+    skipped: dict = field(default_factory=dict)  # reason -> count
+    examples: dict = field(default_factory=dict)  # reason -> up to 5 contact names
+
+    def skip(self, reason: str, name: str | None) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        ex = self.examples.setdefault(reason, [])
+        if name and len(ex) < 5:
+            ex.append(name)
+
+    def add(self, other: "ReconcileResult") -> None:
+        for k in ("linked", "created", "updated", "ambiguous", "merged", "archived", "unchanged", "removed", "contacts"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        for k, n in other.skipped.items():
+            self.skipped[k] = self.skipped.get(k, 0) + n
+        for k, names in other.examples.items():
+            self.examples[k] = (self.examples.get(k, []) + names)[:5]
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        """The report (app, CLI --json, sync_log detail): imported, matched, ambiguous, skipped and why."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("skipped", "examples")}
+        d.update(imported=self.created, matched=self.linked, already_linked=self.unchanged + self.updated,
+                 skipped=self.skipped_total, skipped_by_reason=dict(self.skipped),
+                 skipped_examples={k: list(v) for k, v in self.examples.items()})
+        return d
+
+    def summary(self) -> str:
+        """One line for people: 'imported 3, matched 2, 410 already linked, 1 ambiguous (2 waiting), skipped 25: ...'."""
+        parts = [f"imported {self.created}", f"matched {self.linked}", f"{self.unchanged + self.updated} already linked",
+                 f"{self.ambiguous} ambiguous" + (f" ({self.waiting} client(s) waiting in the queue)" if self.waiting else "")]
+        if self.removed:
+            parts.append(f"removed {self.removed} earlier imported non-client(s)")
+        text = ", ".join(parts) + f", skipped {self.skipped_total}"
+        if self.skipped:
+            text += ": " + describe_skips(self.skipped)
+        return text
 
 
 def _update_client(con, client_id: str, changes: dict, now: datetime) -> None:
@@ -299,8 +431,51 @@ def _unlinked_contacts(con, tenant_id: str) -> list[Rec]:
     return [Rec(r[0], r[1], r[2]) for r in rows]
 
 
-def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Clock = SYSTEM_CLOCK) -> ReconcileResult:
-    """Upsert Xero contacts (raw API dicts) into `clients`. Call inside a transaction.
+def invoice_evidence(con, tenant_id: str) -> dict[str, tuple[bool, bool]]:
+    """contact_id -> (has a sales invoice, has a bill) from the invoices stored for the tenant."""
+    try:
+        rows = con.execute(
+            "SELECT contact_id, bool_or(upper(type) = 'ACCREC'), bool_or(upper(type) = 'ACCPAY') FROM invoices "
+            "WHERE tenant_id = ? AND contact_id IS NOT NULL GROUP BY contact_id", [tenant_id]).fetchall()
+    except Exception:  # no invoices table in a bare test database: no evidence
+        return {}
+    return {r[0]: (bool(r[1]), bool(r[2])) for r in rows}
+
+
+_REMOVABLE = ("supplier_only", "government", "placeholder")
+
+
+def _removable(con, row: dict, contact: dict, reason: str | None) -> bool:
+    """A client an earlier version imported from a contact that is no client (every contact used to
+    become one): made by Xero, never touched by a person, linked to nothing else. Safe to take out."""
+    if reason is None or not is_active(contact):
+        return False
+    if reason not in _REMOVABLE and not (reason == "not_customer" and flag(contact.get("IsCustomer")) is False):
+        return False
+    if row.get("source") != "xero" or row.get("match_method") not in (None, "id") or row.get("xpm_client_id"):
+        return False
+    if load_edited(row.get("edited_fields")) or row.get("match_status") == "merged":
+        return False
+    cid = row["client_id"]
+    for sql in ("SELECT 1 FROM client_documents WHERE client_id = ? LIMIT 1",
+                "SELECT 1 FROM chase_campaigns WHERE client_id = ? LIMIT 1",
+                "SELECT 1 FROM xpm_jobs WHERE ledgerlink_client_id = ? LIMIT 1"):
+        try:
+            if con.execute(sql, [cid]).fetchall():
+                return False
+        except Exception:
+            return False
+    return True
+
+
+def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Clock = SYSTEM_CLOCK,
+                       evidence: dict[str, tuple[bool, bool]] | None = None) -> ReconcileResult:
+    """Reconcile Xero contacts (raw API dicts) with `clients`. Call inside a transaction.
+
+    A contact linked to a client (by id) updates it; one that matches a client the practice already
+    has (email, then name, unique on both sides) is linked; an ambiguous one waits in the queue; a
+    customer with no client is imported; anyone else is skipped with its reason (`skip_reason`).
+    `evidence` (contact_id -> (has sales, has bills)) defaults to the invoices stored for the tenant.
 
     Everything it needs is read up front and new clients are inserted in one statement, so a first
     full sync of thousands of contacts costs a handful of queries, not several per contact.
@@ -308,6 +483,9 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
     now = clock.now()
     res = ReconcileResult()
     contacts = list({c.get("ContactID"): c for c in contacts if c.get("ContactID")}.values())  # last wins
+    res.contacts = len(contacts)
+    if evidence is None:
+        evidence = invoice_evidence(con, tenant_id)
     batch_ids = {c["ContactID"] for c in contacts}
     linked_by_contact: dict[str, list[dict]] = {}
     for r in _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id IS NOT NULL",
@@ -329,14 +507,56 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
             clear_candidates(con, tenant_id=tenant_id, contact_id=contact_id, now=now)
             with_cands.discard(contact_id)
 
+    deferred: list[tuple] = []
+
+    def place(c: dict, cid: str, fields: dict, reason: str | None) -> str:
+        """An active contact with no client: link it, queue it, import it or skip it."""
+        d = decide(Rec(cid, fields["name"], fields["email"]), clients_idx, rivals_idx)
+        clear_for(cid)
+        if d.kind == "match":
+            client_id = d.keys[0]
+            row = open_clients.pop(client_id)
+            changes = merge_fields(row, fields, load_edited(row["edited_fields"]), follow_source=False)
+            changes.update(tenant_id=tenant_id, xero_contact_id=cid, match_status="matched", match_method=d.method)
+            _update_client(con, client_id, changes, now)
+            clear_candidates(con, client_id=client_id, now=now)
+            row.update(changes)
+            linked_by_contact.setdefault(cid, []).append(row)
+            clients_idx.remove(client_id)
+            rivals_idx.remove(cid)
+            res.linked += 1
+            return "linked"
+        if d.kind == "ambiguous":
+            for contact_key in (cid, *d.rivals):
+                set_candidates(con, tenant_id, contact_key, d.keys, d.reason, now)
+                with_cands.add(contact_key)
+            res.ambiguous += 1
+            return "ambiguous"
+        if reason is not None:
+            res.skip(reason, fields["name"])
+            return "skipped"
+        new_id = new_client_id()
+        new_rows.append((new_id, fields["name"], fields["email"], fields["phone"], cid))
+        linked_by_contact[cid] = [{"client_id": new_id, "name": fields["name"], "email": fields["email"],
+                                   "phone": fields["phone"], "tenant_id": tenant_id, "xero_contact_id": cid,
+                                   "match_status": "matched", "archived": False, "source": "xero",
+                                   "edited_fields": "{}"}]
+        rivals_idx.remove(cid)
+        res.created += 1
+        return "imported"
+
     for c in contacts:
         cid = c["ContactID"]
         fields = contact_fields(c)
         linked = linked_by_contact.get(cid, [])
         target = merged_target(c)
+        has_sales, has_bills = evidence.get(cid, (False, False))
+        reason = skip_reason(c, has_sales=has_sales, has_purchases=has_bills)
         if target:
             rivals_idx.remove(cid)
             clear_for(cid)
+            if not linked:
+                res.skip("merged", fields["name"])
             for row in list(linked):
                 survivors = [r for r in linked_by_contact.get(target, []) if r["client_id"] != row["client_id"]]
                 if survivors:
@@ -353,7 +573,13 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
             continue
 
         if linked:
-            for row in linked:
+            for row in list(linked):
+                if _removable(con, row, c, reason):
+                    clear_candidates(con, client_id=row["client_id"], now=now)
+                    con.execute("DELETE FROM clients WHERE client_id = ?", [row["client_id"]])
+                    linked.remove(row)
+                    res.removed += 1
+                    continue
                 edited = load_edited(row["edited_fields"])
                 changes = merge_fields(row, fields, edited, follow_source=row["source"] == "xero")
                 archived = not is_active(c)
@@ -364,44 +590,32 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
                     changes["match_status"] = "matched"
                 _update_client(con, row["client_id"], changes, now)
                 row.update(changes)
-                res.updated += bool(changes)
-            continue
+                if changes:
+                    res.updated += 1
+                else:
+                    res.unchanged += 1
+            if linked or not is_active(c):
+                continue
+            rivals_idx.add(Rec(cid, fields["name"], fields["email"]))  # its imported client was taken out
 
         if not is_active(c):
             # An archived contact with no client: nothing to chase, and creating one would
             # duplicate the active contact that now carries its name.
             rivals_idx.remove(cid)
             clear_for(cid)
+            res.skip("archived", fields["name"])
             continue
 
-        d = decide(Rec(cid, fields["name"], fields["email"]), clients_idx, rivals_idx)
-        clear_for(cid)
-        if d.kind == "match":
-            client_id = d.keys[0]
-            row = open_clients.pop(client_id)
-            changes = merge_fields(row, fields, load_edited(row["edited_fields"]), follow_source=False)
-            changes.update(tenant_id=tenant_id, xero_contact_id=cid, match_status="matched", match_method=d.method)
-            _update_client(con, client_id, changes, now)
-            clear_candidates(con, client_id=client_id, now=now)
-            row.update(changes)
-            linked_by_contact.setdefault(cid, []).append(row)
-            clients_idx.remove(client_id)
-            rivals_idx.remove(cid)
-            res.linked += 1
-        elif d.kind == "ambiguous":
-            for contact_key in (cid, *d.rivals):
-                set_candidates(con, tenant_id, contact_key, d.keys, d.reason, now)
-                with_cands.add(contact_key)
-            res.ambiguous += 1
-        elif fields["name"]:
-            new_id = new_client_id()
-            new_rows.append((new_id, fields["name"], fields["email"], fields["phone"], cid))
-            linked_by_contact[cid] = [{"client_id": new_id, "name": fields["name"], "email": fields["email"],
-                                       "phone": fields["phone"], "tenant_id": tenant_id, "xero_contact_id": cid,
-                                       "match_status": "matched", "archived": False, "source": "xero",
-                                       "edited_fields": "{}"}]
-            rivals_idx.remove(cid)
-            res.created += 1
+        if place(c, cid, fields, reason) == "ambiguous":
+            deferred.append((c, cid, fields, reason))
+
+    # An ambiguity can dissolve later in the same batch (its rival contact took the one client by a
+    # stronger match): decide those again rather than leave a customer neither queued nor imported.
+    for c, cid, fields, reason in deferred:
+        if not con.execute("SELECT 1 FROM client_match_candidates WHERE tenant_id = ? AND contact_id = ? LIMIT 1",
+                           [tenant_id, cid]).fetchall():
+            res.ambiguous -= 1
+            place(c, cid, fields, reason)
     if new_rows:
         _insert_new_clients(con, tenant_id, new_rows, now)
     return res
@@ -446,7 +660,7 @@ def match_clients_to_contacts(con, client_ids: Iterable[str], tenant_ids: Iterab
             if row["client_id"] not in wanted or row.get("_linked"):
                 continue
             subject = Rec(row["client_id"], row["name"], row["email"])
-            d = decide(subject, contacts_idx, peers_idx)
+            d = decide(subject, contacts_idx, peers_idx, "Xero contacts")
             if d.kind == "match":
                 contact_id = d.keys[0]
                 con.execute(

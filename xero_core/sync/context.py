@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any, Callable
 
 from ..clock import Clock
+from ..errors import XeroError
 
 STATUSES = ("success", "failed", "partial", "skipped")
 # Crash tests: `XERO_SYNC_KILL_AT=N` makes this process SIGKILL itself at its N-th checkpoint
@@ -24,6 +25,14 @@ def checkpoint(label: str) -> None:
     _checkpoints += 1
     if _checkpoints == int(target):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SyncCancelled(XeroError):
+    """The sync was asked to stop (a person pressed Cancel, or the process is shutting down).
+
+    A XeroError on purpose: every step already treats one mid-paging as "keep what was fetched,
+    leave the cursor where the last committed chunk put it", so a cancelled step writes whole
+    chunks only and the next run resumes from its cursor."""
 
 
 @dataclass
@@ -43,14 +52,24 @@ class StepContext:
     state: dict = field(default_factory=dict)  # read once per run before any fetch (cursors)
     log_in_tx: Callable[[Any, int], None] | None = None  # writes this step's success row in a transaction
     logged: bool = False
+    cancel: Callable[[], str | None] | None = None  # a reason when the sync must stop at the next page
+    transport: Any = None  # the HTTP transport the run's client uses (tests: the fake), for steps making their own
 
-    def report(self, message: str, fraction: float | None = None, status: str = "running") -> None:
+    def check_cancel(self) -> None:
+        reason = self.cancel() if self.cancel else None
+        if reason:
+            raise SyncCancelled(reason, tenant_id=self.tenant_id)
+
+    def report(self, message: str, fraction: float | None = None, status: str = "running", *,
+               count: int | None = None, total: int | None = None) -> None:
+        """Progress of the step (between pages and chunks); also where a cancel is noticed."""
         if self.progress:
             try:
                 self.progress({"tenant_id": self.tenant_id, "step": self.step, "status": status,
-                               "message": message, "fraction": fraction})
+                               "message": message, "fraction": fraction, "count": count, "total": total})
             except Exception:  # a broken progress bar never breaks a sync
                 pass
+        self.check_cancel()
 
 
 @dataclass
@@ -74,6 +93,7 @@ class StepResult:
     period_start: date | None = None
     period_end: date | None = None
     benign_skip: bool = False  # skipped for the plan's tier or by the step's own choice: not a failure
+    detail: dict | None = None  # what the step adds (e.g. the clients step's linked / created / ambiguous)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,6 +112,8 @@ class SyncResult:
     trigger: str = "manual"
     steps: list[StepResult] = field(default_factory=list)
     busy: str | None = None  # another sync held the tenant: who
+    reconnect: str | None = None  # the connection needs a person: the reason and the fix
+    cancelled: str | None = None  # stopped on request (cancel or shutdown): why
 
     @property
     def ok(self) -> bool:
@@ -114,6 +136,7 @@ class SyncResult:
         return {
             "tenant_id": self.tenant_id, "tenant_name": self.tenant_name, "tenant_type": self.tenant_type,
             "run_id": self.run_id, "trigger": self.trigger, "status": self.status, "ok": self.ok, "busy": self.busy,
+            "reconnect": self.reconnect, "cancelled": self.cancelled,
             "api_calls": sum(s.api_calls for s in self.steps),
             "bytes_downloaded": sum(s.bytes_downloaded for s in self.steps),
             "steps": [s.to_dict() for s in self.steps],

@@ -25,6 +25,8 @@ CONTACTS = Resource("contacts", f"{ACCOUNTING}/Contacts", "Contacts", "ContactID
                     PagePager(page_size=1000), {"includeArchived": "true"})
 INVOICES = Resource("invoices", f"{ACCOUNTING}/Invoices", "Invoices", "InvoiceID", "UpdatedDateUTC",
                     PagePager(page_size=1000))
+CREDIT_NOTES = Resource("credit_notes", f"{ACCOUNTING}/CreditNotes", "CreditNotes", "CreditNoteID", "UpdatedDateUTC",
+                        PagePager(page_size=1000))
 JOURNALS = Resource("journals", f"{ACCOUNTING}/Journals", "Journals", "JournalID", "JournalNumber",
                     OffsetPager(field="JournalNumber", page_size=100))
 PROFIT_AND_LOSS = f"{ACCOUNTING}/Reports/ProfitAndLoss"

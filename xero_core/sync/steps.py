@@ -19,7 +19,7 @@ from . import transforms as T
 from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
 from .context import StepContext, StepOutcome, checkpoint
 from .paging import get_json
-from .resources import ACCOUNTS, BANK_SUMMARY, INVOICES, JOURNALS, PROFIT_AND_LOSS
+from .resources import ACCOUNTS, BANK_SUMMARY, CREDIT_NOTES, INVOICES, JOURNALS, PROFIT_AND_LOSS
 from .weeks import week_start
 
 CHUNK = 10_000
@@ -109,53 +109,55 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
                        note=("incremental" if since else "full"))
 
 
-# -- invoices --------------------------------------------------------------------------------
-def step_invoices(ctx: StepContext) -> StepOutcome:
-    since = _cursor_dt(_cursor(ctx, "invoices"))
+# -- invoices and credit notes ---------------------------------------------------------------
+def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepOutcome:
+    """An incremental, paged document resource (If-Modified-Since from its cursor) whose rows feed
+    revenue_weekly: `to_frames(records, region_category, revenue_type_category) -> (docs, lines)`,
+    `save_frames(con, tenant_id, docs, lines, week_ends_on, rebuild=) -> (rows, weeks touched)`."""
+    since = _cursor_dt(_cursor(ctx, resource.name))
     headers = if_modified_since(since)
     # Each page becomes compact frames at once, so the parsed JSON of a page is freed before the next.
-    inv_frames: list[pl.DataFrame] = []
+    doc_frames: list[pl.DataFrame] = []
     line_frames: list[pl.DataFrame] = []
     pending = 0
     rows = 0
     newest: datetime | None = since
     weeks_touched: set = set()  # revenue_weekly is rebuilt once, with the last chunk
+    label = resource.name.replace("_", " ")
 
     def flush(final: bool, rebuild: bool) -> None:
-        nonlocal inv_frames, line_frames, pending, rows
-        invs = pl.concat(inv_frames) if inv_frames else None
+        nonlocal doc_frames, line_frames, pending, rows
+        docs = pl.concat(doc_frames) if doc_frames else None
         lines = pl.concat(line_frames) if line_frames else None
-        inv_frames, line_frames, pending = [], [], 0
+        doc_frames, line_frames, pending = [], [], 0
         cursor = newest.isoformat() if (final and newest) else None
 
         def write(con):
             n = 0
-            if invs is not None:
-                n, weeks = store.save_invoice_frames(con, ctx.tenant_id, invs, lines, ctx.settings.week_ends_on,
-                                                     rebuild=False)
+            if docs is not None:
+                n, weeks = save_frames(con, ctx.tenant_id, docs, lines, ctx.settings.week_ends_on, rebuild=False)
                 weeks_touched.update(weeks)
             if rebuild:
                 # Also after an error mid-paging: the totals then match what is stored.
                 store.rebuild_revenue_weekly(con, ctx.tenant_id, weeks_touched, ctx.settings.week_ends_on)
             if cursor:
-                store.set_cursor(con, ctx.tenant_id, "invoices", cursor)
+                store.set_cursor(con, ctx.tenant_id, resource.name, cursor)
             return n
 
-        if invs is not None or cursor or (rebuild and weeks_touched):
+        if docs is not None or cursor or (rebuild and weeks_touched):
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
-        for page in INVOICES.pager.pages(ctx.client, INVOICES.path, INVOICES.collection, INVOICES.params, headers):
+        for page in resource.pager.pages(ctx.client, resource.path, resource.collection, resource.params, headers):
             if page.records:
-                inv, lines = T.invoice_frames(page.records, ctx.settings.region_category,
-                                              ctx.settings.revenue_type_category)
-                inv_frames.append(inv)
+                docs, lines = to_frames(page.records, ctx.settings.region_category, ctx.settings.revenue_type_category)
+                doc_frames.append(docs)
                 line_frames.append(lines)
-                pending += inv.height
-                m = inv["updated_at"].max()
+                pending += docs.height
+                m = docs["updated_at"].max()
                 if m is not None and (newest is None or m > newest):
                     newest = m
-            ctx.report(f"invoices page {page.number}: {rows + pending} invoices")
+            ctx.report(f"{label} page {page.number}: {rows + pending} {label}", count=rows + pending)
             if pending >= CHUNK:
                 flush(final=False, rebuild=False)
     except XeroError as exc:
@@ -163,6 +165,16 @@ def step_invoices(ctx: StepContext) -> StepOutcome:
         raise Partial(rows, exc) from exc
     flush(final=True, rebuild=True)
     return StepOutcome(rows=rows, note=("incremental" if since else "full"))
+
+
+def step_invoices(ctx: StepContext) -> StepOutcome:
+    return _documents_step(ctx, INVOICES, T.invoice_frames, store.save_invoice_frames)
+
+
+def step_credit_notes(ctx: StepContext) -> StepOutcome:
+    """Sales credit notes make revenue_weekly net; a credit note voided later leaves it on the next
+    incremental run (its update carries the new status)."""
+    return _documents_step(ctx, CREDIT_NOTES, T.credit_note_frames, store.save_credit_note_frames)
 
 
 # -- weekly reports ---------------------------------------------------------------------------
@@ -182,7 +194,7 @@ def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
             doc, _ = get_json(ctx.client, path, {"fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
             done.append((we, mapper(doc)))
             checkpoint(f"{ctx.step}:week:{we}")
-            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None)
+            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None, count=i + 1, total=total)
             if len(done) >= REPORT_CHUNK:
                 flush()
     except XeroError as exc:
@@ -260,7 +272,7 @@ def step_journals(ctx: StepContext) -> StepOutcome:
                 frames.append(T.journal_lines_frame(page.records))
                 pending += len(page.records)
                 last = max(last, max(int(j.get("JournalNumber") or 0) for j in page.records))
-            ctx.report(f"journals up to #{last}")
+            ctx.report(f"journals up to #{last}", count=last)
             if pending >= CHUNK:
                 flush(final=False)
     except XeroError as exc:
@@ -271,22 +283,15 @@ def step_journals(ctx: StepContext) -> StepOutcome:
                        detail={"tieout_flagged_weeks": flagged} if flagged else None)
 
 
-# -- practice manager (the practice module provides it) ---------------------------------------
-def step_xpm(ctx: StepContext) -> StepOutcome:
-    try:
-        from ..practice.xpm import xpm_step
-    except ImportError:
-        return StepOutcome(status="skipped", note="the Practice Manager step is not installed")
-    return xpm_step(ctx)
-
-
 ORGANISATION_STEPS = (
     ("accounts", step_accounts),
     ("contacts", step_contacts),
     ("invoices", step_invoices),
+    ("credit_notes", step_credit_notes),
     ("pnl", step_pnl),
     ("bank", step_bank),
     ("journals", step_journals),
 )
-PRACTICE_STEPS = (("xpm", step_xpm),)
-ALL_STEP_NAMES = ("accounts", "contacts", "invoices", "pnl", "bank", "journals", "xpm")
+# The financial steps only. Practice workflows (xpm, clients, documents, webhooks) are planned by
+# xero_core.pipeline, which sits above sync/ and practice/: sync/ imports nothing of practice/.
+ALL_STEP_NAMES = tuple(n for n, _ in ORGANISATION_STEPS)

@@ -24,6 +24,8 @@ KEYS = {
     "cash_position_weekly": ("tenant_id", "week_ending", "bank_account_id"),
     "invoices": ("tenant_id", "invoice_id"),
     "invoice_lines": ("tenant_id", "line_item_id"),
+    "credit_notes": ("tenant_id", "credit_note_id"),
+    "credit_note_lines": ("tenant_id", "line_item_id"),
     "journal_lines": ("tenant_id", "journal_line_id"),
     "contacts": ("tenant_id", "contact_id"),
     "pnl_tieout_weekly": ("tenant_id", "week_ending"),
@@ -78,7 +80,34 @@ def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenan
         con.unregister("_ids")
 
 
-# -- invoices + revenue_weekly ----------------------------------------------------------------
+# -- invoices, credit notes + revenue_weekly --------------------------------------------------
+def _save_documents(con: duckdb.DuckDBPyConnection, tenant_id: str, table: str, lines_table: str, id_col: str,
+                    docs: pl.DataFrame, lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None,
+                    rebuild: bool) -> tuple[int, set]:
+    if docs.height == 0:
+        return 0, set()
+    from .weeks import week_ending_for
+
+    docs = docs.unique(subset=[id_col], keep="last", maintain_order=True)
+    ids = docs[id_col].to_list()
+    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
+    try:
+        old_dates = [r[0] for r in con.execute(
+            f"SELECT DISTINCT date FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids) AND date IS NOT NULL",
+            [tenant_id]).fetchall()]
+        # A document's lines are replaced whole: a line removed in Xero leaves our table too.
+        con.execute(f"DELETE FROM {lines_table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)", [tenant_id])
+    finally:
+        con.unregister("_ids")
+    n = upsert(con, table, docs, tenant_id, synced_at)
+    upsert(con, lines_table, lines, tenant_id, synced_at)
+    dates = set(old_dates) | {d for d in docs["date"].to_list() if d is not None}
+    weeks = {week_ending_for(d, week_ends_on) for d in dates}
+    if rebuild:
+        rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
+    return n, weeks
+
+
 def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices: pl.DataFrame,
                         lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
                         *, rebuild: bool = True) -> tuple[int, set]:
@@ -88,52 +117,51 @@ def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices
     `rebuild=False` leaves revenue_weekly to the caller (a backfill rebuilds once, at its last
     chunk): safe, because until then the cursor has not moved, so a rerun refetches these invoices
     and rebuilds their weeks."""
-    if invoices.height == 0:
-        return 0, set()
-    from .weeks import week_ending_for
+    return _save_documents(con, tenant_id, "invoices", "invoice_lines", "invoice_id", invoices, lines,
+                           week_ends_on, synced_at, rebuild)
 
-    invoices = invoices.unique(subset=["invoice_id"], keep="last", maintain_order=True)
-    ids = invoices["invoice_id"].to_list()
-    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
-    try:
-        old_dates = [r[0] for r in con.execute(
-            "SELECT DISTINCT date FROM invoices WHERE tenant_id = ? AND invoice_id IN (SELECT id FROM _ids) AND date IS NOT NULL",
-            [tenant_id]).fetchall()]
-        # An invoice's lines are replaced whole: a line removed in Xero leaves our table too.
-        con.execute("DELETE FROM invoice_lines WHERE tenant_id = ? AND invoice_id IN (SELECT id FROM _ids)", [tenant_id])
-    finally:
-        con.unregister("_ids")
-    n = upsert(con, "invoices", invoices, tenant_id, synced_at)
-    upsert(con, "invoice_lines", lines, tenant_id, synced_at)
-    dates = set(old_dates) | {d for d in invoices["date"].to_list() if d is not None}
-    weeks = {week_ending_for(d, week_ends_on) for d in dates}
-    if rebuild:
-        rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
-    return n, weeks
+
+def save_credit_note_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, credit_notes: pl.DataFrame,
+                            lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
+                            *, rebuild: bool = True) -> tuple[int, set]:
+    """The same for credit notes: a credit note voided, deleted or moved to another date leaves
+    (or moves within) revenue_weekly when its update is saved."""
+    return _save_documents(con, tenant_id, "credit_notes", "credit_note_lines", "credit_note_id", credit_notes,
+                           lines, week_ends_on, synced_at, rebuild)
 
 
 def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks: Iterable[date],
                            week_ends_on: str, synced_at: datetime | None = None) -> int:
+    """revenue_weekly for `weeks`, from every sales invoice and sales credit note dated in them."""
     weeks = sorted(set(weeks))
     if not weeks:
         return 0
     con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(weeks, dtype=pl.Date)}).to_arrow())
     try:
-        # Every invoice dated inside the affected weeks (the week's seven days).
-        inv = con.sql(
-            """SELECT i.invoice_id, i.type, i.status, i.date, i.line_amount_types, i.subtotal, i.total_tax, i.total
-               FROM invoices i JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
-               WHERE i.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
-            params=[tenant_id]).to_arrow_table()
-        lines = con.sql(
-            """SELECT l.invoice_id, l.line_amount, l.tax_amount, l.region, l.revenue_type
-               FROM invoice_lines l JOIN invoices i ON i.tenant_id = l.tenant_id AND i.invoice_id = l.invoice_id
-               JOIN _weeks w ON i.date BETWEEN w.week_ending - 6 AND w.week_ending
-               WHERE l.tenant_id = ? AND i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')""",
-            params=[tenant_id]).to_arrow_table()
+        def docs(table: str, id_col: str, typ: str):
+            return con.sql(
+                f"""SELECT d.{id_col}, d.type, d.status, d.date, d.line_amount_types, d.subtotal, d.total_tax, d.total
+                    FROM {table} d JOIN _weeks w ON d.date BETWEEN w.week_ending - 6 AND w.week_ending
+                    WHERE d.tenant_id = ? AND d.type = '{typ}' AND d.status IN {T.REVENUE_STATUSES}""",
+                params=[tenant_id]).to_arrow_table()
+
+        def lines(table: str, lines_table: str, id_col: str, typ: str):
+            return con.sql(
+                f"""SELECT l.{id_col}, l.line_amount, l.tax_amount, l.region, l.revenue_type
+                    FROM {lines_table} l JOIN {table} d ON d.tenant_id = l.tenant_id AND d.{id_col} = l.{id_col}
+                    JOIN _weeks w ON d.date BETWEEN w.week_ending - 6 AND w.week_ending
+                    WHERE l.tenant_id = ? AND d.type = '{typ}' AND d.status IN {T.REVENUE_STATUSES}""",
+                params=[tenant_id]).to_arrow_table()
+
+        (sales,), (credits,) = T.REVENUE_TYPES, T.CREDIT_TYPES
+        inv = docs("invoices", "invoice_id", sales)
+        inv_lines = lines("invoices", "invoice_lines", "invoice_id", sales)
+        cn = docs("credit_notes", "credit_note_id", credits)
+        cn_lines = lines("credit_notes", "credit_note_lines", "credit_note_id", credits)
     finally:
         con.unregister("_weeks")
-    frame = T.revenue_weekly_frame(tenant_id, pl.from_arrow(inv), pl.from_arrow(lines), week_ends_on)
+    frame = T.revenue_weekly_frame(tenant_id, pl.from_arrow(inv), pl.from_arrow(inv_lines), week_ends_on,
+                                   pl.from_arrow(cn), pl.from_arrow(cn_lines))
     return replace_weeks(con, "revenue_weekly", frame, tenant_id, weeks, synced_at)
 
 

@@ -382,12 +382,19 @@ def invoice_frames(invoices: list[dict], region_category: str = "Region",
         "updated_at": _dt_col("updated_at", [parse_xero_datetime(i.get("UpdatedDateUTC")) for i in inv]),
         "raw": pl.Series([_dumps(i) for i in inv], dtype=pl.String),
     })
-    lid, iid, no, code, desc, qty, unit, amt, tax, reg, rtype, trk = ([] for _ in range(12))
-    for i in inv:
-        for n, li in enumerate(i.get("LineItems") or []):
-            line_id = li.get("LineItemID") or f"{i.get('InvoiceID')}:{n}"
-            lid.append(line_id)
-            iid.append(i.get("InvoiceID"))
+    lines_df = _line_frame(inv, "InvoiceID", "invoice_id", region_category, revenue_type_category)
+    return inv_df, lines_df
+
+
+def _line_frame(docs: list[dict], id_field: str, parent_col: str, region_category: str,
+                revenue_type_category: str) -> pl.DataFrame:
+    """The line items of invoices or credit notes. A line without a LineItemID (older payloads,
+    the spec's own examples) gets `<document id>:<n>`; a line without Tracking is Unassigned."""
+    lid, pid, no, code, desc, qty, unit, amt, tax, reg, rtype, trk = ([] for _ in range(12))
+    for d in docs:
+        for n, li in enumerate(d.get("LineItems") or []):
+            lid.append(li.get("LineItemID") or f"{d.get(id_field)}:{n}")
+            pid.append(d.get(id_field))
             no.append(n)
             code.append(li.get("AccountCode"))
             desc.append(li.get("Description"))
@@ -399,9 +406,9 @@ def invoice_frames(invoices: list[dict], region_category: str = "Region",
             reg.append(tracking_option(tracking, region_category))
             rtype.append(tracking_option(tracking, revenue_type_category))
             trk.append(_dumps(tracking))
-    lines_df = pl.DataFrame({
+    return pl.DataFrame({
         "line_item_id": pl.Series(lid, dtype=pl.String),
-        "invoice_id": pl.Series(iid, dtype=pl.String),
+        parent_col: pl.Series(pid, dtype=pl.String),
         "line_no": pl.Series(no, dtype=pl.Int32),
         "account_code": pl.Series(code, dtype=pl.String),
         "description": pl.Series(desc, dtype=pl.String),
@@ -413,7 +420,43 @@ def invoice_frames(invoices: list[dict], region_category: str = "Region",
         "revenue_type": pl.Series(rtype, dtype=pl.String),
         "tracking": pl.Series(trk, dtype=pl.String),
     })
-    return inv_df, lines_df
+
+
+# -- Credit notes ----------------------------------------------------------------------------
+def _allocated(doc: dict, key: str) -> Decimal:
+    return sum((money(a.get("Amount")) for a in doc.get(key) or [] if not a.get("IsDeleted")), ZERO)
+
+
+def credit_note_frames(credit_notes: list[dict], region_category: str = "Region",
+                       revenue_type_category: str = "Job Type") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(credit_notes rows, credit_note_lines rows), read as real Xero sends them: `/Date(ms)/`
+    dates, money as JSON numbers, `CurrencyRate`, `LineAmountTypes`, `Allocations` (to invoices;
+    `amount_allocated`) and `Payments` (cash refunds; `amount_refunded`) kept beside the raw record."""
+    cn = credit_notes
+    contact = [c.get("Contact") or {} for c in cn]
+    cn_df = pl.DataFrame({
+        "credit_note_id": pl.Series([c.get("CreditNoteID") for c in cn], dtype=pl.String),
+        "credit_note_number": pl.Series([c.get("CreditNoteNumber") for c in cn], dtype=pl.String),
+        "type": pl.Series([c.get("Type") for c in cn], dtype=pl.String),
+        "contact_id": pl.Series([x.get("ContactID") for x in contact], dtype=pl.String),
+        "contact_name": pl.Series([x.get("Name") for x in contact], dtype=pl.String),
+        "date": pl.Series([parse_xero_date(c.get("Date")) for c in cn], dtype=pl.Date),
+        "status": pl.Series([c.get("Status") for c in cn], dtype=pl.String),
+        "currency_code": pl.Series([c.get("CurrencyCode") for c in cn], dtype=pl.String),
+        "currency_rate": pl.Series([_num_text(c.get("CurrencyRate")) for c in cn], dtype=pl.String).cast(pl.Decimal(18, 6), strict=False),
+        "line_amount_types": pl.Series([c.get("LineAmountTypes") for c in cn], dtype=pl.String),
+        "reference": pl.Series([c.get("Reference") for c in cn], dtype=pl.String),
+        "subtotal": _money_col([c.get("SubTotal") for c in cn]),
+        "total_tax": _money_col([c.get("TotalTax") for c in cn]),
+        "total": _money_col([c.get("Total") for c in cn]),
+        "remaining_credit": _money_col([c.get("RemainingCredit") for c in cn]),
+        "amount_allocated": _money_col([str(_allocated(c, "Allocations")) for c in cn]),
+        "amount_refunded": _money_col([str(_allocated(c, "Payments")) for c in cn]),
+        "fully_paid_on_date": pl.Series([parse_xero_date(c.get("FullyPaidOnDate")) for c in cn], dtype=pl.Date),
+        "updated_at": _dt_col("updated_at", [parse_xero_datetime(c.get("UpdatedDateUTC")) for c in cn]),
+        "raw": pl.Series([_dumps(c) for c in cn], dtype=pl.String),
+    })
+    return cn_df, _line_frame(cn, "CreditNoteID", "credit_note_id", region_category, revenue_type_category)
 
 
 def _cents(d: Decimal) -> int:
@@ -439,57 +482,73 @@ def allocate(amount_cents: int, weights: list[int]) -> list[int]:
 
 
 REVENUE_TYPES = ("ACCREC",)
+CREDIT_TYPES = ("ACCRECCREDIT",)
 REVENUE_STATUSES = ("AUTHORISED", "PAID")
 
 
-def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataFrame,
-                         week_ends_on: str = "saturday") -> pl.DataFrame:
-    """Sales invoices (ACCREC, AUTHORISED|PAID) by week of `date`, region and revenue type.
+def _doc_parts(docs: pl.DataFrame, lines: pl.DataFrame, id_col: str) -> dict[str, list[tuple[str, str, int, int]]]:
+    grp = (lines.filter(pl.col(id_col).is_in(docs[id_col].implode()))
+           .group_by(id_col, "region", "revenue_type")
+           .agg(pl.col("line_amount").sum().alias("amount"), pl.col("tax_amount").sum().alias("tax"))
+           .sort(id_col, "region", "revenue_type"))
+    groups: dict[str, list[tuple[str, str, int, int]]] = {}
+    for did, reg, rt, amount, tax in grp.iter_rows():
+        groups.setdefault(did, []).append((reg, rt, _cents(amount or ZERO), _cents(tax or ZERO)))
+    return groups
 
-    An invoice whose lines fall in several (region, type) groups is split by its lines: each
+
+def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataFrame,
+                         week_ends_on: str = "saturday", credit_notes: pl.DataFrame | None = None,
+                         credit_lines: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Sales invoices (ACCREC, AUTHORISED|PAID) less sales credit notes (ACCRECCREDIT,
+    AUTHORISED|PAID), each in the week of its own `date`, by region and revenue type.
+
+    A document whose lines fall in several (region, type) groups is split by its lines: each
     group's subtotal is its lines' net amounts and its tax their TaxAmounts. Where those do not add
-    up to the invoice's SubTotal/TotalTax (rounding on tax-inclusive invoices, tax set on the
-    invoice), subtotal and tax are shared in proportion to the lines' net amounts instead. Each
-    part's total is its subtotal plus tax, so the parts always add up to the invoice's Total.
+    up to the document's SubTotal/TotalTax (rounding on tax-inclusive documents, tax set on the
+    document), subtotal and tax are shared in proportion to the lines' net amounts instead. Each
+    part's total is its subtotal plus tax, so the parts always add up to the document's Total.
+    A credit note counts negative and in `credit_note_count`, never in `invoice_count`.
     `invoices` needs invoice_id, type, status, date, line_amount_types, subtotal, total_tax;
-    `lines` needs invoice_id, line_amount, tax_amount, region, revenue_type.
+    `lines` needs invoice_id, line_amount, tax_amount, region, revenue_type; `credit_notes` and
+    `credit_lines` the same with credit_note_id.
     """
     from .weeks import week_ending_for
 
-    inv = invoices.filter(pl.col("type").is_in(REVENUE_TYPES) & pl.col("status").is_in(REVENUE_STATUSES)
-                          & pl.col("date").is_not_null())
-    if inv.height == 0:
-        return _empty_revenue()
-    grp = (lines.filter(pl.col("invoice_id").is_in(inv["invoice_id"].implode()))
-           .group_by("invoice_id", "region", "revenue_type")
-           .agg(pl.col("line_amount").sum().alias("amount"), pl.col("tax_amount").sum().alias("tax"))
-           .sort("invoice_id", "region", "revenue_type"))
-    groups: dict[str, list[tuple[str, str, int, int]]] = {}
-    for iid, reg, rt, amount, tax in grp.iter_rows():
-        groups.setdefault(iid, []).append((reg, rt, _cents(amount or ZERO), _cents(tax or ZERO)))
     acc: dict[tuple, list[int]] = {}
     week_cache: dict[date, date] = {}
-    cols = ["invoice_id", "date", "subtotal", "total_tax"]
-    lat = "line_amount_types" in inv.columns
-    for rec in inv.select(cols + (["line_amount_types"] if lat else [])).iter_rows():
-        iid, d, sub, tax = rec[:4]
-        inclusive = lat and str(rec[4] or "").lower() == "inclusive"
-        we = week_cache.get(d)
-        if we is None:
-            we = week_cache[d] = week_ending_for(d, week_ends_on)
-        parts = groups.get(iid) or [(UNASSIGNED, UNASSIGNED, 0, 0)]
-        sub_c, tax_c = _cents(sub or ZERO), _cents(tax or ZERO)
-        nets = [a - t if inclusive else a for _, _, a, t in parts]
-        line_taxes = [t for _, _, _, t in parts]
-        if sum(nets) == sub_c and sum(line_taxes) == tax_c:
-            subs, taxes = nets, line_taxes
-        else:
-            subs, taxes = allocate(sub_c, nets), allocate(tax_c, nets)
-        for (reg, rt, _, _), s_, t_ in zip(parts, subs, taxes):
-            a = acc.setdefault((we, reg, rt), [0, 0, 0])
-            a[0] += 1
-            a[1] += s_
-            a[2] += t_
+    sources = [(invoices, lines, "invoice_id", REVENUE_TYPES, 1)]
+    if credit_notes is not None and credit_notes.height:
+        sources.append((credit_notes, credit_lines, "credit_note_id", CREDIT_TYPES, -1))
+    for docs, doc_lines, id_col, types, sign in sources:
+        docs = docs.filter(pl.col("type").is_in(types) & pl.col("status").is_in(REVENUE_STATUSES)
+                           & pl.col("date").is_not_null())
+        if docs.height == 0:
+            continue
+        groups = _doc_parts(docs, doc_lines, id_col)
+        lat = "line_amount_types" in docs.columns
+        cols = [id_col, "date", "subtotal", "total_tax"] + (["line_amount_types"] if lat else [])
+        for rec in docs.select(cols).iter_rows():
+            did, d, sub, tax = rec[:4]
+            inclusive = lat and str(rec[4] or "").lower() == "inclusive"
+            we = week_cache.get(d)
+            if we is None:
+                we = week_cache[d] = week_ending_for(d, week_ends_on)
+            parts = groups.get(did) or [(UNASSIGNED, UNASSIGNED, 0, 0)]
+            sub_c, tax_c = _cents(sub or ZERO), _cents(tax or ZERO)
+            nets = [a - t if inclusive else a for _, _, a, t in parts]
+            line_taxes = [t for _, _, _, t in parts]
+            if sum(nets) == sub_c and sum(line_taxes) == tax_c:
+                subs, taxes = nets, line_taxes
+            else:
+                subs, taxes = allocate(sub_c, nets), allocate(tax_c, nets)
+            for (reg, rt, _, _), s_, t_ in zip(parts, subs, taxes):
+                a = acc.setdefault((we, reg, rt), [0, 0, 0, 0])
+                a[0 if sign > 0 else 3] += 1
+                a[1] += sign * s_
+                a[2] += sign * t_
+    if not acc:
+        return _empty_revenue()
     keys = sorted(acc)
     return pl.DataFrame({
         "tenant_id": pl.Series([tenant_id] * len(keys), dtype=pl.String),
@@ -497,6 +556,7 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
         "region": pl.Series([k[1] for k in keys], dtype=pl.String),
         "revenue_type": pl.Series([k[2] for k in keys], dtype=pl.String),
         "invoice_count": pl.Series([acc[k][0] for k in keys], dtype=pl.Int32),
+        "credit_note_count": pl.Series([acc[k][3] for k in keys], dtype=pl.Int32),
         "subtotal": _cents_col([acc[k][1] for k in keys]),
         "total_tax": _cents_col([acc[k][2] for k in keys]),
         "total": _cents_col([acc[k][1] + acc[k][2] for k in keys]),
@@ -510,7 +570,8 @@ def _cents_col(cents: list[int]) -> pl.Series:
 def _empty_revenue() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "tenant_id": pl.String, "week_ending": pl.Date, "region": pl.String, "revenue_type": pl.String,
-        "invoice_count": pl.Int32, "subtotal": MONEY, "total_tax": MONEY, "total": MONEY,
+        "invoice_count": pl.Int32, "credit_note_count": pl.Int32, "subtotal": MONEY, "total_tax": MONEY,
+        "total": MONEY,
     })
 
 

@@ -1,0 +1,135 @@
+"""The pipeline: one plan for every trigger, durable jobs, worker pools (issue 15), and the
+executor's fault handling (issue 14: a database error between steps loses nothing)."""
+from __future__ import annotations
+
+import ast
+import os
+import stat
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from xero_core import db
+from xero_core.pipeline import jobs as J
+from xero_core.pipeline import plan as P
+from xero_core.pipeline.request import SyncRequest
+from xero_core.pipeline.run import run_sync
+from xero_core.pipeline.worker import WorkerPool
+
+from test_sync_e2e import connect, rows, small_org
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _imports_of(package: str, forbidden: set[str]) -> list[str]:
+    bad = []
+    for f in sorted((ROOT / "xero_core" / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                names = [mod] + [mod.rstrip(".") + "." + a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(forbidden & set(n.split(".")) for n in names):
+                bad.append(f"{f.relative_to(ROOT)}:{node.lineno}")
+    return bad
+
+
+def test_sync_package_imports_nothing_of_practice_or_pipeline():
+    assert not _imports_of("sync", {"practice", "pipeline"})
+
+
+def test_practice_does_not_import_the_pipeline():
+    assert not _imports_of("practice", {"pipeline"})
+
+
+def test_request_json_round_trip_and_priority():
+    r = SyncRequest("t1", only=frozenset({"pnl"}), week_ending=date(2026, 11, 21), trigger="cli", requested_by="me")
+    assert SyncRequest.from_json(r.to_json()) == r
+    assert SyncRequest("t1").priority == 0 and SyncRequest("t1", weeks=104).priority == 1
+    with pytest.raises(ValueError):
+        SyncRequest("t1", weeks=2, week_ending=date(2026, 11, 21))
+
+
+def test_plan_is_data():
+    names = lambda tt, **kw: [n for n, _ in P.plan(tt, SyncRequest("t", **kw))]  # noqa: E731
+    org = names("ORGANISATION")
+    assert org[:4] == ["accounts", "contacts", "invoices", "clients"] and org[-2:] == ["documents", "webhooks"]
+    assert {"credit_notes", "pnl", "bank", "journals"} <= set(org)
+    assert names("PRACTICEMANAGER") == ["xpm", "clients"]
+    assert names("ORGANISATION", only=P.parse_only("contacts")) == ["contacts", "clients"]
+    assert names("ORGANISATION", only=P.parse_only("pnl")) == ["accounts", "pnl"]
+    assert names("ORGANISATION", week_ending=date(2026, 11, 18)) == ["accounts", "pnl", "bank"]
+    with pytest.raises(ValueError, match="unknown sync step"):
+        P.parse_only("pnl,nope")
+
+
+def test_one_active_job_per_tenant_joins_and_cancel(settings):
+    a = J.enqueue(settings, SyncRequest("t1", trigger="manual"), tenant_name="Alpha")
+    b = J.enqueue(settings, SyncRequest("t1", weeks=104, trigger="cli"))
+    assert not a.joined and b.joined and b.job_id == a.job_id
+    assert stat.S_IMODE(os.stat(J.path(settings)).st_mode) == 0o600
+    c = J.request_cancel(settings, a.job_id[:8], by="test")
+    assert c.state == "cancelled" and "cancelled by test" in c.error
+    again = J.enqueue(settings, SyncRequest("t1"))
+    assert not again.joined and again.job_id != a.job_id
+    with pytest.raises(J.JobError, match="No job"):
+        J.find(settings, "zzzz")
+
+
+def test_daily_jobs_are_claimed_before_backfills(settings):
+    back = J.enqueue(settings, SyncRequest("t1", weeks=104))
+    daily = J.enqueue(settings, SyncRequest("t2"))
+    owner = J.Owner(label="test")
+    assert J.claim(settings, owner).job_id == daily.job_id
+    assert J.claim(settings, owner, allow_backfill=False) is None
+    assert J.claim(settings, owner).job_id == back.job_id
+
+
+def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step(tmp_path):
+    s, clock, fake, org = connect(tmp_path, invoices=50, org_factory=small_org)
+    from xero_core.connections import list_connections
+
+    conns = list_connections(s)
+    submitted = [J.enqueue(s, SyncRequest(c["tenant_id"], trigger="manual")) for c in conns]
+    ids = [j.job_id for j in submitted]
+    pool = WorkerPool(s, workers=4, label="test", job_ids=ids, transport=fake.transport(), clock=clock)
+    seen = []
+    done = pool.run_until_done(ids, on_change=lambda j: seen.append((j.job_id, j.state, j.progress.get("step"))))
+    pool.stop()
+    assert [j.state for j in done] == ["done", "done"], [j.error for j in done]
+    org_job = next(j for j in done if j.tenant_id == org)
+    steps = [st["step"] for st in org_job.result["steps"]]
+    assert steps[:4] == ["accounts", "contacts", "invoices", "clients"]
+    logged = rows(s, "SELECT sync_type, count(*) FROM sync_log WHERE tenant_id = ? GROUP BY ALL", org)
+    assert dict(logged) == {name: 1 for name in steps}, "one sync_log row per step, clients included"
+    assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id IS NOT NULL")[0][0] > 0, "Sync now matches clients"
+    assert [st["step"] for st in org_job.progress["steps"]] == steps, "the job's progress lists every step"
+    assert seen and seen[-1][1] == "done"
+
+
+def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
+    """issue 14: the sync_log write after a step fails (disk full): the other steps still run and are
+    logged, the result names the failure, and nothing raises."""
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    from xero_core.sync import runner, store
+
+    real = store.log_finish
+
+    def flaky(con, **kw):
+        if kw["sync_type"] in ("contacts", "documents"):
+            raise duckdb.TransactionException("TransactionContext Error: Failed to commit: could not write (disk full)")
+        return real(con, **kw)
+
+    monkeypatch.setattr(store, "log_finish", flaky)
+    res = run_sync(s, SyncRequest(org, trigger="cli"), transport=fake.transport(), clock=clock)
+    by = {st.step: st for st in res.steps}
+    assert set(by) >= {"accounts", "contacts", "clients", "invoices", "pnl", "bank", "journals", "documents", "webhooks"}
+    assert "not recorded in sync_log" in by["documents"].error and "disk full" in by["documents"].error
+    assert by["invoices"].status == "success" and by["journals"].status == "success"
+    assert not res.ok
+    logged = {r[0] for r in rows(s, "SELECT sync_type FROM sync_log WHERE tenant_id = ?", org)}
+    assert {"accounts", "invoices", "pnl", "bank", "journals", "webhooks"} <= logged

@@ -1,0 +1,419 @@
+"""Durable sync jobs: one SQLite file, `<data_dir>/jobs.sqlite` (WAL, mode 0600).
+
+Not DuckDB on purpose: a notebook holding xero.duckdb must never block the bookkeeping that says
+"waiting for the database". Every process (scheduler, app server, CLI) reads and writes the same
+file; SQLite's own locking makes each change atomic across them.
+
+A job: id, tenant, the request (JSON), trigger, who asked, priority, state
+queued | running | done | failed | interrupted | cancelled, progress (JSON: step, count / total,
+ETA, message, steps done), started / finished, error sentence, owner (pid, host, pool id) and its
+heartbeat, a cancel request, and the result (SyncResult as JSON).
+
+At most one queued or running job per tenant (a unique partial index): enqueueing for a busy tenant
+returns the job already there ("joined"). A running job whose owner died (kill -9, power cut) is
+turned `interrupted` with a sentence by whoever looks next (`reap`); the next run of the tenant
+resumes from the sync cursors.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..sqlite_wal import open_wal
+from .request import SyncRequest
+
+FILE = "jobs.sqlite"
+ACTIVE = ("queued", "running")
+FINAL = ("done", "failed", "interrupted", "cancelled")
+STATES = ACTIVE + FINAL
+HEARTBEAT_SECONDS = 5.0  # a pool refreshes the heartbeat of its running jobs this often
+STALE_SECONDS = 90.0  # a running job not heard from for this long is taken as dead (other hosts)
+KEEP_FINISHED = 2000  # finished jobs kept for the history; older ones are deleted
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id           TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL,
+    tenant_name      TEXT,
+    request          TEXT NOT NULL,           -- SyncRequest JSON
+    trigger          TEXT NOT NULL,           -- manual | scheduler | cli | webhook | demo
+    requested_by     TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,  -- lower first: daily syncs 0, backfills 1
+    state            TEXT NOT NULL,           -- queued | running | done | failed | interrupted | cancelled
+    created_at       REAL NOT NULL,           -- unix seconds (wall clock)
+    started_at       REAL,
+    finished_at      REAL,
+    heartbeat_at     REAL,
+    owner_pid        INTEGER,
+    owner_host       TEXT,
+    owner_id         TEXT,                    -- the worker pool (one per process and purpose)
+    owner_label      TEXT,                    -- scheduler | app | cli
+    cancel_requested TEXT,                    -- who asked to cancel, or NULL
+    error            TEXT,                    -- one sentence when failed / interrupted / cancelled
+    progress         TEXT,                    -- JSON, see pipeline/progress.py
+    result           TEXT                     -- SyncResult.to_dict() JSON when finished
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_tenant ON jobs (tenant_id) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority, created_at);
+"""
+
+
+class JobError(Exception):
+    """A job command that cannot be done (unknown id, already finished); str() is a sentence."""
+
+
+@dataclass
+class Owner:
+    """Who runs jobs: one per worker pool."""
+
+    label: str = "worker"
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+
+
+@dataclass
+class Job:
+    job_id: str
+    tenant_id: str
+    tenant_name: str | None
+    request: SyncRequest
+    trigger: str
+    requested_by: str | None
+    priority: int
+    state: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    owner_pid: int | None = None
+    owner_host: str | None = None
+    owner_id: str | None = None
+    owner_label: str | None = None
+    cancel_requested: str | None = None
+    error: str | None = None
+    progress: dict = field(default_factory=dict)
+    result: dict | None = None
+    joined: bool = False  # set by enqueue when the request joined this existing job
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "done"
+
+    def to_dict(self) -> dict:
+        def iso(t):
+            return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds") if t else None
+
+        return {
+            "job_id": self.job_id, "tenant_id": self.tenant_id, "tenant_name": self.tenant_name,
+            "request": self.request.to_dict(), "trigger": self.trigger, "requested_by": self.requested_by,
+            "priority": self.priority, "state": self.state, "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "owner": ({"pid": self.owner_pid, "host": self.owner_host, "pool": self.owner_id,
+                       "label": self.owner_label} if self.owner_pid else None),
+            "cancel_requested": self.cancel_requested, "error": self.error, "progress": self.progress,
+            "result": self.result, "joined": self.joined,
+        }
+
+
+_COLS = ("job_id", "tenant_id", "tenant_name", "request", "trigger", "requested_by", "priority", "state",
+         "created_at", "started_at", "finished_at", "heartbeat_at", "owner_pid", "owner_host", "owner_id",
+         "owner_label", "cancel_requested", "error", "progress", "result")
+_SELECT = f"SELECT {', '.join(_COLS)} FROM jobs"
+
+
+def _job(row) -> Job:
+    d = dict(zip(_COLS, row))
+    d["request"] = SyncRequest.from_json(d["request"])
+    d["progress"] = json.loads(d["progress"]) if d["progress"] else {}
+    d["result"] = json.loads(d["result"]) if d["result"] else None
+    return Job(**d)
+
+
+def path(settings) -> Path:
+    return Path(settings.data_dir) / FILE
+
+
+_ready: set[str] = set()
+_ready_lock = threading.Lock()
+
+
+def _create(p: Path) -> None:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it (its -wal and -shm files copy the mode): progress names
+    # organisations and the results carry error texts.
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.chmod(p, 0o600)
+
+
+@contextlib.contextmanager
+def _connect(settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    p = path(settings)
+    key = str(p)
+    if key not in _ready or not p.exists():
+        with _ready_lock:
+            _create(p)
+            con = open_wal(p, timeout=30)
+            try:
+                con.executescript(SCHEMA)
+            finally:
+                con.close()
+            _ready.add(key)
+    con = open_wal(p, timeout=30, check_same_thread=False)
+    try:
+        if write:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        else:
+            yield con
+    finally:
+        con.close()
+
+
+# -- reading -----------------------------------------------------------------------------------
+def get(settings, job_id: str) -> Job | None:
+    with _connect(settings) as con:
+        row = con.execute(_SELECT + " WHERE job_id = ?", [job_id]).fetchone()
+    return _job(row) if row else None
+
+
+def find(settings, prefix: str) -> Job:
+    """A job by id or an unambiguous prefix of it (as `jobs` prints them)."""
+    with _connect(settings) as con:
+        rows = con.execute(_SELECT + " WHERE job_id LIKE ? LIMIT 2", [prefix.strip() + "%"]).fetchall()
+    if not rows:
+        raise JobError(f"No job {prefix!r}: list them with `python -m xero_core jobs --all`.")
+    if len(rows) > 1:
+        raise JobError(f"{prefix!r} matches several jobs: give more of the id (`python -m xero_core jobs --all`).")
+    return _job(rows[0])
+
+
+def list_jobs(settings, *, active_only: bool = False, tenant_id: str | None = None, limit: int = 50) -> list[Job]:
+    """Newest first; queued and running ones first of all."""
+    reap(settings)
+    where, args = [], []
+    if active_only:
+        where.append("state IN ('queued', 'running')")
+    if tenant_id:
+        where.append("tenant_id = ?")
+        args.append(tenant_id)
+    sql = (_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY state NOT IN ('queued', 'running'), created_at DESC LIMIT ?")
+    with _connect(settings) as con:
+        return [_job(r) for r in con.execute(sql, [*args, limit]).fetchall()]
+
+
+def active_jobs(settings) -> list[Job]:
+    return list_jobs(settings, active_only=True, limit=10_000)
+
+
+# -- writing -----------------------------------------------------------------------------------
+def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -> Job:
+    """Queue a sync; returns at once. A tenant with a queued or running job gets that job back
+    (`job.joined` is True): one sync per tenant, whoever asks."""
+    reap(settings, tenant_id=request.tenant_id)
+    now = time.time()
+    job_id = uuid.uuid4().hex
+    with _connect(settings, write=True) as con:
+        row = con.execute(_SELECT + " WHERE tenant_id = ? AND state IN ('queued', 'running')",
+                          [request.tenant_id]).fetchone()
+        if row:
+            job = _job(row)
+            job.joined = True
+            return job
+        con.execute(
+            "INSERT INTO jobs (job_id, tenant_id, tenant_name, request, trigger, requested_by, priority, state, "
+            "created_at, progress) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+            [job_id, request.tenant_id, tenant_name, request.to_json(), request.trigger, request.requested_by,
+             request.priority, now, json.dumps({"message": "waiting for a worker"})])
+        _trim(con)
+    notify()
+    return get(settings, job_id)
+
+
+def _trim(con) -> None:
+    n = con.execute("SELECT count(*) FROM jobs WHERE state NOT IN ('queued', 'running')").fetchone()[0]
+    if n > KEEP_FINISHED:
+        con.execute("DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN ('queued', 'running') "
+                    "ORDER BY created_at LIMIT ?)", [n - KEEP_FINISHED])
+
+
+def claim(settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow_backfill: bool = True) -> Job | None:
+    """Take the next queued job (daily before backfill, oldest first) for `owner`; None if none."""
+    ids = list(job_ids) if job_ids is not None else None
+    if ids is not None and not ids:
+        return None
+    where = "state = 'queued'"
+    args: list = []
+    if not allow_backfill:
+        where += " AND priority = 0"
+    if ids is not None:
+        where += f" AND job_id IN ({', '.join('?' * len(ids))})"
+        args += ids
+    now = time.time()
+    with _connect(settings, write=True) as con:
+        row = con.execute(f"SELECT job_id FROM jobs WHERE {where} ORDER BY priority, created_at LIMIT 1", args).fetchone()
+        if not row:
+            return None
+        con.execute(
+            "UPDATE jobs SET state = 'running', started_at = ?, heartbeat_at = ?, owner_pid = ?, owner_host = ?, "
+            "owner_id = ?, owner_label = ?, progress = ? WHERE job_id = ?",
+            [now, now, owner.pid, owner.host, owner.id, owner.label, json.dumps({"message": "starting"}), row[0]])
+    return get(settings, row[0])
+
+
+def heartbeat(settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str | None]:
+    """Refresh the heartbeat of `owner`'s running jobs; returns their cancel requests."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    with _connect(settings, write=True) as con:
+        con.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE owner_id = ? AND state = 'running' AND job_id IN ({marks})",
+                    [time.time(), owner.id, *ids])
+        return dict(con.execute(f"SELECT job_id, cancel_requested FROM jobs WHERE job_id IN ({marks})", ids).fetchall())
+
+
+def set_progress(settings, job_id: str, progress: dict) -> None:
+    with _connect(settings, write=True) as con:
+        con.execute("UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE job_id = ? AND state = 'running'",
+                    [json.dumps(progress, default=str), time.time(), job_id])
+
+
+def finish(settings, job_id: str, state: str, *, error: str | None = None, result: dict | None = None,
+           progress: dict | None = None) -> None:
+    assert state in FINAL, state
+    with _connect(settings, write=True) as con:
+        con.execute(
+            "UPDATE jobs SET state = ?, error = ?, result = ?, finished_at = ?, progress = coalesce(?, progress) "
+            "WHERE job_id = ? AND state IN ('queued', 'running')",
+            [state, error, json.dumps(result, default=str) if result is not None else None, time.time(),
+             json.dumps(progress, default=str) if progress is not None else None, job_id])
+    notify()
+
+
+def request_cancel(settings, job_id: str, *, by: str | None = None) -> Job:
+    """Cancel a job: a queued one at once; a running one at its next page, chunk or step (its
+    owner sees the flag with its heartbeat), keeping every chunk already written."""
+    job = find(settings, job_id)
+    if not job.active:
+        raise JobError(f"Job {job.job_id[:8]} is already {job.state}; nothing to cancel.")
+    who = f"cancelled by {by}" if by else "cancelled"
+    with _connect(settings, write=True) as con:
+        con.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = ?, error = ?, finished_at = ? "
+                    "WHERE job_id = ? AND state = 'queued'", [who, f"{who} before it started", time.time(), job.job_id])
+        con.execute("UPDATE jobs SET cancel_requested = ? WHERE job_id = ? AND state = 'running'", [who, job.job_id])
+    return get(settings, job.job_id)
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead too
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b")")[-1].split()[0] != b"Z"
+    except OSError:
+        return True
+
+
+def dead_owner_sentence(job: Job, *, stale_for: float | None = None) -> str:
+    who = f"{job.owner_label or 'worker'} process {job.owner_pid} on {job.owner_host}"
+    why = (f"has not been heard from for {stale_for / 60:.0f} min" if stale_for is not None
+           else "stopped before it finished (killed, crashed or shut down)")
+    return (f"The {who} running this sync {why}. Everything it saved is kept; the next sync of this "
+            "organisation resumes from where it got to, without duplicating anything.")
+
+
+def reap(settings, *, tenant_id: str | None = None) -> list[Job]:
+    """Mark `interrupted` every running job whose owner is gone: on this host its pid is dead; on
+    any host its heartbeat is older than STALE_SECONDS."""
+    here = socket.gethostname()
+    now = time.time()
+    with _connect(settings) as con:
+        rows = con.execute(_SELECT + " WHERE state = 'running'" + (" AND tenant_id = ?" if tenant_id else ""),
+                           [tenant_id] if tenant_id else []).fetchall()
+    gone = []
+    for job in map(_job, rows):
+        age = now - (job.heartbeat_at or job.started_at or now)
+        if job.owner_host == here and not _pid_alive(job.owner_pid):
+            gone.append((job, dead_owner_sentence(job)))
+        elif age > STALE_SECONDS:
+            gone.append((job, dead_owner_sentence(job, stale_for=age)))
+    if not gone:
+        return []
+    with _connect(settings, write=True) as con:
+        for job, sentence in gone:
+            prog = dict(job.progress or {})
+            prog["message"] = "interrupted"
+            con.execute("UPDATE jobs SET state = 'interrupted', error = ?, finished_at = ?, progress = ? "
+                        "WHERE job_id = ? AND state = 'running' AND coalesce(heartbeat_at, 0) = coalesce(?, 0)",
+                        [sentence, now, json.dumps(prog, default=str), job.job_id, job.heartbeat_at])
+    return [get(settings, j.job_id) for j, _ in gone]
+
+
+def wait(settings, job_ids: Iterable[str], *, timeout: float | None = None, poll: float = 0.5,
+         on_change=None, stop: threading.Event | None = None) -> list[Job]:
+    """Until every job is finished (or `timeout`, or `stop` set); `on_change(job)` sees each new state
+    or progress. Jobs run by other processes are followed through the file."""
+    ids = list(job_ids)
+    seen: dict[str, str] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    event = stop or threading.Event()
+    while True:
+        reap(settings)
+        jobs_now = [get(settings, j) for j in ids]
+        for j in jobs_now:
+            if j is None:
+                continue
+            sig = json.dumps([j.state, j.progress], sort_keys=True, default=str)
+            if seen.get(j.job_id) != sig:
+                seen[j.job_id] = sig
+                if on_change:
+                    on_change(j)
+        if all(j is None or not j.active for j in jobs_now):
+            return [j for j in jobs_now if j is not None]
+        if deadline is not None and time.monotonic() >= deadline:
+            return [j for j in jobs_now if j is not None]
+        if event.is_set():
+            return [j for j in jobs_now if j is not None]
+        _changed.clear()  # a wake-up lost to another waiter's clear costs at most one poll
+        _changed.wait(poll)
+
+
+# In-process wake-ups: a pool sleeping between polls wakes as soon as this process enqueues.
+_changed = threading.Event()
+_listeners: list[threading.Event] = []
+
+
+def notify() -> None:
+    _changed.set()
+    for ev in list(_listeners):
+        ev.set()

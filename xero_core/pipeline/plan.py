@@ -1,0 +1,170 @@
+"""What a tenant's sync runs: the plan, as data (step names and functions), for one request.
+
+Organisation: the financial steps of xero_core.sync.steps (accounts, contacts, invoices,
+credit_notes, pnl, bank, journals) with **clients** (stored contacts -> clients) right after
+invoices (a contact becomes a client with its first sales invoice), then **documents** (push the
+tenant's due documents) and **webhooks** (catch up on the tenant's stored webhook events).
+Practice Manager: **xpm** (jobs, client links, chase campaigns), then **clients** (its clients
+without a contact look for one among the organisations' contacts).
+
+`--only` names steps of this plan; `contacts` brings `clients` along (a contact stored without
+reconciling leaves the Clients page stale), `pnl`/`journals` bring `accounts`. One chosen week
+(`week_ending`) without `--only` re-syncs that week's reports: accounts, pnl, bank.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..sync import steps as fin
+from ..sync.context import StepContext, StepOutcome
+from .request import SyncRequest
+
+PRACTICE_MANAGER = "PRACTICEMANAGER"
+PRACTICE_STEP_NAMES = ("clients", "documents", "webhooks", "xpm")
+WEEK_STEPS = ("accounts", "pnl", "bank")  # what one chosen week re-syncs
+
+
+def financial_steps() -> tuple[tuple[str, Callable], ...]:
+    return tuple(fin.ORGANISATION_STEPS)  # read at call time: new steps (credit_notes) join by themselves
+
+
+def step_names() -> tuple[str, ...]:
+    names = [n for n, _ in financial_steps()]
+    return tuple(names + [n for n in PRACTICE_STEP_NAMES if n not in names])
+
+
+def parse_only(only) -> frozenset[str] | None:
+    """"pnl,bank" or an iterable -> a validated set of step names (None: the whole plan)."""
+    if only is None:
+        return None
+    names = {s.strip().lower() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()}
+    known = step_names()
+    unknown = names - set(known)
+    if unknown:
+        raise ValueError(f"unknown sync step(s) {', '.join(sorted(unknown))}: choose from {', '.join(known)}")
+    if not names:
+        raise ValueError(f"--only names no step: choose from {', '.join(known)}")
+    return frozenset(names)
+
+
+def _wanted(request: SyncRequest) -> set[str] | None:
+    only = set(request.only) if request.only is not None else None
+    if only is None and request.week_ending is not None:
+        only = set(WEEK_STEPS)
+    if only is None:
+        return None
+    if only & {"pnl", "journals"}:
+        only.add("accounts")  # the P&L's sections and the tie-out read account types
+    if "contacts" in only:
+        only.add("clients")
+    return only
+
+
+# -- practice steps (the practice package does the work; these adapt it to a step) ------------------
+def step_clients(ctx: StepContext) -> StepOutcome:
+    """Contacts stored since the last pass (this run's, the webhooks', a full sync's), and unlinked
+    contacts whose first sales invoice arrived since -> clients; for a Practice Manager tenant, its
+    clients still without a contact look for one among the organisations' contacts."""
+    from ..practice.clients import reconcile_stored_contacts
+
+    ctx.report("matching contacts to clients")
+    res = reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
+    summary = getattr(res, "summary", None)
+    return StepOutcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(),
+                       note=summary() if callable(summary) else None)
+
+
+def step_documents(ctx: StepContext) -> StepOutcome:
+    """Documents waiting for this tenant's contacts: pushed (retries with backoff in practice.documents)."""
+    from ..practice import documents
+
+    if not ctx.state.get("documents_due", 1):
+        return StepOutcome(note="no document waiting")
+    ctx.report(f"pushing {ctx.state['documents_due']} document(s)")
+    push_due = getattr(documents, "push_due_documents", None)
+    if push_due is not None:
+        summary = push_due(ctx.settings, ctx.tenant_id, transport=ctx.transport,
+                           clock=ctx.clock)
+    else:  # until practice.documents.push_due_documents lands: this tenant's documents, one by one
+        summary = None
+        for doc_id in ctx.state.get("documents_due_ids", []):
+            one = documents.push_documents(ctx.settings, document_id=doc_id, clock=ctx.clock,
+                                           client_factory=lambda _t: ctx.client)
+            if summary is None:
+                summary = one
+            else:
+                summary.pushed += one.pushed
+                summary.failed += one.failed
+                summary.skipped += one.skipped
+                summary.messages += one.messages
+            ctx.check_cancel()
+    d = summary.as_dict() if summary is not None and hasattr(summary, "as_dict") else {}
+    d.pop("messages", None) if len(d.get("messages") or []) > 20 else None
+    failed = int(d.get("failed") or 0)
+    return StepOutcome(rows=int(d.get("pushed") or 0), status="partial" if failed else "success",
+                       note=f"{failed} document(s) failed: see the Documents page" if failed else None,
+                       detail=d or None)
+
+
+def step_webhooks(ctx: StepContext) -> StepOutcome:
+    """Webhook events stored for this tenant and not processed yet (the receiver may be down)."""
+    from ..practice import webhooks
+
+    if not ctx.state.get("webhooks_due", 1):
+        return StepOutcome(note="no webhook event waiting")
+    ctx.report(f"catching up on {ctx.state['webhooks_due']} webhook event(s)")
+    res = webhooks.process_events(ctx.settings, clock=ctx.clock, client_factory=lambda _t: ctx.client,
+                                  tenant_id=ctx.tenant_id)
+    d = {k: getattr(res, k) for k in ("processed", "ignored", "failed") if hasattr(res, k)}
+    return StepOutcome(rows=int(d.get("processed") or 0), status="partial" if d.get("failed") else "success",
+                       note=("; ".join(res.errors[:3]) if getattr(res, "errors", None) else None), detail=d)
+
+
+def step_xpm(ctx: StepContext) -> StepOutcome:
+    from ..practice.xpm import xpm_step
+
+    return xpm_step(ctx)
+
+
+def probe(con, tenant_id: str) -> dict:
+    """Read with the run's cursors, in the same open: what the practice steps would find to do, so
+    a daily sync with nothing waiting opens DuckDB no more for them. Also the counts the progress
+    estimates use (see progress.py)."""
+    out: dict = {}
+    try:
+        ids = [r[0] for r in con.execute(
+            "SELECT d.document_id FROM client_documents d JOIN clients c USING (client_id) "
+            "WHERE c.tenant_id = ? AND d.status IN ('pending', 'skipped', 'failed') "
+            "ORDER BY d.created_at, d.document_id", [tenant_id]).fetchall()]
+        out["documents_due"], out["documents_due_ids"] = len(ids), ids
+    except Exception:
+        out["documents_due"] = 1  # unknown: let the step look
+    try:
+        out["webhooks_due"] = con.execute(
+            "SELECT count(*) FROM webhook_events WHERE tenant_id = ? AND status IN ('pending', 'failed')",
+            [tenant_id]).fetchone()[0]
+    except Exception:
+        out["webhooks_due"] = 1
+    try:
+        out["invoice_count"] = con.execute("SELECT count(*) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    except Exception:
+        pass
+    return out
+
+
+def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Callable[[StepContext], StepOutcome]]]:
+    """The steps one request runs for a tenant of `tenant_type`, in order."""
+    wanted = _wanted(request)
+    if (tenant_type or "").upper() == PRACTICE_MANAGER:
+        steps: list[tuple[str, Callable]] = [("xpm", step_xpm), ("clients", step_clients)]
+    else:
+        # clients after invoices: a contact becomes a client once it has a sales invoice.
+        steps = []
+        for name, fn in financial_steps():
+            steps.append((name, fn))
+            if name == "invoices":
+                steps.append(("clients", step_clients))
+        if not any(n == "clients" for n, _ in steps):
+            steps.append(("clients", step_clients))
+        steps += [("documents", step_documents), ("webhooks", step_webhooks)]
+    return [(n, f) for n, f in steps if wanted is None or n in wanted]

@@ -1,0 +1,240 @@
+"""Worker pools: threads that claim queued jobs and run them through `run_sync`.
+
+Who runs jobs
+- the scheduler process (`scheduler.py`) runs a pool for its whole life: its own daily cycles and
+  whatever the app or the CLI queued;
+- `scheduler.py --once` and `python -m xero_core sync` run a pool for the jobs they queued (or
+  joined while still queued), until those end;
+- the app server, when no scheduler is running, runs one in a background thread of the Streamlit
+  server (`ensure_background_pool`), outside any page's script run: leaving the page does not stop it.
+
+Each tenant stays within its own 60 calls a minute and all within the app-wide 10,000 through the
+shared limiter every client uses (xero_core.ratelimit). Daily syncs are claimed before backfills,
+and backfills never take the last worker, so a two-year backfill never delays other tenants' daily
+syncs. A job that fails is recorded and the worker takes the next: a failing tenant blocks nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import date
+from typing import Callable, Iterable
+
+from ..clock import Clock
+from . import jobs as J
+from .progress import Tracker
+from .run import run_sync
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKERS = 8
+POLL_SECONDS = 1.0  # how often an idle pool looks for jobs queued by other processes
+
+
+def workers_setting(settings) -> int:
+    """XERO_SYNC_WORKERS (default 8): threads per pool."""
+    value = getattr(settings, "sync_workers", None) or os.environ.get("XERO_SYNC_WORKERS") or DEFAULT_WORKERS
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"XERO_SYNC_WORKERS={value!r} must be a whole number of worker threads, e.g. 8") from None
+    if not 1 <= n <= 64:
+        raise ValueError(f"XERO_SYNC_WORKERS={n} must be between 1 and 64")
+    return n
+
+
+def _first_problem(result: dict) -> str | None:
+    if result.get("reconnect"):
+        return result["reconnect"]
+    if result.get("busy"):
+        return result["busy"]
+    for st in result.get("steps") or []:
+        if st.get("status") in ("failed", "partial") or (st.get("status") == "skipped" and not st.get("benign_skip")):
+            if st.get("error"):
+                return f"{st['step']}: {st['error']}"
+    return None
+
+
+class WorkerPool:
+    """N threads claiming jobs from the jobs file. `job_ids` restricts it to those jobs (a CLI run,
+    a cron cycle); otherwise it takes any queued job until stopped."""
+
+    def __init__(self, settings, *, workers: int | None = None, label: str = "worker",
+                 job_ids: Iterable[str] | None = None, transport=None, clock: Clock | None = None,
+                 today: date | None = None, echo: Callable[[dict], None] | None = None,
+                 poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS):
+        self.settings = settings
+        self.workers = workers or workers_setting(settings)
+        self.owner = J.Owner(label=label)
+        self.job_ids = set(job_ids) if job_ids is not None else None
+        self.transport, self.clock, self.today, self.echo = transport, clock, today, echo
+        self.poll, self.heartbeat_seconds = poll, heartbeat
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._stop_reason: str | None = None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[str, bool] = {}  # job id -> is a backfill
+        self._cancel: dict[str, str | None] = {}
+        self.finished: list[str] = []
+
+    # -- control ----------------------------------------------------------------------------
+    def start(self) -> "WorkerPool":
+        if self._threads:
+            return self
+        J._listeners.append(self._wake)
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, name=f"sync-{self.owner.label}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        hb = threading.Thread(target=self._beat, name=f"sync-{self.owner.label}-heartbeat", daemon=True)
+        hb.start()
+        self._threads.append(hb)
+        return self
+
+    def add(self, job_ids: Iterable[str]) -> None:
+        if self.job_ids is not None:
+            with self._lock:
+                self.job_ids.update(job_ids)
+        self._wake.set()
+
+    def stop(self, reason: str | None = None, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Claim nothing more; running jobs end after their current step (then `interrupted`, with
+        `reason`, resumed by the next run) and queued ones stay queued for the next pool."""
+        self._stop_reason = reason or f"the {self.owner.label} process stopped"
+        self._stopping.set()
+        self._wake.set()
+        if wait:
+            for t in self._threads:
+                t.join(timeout)
+        if self._wake in J._listeners:
+            J._listeners.remove(self._wake)
+
+    @property
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def run_until_done(self, job_ids: Iterable[str], *, on_change=None, stop: threading.Event | None = None) -> list[J.Job]:
+        """Start (if needed), then return once every job in `job_ids` has ended, whoever ran it."""
+        ids = list(job_ids)
+        self.add(ids)
+        self.start()
+        return J.wait(self.settings, ids, on_change=on_change, stop=stop, poll=min(self.poll, 0.5))
+
+    # -- threads ----------------------------------------------------------------------------
+    def _claim(self) -> J.Job | None:
+        with self._lock:
+            ids = None if self.job_ids is None else [i for i in self.job_ids if i not in self._running]
+            backfills = sum(self._running.values())
+        allow_backfill = self.workers == 1 or backfills < self.workers - 1
+        job = J.claim(self.settings, self.owner, job_ids=ids, allow_backfill=allow_backfill)
+        if job is not None:
+            with self._lock:
+                self._running[job.job_id] = job.request.is_backfill
+                self._cancel[job.job_id] = None
+        return job
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self._claim()
+            except Exception:
+                log.exception("could not claim a sync job; trying again")
+                job = None
+            if job is None:
+                self._wake.wait(self.poll)
+                self._wake.clear()
+                continue
+            try:
+                self._run(job)
+            finally:
+                with self._lock:
+                    self._running.pop(job.job_id, None)
+                    self._cancel.pop(job.job_id, None)
+                    self.finished.append(job.job_id)
+                self._wake.set()  # another worker may now take a backfill
+
+    def _beat(self) -> None:
+        last_reap = 0.0
+        while not self._stopping.wait(self.heartbeat_seconds):
+            with self._lock:
+                ids = list(self._running)
+            try:
+                flags = J.heartbeat(self.settings, self.owner, ids)
+                with self._lock:
+                    for jid, flag in flags.items():
+                        if jid in self._cancel:
+                            self._cancel[jid] = flag
+                if time.monotonic() - last_reap > 30:
+                    last_reap = time.monotonic()
+                    J.reap(self.settings)
+            except Exception as exc:
+                log.warning("sync job heartbeat failed: %s", exc)
+
+    def _run(self, job: J.Job) -> None:
+        jid = job.job_id
+        settings = self.settings
+        hints: dict = {}
+        tracker = Tracker(lambda p: J.set_progress(settings, jid, p), echo=self.echo, hints=hints)
+
+        def cancel() -> str | None:
+            return self._cancel.get(jid)
+
+        def stop() -> str | None:
+            return self._stop_reason if self._stopping.is_set() else None
+
+        try:
+            result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
+                              progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
+        except Exception as exc:  # the job fails with a sentence; the worker takes the next one
+            log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
+            from ..redaction import redact
+
+            J.finish(settings, jid, "failed", error=redact(f"The sync stopped on an unexpected error: "
+                                                           f"{type(exc).__name__}: {exc}")[:1000])
+            return
+        d = result.to_dict()
+        if result.cancelled and cancel():
+            state, error = "cancelled", f"{cancel()}; every chunk already saved is kept"
+        elif result.cancelled:
+            state = "interrupted"
+            error = (f"{result.cancelled} before this sync finished; the next sync of this organisation resumes "
+                     "from where it got to")
+        elif result.ok:
+            state, error = "done", None
+        else:
+            state, error = "failed", _first_problem(d) or "a step failed: see the steps"
+        tracker.state.update(status=state, message=error or "finished", eta_seconds=None)
+        J.finish(settings, jid, state, error=error, result=d, progress=tracker.state)
+
+
+# -- the app server's pool -----------------------------------------------------------------------
+_pools: dict[str, WorkerPool] = {}
+_pools_lock = threading.Lock()
+
+
+def ensure_background_pool(settings, **kw) -> WorkerPool:
+    """One pool per process and data dir, started on first call (idempotent): the app server runs
+    queued jobs in background threads, outside any page's script run."""
+    key = str(settings.data_dir)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None or pool._stopping.is_set():
+            pool = _pools[key] = WorkerPool(settings, label=kw.pop("label", "app"), **kw).start()
+        return pool
+
+
+def stop_background_pools(reason: str | None = None) -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for p in pools:
+        p.stop(reason)
+
+
+def submit(settings, request, *, tenant_name: str | None = None) -> J.Job:
+    """Queue a sync (or join the tenant's queued/running one) and return the job at once."""
+    return J.enqueue(settings, request, tenant_name=tenant_name)
