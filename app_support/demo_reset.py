@@ -45,6 +45,9 @@ def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = No
 
     for folder in (settings.vault_dir, docs_dir(settings)):
         _empty_folder(folder)
+    from xero_core.practice.spool import Spool
+
+    Spool.for_settings(settings).flush_notes()  # counters it holds in memory, or they come back after the reset
     for store in (spool_path(settings), ratelimit_path(settings)):
         _empty_sqlite(store)
     _forget_scheduler_runs(settings)
