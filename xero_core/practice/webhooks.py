@@ -154,7 +154,14 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         key = None
     if not verify(key, raw_body, signature):
         reason = "no webhook key configured" if not key else ("no signature" if not signature else "bad signature")
+        if reason == "bad signature" and _empty_batch(raw_body):
+            # Intent to Receive: Xero sends one correctly signed empty batch and several wrongly
+            # signed ones, and passes the URL only if those are refused. Correct, not a failure.
+            spool.note("probe_refused", "last_probe_refused_at")
+            log.info("webhook: 401, an Intent to Receive probe with a wrong signature (refusing it is correct)")
+            return 401
         spool.note("rejected", "last_verification_failure_at", {"last_verification_failure": reason})
+        log.info("webhook: 401, %s (%d bytes)", reason, len(raw_body))
         return 401
     try:
         spool.put(raw_body)
@@ -162,9 +169,20 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
     _problems.clear("spool")
+    log.info("webhook: 200, signed delivery queued (%d bytes)", len(raw_body))
     if on_spooled is not None:
         on_spooled()
     return 200
+
+
+def _empty_batch(raw_body: bytes) -> bool:
+    """Whether an (unverified) body is an empty event batch, the shape of an Intent to Receive probe.
+    Only used to word a refusal: nothing in it is trusted."""
+    try:
+        doc = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("events") == []
 
 
 # --------------------------------------------------------------------------- events
@@ -716,6 +734,9 @@ def webhook_status(settings: Settings) -> dict:
         "intent_to_receive_at": stamp("intent_to_receive_at"),
         "deliveries_verified": int(meta.get("count_verified", 0)),
         "deliveries_rejected": int(meta.get("count_rejected", 0)),
+        # Wrongly signed Intent to Receive probes, refused as Xero expects (not failures).
+        "intent_probes_refused": int(meta.get("count_probe_refused", 0)),
+        "last_intent_probe_refused_at": stamp("last_probe_refused_at"),
         "deliveries_malformed": int(meta.get("count_malformed", 0)),
         "spool_backlog": spool.backlog(),
         "events": None,
