@@ -474,6 +474,21 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
         return g, failed
 
 
+def _chunks(groups: list[dict], client_for):
+    """Outcomes in chunks of APPLY_CHUNK groups that asked Xero: events settled without a fetch
+    (ignored) ride along, so a burst of them costs one DuckDB transaction, not one per hundred."""
+    chunk, asked = [], 0
+    for g in groups:
+        o = _outcome(g, client_for)
+        chunk.append(o)
+        asked += 1 if o[1][2] else 0  # bump: an attempt (a fetch, or a connection to reconnect)
+        if asked >= APPLY_CHUNK or len(chunk) >= 20 * APPLY_CHUNK:
+            yield chunk
+            chunk, asked = [], 0
+    if chunk:
+        yield chunk
+
+
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
                    result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None,
                    db_lock=None) -> DrainResult:
@@ -497,8 +512,7 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
         return clients[tenant_id]
 
     groups = _due_groups(settings, now, db_timeout, tenant_id, db_lock)
-    for start in range(0, len(groups), APPLY_CHUNK):
-        outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
+    for outcomes in _chunks(groups, client_for):
         # Network done for this chunk; now one short transaction writes all of it.
         try:
             with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
@@ -590,7 +604,7 @@ class Worker:
     """
 
     def __init__(self, settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, interval: float = 5.0,
-                 db_timeout: float = 2.0, move_gap: float = 0.2, client_factory=None):
+                 db_timeout: float = 2.0, move_gap: float = 1.0, client_factory=None):
         self.settings, self.transport, self.clock = settings, transport, clock
         self.interval, self.db_timeout, self.move_gap = interval, db_timeout, move_gap
         self.client_factory = client_factory
