@@ -1,6 +1,7 @@
 """Admin app: frame (banner, picker, sign-in, errors, reset) and the Connection/callback pages."""
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 import pytest
@@ -103,7 +104,7 @@ def test_status_token_expiry_and_the_60_day_refresh_warning(app_settings, fake_x
     page = texts(at)
     assert "The refresh token expires on" in page and "run a sync" in page
     assert ":orange-badge[Needs reconnect]" in page and "invalid_grant" in page
-    assert "expires 20" in page  # the access token's expiry, as a date
+    assert re.search(r"expires \d{1,2} [A-Z][a-z]{2} 20\d\d \d\d:\d\d ", page)  # the expiry, in XERO_TIMEZONE
 
 
 def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
@@ -244,6 +245,10 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert _handle(b"{}", "bad") == 401  # a refused delivery is counted in the spool
     assert list_connections(app_settings) and any(app_settings.vault_dir.iterdir())
     assert budget_status(app_settings, org)["calls_today"] > 0
+    from xero_core import scheduling
+
+    scheduling.update_state(app_settings, last_run="2026-12-05T06:00:00+11:00", paused=True,
+                            last_result={"ok": True, "tenants": [{"tenant_id": org}]})
 
     at = open_page("clients")
     button(at, "Reset everything").click().run()
@@ -256,6 +261,8 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert list((app_settings.data_dir / "documents").rglob("*.*")) == []
     assert budget_status(app_settings, org)["calls_today"] == 0
     assert webhook_status(app_settings)["last_verification_failure_at"] is None
+    state = scheduling.read_state(app_settings)
+    assert state["last_run"] is None and state["last_result"] is None and state["paused"]  # a pause is a choice
     # the fake forgot the consent too: its connections list is empty for a new grant
     assert "No organisation is connected yet" in texts(open_page("connection"))
 
@@ -298,3 +305,44 @@ def test_oidc_sign_in_when_an_auth_section_is_configured(app_settings, monkeypat
     at.run()
     assert "Signed in as admin@example.com" in texts(at)
     assert "Connection" in [t.value for t in at.title]
+
+
+def test_a_damaged_database_is_one_sentence_on_every_page(app_settings):
+    """Issue 14: was "Something unexpected went wrong" on every page (DuckDB's IOException)."""
+    import os
+
+    app_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app_settings.db_path.write_bytes(os.urandom(32 * 1024))
+    at = new_app().run()
+    for page in PAGES[:-1]:
+        if page != "connection":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+        shown = [e.value for e in at.error]
+        assert len(shown) == 1, (page, shown)
+        assert str(app_settings.db_path) in shown[0] and "move it aside" in shown[0], (page, shown)
+        assert "unexpected" not in texts(at)
+
+
+def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
+    app_settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    app_settings.data_dir.write_text("in the way")
+    at = new_app().run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [e.value for e in at.error]
+    assert shown and all("is a file, not a folder" in x and "XERO_DATA_DIR" in x for x in shown), shown
+    assert "unexpected" not in texts(at)
+
+
+def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_xero):
+    """Issue 14: the page said "Connected" with no hint when the vault file was tampered with."""
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    for path in app_settings.vault_dir.glob("grant-*.vault"):
+        path.write_bytes(path.read_bytes()[:60])
+    at = open_page("connection")
+    assert not at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == 2 and all("truncated" in x for x in shown), shown  # one per tenant, with the fix
+    assert "cannot be read" in texts(at)
+    assert sum("Unusable: syncs cannot run" in m.value for m in at.markdown) == 2, [m.value for m in at.markdown]

@@ -21,75 +21,93 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; put HTTPS in front for Xero)")
     p.add_argument("--set-key", action="store_true", help="read the webhook key from stdin into the vault, then exit")
     p.add_argument("--status", action="store_true", help="print the receiver's status (never the key) and exit")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     p.set_defaults(handler=cmd_webhooks)
 
     p = sub.add_parser("clients", help="the practice's clients: list, add, import a CSV, resolve ambiguous matches")
     cs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = cs.add_parser("list", help="list clients and their Xero / XPM links")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_list)
     a = cs.add_parser("add", help="add a client by hand")
-    a.add_argument("name")
-    a.add_argument("--email")
-    a.add_argument("--phone")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("name", help="the client's name, e.g. \"Acme Pty Ltd\"")
+    a.add_argument("--email", help="the client's email address (used to match the Xero contact)")
+    a.add_argument("--phone", help="the client's phone number")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_add)
     a = cs.add_parser("import", help="import clients from a CSV with a header row: name,email,phone")
-    a.add_argument("csv", metavar="CSV")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("csv", metavar="CSV", help="a CSV file with a header row name,email,phone")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_import)
     a = cs.add_parser("candidates", help="ambiguous matches waiting for an admin")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_candidates)
     a = cs.add_parser("resolve", help="link a client to a Xero contact (or XPM client) by hand")
-    a.add_argument("--client", required=True, metavar="ID")
-    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--client", required=True, metavar="ID", help="the client id (see `clients list`)")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--contact", required=True, metavar="ID", help="the Xero ContactID (or XPM client ID)")
     a.set_defaults(handler=cmd_clients_resolve)
-    a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now")
-    a.add_argument("--json", action="store_true")
+    a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now, then "
+                                   "report the reconciliation (imported, matched, ambiguous, skipped and why)")
+    a.add_argument("--json", action="store_true", help="print one JSON document (the sync's steps and each report)")
     a.set_defaults(handler=cmd_practice_sync)
+    a = cs.add_parser("match", help="match the contacts already synced to clients now (no call to Xero) and report")
+    a.add_argument("--tenant", metavar="ID", help="only this connected tenant (default: every one)")
+    a.add_argument("--json", action="store_true", help="print one JSON document: a report per tenant")
+    a.set_defaults(handler=cmd_clients_match)
+    a = cs.add_parser("skipped", help="Xero contacts that are not clients, and why (suppliers, government ...)")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant's contacts")
+    a.add_argument("--json", action="store_true", help="print one JSON document")
+    a.set_defaults(handler=cmd_clients_skipped)
+    a = cs.add_parser("link-contact", help="make a Xero contact a client by hand (a supplier, a government body ...)")
+    a.add_argument("contact", metavar="CONTACT_ID", help="the Xero ContactID (see `clients skipped`)")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the organisation the contact belongs to")
+    a.add_argument("--client", metavar="ID", help="link it to this existing client instead of adding a new one")
+    a.add_argument("--json", action="store_true", help="print the client as JSON")
+    a.set_defaults(handler=cmd_clients_link_contact)
 
     p = sub.add_parser("documents", help="client documents pushed to Xero Files")
     ds = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = ds.add_parser("add", help="add a file for a client")
-    a.add_argument("--client", required=True, metavar="ID")
-    a.add_argument("file", metavar="FILE")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--client", required=True, metavar="ID", help="the client id (see `clients list`)")
+    a.add_argument("file", metavar="FILE", help="the document to keep and push (a type Xero Files accepts, up to 10 MB)")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_add)
     a = ds.add_parser("push", help="push pending documents to Xero Files")
     g = a.add_mutually_exclusive_group()
     g.add_argument("--retry-failed", action="store_true", help="also retry every failed push")
     g.add_argument("--document", metavar="ID", help="push (or retry) this one document")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_push)
+    a = ds.add_parser("queue", help="documents not in Xero yet: why each waits and when the next attempt is")
+    a.add_argument("--json", action="store_true", help="print one JSON document")
+    a.set_defaults(handler=cmd_documents_queue)
     a = ds.add_parser("list", help="documents and their push status")
-    a.add_argument("--client", metavar="ID")
-    a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped"))
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--client", metavar="ID", help="only this client id (see `clients list`)")
+    a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped", "gave_up"), help="only this status")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_list)
 
     p = sub.add_parser("xpm", help="Xero Practice Manager: sync jobs, map job states to document chasing")
     xs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = xs.add_parser("sync", help="sync Practice Manager jobs (all PRACTICEMANAGER tenants, or --tenant)")
-    a.add_argument("--tenant", metavar="ID")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_sync)
     a = xs.add_parser("map", help="mark a job state as 'needs documents' (or --off to unmark); no --state: show")
-    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--state", action="append", default=[], metavar="NAME", help="a state's display name (repeatable)")
     a.add_argument("--off", action="store_true", help="remove these states from the mapping")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_map)
     a = xs.add_parser("enable", help="turn document chasing on (or --off) for a Practice Manager connection")
-    a.add_argument("--tenant", required=True, metavar="ID")
-    a.add_argument("--off", action="store_true")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
+    a.add_argument("--off", action="store_true", help="turn document chasing off instead of on")
     a.set_defaults(handler=cmd_xpm_enable)
     a = xs.add_parser("campaigns", help="chase campaigns")
-    a.add_argument("--tenant", metavar="ID")
-    a.add_argument("--status", choices=("open", "completed"))
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
+    a.add_argument("--status", choices=("open", "completed"), help="only campaigns in this state")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_campaigns)
 
 
@@ -102,6 +120,33 @@ def _out(args, doc, lines) -> None:
 
 
 # -- webhooks ------------------------------------------------------------------------------------
+def _when(v) -> str:
+    return v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else (str(v) if v else "never")
+
+
+def webhook_status_lines(st: dict) -> list[str]:
+    """`webhooks --status` for people (--json prints the dict itself). Never the key."""
+    key = f"set ({st['key_mask']})" if st.get("key_configured") else "not set: every delivery gets 401"
+    lines = [
+        f"Webhook key: {key}",
+        f"Intent to Receive: {'passed, last ' + _when(st.get('intent_to_receive_at')) if st.get('intent_to_receive_passed') else 'not yet'}",
+        f"Last event received: {_when(st.get('last_event_received_at'))}; {st.get('deliveries_verified', 0)} deliveries verified",
+    ]
+    if st.get("intent_probes_refused"):
+        lines.append(f"  {st['intent_probes_refused']} wrongly signed Intent to Receive probe(s) refused, as Xero "
+                     "expects (it sends one good and several deliberately bad signatures): not failures")
+    failure = st.get("last_verification_failure")
+    lines.append(f"Last refused delivery: {_when(st.get('last_verification_failure_at'))}"
+                 + (f" ({failure}); {st.get('deliveries_rejected', 0)} refused in all" if failure else ""))
+    if st.get("deliveries_malformed"):
+        lines.append(f"Signed but malformed deliveries: {st['deliveries_malformed']}")
+    events = st.get("events")
+    lines.append("Events in the database: " + (", ".join(f"{n} {k}" for k, n in sorted(events.items())) or "none")
+                 if events is not None else "Events in the database: not readable now (a sync holds it)")
+    lines.append(f"Waiting in the spool: {st.get('spool_backlog', 0)}")
+    return lines
+
+
 def cmd_webhooks(args) -> int:
     from ..practice import webhooks as W
 
@@ -113,7 +158,7 @@ def cmd_webhooks(args) -> int:
         return 0
     if args.status:
         st = W.webhook_status(settings)
-        _out(args, st, [f"{k}: {v}" for k, v in st.items()])
+        _out(args, st, webhook_status_lines(st))
         return 0
     from ..practice.spool import Spool
     from ..practice.webhook_server import serve
@@ -188,14 +233,75 @@ def cmd_clients_resolve(args) -> int:
     return 0
 
 
+def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
+    from ..practice.matching import SKIP_REASONS
+
+    if not report:
+        return [f"{tenant_name}: no reconciliation yet"]
+    lines = [f"{tenant_name}: imported {report.get('imported', 0)}, matched {report.get('matched', 0)}, "
+             f"{report.get('already_linked', 0)} already linked, {report.get('ambiguous', 0)} ambiguous"
+             + (f" ({report['waiting']} client(s) waiting: `clients candidates`)" if report.get("waiting") else "")
+             + f", skipped {report.get('skipped', 0)}" + (f" ({when})" if when else "")]
+    if report.get("removed"):
+        lines.append(f"  removed {report['removed']} client(s) an earlier version imported from non-customers")
+    examples = report.get("skipped_examples") or {}
+    for reason, n in sorted((report.get("skipped_by_reason") or {}).items(), key=lambda kv: -kv[1]):
+        ex = examples.get(reason) or []
+        lines.append(f"  skipped {n} {SKIP_REASONS.get(reason, reason)}" + (f": {', '.join(ex)}" + (", ..." if n > len(ex) else "") if ex else ""))
+    return lines
+
+
 def cmd_practice_sync(args) -> int:
     from ..pipeline.run import sync_practices as sync_all_practices
+    from ..practice import clients as C
 
-    res = sync_all_practices(load_settings(), trigger="cli")
-    _out(args, res, [f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
+    settings = load_settings()
+    res = sync_all_practices(settings, trigger="cli")
+    reports = {r["tenant_id"]: r for r in C.last_reconciliations(settings)}
+    for r in res:
+        last = reports.get(r["tenant_id"])
+        if r.get("clients") is None and last is not None:
+            r["clients"] = last.get("report")
+    lines = []
+    for r in res:
+        lines.append(f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
                      + "".join(f"\n  {s['step']}: {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
-                               for s in r.get("steps") or []) for r in res] or ["no connected tenants"])
+                               for s in r.get("steps") or []))
+        if r.get("clients"):
+            lines += ["  " + x for x in _report_lines("clients", r["clients"])]
+    _out(args, res, lines or ["no connected tenants"])
     return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
+
+
+def cmd_clients_match(args) -> int:
+    from ..practice import clients as C
+
+    res = C.match_clients_now(load_settings(), tenant_id=args.tenant, trigger="cli")
+    lines = []
+    for r in res:
+        lines += [f"{r['tenant_name']}: failed: {r['error']}"] if r["error"] else _report_lines(r["tenant_name"], r["report"])
+    _out(args, res, lines or ["no connected tenant" + (f" {args.tenant}" if args.tenant else "")])
+    return 0 if res and all(r["status"] == "success" for r in res) else 1
+
+
+def cmd_clients_skipped(args) -> int:
+    from ..practice import clients as C
+
+    rows = C.skipped_contacts(load_settings(), args.tenant)
+    _out(args, rows, [f"{r['contact_id']}  {r['name'] or '-'!s:40.40}  {r['why']}" for r in rows]
+         + ([f"add one by hand: python -m xero_core clients link-contact CONTACT_ID --tenant {rows[0]['tenant_id']}"]
+            if rows else ["every active contact is a client"]))
+    return 0
+
+
+def cmd_clients_link_contact(args) -> int:
+    from ..practice import clients as C
+
+    settings = load_settings()
+    cid = C.add_client_from_contact(settings, args.tenant, args.contact, client_id=args.client)
+    row = C.get_client(settings, cid)
+    _out(args, row, [f"client {cid} ({row['name']}) is linked to Xero contact {args.contact}"])
+    return 0
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -212,8 +318,21 @@ def cmd_documents_push(args) -> int:
     from ..practice import documents as D
 
     s = D.push_documents(load_settings(), document_id=args.document, retry_failed=args.retry_failed)
-    _out(args, s.as_dict(), s.messages + [f"pushed {s.pushed}, failed {s.failed}, skipped {s.skipped}"])
+    _out(args, s.as_dict(), s.messages + [f"pushed {s.pushed}, failed {s.failed} (gave up {s.gave_up}), "
+                                          f"waiting {s.skipped}"])
     return 1 if s.failed else 0
+
+
+def cmd_documents_queue(args) -> int:
+    from ..clock import SYSTEM_CLOCK
+    from ..practice import documents as D
+
+    rows = D.push_queue(load_settings(), now=SYSTEM_CLOCK.now())
+    _out(args, rows, [f"{r['document_id']}  {r['client_name'] or r['client_id']!s:28.28}  {r['file_name']!s:30.30}  "
+                      f"{r['status']:8} {r['why']}" + (f"  next attempt {r['next_attempt_at']:%Y-%m-%d %H:%M %Z}"
+                                                    if r["next_attempt_at"] else "") for r in rows]
+         or ["nothing waiting: every document is in Xero"])
+    return 0
 
 
 def cmd_documents_list(args) -> int:
