@@ -569,7 +569,7 @@ class _Problems:
 
     def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
         with self._lock:
-            new = self._current.get(where) != sentence
+            new = sentence not in self._current.values()  # the mover and the processor meet the same fault
             self._current[where] = sentence
         if not new:
             log.debug("webhook %s: still failing: %s", where, sentence)
