@@ -1,8 +1,10 @@
 """Connection: each organisation's status, Connect (real OAuth redirect), Disconnect, OAuth advice."""
+import time
+
 import streamlit as st
 
 from app_support import demo_services, engine, widgets
-from app_support.connect import consent_settled, consent_url, forget_consent_url, known_oauth_errors, token_summary
+from app_support.connect import CONSENT_LINK_TTL, consent_settled, consent_url, forget_consent_url, known_oauth_errors, token_summary
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
 
@@ -78,14 +80,28 @@ if fake_down:
                    f"{s.unreachable_hint} This page updates by itself once it answers.", icon=":material/cloud_off:")
 
 
-@st.fragment(run_every=2)
+CLICKED = "_connect_clicked"
+
+
+def _clicked() -> None:
+    st.session_state[CLICKED] = time.time()
+
+
+# Poll only while it matters: after Connect to Xero was clicked (until the link's lifetime ends) or
+# while the fake is down. (Streamlit folds a timer tick that lands on a pending page switch into a
+# rerun of this page, so an always-on timer could swallow a click in the menu.)
+waiting = time.time() - st.session_state.get(CLICKED, 0) < CONSENT_LINK_TTL
+
+
+@st.fragment(run_every=2 if (waiting or fake_down) else None)
 def watch() -> None:
     """Redraw the page by itself when another tab finishes the connection (Xero's consent page
     opens in a new tab and lands on /callback there), when the consent link is due for renewal,
     and in mock mode when the fake Xero comes up. Each tick is a file check (and a loopback
     health check while the fake is down)."""
-    if consent_settled(s) or (fake_down and demo_services.fake_answers(s)):
+    if (waiting and consent_settled(s)) or (fake_down and demo_services.fake_answers(s)):
         forget_consent_url()
+        st.session_state.pop(CLICKED, None)
         st.cache_data.clear()
         st.rerun(scope="app")
 
@@ -99,7 +115,8 @@ with shown_errors():
         f"and Xero sends you back to `{s.redirect_uri}`, which finishes the connection. "
         "Reconnecting an organisation uses the same button."
     )
-    st.link_button("Connect to Xero", url, type="primary", icon=":material/add_link:", disabled=fake_down)
+    st.link_button("Connect to Xero", url, type="primary", icon=":material/add_link:", disabled=fake_down,
+                   on_click=_clicked)
     st.caption("The link is single-use and valid for 10 minutes; this page makes a fresh one when needed.")
 
 with st.expander("If connecting fails: what each Xero error means"):

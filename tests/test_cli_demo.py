@@ -127,3 +127,43 @@ def test_a_fake_the_demo_starts_ends_with_it(tmp_path):
     else:
         raise AssertionError("the owned fake outlived the process that started it")
     assert "ended: stopping the fake Xero" in (tmp_path / "fake" / "fake-xero.log").read_text()
+
+
+def test_no_emoji_in_the_admin_app():
+    """Debian's chromium has no emoji font: status icons are Material icons or text."""
+    import re
+
+    emoji = re.compile("[\u2600-\u27bf\u2b00-\u2bff\U0001F000-\U0001FAFF\ufe0f]")
+    files = [ROOT / "app.py", *(ROOT / "app_support").glob("*.py"), *(ROOT / "pages").glob("*.py")]
+    found = [f"{f.name}:{n}" for f in files for n, line in enumerate(f.read_text().splitlines(), 1)
+             if emoji.search(line)]
+    assert not found, found
+
+
+def test_the_app_url_follows_the_real_port_and_the_fake_learns_its_redirect(tmp_path, monkeypatch):
+    import httpx
+
+    from app_support.demo_services import follow_app_port
+    from xero_core.fake import FakeXero
+
+    for k in [k for k in os.environ if k.startswith("XERO_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("XERO_ENV_FILE", "/dev/null")
+    follow_app_port(8600)
+    assert os.environ["XERO_APP_URL"] == "http://localhost:8600"
+    monkeypatch.setenv("XERO_APP_URL", "https://admin.example.com")
+    follow_app_port(8601)
+    assert os.environ["XERO_APP_URL"] == "https://admin.example.com"  # a configured URL wins
+
+    fake = FakeXero(seed=5, today=datetime(2026, 12, 5).date(), tenants=1, practices=0)
+    env = _env(tmp_path, XERO_APP_URL="http://localhost:8600")
+    s = load_settings(env)
+    from xero_core import oauth
+
+    refused = httpx.Client(transport=fake.transport()).get(oauth.begin_connect(s))
+    assert refused.status_code == 400 and "is not registered" in refused.text
+    r = fake.handle(httpx.Request("POST", "http://fake/_fake/apps/redirect-uri",
+                                  json={"redirect_uri": "http://localhost:8600/callback"}))
+    assert r.status_code == 200 and "http://localhost:8600/callback" in r.json()["redirect_uris"]
+    back = fake.consent(oauth.begin_connect(s))
+    assert back.startswith("http://localhost:8600/callback?code=")
