@@ -138,20 +138,10 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
     sync_log write that fails (disk full, database held), never stops the others: every step is
     attempted or skipped with a reason, and a SyncResult always comes back.
     """
-    from ..connections import get_connection, record_sync
+    from ..connections import record_sync
 
     clock = clock or SYSTEM_CLOCK
-    conn = get_connection(settings, tenant_id)
-    if conn is None:
-        raise ValueError(f"tenant {tenant_id} is not connected: run `python -m xero_core connect` first "
-                         "(`python -m xero_core status` lists connected tenants)")
     run_id = run_id or uuid.uuid4().hex
-    result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
-                        tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
-    today = today or _today(settings, clock)
-    week_list = week_list_for(settings, today, weeks, week_ending)
-    period = (week_start(week_list[0]), week_list[-1]) if week_list else None
-    steps = steps_for(conn.get("tenant_type") or "")
 
     def emit(step: str, status: str, message: str, fraction: float | None = None, rows: int | None = None) -> None:
         if progress:
@@ -160,6 +150,22 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                           "fraction": fraction, "rows": rows})
             except Exception:
                 pass
+
+    # The first open of the run: a file held by a notebook shows as "waiting for the database" at once.
+    try:
+        conn = _with_db(settings, lambda t: _read_connection(settings, tenant_id, t), emit, cancel,
+                        first_timeout=DB_FIRST_TIMEOUT)
+    except SyncCancelled as exc:
+        return SyncResult(tenant_id=tenant_id, run_id=run_id, trigger=trigger, cancelled=exc.message)
+    if conn is None:
+        raise ValueError(f"tenant {tenant_id} is not connected: run `python -m xero_core connect` first "
+                         "(`python -m xero_core status` lists connected tenants)")
+    result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
+                        tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
+    today = today or _today(settings, clock)
+    week_list = week_list_for(settings, today, weeks, week_ending)
+    period = (week_start(week_list[0]), week_list[-1]) if week_list else None
+    steps = steps_for(conn.get("tenant_type") or "")
 
     def log_row(**kw) -> str | None:
         """One sync_log row; a failure to write it is reported on the step, never raised."""
@@ -314,6 +320,13 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                 finished_at=now, period=None)
         emit("sync", "skipped", str(busy))
     return result
+
+
+def _read_connection(settings, tenant_id: str, timeout: float) -> dict | None:
+    with db.connect(settings.db_path, timeout=timeout) as con:
+        row = con.execute("SELECT tenant_name, tenant_type, status, status_reason FROM connections "
+                          "WHERE tenant_id = ?", [tenant_id]).fetchone()
+    return dict(zip(("tenant_name", "tenant_type", "status", "status_reason"), row)) if row else None
 
 
 def _log(settings, timeout: float, **kw) -> None:
