@@ -65,6 +65,7 @@ def callback_url(s: Settings, params: Mapping[str, Any]) -> str:
 class TokenSummary:
     access: str
     warning: str | None = None
+    unusable: bool = False  # no token can be read (tampered vault file, wrong key): syncs cannot run
 
 
 def _dt(v: Any) -> datetime | None:
@@ -81,13 +82,17 @@ def _dt(v: Any) -> datetime | None:
 
 def token_summary(s: Settings, tenant_id: str) -> TokenSummary:
     """Expiry facts only (never a token): access-token expiry and the 60-day refresh-token warning."""
+    from xero_core.errors import VaultError
+
     try:
         facts = engine.token_summary(s, tenant_id)
     except engine.NotAvailable:
         return TokenSummary("details not available yet")
+    except VaultError as exc:  # the connection row says connected, but no sync can run (issue 14)
+        return TokenSummary("cannot be read", str(exc), unusable=True)
     if not facts or not facts.get("has_tokens"):
         return TokenSummary("none stored", "No token is stored for this organisation: use Connect to Xero "
-                                           "to reconnect it.")
+                                           "to reconnect it.", unusable=True)
     expires = _dt(facts.get("access_expires_at"))
     if expires is None:
         access = "unknown expiry"

@@ -7,6 +7,7 @@ traceback, where an operator can read it) and shown as a short apology with what
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 from typing import Iterator
 
@@ -29,6 +30,18 @@ from xero_core.settings import SettingsError
 from .engine import NotAvailable
 
 log = logging.getLogger("ledgerlink.app")
+
+# The sentences already shown in this script run: a damaged database or an unwritable data dir
+# fails every section of a page the same way, and one sentence says it (shell.main resets it).
+_SHOWN: contextvars.ContextVar[set | None] = contextvars.ContextVar("ledgerlink_errors_shown", default=None)
+
+
+def begin_run() -> contextvars.Token:
+    return _SHOWN.set(set())
+
+
+def end_run(token: contextvars.Token) -> None:
+    _SHOWN.reset(token)
 
 
 def next_step(exc: BaseException) -> str:
@@ -80,7 +93,13 @@ def show(exc: BaseException) -> None:
     if isinstance(exc, NotAvailable):
         st.info(f"{exc} The other pages keep working.", icon=":material/hourglass_empty:")
     elif isinstance(exc, (LedgerlinkError, SettingsError)):
-        st.error(say(exc), icon=":material/error:")
+        text = say(exc)
+        shown = _SHOWN.get()
+        if shown is not None and isinstance(exc, StorageError):
+            if text in shown:
+                return
+            shown.add(text)
+        st.error(text, icon=":material/error:")
     else:
         log.exception("unexpected error on an admin page")
         st.error(

@@ -5,7 +5,7 @@ import contextvars
 
 import streamlit as st
 
-from . import auth, widgets
+from . import auth, guard, widgets
 from .guard import shown_errors
 
 PAGES = (
@@ -38,9 +38,11 @@ def ensure_frame() -> None:
 
 def main() -> None:
     token = _IN_FRAME.set(True)
+    shown = guard.begin_run()
     try:
         _main()
     finally:
+        guard.end_run(shown)
         _IN_FRAME.reset(token)
 
 

@@ -600,25 +600,14 @@ class Soak:
                 want = org.bank_summary(week_start(we), we)
                 if got != want:
                     diffs.append(f"cash_position_weekly {we}: {got} != {want}")
-            want_rev: dict[tuple, list] = defaultdict(lambda: [0, 0, 0])
-            for inv in org.invoices:
-                if inv.type != "ACCREC" or inv.status not in ("AUTHORISED", "PAID"):
-                    continue
-                groups: dict[tuple, list] = defaultdict(lambda: [0, 0])
-                for ln in inv.lines:
-                    key = (ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")
-                    groups[key][0] += ln.amount
-                    groups[key][1] += ln.tax
-                for (region, job), (amount, tax) in groups.items():
-                    w = want_rev[(week_ending_for(inv.date, s.week_ends_on), region, job)]
-                    w[0] += 1
-                    w[1] += amount
-                    w[2] += tax
+            # revenue_weekly: sales invoices net of sales credit notes, per week (the fake's own truth)
             got_rev = {(r[0], r[1], r[2]): tuple(r[3:]) for r in q(
-                "SELECT week_ending, region, revenue_type, invoice_count, subtotal, total_tax, total FROM revenue_weekly "
-                "WHERE tenant_id = ?")}
-            want_rev2 = {k: (n, Decimal(a) * CENT, Decimal(t) * CENT, Decimal(a + t) * CENT)
-                         for k, (n, a, t) in want_rev.items()}
+                "SELECT week_ending, region, revenue_type, invoice_count, credit_note_count, subtotal, total_tax, total "
+                "FROM revenue_weekly WHERE tenant_id = ?")}
+            weeks = {k[0] for k in got_rev} | {week_ending_for(d.date, s.week_ends_on)
+                                              for d in (*org.invoices, *org.credit_notes)}
+            want_rev2 = {(we, region, job): (v["invoices"], v["credit_notes"], v["subtotal"], v["total_tax"], v["total"])
+                         for we in weeks for (region, job), v in org.sales_revenue(week_start(we), we).items()}
             for k in set(got_rev) | set(want_rev2):
                 if got_rev.get(k) != want_rev2.get(k):
                     diffs.append(f"revenue_weekly {k}: {got_rev.get(k)} != {want_rev2.get(k)}")

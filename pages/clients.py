@@ -32,10 +32,68 @@ def _done(msg: str) -> None:
 def _pushed(summary) -> None:
     r = widgets.as_dict(summary)
     msg = f"Pushed {r.get('pushed', 0)}, failed {r.get('failed', 0)}, waiting {r.get('skipped', 0)}."
+    if r.get("gave_up"):
+        msg += f" Gave up on {r['gave_up']} after repeated failures: retry by hand once the cause is fixed."
     if r.get("messages"):
         msg += " " + " ".join(r["messages"][:5])
     _done(msg)
 
+
+SKIP_WORDS = {
+    "supplier_only": "suppliers only", "government": "government bodies", "placeholder": "placeholders (Cash Sales ...)",
+    "not_customer": "not customers", "archived": "archived in Xero", "merged": "merged into another contact",
+    "no_name": "without a name",
+}
+
+# -- Reconciliation: Xero contacts -> clients -------------------------------------------------
+st.subheader("Matching Xero contacts to clients")
+st.caption("Every sync matches the organisation's contacts to your clients: customers become clients, existing "
+           "clients are matched (Xero id, then email, then name) and never duplicated, ambiguous ones wait below, "
+           "suppliers, government bodies and placeholders such as Cash Sales are left out unless you add them.")
+with shown_errors():
+    reports = widgets.as_rows(engine.last_reconciliations(s))
+    if not reports:
+        st.info("No reconciliation yet: sync an organisation, or press Match clients now.")
+    for rec in reports:
+        rep = rec.get("report") or {}
+        with st.container(border=True, key=f"recon-{rec['tenant_id']}"):
+            st.markdown(f"**{rec.get('tenant_name') or rec['tenant_id']}**: last reconciliation "
+                        f"{widgets.when(rec.get('finished_at'))} ({rec.get('trigger') or 'sync'})")
+            if rec.get("status") == "failed":
+                st.error(f"It failed: {rec.get('error')}", icon=":material/error:")
+                continue
+            m = st.columns(5)
+            m[0].metric("Imported", rep.get("imported", 0))
+            m[1].metric("Matched", rep.get("matched", 0))
+            m[2].metric("Already linked", rep.get("already_linked", 0))
+            m[3].metric("Ambiguous", rep.get("ambiguous", 0))
+            m[4].metric("Skipped", rep.get("skipped", 0))
+            why = rep.get("skipped_by_reason") or {}
+            examples = rep.get("skipped_examples") or {}
+            lines = [f"- {n} {SKIP_WORDS.get(k, k)}" + (f": {', '.join(examples.get(k) or [])}" if examples.get(k) else "")
+                     for k, n in sorted(why.items(), key=lambda kv: -kv[1])]
+            if lines:
+                st.markdown("Skipped, and why:\n" + "\n".join(lines))
+            if rep.get("waiting"):
+                st.caption(f"{rep['waiting']} client(s) wait for your choice under Ambiguous matches.")
+            if rep.get("removed"):
+                st.caption(f"Removed {rep['removed']} client(s) that an earlier version imported from non-customers.")
+    if st.button("Match clients now", icon=":material/sync:", help="Match the contacts already synced, without calling Xero"):
+        done = engine.match_clients_now(s, trigger="app")
+        parts = [f"{r.get('tenant_name')}: {r.get('summary')}" for r in widgets.as_rows(done)]
+        _done("Matched. " + (" ".join(parts) if parts else "No connected organisation."))
+
+with shown_errors():
+    skipped = [c for c in widgets.as_rows(engine.skipped_contacts(s)) if c.get("reason")]
+    if skipped:
+        with st.expander(f"Xero contacts that are not clients ({len(skipped)}): add one by hand"):
+            by_key = {f"{c['tenant_id']}|{c['contact_id']}": c for c in skipped}
+            pick = st.selectbox("Contact", list(by_key), key="skipped_pick",
+                                format_func=lambda k: f"{by_key[k]['name']} ({by_key[k]['why']})")
+            if st.button("Add this contact as a client", key="skipped_add"):
+                c = by_key[pick]
+                engine.add_client_from_contact(s, c["tenant_id"], c["contact_id"])
+                _done(f"Added {c['name']} as a client, linked to its Xero contact.")
 
 clients = []
 with shown_errors():
@@ -150,11 +208,26 @@ with shown_errors():
         st.dataframe(
             [{"file": d.get("file_name"), "client": d.get("client_name") or d.get("client_id"),
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
-              "pushed": d.get("pushed_at"), "size (bytes)": d.get("size_bytes")} for d in docs],
+              "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None,
+              "size (bytes)": d.get("size_bytes")} for d in docs],
             hide_index=True, width="stretch",
         )
+        queue = widgets.as_rows(engine.push_queue(s))
+        st.markdown("**Push queue**")
+        if queue:
+            st.caption("Every sync pushes what is ready and retries failures with growing waits (5 min, 10 min, "
+                       "... up to a day); after many failures it gives up and waits for you.")
+            st.dataframe(
+                [{"file": q.get("file_name"), "client": q.get("client_name") or q.get("client_id"),
+                  "status": q.get("status"), "why it waits": q.get("why"), "attempts": q.get("attempts"),
+                  "next attempt": widgets.when(q.get("next_attempt_at")) if q.get("next_attempt_at") else None}
+                 for q in queue],
+                hide_index=True, width="stretch", key="push_queue",
+            )
+        else:
+            st.caption("Nothing waiting: every document is in Xero.")
         waiting = [d for d in docs if d.get("status") in ("pending", "skipped")]
-        failed = [d for d in docs if d.get("status") == "failed"]
+        failed = [d for d in docs if d.get("status") in ("failed", "gave_up")]
         if waiting and st.button(f"Push {len(waiting)} waiting document(s) to Xero Files", type="primary"):
             _pushed(engine.push_documents(s))
         for d in failed:

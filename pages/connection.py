@@ -35,7 +35,11 @@ with shown_errors():
             if status != "disconnected":
                 tok = token_summary(s, tid)
                 info[2].markdown(f"**Access token**  \n{tok.access}")
-                if tok.warning:
+                if tok.unusable and status == "connected":
+                    badges.badge("Unusable: syncs cannot run", color="red", icon=":material/block:")
+                if tok.unusable:
+                    st.error(tok.warning, icon=":material/key_off:")
+                elif tok.warning:
                     st.warning(tok.warning, icon=":material/schedule:")
             if c.get("tier_note"):
                 st.caption(c["tier_note"])

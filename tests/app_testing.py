@@ -22,10 +22,13 @@ TIMEOUT = 30
 
 
 @pytest.fixture
-def fake_xero():
+def fake_xero(request):
+    """The fake on its FakeClock's fixed day, or for a date-sensitive test (taking test_today, whose
+    clock conftest moves) on the test date, so the app's sync and the fake's data end on the same day."""
     from xero_core.fake import FakeXero, serve
 
-    fake = FakeXero(seed=11, tenants=1, practices=1, invoices=80)  # small: fast syncs
+    today = request.getfixturevalue("test_today") if "test_today" in request.fixturenames else None
+    fake = FakeXero(seed=11, today=today, tenants=1, practices=1, invoices=80)  # small: fast syncs
     server = serve(fake, port=0)
     try:
         yield fake, server

@@ -1,11 +1,87 @@
-"""Shared fixtures. Every test gets its own data dir under tmp_path; nothing touches ./data."""
+"""Shared fixtures. Every test gets its own data dir under tmp_path; nothing touches ./data.
+
+The test date (issue 13 §1: no test may depend on the date it runs)
+-------------------------------------------------------------------
+A test that reads dates pins them: the fake's `today=`, a `FakeClock`, `today=` arguments, or for a
+date-sensitive test, the `test_today` fixture. A test taking `test_today` is marked `dates`
+(automatically) and runs on:
+
+* the real date (UTC) by default, so each day's run tries a new one;
+* each date in `LEDGERLINK_TEST_TODAY=YYYY-MM-DD[,YYYY-MM-DD...]` otherwise (the test's id gets
+  `[date]`). For each, the fixture moves this process's clock onto that day with time-machine
+  (whole days, real time of day, ticking) and sets `XERO_TODAY` for the subprocesses the test starts
+  (the product's SYSTEM_CLOCK and clock.today() make the same whole-day shift; so does the fake's
+  `--today`). scripts/test runs `-m dates` at the month ends, year ends, DST changes and leap day
+  listed there.
+
+A failure at a date reproduces with `LEDGERLINK_TEST_TODAY=that-date bash scripts/test -m dates`.
+"""
 from __future__ import annotations
 
+import os
 import secrets
+from datetime import date, datetime, timezone
 
 import pytest
 
 from xero_core.settings import Settings, load_settings
+
+TEST_TODAY_ENV = "LEDGERLINK_TEST_TODAY"
+
+
+def test_dates() -> list[date]:
+    """The dates LEDGERLINK_TEST_TODAY asks for (empty: the real date, no pinning)."""
+    raw = os.environ.get(TEST_TODAY_ENV, "").strip()
+    try:
+        return [date.fromisoformat(part.strip()) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise pytest.UsageError(f"{TEST_TODAY_ENV}={raw!r}: give dates as YYYY-MM-DD, separated by commas.") from None
+
+
+test_dates.__test__ = False  # a helper, not a test
+
+
+def pytest_report_header(config):
+    dates = test_dates()
+    if dates:
+        return f"test date ({TEST_TODAY_ENV}): {', '.join(d.isoformat() for d in dates)}"
+    return f"test date: {datetime.now(timezone.utc).date()} (today, UTC; {TEST_TODAY_ENV}=YYYY-MM-DD pins another)"
+
+
+def pytest_generate_tests(metafunc):
+    if "test_today" in metafunc.fixturenames:
+        dates = test_dates()
+        if dates:
+            metafunc.parametrize("test_today", dates, indirect=True, scope="module",
+                                 ids=[d.isoformat() for d in dates])
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        wants = "test_today" in getattr(item, "fixturenames", ())
+        marked = item.get_closest_marker("dates") is not None
+        if wants and not marked:
+            item.add_marker(pytest.mark.dates)
+        elif marked and not wants:
+            raise pytest.UsageError(f"{item.nodeid} is marked dates but does not take the test_today fixture: "
+                                    "take it (the date to use) or drop the marker.")
+
+
+@pytest.fixture(scope="module")
+def test_today(request):
+    """The date a date-sensitive test runs on: today (UTC), or each LEDGERLINK_TEST_TODAY date, with
+    this process's clock moved there and XERO_TODAY set for subprocesses (see the module doc)."""
+    day = getattr(request, "param", None)
+    if day is None:
+        yield datetime.now(timezone.utc).date()
+        return
+    import time_machine
+
+    real = datetime.now(timezone.utc)
+    with pytest.MonkeyPatch.context() as mp, \
+            time_machine.travel(datetime.combine(day, real.timetz()), tick=True):
+        mp.setenv("XERO_TODAY", day.isoformat())
+        yield day
 
 
 @pytest.fixture

@@ -298,3 +298,44 @@ def test_oidc_sign_in_when_an_auth_section_is_configured(app_settings, monkeypat
     at.run()
     assert "Signed in as admin@example.com" in texts(at)
     assert "Connection" in [t.value for t in at.title]
+
+
+def test_a_damaged_database_is_one_sentence_on_every_page(app_settings):
+    """Issue 14: was "Something unexpected went wrong" on every page (DuckDB's IOException)."""
+    import os
+
+    app_settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app_settings.db_path.write_bytes(os.urandom(32 * 1024))
+    at = new_app().run()
+    for page in PAGES[:-1]:
+        if page != "connection":
+            at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+        shown = [e.value for e in at.error]
+        assert len(shown) == 1, (page, shown)
+        assert str(app_settings.db_path) in shown[0] and "move it aside" in shown[0], (page, shown)
+        assert "unexpected" not in texts(at)
+
+
+def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
+    app_settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    app_settings.data_dir.write_text("in the way")
+    at = new_app().run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [e.value for e in at.error]
+    assert shown and all("is a file, not a folder" in x and "XERO_DATA_DIR" in x for x in shown), shown
+    assert "unexpected" not in texts(at)
+
+
+def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_xero):
+    """Issue 14: the page said "Connected" with no hint when the vault file was tampered with."""
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    for path in app_settings.vault_dir.glob("grant-*.vault"):
+        path.write_bytes(path.read_bytes()[:60])
+    at = open_page("connection")
+    assert not at.exception
+    shown = [e.value for e in at.error]
+    assert len(shown) == 2 and all("truncated" in x for x in shown), shown  # one per tenant, with the fix
+    assert "cannot be read" in texts(at)
+    assert sum("Unusable: syncs cannot run" in m.value for m in at.markdown) == 2, [m.value for m in at.markdown]

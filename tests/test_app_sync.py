@@ -101,7 +101,7 @@ def test_scheduler_not_running_is_explained(app_settings):
     assert "not running" in texts(at) and "python scheduler.py" in texts(at)
 
 
-def test_data_page_charts_after_a_sync(app_settings, fake_xero):
+def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     from xero_core.sync.runner import sync_all
 
     fake, _ = fake_xero

@@ -67,6 +67,7 @@ class Stack:
             "XERO_REDIRECT_URI": self.app_url + "/callback",
             "XERO_FAKE_PORT": str(self.server.port),
             "XERO_ENV_FILE": os.devnull,
+            "XERO_TODAY": self.fake.today.isoformat(),  # the app and scheduler run on the fake's (fixed) date
         }
         self.settings = load_settings(self.env)
         self.log = open(tmp / "streamlit.log", "wb")

@@ -1,6 +1,8 @@
 """The notebooks, end to end: the fake Xero in process → OAuth connect → sync_all (54 weeks) → the
 analysis functions reconcile with the fake's own ledger to the cent → each notebook runs in a fresh
-`python3` kernel (cwd notebooks/, XERO_DATA_DIR pointing at the synced data) and shows those figures.
+`python3` kernel, run as `jupyter nbconvert --execute --to html` in a subprocess (cwd notebooks/,
+XERO_DATA_DIR pointing at the synced data), and the exported page shows those figures and every chart
+as an image.
 
 Pinned to TODAY: the fake's data ends on its `today`, and the kernel decides "complete weeks" with
 XERO_TODAY (xero_core.clock.today), so nothing here depends on the date the suite runs. TODAY is a
@@ -9,16 +11,20 @@ after unescaping.
 """
 from __future__ import annotations
 
-import html
+import base64
 import os
 import secrets
+import subprocess
+import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timezone, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -76,19 +82,69 @@ def run_notebook(name: str, data_dir: Path, *, expect_stop: bool = False) -> nbf
     return nb
 
 
+@dataclass
+class ExportedPage:
+    """A notebook as `jupyter nbconvert --execute --to html` exported it."""
+
+    name: str
+    html: str
+
+    def __post_init__(self):
+        self.soup = BeautifulSoup(self.html, "html.parser")
+
+    def cells(self, tag: str) -> list:
+        return self.soup.select(f"div.jp-Cell.celltag_{tag}")  # nbconvert marks each cell with its tags
+
+    def text(self, tag: str) -> str:
+        """What a reader sees in the cell tagged `tag` (its outputs; entities such as &amp; unescaped)."""
+        (cell,) = self.cells(tag)
+        return "\n".join(o.get_text() for o in cell.select(".jp-OutputArea-output"))
+
+    def assert_every_chart_is_an_image(self, charts: int) -> None:
+        source = nbformat.read(NOTEBOOKS / f"{self.name}.ipynb", as_version=4)
+        assert len(tagged(source, "chart")) == charts, "the notebook's chart cells"
+        cells = self.cells("chart")
+        assert len(cells) == charts
+        for cell in cells:
+            outputs = cell.select(".jp-OutputArea-output")
+            imgs = [i for o in outputs for i in o.select("img")]
+            assert len(imgs) == 1, f"a chart shows as {len(imgs)} images: {cell.get_text(' ', strip=True)[-300:]!r}"
+            img = imgs[0]
+            assert img["src"].startswith("data:image/png;base64,"), img["src"][:40]
+            png = base64.b64decode(img["src"].split(",", 1)[1])
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, "a drawn chart, not an empty image"
+            assert float(img["width"]) > 100 and float(img["height"]) > 100
+            assert all(o.select("img") for o in outputs), "nothing but the image (no placeholder sentence)"
+        images = self.soup.select('img[src^="data:image/png"]')
+        assert len(images) == charts, "one image per chart, none elsewhere"
+        assert "&lt;chart" not in self.html and "open this notebook in" not in self.html
+
+
+@pytest.fixture(scope="module")
+def exported(synced, tmp_path_factory) -> dict[str, ExportedPage]:
+    """Both notebooks executed and exported by `jupyter nbconvert --execute --to html`, as a reader
+    would (the project's venv, a fresh kernel, cwd notebooks/), side by side; one run per module."""
+    s = synced[0]
+    out = tmp_path_factory.mktemp("html")
+    jupyter = Path(sys.executable).with_name("jupyter")
+    env = {**os.environ, "XERO_DATA_DIR": str(s.data_dir), "XERO_ENV_FILE": os.devnull,
+           "XERO_TODAY": TODAY.isoformat(), "JUPYTER_RUNTIME_DIR": str(out / "runtime")}
+    env.pop("PYTHONPATH", None)  # the notebook must find xero_core by itself
+    names = ("weekly_pnl", "query_tables")
+    procs = {n: subprocess.Popen(
+        [str(jupyter), "nbconvert", "--execute", "--to", "html", "--ExecutePreprocessor.timeout=180",
+         "--output-dir", str(out), str(NOTEBOOKS / f"{n}.ipynb")],
+        cwd=NOTEBOOKS, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for n in names}
+    pages = {}
+    for n, p in procs.items():
+        log, _ = p.communicate(timeout=280)
+        assert p.returncode == 0, f"nbconvert {n} exited {p.returncode}:\n{log[-3000:]}"
+        pages[n] = ExportedPage(n, (out / f"{n}.html").read_text())
+    return pages
+
+
 def tagged(nb, tag) -> list:
     return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
-
-
-def output_text(cell) -> str:
-    """What a cell shows, as a reader sees it: printed text, and tables as HTML with entities
-    unescaped (`&amp;` is `&`). The text/plain table is left out: it wraps long names."""
-    parts = []
-    for o in cell.get("outputs", []):
-        parts.append(o.get("text", ""))
-        data = o.get("data", {})
-        parts.append(html.unescape(data["text/html"]) if "text/html" in data else data.get("text/plain", ""))
-    return "\n".join(parts)
 
 
 def money(d: Decimal) -> str:
@@ -154,43 +210,33 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
     assert changes == sorted(changes, reverse=True)
 
 
-def test_weekly_pnl_notebook_shows_the_reconciled_figures(synced):
+def test_weekly_pnl_html_export_shows_the_reconciled_figures_and_every_chart_as_an_image(synced, exported):
     s, org, org_id, today = synced
-    nb = run_notebook("weekly_pnl.ipynb", s.data_dir)
+    page = exported["weekly_pnl"]
     week = an.latest_week(s, today=TODAY)
     truth = truth_pnl(org, week)
 
-    (check,) = tagged(nb, "check")
-    assert f"latest complete week ending {week:%a %d %b %Y}" in output_text(check)
-    (comparison,) = tagged(nb, "comparison")
-    shown = output_text(comparison)
+    assert f"latest complete week ending {week:%a %d %b %Y}" in page.text("check")
+    shown = page.text("comparison")
     for m in ("income", "gross_profit", "net_profit", "operating_expenses"):
         assert money(truth[m]) in shown, (m, truth[m])
     assert money(truth_pnl(org, week - timedelta(days=364))["income"]) in shown, "same week last year"
-    (runway,) = tagged(nb, "runway")
-    assert an.cash_runway(s, today=TODAY)["explanation"][0] in output_text(runway)
-    (movers,) = tagged(nb, "movers")
+    assert an.cash_runway(s, today=TODAY)["explanation"][0] in page.text("runway")
     top = an.top_account_movers(s, n=10, today=TODAY)
-    assert top["account_name"][0] in output_text(movers) and money(top["change"][0]) in output_text(movers)
-    (mix,) = tagged(nb, "mix")
-    assert "Residential" in output_text(mix) or "Commercial" in output_text(mix)
-
-    charts = [c for c in tagged(nb, "chart") if any("application/vnd.vegalite.v5+json" in o.get("data", {}) for o in c.outputs)]
-    assert len(charts) == len(tagged(nb, "chart")) >= 6, "every chart cell drew a chart"
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert errors == []
+    assert "&" in top["account_name"][0], "TODAY was picked for an account name the HTML escapes"
+    assert top["account_name"][0] in page.text("movers") and money(top["change"][0]) in page.text("movers")
+    assert "Residential" in page.text("mix") or "Commercial" in page.text("mix")
+    page.assert_every_chart_is_an_image(7)
 
 
-def test_query_tables_notebook(synced):
+def test_query_tables_html_export_shows_the_answers_and_its_chart(synced, exported):
     s, org, org_id, today = synced
-    nb = run_notebook("query_tables.ipynb", s.data_dir)
-    (tables,) = tagged(nb, "tables")
+    page = exported["query_tables"]
     for t in ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices"):
-        assert t in output_text(tables)
-    (sql,) = tagged(nb, "sql")
-    assert str(truth_pnl(org, an.latest_week(s, today=TODAY))["net_profit"]) in output_text(sql)
-    (grouped,) = tagged(nb, "polars")
-    assert "AUTHORISED" in output_text(grouped) or "PAID" in output_text(grouped)
+        assert t in page.text("tables")
+    assert str(truth_pnl(org, an.latest_week(s, today=TODAY))["net_profit"]) in page.text("sql")
+    assert "AUTHORISED" in page.text("polars") or "PAID" in page.text("polars")
+    page.assert_every_chart_is_an_image(1)
 
 
 def test_notebook_without_data_says_how_to_get_some_and_stops_without_a_traceback(tmp_path):

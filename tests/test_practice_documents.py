@@ -35,3 +35,30 @@ def test_names_storage_and_idempotency_keys(settings):
         D.add_document(settings, "cl_missing", b"x", file_name="a.pdf")
     with pytest.raises(D.DocumentError, match="No document"):
         D.push_documents(settings, document_id="doc_missing")
+
+
+def test_names_lose_bidi_and_invisible_characters_and_keep_their_extension(settings):
+    # U+202E would show "invoice\u202efdp.exe" as "invoiceexe.pdf"
+    assert D.clean_name("invoice\u202efdp.exe") == "invoicefdp.exe"
+    assert D.clean_name("a\u2066b\u2069c\u200b\u200e\ufeff\u00ad.pdf") == "abc.pdf"
+    assert D.clean_name("two\u00a0words\u2028.pdf") == "two words.pdf"
+    long = D.clean_name("x" * 300 + ".pdf")
+    assert len(long) == D.MAX_NAME and long.endswith(".pdf")
+    assert D.clean_name(".pdf") == "document.pdf" and D.clean_name("\u202e") == "document"
+    assert D.clean_name("report.pdf. . ") == "report.pdf"
+    cid = C.add_client(settings, "Acme")
+    row = D.add_document(settings, cid, b"%PDF-1.4 long", file_name="y" * 300 + ".pdf")
+    assert row["status"] == "pending" and row["file_name"].endswith(".pdf") and len(row["file_name"]) == 200
+    row = D.add_document(settings, cid, b"%PDF-1.4 rlo", file_name="scan\u202efdp.exe")
+    assert row["file_name"] == "scanfdp.exe" and "does not accept .exe" in row["error"]
+
+
+def test_backoff_schedule():
+    from datetime import timedelta
+
+    mins = [D.retry_delay(n) / timedelta(minutes=1) for n in range(1, 10)]
+    assert mins == [5, 10, 20, 40, 80, 160, 320, 640, 1280]
+    assert D.retry_delay(10) == D.retry_delay(11) == timedelta(hours=24)  # capped at a day
+    assert D.retry_delay(D.MAX_ATTEMPTS) is None  # then give up
+    total = sum((D.retry_delay(n) for n in range(1, D.MAX_ATTEMPTS)), timedelta())
+    assert timedelta(days=2) < total < timedelta(days=5)

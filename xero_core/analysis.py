@@ -17,7 +17,8 @@ Quick start (a notebook anywhere in the checkout; nothing to edit)::
     an.top_account_movers(db, n=10)    # the accounts that moved most against the week before
     an.latest_week(db)                 # the week the comparisons default to
 
-Charts: `an.use_offline_charts()` once, then altair on `an.money_as_float(frame)`.
+Charts: `an.use_offline_charts()` once, then altair on `an.money_as_float(frame)`: each chart is
+interactive in JupyterLab / VS Code and a PNG in HTML exports and GitHub's viewer.
 
 `source` (the first argument everywhere) is a `Settings`, a data directory, or the `.duckdb`
 file itself. Each call opens the database read-only, reads, and closes it at once: DuckDB lets
@@ -578,23 +579,52 @@ def cash_runway(source: Any = None, tenant_id: str | None = None, *, weeks: int 
 # ---------------------------------------------------------------------------------------------
 
 
-def use_offline_charts() -> None:
-    """Make altair charts draw inside the notebook with no internet connection.
+VEGALITE_MIME_TYPES = ("application/vnd.vegalite.v6+json", "application/vnd.vegalite.v5+json")
+CHART_IMAGE_SCALE = 2  # the PNG is drawn at twice its display size, so it stays sharp on high-DPI screens
 
-    altair's default renderer loads its JavaScript from a CDN. This one hands the Vega-Lite spec
-    to the notebook front end, which carries its own renderer (JupyterLab, VS Code, nbviewer);
-    the spec goes out under the v6 and v5 media types so older front ends draw it too.
+
+def chart_mimebundle(spec: dict, **_meta: Any) -> tuple[dict, dict]:
+    """An altair renderer: the chart's interactive Vega-Lite spec and a static PNG of it, side by side.
+
+    Front ends pick what they can draw: JupyterLab and VS Code the interactive spec (under the v6 and
+    v5 media types, so older front ends draw it too); an HTML export (`jupyter nbconvert --to html`),
+    nbviewer and GitHub's notebook viewer the PNG. The PNG comes from vl-convert-python (altair's own
+    converter, installed by `bash scripts/notebooks`; it carries Vega's JavaScript, so it works
+    offline). Without it the chart is still interactive, and the plain-text fallback says how to
+    get the image.
+    """
+    title = spec.get("title")
+    title = title.get("text") if isinstance(title, dict) else title
+    bundle: dict[str, Any] = {m: spec for m in VEGALITE_MIME_TYPES}
+    bundle["text/plain"] = f"<chart: {title}>" if title else "<chart>"
+    try:
+        from altair.utils.mimebundle import spec_to_mimebundle
+    except ImportError:  # pragma: no cover - altair is a dependency
+        return bundle, {}
+    try:
+        png_bundle = spec_to_mimebundle(spec, format="png", mode="vega-lite", scale_factor=CHART_IMAGE_SCALE)
+    except ImportError:
+        bundle["text/plain"] += (" (no static image: vl-convert-python is not installed; "
+                                 "`bash scripts/notebooks` installs it)")
+        return bundle, {}
+    png, png_meta = png_bundle if isinstance(png_bundle, tuple) else (png_bundle, {})
+    size = png_meta.get("image/png", {})
+    bundle["image/png"] = png["image/png"]
+    meta = {"image/png": {k: size[k] / CHART_IMAGE_SCALE for k in ("width", "height") if k in size}}
+    return bundle, meta
+
+
+def use_offline_charts() -> None:
+    """Make altair charts draw everywhere a notebook is read, with no internet connection.
+
+    altair's default renderer loads its JavaScript from a CDN, and an HTML export or GitHub's
+    viewer shows no Vega-Lite chart at all. This renderer (`chart_mimebundle`) sends each chart
+    both as its interactive spec, drawn by the notebook front end's own renderer (JupyterLab,
+    VS Code), and as a PNG image for HTML exports, nbviewer and GitHub.
     """
     import altair as alt
 
-    def offline(spec: dict, **_meta: Any) -> dict:
-        return {
-            "application/vnd.vegalite.v6+json": spec,
-            "application/vnd.vegalite.v5+json": spec,
-            "text/plain": "<chart: open this notebook in JupyterLab, VS Code or nbviewer to see it>",
-        }
-
-    alt.renderers.register("ledgerlink_offline", offline)
+    alt.renderers.register("ledgerlink_offline", chart_mimebundle)
     alt.renderers.enable("ledgerlink_offline")
 
 

@@ -223,7 +223,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("INSERT INTO schema_migrations (name) VALUES (?)", [name])
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT (full disk) has nothing to roll back
+                con.execute("ROLLBACK")
             raise
         applied.append(name)
     return applied

@@ -213,7 +213,7 @@ def _write_atomic(path: Path, data: dict) -> None:
             json.dump(data, f, indent=1, sort_keys=True, default=str)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)  # owner-only, like every file in the data dir (issue 14)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -251,6 +251,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE revenue_weekly ADD COLUMN IF NOT EXISTS credit_note_count INTEGER DEFAULT 0;
         """,
     ),
+    (
+        # Documents are pushed by every sync too, retried with exponential backoff: when the next
+        # attempt is due (NULL = now), and when the last one ran. Status gains `gave_up`.
+        "0032_clients_document_retries",
+        """
+        ALTER TABLE client_documents ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMPTZ;
+        ALTER TABLE client_documents ADD COLUMN IF NOT EXISTS last_attempt_at TIMESTAMPTZ;
+        """,
+    ),
 ]
 
 TABLES = (

@@ -315,6 +315,17 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     except Exception:
         raise SettingsError(f"XERO_DAILY_BUDGET={budget_raw!r} must be a whole number from 1 to 5000.") from None
 
+    if env is None:  # XERO_TODAY acts through the process environment (clock.SYSTEM_CLOCK, clock.today)
+        from . import clock
+
+        try:
+            pinned = clock.pinned_day()
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        if pinned and not mock:
+            log.warning("XERO_TODAY=%s runs Ledgerlink's clock on that date; unset it to sync live Xero data "
+                        "on the real date.", pinned.isoformat())
+
     from . import redaction
 
     # Whatever logs what, these never reach a log line (keys in hex and base64, as given and raw).

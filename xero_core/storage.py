@@ -190,9 +190,9 @@ def _data_dir_for(path: Path) -> Path:
     return p
 
 
-def _blocker(path: Path) -> Path | None:
+def _blocker(path: Path, *, itself: bool = True) -> Path | None:
     """The nearest existing ancestor of `path` (or path itself) that is not a folder."""
-    for p in [path, *path.parents]:
+    for p in [path, *path.parents] if itself else list(path.parents):
         try:
             if p.exists() or p.is_symlink():
                 return None if p.is_dir() else p
@@ -260,7 +260,7 @@ def describe(exc: BaseException, path: Path | str, *, data_dir: Path | str | Non
     path = Path(path)
     data_dir = Path(data_dir) if data_dir is not None else _data_dir_for(path)
     where = f"XERO_DATA_DIR ({data_dir})"
-    if problem == "not_a_directory" or (problem in ("io", "permission") and _blocker(path) is not None):
+    if problem == "not_a_directory" or (problem in ("io", "permission") and _blocker(path, itself=False)):
         blocker = _blocker(path) or data_dir
         problem = "not_a_directory"
         msg = (f"Ledgerlink keeps its data in {where}, but {blocker} is a file, not a folder. Move that file "
@@ -296,21 +296,23 @@ def _corrupt_sentence(path: Path, reason: str) -> str:
 def as_storage_error(exc: BaseException, path: Path | str | None = None) -> StorageError | None:
     """For entry points: the StorageError behind `exc` (itself, its cause, or one recognised from an
     OSError/DuckDB/SQLite error naming a path), or None."""
-    seen = set()
+    chain: list[BaseException] = []
     e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    while e is not None and all(e is not c for c in chain):
         if isinstance(e, StorageError):
             return e
+        chain.append(e)
         e = e.__cause__ or e.__context__
-    if path is None:
-        path = getattr(exc, "filename", None)
-        if path is None and _is_db_error(exc):
-            m = re.search(r'"(/[^"]+)"', str(exc))
-            path = m.group(1) if m else None
-    if path is None:
-        return None
-    return describe(exc, path)
+    for e in chain:  # e.g. "cannot rollback" raised while handling the full disk that caused it
+        where = path if path is not None else getattr(e, "filename", None)
+        if where is None and _is_db_error(e):
+            m = re.search(r'"(/[^"]+)"', str(e))
+            where = m.group(1) if m else None
+        if where is not None:
+            se = describe(e, where)
+            if se is not None:
+                return se
+    return None
 
 
 @contextlib.contextmanager

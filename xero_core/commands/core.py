@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from .. import connections, oauth, tokens
 from ..errors import LedgerlinkError, VaultError
@@ -110,6 +111,8 @@ def status_document(settings) -> dict:
         if c["status"] == "needs_reconnect":
             warnings.append(f"{c['tenant_name']} needs reconnecting: {c['status_reason'] or 'see the app'}")
         rows.append(entry)
+    scheduler = scheduler_summary(settings)
+    warnings += scheduler.pop("_warnings")
     return {
         "mock_mode": settings.mock_mode,
         "api_url": settings.api_url,
@@ -119,9 +122,76 @@ def status_document(settings) -> dict:
         "vault_key_id": settings.key_id,
         "scopes": list(settings.scopes),
         "connections": rows,
+        "scheduler": scheduler,
         "warnings": list(dict.fromkeys(warnings)),
         "ok": all(r["usable"] for r in rows),
     }
+
+
+SCHEDULER_KEYS = ("status", "running", "paused", "paused_at", "paused_by", "heartbeat", "heartbeat_age_seconds",
+                  "next_run", "next_daily_run", "last_run", "last_daily_run", "last_result", "current")
+
+
+def scheduler_summary(settings) -> dict:
+    """The scheduler's state for `status` (scheduling.read_state, the same as the app's Sync page):
+    status "never started" | "stopped" | "not responding" | "running" | "paused", its times as ISO
+    strings, the last cycle's result, and the daily time it syncs at."""
+    from .. import scheduling
+
+    state = scheduling.read_state(settings)
+    out = {k: state.get(k) for k in SCHEDULER_KEYS}
+    out["running"], out["paused"] = bool(out["running"]), bool(out["paused"])
+    if out["heartbeat_age_seconds"] is not None:
+        out["heartbeat_age_seconds"] = round(out["heartbeat_age_seconds"], 1)
+    out["sync_time"] = state.get("sync_time") or settings.sync_time
+    out["timezone"] = state.get("timezone") or settings.timezone
+    warnings = []
+    if out["status"] == "not responding":
+        warnings.append(f"The scheduler (pid {state.get('pid')}) has not written a heartbeat for "
+                        f"{_age(out['heartbeat_age_seconds'])}: restart it with `python scheduler.py`.")
+    last = out["last_result"] if isinstance(out["last_result"], dict) else None
+    if last and not last.get("ok") and not last.get("skipped_reason"):
+        warnings.append(f"The scheduler's last run ({last.get('kind')}, {out['last_run']}) had "
+                        f"{last.get('failed', 0)} failed step(s): see the Sync page's history.")
+    out["_warnings"] = warnings
+    return out
+
+
+def _age(seconds) -> str:
+    if seconds is None:
+        return "an unknown time"
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
+
+
+def _local(iso, tz: str) -> str:
+    """An ISO instant as the scheduler's local time, e.g. 'Sun 06 Dec 2026 06:00 AEDT'."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%a %d %b %Y %H:%M %Z")
+    except (TypeError, ValueError):
+        return "-"
+
+
+def scheduler_line(sch: dict) -> str:
+    """One line for the human `status`: what the scheduler does, when it runs next, how it last went."""
+    tz = sch["timezone"]
+    daily = f"daily at {sch['sync_time']} {tz}"
+    if sch["status"] == "never started":
+        return f"Scheduler: never started ({daily} once running): start it with `python scheduler.py`."
+    if sch["status"] in ("stopped", "not responding"):
+        head = f"Scheduler: {sch['status']} (last heartbeat {_local(sch['heartbeat'], tz)}): start it with " \
+               "`python scheduler.py`."
+    elif sch["paused"]:
+        by = f" by {sch['paused_by']}" if sch.get("paused_by") else ""
+        head = f"Scheduler: paused since {_local(sch['paused_at'], tz)}{by} ({daily}; resume in the app's Sync page)."
+    else:
+        head = f"Scheduler: running, {daily}; next run {_local(sch['next_run'], tz)}."
+    last = sch["last_result"] if isinstance(sch["last_result"], dict) else None
+    if last:
+        outcome = ("all steps ok" if last.get("ok") else f"{last.get('failed', 0)} step(s) failed")
+        if last.get("skipped_reason"):
+            outcome = f"skipped: {last['skipped_reason']}"
+        head += f" Last run ({last.get('kind')}) {_local(sch['last_run'], tz)}: {outcome}."
+    return head
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -147,6 +217,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if c["status"] != "disconnected":
             print(f"    access token expires {c['access_token_expires_at'] or '-'}; refresh token lapses "
                   f"{c['refresh_token_expires_at'] or '-'} if unused; last sync {c['last_sync_at'] or 'never'}")
+    print(scheduler_line(doc["scheduler"]))
     for w in doc["warnings"]:
         if not any(w.endswith(p) for p in shown):
             print(f"WARNING: {w}")

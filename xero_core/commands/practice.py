@@ -47,9 +47,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--tenant", required=True, metavar="ID")
     a.add_argument("--contact", required=True, metavar="ID", help="the Xero ContactID (or XPM client ID)")
     a.set_defaults(handler=cmd_clients_resolve)
-    a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now")
-    a.add_argument("--json", action="store_true")
+    a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now, then "
+                                   "report the reconciliation (imported, matched, ambiguous, skipped and why)")
+    a.add_argument("--json", action="store_true", help="print one JSON document (the sync's steps and each report)")
     a.set_defaults(handler=cmd_practice_sync)
+    a = cs.add_parser("match", help="match the contacts already synced to clients now (no call to Xero) and report")
+    a.add_argument("--tenant", metavar="ID", help="only this connected tenant (default: every one)")
+    a.add_argument("--json", action="store_true", help="print one JSON document: a report per tenant")
+    a.set_defaults(handler=cmd_clients_match)
+    a = cs.add_parser("skipped", help="Xero contacts that are not clients, and why (suppliers, government ...)")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant's contacts")
+    a.add_argument("--json", action="store_true", help="print one JSON document")
+    a.set_defaults(handler=cmd_clients_skipped)
+    a = cs.add_parser("link-contact", help="make a Xero contact a client by hand (a supplier, a government body ...)")
+    a.add_argument("contact", metavar="CONTACT_ID", help="the Xero ContactID (see `clients skipped`)")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the organisation the contact belongs to")
+    a.add_argument("--client", metavar="ID", help="link it to this existing client instead of adding a new one")
+    a.add_argument("--json", action="store_true", help="print the client as JSON")
+    a.set_defaults(handler=cmd_clients_link_contact)
 
     p = sub.add_parser("documents", help="client documents pushed to Xero Files")
     ds = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -64,9 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--document", metavar="ID", help="push (or retry) this one document")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_documents_push)
+    a = ds.add_parser("queue", help="documents not in Xero yet: why each waits and when the next attempt is")
+    a.add_argument("--json", action="store_true", help="print one JSON document")
+    a.set_defaults(handler=cmd_documents_queue)
     a = ds.add_parser("list", help="documents and their push status")
     a.add_argument("--client", metavar="ID")
-    a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped"))
+    a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped", "gave_up"), help="only this status")
     a.add_argument("--json", action="store_true")
     a.set_defaults(handler=cmd_documents_list)
 
@@ -188,14 +206,75 @@ def cmd_clients_resolve(args) -> int:
     return 0
 
 
+def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
+    from ..practice.matching import SKIP_REASONS
+
+    if not report:
+        return [f"{tenant_name}: no reconciliation yet"]
+    lines = [f"{tenant_name}: imported {report.get('imported', 0)}, matched {report.get('matched', 0)}, "
+             f"{report.get('already_linked', 0)} already linked, {report.get('ambiguous', 0)} ambiguous"
+             + (f" ({report['waiting']} client(s) waiting: `clients candidates`)" if report.get("waiting") else "")
+             + f", skipped {report.get('skipped', 0)}" + (f" ({when})" if when else "")]
+    if report.get("removed"):
+        lines.append(f"  removed {report['removed']} client(s) an earlier version imported from non-customers")
+    examples = report.get("skipped_examples") or {}
+    for reason, n in sorted((report.get("skipped_by_reason") or {}).items(), key=lambda kv: -kv[1]):
+        ex = examples.get(reason) or []
+        lines.append(f"  skipped {n} {SKIP_REASONS.get(reason, reason)}" + (f": {', '.join(ex)}" + (", ..." if n > len(ex) else "") if ex else ""))
+    return lines
+
+
 def cmd_practice_sync(args) -> int:
     from ..pipeline.run import sync_practices as sync_all_practices
+    from ..practice import clients as C
 
-    res = sync_all_practices(load_settings(), trigger="cli")
-    _out(args, res, [f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
+    settings = load_settings()
+    res = sync_all_practices(settings, trigger="cli")
+    reports = {r["tenant_id"]: r for r in C.last_reconciliations(settings)}
+    for r in res:
+        last = reports.get(r["tenant_id"])
+        if r.get("clients") is None and last is not None:
+            r["clients"] = last.get("report")
+    lines = []
+    for r in res:
+        lines.append(f"{r['tenant_name']} ({r['tenant_type']}): {r['status']}"
                      + "".join(f"\n  {s['step']}: {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
-                               for s in r.get("steps") or []) for r in res] or ["no connected tenants"])
+                               for s in r.get("steps") or []))
+        if r.get("clients"):
+            lines += ["  " + x for x in _report_lines("clients", r["clients"])]
+    _out(args, res, lines or ["no connected tenants"])
     return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
+
+
+def cmd_clients_match(args) -> int:
+    from ..practice import clients as C
+
+    res = C.match_clients_now(load_settings(), tenant_id=args.tenant, trigger="cli")
+    lines = []
+    for r in res:
+        lines += [f"{r['tenant_name']}: failed: {r['error']}"] if r["error"] else _report_lines(r["tenant_name"], r["report"])
+    _out(args, res, lines or ["no connected tenant" + (f" {args.tenant}" if args.tenant else "")])
+    return 0 if res and all(r["status"] == "success" for r in res) else 1
+
+
+def cmd_clients_skipped(args) -> int:
+    from ..practice import clients as C
+
+    rows = C.skipped_contacts(load_settings(), args.tenant)
+    _out(args, rows, [f"{r['contact_id']}  {r['name'] or '-'!s:40.40}  {r['why']}" for r in rows]
+         + ([f"add one by hand: python -m xero_core clients link-contact CONTACT_ID --tenant {rows[0]['tenant_id']}"]
+            if rows else ["every active contact is a client"]))
+    return 0
+
+
+def cmd_clients_link_contact(args) -> int:
+    from ..practice import clients as C
+
+    settings = load_settings()
+    cid = C.add_client_from_contact(settings, args.tenant, args.contact, client_id=args.client)
+    row = C.get_client(settings, cid)
+    _out(args, row, [f"client {cid} ({row['name']}) is linked to Xero contact {args.contact}"])
+    return 0
 
 
 # -- documents -----------------------------------------------------------------------------------
@@ -212,8 +291,21 @@ def cmd_documents_push(args) -> int:
     from ..practice import documents as D
 
     s = D.push_documents(load_settings(), document_id=args.document, retry_failed=args.retry_failed)
-    _out(args, s.as_dict(), s.messages + [f"pushed {s.pushed}, failed {s.failed}, skipped {s.skipped}"])
+    _out(args, s.as_dict(), s.messages + [f"pushed {s.pushed}, failed {s.failed} (gave up {s.gave_up}), "
+                                          f"waiting {s.skipped}"])
     return 1 if s.failed else 0
+
+
+def cmd_documents_queue(args) -> int:
+    from ..clock import SYSTEM_CLOCK
+    from ..practice import documents as D
+
+    rows = D.push_queue(load_settings(), now=SYSTEM_CLOCK.now())
+    _out(args, rows, [f"{r['document_id']}  {r['client_name'] or r['client_id']!s:28.28}  {r['file_name']!s:30.30}  "
+                      f"{r['status']:8} {r['why']}" + (f"  next attempt {r['next_attempt_at']:%Y-%m-%d %H:%M %Z}"
+                                                    if r["next_attempt_at"] else "") for r in rows]
+         or ["nothing waiting: every document is in Xero"])
+    return 0
 
 
 def cmd_documents_list(args) -> int:

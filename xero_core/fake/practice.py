@@ -147,10 +147,14 @@ class Practice:
             clients.append(cls._client(next_id, name, mail, rng, None, "none"))
             next_id += rng.randint(1, 9)
         for group in twins:
-            # "Harbour Strata Management" + "... Pty Ltd", one mailbox -> the practice knows "Harbour Strata".
-            base = min((str(_get(c, "Name", "name")).strip() for c in group), key=len)
-            words = base.split()
-            short = " ".join(words[:-1]) if len(words) >= 3 else base + " Group"
+            # "Harbour Strata Management" + "... Pty Ltd", one mailbox -> the practice knows "Harbour Strata
+            # Group": the mailbox fits both contacts and the name neither.
+            names = [str(_get(c, "Name", "name")).strip() for c in group]
+            words = min(names, key=len).split()
+            core = " ".join(words[:-1] if len(words) >= 3 else words)
+            taken = {n.casefold() for n in names}
+            short = next(f"{core} {tail}" for tail in ("Group", "Holdings", "Services", "Partners")
+                         if f"{core} {tail}".casefold() not in taken)
             mail = str(_get(group[0], "EmailAddress", "email")).strip()
             clients.append(cls._client(next_id, short, mail, rng, None, "ambiguous"))
             next_id += rng.randint(1, 9)

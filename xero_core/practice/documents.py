@@ -13,8 +13,10 @@ import mimetypes
 import os
 import re
 import tempfile
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -42,11 +44,33 @@ def docs_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "documents"
 
 
+MAX_NAME = 200  # characters kept of a file name (the extension always survives)
+# Characters that are not text: controls (Cc), format characters (Cf: the bidi overrides U+202A-202E and
+# isolates U+2066-2069 that make "invoice\u202efdp.exe" read as "invoiceexe.pdf", zero-width joiners,
+# BOMs, soft hyphens), surrogates, private use, unassigned, and line/paragraph separators.
+_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def clean_name(name: str) -> str:
-    """A file name Xero accepts: no path, no \\ / : * ? " < > | or control characters."""
-    base = Path(str(name).replace("\\", "/")).name.strip()
+    """A file name Xero accepts and a person reads as it is: no path; no \\ / : * ? " < > |; no control,
+    bidi or other invisible format characters; odd spaces made plain; at most MAX_NAME characters,
+    cut from the stem so the extension survives."""
+    text = unicodedata.normalize("NFC", str(name))
+    text = "".join(" " if unicodedata.category(ch) == "Zs" else ch for ch in text
+                   if unicodedata.category(ch) not in _DROP_CATEGORIES)
+    base = Path(text.replace("\\", "/")).name.strip()
     base = _BAD_NAME.sub("_", base)
-    return base[:200] or "document"
+    base = " ".join(base.split()).rstrip(" .")  # Windows drops trailing dots and spaces anyway
+    if not base:
+        return "document"
+    stem, dot, ext = base.rpartition(".")
+    if dot and not stem.strip(" ."):
+        stem = "document"  # ".pdf" -> "document.pdf"
+    if not dot or len(ext) > 16 or " " in ext:
+        return base[:MAX_NAME].rstrip(" .") or "document"
+    ext = ext[:16]
+    stem = stem[:MAX_NAME - len(ext) - 1].rstrip(" .") or "document"
+    return f"{stem}.{ext}"
 
 
 def check_uploadable(file_name: str, size: int) -> str | None:
@@ -141,11 +165,30 @@ def list_documents(settings: Settings, client_id: str | None = None, status: str
 # --------------------------------------------------------------------------- push
 
 
+# Retries: after the n-th failed attempt the next waits RETRY_BASE * 2^(n-1), at most RETRY_CAP; after
+# MAX_ATTEMPTS failures (about three days of trying) the document is given up with a sentence, and only a
+# person's retry (the Retry button, `documents push --document ID`) tries again.
+RETRY_BASE = timedelta(minutes=5)
+RETRY_CAP = timedelta(hours=24)
+MAX_ATTEMPTS = 12
+GAVE_UP = "gave_up"
+WAITING = ("pending", "skipped", "failed", GAVE_UP)  # not pushed yet
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """How long after the `attempts`-th failure the next try waits; None: give up."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
+
+
 @dataclass
 class PushSummary:
     pushed: int = 0
-    failed: int = 0
-    skipped: int = 0
+    failed: int = 0  # failed this time (retried later, or given up)
+    skipped: int = 0  # cannot go yet: client not matched, or a file Xero refuses
+    deferred: int = 0  # failed before, next attempt not due yet
+    gave_up: int = 0  # failed MAX_ATTEMPTS times (or refused for good) this time
     messages: list[str] = field(default_factory=list)
     api_calls: int = 0
 
@@ -184,13 +227,15 @@ def find_or_create_folder(client) -> str:
         raise
 
 
+_SELECT = ("SELECT d.*, c.tenant_id AS c_tenant, c.xero_contact_id AS c_contact, c.name AS c_name, "
+           "c.match_status AS c_match FROM client_documents d LEFT JOIN clients c USING (client_id) ")
+
+
 def _select(con, document_id: str | None, retry_failed: bool) -> list[dict]:
-    sql = ("SELECT d.*, c.tenant_id AS c_tenant, c.xero_contact_id AS c_contact, c.name AS c_name "
-           "FROM client_documents d LEFT JOIN clients c USING (client_id) ")
     if document_id:
-        return _rows(con, sql + "WHERE d.document_id = ?", [document_id])
+        return _rows(con, _SELECT + "WHERE d.document_id = ?", [document_id])
     statuses = ["pending", "skipped"] + (["failed"] if retry_failed else [])
-    return _rows(con, sql + f"WHERE d.status IN ({', '.join('?' * len(statuses))}) ORDER BY d.created_at, d.document_id",
+    return _rows(con, _SELECT + f"WHERE d.status IN ({', '.join('?' * len(statuses))}) ORDER BY d.created_at, d.document_id",
                  statuses)
 
 
@@ -200,56 +245,75 @@ def _update(settings: Settings, document_id: str, now, **cols) -> None:
         con.execute(f"UPDATE client_documents SET {sets}, updated_at = ? WHERE document_id = ?", [*cols.values(), now, document_id])
 
 
-def push_documents(settings: Settings, *, document_id: str | None = None, retry_failed: bool = False,
-                   transport=None, clock: Clock = SYSTEM_CLOCK, client_factory=None) -> PushSummary:
-    """Push pending documents (plus failed ones with retry_failed, or exactly one with document_id)."""
-    summary = PushSummary()
-    with connect(settings.db_path, read_only=True) as con:
-        docs = _select(con, document_id, retry_failed)
-    if document_id and not docs:
-        raise DocumentError(f"No document {document_id!r}. List them with: python -m xero_core documents list")
-    clients: dict[str, object] = {}
-    folders: dict[str, str] = {}
+def not_ready(d: dict) -> str | None:
+    """Why this document cannot go to Xero yet (a sentence saying what to do), or None."""
+    problem = check_uploadable(d["file_name"], int(d["size_bytes"] or 0))
+    if problem:
+        return problem
+    if not (d.get("c_tenant") and d.get("c_contact")):
+        who = d.get("c_name") or d["client_id"]
+        if d.get("c_match") == "ambiguous":
+            return (f"client {who} has an ambiguous Xero match: choose its contact under 'Ambiguous matches' on the "
+                    "Clients page (or `clients resolve`); it goes with the next sync after that")
+        return (f"client {who} is not matched to a Xero contact yet: link it on the Clients page (or `clients "
+                "link-contact`); it goes with the next sync after that")
+    return None
 
-    def client_for(tenant_id: str):
-        if tenant_id not in clients:
-            if client_factory is not None:
-                clients[tenant_id] = client_factory(tenant_id)
+
+def _fatal(exc: Exception) -> bool:
+    """A failure no retry will cure (Xero refused the request itself, or the stored copy is gone)."""
+    from ..errors import FatalError
+
+    return isinstance(exc, (FatalError, DocumentError))
+
+
+class _Pusher:
+    """Pushes documents one by one, one rate-limited client and one folder look-up per tenant."""
+
+    def __init__(self, settings: Settings, transport, clock: Clock, client_factory=None):
+        self.settings, self.transport, self.clock, self.client_factory = settings, transport, clock, client_factory
+        self.clients: dict[str, object] = {}
+        self.folders: dict[str, str] = {}
+        self.summary = PushSummary()
+
+    def client_for(self, tenant_id: str):
+        if tenant_id not in self.clients:
+            if self.client_factory is not None:
+                self.clients[tenant_id] = self.client_factory(tenant_id)
             else:
                 from ..client import limited_client
 
-                clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
-        return clients[tenant_id]
+                self.clients[tenant_id] = limited_client(self.settings, tenant_id, transport=self.transport,
+                                                         clock=self.clock)
+        return self.clients[tenant_id]
 
-    for d in docs:
-        now = clock.now()
+    def push(self, d: dict) -> None:
+        settings, summary = self.settings, self.summary
+        now = self.clock.now()
         label = f"{d['file_name']} ({d['document_id']})"
         if d["status"] == "pushed":
             summary.messages.append(f"{label}: already pushed")
-            continue
-        problem = check_uploadable(d["file_name"], int(d["size_bytes"] or 0))
-        if not problem and not (d["c_tenant"] and d["c_contact"]):
-            problem = (f"client {d['c_name'] or d['client_id']} is not matched to a Xero contact: match it on the "
-                       "Clients page (or resolve its ambiguous match), then push again")
+            return
+        problem = not_ready(d)
         if problem:
             if d["status"] != "skipped" or d["error"] != problem:
-                _update(settings, d["document_id"], now, status="skipped", error=problem)
+                _update(settings, d["document_id"], now, status="skipped", error=problem, next_attempt_at=None)
             summary.skipped += 1
-            summary.messages.append(f"{label}: skipped: {problem}")
-            continue
+            summary.messages.append(f"{label}: waiting: {problem}")
+            return
         path = Path(settings.data_dir) / d["storage_path"]
         attempts = int(d["attempts"] or 0) + 1
         tenant = d["c_tenant"]
         try:
             if not path.is_file():
                 raise DocumentError(f"the stored copy {path} is missing; add the file again")
-            client = client_for(tenant)
+            client = self.client_for(tenant)
             file_id = d["xero_file_id"] if d["tenant_id"] == tenant else None
             folder_id = d["xero_folder_id"]
             if not file_id:
-                if tenant not in folders:
-                    folders[tenant] = find_or_create_folder(client)
-                folder_id = folders[tenant]
+                if tenant not in self.folders:
+                    self.folders[tenant] = find_or_create_folder(client)
+                folder_id = self.folders[tenant]
                 key = d["idempotency_key"] or idempotency_key(d["document_id"], d["sha256"])
                 resp = client.request(
                     "POST", f"{FILES}/Files/{folder_id}",
@@ -267,13 +331,101 @@ def push_documents(settings: Settings, *, document_id: str | None = None, retry_
             )
         except Exception as exc:  # recorded on the document; the next one still goes
             msg = _xero_text(exc)
-            _update(settings, d["document_id"], now, status="failed", error=msg[:1000], attempts=attempts)
+            delay = None if _fatal(exc) else retry_delay(attempts)
             summary.failed += 1
-            summary.messages.append(f"{label}: failed: {msg}")
-            continue
+            if delay is None:
+                why = "Xero refused it" if _fatal(exc) else f"{attempts} failed attempts"
+                text = (f"Gave up after {attempts} attempt(s) ({why}): {msg}. Fix the cause, then retry it by hand "
+                        "(Retry on the Clients page, or `documents push --document ID`).")
+                _update(settings, d["document_id"], now, status=GAVE_UP, error=text[:1000], attempts=attempts,
+                        last_attempt_at=now, next_attempt_at=None)
+                summary.gave_up += 1
+                summary.messages.append(f"{label}: gave up: {msg}")
+            else:
+                _update(settings, d["document_id"], now, status="failed", error=msg[:1000], attempts=attempts,
+                        last_attempt_at=now, next_attempt_at=now + delay)
+                summary.messages.append(f"{label}: failed (attempt {attempts}; next try in {_span(delay)}): {msg}")
+            return
         _update(settings, d["document_id"], now, status="pushed", error=None, attempts=attempts, associated=True,
-                pushed_at=now, tenant_id=tenant)
+                pushed_at=now, tenant_id=tenant, last_attempt_at=now, next_attempt_at=None)
         summary.pushed += 1
         summary.messages.append(f"{label}: pushed to {FOLDER_NAME} and attached to the contact")
-    summary.api_calls = sum(getattr(c, "api_calls", 0) for c in clients.values())
-    return summary
+
+    def done(self) -> PushSummary:
+        self.summary.api_calls = sum(getattr(c, "api_calls", 0) for c in self.clients.values())
+        return self.summary
+
+
+def _span(delay: timedelta) -> str:
+    minutes = int(delay.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h"
+
+
+def push_documents(settings: Settings, *, document_id: str | None = None, retry_failed: bool = False,
+                   transport=None, clock: Clock = SYSTEM_CLOCK, client_factory=None) -> PushSummary:
+    """A person's push: pending documents (plus failed ones with retry_failed, or exactly one with
+    document_id, whatever its state, given-up included). Failures are scheduled for retry as in
+    push_due_documents."""
+    with connect(settings.db_path, read_only=True) as con:
+        docs = _select(con, document_id, retry_failed)
+    if document_id and not docs:
+        raise DocumentError(f"No document {document_id!r}. List them with: python -m xero_core documents list")
+    pusher = _Pusher(settings, transport, clock, client_factory)
+    for d in docs:
+        pusher.push(d)
+    return pusher.done()
+
+
+def push_due_documents(settings: Settings, tenant_id: str, *, transport=None, clock: Clock | None = None,
+                       client_factory=None) -> PushSummary:
+    """Every sync's `documents` step: push this tenant's pending documents and the failed ones whose
+    backoff has run out (`retry_delay`); failed ones not due yet are counted as `deferred`, given-up
+    ones wait for a person. Documents of clients with no Xero contact yet (no tenant) are marked as
+    waiting with the reason, so the push queue says why."""
+    clock = clock or SYSTEM_CLOCK
+    now = clock.now()
+    with connect(settings.db_path, read_only=True) as con:
+        docs = _rows(con, _SELECT + "WHERE (c.tenant_id = ? OR c.tenant_id IS NULL OR c.xero_contact_id IS NULL) "
+                     "AND d.status IN ('pending', 'skipped', 'failed') ORDER BY d.created_at, d.document_id", [tenant_id])
+    pusher = _Pusher(settings, transport, clock, client_factory)
+    for d in docs:
+        due = d["next_attempt_at"]
+        if d["status"] == "failed" and due is not None and _aware(due) > now:
+            pusher.summary.deferred += 1
+            continue
+        if d["status"] == "skipped" and not_ready(d) == d["error"]:
+            pusher.summary.skipped += 1  # still waiting for the same reason: nothing to write
+            continue
+        pusher.push(d)
+    return pusher.done()
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def push_queue(settings: Settings, *, now: datetime | None = None) -> list[dict]:
+    """Documents not in Xero yet, with why they wait and when the next attempt is, for the app and CLI:
+    {document_id, file_name, client_id, client_name, status, attempts, why, next_attempt_at, last_attempt_at}."""
+    with connect(settings.db_path, read_only=True) as con:
+        docs = _rows(con, _SELECT + "WHERE d.status IN ('pending', 'skipped', 'failed', 'gave_up') "
+                     "ORDER BY d.created_at, d.document_id")
+    out = []
+    for d in docs:
+        problem = not_ready(d)
+        status = d["status"]
+        if status == GAVE_UP:
+            why, nxt = d["error"], None
+        elif problem:
+            why, nxt = problem, None
+        elif status == "failed":
+            why = f"attempt {d['attempts']} failed: {d['error']}"
+            nxt = d["next_attempt_at"]
+        else:
+            why, nxt = "ready: goes with the next sync (or Push now)", None
+        if nxt is not None and now is not None and _aware(nxt) <= now:
+            why += " (retry due: goes with the next sync)"
+        out.append({"document_id": d["document_id"], "file_name": d["file_name"], "client_id": d["client_id"],
+                    "client_name": d["c_name"], "status": status, "attempts": int(d["attempts"] or 0), "why": why,
+                    "next_attempt_at": nxt, "last_attempt_at": d.get("last_attempt_at")})
+    return out
