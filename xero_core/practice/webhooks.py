@@ -149,8 +149,9 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
+        _problems.clear("key")
     except Exception as exc:  # a vault we cannot open must not crash the server
-        log.error("webhook key unavailable: %s", exc)
+        _problems.report("key", f"webhook key unavailable: {exc}")
         key = None
     if not verify(key, raw_body, signature):
         reason = "no webhook key configured" if not key else ("no signature" if not signature else "bad signature")
@@ -568,7 +569,7 @@ class _Problems:
 
     def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
         with self._lock:
-            new = self._current.get(where) != sentence
+            new = sentence not in self._current.values()  # the mover and the processor meet the same fault
             self._current[where] = sentence
         if not new:
             log.debug("webhook %s: still failing: %s", where, sentence)
