@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--status", action="store_true", help="print the scheduler's state as JSON and exit")
     mode.add_argument("--pause", action="store_true", help="pause scheduled syncs (a running scheduler obeys without a restart)")
     mode.add_argument("--resume", action="store_true", help="resume scheduled syncs")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr, including one line per HTTP request")
     return p
 
 
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None, *, jobs=None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # One INFO line per HTTP request drowns what the scheduler did; -v brings them back.
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from xero_core.errors import LedgerlinkError
     from xero_core.scheduling import Scheduler, read_state, set_paused
     from xero_core.settings import SettingsError, load_settings

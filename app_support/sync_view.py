@@ -4,7 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 STEP_COLUMNS = ("organisation", "step", "status", "rows", "api_calls", "bytes_downloaded", "error")
-_ICONS = {"success": "✅", "failed": "❌", "partial": "⚠️", "skipped": "⏭️", "running": "⏳"}
+# Material icons, not emoji: Debian's chromium has no emoji font and draws those as empty boxes.
+_ICONS = {"success": ":green[:material/check_circle:]", "failed": ":red[:material/cancel:]",
+          "partial": ":orange[:material/warning:]", "skipped": ":gray[:material/skip_next:]",
+          "running": ":blue[:material/hourglass_top:]"}
 
 
 class LiveProgress:
@@ -30,7 +33,7 @@ class LiveProgress:
         if key not in self.lines:
             self.lines[key] = self.box.empty()
         message = ev.get("message") or f"{step}: {status}"
-        self.lines[key].markdown(f"{_ICONS.get(status, '⏳')} **{org}** · {message}")
+        self.lines[key].markdown(f"{_ICONS.get(status, _ICONS['running'])} **{org}** · {message}")
         frac = ev.get("fraction")
         if frac is not None:
             pos = self.tenants.index(tenant) if tenant in self.tenants else 0

@@ -91,6 +91,14 @@ class Receiver:
             time.sleep(0.1)  # waiting for a child process's port
         raise SystemExit(f"{kind} receiver did not start in 60 s")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the receiver process has used so far (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def backlog(self) -> int:
         con = sqlite3.connect(f"file:{self.data / 'webhook_spool.sqlite'}?mode=ro", uri=True, timeout=5)
         try:
@@ -180,20 +188,27 @@ def main() -> int:
                 httpx.post(rec.url, content=b'{"events": []}', headers={"x-xero-signature": sign(b'{"events": []}', KEY)})
                 holder = hold_duckdb(data / "xero.duckdb")
                 try:
+                    cpu = rec.cpu_seconds()
                     times, wrong, total = burst(rec.url, bodies(args.good, args.bad, "HELD" + kind), args.concurrency)
+                    cpu = rec.cpu_seconds() - cpu
                 finally:
                     holder.stdin.close()
                     holder.wait(10)
                 released = time.perf_counter()
                 report(f"{kind}: DuckDB held by another process", times, wrong, total)
+                print(f"{'':44} receiver CPU {cpu * 1000 / len(times):.2f} ms per request", flush=True)
                 failed |= wrong > 0 or times[-1] >= 5
                 while rec.backlog() and time.perf_counter() - released < 120:
                     time.sleep(0.1)
                 print(f"{'':44} spool moved into DuckDB {time.perf_counter() - released:.1f} s after the release "
                       f"(backlog {rec.backlog()})", flush=True)
+                cpu = rec.cpu_seconds()
                 times, wrong, total = burst(rec.url, bodies(args.good, args.bad, "FREE" + kind), args.concurrency)
                 done = time.perf_counter()
+                cpu = rec.cpu_seconds() - cpu
                 report(f"{kind}: DuckDB free, worker moving meanwhile", times, wrong, total)
+                print(f"{'':44} receiver CPU {cpu * 1000 / len(times):.2f} ms per request (moving included)",
+                      flush=True)
                 failed |= wrong > 0 or times[-1] >= 5
                 while rec.backlog() and time.perf_counter() - done < 120:
                     time.sleep(0.1)

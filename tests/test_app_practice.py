@@ -117,8 +117,14 @@ def test_webhook_route_refuses_bad_signatures_with_an_empty_401(app_settings):
         assert http.get("/webhooks/xero").status_code == 405
     assert (bad.status_code, bad.content, "set-cookie" in bad.headers) == (401, b"", False)
     assert (good.status_code, good.content, "set-cookie" in good.headers) == (200, b"", False)
-    at = open_page("webhooks")
-    assert "bad signature" in texts(at)
+    page = texts(open_page("webhooks"))
+    # a wrongly signed empty batch is Intent to Receive's deliberate probe: explained, not a failure
+    assert "1 wrongly signed Intent to Receive probe(s) refused, as Xero expects" in page
+    assert "Why: bad signature" not in page
+    events = b'{"events":[{"resourceId":"x"}],"firstEventSequence":1,"lastEventSequence":1,"entropy":"A"}'
+    with TestClient(Starlette(routes=routes())) as http:
+        assert http.post("/webhooks/xero", content=events, headers={"x-xero-signature": "AAAA"}).status_code == 401
+    assert "Why: bad signature · 1 refused" in texts(open_page("webhooks"))
 
 
 # -- Clients & documents ----------------------------------------------------------------------

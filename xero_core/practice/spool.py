@@ -75,6 +75,7 @@ class Spool:
     """
 
     _instances: dict[str, "Spool"] = {}
+    _resolved: dict[str, str] = {}
     _lock = threading.Lock()
 
     def __init__(self, path: Path):
@@ -98,7 +99,10 @@ class Spool:
 
     @classmethod
     def for_settings(cls, settings) -> "Spool":
-        key = str(spool_path(settings))
+        path = str(spool_path(settings))
+        key = cls._resolved.get(path)
+        if key is None:  # one instance per file however it is spelt (its notes live in memory)
+            key = cls._resolved[path] = str(Path(path).resolve())
         with cls._lock:
             sp = cls._instances.get(key)
             if sp is None or not sp.path.exists():

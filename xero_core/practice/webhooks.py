@@ -149,12 +149,20 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
+        _problems.clear("key")
     except Exception as exc:  # a vault we cannot open must not crash the server
-        log.error("webhook key unavailable: %s", exc)
+        _problems.report("key", f"webhook key unavailable: {exc}")
         key = None
     if not verify(key, raw_body, signature):
         reason = "no webhook key configured" if not key else ("no signature" if not signature else "bad signature")
+        if reason == "bad signature" and _empty_batch(raw_body):
+            # Intent to Receive: Xero sends one correctly signed empty batch and several wrongly
+            # signed ones, and passes the URL only if those are refused. Correct, not a failure.
+            spool.note("probe_refused", "last_probe_refused_at")
+            log.info("webhook: 401, an Intent to Receive probe with a wrong signature (refusing it is correct)")
+            return 401
         spool.note("rejected", "last_verification_failure_at", {"last_verification_failure": reason})
+        log.info("webhook: 401, %s (%d bytes)", reason, len(raw_body))
         return 401
     try:
         spool.put(raw_body)
@@ -162,9 +170,20 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
     _problems.clear("spool")
+    log.info("webhook: 200, signed delivery queued (%d bytes)", len(raw_body))
     if on_spooled is not None:
         on_spooled()
     return 200
+
+
+def _empty_batch(raw_body: bytes) -> bool:
+    """Whether an (unverified) body is an empty event batch, the shape of an Intent to Receive probe.
+    Only used to word a refusal: nothing in it is trusted."""
+    try:
+        doc = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("events") == []
 
 
 # --------------------------------------------------------------------------- events
@@ -456,6 +475,21 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
         return g, failed
 
 
+def _chunks(groups: list[dict], client_for):
+    """Outcomes in chunks of APPLY_CHUNK groups that asked Xero: events settled without a fetch
+    (ignored) ride along, so a burst of them costs one DuckDB transaction, not one per hundred."""
+    chunk, asked = [], 0
+    for g in groups:
+        o = _outcome(g, client_for)
+        chunk.append(o)
+        asked += 1 if o[1][2] else 0  # bump: an attempt (a fetch, or a connection to reconnect)
+        if asked >= APPLY_CHUNK or len(chunk) >= 20 * APPLY_CHUNK:
+            yield chunk
+            chunk, asked = [], 0
+    if chunk:
+        yield chunk
+
+
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
                    result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None,
                    db_lock=None) -> DrainResult:
@@ -479,8 +513,7 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
         return clients[tenant_id]
 
     groups = _due_groups(settings, now, db_timeout, tenant_id, db_lock)
-    for start in range(0, len(groups), APPLY_CHUNK):
-        outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
+    for outcomes in _chunks(groups, client_for):
         # Network done for this chunk; now one short transaction writes all of it.
         try:
             with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
@@ -536,7 +569,7 @@ class _Problems:
 
     def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
         with self._lock:
-            new = self._current.get(where) != sentence
+            new = sentence not in self._current.values()  # the mover and the processor meet the same fault
             self._current[where] = sentence
         if not new:
             log.debug("webhook %s: still failing: %s", where, sentence)
@@ -572,7 +605,7 @@ class Worker:
     """
 
     def __init__(self, settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, interval: float = 5.0,
-                 db_timeout: float = 2.0, move_gap: float = 0.2, client_factory=None):
+                 db_timeout: float = 2.0, move_gap: float = 1.0, client_factory=None):
         self.settings, self.transport, self.clock = settings, transport, clock
         self.interval, self.db_timeout, self.move_gap = interval, db_timeout, move_gap
         self.client_factory = client_factory
@@ -702,6 +735,9 @@ def webhook_status(settings: Settings) -> dict:
         "intent_to_receive_at": stamp("intent_to_receive_at"),
         "deliveries_verified": int(meta.get("count_verified", 0)),
         "deliveries_rejected": int(meta.get("count_rejected", 0)),
+        # Wrongly signed Intent to Receive probes, refused as Xero expects (not failures).
+        "intent_probes_refused": int(meta.get("count_probe_refused", 0)),
+        "last_intent_probe_refused_at": stamp("last_probe_refused_at"),
         "deliveries_malformed": int(meta.get("count_malformed", 0)),
         "spool_backlog": spool.backlog(),
         "events": None,
