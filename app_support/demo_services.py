@@ -111,7 +111,7 @@ def _start_fake(settings, started: dict) -> None:
         FAKE["starting"] = False
     started["fake"] = fake
     _register_redirect(fake.url, settings)
-    how = "started by the admin app; it stops with the app" if fake.started else "already running; left running"
+    how = "started by the admin app; it stops with the app" if fake.started else "found running; the app does not stop it"
     _say(f"Fake Xero: {fake.url} ({how}). Ledgerlink admin (mock mode): {settings.app_url}")
 
 
