@@ -24,6 +24,7 @@ else:
 
     refuse_unprotected_network_bind()  # beyond loopback with no sign-in: exit before serving anyone
     from app_support.guard import on_script_error
-    from app_support.webhook_route import lifespan, routes
+    from app_support.lifecycle import lifespan
+    from app_support.webhook_route import routes
 
     app = st.App(__file__, routes=routes(), lifespan=lifespan, on_script_error=on_script_error)

@@ -15,15 +15,20 @@ DESCRIPTION = "Run Ledgerlink's scheduled Xero syncs (every connected organisati
 EPILOG = """\
 what it runs
   Every day at XERO_SYNC_TIME (default 06:00) in XERO_TIMEZONE (default Australia/Sydney), one
-  cycle: a full sync of every connected organisation, one after the other, then the practice
-  workflows. These are the same functions as the admin app's "Sync now" (trigger "scheduler" in
-  sync_log). Daylight-saving changes are handled: the run stays at the configured local time.
-  XERO_SYNC_EXTRA adds interval jobs syncing only some resources of every organisation, e.g.
+  cycle: a sync job per connected tenant (organisations and Practice Manager), run concurrently by
+  a pool of XERO_SYNC_WORKERS threads (default 8), each tenant within Xero's 60 calls a minute and
+  all within the app-wide 10,000. A job is the tenant's whole pipeline: the financial steps, clients
+  matched to contacts, Practice Manager jobs, pending document pushes, webhook events to catch up
+  (trigger "scheduler" in sync_log). Daylight-saving changes are handled: the run stays at the
+  configured local time. XERO_SYNC_EXTRA adds interval jobs syncing only some steps, e.g.
     XERO_SYNC_EXTRA="invoices=60m,contacts=2h"     (shortest interval 5m; "+" joins resources)
+  While it runs, the scheduler's pool also runs the jobs the admin app or the CLI queue
+  (`python -m xero_core jobs` lists them, with the process running each).
 
 one sync per organisation
-  If a sync of an organisation is already running (the app's "Sync now", another scheduler,
-  the CLI), that step is skipped and recorded as busy in sync_log; it never runs twice.
+  A tenant has at most one queued or running job across every process: if the app's "Sync now",
+  the CLI or another scheduler already has one, the cycle joins it (waits for it) instead of
+  starting a second sync. A sync started outside the jobs (busy tenant lock) is recorded as busy.
 
 state, pause and resume
   <XERO_DATA_DIR>/scheduler_state.json holds the pid, a heartbeat (every 30 s), the next run, the
@@ -36,8 +41,9 @@ catch-up
   cycle runs at once (one, however many days were missed). A very first start does not.
 
 failures and signals
-  A failing step is logged and written to sync_log; the loop keeps going. SIGTERM or SIGINT
-  (Ctrl-C) let the current step finish, skip the rest, and exit 0.
+  A failing step or tenant is logged and written to sync_log; the others go on. SIGTERM or SIGINT
+  (Ctrl-C): each running job finishes its current step, then stops (state "interrupted": the next
+  run resumes from where it got to); the process exits 0.
 
 exit codes
   0  stopped cleanly; with --once: no step failed (or paused, or interrupted by a signal)
@@ -49,7 +55,7 @@ point elsewhere); XERO_DATA_DIR is relative to the working directory.
 
 examples
   python scheduler.py                    # run as a service (systemd unit in the README)
-  python scheduler.py --once             # one cycle now, e.g. from cron:
+  python scheduler.py --once             # one cycle now (its state says running meanwhile), e.g. from cron:
   5 6 * * *  cd /opt/ledgerlink && .venv/bin/python scheduler.py --once >> data/scheduler.log 2>&1
   python scheduler.py --status           # JSON state: running, next run, last result
 """
@@ -60,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="scheduler.py", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--once", action="store_true", help="run one full cycle now and exit (for cron or a systemd timer); honours the paused flag")
+    mode.add_argument("--once", action="store_true", help="run one full cycle now (a job per tenant, concurrently) and exit (for cron or a systemd timer); honours the paused flag")
     mode.add_argument("--status", action="store_true", help="print the scheduler's state as JSON and exit")
     mode.add_argument("--pause", action="store_true", help="pause scheduled syncs (a running scheduler obeys without a restart)")
     mode.add_argument("--resume", action="store_true", help="resume scheduled syncs")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr, including one line per HTTP request")
     return p
 
 
@@ -76,6 +82,10 @@ def main(argv: list[str] | None = None, *, jobs=None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # One INFO line per HTTP request drowns what the scheduler did; -v brings them back.
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from xero_core.errors import LedgerlinkError
     from xero_core.scheduling import Scheduler, read_state, set_paused
     from xero_core.settings import SettingsError, load_settings

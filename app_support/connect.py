@@ -51,6 +51,17 @@ def forget_consent_url() -> None:
     st.session_state.pop(_KEY, None)
 
 
+def consent_settled(s: Settings) -> bool:
+    """True once this session's consent link is used up (another tab finished the connection),
+    dropped or due for renewal: time to redraw the page. A file check: cheap enough to poll."""
+    cached = st.session_state.get(_KEY)
+    if not cached:
+        return False
+    if cached["made"] <= time.time() - CONSENT_LINK_TTL:
+        return True
+    return not engine.consent_pending(s, cached["url"])
+
+
 def known_oauth_errors() -> list[tuple[str, str]]:
     return [(code, engine.oauth_error_advice(code)) for code in OAUTH_ERROR_CODES]
 

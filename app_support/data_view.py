@@ -40,3 +40,58 @@ def coverage(db_path: str, tenant_id: str) -> dict[str, Any] | None:
     """This organisation's weeks of data (from analysis.data_status), or None."""
     status = engine.data_status(load_settings())
     return next((o for o in status.organisations if o.get("tenant_id") == tenant_id), None)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def base_currency(db_path: str, tenant_id: str) -> str:
+    """The organisation's currency as its invoices say most often (e.g. 'AUD'); '' when unknown."""
+    from .queries import _fetch
+
+    rows = _fetch(db_path, "SELECT currency_code, count(*) AS n FROM invoices WHERE tenant_id = ? "
+                           "AND currency_code IS NOT NULL GROUP BY 1 ORDER BY n DESC LIMIT 1", (tenant_id,))
+    return rows[0]["currency_code"] if rows else ""
+
+
+# Column names for people; anything not listed is shown with its underscores as spaces.
+LABELS = {
+    "week_start": "Week start", "week_ending": "Week ending", "from_week_ending": "From week ending",
+    "to_week_ending": "To week ending", "income": "Income", "cost_of_sales": "Cost of sales",
+    "gross_profit": "Gross profit", "other_income": "Other income", "operating_expenses": "Operating expenses",
+    "net_profit": "Net profit", "complete": "Complete week", "region": "Region", "revenue_type": "Job type",
+    "invoice_count": "Invoices", "subtotal": "Sales ex tax", "total_tax": "Tax", "total": "Sales inc tax",
+    "share_pct": "Share", "bank_account_name": "Bank account", "opening": "Opening", "received": "Received",
+    "spent": "Spent", "closing": "Closing", "net_change": "Net change",
+}
+DATE_FORMAT = "D MMM YYYY"  # 5 Dec 2026, as in every date and time the app shows
+
+
+def label(column: str) -> str:
+    return LABELS.get(column, column.replace("_", " ").capitalize())
+
+
+def table(frame: pl.DataFrame, currency: str, *, hide: tuple[str, ...] = ()) -> tuple[pl.DataFrame, dict, list]:
+    """A frame ready for st.dataframe: newest week first, money with thousands separators and
+    2 dp under a '(AUD)' heading, dates as '5 Dec 2026', blanks for missing text.
+    Returns (frame, column_config, column_order)."""
+    week = next((c for c in ("week_ending", "to_week_ending") if c in frame.columns), None)
+    if week == "week_ending":
+        frame = frame.sort(week, descending=True, maintain_order=True)
+    money = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
+    texts = [n for n, t in frame.schema.items() if t == pl.String]
+    frame = frame.with_columns([pl.col(n).cast(pl.Float64) for n in money]
+                               + [pl.col(n).fill_null("") for n in texts])
+    suffix = f" ({currency})" if currency else ""
+    config: dict[str, Any] = {}
+    for name, dtype in frame.schema.items():
+        if name in money:
+            config[name] = st.column_config.NumberColumn(label(name) + suffix, format="%,.2f")
+        elif dtype == pl.Date:
+            config[name] = st.column_config.DateColumn(label(name), format=DATE_FORMAT)
+        elif name == "share_pct":
+            config[name] = st.column_config.NumberColumn(label(name), format="%.1f%%")
+        elif dtype == pl.Boolean:
+            config[name] = st.column_config.CheckboxColumn(label(name))
+        else:
+            config[name] = st.column_config.Column(label(name))
+    order = [c for c in frame.columns if c not in hide]
+    return frame, config, order

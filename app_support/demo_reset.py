@@ -2,7 +2,7 @@
 
 Fresh fake org (the fake's own /_fake/reset), no connection, empty tables, empty vault, and the
 side stores emptied too (webhook spool and its counters, our API-budget counts, stored document
-files). Only in mock mode: it deletes data, and with real Xero there is nothing to "reset" to.
+files, the scheduler's last run). Only in mock mode: it deletes data, and with real Xero there is nothing to "reset" to.
 """
 from __future__ import annotations
 
@@ -45,8 +45,24 @@ def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = No
 
     for folder in (settings.vault_dir, docs_dir(settings)):
         _empty_folder(folder)
+    from xero_core.practice.spool import Spool
+
+    Spool.for_settings(settings).flush_notes()  # counters it holds in memory, or they come back after the reset
     for store in (spool_path(settings), ratelimit_path(settings)):
         _empty_sqlite(store)
+    _forget_scheduler_runs(settings)
+
+
+# What the scheduler remembers about runs of the data just deleted; its pid, heartbeat, pause and
+# next run stay (a scheduler may be running and keeps running).
+SCHEDULER_RUN_KEYS = ("last_run", "last_result", "last_skipped", "last_daily_run", "last_extra_run", "current")
+
+
+def _forget_scheduler_runs(settings: Settings) -> None:
+    from xero_core import scheduling
+
+    if scheduling.state_path(settings).exists():
+        scheduling.update_state(settings, **{k: None for k in SCHEDULER_RUN_KEYS})
 
 
 def _empty_folder(folder: Path) -> None:

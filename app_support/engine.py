@@ -59,6 +59,7 @@ def _e(module: str, name: str, feature: str) -> _Lazy:
 
 # Core (issue 2)
 begin_connect = _e("oauth", "begin_connect", "Connecting to Xero")
+consent_pending = _e("oauth", "consent_pending", "Connecting to Xero")
 complete_connect = _e("oauth", "complete_connect", "Connecting to Xero")
 oauth_error_advice = _e("oauth", "oauth_error_advice", "OAuth error advice")
 disconnect = _e("oauth", "disconnect", "Disconnecting")

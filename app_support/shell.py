@@ -50,10 +50,13 @@ def _main() -> None:
     st.set_page_config(page_title="Ledgerlink admin", page_icon=":material/link:", layout="wide")
     s = widgets.settings()
     auth.gate(s)
-    pages = [
-        st.Page(path, title=title, icon=icon, url_path=url, default=(i == 0))
-        for i, (path, title, icon, url) in enumerate(PAGES)
-    ]
+    pages = [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url in PAGES]
+    # Streamlit serves the default page at "/" and ignores its url_path, so /connection would be
+    # "Page not found". Every menu page keeps its own address; "/" is a hidden page that goes to
+    # the first of them.
+    first = pages[0]
+    pages.insert(0, st.Page(lambda: st.switch_page(first), title="Ledgerlink", url_path="home",
+                            default=True, visibility="hidden"))
     # Xero redirects here (XERO_REDIRECT_URI = <app>/callback); not in the menu.
     pages.append(st.Page("pages/callback.py", title="Finishing connection", icon=":material/login:",
                          url_path="callback", visibility="hidden"))

@@ -2,8 +2,9 @@
 
 Xero wants 200 with an empty body within 5 s for a good signature and 401 for a bad one, and
 no cookies. Verifying, spooling and processing are xero_core.practice.webhooks'; this hands it
-the raw bytes off the event loop (it writes files) and runs its background worker, which moves
-spooled deliveries into DuckDB in short transactions, for as long as the server runs.
+the raw bytes off the event loop (the spool append waits for an fsync) and runs its background
+worker (a mover that puts spooled deliveries into DuckDB within a moment, and a processor that
+re-fetches from Xero) for as long as the server runs.
 """
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ _worker: dict[str, Any] = {}
 
 def _handle(raw: bytes, signature: str | None) -> int:
     try:
-        settings = load_settings()
+        # The settings read at start-up (the key itself is looked up per delivery, from the vault
+        # or XERO_WEBHOOK_KEY): nothing on the request path that can wait.
+        settings = _worker.get("settings") or load_settings()
         worker = _worker.get("worker")
         return int(engine.handle_webhook(settings, raw, signature,
                                          on_spooled=worker.wake if worker is not None else None))
@@ -74,7 +77,8 @@ def routes() -> list[Route]:
 @contextlib.asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[dict]:
     try:
-        _worker["worker"] = engine.webhook_worker(load_settings()).start()
+        settings = _worker["settings"] = load_settings()
+        _worker["worker"] = engine.webhook_worker(settings).start()
     except Exception as exc:  # the admin app must start even if the worker cannot
         log.error("webhook worker not started: %s", exc)
     try:
@@ -85,6 +89,7 @@ async def lifespan(_app: Any) -> AsyncIterator[dict]:
         yield {}
     finally:
         job_runner.stop()
+        _worker.pop("settings", None)
         worker = _worker.pop("worker", None)
         if worker is not None:
             worker.stop()

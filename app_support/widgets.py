@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
@@ -50,26 +51,83 @@ def as_rows(data: Any) -> list[dict[str, Any]]:
     return [as_dict(r) for r in data]
 
 
-def when(value: Any) -> str:
-    """A timestamp for people: '2026-11-26 10:04 UTC (3 h ago)'."""
-    if value in (None, ""):
-        return "never"
-    if isinstance(value, (int, float)):
-        value = datetime.fromtimestamp(value, timezone.utc)
+def _as_datetime(value: Any) -> datetime | None:
+    """A timestamp from the database, a vault file or JSON as an aware datetime (naive = UTC)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def local_zone() -> ZoneInfo:
+    """XERO_TIMEZONE (the schedule's zone): every time the app shows is in it."""
+    try:
+        return ZoneInfo(load_settings().timezone)
+    except (SettingsError, ZoneInfoNotFoundError):
+        return ZoneInfo("UTC")
+
+
+def stamp(value: Any, zone: ZoneInfo | None = None) -> str:
+    """The app's one format for a moment: '5 Dec 2026 19:04 AEDT', in XERO_TIMEZONE.
+    Blank for no value; text that is not a timestamp is shown as it is."""
+    if value in (None, ""):
+        return ""
+    dt = _as_datetime(value)
+    if dt is None:
+        return str(value)
+    local = dt.astimezone(zone or local_zone())
+    return f"{local.day} {local:%b %Y %H:%M %Z}"
+
+
+def day(value: Any) -> str:
+    """A date for people: '5 Dec 2026' (the same day-month-year order as `stamp`)."""
+    if value in (None, ""):
+        return ""
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value[:10])
         except ValueError:
             return value
-    if not isinstance(value, datetime):
+    return f"{value.day} {value:%b %Y}" if isinstance(value, date) else str(value)
+
+
+def when(value: Any) -> str:
+    """A timestamp for people: '5 Dec 2026 19:04 AEDT (3 h ago)' in XERO_TIMEZONE; 'never' for none."""
+    if value in (None, ""):
+        return "never"
+    dt = _as_datetime(value)
+    if dt is None:
         return str(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    delta = (datetime.now(timezone.utc) - value).total_seconds()
+    delta = (datetime.now(timezone.utc) - dt).total_seconds()
     ago = _span(abs(delta))
     rel = f"{ago} ago" if delta >= 0 else f"in {ago}"
-    return f"{value:%Y-%m-%d %H:%M} UTC ({rel})"
+    return f"{stamp(dt)} ({rel})"
+
+
+def local_times(rows: Any, columns: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows (dicts, dataclasses or a polars frame) with the named timestamp columns as `stamp` text,
+    for tables; None becomes a blank."""
+    zone = local_zone()
+    out = as_rows(rows)
+    cols = [c for c in columns]
+    for r in out:
+        for c in cols:
+            if c in r:
+                r[c] = stamp(r[c], zone)
+    # Text columns show a blank, not "None", where a value is missing.
+    texts = {k for r in out for k, v in r.items() if isinstance(v, str)}
+    numbers = {k for r in out for k, v in r.items() if v is not None and not isinstance(v, str)}
+    for r in out:
+        for k in texts - numbers:
+            if r.get(k) is None:
+                r[k] = ""
+    return out
 
 
 def _span(seconds: float) -> str:

@@ -1,8 +1,10 @@
 """Connection: each organisation's status, Connect (real OAuth redirect), Disconnect, OAuth advice."""
+import time
+
 import streamlit as st
 
-from app_support import engine, widgets
-from app_support.connect import consent_url, known_oauth_errors, token_summary
+from app_support import demo_services, engine, widgets
+from app_support.connect import CONSENT_LINK_TTL, consent_settled, consent_url, forget_consent_url, known_oauth_errors, token_summary
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
 
@@ -67,6 +69,44 @@ with shown_errors():
                 st.rerun()
 
 st.subheader("Connect an organisation")
+fake_down = s.mock_mode and not demo_services.fake_answers(s)
+if fake_down:
+    if demo_services.FAKE["starting"]:
+        st.info(f"The fake Xero is starting on `{s.api_url}` (about 15 seconds): Connect to Xero works once it "
+                "answers. This page updates by itself.", icon=":material/hourglass_top:")
+    else:
+        why = f" ({demo_services.FAKE['error']})" if demo_services.FAKE["error"] else ""
+        st.warning(f"The fake Xero does not answer on `{s.api_url}`{why}, so Connect to Xero cannot work. "
+                   f"{s.unreachable_hint} This page updates by itself once it answers.", icon=":material/cloud_off:")
+
+
+CLICKED = "_connect_clicked"
+
+
+def _clicked() -> None:
+    st.session_state[CLICKED] = time.time()
+
+
+# Poll only while it matters: after Connect to Xero was clicked (until the link's lifetime ends) or
+# while the fake is down. (Streamlit folds a timer tick that lands on a pending page switch into a
+# rerun of this page, so an always-on timer could swallow a click in the menu.)
+waiting = time.time() - st.session_state.get(CLICKED, 0) < CONSENT_LINK_TTL
+
+
+@st.fragment(run_every=2 if (waiting or fake_down) else None)
+def watch() -> None:
+    """Redraw the page by itself when another tab finishes the connection (Xero's consent page
+    opens in a new tab and lands on /callback there), when the consent link is due for renewal,
+    and in mock mode when the fake Xero comes up. Each tick is a file check (and a loopback
+    health check while the fake is down)."""
+    if (waiting and consent_settled(s)) or (fake_down and demo_services.fake_answers(s)):
+        forget_consent_url()
+        st.session_state.pop(CLICKED, None)
+        st.cache_data.clear()
+        st.rerun(scope="app")
+
+
+watch()
 with shown_errors():
     url = consent_url(s)
     where = "the fake Xero's consent page" if s.mock_mode else "Xero's sign-in and consent page"
@@ -75,7 +115,8 @@ with shown_errors():
         f"and Xero sends you back to `{s.redirect_uri}`, which finishes the connection. "
         "Reconnecting an organisation uses the same button."
     )
-    st.link_button("Connect to Xero", url, type="primary", icon=":material/add_link:")
+    st.link_button("Connect to Xero", url, type="primary", icon=":material/add_link:", disabled=fake_down,
+                   on_click=_clicked)
     st.caption("The link is single-use and valid for 10 minutes; this page makes a fresh one when needed.")
 
 with st.expander("If connecting fails: what each Xero error means"):

@@ -15,19 +15,23 @@ tid, name = conn["tenant_id"], conn.get("tenant_name") or conn["tenant_id"]
 db = str(s.db_path)
 
 
-WEEKS = {c: st.column_config.DateColumn(c.replace("_", " "), format="YYYY-MM-DD")
-         for c in ("week_start", "week_ending", "from_week_ending", "to_week_ending")}
+def show_table(frame, hide: tuple[str, ...] = ()) -> None:
+    shown, config, order = data_view.table(frame, currency, hide=hide)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, column_order=order)
 
 
 def nothing_yet(what: str) -> None:
     st.info(f"No {what} for {name} yet: run a sync on the Sync page.", icon=":material/hourglass_empty:")
 
 
+currency = ""
 with shown_errors():
+    currency = data_view.base_currency(db, tid)
     cov = data_view.coverage(db, tid)
     if cov and cov.get("weeks"):
-        st.caption(f"{name}: {cov['weeks']} weeks of P&L, {cov['first_week']} to {cov['latest_week']}. "
-                   "The same frames the notebooks use (xero_core.analysis).")
+        st.caption(f"{name}: {cov['weeks']} weeks of P&L, {widgets.day(cov['first_week'])} to "
+                   f"{widgets.day(cov['latest_week'])}; amounts in {currency or 'the organisation’s currency'}, "
+                   "newest week first. The same frames the notebooks use (xero_core.analysis).")
 
 pnl_tab, mix_tab, cash_tab = st.tabs(["Weekly P&L", "Revenue mix", "Cash position"])
 with pnl_tab, shown_errors():
@@ -38,9 +42,10 @@ with pnl_tab, shown_errors():
     except LedgerlinkError:  # analysis.NoDataYet and friends: nothing synced for this organisation
         nothing_yet("weekly P&L")
     else:
-        st.line_chart(data_view.chartable(pnl), x="week_ending", y=["income", "gross_profit", "net_profit"],
-                      x_label="week ending", y_label="amount")
-        st.dataframe(pnl, hide_index=True, width="stretch", column_config=WEEKS)
+        lines = {c: data_view.label(c) for c in ("income", "gross_profit", "net_profit")}
+        st.line_chart(data_view.chartable(pnl).rename(lines), x="week_ending", y=list(lines.values()),
+                      x_label="week ending", y_label=f"amount {currency}".strip())
+        show_table(pnl)
 with mix_tab, shown_errors():
     weeks = st.slider("Weeks", 1, 26, 4, key="mix_weeks")
     try:
@@ -50,15 +55,15 @@ with mix_tab, shown_errors():
     except LedgerlinkError:
         nothing_yet("sales invoices")
     else:
-        st.bar_chart(data_view.chartable(mix), x="region", y="subtotal", color="revenue_type", stack=True,
-                     x_label="region", y_label="sales ex tax")
-        st.dataframe(mix, hide_index=True, width="stretch", column_config=WEEKS)
+        st.bar_chart(data_view.chartable(mix).rename({"revenue_type": "Job type"}), x="region", y="subtotal",
+                     color="Job type", stack=True, x_label="region", y_label=f"sales ex tax {currency}".strip())
+        show_table(mix)
 with cash_tab, shown_errors():
     cash = data_view.cash_position(db, tid)
     if cash.is_empty():
         nothing_yet("bank summary")
     else:
-        st.line_chart(data_view.chartable(cash), x="week_ending", y="closing", color="bank_account_name",
-                      x_label="week ending", y_label="closing balance")
-        st.dataframe(cash, hide_index=True, width="stretch", column_config=WEEKS,
-                     column_order=[c for c in cash.columns if c != "bank_account_id"])
+        st.line_chart(data_view.chartable(cash).rename({"bank_account_name": "Bank account"}), x="week_ending",
+                      y="closing", color="Bank account", x_label="week ending",
+                      y_label=f"closing balance {currency}".strip())
+        show_table(cash, hide=("bank_account_id",))

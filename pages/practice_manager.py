@@ -99,11 +99,11 @@ with shown_errors():
     t_open, t_done = st.tabs([f"Open ({len(open_c)})", f"Completed ({len(done_c)})"])
     with t_open:
         if open_c:
-            st.dataframe(open_c, hide_index=True, width="stretch", column_order=cols)
+            st.dataframe(widgets.local_times(open_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols)
         else:
             st.caption("No open campaign.")
     with t_done:
         if done_c:
-            st.dataframe(done_c, hide_index=True, width="stretch", column_order=cols)
+            st.dataframe(widgets.local_times(done_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols)
         else:
             st.caption("No completed campaign yet.")

@@ -162,7 +162,7 @@ with shown_errors():
                  and (not statuses or h["status"] in statuses)
                  and (not types or h["sync_type"] in types)]
         st.dataframe(
-            shown, hide_index=True, width="stretch",
+            widgets.local_times(shown, ("started_at", "finished_at")), hide_index=True, width="stretch",
             column_order=("started_at", "organisation", "sync_type", "status", "rows", "api_calls",
                           "bytes_downloaded", "error", "trigger", "period_start", "period_end", "finished_at"),
         )

@@ -42,11 +42,18 @@ with shown_errors():
     c1, c2, c3 = st.columns(3)
     c1.metric("Intent to Receive", "passed" if status.get("intent_to_receive_passed") else "not yet")
     c1.caption(f"Last passed: {widgets.when(status.get('intent_to_receive_at'))}")
+    probes = status.get("intent_probes_refused") or 0
+    if probes:
+        c1.caption(f"{probes} wrongly signed Intent to Receive probe(s) refused, as Xero expects: it sends one "
+                   "correctly signed request and several deliberately wrongly signed ones, and passes the URL "
+                   "only if those are refused. These are not failures.")
     c2.markdown(f"**Last event received**  \n{widgets.when(status.get('last_event_received_at'))}")
     c2.caption(f"{status.get('deliveries_verified', 0)} deliveries verified")
-    c3.markdown(f"**Last verification failure**  \n{widgets.when(status.get('last_verification_failure_at'))}")
+    c3.markdown(f"**Last refused delivery**  \n{widgets.when(status.get('last_verification_failure_at'))}")
     if status.get("last_verification_failure"):
-        c3.caption(f"Why: {status['last_verification_failure']} · {status.get('deliveries_rejected', 0)} refused")
+        c3.caption(f"Why: {status['last_verification_failure']} · {status.get('deliveries_rejected', 0)} refused "
+                   "(Intent to Receive probes not counted). Refusals you did not expect mean the key here "
+                   "differs from your Xero app's, or someone else is posting to this URL.")
     counts = status.get("events") or {}
     backlog = status.get("spool_backlog") or 0
     if counts or backlog:
@@ -69,9 +76,13 @@ with shown_errors():
     events = widgets.as_rows(engine.recent_webhook_events(s))
     if events:
         st.dataframe(
-            events, hide_index=True, width="stretch",
+            widgets.local_times(events, ("received_at", "processed_at", "event_date_utc")), hide_index=True, width="stretch",
             column_order=("received_at", "event_category", "event_type", "resource_id", "status", "error",
                           "attempts", "processed_at", "event_date_utc", "tenant_id"),
+            column_config={"received_at": "Received", "event_category": "Category", "event_type": "Type",
+                           "resource_id": "Resource id", "status": "Status", "error": "Error",
+                           "attempts": "Attempts", "processed_at": "Processed", "event_date_utc": "Event time",
+                           "tenant_id": "Tenant id"},
         )
     else:
         st.caption("No event received yet.")

@@ -6,13 +6,13 @@ A test that reads dates pins them: the fake's `today=`, a `FakeClock`, `today=` 
 date-sensitive test, the `test_today` fixture. A test taking `test_today` is marked `dates`
 (automatically) and runs on:
 
-* the real date (UTC) by default, so each day's run tries a new one;
+* today's date (in XERO_TIMEZONE, default Australia/Sydney) by default, so each day's run tries a new one;
 * each date in `LEDGERLINK_TEST_TODAY=YYYY-MM-DD[,YYYY-MM-DD...]` otherwise (the test's id gets
   `[date]`). For each, the fixture moves this process's clock onto that day with time-machine
-  (whole days, real time of day, ticking) and sets `XERO_TODAY` for the subprocesses the test starts
-  (the product's SYSTEM_CLOCK and clock.today() make the same whole-day shift; so does the fake's
-  `--today`). scripts/test runs `-m dates` at the month ends, year ends, DST changes and leap day
-  listed there.
+  (same wall-clock time in XERO_TIMEZONE, ticking) and sets `XERO_TODAY` for the subprocesses the
+  test starts (the product's SYSTEM_CLOCK makes the same move, clock.pin_shift, and clock.today()
+  returns the date). scripts/test runs `-m dates` at the month ends, year ends, DST changes and leap
+  day listed there.
 
 A failure at a date reproduces with `LEDGERLINK_TEST_TODAY=that-date bash scripts/test -m dates`.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from datetime import date, datetime, timezone
 
 import pytest
@@ -45,7 +46,9 @@ def pytest_report_header(config):
     dates = test_dates()
     if dates:
         return f"test date ({TEST_TODAY_ENV}): {', '.join(d.isoformat() for d in dates)}"
-    return f"test date: {datetime.now(timezone.utc).date()} (today, UTC; {TEST_TODAY_ENV}=YYYY-MM-DD pins another)"
+    from xero_core import clock
+
+    return f"test date: {clock.today()} (today in XERO_TIMEZONE; {TEST_TODAY_ENV}=YYYY-MM-DD pins another)"
 
 
 def pytest_generate_tests(metafunc):
@@ -69,17 +72,19 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="module")
 def test_today(request):
-    """The date a date-sensitive test runs on: today (UTC), or each LEDGERLINK_TEST_TODAY date, with
+    """The date a date-sensitive test runs on: today, or each LEDGERLINK_TEST_TODAY date, with
     this process's clock moved there and XERO_TODAY set for subprocesses (see the module doc)."""
+    from xero_core import clock
+
     day = getattr(request, "param", None)
     if day is None:
-        yield datetime.now(timezone.utc).date()
+        yield clock.today()  # in XERO_TIMEZONE, as the sync sees it
         return
     import time_machine
 
-    real = datetime.now(timezone.utc)
+    real = time.time()  # the same move the product's SYSTEM_CLOCK makes for XERO_TODAY (clock.pin_shift)
     with pytest.MonkeyPatch.context() as mp, \
-            time_machine.travel(datetime.combine(day, real.timetz()), tick=True):
+            time_machine.travel(datetime.fromtimestamp(real + clock.pin_shift(day, real), timezone.utc), tick=True):
         mp.setenv("XERO_TODAY", day.isoformat())
         yield day
 

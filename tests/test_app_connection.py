@@ -1,6 +1,7 @@
 """Admin app: frame (banner, picker, sign-in, errors, reset) and the Connection/callback pages."""
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 import pytest
@@ -103,7 +104,7 @@ def test_status_token_expiry_and_the_60_day_refresh_warning(app_settings, fake_x
     page = texts(at)
     assert "The refresh token expires on" in page and "run a sync" in page
     assert ":orange-badge[Needs reconnect]" in page and "invalid_grant" in page
-    assert "expires 20" in page  # the access token's expiry, as a date
+    assert re.search(r"expires \d{1,2} [A-Z][a-z]{2} 20\d\d \d\d:\d\d ", page)  # the expiry, in XERO_TIMEZONE
 
 
 def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
@@ -244,6 +245,10 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert _handle(b"{}", "bad") == 401  # a refused delivery is counted in the spool
     assert list_connections(app_settings) and any(app_settings.vault_dir.iterdir())
     assert budget_status(app_settings, org)["calls_today"] > 0
+    from xero_core import scheduling
+
+    scheduling.update_state(app_settings, last_run="2026-12-05T06:00:00+11:00", paused=True,
+                            last_result={"ok": True, "tenants": [{"tenant_id": org}]})
 
     at = open_page("clients")
     button(at, "Reset everything").click().run()
@@ -256,6 +261,8 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     assert list((app_settings.data_dir / "documents").rglob("*.*")) == []
     assert budget_status(app_settings, org)["calls_today"] == 0
     assert webhook_status(app_settings)["last_verification_failure_at"] is None
+    state = scheduling.read_state(app_settings)
+    assert state["last_run"] is None and state["last_result"] is None and state["paused"]  # a pause is a choice
     # the fake forgot the consent too: its connections list is empty for a new grant
     assert "No organisation is connected yet" in texts(open_page("connection"))
 

@@ -176,7 +176,7 @@ def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_
     """The fake's data ends the day before `test_today`; the sync's weeks, the stored figures and the
     analysis functions' "latest complete week" all follow from that date and nothing else."""
     s = _settings(tmp_path)
-    clock = FakeClock(test_today)  # 09:00 UTC: the same date in Sydney
+    clock = FakeClock(test_today)  # 09:00 UTC: the same date in Sydney (19:00 or 20:00)
     fake = FakeXero(seed=29, today=test_today, clock=clock, invoices=60, org_factory=small_org)
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
@@ -223,6 +223,43 @@ def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_
     assert [r[0] for r in tie] == weeks
 
 
+def test_the_morning_after_a_week_ends_in_sydney_the_week_is_complete_on_a_utc_computer(test_today, tmp_path,
+                                                                                        monkeypatch):
+    """The scheduler syncs at 06:00 in XERO_TIMEZONE (Sydney), when a computer or container on UTC
+    still has the day before: the analysis functions' "complete weeks" must use the sync's date
+    (XERO_TIMEZONE's), not the computer's, or every Sunday morning's report shows the week before."""
+    import time as _time
+
+    import time_machine
+
+    monkeypatch.setenv("TZ", "UTC")  # the computer's zone
+    _time.tzset()
+    monkeypatch.delenv("XERO_TODAY", raising=False)  # this test sets the instant itself
+    try:
+        saturday = week_ending_for(test_today)  # the week holding the test date ends then
+        morning = datetime.combine(saturday + timedelta(days=1), time(7, 0), tzinfo=SYDNEY)
+        assert morning.astimezone(UTC).date() == saturday and date.today() != saturday + timedelta(days=1)
+        s = _settings(tmp_path)
+        clock = FakeClock(morning)
+        fake = FakeXero(seed=37, today=saturday + timedelta(days=1), clock=clock, invoices=30, org_factory=small_org)
+        tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                         transport=fake.transport(), clock=clock)
+        org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+        assert sync_all(s, org_id, only="pnl", weeks=2, transport=fake.transport(), clock=clock).ok
+        assert sorted(r[0] for r in _rows(s, "SELECT week_ending FROM financial_weekly")) == \
+            [saturday, saturday + timedelta(days=7)]  # the sync's today: Sunday, in Sydney
+        with time_machine.travel(morning.astimezone(UTC), tick=False):  # UTC: a ZoneInfo would set TZ
+            assert date.today() == saturday  # the computer: still Saturday
+            assert an.latest_week(s) == saturday  # Sydney: the week ended yesterday
+            pnl = an.weekly_pnl(s)
+            assert dict(zip(pnl["week_ending"].to_list(), pnl["complete"].to_list())) == \
+                {saturday: True, saturday + timedelta(days=7): False}
+            assert an.latest_week(s.db_path) == saturday  # from a path (a notebook): XERO_TIMEZONE's default
+    finally:
+        monkeypatch.undo()
+        _time.tzset()
+
+
 def test_the_cli_in_a_subprocess_syncs_the_weeks_of_the_test_date(test_today, tmp_path):
     """A subprocess cannot share this process's clock: XERO_TODAY (set by test_today when a date
     is pinned) moves its clock, and its sync must pick the weeks around that date."""
@@ -251,7 +288,7 @@ def test_the_cli_in_a_subprocess_syncs_the_weeks_of_the_test_date(test_today, tm
     synced = sorted(r[0] for r in _rows(s, "SELECT week_ending FROM financial_weekly WHERE tenant_id = ?", org_id))
     assert synced in (recent_weeks(before, 3, s.week_ends_on), recent_weeks(after, 3, s.week_ends_on)), \
         (synced, before, after)
-    assert before in (test_today, test_today + timedelta(days=1))  # the test date in UTC; Sydney is ahead
+    assert before == test_today  # the test date, in Sydney
     org = fake.org(org_id)
     income = dict(_rows(s, "SELECT week_ending, income FROM financial_weekly WHERE tenant_id = ?", org_id))
     assert income == {we: org.profit_and_loss(week_start(we), we)["income"] for we in synced}
@@ -262,22 +299,26 @@ def test_the_cli_in_a_subprocess_syncs_the_weeks_of_the_test_date(test_today, tm
 # ---------------------------------------------------------------------------------------------
 
 
-def test_xero_today_moves_the_system_clock_by_whole_days(monkeypatch):
+def test_xero_today_moves_the_system_clock_onto_that_date_in_xero_timezone(monkeypatch):
     from xero_core.clock import SystemClock, today
 
     monkeypatch.delenv("XERO_TODAY", raising=False)
+    monkeypatch.delenv("XERO_TIMEZONE", raising=False)
     c = SystemClock()
-    real = datetime.now(UTC)
-    assert abs(c.time() - real.timestamp()) < 5 and today() == date.today()
-    monkeypatch.setenv("XERO_TODAY", "2028-02-29")
-    now = c.now()
-    assert now.date() == D("2028-02-29") and today() == D("2028-02-29")
-    shift = now - datetime.now(UTC)
-    assert abs(shift.total_seconds() - round(shift.total_seconds() / 86400) * 86400) < 5  # whole days: same time of day
-    t0 = c.time()
-    assert c.time() >= t0  # it runs on, and the shift stays put (never back to 00:00 at midnight)
-    monkeypatch.setenv("XERO_TODAY", "2026-10-04")
-    assert c.now().date() == D("2026-10-04")
+    assert abs(c.time() - datetime.now(UTC).timestamp()) < 5
+    assert today() == datetime.now(SYDNEY).date()  # XERO_TIMEZONE's date, not the computer's
+    for pin in ("2028-02-29", "2026-10-04", "2027-04-04", "2026-12-31"):
+        monkeypatch.setenv("XERO_TODAY", pin)
+        now, real = c.now().astimezone(SYDNEY), datetime.now(SYDNEY)
+        assert now.date() == D(pin) and today() == D(pin)
+        wall = lambda t: t.hour * 3600 + t.minute * 60 + t.second  # noqa: E731
+        in_gap = pin == "2026-10-04" and real.hour == 2  # 02:xx does not exist that night in Sydney
+        assert abs(wall(now) - wall(real)) < 5 or in_gap  # the same wall-clock time, on that date
+        t0 = c.time()
+        assert c.time() >= t0  # it runs on, and the shift stays put (never back to 00:00 at midnight)
+    monkeypatch.setenv("XERO_TIMEZONE", "Europe/London")
+    monkeypatch.setenv("XERO_TODAY", "2027-07-01")
+    assert c.now().astimezone(ZoneInfo("Europe/London")).date() == D("2027-07-01")
     monkeypatch.setenv("XERO_TODAY", "")
     assert abs(c.time() - datetime.now(UTC).timestamp()) < 5
 

@@ -273,3 +273,47 @@ def test_xero_today_pins_the_date_the_analysis_calls_today(synced, monkeypatch):
     monkeypatch.setenv("XERO_TODAY", "5/12/2026")
     with pytest.raises(ValueError, match="XERO_TODAY='5/12/2026' must be a date as YYYY-MM-DD"):
         clock.today()
+
+
+def test_scripts_notebooks_opens_jupyterlab_on_the_data_with_the_printed_url(synced, tmp_path):
+    """The README's command (without its install step, which bootstrap already did): it finds the
+    synced data, starts JupyterLab on --port with the notebooks and the project's kernel, and the
+    URL it prints opens."""
+    import signal
+    import socket
+
+    import httpx
+
+    s = synced[0]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = NOTEBOOKS.parent
+    env = {**os.environ, "XERO_DATA_DIR": str(s.data_dir), "XERO_ENV_FILE": os.devnull,
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    env.pop("DISPLAY", None), env.pop("WAYLAND_DISPLAY", None)
+    proc = subprocess.Popen(["bash", str(root / "scripts" / "notebooks"), "--port", str(port), "--no-install"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "is running at" in line:
+                break
+        log = "".join(lines)
+        assert "is running at" in log, log[-3000:]
+        assert f"Data found in {s.db_path}" in log, "it looked where the notebooks look, and found the data"
+        (url,) = [w for w in log.split() if w.startswith(f"http://localhost:{port}/lab/tree/weekly_pnl.ipynb?token=")]
+        token = url.split("token=", 1)[1]
+        with httpx.Client(timeout=30) as http:
+            assert http.get(url).status_code == 200
+            listing = http.get(f"http://localhost:{port}/api/contents", params={"token": token}).json()
+            assert {c["name"] for c in listing["content"]} >= {"weekly_pnl.ipynb", "query_tables.ipynb"}
+            specs = http.get(f"http://localhost:{port}/api/kernelspecs", params={"token": token}).json()
+            assert "python3" in specs["kernelspecs"]
+        assert httpx.get(f"http://localhost:{port}/api/contents", timeout=30).status_code == 403, "token required"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the script's own process group (JupyterLab after exec)
+        proc.wait(timeout=60)
+        proc.stdout.close()

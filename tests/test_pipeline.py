@@ -133,3 +133,17 @@ def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
     assert not res.ok
     logged = {r[0] for r in rows(s, "SELECT sync_type FROM sync_log WHERE tenant_id = ?", org)}
     assert {"accounts", "invoices", "pnl", "bank", "journals", "webhooks"} <= logged
+
+
+def test_the_app_servers_background_pool_is_one_per_process_and_runs_queued_jobs(tmp_path):
+    from xero_core.pipeline import worker
+
+    s, clock, fake, org = connect(tmp_path, invoices=20, org_factory=small_org)
+    try:
+        pool = worker.ensure_background_pool(s, transport=fake.transport(), clock=clock)
+        assert worker.ensure_background_pool(s) is pool, "idempotent per process and data dir"
+        job = worker.submit(s, SyncRequest(org, only=P.parse_only("accounts"), trigger="manual", requested_by="admin"))
+        (done,) = J.wait(s, [job.job_id], timeout=120)
+        assert done.state == "done" and done.owner_label == "app" and done.requested_by == "admin"
+    finally:
+        worker.stop_background_pools()

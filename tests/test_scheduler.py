@@ -563,3 +563,52 @@ def test_tenant_held_by_sync_now_is_skipped_with_a_sync_log_row(tmp_path):
     with connect(s.db_path, read_only=True) as con:
         rows = con.execute("SELECT status, trigger, error FROM sync_log WHERE tenant_id = ?", [org_id]).fetchall()
     assert len(rows) == 1 and rows[0][:2] == ("skipped", "scheduler") and "another sync is running" in rows[0][2]
+
+
+# ---------------------------------------------------------------------------------------------
+# The real pipeline: --once queues a job per tenant and runs them concurrently
+# ---------------------------------------------------------------------------------------------
+
+
+def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tmp_path):
+    import httpx
+
+    from xero_core.connections import set_status
+    from xero_core.pipeline import jobs as J
+
+    from test_sync_e2e import connect as connect_fake, small_org
+
+    s, clock, fake, org = connect_fake(tmp_path, invoices=30, org_factory=small_org)
+    inner = fake.transport()
+    seen: list[dict] = []
+    first = threading.Lock()
+
+    class Spy(httpx.BaseTransport):
+        def handle_request(self, request):
+            with first:  # both jobs' threads call at once: look once
+                if not seen:
+                    seen.append(read_state(s, now=clock.now()))
+                    seen.append({"running_jobs": len(J.active_jobs(s))})
+            return inner.handle_request(request)
+
+    jobs = Jobs(workers=2, pool_options={"transport": Spy(), "clock": clock})
+    assert jobs.pipeline
+    sch = Scheduler(s, jobs=jobs, clock=clock, heartbeat_seconds=30)
+    assert sch.run_once() == 0
+    state, active = seen
+    assert state["status"] == "running" and state["mode"] == "once" and state["pid"] == os.getpid(), state
+    assert active["running_jobs"] == 2, "both tenants queued at once"
+    assert read_state(s, now=clock.now())["status"] == "stopped"
+    report = sch.cycles[-1]
+    assert sorted(st.status for st in report.steps) == ["ok", "ok"]
+    with connect(s.db_path, read_only=True) as con:
+        logged = con.execute("SELECT DISTINCT sync_type FROM sync_log WHERE trigger = 'scheduler'").fetchall()
+    assert {"accounts", "clients", "xpm", "documents", "webhooks"} <= {r[0] for r in logged}
+
+    # a tenant needing reconnect fails the run (exit 1) with the fix; the other one still syncs
+    set_status(s, org, "needs_reconnect", "the refresh token was revoked in Xero")
+    sch = Scheduler(s, jobs=Jobs(workers=2, pool_options={"transport": inner, "clock": clock}), clock=clock)
+    assert sch.run_once() == 1
+    by = {st.tenant_id: st for st in sch.cycles[-1].steps}
+    assert by[org].status == "failed" and "reconnect" in by[org].detail and "revoked" in by[org].detail
+    assert [st.status for t, st in by.items() if t != org] == ["ok"]

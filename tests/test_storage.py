@@ -46,7 +46,8 @@ def run_cli(env: dict, *argv: str, preexec_fn=None, user=None) -> subprocess.Com
 def assert_one_sentence(proc: subprocess.CompletedProcess, *needles: str) -> str:
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("WARNING ")]
+    # WARNING log lines and the mock-mode "note: the fake Xero is not running" hint are not the error
+    lines = [ln for ln in proc.stderr.strip().splitlines() if not ln.startswith(("WARNING ", "note: "))]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for n in needles:
         assert n in lines[0], (n, lines[0])
@@ -206,22 +207,25 @@ def test_receiver_worker_logs_a_storage_problem_once_not_a_traceback_per_pass(ma
     from xero_core.practice import webhooks as W
 
     s = make_settings()
-    W.Spool.for_settings(s)
+    body = (b'{"events": [{"tenantId": "t", "eventCategory": "INVOICE", "eventType": "UPDATE", "resourceId": "r", '
+            b'"eventDateUtc": "2026-01-01T00:00:00"}], "firstEventSequence": 1, "lastEventSequence": 1}')
+    W.Spool.for_settings(s).put(body, 1)  # a delivery waiting to be moved into DuckDB
     s.db_path.write_bytes(os.urandom(32 * 1024))  # damaged database; the spool still works
-    worker = W.Worker(s, interval=60).start()
+    worker = W.Worker(s, interval=60, move_gap=0.01).start()
     try:
         with caplog.at_level(logging.DEBUG, logger="xero_core.practice.webhooks"):
-            for n in range(4):
+            for n in range(1, 5):  # a pass per delivery the receiver would announce
                 worker.wake()
-                assert worker.wait_pass(n, timeout=30)
-            assert "damaged" in worker.last.errors[0]
+                assert worker.wait_moves(n, timeout=30)
+            assert "damaged" in worker.last_move_error
             errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
             assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
             assert str(s.db_path) in errors[0].getMessage() and "move it aside" in errors[0].getMessage()
             s.db_path.unlink()  # the operator moves it aside: the next pass works and says so once
+            moves = worker.moves
             worker.wake()
-            assert worker.wait_pass(4, timeout=30)
-            assert worker.last.errors == []
+            assert worker.wait_moves(moves, timeout=30)
+            assert worker.last_move_error is None
             assert sum("works again" in r.getMessage() for r in caplog.records) == 1
     finally:
         worker.stop()
@@ -397,3 +401,16 @@ def test_a_failed_migration_commit_is_reported_not_hidden_by_its_rollback():
     with pytest.raises(duckdb.TransactionException, match="No space left") as e:
         db.migrate(Con())
     assert storage.as_storage_error(e.value).problem == "full"
+
+
+def test_an_unreadable_webhook_key_is_logged_once_not_per_delivery(make_settings, caplog):
+    from xero_core.practice import webhooks as W
+
+    s = make_settings()
+    W.set_webhook_key(s, "k" * 32)
+    path = W._vault(s).path(W.VAULT_NAME)
+    path.write_bytes(path.read_bytes()[:50])  # tampered
+    with caplog.at_level(logging.INFO, logger="xero_core.practice.webhooks"):
+        assert [W.handle_webhook(s, b'{"events": []}', "sig") for _ in range(5)] == [401] * 5
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(path) in errors[0], errors

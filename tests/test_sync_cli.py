@@ -64,3 +64,27 @@ def test_consent_form_then_sync_json(served, capsys):
 def test_unknown_step_is_a_usage_error(served, capsys):
     assert main(["sync", "--all", "--only", "pnl,nope"]) == 2
     assert "unknown sync step" in capsys.readouterr().err
+
+
+def test_week_ending_and_the_jobs_command(served, capsys):
+    fake, s = served
+    tenants = connect_via_consent_form(s)
+    org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+
+    assert main(["sync", "--tenant", org, "--week-ending", "2026-11-18", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (t,) = doc["tenants"]
+    assert t["job_state"] == "done" and [st["step"] for st in t["steps"]] == ["accounts", "pnl", "bank"]
+    pnl = next(st for st in t["steps"] if st["step"] == "pnl")
+    assert pnl["period_end"] == "2026-11-21", "the Saturday ending the week that holds the 18th"
+    assert main(["sync", "--tenant", org, "--week-ending", "18/11/2026"]) == 2
+    assert "YYYY-MM-DD" in capsys.readouterr().err
+
+    assert main(["jobs", "--all", "--json"]) == 0
+    jobs = json.loads(capsys.readouterr().out)["jobs"]
+    assert jobs[0]["state"] == "done" and jobs[0]["request"]["week_ending"] == "2026-11-18"
+    assert jobs[0]["trigger"] == "cli" and jobs[0]["owner"]["label"] == "cli"
+    assert main(["jobs"]) == 0 and "no sync jobs queued or running" in capsys.readouterr().err
+    assert main(["jobs", "cancel", jobs[0]["job_id"][:8]]) == 1
+    assert "already done" in capsys.readouterr().err
+    assert main(["jobs", "cancel", "nope"]) == 1 and "No job" in capsys.readouterr().err

@@ -33,10 +33,11 @@ Conventions
     * Money is `Decimal(18,2)` (polars `Decimal`) as stored, never a float; averages are rounded
       half-up to the cent. Cast to `pl.Float64` only to draw a chart.
     * Percentages are `Float64` in percent (42.5 means 42.5 %), rounded to 0.1.
-    * A week is named by its last day, `week_ending`. A week is *complete* once `today` (your
-      computer's date unless you pass one; `XERO_TODAY=YYYY-MM-DD` in the environment pins it) is
-      past its last day; comparisons default to the latest complete week, because the current
-      week is still filling up.
+    * A week is named by its last day, `week_ending`. A week is *complete* once `today` is past
+      its last day; comparisons default to the latest complete week, because the current week is
+      still filling up. `today` is the date in XERO_TIMEZONE (the Settings' own, else the
+      environment's, else Australia/Sydney), as the sync sees it, whatever zone your computer is
+      in; pass `today=` or set `XERO_TODAY=YYYY-MM-DD` in the environment to pin it.
     * Costs are positive as in Xero's report: gross_profit = income − cost_of_sales;
       net_profit = gross_profit + other_income − operating_expenses.
     * "Same week last year" is 52 weeks (364 days) earlier: the same weekday, so the weeks line up.
@@ -296,14 +297,16 @@ def _sub(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else a - b
 
 
-def _today(today: date | None) -> date:
-    return today or clock.today()
+def _today(today: date | None, source: Any = None) -> date:
+    """`today`, else the date in XERO_TIMEZONE (a Settings' own, else the environment's, else
+    Australia/Sydney): the date the sync used, whatever zone this computer is in."""
+    return today or clock.today(getattr(source, "timezone", None))
 
 
-def _latest_complete(weeks: Sequence[date], today: date | None) -> date | None:
+def _latest_complete(weeks: Sequence[date], today: date | None, source: Any = None) -> date | None:
     if not weeks:
         return None
-    done = [w for w in weeks if w < _today(today)]
+    done = [w for w in weeks if w < _today(today, source)]
     return max(done) if done else max(weeks)
 
 
@@ -343,7 +346,7 @@ def _tenant_and_pnl(source: Any, tenant_id: str | None) -> tuple[str, pl.DataFra
 def latest_week(source: Any = None, tenant_id: str | None = None, *, today: date | None = None) -> date:
     """The latest complete week with a P&L (the latest week at all if none is complete yet)."""
     _, df = _tenant_and_pnl(source, tenant_id)
-    return _latest_complete(df["week_ending"].to_list(), today)
+    return _latest_complete(df["week_ending"].to_list(), today, source)
 
 
 def weekly_pnl(source: Any = None, tenant_id: str | None = None, *, weeks: int | None = None,
@@ -352,7 +355,7 @@ def weekly_pnl(source: Any = None, tenant_id: str | None = None, *, weeks: int |
     gross_profit, other_income, operating_expenses, net_profit (Decimal), complete (bool:
     the week is over)."""
     _, df = _tenant_and_pnl(source, tenant_id)
-    df = df.with_columns(pl.col("week_ending").lt(pl.lit(_today(today))).alias("complete"))
+    df = df.with_columns(pl.col("week_ending").lt(pl.lit(_today(today, source))).alias("complete"))
     return df.tail(weeks) if weeks else df
 
 
@@ -365,7 +368,7 @@ def latest_week_comparison(source: Any = None, tenant_id: str | None = None, *, 
     data is null (e.g. less than a year synced). `comparison_weeks()` names the weeks."""
     _, df = _tenant_and_pnl(source, tenant_id)
     by_week = {r["week_ending"]: r for r in df.iter_rows(named=True)}
-    we = week_ending or _latest_complete(list(by_week), today)
+    we = week_ending or _latest_complete(list(by_week), today, source)
     if we not in by_week:
         raise NoDataYet(f"No weekly P&L for the week ending {we}; weeks available: {min(by_week)} to {max(by_week)}.")
     w = comparison_weeks(we, average_weeks)
@@ -434,7 +437,7 @@ def margins(source: Any = None, tenant_id: str | None = None, *, window: int = 4
         pl.Series("net_margin_pct", [_pct(n, i) for n, i in zip(np_, inc)], dtype=pl.Float64),
         pl.Series(f"gross_margin_pct_{window}w", [_pct(ssum(g), ssum(i)) for g, i in zip(gp_w, inc_w)], dtype=pl.Float64),
         pl.Series(f"net_margin_pct_{window}w", [_pct(ssum(n), ssum(i)) for n, i in zip(np_w, inc_w)], dtype=pl.Float64),
-        pl.col("week_ending").lt(pl.lit(_today(today))).alias("complete"),
+        pl.col("week_ending").lt(pl.lit(_today(today, source))).alias("complete"),
     )
 
 
@@ -463,7 +466,7 @@ def revenue_mix(source: Any = None, tenant_id: str | None = None, *, weeks: int 
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
         all_weeks = q("SELECT DISTINCT week_ending FROM revenue_weekly WHERE tenant_id = ?", tenant)["week_ending"].to_list()
-        end = week_ending or _latest_complete(all_weeks, today)
+        end = week_ending or _latest_complete(all_weeks, today, source)
         if end is None:
             raise NoDataYet(f"Organisation {tenant} has no sales invoices synced yet (revenue_weekly is empty).\n{HOW_TO_GET_DATA}")
         start = end - timedelta(days=7 * (weeks - 1))
@@ -545,7 +548,7 @@ def cash_runway(source: Any = None, tenant_id: str | None = None, *, weeks: int 
     if cash.height == 0:
         raise NoDataYet(f"No bank summary synced yet (cash_position_weekly is empty).\n{HOW_TO_GET_DATA}")
     by_week = {r["week_ending"]: r for r in cash.iter_rows(named=True)}
-    end = week_ending or _latest_complete(list(by_week), today)
+    end = week_ending or _latest_complete(list(by_week), today, source)
     if end not in by_week:
         raise NoDataYet(f"No bank summary for the week ending {end}.")
     span = [by_week.get(end - timedelta(days=7 * i)) for i in range(weeks)]
@@ -647,7 +650,7 @@ def top_account_movers(source: Any = None, tenant_id: str | None = None, *, n: i
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
         weeks = q("SELECT DISTINCT week_ending FROM pnl_lines WHERE tenant_id = ?", tenant)["week_ending"].to_list()
-        end = week_ending or _latest_complete(weeks, today)
+        end = week_ending or _latest_complete(weeks, today, source)
         if end is None:
             raise NoDataYet(f"Organisation {tenant} has no P&L lines synced yet.\n{HOW_TO_GET_DATA}")
         prev = end - timedelta(days=7)

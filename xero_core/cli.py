@@ -38,6 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def explain_unreachable() -> None:
+    """After a failure: when nothing listens at Xero's API URL, say so and how to fix it
+    (settings.unreachable_hint; mock mode: how to start the fake Xero). Silent otherwise."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        from .settings import load_settings
+
+        settings = load_settings()
+        if not settings.unreachable_hint:
+            return
+        url = urlsplit(settings.api_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except Exception:
+        return
+    try:
+        socket.create_connection((url.hostname, port), timeout=2).close()
+    except OSError:
+        print(f"note: nothing answers at {settings.api_url}. {settings.unreachable_hint}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -53,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    rc = _run(args)
+    if rc not in (0, 130) and args.command not in ("fake-xero", "run-demo"):
+        explain_unreachable()
+    return rc
+
+
+def _run(args) -> int:
     try:
         return int(args.handler(args) or 0)
     except (SettingsError, LedgerlinkError) as exc:

@@ -118,6 +118,14 @@ def begin_connect(settings: Settings, clock: Clock | None = None) -> str:
     return url
 
 
+def consent_pending(settings: Settings, consent_url: str) -> bool:
+    """Whether the consent behind `consent_url` (from begin_connect) still waits for Xero's
+    redirect: False once complete_connect used it (or a purge dropped it). A file check, cheap
+    enough to poll."""
+    state = parse_qs(urlsplit(consent_url).query).get("state", [""])[0]
+    return bool(state) and Vault(settings).exists(_pending_name(state))
+
+
 def _params(callback_url: str) -> dict[str, str]:
     text = callback_url.strip()
     query = urlsplit(text).query if "://" in text or text.startswith("/") else text.lstrip("?")

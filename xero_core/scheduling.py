@@ -5,14 +5,18 @@ admin app can read the same state and tests can drive the loop with an injected 
 
 What runs
     Every day at `settings.sync_time` in `settings.timezone` (default 06:00 Australia/Sydney) a
-    *cycle*: one step per connected organisation (`sync.runner.sync_all(..., trigger="scheduler")`,
-    the very function the app's "Sync now" calls), then one step for the practices
-    (`practice.sync_all_practices`). `settings.sync_extra` (XERO_SYNC_EXTRA, e.g.
-    "invoices=60m,contacts=30m") adds interval jobs that sync only those resources.
+    *cycle*: one pipeline job per connected tenant (`pipeline.jobs.enqueue`, trigger
+    "scheduler"), run concurrently by a worker pool (`pipeline.worker.WorkerPool`, XERO_SYNC_WORKERS
+    threads); the cycle waits for all of them. The service (`run_forever`) keeps one pool for its
+    whole life, which also runs jobs the app and the CLI queue; `run_once` (cron) runs a pool for
+    its cycle's jobs only, and its state file says "running" (mode "once") meanwhile.
+    `settings.sync_extra` (XERO_SYNC_EXTRA, e.g. "invoices=60m,contacts=30m") adds interval jobs
+    that sync only those steps. Tests inject plain callables (`Jobs(sync_tenant=...)`): those run
+    one after another, which is what the loop's timing tests need.
 
 One sync per tenant
-    `sync_all` takes the tenant lock (`sync.locks.tenant_lock`). If "Sync now" already holds it,
-    the step is recorded as *busy* and skipped, never run twice.
+    A tenant has at most one queued or running job (jobs.sqlite); a cycle joins one that is already
+    there. Injected callables that meet the tenant lock (`sync.locks.tenant_lock`) record *busy*.
 
 State (for the admin app)
     A small JSON file, `<data_dir>/scheduler_state.json`, written atomically (never DuckDB: the
@@ -344,6 +348,7 @@ class Jobs:
     sync_practices: Callable[..., Any] | None = _default_sync_practices
     busy: tuple[type[BaseException], ...] | None = None
     workers: int | None = None  # pipeline cycles: threads in the pool (default XERO_SYNC_WORKERS)
+    pool_options: dict = field(default_factory=dict)  # pipeline cycles: WorkerPool keywords (tests: transport, clock)
 
     @property
     def pipeline(self) -> bool:
@@ -689,7 +694,8 @@ class Scheduler:
         self._safe_update(current={"kind": report.kind, "step": f"syncing {len(ids)} tenant(s)", "jobs": ids,
                                    "since": _iso(self.clock.now())})
         own = self._pool is None
-        pool = self._pool or WorkerPool(self.settings, workers=self.jobs.workers, label="scheduler", job_ids=ids)
+        pool = self._pool or WorkerPool(self.settings, workers=self.jobs.workers, label="scheduler", job_ids=ids,
+                                        **self.jobs.pool_options)
         try:
             pool.run_until_done(ids, stop=self._stop)
         finally:
@@ -800,7 +806,7 @@ class Scheduler:
                 # Runs the daily cycles' jobs and whatever the app or the CLI queues, until stopped.
                 from .pipeline.worker import WorkerPool
 
-                self._pool = WorkerPool(s, workers=self.jobs.workers, label="scheduler").start()
+                self._pool = WorkerPool(s, workers=self.jobs.workers, label="scheduler", **self.jobs.pool_options).start()
             self._heartbeat(
                 force=True,
                 pid=os.getpid(),

@@ -130,6 +130,8 @@ class Settings:
     admin_password: str | None = field(repr=False, default=None)
     app_url: str = f"http://localhost:{DEFAULT_APP_PORT}"
     fake_port: int = DEFAULT_FAKE_PORT
+    # What to add when Xero does not answer at all (mock mode: how to start the fake); "" for none.
+    unreachable_hint: str = ""
 
     @property
     def db_path(self) -> Path:
@@ -189,6 +191,32 @@ def _read_env(env: Mapping[str, str] | None, env_file: Path | None) -> dict[str,
     return values
 
 
+DEMO_URLS_FILE = "demo-urls.json"
+
+
+def demo_urls_path(data_dir: Path) -> Path:
+    """Where a running demo (the admin app in mock mode) leaves its URLs for the CLI and scheduler:
+    {"XERO_APP_URL": ..., "XERO_FAKE_PORT": ..., "pid": ...}. Mock mode only; the environment wins."""
+    return Path(data_dir) / DEMO_URLS_FILE
+
+
+def _demo_urls(data_dir: Path) -> dict[str, str]:
+    import json
+
+    try:
+        data = json.loads(demo_urls_path(data_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: str(data[k]) for k in ("XERO_APP_URL", "XERO_FAKE_PORT") if data.get(k)}
+
+
+def configured(name: str) -> str | None:
+    """The value of setting `name` from the environment or the .env file, None when not set."""
+    return (_read_env(None, None).get(name) or "").strip() or None
+
+
 def _mock_key(data_dir: Path) -> bytes:
     """Mock mode only: a local key file so the demo runs with one command."""
     path = data_dir / "mock-encryption.key"
@@ -219,14 +247,15 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     mock = _truthy("XERO_MOCK_MODE", get("XERO_MOCK_MODE"), False)
     data_dir = Path(get("XERO_DATA_DIR") or "data")
 
-    fake_port_raw = get("XERO_FAKE_PORT") or str(DEFAULT_FAKE_PORT)
+    demo = _demo_urls(data_dir) if mock else {}  # a running demo's ports, unless the environment says
+    fake_port_raw = get("XERO_FAKE_PORT") or demo.get("XERO_FAKE_PORT") or str(DEFAULT_FAKE_PORT)
     try:
         fake_port = int(fake_port_raw)
     except ValueError:
         raise SettingsError(f"XERO_FAKE_PORT={fake_port_raw!r} must be a port number, e.g. 8765.") from None
     fake_base = f"http://127.0.0.1:{fake_port}"
 
-    app_url = (get("XERO_APP_URL") or f"http://localhost:{DEFAULT_APP_PORT}").rstrip("/")
+    app_url = (get("XERO_APP_URL") or demo.get("XERO_APP_URL") or f"http://localhost:{DEFAULT_APP_PORT}").rstrip("/")
     defaults = {
         "XERO_AUTHORIZE_URL": fake_base + "/identity/connect/authorize" if mock else REAL_AUTHORIZE_URL,
         "XERO_TOKEN_URL": fake_base + "/connect/token" if mock else REAL_TOKEN_URL,
@@ -355,4 +384,8 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         admin_password=get("XERO_ADMIN_PASSWORD"),
         app_url=app_url,
         fake_port=fake_port,
+        unreachable_hint=(
+            f"The fake Xero is not running on port {fake_port}. Start it with `bash scripts/demo` (the fake "
+            f"and the admin app) or `.venv/bin/python -m xero_core fake-xero --port {fake_port} "
+            f"--state-dir {data_dir / 'fake-xero'}`." if mock else ""),
     )

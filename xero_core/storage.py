@@ -150,18 +150,28 @@ def secure_dir(data_dir: Path | str) -> Path:
     return data_dir
 
 
+_create_lock = threading.Lock()
+
+
 def create_private_file(path: Path | str) -> Path:
     """Make sure `path` exists as an owner-only file (0600) before a library opens it.
 
     SQLite gives its -wal and -shm files the database file's mode, so creating the database 0600
-    first keeps all three private whatever the umask.
+    first keeps all three private whatever the umask. An existing file is never opened here:
+    closing any descriptor of a SQLite file drops every POSIX lock this process holds on it (other
+    threads' connections included), which corrupts it. So only O_EXCL creation opens (and closes)
+    a descriptor, on a file nobody can have locked yet; a mode is repaired by path.
     """
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
-    except OSError as exc:
-        raise describe(exc, path) or exc from None
-    os.close(fd)
+    with _create_lock:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+        except FileExistsError:
+            fd = None
+        except OSError as exc:
+            raise describe(exc, path) or exc from None
+        if fd is not None:
+            os.close(fd)
     try:
         _tighten(path, FILE_MODE)
     except OSError:

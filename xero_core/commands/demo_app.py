@@ -1,7 +1,8 @@
 """`python -m xero_core run-demo`: what `bash scripts/demo` runs.
 
 Starts the fake Xero on settings.fake_port (unless one already answers there), then replaces
-this process with `streamlit run app.py` on 127.0.0.1 in mock mode.
+this process with `streamlit run app.py` on 127.0.0.1 in mock mode. Ctrl-C (or SIGTERM to this
+pid) stops the app and the fake it started; a fake that was already running is left alone.
 """
 from __future__ import annotations
 
@@ -45,16 +46,19 @@ def run_demo(args: argparse.Namespace) -> int:
         os.environ["XERO_APP_URL"] = f"http://localhost:{args.port}"
     settings = load_settings()
     port = args.port or app_port(settings.app_url)
-    from ..fake.server import ensure_running
+    from ..fake.server import start_fake
 
     try:
         # A fake started here also accepts this app's redirect URI for the demo client (any port).
-        fake_url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed,
-                                  extra_args=["--redirect-uri", settings.redirect_uri])
+        # It is owned: in this process group (a terminal's Ctrl-C stops it with the app) and tied
+        # to this pid with --exit-with; exec below keeps the pid, so it ends when the app ends.
+        fake = start_fake(settings.fake_port, settings.data_dir / "fake-xero", args.seed,
+                          extra_args=["--redirect-uri", settings.redirect_uri], owned=True)
     except RuntimeError as exc:  # the port is taken by something else, or the fake did not start
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"Fake Xero: {fake_url}", file=sys.stderr)
+    how = "stops with the app (Ctrl-C stops both)" if fake.started else "already running: left running when the app stops"
+    print(f"Fake Xero: {fake.url} ({how})", file=sys.stderr)
     print(f"Ledgerlink admin (mock mode): http://localhost:{port}", flush=True)
     os.chdir(ROOT)
     os.execv(sys.executable, streamlit_argv(port))

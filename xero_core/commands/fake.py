@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--state-dir", help="keep grants, tokens, connections, uploads and job states here across restarts")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault, e.g. 503:path=Invoices,count=2 or 429:count=10,seconds=30 (repeatable)")
+    p.add_argument("--exit-with", type=int, metavar="PID",
+                   help="stop when process PID ends (how the demo and the admin app tie a fake they started to themselves)")
     p.set_defaults(handler=run)
 
 
@@ -42,6 +44,20 @@ def _day(s: str) -> date:
         return date.fromisoformat(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a date: use YYYY-MM-DD, e.g. 2026-11-26") from None
+
+
+def _exit_with(pid: int, stop: threading.Event) -> None:
+    """Stop the fake once process `pid` is gone (checked every second)."""
+    import os
+
+    while not stop.wait(1.0):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"process {pid} ended: stopping the fake Xero", file=sys.stderr, flush=True)
+            stop.set()
+        except PermissionError:
+            pass  # alive, owned by someone else
 
 
 def build(args):
@@ -114,6 +130,8 @@ def run(args) -> int:
           flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.exit_with:
+        threading.Thread(target=_exit_with, args=(args.exit_with, stop), daemon=True, name="exit-with").start()
     try:
         while not stop.wait(3600):
             pass

@@ -21,30 +21,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; put HTTPS in front for Xero)")
     p.add_argument("--set-key", action="store_true", help="read the webhook key from stdin into the vault, then exit")
     p.add_argument("--status", action="store_true", help="print the receiver's status (never the key) and exit")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     p.set_defaults(handler=cmd_webhooks)
 
     p = sub.add_parser("clients", help="the practice's clients: list, add, import a CSV, resolve ambiguous matches")
     cs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = cs.add_parser("list", help="list clients and their Xero / XPM links")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_list)
     a = cs.add_parser("add", help="add a client by hand")
-    a.add_argument("name")
-    a.add_argument("--email")
-    a.add_argument("--phone")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("name", help="the client's name, e.g. \"Acme Pty Ltd\"")
+    a.add_argument("--email", help="the client's email address (used to match the Xero contact)")
+    a.add_argument("--phone", help="the client's phone number")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_add)
     a = cs.add_parser("import", help="import clients from a CSV with a header row: name,email,phone")
-    a.add_argument("csv", metavar="CSV")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("csv", metavar="CSV", help="a CSV file with a header row name,email,phone")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_import)
     a = cs.add_parser("candidates", help="ambiguous matches waiting for an admin")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_clients_candidates)
     a = cs.add_parser("resolve", help="link a client to a Xero contact (or XPM client) by hand")
-    a.add_argument("--client", required=True, metavar="ID")
-    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--client", required=True, metavar="ID", help="the client id (see `clients list`)")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--contact", required=True, metavar="ID", help="the Xero ContactID (or XPM client ID)")
     a.set_defaults(handler=cmd_clients_resolve)
     a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now, then "
@@ -69,45 +69,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("documents", help="client documents pushed to Xero Files")
     ds = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = ds.add_parser("add", help="add a file for a client")
-    a.add_argument("--client", required=True, metavar="ID")
-    a.add_argument("file", metavar="FILE")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--client", required=True, metavar="ID", help="the client id (see `clients list`)")
+    a.add_argument("file", metavar="FILE", help="the document to keep and push (a type Xero Files accepts, up to 10 MB)")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_add)
     a = ds.add_parser("push", help="push pending documents to Xero Files")
     g = a.add_mutually_exclusive_group()
     g.add_argument("--retry-failed", action="store_true", help="also retry every failed push")
     g.add_argument("--document", metavar="ID", help="push (or retry) this one document")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_push)
     a = ds.add_parser("queue", help="documents not in Xero yet: why each waits and when the next attempt is")
     a.add_argument("--json", action="store_true", help="print one JSON document")
     a.set_defaults(handler=cmd_documents_queue)
     a = ds.add_parser("list", help="documents and their push status")
-    a.add_argument("--client", metavar="ID")
+    a.add_argument("--client", metavar="ID", help="only this client id (see `clients list`)")
     a.add_argument("--status", choices=("pending", "pushed", "failed", "skipped", "gave_up"), help="only this status")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_documents_list)
 
     p = sub.add_parser("xpm", help="Xero Practice Manager: sync jobs, map job states to document chasing")
     xs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = xs.add_parser("sync", help="sync Practice Manager jobs (all PRACTICEMANAGER tenants, or --tenant)")
-    a.add_argument("--tenant", metavar="ID")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_sync)
     a = xs.add_parser("map", help="mark a job state as 'needs documents' (or --off to unmark); no --state: show")
-    a.add_argument("--tenant", required=True, metavar="ID")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--state", action="append", default=[], metavar="NAME", help="a state's display name (repeatable)")
     a.add_argument("--off", action="store_true", help="remove these states from the mapping")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_map)
     a = xs.add_parser("enable", help="turn document chasing on (or --off) for a Practice Manager connection")
-    a.add_argument("--tenant", required=True, metavar="ID")
-    a.add_argument("--off", action="store_true")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
+    a.add_argument("--off", action="store_true", help="turn document chasing off instead of on")
     a.set_defaults(handler=cmd_xpm_enable)
     a = xs.add_parser("campaigns", help="chase campaigns")
-    a.add_argument("--tenant", metavar="ID")
-    a.add_argument("--status", choices=("open", "completed"))
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
+    a.add_argument("--status", choices=("open", "completed"), help="only campaigns in this state")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_campaigns)
 
 
@@ -120,6 +120,33 @@ def _out(args, doc, lines) -> None:
 
 
 # -- webhooks ------------------------------------------------------------------------------------
+def _when(v) -> str:
+    return v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else (str(v) if v else "never")
+
+
+def webhook_status_lines(st: dict) -> list[str]:
+    """`webhooks --status` for people (--json prints the dict itself). Never the key."""
+    key = f"set ({st['key_mask']})" if st.get("key_configured") else "not set: every delivery gets 401"
+    lines = [
+        f"Webhook key: {key}",
+        f"Intent to Receive: {'passed, last ' + _when(st.get('intent_to_receive_at')) if st.get('intent_to_receive_passed') else 'not yet'}",
+        f"Last event received: {_when(st.get('last_event_received_at'))}; {st.get('deliveries_verified', 0)} deliveries verified",
+    ]
+    if st.get("intent_probes_refused"):
+        lines.append(f"  {st['intent_probes_refused']} wrongly signed Intent to Receive probe(s) refused, as Xero "
+                     "expects (it sends one good and several deliberately bad signatures): not failures")
+    failure = st.get("last_verification_failure")
+    lines.append(f"Last refused delivery: {_when(st.get('last_verification_failure_at'))}"
+                 + (f" ({failure}); {st.get('deliveries_rejected', 0)} refused in all" if failure else ""))
+    if st.get("deliveries_malformed"):
+        lines.append(f"Signed but malformed deliveries: {st['deliveries_malformed']}")
+    events = st.get("events")
+    lines.append("Events in the database: " + (", ".join(f"{n} {k}" for k, n in sorted(events.items())) or "none")
+                 if events is not None else "Events in the database: not readable now (a sync holds it)")
+    lines.append(f"Waiting in the spool: {st.get('spool_backlog', 0)}")
+    return lines
+
+
 def cmd_webhooks(args) -> int:
     from ..practice import webhooks as W
 
@@ -131,7 +158,7 @@ def cmd_webhooks(args) -> int:
         return 0
     if args.status:
         st = W.webhook_status(settings)
-        _out(args, st, [f"{k}: {v}" for k, v in st.items()])
+        _out(args, st, webhook_status_lines(st))
         return 0
     from ..practice.spool import Spool
     from ..practice.webhook_server import serve

@@ -11,6 +11,8 @@ GET|DELETE /_fake/requests              the served-request log (?since=N)
 POST /_fake/expire-tokens; POST /_fake/revoke-connection {"tenant_id"}
 POST /_fake/practice/job-state          {"job_id","state","tenant_id"?}
 POST /_fake/limits                      {"tenant_id","client_id"?,"day"?,"minute"?}
+POST /_fake/apps/redirect-uri           {"redirect_uri","client_id"?}: register one more redirect URI
+                                        (the demo app's by default), as the developer portal does
 POST /_fake/contacts                    {"Name","EmailAddress"?} adds, {"contact_id", field: value} updates;
                                         "deliver": true also sends the webhook ("tenant_id"? for all)
 """
@@ -71,6 +73,15 @@ def _route(fake, method: str, route: str, data: dict, request: httpx.Request) ->
             return _bad("this fake runs on the system clock; start it with --today to get a movable clock")
         now = fake.clock.advance(float(data.get("seconds", 0)))
         return json_reply(200, {"now": now.isoformat()})
+    if route == "/apps/redirect-uri" and method == "POST":
+        # The developer portal's "add a redirect URI" (the demo app's, unless client_id says which).
+        app = fake.identity.apps.get(data["client_id"]) if data.get("client_id") else fake.primary_app
+        if app is None:
+            return _bad(f"unknown client_id {data['client_id']!r}")
+        uri = str(data["redirect_uri"])
+        if uri not in app.redirect_uris:
+            fake.register_app(app.client_id, app.client_secret, app.redirect_uris + [uri], app.legacy_scopes, app.name)
+        return json_reply(200, {"client_id": app.client_id, "redirect_uris": fake.identity.apps[app.client_id].redirect_uris})
     if route == "/tier":
         if method == "POST":
             fake.set_tier(data["tier"])

@@ -128,10 +128,41 @@ def ensure_running(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0
                    extra_args: list[str] | None = None) -> str:
     """The URL of a fake on host:port, starting a detached `python -m xero_core fake-xero` if none
     answers. Its state lives in state_dir, so it survives restarts; its log is state_dir/fake-xero.log."""
+    return start_fake(port, state_dir, seed, host=host, timeout=timeout, extra_args=extra_args).url
+
+
+class FakeProcess:
+    """A fake found on a port, or one this process started (`started`: then `stop()` ends it)."""
+
+    def __init__(self, url: str, proc: subprocess.Popen | None = None):
+        self.url, self.proc = url, proc
+
+    @property
+    def started(self) -> bool:
+        return self.proc is not None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+
+def start_fake(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0.1", timeout: float = 60.0,
+               extra_args: list[str] | None = None, owned: bool = False) -> FakeProcess:
+    """The fake on host:port: the one already answering there, or a new `python -m xero_core fake-xero`.
+
+    A new one is detached (its own session: it outlives this process) unless `owned`: then it stays
+    in this process group (a terminal's Ctrl-C reaches it too), exits by itself when this process
+    dies (`--exit-with`), and `stop()` ends it."""
     url = f"http://{host}:{port}"
     found = _probe(url)
     if found == "fake":
-        return url
+        return FakeProcess(url)
     if found == "other":
         raise RuntimeError(f"port {port} on {host} is taken by something that is not the fake Xero: "
                            f"stop it or set XERO_FAKE_PORT to a free port")
@@ -143,15 +174,18 @@ def ensure_running(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmd = [sys.executable, "-m", "xero_core", "fake-xero", "--host", host, "--port", str(port),
            "--state-dir", str(state_dir), "--seed", str(seed), *(extra_args or [])]
+    if owned:
+        cmd += ["--exit-with", str(os.getpid())]
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=not owned, close_fds=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _probe(url) == "fake":
-            return url
+            return FakeProcess(url, proc if owned else None)
         if proc.poll() is not None and _probe(url) != "fake":
             tail = logfile.read_text(errors="replace")[-1500:]
             raise RuntimeError(f"the fake Xero exited with code {proc.returncode}; its log {logfile} ends:\n{tail}")
         time.sleep(0.1)  # waiting for another process to come up: there is no event to wait on
+    proc.terminate()
     raise RuntimeError(f"the fake Xero did not answer on {url} within {timeout:.0f} s; see {logfile}")

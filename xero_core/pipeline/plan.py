@@ -13,7 +13,10 @@ reconciling leaves the Clients page stale), `pnl`/`journals` bring `accounts`. O
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable
+
+import duckdb
 
 from ..sync import steps as fin
 from ..sync.context import StepContext, StepOutcome
@@ -22,6 +25,8 @@ from .request import SyncRequest
 PRACTICE_MANAGER = "PRACTICEMANAGER"
 PRACTICE_STEP_NAMES = ("clients", "documents", "webhooks", "xpm")
 WEEK_STEPS = ("accounts", "pnl", "bank")  # what one chosen week re-syncs
+CONFLICT_ATTEMPTS = 5
+_clients_lock = threading.Lock()
 
 
 def financial_steps() -> tuple[tuple[str, Callable], ...]:
@@ -68,7 +73,18 @@ def step_clients(ctx: StepContext) -> StepOutcome:
     from ..practice.clients import reconcile_stored_contacts
 
     ctx.report("matching contacts to clients")
-    res = reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
+    # Tenants reconcile concurrently and touch the same client rows (a Practice Manager tenant's
+    # clients look among every organisation's contacts): one at a time in this process, and a
+    # conflict with another process (DuckDB rolls the whole transaction back) is simply redone.
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            with _clients_lock:
+                res = reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
+            break
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
+                raise
+            ctx.check_cancel()
     summary = getattr(res, "summary", None)
     return StepOutcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(),
                        note=summary() if callable(summary) else None)
@@ -123,7 +139,13 @@ def step_webhooks(ctx: StepContext) -> StepOutcome:
 def step_xpm(ctx: StepContext) -> StepOutcome:
     from ..practice.xpm import xpm_step
 
-    return xpm_step(ctx)
+    for attempt in range(CONFLICT_ATTEMPTS):  # its write meets an organisation's clients step: redo
+        try:
+            return xpm_step(ctx)
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
+                raise
+            ctx.check_cancel()
 
 
 def probe(con, tenant_id: str) -> dict:

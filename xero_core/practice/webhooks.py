@@ -4,8 +4,8 @@
 it verifies `x-xero-signature` (base64 HMAC-SHA256 of the raw bytes, constant-time compare) before
 looking at the body, writes verified deliveries to the spool (never DuckDB, so a locked database or
 a busy Xero cannot delay the answer), and returns 200/401 for an empty-bodied response.
-`drain(settings, …)` — run by the receiver's worker thread — moves spooled deliveries into
-`webhook_events` and processes them: CONTACT -> that contact re-fetched and upserted into contacts
+`move_spool` (the `Worker`'s mover thread, within a moment of each delivery) moves spooled
+deliveries into `webhook_events`; `process_events` (its processor thread; `drain` = both) processes them: CONTACT -> that contact re-fetched and upserted into contacts
 and clients; INVOICE -> that invoice re-fetched into invoices; CREDITNOTE -> that credit note re-fetched
 into credit_notes (revenue_weekly follows both). Fetch URLs are built from
 settings.api_url and a validated resource id, never from the event's resourceUrl.
@@ -13,6 +13,7 @@ settings.api_url and a validated resource id, never from the event's resourceUrl
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -133,9 +134,11 @@ def refuse_oversized(settings: Settings) -> int:
 def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *, on_spooled=None) -> int:
     """The whole receiver: returns the status to send with an EMPTY body (and no cookies).
 
-    200 only once the delivery is durable in the spool; 401 when the signature does not verify;
-    413 for an oversized body; 400 for a verified body that is not a Xero event batch; 503 if the
-    spool cannot be written (Xero then retries the delivery).
+    Only what Xero's answer depends on happens here: the size, the signature (constant time, before
+    the body is looked at), the spool append (fsync'd, shared with concurrent deliveries: a group
+    commit). 200 once the delivery is durable; 401 when the signature does not verify; 413 for an
+    oversized body; 503 if the spool cannot be written (Xero then retries the delivery). Everything
+    that can wait (parsing, Intent to Receive, malformed batches) is the worker's, in `move_spool`.
     """
     if len(raw_body) > MAX_BODY_BYTES:
         return refuse_oversized(settings)
@@ -146,33 +149,41 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return 503  # Xero retries a 5xx; nothing verified is lost
     try:
         key = get_webhook_key(settings)
+        _problems.clear("key")
     except Exception as exc:  # a vault we cannot open must not crash the server
-        log.error("webhook key unavailable: %s", exc)
+        _problems.report("key", f"webhook key unavailable: {exc}")
         key = None
     if not verify(key, raw_body, signature):
         reason = "no webhook key configured" if not key else ("no signature" if not signature else "bad signature")
+        if reason == "bad signature" and _empty_batch(raw_body):
+            # Intent to Receive: Xero sends one correctly signed empty batch and several wrongly
+            # signed ones, and passes the URL only if those are refused. Correct, not a failure.
+            spool.note("probe_refused", "last_probe_refused_at")
+            log.info("webhook: 401, an Intent to Receive probe with a wrong signature (refusing it is correct)")
+            return 401
         spool.note("rejected", "last_verification_failure_at", {"last_verification_failure": reason})
+        log.info("webhook: 401, %s (%d bytes)", reason, len(raw_body))
         return 401
     try:
-        doc = json.loads(raw_body)
-        events = doc["events"]
-        if not isinstance(events, list):
-            raise TypeError
-    except (ValueError, KeyError, TypeError, RecursionError):
-        spool.note("malformed", "last_malformed_at")
-        return 400
-    if not events:  # Intent to Receive
-        spool.note("intent", "intent_to_receive_at")
-        return 200
-    try:
-        spool.put(raw_body, len(events))
+        spool.put(raw_body)
     except Exception as exc:
         _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
     _problems.clear("spool")
+    log.info("webhook: 200, signed delivery queued (%d bytes)", len(raw_body))
     if on_spooled is not None:
         on_spooled()
     return 200
+
+
+def _empty_batch(raw_body: bytes) -> bool:
+    """Whether an (unverified) body is an empty event batch, the shape of an Intent to Receive probe.
+    Only used to word a refusal: nothing in it is trusted."""
+    try:
+        doc = json.loads(raw_body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and doc.get("events") == []
 
 
 # --------------------------------------------------------------------------- events
@@ -205,10 +216,23 @@ def event_key(ev: dict) -> str:
 
 
 def event_rows(body: bytes, received_at: float) -> list[dict]:
-    doc = json.loads(body)
+    return _rows_of(json.loads(body).get("events") or [], received_at)
+
+
+def _batch_events(body: bytes) -> list | None:
+    """The `events` list of a delivery, or None when it is not a Xero event batch."""
+    try:
+        doc = json.loads(body)
+        events = doc["events"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return events if isinstance(events, list) else None
+
+
+def _rows_of(events: list, received_at: float) -> list[dict]:
     out = []
     received = datetime.fromtimestamp(received_at, timezone.utc)
-    for ev in doc.get("events") or []:
+    for ev in events:
         if not isinstance(ev, dict):
             continue
         text = lambda k: None if ev.get(k) in (None, "") else str(ev.get(k))  # noqa: E731 (fields as Xero spells them)
@@ -313,8 +337,11 @@ def _insert_events(con, rows: list[dict]) -> None:
         con.unregister(name)
 
 
-def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500) -> tuple[int, int, int]:
-    """Spool -> webhook_events (idempotent by event_key). Returns (deliveries, new, duplicates)."""
+def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500, db_lock=None) -> tuple[int, int, int]:
+    """Spool -> webhook_events (idempotent by event_key). Returns (deliveries, new, duplicates).
+
+    Deliveries are classified here, not on the request path: an empty batch is Xero's Intent to
+    Receive, a body that is not an event batch is counted as malformed and dropped."""
     spool = Spool.for_settings(settings)
     moved = new = dup = 0
     while True:
@@ -323,17 +350,22 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
             return moved, new, dup
         rows, ids = [], []
         for did, received_at, body in items:
-            try:
-                rows.extend(event_rows(bytes(body), received_at))
-            except (ValueError, TypeError, AttributeError, RecursionError):
-                log.error("spooled webhook delivery %s is not JSON; dropped", did)
             ids.append(did)
+            events = _batch_events(bytes(body))
+            if events is None:
+                log.warning("spooled webhook delivery %s is not a Xero event batch; dropped", did)
+                spool.note("malformed", "last_malformed_at", now=received_at)
+            elif not events:
+                spool.note("intent", "intent_to_receive_at", now=received_at)
+            else:
+                rows.extend(_rows_of(events, received_at))
         unique = list({r["event_key"]: r for r in reversed(rows)}.values())[::-1]  # first occurrence wins
-        with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-            before = con.execute("SELECT count(*) FROM webhook_events").fetchall()[0][0]
-            if unique:
+        added = 0
+        if unique:
+            with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
+                before = con.execute("SELECT count(*) FROM webhook_events").fetchall()[0][0]
                 _insert_events(con, unique)
-            added = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0] - before
+                added = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0] - before
         # Only after DuckDB committed: a crash in between re-inserts, which ON CONFLICT absorbs.
         spool.mark_moved(ids)
         moved += len(ids)
@@ -341,8 +373,13 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
         dup += len(rows) - added
 
 
-def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None) -> list[dict]:
-    with connect(settings.db_path, timeout=db_timeout) as con:
+def _held(lock):
+    return lock if lock is not None else contextlib.nullcontext()
+
+
+def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None,
+                db_lock=None) -> list[dict]:
+    with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con:
         rows = _rows(
             con,
             "SELECT event_key, tenant_id, event_category, resource_id, status, attempts, processed_at "
@@ -422,25 +459,45 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
         _mark(con, keys, status, error, now, bump)
 
 
-def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Clock, g: dict, o: tuple):
+def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Clock, g: dict, o: tuple,
+                 db_lock=None):
     """A chunk failed to write: apply its groups one by one so one bad record fails alone."""
     try:
-        with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
+        with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
             _apply(con, [(g, o)], now, clock, settings)
         return g, o
     except DatabaseBusy:
         raise
     except Exception as exc:
         failed = ("failed", f"could not save: {exc}"[:1000], True, None)
-        with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
+        with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
             _apply(con, [(g, failed)], now, clock, settings)
         return g, failed
 
 
+def _chunks(groups: list[dict], client_for):
+    """Outcomes in chunks of APPLY_CHUNK groups that asked Xero: events settled without a fetch
+    (ignored) ride along, so a burst of them costs one DuckDB transaction, not one per hundred."""
+    chunk, asked = [], 0
+    for g in groups:
+        o = _outcome(g, client_for)
+        chunk.append(o)
+        asked += 1 if o[1][2] else 0  # bump: an attempt (a fetch, or a connection to reconnect)
+        if asked >= APPLY_CHUNK or len(chunk) >= 20 * APPLY_CHUNK:
+            yield chunk
+            chunk, asked = [], 0
+    if chunk:
+        yield chunk
+
+
 def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None) -> DrainResult:
+                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None,
+                   db_lock=None) -> DrainResult:
     """Process pending (and due failed) events (of one tenant with `tenant_id`: the pipeline's
-    webhooks step); each resource fetched once however many events name it."""
+    webhooks step); each resource fetched once however many events name it.
+
+    No DuckDB connection is open while Xero is asked (that may wait minutes for the rate limit):
+    `db_lock`, shared with the worker's mover, is held only around the short transactions."""
     res = result or DrainResult()
     now = clock.now()
     clients: dict[str, object] = {}
@@ -455,18 +512,17 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
-    groups = _due_groups(settings, now, db_timeout, tenant_id)
-    for start in range(0, len(groups), APPLY_CHUNK):
-        outcomes = [_outcome(g, client_for) for g in groups[start:start + APPLY_CHUNK]]
+    groups = _due_groups(settings, now, db_timeout, tenant_id, db_lock)
+    for outcomes in _chunks(groups, client_for):
         # Network done for this chunk; now one short transaction writes all of it.
         try:
-            with connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
+            with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
                 _apply(con, outcomes, now, clock, settings)
         except DatabaseBusy:
             raise
         except Exception:
             log.exception("webhook chunk failed to save; saving its events one by one")
-            outcomes = [_apply_alone(settings, db_timeout, now, clock, g, o) for g, o in outcomes]
+            outcomes = [_apply_alone(settings, db_timeout, now, clock, g, o, db_lock) for g, o in outcomes]
         for g, (status, error, _, _) in outcomes:
             if status == "processed":
                 res.processed += len(g["keys"])
@@ -513,7 +569,7 @@ class _Problems:
 
     def report(self, where: str, sentence: str, exc: BaseException | None = None) -> None:
         with self._lock:
-            new = self._current.get(where) != sentence
+            new = sentence not in self._current.values()  # the mover and the processor meet the same fault
             self._current[where] = sentence
         if not new:
             log.debug("webhook %s: still failing: %s", where, sentence)
@@ -532,31 +588,91 @@ class _Problems:
 _problems = _Problems()
 
 
+def _sentence(exc: BaseException) -> str:
+    from ..storage import as_storage_error
+
+    return str(as_storage_error(exc) or exc) or type(exc).__name__
+
+
 class Worker:
-    """Background drain loop for the receiver process; woken at once by each spooled delivery."""
+    """The receiver process's background work, in two threads.
+
+    The mover puts spooled deliveries into DuckDB `webhook_events` within a moment of their arrival
+    (woken by each delivery, at most every `move_gap` seconds under a burst), whatever the processor
+    is doing. The processor re-fetches what the events name from Xero, which can take minutes under
+    Xero's rate limit; it is woken when the mover brings new events, and every `interval` seconds
+    for retries. The two take turns on DuckDB (`db_lock`, around short transactions only).
+    """
 
     def __init__(self, settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, interval: float = 5.0,
-                 db_timeout: float = 2.0):
+                 db_timeout: float = 2.0, move_gap: float = 1.0, client_factory=None):
         self.settings, self.transport, self.clock = settings, transport, clock
-        self.interval, self.db_timeout = interval, db_timeout
-        self._wake = threading.Event()
+        self.interval, self.db_timeout, self.move_gap = interval, db_timeout, move_gap
+        self.client_factory = client_factory
+        self._wake = threading.Event()       # the processor
+        self._move_wake = threading.Event()  # the mover
         self._stop = threading.Event()
         self._idle = threading.Condition()
+        self._db_lock = threading.Lock()
         self.passes = 0
+        self.moves = 0
+        self.moved_deliveries = 0
         self.last: DrainResult | None = None
+        self.last_move_error: str | None = None
+        self._move_errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="webhook-worker", daemon=True)
+        self._mover = threading.Thread(target=self._move_loop, name="webhook-mover", daemon=True)
 
     def start(self) -> "Worker":
+        self._move_wake.set()  # anything spooled or pending before a restart
+        self._wake.set()
+        self._mover.start()
         self._thread.start()
         return self
 
     def wake(self) -> None:
-        self._wake.set()
+        """A delivery was spooled (the receivers call this): move it now; the mover wakes the processor."""
+        self._move_wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._move_wake.set()
         self._thread.join(timeout)
+        self._mover.join(timeout)
+
+    def _move_loop(self) -> None:
+        spool = None
+        while not self._stop.is_set():
+            self._move_wake.wait(self.interval)
+            self._move_wake.clear()
+            if self._stop.is_set():
+                break
+            busy, error, moved = False, None, (0, 0, 0)
+            try:
+                spool = spool or Spool.for_settings(self.settings)
+                moved = move_spool(self.settings, db_timeout=self.db_timeout, db_lock=self._db_lock)
+                spool.flush_notes()
+                if moved[0]:
+                    spool.checkpoint()  # off the request path: the receivers' commits stay short
+                _problems.clear("mover")
+            except DatabaseBusy:
+                busy = True  # another process holds DuckDB: the spool keeps everything; try again later
+            except Exception as exc:  # the loop must survive anything; one log line per distinct problem
+                error = _sentence(exc)
+                _problems.report("mover", error, exc)
+            if moved[1]:
+                self._wake.set()  # new events: process them
+            with self._idle:
+                self.moves += 1
+                self.moved_deliveries += moved[0]
+                self.last_move_error = error
+                if error and error not in self._move_errors:
+                    self._move_errors.append(error)
+                self._idle.notify_all()
+            # Under a burst, gather deliveries for a moment instead of moving one at a time; after a
+            # busy database (its open already waited db_timeout), leave it alone for a second.
+            self._stop.wait(min(self.interval, 1.0) if busy else self.move_gap)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -564,24 +680,38 @@ class Worker:
             self._wake.clear()
             if self._stop.is_set():
                 break
+            r = DrainResult()
             try:
-                r = drain(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout)
+                process_events(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout,
+                               result=r, client_factory=self.client_factory, db_lock=self._db_lock)
                 _problems.clear("worker")
+            except DatabaseBusy:
+                r.busy = True
             except Exception as exc:  # the loop must survive anything; one log line per distinct problem
-                from ..storage import as_storage_error
-
-                sentence = str(as_storage_error(exc) or exc) or type(exc).__name__
+                sentence = _sentence(exc)
                 _problems.report("worker", sentence, exc)
-                r = DrainResult(errors=[sentence])
+                r.errors.append(sentence)
             with self._idle:
+                r.errors.extend(self._move_errors)
+                self._move_errors = []
                 self.last = r
                 self.passes += 1
                 self._idle.notify_all()
 
     def wait_pass(self, after: int, timeout: float) -> bool:
-        """Block until more than `after` passes have finished (tests and the CLI use this)."""
+        """Block until more than `after` processing passes have finished (tests and the CLI use this)."""
         with self._idle:
             return self._idle.wait_for(lambda: self.passes > after, timeout)
+
+    def wait_moves(self, after: int, timeout: float) -> bool:
+        """Block until more than `after` mover rounds have finished."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.moves > after, timeout)
+
+    def wait_moved(self, deliveries: int, timeout: float) -> bool:
+        """Block until the mover has moved at least `deliveries` deliveries in all."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self.moved_deliveries >= deliveries, timeout)
 
 
 # --------------------------------------------------------------------------- for the app
@@ -605,6 +735,10 @@ def webhook_status(settings: Settings) -> dict:
         "intent_to_receive_at": stamp("intent_to_receive_at"),
         "deliveries_verified": int(meta.get("count_verified", 0)),
         "deliveries_rejected": int(meta.get("count_rejected", 0)),
+        # Wrongly signed Intent to Receive probes, refused as Xero expects (not failures).
+        "intent_probes_refused": int(meta.get("count_probe_refused", 0)),
+        "last_intent_probe_refused_at": stamp("last_probe_refused_at"),
+        "deliveries_malformed": int(meta.get("count_malformed", 0)),
         "spool_backlog": spool.backlog(),
         "events": None,
     }

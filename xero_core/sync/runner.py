@@ -138,20 +138,9 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
     sync_log write that fails (disk full, database held), never stops the others: every step is
     attempted or skipped with a reason, and a SyncResult always comes back.
     """
-    from ..connections import get_connection, record_sync
 
     clock = clock or SYSTEM_CLOCK
-    conn = get_connection(settings, tenant_id)
-    if conn is None:
-        raise ValueError(f"tenant {tenant_id} is not connected: run `python -m xero_core connect` first "
-                         "(`python -m xero_core status` lists connected tenants)")
     run_id = run_id or uuid.uuid4().hex
-    result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
-                        tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
-    today = today or _today(settings, clock)
-    week_list = week_list_for(settings, today, weeks, week_ending)
-    period = (week_start(week_list[0]), week_list[-1]) if week_list else None
-    steps = steps_for(conn.get("tenant_type") or "")
 
     def emit(step: str, status: str, message: str, fraction: float | None = None, rows: int | None = None) -> None:
         if progress:
@@ -160,6 +149,22 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                           "fraction": fraction, "rows": rows})
             except Exception:
                 pass
+
+    # The first open of the run: a file held by a notebook shows as "waiting for the database" at once.
+    try:
+        conn = _with_db(settings, lambda t: _read_connection(settings, tenant_id, t), emit, cancel,
+                        first_timeout=DB_FIRST_TIMEOUT)
+    except SyncCancelled as exc:
+        return SyncResult(tenant_id=tenant_id, run_id=run_id, trigger=trigger, cancelled=exc.message)
+    if conn is None:
+        raise ValueError(f"tenant {tenant_id} is not connected: run `python -m xero_core connect` first "
+                         "(`python -m xero_core status` lists connected tenants)")
+    result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
+                        tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
+    today = today or _today(settings, clock)
+    week_list = week_list_for(settings, today, weeks, week_ending)
+    period = (week_start(week_list[0]), week_list[-1]) if week_list else None
+    steps = steps_for(conn.get("tenant_type") or "")
 
     def log_row(**kw) -> str | None:
         """One sync_log row; a failure to write it is reported on the step, never raised."""
@@ -188,6 +193,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
             if client is None:
                 client = _make_client(settings, tenant_id, transport, clock)
             stop_reason: str | None = None
+            deferred: list[tuple[StepResult, dict]] = []
             try:
                 state = _with_db(settings, lambda t: _load_state(settings, tenant_id, t, probe), emit, cancel,
                                  first_timeout=DB_FIRST_TIMEOUT)
@@ -288,24 +294,23 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                 # Written already with the step's last write, unless the outcome adds to it.
                 already = ctx.logged and status == "success" and not detail
                 if not already:
-                    note = log_row(sync_id=sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=name,
-                                   trigger=trigger, status=status, rows=rows, api_calls=sr.api_calls,
-                                   bytes_downloaded=sr.bytes_downloaded, error=error, started_at=started,
-                                   finished_at=finished, period=step_period, detail=detail)
-                    if note:
-                        sr.error = f"{error}; {note}" if error else note
-                        if sr.status == "success":
-                            sr.status = "partial"  # the data is in; its sync_log row is not
+                    row = dict(sync_id=sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=name,
+                               trigger=trigger, status=status, rows=rows, api_calls=sr.api_calls,
+                               bytes_downloaded=sr.bytes_downloaded, error=error, started_at=started,
+                               finished_at=finished, period=step_period, detail=detail)
+                    if status == "success" or sr.benign_skip:
+                        # Written with the others at the end, in one open (a daily sync has several
+                        # steps with nothing to write; each open of DuckDB costs tens of ms).
+                        deferred.append((sr, row))
+                    else:  # a failure is recorded at once
+                        _note_unlogged(sr, log_row(**row))
                 emit(name, status, f"{name}: {status}" + (f" ({error})" if error else f", {rows} rows"),
                      (i + 1) / max(len(steps), 1), rows=rows)
                 checkpoint(f"step:{name}:done")
             if stop_reason and ((cancel and cancel()) or (stop and stop())):
                 result.cancelled = stop_reason
-            if any(s.status in ("success", "partial") for s in result.steps):
-                try:
-                    record_sync(settings, tenant_id, datetime.now(timezone.utc))
-                except Exception as exc:
-                    log.warning("could not record the last sync time of %s: %s", tenant_id, exc)
+            synced = any(s.status in ("success", "partial") for s in result.steps)
+            _flush_deferred(settings, tenant_id, deferred, synced, emit)
     except SyncBusy as busy:
         result.busy = str(busy)
         now = clock.now()
@@ -314,6 +319,49 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                 finished_at=now, period=None)
         emit("sync", "skipped", str(busy))
     return result
+
+
+def _note_unlogged(sr: StepResult, note: str | None) -> None:
+    if note:
+        sr.error = f"{sr.error}; {note}" if sr.error else note
+        if sr.status == "success":
+            sr.status = "partial"  # the data is in; its sync_log row is not
+
+
+def _flush_deferred(settings, tenant_id: str, deferred: list, synced: bool, emit) -> None:
+    """The run's remaining sync_log rows and the connection's last sync time, in one open. A row that
+    cannot be written is said on its step; nothing here raises."""
+    def write(timeout: float) -> dict:
+        notes = {}
+        with db.connect(settings.db_path, timeout=timeout) as con:
+            for sr, row in deferred:
+                try:
+                    store.log_finish(con, **row)
+                except Exception as exc:
+                    notes[id(sr)] = f"not recorded in sync_log ({type(exc).__name__}: {exc})"
+            if synced:
+                try:
+                    store.touch_last_sync(con, tenant_id, datetime.now(timezone.utc))
+                except Exception as exc:
+                    log.warning("could not record the last sync time of %s: %s", tenant_id, exc)
+        return notes
+
+    if not deferred and not synced:
+        return
+    try:
+        notes = _with_db(settings, write, emit, None)
+    except Exception as exc:
+        log.warning("could not write sync_log for %s: %s", tenant_id, exc)
+        notes = {id(sr): f"not recorded in sync_log ({type(exc).__name__}: {exc})" for sr, _ in deferred}
+    for sr, _ in deferred:
+        _note_unlogged(sr, notes.get(id(sr)))
+
+
+def _read_connection(settings, tenant_id: str, timeout: float) -> dict | None:
+    with db.connect(settings.db_path, timeout=timeout) as con:
+        row = con.execute("SELECT tenant_name, tenant_type, status, status_reason FROM connections "
+                          "WHERE tenant_id = ?", [tenant_id]).fetchone()
+    return dict(zip(("tenant_name", "tenant_type", "status", "status_reason"), row)) if row else None
 
 
 def _log(settings, timeout: float, **kw) -> None:

@@ -1,0 +1,134 @@
+"""What the admin app sets up around itself when its server starts (app.py's lifespan).
+
+- The OAuth redirect follows the app's real port: with XERO_APP_URL unset (environment and .env),
+  `streamlit run app.py --server.port 8600` serves at http://localhost:8600, so that is the app
+  URL and XERO_REDIRECT_URI's default (`<app url>/callback`) for every page run.
+- Mock mode only (the demo and workshops):
+  * when no fake Xero answers on XERO_FAKE_PORT, the app starts one (state in
+    `<XERO_DATA_DIR>/fake-xero/`) and stops it when the app stops; one already running is left alone;
+  * the fake is told this app's redirect URI (as you would register it in Xero's developer portal);
+  * the app leaves its URLs in `<XERO_DATA_DIR>/demo-urls.json`, so the CLI and the scheduler in
+    mock mode reach this demo without retyping ports (settings.load_settings reads it; the
+    environment wins), and removes the file when it stops.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Iterator
+
+import httpx
+
+from xero_core.settings import configured, demo_urls_path, load_settings
+
+log = logging.getLogger("ledgerlink.app.demo")
+DEFAULT_SEED = 42
+# What this server process is doing about the fake (the Connection page words its notice from it).
+FAKE = {"starting": False, "error": None}
+
+
+def _app_port() -> int | None:
+    try:
+        from streamlit import config
+
+        return int(config.get_option("server.port"))
+    except Exception:  # not under a Streamlit server (tests importing app.py)
+        return None
+
+
+def follow_app_port(port: int | None) -> None:
+    """XERO_APP_URL = http://localhost:<the port the server listens on>, unless configured."""
+    if port and not configured("XERO_APP_URL"):
+        os.environ["XERO_APP_URL"] = f"http://localhost:{port}"
+
+
+def _say(message: str) -> None:
+    # The terminal that started the app is where a workshop host looks.
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def demo_services() -> Iterator[None]:
+    follow_app_port(_app_port())
+    try:
+        settings = load_settings()
+    except Exception as exc:  # the pages show the settings error; the server must still start
+        log.error("settings: %s", exc)
+        yield
+        return
+    if not settings.mock_mode:
+        yield
+        return
+    urls = demo_urls_path(settings.data_dir)
+    _write_urls(urls, settings)
+    started: dict = {}
+    # Generating the fake's two years of data takes ~15 s: the app serves meanwhile (the Connection
+    # page says the fake is starting) rather than refusing connections.
+    starter = threading.Thread(target=_start_fake, args=(settings, started), name="start-fake-xero", daemon=True)
+    starter.start()
+    try:
+        yield
+    finally:
+        try:
+            if json.loads(urls.read_text(encoding="utf-8")).get("pid") == os.getpid():
+                urls.unlink()
+        except (OSError, ValueError):
+            pass
+        starter.join(5)  # a fake still starting exits by itself once this process is gone (--exit-with)
+        fake = started.get("fake")
+        if fake is not None and fake.started:
+            fake.stop()
+            _say(f"Fake Xero on {fake.url} stopped.")
+
+
+def _write_urls(urls, settings) -> None:
+    mine = {"XERO_APP_URL": settings.app_url, "XERO_FAKE_PORT": settings.fake_port, "pid": os.getpid()}
+    try:
+        urls.parent.mkdir(parents=True, exist_ok=True)
+        tmp = urls.with_suffix(".tmp")
+        tmp.write_text(json.dumps(mine, indent=1), encoding="utf-8")
+        os.replace(tmp, urls)
+    except OSError as exc:
+        log.warning("could not write %s: %s", urls, exc)
+
+
+def _start_fake(settings, started: dict) -> None:
+    from xero_core.fake.server import start_fake
+
+    FAKE.update(starting=True, error=None)
+    try:
+        fake = start_fake(settings.fake_port, settings.data_dir / "fake-xero", DEFAULT_SEED,
+                          extra_args=["--redirect-uri", settings.redirect_uri], owned=True)
+    except RuntimeError as exc:
+        FAKE.update(error=str(exc).splitlines()[0])
+        _say(f"Mock mode: the fake Xero could not be started: {exc}")
+        return
+    finally:
+        FAKE["starting"] = False
+    started["fake"] = fake
+    _register_redirect(fake.url, settings)
+    how = "started by the admin app; it stops with the app" if fake.started else "found running; the app does not stop it"
+    _say(f"Fake Xero: {fake.url} ({how}). Ledgerlink admin (mock mode): {settings.app_url}")
+
+
+def fake_answers(settings) -> bool:
+    """Whether the fake Xero answers its health check (mock mode's Connection page asks)."""
+    try:
+        return httpx.get(settings.api_url.rstrip("/") + "/_fake/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _register_redirect(fake_url: str, settings) -> None:
+    """A fake that was already running may not know this app's callback yet: register it."""
+    try:
+        r = httpx.post(fake_url + "/_fake/apps/redirect-uri", timeout=5,
+                       json={"client_id": settings.client_id, "redirect_uri": settings.redirect_uri})
+        if r.status_code >= 400:
+            _say(f"Mock mode: the fake Xero refused the redirect URI {settings.redirect_uri}: {r.text[:200]}")
+    except httpx.HTTPError as exc:
+        log.warning("could not register the redirect URI with the fake: %s", exc)

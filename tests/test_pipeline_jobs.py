@@ -1,0 +1,291 @@
+"""Jobs under faults (issue 15): kill -9 of the process running a job, many tenants in one pool,
+two processes asking for the same tenant, a tenant needing reconnect, the DuckDB file held by
+another process, cancel mid-step. Dates are pinned (FakeXero(today=...), FakeClock)."""
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from xero_core import db, oauth
+from xero_core.fake.app import FakeXero
+from xero_core.fake.clock import FakeClock
+from xero_core.pipeline import jobs as J
+from xero_core.pipeline.request import SyncRequest
+from xero_core.pipeline.worker import WorkerPool
+from xero_core.settings import load_settings
+
+from test_sync_crash import TABLES
+from test_sync_e2e import connect, rows, small_org
+
+START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
+FAKE_KW = dict(seed=11, today=date(2026, 11, 26), invoices=60)
+WEEKS = 3
+
+
+# -- kill -9 mid-job, then resume ----------------------------------------------------------------
+def job_worker(env: dict, fake_state: str, tenant: str, kill_at: int | None, out_q) -> None:
+    """One job in a child process: queue it (or find the tenant's), run it in a one-thread pool."""
+    import os as _os
+
+    from xero_core.sync import context, steps
+
+    steps.CHUNK = 50  # several chunks per resource, so kills also land between chunk commits
+    if kill_at is not None:
+        _os.environ[context.KILL_ENV] = str(kill_at)
+    s = load_settings(env)
+    clock = FakeClock(START)
+    fake = FakeXero(clock=clock, state_dir=fake_state, org_factory=small_org, **FAKE_KW)
+    job = J.enqueue(s, SyncRequest(tenant, weeks=WEEKS, trigger="cli"))
+    pool = WorkerPool(s, workers=1, label="cli", job_ids=[job.job_id], transport=fake.transport(), clock=clock)
+    (done,) = pool.run_until_done([job.job_id])
+    pool.stop()
+    out_q.put({"state": done.state, "error": done.error, "joined": job.joined, "checkpoints": context._checkpoints,
+               "data_dir": env["XERO_DATA_DIR"]})
+
+
+def snapshot(db_path: Path) -> dict:
+    out = {}
+    with db.connect(db_path, read_only=True) as con:
+        for t in TABLES:
+            cols = [c[0] for c in con.execute(f"DESCRIBE {t}").fetchall()
+                    if c[0] not in ("synced_at",) and not (t == "sync_cursors" and c[0] == "updated_at")]
+            # the clients' cursors hold contacts' synced_at (wall clock): compared through the clients below
+            where = " WHERE resource NOT LIKE 'clients%'" if t == "sync_cursors" else ""
+            out[t] = con.execute(f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY ALL").fetchall()
+        # clients get fresh ids per run: compare what they are matched to
+        out["clients"] = con.execute("SELECT tenant_id, xero_contact_id, name, match_status FROM clients ORDER BY ALL").fetchall()
+    return out
+
+
+def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
+    key = secrets.token_hex(32)
+    base = tmp_path / "base"
+    env = {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(base / "data"), "XERO_ENCRYPTION_KEY": key}
+    s = load_settings(env)
+    clock = FakeClock(START)
+    fake = FakeXero(clock=clock, state_dir=base / "fake", org_factory=small_org, **FAKE_KW)
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    tenant = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["xero_core.pipeline.worker", "xero_core.fake.app", "xero_core.client", __name__])
+    results = ctx.Queue()
+
+    def clone(name: str) -> Path:
+        d = tmp_path / name
+        shutil.copytree(base, d)
+        return d
+
+    def start(d: Path, kill_at):
+        p = ctx.Process(target=job_worker, args=({**env, "XERO_DATA_DIR": str(d / "data")}, str(d / "fake"),
+                                                 tenant, kill_at, results))
+        p.start()
+        return p
+
+    def wait_all(procs: dict) -> dict:
+        for p in procs.values():
+            p.join(180)
+        return {k: p.exitcode for k, p in procs.items()}
+
+    clean = clone("clean")
+    assert wait_all({0: start(clean, 10**9)}) == {0: 0}
+    info = results.get(timeout=10)
+    assert info["state"] == "done", info
+    n = info["checkpoints"]
+    want = snapshot(clean / "data" / "xero.duckdb")
+    assert want["journal_lines"] and want["clients"]
+
+    # first page, mid-invoices, between steps, late (journals): killed, all at once
+    points = sorted({2, n // 4, n // 2, n - 3})
+    dirs = {k: clone(f"kill{k}") for k in points}
+    assert wait_all({k: start(d, k) for k, d in dirs.items()}) == {k: -signal.SIGKILL for k in points}
+    for k, d in dirs.items():
+        ds = load_settings({**env, "XERO_DATA_DIR": str(d / "data")})
+        (job,) = J.list_jobs(ds, active_only=False)  # looking at the jobs reaps the dead owner
+        assert job.state == "interrupted", (k, job.state)
+        assert "stopped before it finished" in job.error and "resumes from where it got to" in job.error
+    # resumed: a new job each, ending with exactly the tables of the clean sync
+    assert wait_all({k: start(d, None) for k, d in dirs.items()}) == {k: 0 for k in points}
+    for _ in points:
+        again = results.get(timeout=10)
+        assert again["state"] == "done" and not again["joined"], again
+    for k, d in dirs.items():
+        got = snapshot(d / "data" / "xero.duckdb")
+        for t in want:
+            assert got[t] == want[t], f"table {t} differs after a kill at checkpoint {k} of {n}"
+
+
+# -- many tenants in one pool --------------------------------------------------------------------
+def test_many_tenants_in_one_pool_respect_limits_and_run_once_each(tmp_path):
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    clock = FakeClock(START)
+    fake = FakeXero(seed=5, today=date(2026, 11, 26), clock=clock, tenants=4, practices=0, invoices=30)
+    tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
+                                     transport=fake.transport(), clock=clock)
+    orgs = [t["tenant_id"] for t in tenants]
+    # one backfill (40 weeks: ~80 calls, more than a minute of Xero's pace) and daily syncs for the rest
+    reqs = [SyncRequest(orgs[0], weeks=40, only=frozenset({"pnl", "bank"}))] + [SyncRequest(t) for t in orgs[1:]]
+    submitted = [J.enqueue(s, r) for r in reqs]
+    assert J.enqueue(s, SyncRequest(orgs[1])).joined, "a second request for a busy tenant joins"
+    ids = [j.job_id for j in submitted]
+    pool = WorkerPool(s, workers=3, label="test", job_ids=ids, transport=fake.transport(), clock=clock)
+    done = pool.run_until_done(ids)
+    pool.stop()
+    assert [j.state for j in done] == ["done"] * len(orgs), [(j.state, j.error) for j in done]
+    served = [r for r in fake.requests if r.tenant_id in orgs and r.api == "accounting"]
+    assert not [r for r in served if r.status == 429]
+    per_tenant = defaultdict(list)
+    for r in served:
+        per_tenant[r.tenant_id].append(r.at)
+    for tid, times in per_tenant.items():  # no 60-second window holds more than 60 calls of one tenant
+        times.sort()
+        j = 0
+        for i, t in enumerate(times):
+            while times[j] <= t - timedelta(seconds=60):
+                j += 1
+            assert i - j + 1 <= 60, f"tenant {tid}: {i - j + 1} calls in a minute"
+    # every tenant synced exactly once (one accounts row each), the backfill did not hold the others
+    assert sorted(r[0] for r in rows(s, "SELECT tenant_id FROM sync_log WHERE sync_type = 'accounts'")) == sorted(orgs)
+    back = done[0]
+    assert all(j.started_at <= back.started_at for j in done[1:]), "daily syncs are claimed before the backfill"
+
+
+def _enqueue_in_child(data_dir: str, key: str, tenant: str, barrier, out_q) -> None:
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": data_dir, "XERO_ENCRYPTION_KEY": key})
+    barrier.wait()
+    job = J.enqueue(s, SyncRequest(tenant, trigger="cli"))
+    out_q.put((job.job_id, job.joined))
+
+
+def test_two_processes_asking_at_once_share_one_job(tmp_path):
+    key = secrets.token_hex(32)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out_q = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_enqueue_in_child, args=(str(tmp_path / "data"), key, "t-same", barrier, out_q))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    got = [out_q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert len({g[0] for g in got}) == 1, got
+    assert sorted(g[1] for g in got) == [False, True]
+
+
+# -- a tenant needing reconnect ---------------------------------------------------------------------
+def test_a_tenant_needing_reconnect_fails_at_once_with_the_fix_while_others_go_on(tmp_path):
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    from xero_core.connections import list_connections, set_status
+
+    pm = next(c["tenant_id"] for c in list_connections(s) if c["tenant_id"] != org)
+    set_status(s, org, "needs_reconnect", "the refresh token was revoked in Xero")
+    served = len(fake.requests)
+    jobs = [J.enqueue(s, SyncRequest(t)) for t in (org, pm)]
+    pool = WorkerPool(s, workers=2, label="test", job_ids=[j.job_id for j in jobs], transport=fake.transport(),
+                      clock=clock)
+    bad, good = pool.run_until_done([j.job_id for j in jobs])
+    pool.stop()
+    assert bad.state == "failed" and "reconnect" in bad.error and "revoked" in bad.error
+    assert "python -m xero_core connect" in bad.error or "Connection page" in bad.error
+    assert good.state == "done"
+    assert not [r for r in fake.requests[served:] if r.tenant_id == org], "no call for a tenant needing reconnect"
+
+
+# -- the DuckDB file held by another process ---------------------------------------------------------
+HOLDER = r"""
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+con.close()
+print("released", flush=True)
+"""
+
+
+def test_database_held_by_another_process_makes_the_job_wait_then_finish(tmp_path):
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(s.db_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        job = J.enqueue(s, SyncRequest(org, only=frozenset({"accounts", "pnl"}), weeks=1))
+        pool = WorkerPool(s, workers=1, label="test", job_ids=[job.job_id], transport=fake.transport(), clock=clock)
+        waiting = threading.Event()
+
+        def on_change(j):
+            if j.progress.get("status") == "waiting" and not waiting.is_set():
+                assert "waiting for the database" in j.progress["message"]
+                assert j.state == "running"
+                waiting.set()
+                holder.stdin.write("go\n")  # the notebook lets go
+                holder.stdin.flush()
+
+        (done,) = pool.run_until_done([job.job_id], on_change=on_change)
+        pool.stop()
+    finally:
+        holder.kill() if holder.poll() is None else None
+    assert waiting.is_set(), "the job said it was waiting for the database"
+    assert done.state == "done", done.error
+    assert {st["step"] for st in done.result["steps"]} == {"accounts", "pnl"}
+
+
+# -- cancel mid-step ----------------------------------------------------------------------------------
+def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
+    import httpx
+
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    inner = fake.transport()
+    state = {"pnl": 0, "pool": None, "job": None}
+
+    class CancelAtFourthWeek(httpx.BaseTransport):
+        """A person presses Cancel while the 4th week's P&L is being fetched."""
+
+        def handle_request(self, request):
+            if "ProfitAndLoss" in request.url.path:
+                state["pnl"] += 1
+                if state["pnl"] == 4:
+                    J.request_cancel(s, state["job"], by="test")
+                    pool = state["pool"]
+                    # the pool learns of it with its next heartbeat (every 0.05 s here)
+                    for _ in range(2000):
+                        if pool._cancel.get(state["job"]):
+                            break
+                        pool._stopping.wait(0.005)
+                    assert pool._cancel.get(state["job"]), "the cancel reached the worker"
+            return inner.handle_request(request)
+
+    job = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30))
+    state["job"] = job.job_id
+    pool = WorkerPool(s, workers=1, label="test", job_ids=[job.job_id], transport=CancelAtFourthWeek(), clock=clock,
+                      heartbeat=0.05)
+    state["pool"] = pool
+    (done,) = pool.run_until_done([job.job_id])
+    pool.stop()
+    assert done.state == "cancelled" and "cancelled by test" in done.error, (done.state, done.error)
+    (pnl,) = [st for st in done.result["steps"] if st["step"] == "pnl"]
+    assert pnl["status"] == "partial" and pnl["rows"] == 4
+    def weeks_written():
+        return {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} WHERE tenant_id = ? AND week_ending IN "
+                           "(SELECT DISTINCT week_ending FROM financial_weekly WHERE tenant_id = ? ORDER BY 1 LIMIT 4) "
+                           "ORDER BY ALL", org, org) for t in ("financial_weekly", "pnl_lines")}
+
+    assert rows(s, "SELECT count(DISTINCT week_ending) FROM financial_weekly WHERE tenant_id = ?", org)[0][0] == 4
+    at_cancel = weeks_written()
+    again = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30))
+    assert not again.joined
+    pool = WorkerPool(s, workers=1, label="test", job_ids=[again.job_id], transport=inner, clock=clock)
+    (fin,) = pool.run_until_done([again.job_id])
+    pool.stop()
+    assert fin.state == "done"
+    assert rows(s, "SELECT count(DISTINCT week_ending) FROM financial_weekly WHERE tenant_id = ?", org)[0][0] == 30
+    assert weeks_written() == at_cancel, "the weeks written before the cancel were whole: a full run changes none"
