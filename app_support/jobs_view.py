@@ -14,7 +14,7 @@ import streamlit as st
 from . import engine, widgets
 from .guard import say
 
-REFRESH = "2s"  # how often the job views redraw while a job is active
+REFRESH = "3s"  # how often the job views redraw while a job is active
 STATE_ICONS = {
     "queued": ":material/schedule:", "running": ":material/progress_activity:", "done": ":material/check_circle:",
     "failed": ":material/error:", "interrupted": ":material/pause_circle:", "cancelled": ":material/cancel:",
@@ -81,9 +81,27 @@ def _active(s) -> list[Any]:
         return []
 
 
+_last_finish: dict[str, float] = {}
+
+
+def _refresh_after_jobs(s) -> None:
+    """A job that ended since this process last looked (it may have run in another process) makes
+    the cached reads stale: drop them, so every page shows what the sync wrote."""
+    try:
+        ended = [j.finished_at for j in engine.list_jobs(s, limit=20) if j.finished_at]
+    except Exception:
+        return
+    mark = max(ended, default=0.0)
+    key = str(s.data_dir)
+    if _last_finish.get(key, 0.0) != mark:
+        st.cache_data.clear()
+        _last_finish[key] = mark
+
+
 def sidebar_jobs(s) -> None:
     """Every page: the jobs under way. While any is, the list redraws every few seconds (one read
     of the jobs file); when the last one ends the page reruns once, so its figures are fresh."""
+    _refresh_after_jobs(s)
     active = _active(s)
     if not active:
         return
@@ -92,6 +110,7 @@ def sidebar_jobs(s) -> None:
     def _draw() -> None:
         jobs = _active(s)
         if not jobs:
+            st.cache_data.clear()
             st.rerun()  # the whole page: it was drawn while the sync ran
         names = _names(s)
         st.caption(f"Syncs under way ({len(jobs)})")

@@ -152,9 +152,18 @@ def no_error(page) -> None:
 
 
 def nav(page, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
-    idle(page)
-    expect(page.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+    heading = page.get_by_role("heading", name=title, exact=True).first
+    for attempt in range(2):
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True).click()
+        idle(page)
+        try:
+            # Streamlit drops a page switch that lands on a fragment's timer tick (the sidebar's job
+            # list redraws while a sync runs): a person clicks again, so does the test, once.
+            expect(heading).to_be_visible(timeout=15_000 if attempt == 0 else 30_000)
+            return
+        except AssertionError:
+            if attempt:
+                raise
 
 
 def choose(page, label: str, option: str) -> None:
@@ -215,13 +224,31 @@ def workshop_flow(stack):
     weeks.fill("4")
     weeks.press("Enter")
     idle(page)
+    from xero_core import db as _db
+    from xero_core.pipeline import jobs as J
+
+    gate = threading.Event()  # Xero's Journals answer waits: the job is surely running when we leave
+    stack.fake.faults.add("slow", path="Journals", gate=gate, seconds=120)
     page.get_by_role("button", name="Sync now").click()
-    expect(page.get_by_text("Sync finished", exact=True)).to_be_visible(timeout=60_000)
     idle(page)
+    (job,) = J.active_jobs(stack.settings)
+    expect(page.get_by_text("Syncs under way")).to_be_visible()  # the sidebar, on every page
     no_error(page)
     # status icons are Material icons: Debian's chromium has no emoji font (they were empty boxes)
     assert not re.search("[\u2600-\u27bf\U0001F300-\U0001FAFF]", page.inner_text("body"))
     shot(page, "05-sync")
+    # Leave the page at once: the job belongs to the app server, not to the Sync page's script run.
+    nav(page, "Data")
+    assert J.get(stack.settings, job.job_id).active, "the job ended before we left the page"
+    gate.set()
+    (job,) = J.wait(stack.settings, [job.job_id], timeout=180)
+    assert job.state == "done", job.to_dict()
+    assert job.owner_label == "app"
+    with _db.connect(stack.settings.db_path, read_only=True) as con:
+        logged = {r[0] for r in con.execute("SELECT sync_type FROM sync_log WHERE run_id = ?",
+                                            [job.result["run_id"]]).fetchall()}
+    assert {st["step"] for st in job.result["steps"]} <= logged and {"journals", "clients"} <= logged
+    nav(page, "Connection")  # the same session (a reload would start a new one, without the org chosen)
     nav(page, "Data")
     expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
     no_error(page)
