@@ -262,26 +262,15 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
                 finally:
                     rw.close()
                 _migrated.add(key)
+    release = None
     if con is None:
         h = _shared.get(key)
         if h is not None and h.holds > 0:
             # A reader gets the writer's instance: same data, and DuckDB refuses mixing the two
             # configurations in one process anyway.
-            cur = h.acquire(timeout)
-            try:
-                yield cur
-            except duckdb.Error as exc:
-                se = storage.describe(exc, path)
-                if se is None:
-                    raise
-                raise se from exc
-            finally:
-                try:
-                    cur.close()
-                finally:
-                    h.release()
-            return
-        con = _open(path, read_only, timeout)
+            con, release = h.acquire(timeout), h.release
+        else:
+            con = _open(path, read_only, timeout)
     try:
         yield con
     except duckdb.Error as exc:
@@ -290,7 +279,11 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
             raise
         raise se from exc
     finally:
-        con.close()
+        try:
+            con.close()
+        finally:
+            if release is not None:
+                release()
 
 
 def _is_current(con: duckdb.DuckDBPyConnection) -> bool:
