@@ -15,12 +15,12 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
 
 from ..settings import load_settings
+from .live import LiveProgress
 
 DEMO_SEED = 42
 # Measured against the fake at Xero's 60 calls/minute: the demo organisation's first sync costs
@@ -79,44 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_demo)
 
 
-# -- progress --------------------------------------------------------------------------------
-class Progress:
-    """Live progress on stderr: one line per step start and end, per tenant, as they happen (a
-    redrawn status line on a terminal for the pages in between)."""
-
-    def __init__(self, quiet: bool = False, names: dict | None = None):
-        self.tty = sys.stderr.isatty()
-        self.quiet = quiet
-        self.names = names or {}
-        self.lock = threading.Lock()
-        self.last_plain: dict[str, float] = {}
-
-    def label(self, tenant_id: str) -> str:
-        name = self.names.get(tenant_id) or (tenant_id or "")[:8]
-        return name if len(name) <= 24 else name[:23] + "…"
-
-    def __call__(self, ev: dict) -> None:
-        if self.quiet:
-            return
-        tenant = ev.get("tenant_id") or ""
-        frac = ev.get("fraction")
-        msg = f"[{self.label(tenant)}] {ev.get('message') or ev.get('step')}"
-        running = ev.get("status") == "running"
-        with self.lock:
-            if self.tty:
-                bar = ""
-                if frac is not None:
-                    n = int(max(0.0, min(1.0, frac)) * 20)
-                    bar = "[" + "#" * n + "." * (20 - n) + "] "
-                sys.stderr.write("\r\033[K" + bar + msg[:100])
-                if not running or msg.endswith(": starting"):
-                    sys.stderr.write("\n")
-                sys.stderr.flush()
-            elif not running or msg.endswith(": starting") or time.monotonic() - self.last_plain.get(tenant, 0) > 5:
-                self.last_plain[tenant] = time.monotonic()
-                print(msg, file=sys.stderr, flush=True)
-
-
 def _print_summary(docs: list[dict]) -> None:
     for r in docs:
         print(f"{r.get('tenant_name') or r['tenant_id']} ({r.get('tenant_type') or '?'}): {r.get('status')}"
@@ -125,7 +87,7 @@ def _print_summary(docs: list[dict]) -> None:
             print(f"  {r['job_error']}", file=sys.stderr)
         for s in r.get("steps") or []:
             extra = f"  {s['error']}" if s.get("error") else ""
-            print(f"  {s['step']:<9} {s['status']:<8} rows={s.get('rows', 0):<7} calls={s.get('api_calls', 0):<5} "
+            print(f"  {s['step']:<12} {s['status']:<8} rows={s.get('rows', 0):<7} calls={s.get('api_calls', 0):<5} "
                   f"bytes={s.get('bytes_downloaded', 0)}{extra}", file=sys.stderr)
 
 
@@ -153,7 +115,7 @@ def _emit(results, as_json: bool) -> int:
     return _emit_docs([r.to_dict() for r in results], as_json)
 
 
-def run_requests(settings, requests: list, *, names: dict, progress: Progress, transport=None, clock=None) -> list:
+def run_requests(settings, requests: list, *, names: dict, progress, transport=None, clock=None) -> list:
     """Queue the requests (or join the tenants' jobs), run the new ones here, follow the others;
     returns the finished jobs in the order asked. Ctrl-C: stop after the current step."""
     from ..pipeline import jobs as J
@@ -164,8 +126,8 @@ def run_requests(settings, requests: list, *, names: dict, progress: Progress, t
         if job.joined:
             who = (f"{job.owner_label or 'a'} process {job.owner_pid} on {job.owner_host}" if job.owner_pid
                    else "the queue")
-            print(f"[{progress.label(job.tenant_id)}] joined {job.state} job {job.job_id[:8]} "
-                  f"({job.trigger}, {job.request.describe()}) run by {who}; following it", file=sys.stderr)
+            progress.say(f"[{progress.label(job.tenant_id)}] joined {job.state} job {job.job_id[:8]} "
+                         f"({job.trigger}, {job.request.describe()}) run by {who}; following it")
     ids = [j.job_id for j in submitted]
     pool = WorkerPool(settings, workers=min(workers_setting(settings), len(ids)), label="cli", job_ids=ids,
                       transport=transport, clock=clock, echo=progress)
@@ -177,19 +139,28 @@ def run_requests(settings, requests: list, *, names: dict, progress: Progress, t
         if job.owner_id == pool.owner.id:
             mine.add(job.job_id)
             return
-        msg = job.progress.get("message") if job.active else f"{job.state}" + (f": {job.error}" if job.error else "")
+        if not job.active:
+            if last_msg.get(job.job_id) != job.state:
+                last_msg[job.job_id] = job.state
+                progress({"tenant_id": job.tenant_id, "status": job.state, "message": job.error, "job_ended": True})
+            return
+        p = job.progress or {}
+        msg = p.get("message")
         if msg and last_msg.get(job.job_id) != msg:
             last_msg[job.job_id] = msg
-            progress({"tenant_id": job.tenant_id, "step": job.progress.get("step"), "status": "joined", "message": msg})
+            progress({"tenant_id": job.tenant_id, "step": p.get("step"), "status": "joined", "message": msg,
+                      **{k: p.get(k) for k in ("count", "total", "eta_seconds", "estimated_total")}})
 
     try:
         done = pool.run_until_done(ids, on_change=follow)
     except KeyboardInterrupt:
-        print("stopping after the current step (Ctrl-C again to force)...", file=sys.stderr)
+        progress.say("stopping after the current step (Ctrl-C again to force)...")
         pool.stop("the sync was stopped from the terminal (Ctrl-C)")
         done = [J.get(settings, i) for i in ids]
     else:
         pool.stop()
+    finally:
+        progress.close()
     by_id = {j.job_id: j for j in done}
     out = []
     for j in submitted:
@@ -246,7 +217,7 @@ def run_sync(args: argparse.Namespace) -> int:
     who = os.environ.get("USER") or os.environ.get("USERNAME")
     requests = [SyncRequest(t, only=only, weeks=args.weeks, week_ending=week_ending, trigger="cli",
                             requested_by=f"cli:{who}" if who else "cli") for t in tenants]
-    jobs = run_requests(settings, requests, names=names, progress=Progress(names=names))
+    jobs = run_requests(settings, requests, names=names, progress=LiveProgress(names))
     return _emit_docs([_job_doc(j) for j in jobs], args.json)
 
 
@@ -382,11 +353,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
     only = None if args.with_journals else frozenset(n for n in step_names() if n != "journals")
     minutes = (20 + 2 * args.weeks + (300 if args.with_journals else 0)) / 57
+    pace = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
     print(f"first sync: {args.weeks} weeks of reports, every invoice, credit note and contact, clients matched"
-          f"{', all journals' if args.with_journals else ''} - about {minutes:.0f} min at Xero's 60 calls a minute",
+          f"{', all journals' if args.with_journals else ''} - {pace} at Xero's 60 calls a minute",
           file=sys.stderr)
     conns = [c for c in list_connections(settings) if c.get("status") == "connected"]
     names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
     requests = [SyncRequest(t, only=only, weeks=args.weeks, trigger="cli", requested_by="demo") for t in names]
-    jobs = run_requests(settings, requests, names=names, progress=Progress(names=names))
+    jobs = run_requests(settings, requests, names=names, progress=LiveProgress(names))
     return _emit_docs([_job_doc(j) for j in jobs], args.json)

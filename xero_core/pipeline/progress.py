@@ -49,19 +49,23 @@ class Tracker:
         self.last_write = 0.0
 
     def __call__(self, ev: dict) -> None:
-        if self.echo:
-            try:
-                self.echo(ev)
-            except Exception:
-                pass
         with self.lock:
             force = self._apply(ev)
+            st = self.state
+            # The echo (a terminal's live display) sees what the jobs file gets: count, total, ETA.
+            seen = dict(ev, **{k: st.get(k) for k in ("count", "total", "eta_seconds", "estimated_total")}) \
+                if ev.get("status") == "running" and ev.get("step") == st["step"] else ev
             t = self.now()
             if force or t - self.last_write >= WRITE_EVERY:
                 self.last_write = t
                 snapshot = dict(self.state, steps=list(self.state["steps"]))
             else:
                 snapshot = None
+        if self.echo:
+            try:
+                self.echo(seen)
+            except Exception:
+                pass
         if snapshot is not None:
             try:
                 self.write(snapshot)

@@ -205,8 +205,9 @@ class WorkerPool:
             log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
             from ..redaction import redact
 
-            J.finish(settings, jid, "failed", error=redact(f"The sync stopped on an unexpected error: "
-                                                           f"{type(exc).__name__}: {exc}")[:1000])
+            error = redact(f"The sync stopped on an unexpected error: {type(exc).__name__}: {exc}")[:1000]
+            J.finish(settings, jid, "failed", error=error)
+            self._echo_end(job, "failed", error)
             return
         d = result.to_dict()
         if result.cancelled and cancel():
@@ -221,6 +222,14 @@ class WorkerPool:
             state, error = "failed", _first_problem(d) or "a step failed: see the steps"
         tracker.state.update(status=state, message=error or "finished", eta_seconds=None)
         J.finish(settings, jid, state, error=error, result=d, progress=tracker.state)
+        self._echo_end(job, state, error)
+
+    def _echo_end(self, job: J.Job, state: str, error: str | None) -> None:
+        if self.echo:
+            try:
+                self.echo({"tenant_id": job.tenant_id, "status": state, "message": error, "job_ended": True})
+            except Exception:
+                pass
 
 
 # -- the app server's pool -----------------------------------------------------------------------

@@ -142,11 +142,12 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
     clock = clock or SYSTEM_CLOCK
     run_id = run_id or uuid.uuid4().hex
 
-    def emit(step: str, status: str, message: str, fraction: float | None = None, rows: int | None = None) -> None:
+    def emit(step: str, status: str, message: str, fraction: float | None = None, rows: int | None = None,
+             **extra) -> None:
         if progress:
             try:
                 progress({"tenant_id": tenant_id, "step": step, "status": status, "message": message,
-                          "fraction": fraction, "rows": rows})
+                          "fraction": fraction, "rows": rows, **extra})
             except Exception:
                 pass
 
@@ -220,7 +221,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                 # One sync_log row per step, written when it ends (opening DuckDB costs tens of ms;
                 # the app follows a running sync through `progress`).
                 sync_id = uuid.uuid4().hex
-                emit(name, "running", f"{name}: starting", i / max(len(steps), 1))
+                emit(name, "running", f"{name}: starting", i / max(len(steps), 1), index=i + 1, steps=len(steps))
                 calls0, bytes0 = client.api_calls, client.bytes_downloaded
                 error = None
                 detail = None
@@ -304,8 +305,10 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                         deferred.append((sr, row))
                     else:  # a failure is recorded at once
                         _note_unlogged(sr, log_row(**row))
-                emit(name, status, f"{name}: {status}" + (f" ({error})" if error else f", {rows} rows"),
-                     (i + 1) / max(len(steps), 1), rows=rows)
+                note = (detail or {}).get("note") if status == "success" and isinstance(detail, dict) else None
+                said = f" ({error})" if error else f", {rows or 0:,} rows" + (f" ({note})" if note else "")
+                emit(name, status, f"{name}: {status}{said}", (i + 1) / max(len(steps), 1), rows=rows,
+                     index=i + 1, steps=len(steps))
                 checkpoint(f"step:{name}:done")
             if stop_reason and ((cancel and cancel()) or (stop and stop())):
                 result.cancelled = stop_reason
