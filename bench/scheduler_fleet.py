@@ -77,14 +77,15 @@ def served(port: int) -> list[dict]:
     return r.json()["requests"]
 
 
-def run_once(env: dict, label: str, fake_pid: int, port: int, orgs: int, workdir: Path) -> dict:
+def run_once(env: dict, label: str, fake_pid: int, port: int, orgs: int, workdir: Path,
+             prefix: list[str] | None = None) -> dict:
     import httpx
 
     httpx.delete(f"http://127.0.0.1:{port}/_fake/requests", timeout=30).raise_for_status()
     fake_cpu0, _ = proc_stat(fake_pid)
     log = open(workdir / f"scheduler-{label}.log", "w")
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, str(ROOT / "scheduler.py"), "--once"], cwd=str(ROOT), env=env,
+    p = subprocess.Popen([*(prefix or []), sys.executable, str(ROOT / "scheduler.py"), "--once"], cwd=str(ROOT), env=env,
                          stdout=log, stderr=subprocess.STDOUT)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
@@ -109,6 +110,9 @@ def main() -> int:
     ap.add_argument("--invoices", type=int, default=20, help="sales invoices per organisation (default 20: small)")
     ap.add_argument("--workers", type=int, default=None, help="XERO_SYNC_WORKERS for the scheduler (default: its own)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="sample the daily run's every thread with py-spy (on PATH) into FILE as collapsed stacks "
+                         "(its CPU figures then include py-spy's)")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="ledgerlink-fleet-"))
@@ -142,7 +146,9 @@ def main() -> int:
         print(f"connected {len(tenants)} organisations", flush=True)
         rows = [run_once(env, "first", fake.pid, port, len(tenants), workdir)]
         print(json.dumps(rows[-1]), flush=True)
-        rows.append(run_once(env, "daily", fake.pid, port, len(tenants), workdir))
+        spy = (["py-spy", "record", "--format", "raw", "--rate", "250", "--nonblocking",
+                "-o", args.profile, "--"] if args.profile else None)
+        rows.append(run_once(env, "daily", fake.pid, port, len(tenants), workdir, spy))
         print(json.dumps(rows[-1]), flush=True)
         cols = list(rows[0])
         print()

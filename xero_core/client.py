@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import http.cookiejar
 import json as jsonlib
 import logging
 import random
 import re
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,6 +120,30 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
 
 
 # -- the client --------------------------------------------------------------------------------
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(10.0, seconds))
+
+
+_http_pool: dict[float, httpx.Client] = {}
+_http_pool_lock = threading.Lock()
+
+
+def _shared_http(timeout: float) -> httpx.Client:
+    """One HTTP client per process for every tenant's XeroClient: a new client loads the CA bundle
+    (~25 ms of CPU) and opens its own TLS connections to api.xero.com, where a shared pool reuses
+    kept-alive ones across the hundreds of organisations a scheduler syncs. httpx.Client is
+    thread-safe; it lives as long as the process."""
+    with _http_pool_lock:
+        client = _http_pool.get(timeout)
+        if client is None:
+            # No cookie jar: what one tenant's response sets must never ride on another's request.
+            jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+            client = _http_pool[timeout] = httpx.Client(
+                timeout=_timeout(timeout), cookies=jar,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        return client
+
+
 class XeroClient:
     def __init__(self, settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
                  clock: Clock = SYSTEM_CLOCK, limiter: Any = None, token_manager: TokenManager | None = None,
@@ -127,17 +153,19 @@ class XeroClient:
         self.clock = clock
         self.limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
-        kw: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=min(10.0, timeout))}
+        self._own_http = transport is not None
         if transport is not None:
-            kw["transport"] = transport
-        self._http = httpx.Client(**kw)
+            self._http = httpx.Client(transport=transport, timeout=_timeout(timeout))
+        else:
+            self._http = _shared_http(timeout)
         self._base = settings.api_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
         self.api_calls = 0
         self.bytes_downloaded = 0
 
     def close(self) -> None:
-        self._http.close()
+        if self._own_http:
+            self._http.close()
 
     def __enter__(self) -> "XeroClient":
         return self
