@@ -250,7 +250,10 @@ PROBE = textwrap.dedent("""
     seen = {}
     def modes():
         for p in [s.data_dir, *s.data_dir.rglob("*")]:
-            seen[str(p.relative_to(s.data_dir))] = oct(stat.S_IMODE(p.lstat().st_mode))
+            try:  # SQLite removes a -wal when its last connection closes (a collected limiter's)
+                seen[str(p.relative_to(s.data_dir))] = oct(stat.S_IMODE(p.lstat().st_mode))
+            except FileNotFoundError:
+                pass
     with db.connect(s.db_path) as con:
         con.execute("CREATE TABLE probe AS SELECT range AS i FROM range(1000)")
         con.execute("INSERT INTO probe VALUES (1)")

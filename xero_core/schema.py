@@ -260,6 +260,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE client_documents ADD COLUMN IF NOT EXISTS last_attempt_at TIMESTAMPTZ;
         """,
     ),
+    (
+        # What each stored report week was made from (a hash of the mapped report): a daily sync
+        # refetches the current weeks and rewrites them only when Xero's figures moved.
+        "0033_report_fingerprints",
+        """
+        CREATE TABLE IF NOT EXISTS report_fingerprints (
+            tenant_id VARCHAR NOT NULL, report VARCHAR NOT NULL, week_ending DATE NOT NULL,
+            fingerprint VARCHAR NOT NULL, synced_at TIMESTAMPTZ,
+            PRIMARY KEY (tenant_id, report, week_ending)
+        );
+        """,
+    ),
 ]
 
 TABLES = (
@@ -267,4 +279,5 @@ TABLES = (
     "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
     "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
     "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events", "credit_notes", "credit_note_lines",
+    "report_fingerprints",
 )

@@ -121,8 +121,10 @@ def _load_state(settings, tenant_id: str, timeout: float, probe=None) -> dict:
     with db.connect(settings.db_path, timeout=timeout) as con:
         cursors = dict(con.execute("SELECT resource, cursor_value FROM sync_cursors WHERE tenant_id = ?",
                                    [tenant_id]).fetchall())
+        fingerprints = store.report_fingerprints(con, tenant_id)
+        stale = store.tieout_stale(con, tenant_id)
         extra = probe(con, tenant_id) if probe else {}
-    return {"cursors": cursors, **(extra or {})}
+    return {"cursors": cursors, "fingerprints": fingerprints, "tieout_stale": stale, **(extra or {})}
 
 
 def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str, Callable]]], *,

@@ -7,6 +7,7 @@ cursor and, upserts being repeatable, ends with exactly the rows a clean sync gi
 """
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timezone
 
 import duckdb
@@ -88,7 +89,8 @@ def _cursor_dt(value: str | None) -> datetime | None:
 def step_accounts(ctx: StepContext) -> StepOutcome:
     page = next(ACCOUNTS.pager.pages(ctx.client, ACCOUNTS.path, ACCOUNTS.collection, ACCOUNTS.params, {}))
     frame = T.accounts_frame(page.records)
-    n = _write(ctx, lambda con: store.upsert(con, "accounts", frame, ctx.tenant_id), final=True)
+    n = _write(ctx, lambda con: store.upsert_new_versions(con, "accounts", frame, ctx.tenant_id, "account_id"),
+               final=True)
     return StepOutcome(rows=n)
 
 
@@ -101,7 +103,7 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
 
     def write(con):
         n = save_contacts(con, ctx.tenant_id, records)
-        if newest:
+        if newest and newest != since:
             store.set_cursor(con, ctx.tenant_id, "contacts", newest.isoformat())
         return n
 
@@ -114,7 +116,8 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
     """An incremental, paged document resource (If-Modified-Since from its cursor) whose rows feed
     revenue_weekly: `to_frames(records, region_category, revenue_type_category) -> (docs, lines)`,
     `save_frames(con, tenant_id, docs, lines, week_ends_on, rebuild=) -> (rows, weeks touched)`."""
-    since = _cursor_dt(_cursor(ctx, resource.name))
+    held = _cursor(ctx, resource.name)
+    since = _cursor_dt(held)
     headers = if_modified_since(since)
     # Each page becomes compact frames at once, so the parsed JSON of a page is freed before the next.
     doc_frames: list[pl.DataFrame] = []
@@ -131,11 +134,13 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
         lines = pl.concat(line_frames) if line_frames else None
         doc_frames, line_frames, pending = [], [], 0
         cursor = newest.isoformat() if (final and newest) else None
+        cursor = None if cursor == held else cursor  # unmoved: nothing to write
 
         def write(con):
             n = 0
             if docs is not None:
-                n, weeks = save_frames(con, ctx.tenant_id, docs, lines, ctx.settings.week_ends_on, rebuild=False)
+                n, weeks = save_frames(con, ctx.tenant_id, docs, lines, ctx.settings.week_ends_on, rebuild=False,
+                                       settled_to=since)
                 weeks_touched.update(weeks)
             if rebuild:
                 # Also after an error mid-paging: the totals then match what is stored.
@@ -178,21 +183,41 @@ def step_credit_notes(ctx: StepContext) -> StepOutcome:
 
 
 # -- weekly reports ---------------------------------------------------------------------------
+def fingerprint(mapped) -> str:
+    """What a report week's stored rows are made from: its mapped figures (not Xero's raw document,
+    whose ReportDate and UpdatedDateUTC change on every fetch), so a new mapping rewrites it too."""
+    return hashlib.sha256(repr(mapped).encode()).hexdigest()[:32]
+
+
 def _report_weeks(ctx: StepContext, path: str, mapper, writer) -> StepOutcome:
+    """One report call per week; a week whose mapped figures equal the stored ones is not rewritten
+    (a daily sync refetches the current weeks, and most days only one of them moved)."""
     done: list[tuple[date, object]] = []
+    prints: dict[date, str] = {}
+    held = ctx.state.get("fingerprints") or {}
     rows = 0
     total = len(ctx.weeks)
 
     def flush(final: bool = False):
-        nonlocal done, rows
+        nonlocal done, rows, prints
         chunk, done = done, []
+        marks, prints = prints, {}
         if chunk:
-            rows += _write(ctx, lambda con: writer(con, chunk), final=final, rows_before=rows)
+            def write(con):
+                n = writer(con, chunk)
+                store.set_report_fingerprints(con, ctx.tenant_id, ctx.step, marks)
+                return n
+
+            rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for i, we in enumerate(ctx.weeks):
             doc, _ = get_json(ctx.client, path, {"fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
-            done.append((we, mapper(doc)))
+            mapped = mapper(doc)
+            mark = fingerprint(mapped)
+            if held.get(f"{ctx.step}@{we.isoformat()}") != mark:
+                done.append((we, mapped))
+                prints[we] = mark
             checkpoint(f"{ctx.step}:week:{we}")
             ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None, count=i + 1, total=total)
             if len(done) >= REPORT_CHUNK:
@@ -263,7 +288,11 @@ def step_journals(ctx: StepContext) -> StepOutcome:
                                       [ctx.tenant_id]).fetchone()[0]
             return n
 
-        if chunk is not None or final:
+        # Nothing new and no figure the tie-out reads has moved in this run: it stands as it is.
+        results = ctx.state.get("results") or {}
+        moved = (chunk is not None or top != start or ctx.state.get("tieout_stale", True)
+                 or any(results.get(k, 1) for k in ("accounts", "pnl")))
+        if chunk is not None or (final and moved):
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:

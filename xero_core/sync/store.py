@@ -29,6 +29,7 @@ KEYS = {
     "journal_lines": ("tenant_id", "journal_line_id"),
     "contacts": ("tenant_id", "contact_id"),
     "pnl_tieout_weekly": ("tenant_id", "week_ending"),
+    "report_fingerprints": ("tenant_id", "report", "week_ending"),
 }
 
 
@@ -52,6 +53,51 @@ def upsert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, tena
     finally:
         con.unregister(name)
     return df.height
+
+
+def upsert_new_versions(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, tenant_id: str,
+                        id_col: str, synced_at: datetime | None = None) -> int:
+    """`upsert` of the rows whose version (Xero's UpdatedDateUTC, `updated_at`) is not the one stored:
+    Xero hands back unchanged records (a whole chart of accounts, the newest contact again under
+    If-Modified-Since) and rewriting them costs a daily sync more than fetching them."""
+    if frame.height == 0:
+        return 0
+    con.register("_ids", pl.DataFrame({"id": frame[id_col]}).to_arrow())
+    try:
+        stored = pl.from_arrow(con.sql(
+            f"SELECT {id_col} AS id, updated_at FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)",
+            params=[tenant_id]).to_arrow_table())
+    finally:
+        con.unregister("_ids")
+    same = _same_version(frame, stored, id_col)
+    if same:
+        frame = frame.filter(~pl.col(id_col).is_in(same))
+    return upsert(con, table, frame, tenant_id, synced_at)
+
+
+def report_fingerprints(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, str]:
+    """`{"pnl@2026-11-28": fingerprint, ...}` of the report weeks stored (only where the week's rows
+    are still in their table, so a table emptied by hand is refilled)."""
+    rows = con.execute(
+        """SELECT f.report || '@' || strftime(f.week_ending, '%Y-%m-%d'), f.fingerprint
+           FROM report_fingerprints f
+           WHERE f.tenant_id = ? AND CASE f.report
+               WHEN 'pnl' THEN EXISTS (SELECT 1 FROM financial_weekly w WHERE w.tenant_id = f.tenant_id
+                                       AND w.week_ending = f.week_ending)
+               WHEN 'bank' THEN EXISTS (SELECT 1 FROM cash_position_weekly w WHERE w.tenant_id = f.tenant_id
+                                        AND w.week_ending = f.week_ending)
+               ELSE FALSE END""", [tenant_id]).fetchall()
+    return dict(rows)
+
+
+def set_report_fingerprints(con: duckdb.DuckDBPyConnection, tenant_id: str, report: str,
+                            fingerprints: dict[date, str]) -> None:
+    if not fingerprints:
+        return
+    frame = pl.DataFrame({"report": [report] * len(fingerprints),
+                          "week_ending": pl.Series(list(fingerprints), dtype=pl.Date),
+                          "fingerprint": list(fingerprints.values())})
+    upsert(con, "report_fingerprints", frame, tenant_id)
 
 
 def replace_weeks(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, tenant_id: str,
@@ -83,18 +129,40 @@ def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenan
 # -- invoices, credit notes + revenue_weekly --------------------------------------------------
 def _save_documents(con: duckdb.DuckDBPyConnection, tenant_id: str, table: str, lines_table: str, id_col: str,
                     docs: pl.DataFrame, lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None,
-                    rebuild: bool) -> tuple[int, set]:
+                    rebuild: bool, settled_to: datetime | None = None) -> tuple[int, set]:
+    """`settled_to`: the resource's cursor. revenue_weekly was rebuilt, in the transaction that
+    moved the cursor there, for every document updated up to it; a stored document updated after it
+    was written by a run that stopped before its rebuild, so its week is rebuilt now."""
     if docs.height == 0:
         return 0, set()
     from .weeks import week_ending_for
 
     docs = docs.unique(subset=[id_col], keep="last", maintain_order=True)
-    ids = docs[id_col].to_list()
-    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
+    con.register("_ids", pl.DataFrame({"id": docs[id_col]}).to_arrow())
     try:
-        old_dates = [r[0] for r in con.execute(
-            f"SELECT DISTINCT date FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids) AND date IS NOT NULL",
-            [tenant_id]).fetchall()]
+        stored = pl.from_arrow(con.sql(
+            f"SELECT {id_col} AS id, updated_at, date FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)",
+            params=[tenant_id]).to_arrow_table())
+        # Xero's If-Modified-Since hands back the newest documents already stored (the cursor is
+        # their time): a document whose UpdatedDateUTC we hold is that version, so it is not written
+        # again. A daily sync with nothing new then writes nothing here.
+        same = _same_version(docs, stored, id_col)
+        unsettled: set = set()
+        if same:
+            held = docs.filter(pl.col(id_col).is_in(same))
+            if settled_to is not None:
+                held = held.filter(pl.col("updated_at").cast(pl.Datetime("us", "UTC")) > settled_to)
+            unsettled = {week_ending_for(d, week_ends_on) for d in held["date"].to_list() if d is not None}
+            docs = docs.filter(~pl.col(id_col).is_in(same))
+            lines = lines.filter(~pl.col(id_col).is_in(same)) if lines is not None else lines
+            if docs.height == 0:
+                if rebuild:
+                    rebuild_revenue_weekly(con, tenant_id, unsettled, week_ends_on, synced_at)
+                return 0, unsettled
+            con.unregister("_ids")
+            con.register("_ids", pl.DataFrame({"id": docs[id_col]}).to_arrow())
+        changed = stored.filter(~pl.col("id").is_in(same)) if same else stored
+        old_dates = [d for d in changed["date"].unique().to_list() if d is not None]
         # A document's lines are replaced whole: a line removed in Xero leaves our table too.
         con.execute(f"DELETE FROM {lines_table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)", [tenant_id])
     finally:
@@ -102,15 +170,25 @@ def _save_documents(con: duckdb.DuckDBPyConnection, tenant_id: str, table: str, 
     n = upsert(con, table, docs, tenant_id, synced_at)
     upsert(con, lines_table, lines, tenant_id, synced_at)
     dates = set(old_dates) | {d for d in docs["date"].to_list() if d is not None}
-    weeks = {week_ending_for(d, week_ends_on) for d in dates}
+    weeks = {week_ending_for(d, week_ends_on) for d in dates} | unsettled
     if rebuild:
         rebuild_revenue_weekly(con, tenant_id, weeks, week_ends_on, synced_at)
     return n, weeks
 
 
+def _same_version(docs: pl.DataFrame, stored: pl.DataFrame, id_col: str) -> list[str]:
+    """Ids of `docs` stored with the same updated_at (Xero's UpdatedDateUTC) as they arrive with."""
+    if stored.height == 0 or "updated_at" not in docs.columns:
+        return []
+    ts = pl.Datetime("us", "UTC")
+    incoming = docs.select(pl.col(id_col).alias("id"), pl.col("updated_at").cast(ts)).drop_nulls()
+    held = stored.select("id", pl.col("updated_at").cast(ts)).drop_nulls()
+    return incoming.join(held, on=["id", "updated_at"], how="inner")["id"].to_list()
+
+
 def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices: pl.DataFrame,
                         lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
-                        *, rebuild: bool = True) -> tuple[int, set]:
+                        *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set]:
     """Upsert invoices and their lines, then rebuild revenue_weekly for every week an invoice
     entered or left (its old and new dates), from the invoices table. Returns (invoices, weeks).
 
@@ -118,16 +196,16 @@ def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices
     chunk): safe, because until then the cursor has not moved, so a rerun refetches these invoices
     and rebuilds their weeks."""
     return _save_documents(con, tenant_id, "invoices", "invoice_lines", "invoice_id", invoices, lines,
-                           week_ends_on, synced_at, rebuild)
+                           week_ends_on, synced_at, rebuild, settled_to)
 
 
 def save_credit_note_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, credit_notes: pl.DataFrame,
                             lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
-                            *, rebuild: bool = True) -> tuple[int, set]:
+                            *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set]:
     """The same for credit notes: a credit note voided, deleted or moved to another date leaves
     (or moves within) revenue_weekly when its update is saved."""
     return _save_documents(con, tenant_id, "credit_notes", "credit_note_lines", "credit_note_id", credit_notes,
-                           lines, week_ends_on, synced_at, rebuild)
+                           lines, week_ends_on, synced_at, rebuild, settled_to)
 
 
 def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks: Iterable[date],
@@ -200,6 +278,18 @@ def log_finish(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, ten
         [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
          status, rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at,
          json.dumps(detail, default=str) if detail else None])
+
+
+def tieout_stale(con: duckdb.DuckDBPyConnection, tenant_id: str) -> bool:
+    """Has anything the P&L tie-out reads (report weeks, accounts, journals) been written since it
+    was last rebuilt? (A run stopped between those writes and the rebuild leaves it stale.)"""
+    return bool(con.execute(
+        """SELECT coalesce(greatest(
+                      (SELECT max(synced_at) FROM financial_weekly WHERE tenant_id = $1),
+                      (SELECT max(synced_at) FROM accounts WHERE tenant_id = $1),
+                      (SELECT max(updated_at) FROM sync_cursors WHERE tenant_id = $1 AND resource = 'journals'))
+                  > coalesce((SELECT max(synced_at) FROM pnl_tieout_weekly WHERE tenant_id = $1),
+                             TIMESTAMPTZ '1970-01-01 00:00:00+00'), FALSE)""", [tenant_id]).fetchone()[0])
 
 
 def touch_last_sync(con: duckdb.DuckDBPyConnection, tenant_id: str, when: datetime) -> None:

@@ -1,0 +1,86 @@
+"""A daily sync on a day nothing changed in Xero rewrites nothing (issue 15 §5: what a small
+organisation's daily sync costs is mostly DuckDB writes of what is already stored), and still
+rewrites whatever moved, and whatever a stopped run left unfinished."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from test_sync_e2e import connect, rows
+
+from xero_core import db
+from xero_core.sync.runner import sync_all
+from xero_core.sync.weeks import week_ending_for
+
+DATA = ("accounts", "contacts", "invoices", "invoice_lines", "credit_notes", "credit_note_lines", "financial_weekly",
+        "pnl_lines", "revenue_weekly", "cash_position_weekly", "journal_lines", "pnl_tieout_weekly")
+
+
+def written(s) -> dict:
+    """Each table's rows (without synced_at) and its newest synced_at: what a sync wrote."""
+    with db.connect(s.db_path, read_only=True) as con:
+        return {t: (con.execute(f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL").fetchall(),
+                    con.execute(f"SELECT max(synced_at) FROM {t}").fetchone()[0]) for t in DATA}
+
+
+def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path):
+    s, clock, fake, org_id = connect(tmp_path, invoices=300)
+    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    before = written(s)
+    clock.advance(86400)  # the next day, nothing new in Xero
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    assert res.ok, res.to_dict()
+    assert {x.step: x.rows for x in res.steps} == {k: 0 for k in
+                                                   ("accounts", "contacts", "invoices", "credit_notes", "pnl", "bank",
+                                                    "journals")}
+    assert sum(x.api_calls for x in res.steps) >= 7  # everything was asked for, as before
+    after = written(s)
+    assert {t: after[t] for t in DATA} == {t: before[t] for t in DATA}  # same rows, not even re-stamped
+    # something moves: only it, and the weeks it touches, are written
+    org = fake.org(org_id)
+    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    we = week_ending_for(inv.date, s.week_ends_on)
+    total = lambda: rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]  # noqa: E731
+    was = total()
+    clock.advance(3600)
+    org.void_invoice(inv.id, clock.now())
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    assert res.ok and next(x for x in res.steps if x.step == "invoices").rows == 1
+    assert was - (total() or Decimal("0.00")) == Decimal(inv.total) / 100
+    now = written(s)
+    assert now["accounts"] == before["accounts"] and now["contacts"] == before["contacts"]
+
+
+def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp_path):
+    """Invoices written by a chunk whose run then stopped (no revenue_weekly rebuild, no cursor
+    move) come back as 'the same version': their weeks are rebuilt all the same. Report weeks
+    written after the tie-out's last rebuild make it stale, and the next run rebuilds it."""
+    s, clock, fake, org_id = connect(tmp_path, invoices=300)
+    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    want_rev = rows(s, "SELECT * EXCLUDE (synced_at) FROM revenue_weekly ORDER BY ALL")
+    want_tie = rows(s, "SELECT * EXCLUDE (synced_at) FROM pnl_tieout_weekly ORDER BY ALL")
+    # as a stopped run leaves them: the invoices stored, revenue_weekly and the tie-out not rebuilt
+    # from them, the invoices' cursor where it was before
+    with db.connect(s.db_path) as con:
+        con.execute("DELETE FROM revenue_weekly")
+        con.execute("UPDATE pnl_tieout_weekly SET journal_net_profit = 0, synced_at = TIMESTAMPTZ '2000-01-01'")
+        con.execute("UPDATE sync_cursors SET cursor_value = '2000-01-01T00:00:00+00:00' "
+                    "WHERE resource IN ('invoices', 'credit_notes')")
+    clock.advance(86400)
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    assert res.ok, res.to_dict()
+    assert next(x for x in res.steps if x.step == "invoices").rows == 0  # nothing rewritten...
+    assert rows(s, "SELECT * EXCLUDE (synced_at) FROM revenue_weekly ORDER BY ALL") == want_rev  # ...all rebuilt
+    assert rows(s, "SELECT * EXCLUDE (synced_at) FROM pnl_tieout_weekly ORDER BY ALL") == want_tie
+
+
+def test_a_report_week_emptied_by_hand_is_refilled(tmp_path):
+    s, clock, fake, org_id = connect(tmp_path, invoices=300)
+    assert sync_all(s, org_id, only="accounts,pnl,bank", transport=fake.transport(), clock=clock).ok
+    want = {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL")
+            for t in ("financial_weekly", "pnl_lines", "cash_position_weekly")}
+    with db.connect(s.db_path) as con:
+        for t in want:
+            con.execute(f"DELETE FROM {t}")
+    res = sync_all(s, org_id, only="accounts,pnl,bank", transport=fake.transport(), clock=clock)
+    assert res.ok and next(x for x in res.steps if x.step == "pnl").rows == 2
+    assert {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in want} == want
