@@ -124,7 +124,15 @@ def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
             raise duckdb.TransactionException("TransactionContext Error: Failed to commit: could not write (disk full)")
         return real(con, **kw)
 
+    real_rows = store.log_rows
+
+    def flaky_rows(con, rows, **kw):
+        if any(r["sync_type"] in ("contacts", "documents") for r in rows):
+            raise duckdb.TransactionException("TransactionContext Error: Failed to commit: could not write (disk full)")
+        return real_rows(con, rows, **kw)
+
     monkeypatch.setattr(store, "log_finish", flaky)
+    monkeypatch.setattr(store, "log_rows", flaky_rows)
     res = run_sync(s, SyncRequest(org, trigger="cli"), transport=fake.transport(), clock=clock)
     by = {st.step: st for st in res.steps}
     assert set(by) >= {"accounts", "contacts", "clients", "invoices", "pnl", "bank", "journals", "documents", "webhooks"}

@@ -236,11 +236,12 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
 
                     def log_in_tx(con, rows, *, _ctx=ctx, _name=name, _sync_id=sync_id, _started=started,
                                   _period=step_period, _c0=calls0, _b0=bytes0):
-                        store.log_finish(con, sync_id=_sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=_name,
-                                         trigger=trigger, status="success", rows=rows,
-                                         api_calls=client.api_calls - _c0,
-                                         bytes_downloaded=client.bytes_downloaded - _b0, error=None,
-                                         started_at=_started, finished_at=clock.now(), period=_period)
+                        store.log_rows(con, [dict(sync_id=_sync_id, run_id=run_id, tenant_id=tenant_id, sync_type=_name,
+                                                  trigger=trigger, status="success", rows=rows,
+                                                  api_calls=client.api_calls - _c0,
+                                                  bytes_downloaded=client.bytes_downloaded - _b0, error=None,
+                                                  started_at=_started, finished_at=clock.now(), period=_period)],
+                                       replace=False)  # a new sync_id: nothing to replace
                         _ctx.logged = True
 
                     ctx.log_in_tx = log_in_tx
@@ -339,11 +340,14 @@ def _flush_deferred(settings, tenant_id: str, deferred: list, synced: bool, emit
     def write(timeout: float) -> dict:
         notes = {}
         with db.connect(settings.db_path, timeout=timeout) as con:
-            for sr, row in deferred:
-                try:
-                    store.log_finish(con, **row)
-                except Exception as exc:
-                    notes[id(sr)] = f"not recorded in sync_log ({type(exc).__name__}: {exc})"
+            try:
+                store.log_rows(con, [row for _, row in deferred])
+            except Exception:  # one at a time, so a row that cannot be written loses no other
+                for sr, row in deferred:
+                    try:
+                        store.log_finish(con, **row)
+                    except Exception as exc:
+                        notes[id(sr)] = f"not recorded in sync_log ({type(exc).__name__}: {exc})"
             if synced:
                 try:
                     store.touch_last_sync(con, tenant_id, datetime.now(timezone.utc))

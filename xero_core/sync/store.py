@@ -267,17 +267,35 @@ def log_start(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, tena
          trigger, started_at])
 
 
-def log_finish(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, tenant_id: str, sync_type: str,
-               trigger: str, status: str, rows: int, api_calls: int, bytes_downloaded: int, error: str | None,
-               started_at: datetime, finished_at: datetime, period: tuple[date, date] | None = None,
-               detail: dict | None = None) -> None:
-    con.execute(
-        """INSERT OR REPLACE INTO sync_log (sync_id, run_id, tenant_id, sync_type, period_start, period_end, status,
-           rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at, detail)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
-         status, rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at,
-         json.dumps(detail, default=str) if detail else None])
+_LOG_COLUMNS = ("sync_id", "run_id", "tenant_id", "sync_type", "period_start", "period_end", "status", "rows",
+                "api_calls", "bytes_downloaded", "error", "trigger", "started_at", "finished_at", "detail")
+
+
+def _log_values(sync_id: str, run_id: str, tenant_id: str, sync_type: str, trigger: str, status: str, rows: int,
+                api_calls: int, bytes_downloaded: int, error: str | None, started_at: datetime,
+                finished_at: datetime, period: tuple[date, date] | None = None, detail: dict | None = None) -> list:
+    return [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
+            status, rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at,
+            json.dumps(detail, default=str) if detail else None]
+
+
+def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict], *, replace: bool = True) -> None:
+    """sync_log rows (each as `log_finish`'s keywords) in one INSERT. `replace`: some may be there
+    already (a step logs inside its last write, then its outcome adds to the row). DuckDB's INSERT OR
+    REPLACE costs ~2.5 ms a row; a DELETE and a plain many-row INSERT cost ~1.5 ms for a whole run."""
+    if not rows:
+        return
+    if replace:
+        con.execute(f"DELETE FROM sync_log WHERE sync_id IN ({', '.join('?' * len(rows))})",
+                    [r["sync_id"] for r in rows])
+    one = "(" + ", ".join("?" * len(_LOG_COLUMNS)) + ")"
+    con.execute(f"INSERT INTO sync_log ({', '.join(_LOG_COLUMNS)}) VALUES {', '.join([one] * len(rows))}",
+                [v for r in rows for v in _log_values(**r)])
+
+
+def log_finish(con: duckdb.DuckDBPyConnection, **row) -> None:
+    """One step's sync_log row (replacing one of the same sync_id)."""
+    log_rows(con, [row])
 
 
 def tieout_stale(con: duckdb.DuckDBPyConnection, tenant_id: str) -> bool:
