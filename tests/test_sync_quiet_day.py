@@ -84,3 +84,27 @@ def test_a_report_week_emptied_by_hand_is_refilled(tmp_path):
     res = sync_all(s, org_id, only="accounts,pnl,bank", transport=fake.transport(), clock=clock)
     assert res.ok and next(x for x in res.steps if x.step == "pnl").rows == 2
     assert {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in want} == want
+
+
+def test_the_clients_step_sleeps_on_a_quiet_day_and_wakes_for_a_new_customer(tmp_path):
+    from test_sync_e2e import small_org
+
+    from xero_core.pipeline.request import SyncRequest
+    from xero_core.pipeline.run import run_sync
+    from xero_core.practice.clients import last_reconciliations
+
+    s, clock, fake, org_id = connect(tmp_path, invoices=30, org_factory=small_org)
+    first = run_sync(s, SyncRequest(org_id, trigger="cli"), transport=fake.transport(), clock=clock)
+    assert first.ok and next(x for x in first.steps if x.step == "clients").status == "success"
+    report = last_reconciliations(s)
+    clock.advance(86400)
+    quiet = run_sync(s, SyncRequest(org_id, trigger="scheduler"), transport=fake.transport(), clock=clock)
+    step = next(x for x in quiet.steps if x.step == "clients")
+    assert quiet.ok and step.status == "skipped" and "nothing new to match" in step.error
+    assert last_reconciliations(s) == report  # the Clients page still shows the pass that did something
+    clock.advance(3600)
+    new = fake.org(org_id).add_contact("Quiet Day Bakery Pty Ltd", clock.now(), email="hello@quietday.example")
+    busy = run_sync(s, SyncRequest(org_id, trigger="scheduler"), transport=fake.transport(), clock=clock)
+    step = next(x for x in busy.steps if x.step == "clients")
+    assert busy.ok and step.status == "success"
+    assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id = ?", new.id)[0][0] == 1

@@ -72,6 +72,10 @@ def step_clients(ctx: StepContext) -> StepOutcome:
     clients still without a contact look for one among the organisations' contacts."""
     from ..practice.clients import reconcile_stored_contacts
 
+    results = ctx.state.get("results") or {}
+    if not ctx.state.get("clients_due", True) and not any(results.get(k) for k in ("contacts", "invoices", "xpm")):
+        # Skipped, not "success": the Clients page keeps showing the last pass that did something.
+        return StepOutcome(status="skipped", note="nothing new to match since the last pass")
     ctx.report("matching contacts to clients")
     # Tenants reconcile concurrently and touch the same client rows (a Practice Manager tenant's
     # clients look among every organisation's contacts): one at a time in this process, and a
@@ -161,6 +165,12 @@ def probe(con, tenant_id: str) -> dict:
         out["documents_due"], out["documents_due_ids"] = len(ids), ids
     except Exception:
         out["documents_due"] = 1  # unknown: let the step look
+    try:
+        from ..practice.clients import reconcile_pending
+
+        out["clients_due"] = reconcile_pending(con, tenant_id)
+    except Exception:
+        out["clients_due"] = True  # unknown: let the step look
     try:
         out["webhooks_due"] = con.execute(
             "SELECT count(*) FROM webhook_events WHERE tenant_id = ? AND status IN ('pending', 'failed')",
