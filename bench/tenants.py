@@ -76,7 +76,43 @@ def peak_window(times: list[float], width: float = 60.0) -> int:
     return best
 
 
-def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool) -> dict:
+def run_pool(s, orgs: list[str], *, weeks: int | None, transport, clock: SimClock) -> dict:
+    """Every organisation's sync as a job, run by the product's own WorkerPool with its own thread
+    settings (XERO_SYNC_WORKERS, XERO_BACKFILL_WORKERS), as the scheduler runs them. Each claimed job
+    counts as a worker of the simulated clock from its claim to its end."""
+    from xero_core.pipeline import jobs as J
+    from xero_core.pipeline.request import SyncRequest
+    from xero_core.pipeline.worker import WorkerPool
+
+    class SimPool(WorkerPool):
+        def _claim(self):
+            job = super()._claim()
+            if job is not None:
+                held = clock.worker()
+                held.__enter__()
+                registered[job.job_id] = held
+            return job
+
+        def _run_and_release(self, job):
+            try:
+                super()._run_and_release(job)
+            finally:
+                registered.pop(job.job_id).__exit__(None, None, None)
+
+    registered: dict = {}
+    ids = [J.enqueue(s, SyncRequest(t, weeks=weeks, trigger="scheduler")).job_id for t in orgs]
+    pool = SimPool(s, label="bench", job_ids=ids, transport=transport, clock=clock)
+    try:
+        done = pool.run_until_done(ids)
+    finally:
+        pool.stop()
+    out = {}
+    for j in done:
+        out[j.tenant_id] = j
+    return {"jobs": out, "workers": pool.workers, "backfill_workers": pool.backfill_workers}
+
+
+def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, pool: bool = False) -> dict:
     tmp = tempfile.mkdtemp(prefix=f"ledgerlink-tenants-{n}-")
     rss0 = rss_mb()
     clock = SimClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
@@ -113,9 +149,13 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool) -
         with clock.worker():
             results[tid] = sync_all(s, tid, weeks=weeks, trigger="scheduler", transport=transport, clock=clock)
 
-    with ThreadPoolExecutor(max_workers=min(workers, n), thread_name_prefix="bench-sync") as pool:
-        for f in [pool.submit(one, tid) for tid in orgs]:
-            f.result()
+    pool_info = None
+    if pool:
+        pool_info = run_pool(s, orgs, weeks=weeks, transport=transport, clock=clock)
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, n), thread_name_prefix="bench-sync") as threads:
+            for f in [threads.submit(one, tid) for tid in orgs]:
+                f.result()
     real_s = time.perf_counter() - real0
     cpu_s = time.process_time() - cpu0
     fake_s = fake_cpu[0] - fake_cpu0
@@ -125,8 +165,11 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool) -
     api = [r for r in served if r.api in ("accounting", "files", "practice")]
     per_tenant = Counter(r.tenant_id for r in api)
     statuses = Counter(r.status for r in api)
-    failed = {tid: [(st.step, st.status, st.error) for st in r.steps if st.status not in ("success", "skipped")]
-              for tid, r in results.items()}
+    if pool_info is not None:
+        failed = {tid: [(j.state, j.error)] for tid, j in pool_info["jobs"].items() if j.state != "done"}
+    else:
+        failed = {tid: [(st.step, st.status, st.error) for st in r.steps if st.status not in ("success", "skipped")]
+                  for tid, r in results.items()}
     failed = {k: v for k, v in failed.items() if v}
     db_bytes = sum(os.path.getsize(p) for p in (s.db_path, str(s.db_path) + ".wal") if os.path.exists(p))
     out = {
@@ -150,6 +193,8 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool) -
         "duckdb_kb_per_tenant": db_bytes / 1024 / n,
         "forced_clock_steps": clock.forced_steps,
         "failures": dict(list(failed.items())[:3]),
+        "runner": (f"WorkerPool ({pool_info['workers']} + {pool_info['backfill_workers']} backfill threads)"
+                   if pool_info else f"{workers} threads"),
     }
     if not keep:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -184,20 +229,24 @@ def main(argv=None) -> int:
     ap.add_argument("--weeks", type=int, default=None,
                     help="weeks of P&L/bank reports (default: the daily 2; e.g. 26 for a half-year backfill)")
     ap.add_argument("--keep", action="store_true", help="keep each run's data dir and print where")
+    ap.add_argument("--pool", action="store_true",
+                    help="run the syncs as jobs through the product's WorkerPool (the scheduler's path: every "
+                         "step of the pipeline, its own thread settings) instead of --workers threads of sync_all")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process, JSON out
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.one:
         print(json.dumps(run(args.one, invoices=args.invoices, workers=args.workers, weeks=args.weeks,
-                             keep=args.keep), default=str))
+                             keep=args.keep, pool=args.pool), default=str))
         return 0
     rows = []
-    print(f"# first sync of every organisation, {args.weeks or 2} weeks of reports, {args.workers} threads; "
+    how = "the product's WorkerPool" if args.pool else f"{args.workers} threads"
+    print(f"# first sync of every organisation, {args.weeks or 2} weeks of reports, {how}; "
           "each size in a fresh process", flush=True)
     for n in [int(x) for x in args.sizes.split(",") if x.strip()]:
         cmd = [sys.executable, os.path.abspath(__file__), "--one", str(n), "--invoices", str(args.invoices),
                "--workers", str(args.workers)] + (["--weeks", str(args.weeks)] if args.weeks else []) \
-            + (["--keep"] if args.keep else [])
+            + (["--keep"] if args.keep else []) + (["--pool"] if args.pool else [])
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode != 0:
             print(f"# {n} orgs: failed\n{p.stderr[-2000:]}", flush=True)

@@ -289,3 +289,48 @@ def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
     assert fin.state == "done"
     assert rows(s, "SELECT count(DISTINCT week_ending) FROM financial_weekly WHERE tenant_id = ?", org)[0][0] == 30
     assert weeks_written() == at_cancel, "the weeks written before the cancel were whole: a full run changes none"
+
+
+def test_backfills_get_threads_of_their_own_and_never_hold_a_daily_sync(tmp_path, monkeypatch):
+    """One claiming thread, three backfills held mid-run: a daily sync queued behind them still runs
+    at once, the backfills run side by side (up to XERO_BACKFILL_WORKERS), and a fourth waits."""
+    import threading
+
+    from xero_core.pipeline import worker as W
+    from xero_core.sync.context import SyncResult
+
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    release, three = threading.Event(), threading.Event()
+    running: set[str] = set()
+    most = [0]
+    lock = threading.Lock()
+
+    def fake_run(settings, request, **kw):
+        with lock:
+            running.add(request.tenant_id)
+            most[0] = max(most[0], len([t for t in running if t.startswith("back")]))
+            if most[0] >= 3:
+                three.set()
+        if request.is_backfill:
+            assert release.wait(30), "the test never released the backfills"
+        with lock:
+            running.discard(request.tenant_id)
+        return SyncResult(tenant_id=request.tenant_id, run_id="r", trigger=request.trigger)
+
+    monkeypatch.setattr(W, "run_sync", fake_run)
+    backs = [J.enqueue(s, SyncRequest(f"back-{i}", weeks=104)) for i in range(4)]
+    pool = W.WorkerPool(s, workers=1, backfill_workers=3, label="test", poll=0.05)
+    pool.start()
+    try:
+        assert three.wait(20), "three backfills should run at once"
+        daily = J.enqueue(s, SyncRequest("daily-1"))
+        (done,) = J.wait(s, [daily.job_id], timeout=20)
+        assert done.state == "done", "the daily sync ran while three backfills held their threads"
+        assert most[0] == 3 and J.get(s, backs[3].job_id).state == "queued", "the fourth backfill waits for a slot"
+        release.set()
+        finished = J.wait(s, [b.job_id for b in backs], timeout=20)
+        assert [j.state for j in finished] == ["done"] * 4
+    finally:
+        release.set()
+        pool.stop()

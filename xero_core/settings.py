@@ -126,6 +126,8 @@ class Settings:
     timezone: str = "Australia/Sydney"
     sync_extra: str = ""  # e.g. "invoices=60m,contacts=30m"
     daily_budget: int = 4900  # stop short of Xero's 5,000/day
+    sync_workers: int = 8  # threads per worker pool claiming sync jobs
+    backfill_workers: int = 200  # backfills a pool runs at once, a thread each (pipeline/worker.py)
     # admin app
     admin_password: str | None = field(repr=False, default=None)
     app_url: str = f"http://localhost:{DEFAULT_APP_PORT}"
@@ -337,6 +339,18 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     except Exception:
         raise SettingsError(f"XERO_TIMEZONE={tz!r} is not an IANA time zone, e.g. Australia/Sydney.") from None
 
+    def whole(name: str, default: int, low: int, high: int, what: str) -> int:
+        raw = get(name) or str(default)
+        try:
+            n = int(raw)
+            assert low <= n <= high
+        except (ValueError, AssertionError):
+            raise SettingsError(f"{name}={raw!r} must be a whole number of {what} from {low} to {high} "
+                                f"(default {default}).") from None
+        return n
+
+    sync_workers = whole("XERO_SYNC_WORKERS", 8, 1, 64, "worker threads")
+    backfill_workers = whole("XERO_BACKFILL_WORKERS", 200, 1, 1000, "backfills at once")
     budget_raw = get("XERO_DAILY_BUDGET") or "4900"
     try:
         budget = int(budget_raw)
@@ -381,6 +395,8 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         timezone=tz,
         sync_extra=get("XERO_SYNC_EXTRA") or "",
         daily_budget=budget,
+        sync_workers=sync_workers,
+        backfill_workers=backfill_workers,
         admin_password=get("XERO_ADMIN_PASSWORD"),
         app_url=app_url,
         fake_port=fake_port,

@@ -9,14 +9,22 @@ Who runs jobs
   server (`ensure_background_pool`), outside any page's script run: leaving the page does not stop it.
 
 Each tenant stays within its own 60 calls a minute and all within the app-wide 10,000 through the
-shared limiter every client uses (xero_core.ratelimit). Daily syncs are claimed before backfills,
-and backfills never take the last worker, so a two-year backfill never delays other tenants' daily
-syncs. A job that fails is recorded and the worker takes the next: a failing tenant blocks nothing.
+shared limiter every client uses (xero_core.ratelimit). A failing job is recorded and the worker
+takes the next: a failing tenant blocks nothing.
+
+Daily syncs and backfills (more than 8 report weeks) run on different threads:
+- XERO_SYNC_WORKERS threads (default 8) claim jobs, daily syncs first. A daily sync is short and
+  mostly CPU and round trips; the claiming thread runs it.
+- A backfill is paced by Xero's 60 calls a minute per organisation: 26 weeks of reports take a
+  minute whatever else runs, so 500 organisations' backfills finish near Xero's app-wide floor only
+  if ~170 run at once. A claimed backfill gets a thread of its own, up to XERO_BACKFILL_WORKERS
+  (default 200) at once, and the claiming thread goes straight back to the queue: a backfill never
+  holds a thread daily syncs need. Those threads mostly wait on the limiter; memory is what bounds
+  them (one page of data each, a few MB for a small organisation).
 """
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import date
@@ -31,19 +39,18 @@ from .run import run_sync
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
+DEFAULT_BACKFILL_WORKERS = 200
 POLL_SECONDS = 1.0  # how often an idle pool looks for jobs queued by other processes
 
 
 def workers_setting(settings) -> int:
-    """XERO_SYNC_WORKERS (default 8): threads per pool."""
-    value = getattr(settings, "sync_workers", None) or os.environ.get("XERO_SYNC_WORKERS") or DEFAULT_WORKERS
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"XERO_SYNC_WORKERS={value!r} must be a whole number of worker threads, e.g. 8") from None
-    if not 1 <= n <= 64:
-        raise ValueError(f"XERO_SYNC_WORKERS={n} must be between 1 and 64")
-    return n
+    """XERO_SYNC_WORKERS (default 8, checked by load_settings): threads per pool."""
+    return int(getattr(settings, "sync_workers", None) or DEFAULT_WORKERS)
+
+
+def backfill_workers_setting(settings) -> int:
+    """XERO_BACKFILL_WORKERS (default 200, checked by load_settings): backfills running at once per pool."""
+    return int(getattr(settings, "backfill_workers", None) or DEFAULT_BACKFILL_WORKERS)
 
 
 def _first_problem(result: dict) -> str | None:
@@ -66,12 +73,15 @@ class WorkerPool:
                  job_ids: Iterable[str] | None = None, transport=None, clock: Clock | None = None,
                  today: date | None = None, echo: Callable[[dict], None] | None = None,
                  poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS,
-                 claimable: Callable[[], Iterable[str] | None] | None = None):
+                 claimable: Callable[[], Iterable[str] | None] | None = None,
+                 backfill_workers: int | None = None):
         """`claimable()`, when given, says which queued jobs this pool may take now (None: any);
         the app server's pool uses it to leave jobs to a running scheduler."""
         self.settings = settings
         self.claimable = claimable
         self.workers = workers or workers_setting(settings)
+        self.backfill_workers = backfill_workers or backfill_workers_setting(settings)
+        self._backfill_threads: set[threading.Thread] = set()
         self.owner = J.Owner(label=label)
         self.job_ids = set(job_ids) if job_ids is not None else None
         self.transport, self.clock, self.today, self.echo = transport, clock, today, echo
@@ -112,7 +122,9 @@ class WorkerPool:
         self._stopping.set()
         self._wake.set()
         if wait:
-            for t in self._threads:
+            with self._lock:
+                backfills = list(self._backfill_threads)
+            for t in self._threads + backfills:
                 t.join(timeout)
         if self._wake in J._listeners:
             J._listeners.remove(self._wake)
@@ -139,8 +151,7 @@ class WorkerPool:
             if allowed is not None:
                 allowed = set(allowed)
                 ids = [i for i in (allowed if ids is None else ids) if i in allowed]
-        allow_backfill = self.workers == 1 or backfills < self.workers - 1
-        job = J.claim(self.settings, self.owner, job_ids=ids, allow_backfill=allow_backfill)
+        job = J.claim(self.settings, self.owner, job_ids=ids, allow_backfill=backfills < self.backfill_workers)
         if job is not None:
             with self._lock:
                 self._running[job.job_id] = job.request.is_backfill
@@ -158,14 +169,25 @@ class WorkerPool:
                 self._wake.wait(self.poll)
                 self._wake.clear()
                 continue
-            try:
-                self._run(job)
-            finally:
+            if job.request.is_backfill:  # its own thread: this one goes back to the queue at once
+                t = threading.Thread(target=self._run_and_release, args=(job,), daemon=True,
+                                     name=f"sync-{self.owner.label}-backfill-{job.job_id[:8]}")
                 with self._lock:
-                    self._running.pop(job.job_id, None)
-                    self._cancel.pop(job.job_id, None)
-                    self.finished.append(job.job_id)
-                self._wake.set()  # another worker may now take a backfill
+                    self._backfill_threads.add(t)
+                t.start()
+                continue
+            self._run_and_release(job)
+
+    def _run_and_release(self, job: J.Job) -> None:
+        try:
+            self._run(job)
+        finally:
+            with self._lock:
+                self._running.pop(job.job_id, None)
+                self._cancel.pop(job.job_id, None)
+                self.finished.append(job.job_id)
+                self._backfill_threads.discard(threading.current_thread())
+            self._wake.set()  # a backfill slot may be free again
 
     def _beat(self) -> None:
         last_reap = 0.0
