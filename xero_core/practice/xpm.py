@@ -311,7 +311,7 @@ def sync_practice(settings: Settings, tenant_id: str, client, *, clock: Clock = 
 
 
 def xpm_step(ctx) -> "object":
-    """The sync runner's step (xero_core.sync.steps.step_xpm calls this for PRACTICEMANAGER tenants)."""
+    """The xpm step of a Practice Manager tenant's sync (xero_core.pipeline.plan.step_xpm adapts it)."""
     from ..sync.context import StepOutcome
 
     ctx.report("fetching Practice Manager jobs and clients")
