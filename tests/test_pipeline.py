@@ -155,3 +155,27 @@ def test_the_app_servers_background_pool_is_one_per_process_and_runs_queued_jobs
         assert done.state == "done" and done.owner_label == "app" and done.requested_by == "admin"
     finally:
         worker.stop_background_pools()
+
+
+def test_a_storage_fault_mid_sync_is_one_sentence_in_the_log_and_the_step(tmp_path, monkeypatch, caplog):
+    """issue 14: a full disk met by a step is said as the StorageError's sentence, with no traceback."""
+    import logging
+
+    from xero_core.errors import StorageError
+    from xero_core.sync import steps as fin
+
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    sentence = "The disk holding /data/xero.duckdb is full: free some space, then sync again."
+
+    def full_disk(ctx):
+        raise StorageError(sentence, problem="full")
+
+    monkeypatch.setattr(fin, "ORGANISATION_STEPS",
+                        tuple((n, full_disk if n == "bank" else f) for n, f in fin.ORGANISATION_STEPS))
+    with caplog.at_level(logging.ERROR):
+        res = run_sync(s, SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"),
+                       transport=fake.transport(), clock=clock)
+    bank = next(x for x in res.steps if x.step == "bank")
+    assert bank.status == "failed" and bank.error == sentence
+    assert any(sentence in r.getMessage() for r in caplog.records)
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a fault already said in a sentence"

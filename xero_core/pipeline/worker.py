@@ -32,6 +32,7 @@ from typing import Callable, Iterable
 
 from .. import db
 from ..clock import Clock
+from ..errors import LedgerlinkError
 from . import jobs as J
 from .progress import Tracker
 from .run import run_sync
@@ -224,7 +225,10 @@ class WorkerPool:
                 result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
                                   progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
-            log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
+            if isinstance(exc, LedgerlinkError):  # a sentence already says what and what to do
+                log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, exc)
+            else:
+                log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
             from ..redaction import redact
 
             error = redact(f"The sync stopped on an unexpected error: {type(exc).__name__}: {exc}")[:1000]

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from .. import db
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import DailyLimitReached, ReconnectNeeded, TierRefused, XeroError
+from ..errors import DailyLimitReached, LedgerlinkError, ReconnectNeeded, TierRefused, XeroError
 from . import store
 from .context import StepContext, StepOutcome, StepResult, SyncCancelled, SyncResult, checkpoint
 from .locks import SyncBusy, tenant_lock
@@ -282,8 +282,12 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                             except Exception:
                                 pass
                     except Exception as exc:  # one failing step does not stop the others
-                        log.exception("sync step %s failed for tenant %s", name, tenant_id)
-                        status, rows, error = "failed", 0, f"{type(exc).__name__}: {exc}"
+                        if isinstance(exc, LedgerlinkError):  # a sentence (a full disk, a locked file): no traceback
+                            log.error("sync step %s failed for tenant %s: %s", name, tenant_id, exc)
+                            status, rows, error = "failed", 0, str(exc)
+                        else:
+                            log.exception("sync step %s failed for tenant %s", name, tenant_id)
+                            status, rows, error = "failed", 0, f"{type(exc).__name__}: {exc}"
                     break
                 finished = clock.now()
                 sr = StepResult(name, status, rows=rows, api_calls=client.api_calls - calls0,
