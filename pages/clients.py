@@ -112,7 +112,7 @@ if clients:
         }
         for c in clients
     ]
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="")
 else:
     st.caption("No clients yet: add one or import a CSV below.")
 
@@ -210,7 +210,7 @@ with shown_errors():
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
               "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None,
               "size (bytes)": d.get("size_bytes")} for d in docs],
-            hide_index=True, width="stretch",
+            hide_index=True, width="stretch", placeholder="",
         )
         queue = widgets.as_rows(engine.push_queue(s))
         st.markdown("**Push queue**")
@@ -222,7 +222,7 @@ with shown_errors():
                   "status": q.get("status"), "why it waits": q.get("why"), "attempts": q.get("attempts"),
                   "next attempt": widgets.when(q.get("next_attempt_at")) if q.get("next_attempt_at") else None}
                  for q in queue],
-                hide_index=True, width="stretch", key="push_queue",
+                hide_index=True, width="stretch", key="push_queue", placeholder="",
             )
         else:
             st.caption("Nothing waiting: every document is in Xero.")

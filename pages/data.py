@@ -17,7 +17,7 @@ db = str(s.db_path)
 
 def show_table(frame, hide: tuple[str, ...] = ()) -> None:
     shown, config, order = data_view.table(frame, currency, hide=hide)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, column_order=order)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, column_order=order, placeholder="")
 
 
 def nothing_yet(what: str) -> None:

@@ -61,7 +61,7 @@ with shown_errors():
     st.caption(f"{head}, {len(preview)} current job(s) would be in a chasing campaign:")
     if preview:
         st.dataframe(preview, hide_index=True, width="stretch",
-                     column_order=("job_id", "job_name", "state", "client_name", "ledgerlink_client_name", "due_date"))
+                     column_order=("job_id", "job_name", "state", "client_name", "ledgerlink_client_name", "due_date"), placeholder="")
     if not practice.get("xpm_enabled"):
         st.caption("Following jobs is off for this practice: the mapping is kept, no campaign opens.")
     save, sync_now = st.columns([1, 1])
@@ -99,11 +99,11 @@ with shown_errors():
     t_open, t_done = st.tabs([f"Open ({len(open_c)})", f"Completed ({len(done_c)})"])
     with t_open:
         if open_c:
-            st.dataframe(widgets.local_times(open_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols)
+            st.dataframe(widgets.local_times(open_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols, placeholder="")
         else:
             st.caption("No open campaign.")
     with t_done:
         if done_c:
-            st.dataframe(widgets.local_times(done_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols)
+            st.dataframe(widgets.local_times(done_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols, placeholder="")
         else:
             st.caption("No completed campaign yet.")

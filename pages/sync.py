@@ -85,7 +85,7 @@ def _draw_jobs() -> None:
         rows = result_rows(finished, all_names)
         if rows:
             st.caption("What each step did")
-            st.dataframe(rows, column_order=STEP_COLUMNS, hide_index=True, width="stretch")
+            st.dataframe(rows, column_order=STEP_COLUMNS, hide_index=True, width="stretch", placeholder="")
         if st.session_state.get("_sync_jobs_seen_done") != mine:
             st.session_state["_sync_jobs_seen_done"] = mine
             st.cache_data.clear()  # the Data and Connection pages show the new figures
@@ -164,6 +164,6 @@ with shown_errors():
         st.dataframe(
             widgets.local_times(shown, ("started_at", "finished_at")), hide_index=True, width="stretch",
             column_order=("started_at", "organisation", "sync_type", "status", "rows", "api_calls",
-                          "bytes_downloaded", "error", "trigger", "period_start", "period_end", "finished_at"),
+                          "bytes_downloaded", "error", "trigger", "period_start", "period_end", "finished_at"), placeholder="",
         )
         st.caption(f"{len(shown)} of {len(hist)} most recent steps, newest first.")

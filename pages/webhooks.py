@@ -82,7 +82,7 @@ with shown_errors():
             column_config={"received_at": "Received", "event_category": "Category", "event_type": "Type",
                            "resource_id": "Resource id", "status": "Status", "error": "Error",
                            "attempts": "Attempts", "processed_at": "Processed", "event_date_utc": "Event time",
-                           "tenant_id": "Tenant id"},
+                           "tenant_id": "Tenant id"}, placeholder="",
         )
     else:
         st.caption("No event received yet.")

@@ -167,3 +167,18 @@ def test_the_app_url_follows_the_real_port_and_the_fake_learns_its_redirect(tmp_
     assert r.status_code == 200 and "http://localhost:8600/callback" in r.json()["redirect_uris"]
     back = fake.consent(oauth.begin_connect(s))
     assert back.startswith("http://localhost:8600/callback?code=")
+
+
+def test_every_table_in_the_admin_app_shows_blanks_not_none():
+    """issue 12 §3: missing values read as blanks: st.dataframe's placeholder is "" everywhere."""
+    import ast
+
+    files = [ROOT / "app.py", *(ROOT / "app_support").glob("*.py"), *(ROOT / "pages").glob("*.py")]
+    bare = []
+    for f in files:
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("dataframe", "data_editor"):
+                kw = {k.arg: k.value for k in n.keywords}
+                if not (isinstance(kw.get("placeholder"), ast.Constant) and kw["placeholder"].value == ""):
+                    bare.append(f"{f.name}:{n.lineno}")
+    assert not bare, bare
