@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -256,13 +257,14 @@ class TokenManager:
         self.clock = clock
         self.refreshes = 0  # refreshes this manager performed (tests, figures)
         self._grant_of: dict[str, str] = {}  # tenant -> grant id, so a call reads one file, not all
+        self._read_cache: dict[str, tuple[tuple, dict]] = {}  # grant id -> (file signature, its data)
 
     def _grant(self, tenant_id: str) -> tuple[str, dict]:
         gid, data = None, None
         cached = self._grant_of.get(tenant_id)
         if cached:
             # A reconnect takes the tenant off its old set, so a set still listing it is current.
-            data = read_grant(self.settings, cached)
+            data = self._read(cached)
             gid = cached if data and tenant_id in data.get("tenant_ids", []) else None
         if gid is None:
             gid, data = find_grant(self.settings, tenant_id)
@@ -277,6 +279,23 @@ class TokenManager:
         if data.get("dead"):
             raise ReconnectNeeded(data["dead"], tenant_id=tenant_id)
         return gid, data
+
+    def _read(self, gid: str) -> dict | None:
+        """The token set, decrypted again only when its file changed (a refresh here or in another
+        process replaces the file: a new inode): a sync's every call used to decrypt it afresh."""
+        path = Vault(self.settings).path(_grant_name(gid))
+        try:
+            st = os.stat(path)
+            sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            sig = None
+        hit = self._read_cache.get(gid)
+        if sig is not None and hit is not None and hit[0] == sig:
+            return hit[1]
+        data = read_grant(self.settings, gid)
+        if sig is not None and data is not None:
+            self._read_cache[gid] = (sig, data)
+        return data
 
     def _expiring(self, data: dict) -> bool:
         return data.get("expires_at", 0) - self.clock.time() <= REFRESH_MARGIN_SECONDS

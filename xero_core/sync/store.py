@@ -81,12 +81,10 @@ def report_fingerprints(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[
     rows = con.execute(
         """SELECT f.report || '@' || strftime(f.week_ending, '%Y-%m-%d'), f.fingerprint
            FROM report_fingerprints f
-           WHERE f.tenant_id = ? AND CASE f.report
-               WHEN 'pnl' THEN EXISTS (SELECT 1 FROM financial_weekly w WHERE w.tenant_id = f.tenant_id
-                                       AND w.week_ending = f.week_ending)
-               WHEN 'bank' THEN EXISTS (SELECT 1 FROM cash_position_weekly w WHERE w.tenant_id = f.tenant_id
-                                        AND w.week_ending = f.week_ending)
-               ELSE FALSE END""", [tenant_id]).fetchall()
+           WHERE f.tenant_id = $1 AND (
+               (f.report = 'pnl' AND f.week_ending IN (SELECT week_ending FROM financial_weekly WHERE tenant_id = $1))
+            OR (f.report = 'bank' AND f.week_ending IN (SELECT week_ending FROM cash_position_weekly
+                                                          WHERE tenant_id = $1)))""", [tenant_id]).fetchall()
     return dict(rows)
 
 
