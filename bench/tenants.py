@@ -134,7 +134,8 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, p
 
     transport = httpx.MockTransport(handle)
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": os.path.join(tmp, "data"),
-                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32), **fake.settings_env("http://fake.test")})
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32), **fake.settings_env("http://fake.test"),
+                       **{k: v for k, v in os.environ.items() if k in ("XERO_SYNC_WORKERS", "XERO_BACKFILL_WORKERS")}})
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)), transport=transport,
                                      clock=clock)
     orgs = [t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION"]
