@@ -144,6 +144,18 @@ def _shared_http(timeout: float) -> httpx.Client:
         return client
 
 
+_ssl = None
+
+
+def _ssl_context():
+    """One CA bundle load per process (~25 ms each), shared by every tenant's client."""
+    global _ssl
+    with _http_pool_lock:
+        if _ssl is None:
+            _ssl = httpx.create_ssl_context()
+        return _ssl
+
+
 class XeroClient:
     def __init__(self, settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
                  clock: Clock = SYSTEM_CLOCK, limiter: Any = None, token_manager: TokenManager | None = None,
@@ -153,11 +165,9 @@ class XeroClient:
         self.clock = clock
         self.limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
-        self._own_http = transport is not None
-        if transport is not None:
-            self._http = httpx.Client(transport=transport, timeout=_timeout(timeout))
-        else:
-            self._http = _shared_http(timeout)
+        self._own_http = True
+        self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(),
+                                  **({"transport": transport} if transport is not None else {}))
         self._base = settings.api_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
         self.api_calls = 0

@@ -163,29 +163,9 @@ def _create(p: Path) -> None:
         os.chmod(p, 0o600)
 
 
-# A connection per thread and file, kept open: opening one (and switching it to WAL) cost ~1 ms of
-# CPU, and a worker writes a job's progress some twenty times a sync. A few files at most per thread
-# (tests open many data dirs); a file replaced (Reset demo) is noticed by its inode and reopened.
-_local = threading.local()
-_KEEP_PER_THREAD = 4
-
-
-def _cached(p: Path) -> sqlite3.Connection:
-    cons: dict = getattr(_local, "cons", None) or {}
-    _local.cons = cons
+def _ensure(p: Path) -> None:
     key = str(p)
-    try:
-        ino = os.stat(p).st_ino
-    except FileNotFoundError:
-        ino = None
-    hit = cons.pop(key, None)
-    if hit is not None and ino is not None and hit[1] == ino:
-        cons[key] = hit  # most recently used last
-        return hit[0]
-    if hit is not None:
-        with contextlib.suppress(sqlite3.Error):
-            hit[0].close()
-    if key not in _ready or ino is None:
+    if key not in _ready or not p.exists():
         with _ready_lock:
             _create(p)
             con = open_wal(p, timeout=30)
@@ -194,29 +174,19 @@ def _cached(p: Path) -> sqlite3.Connection:
             finally:
                 con.close()
             _ready.add(key)
-    con = open_wal(p, timeout=30)
-    # WAL with synchronous=NORMAL: a commit survives the process dying, not the machine losing
-    # power mid-write; progress is written twenty times a sync and each fsync cost more than the write.
-    con.execute("PRAGMA synchronous=NORMAL")
-    cons[key] = (con, os.stat(p).st_ino)
-    while len(cons) > _KEEP_PER_THREAD:
-        old = cons.pop(next(iter(cons)))
-        with contextlib.suppress(sqlite3.Error):
-            old[0].close()
-    return con
-
-
-def _forget(p: Path) -> None:
-    hit = (getattr(_local, "cons", None) or {}).pop(str(p), None)
-    if hit is not None:
-        with contextlib.suppress(sqlite3.Error):
-            hit[0].close()
 
 
 @contextlib.contextmanager
 def _connect(settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection per use, closed after. (Kept-open connections were tried: a read left
+    unfinished holds its old snapshot, so the app server read stale heartbeats and reaped live
+    jobs. Hundreds of jobs are read in one query instead: `get_many`, `_count_active`.)"""
     p = path(settings)
-    con = _cached(p)
+    _ensure(p)
+    con = open_wal(p, timeout=30, check_same_thread=False)
+    # WAL with synchronous=NORMAL: a commit survives the process dying, not the machine losing
+    # power mid-write; progress is written twenty times a sync and each fsync cost more than the write.
+    con.execute("PRAGMA synchronous=NORMAL")
     try:
         if write:
             con.execute("BEGIN IMMEDIATE")
@@ -229,9 +199,8 @@ def _connect(settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
             con.execute("COMMIT")
         else:
             yield con
-    except sqlite3.DatabaseError:
-        _forget(p)  # a damaged or vanished file: the next call opens it afresh
-        raise
+    finally:
+        con.close()
 
 
 # -- reading -----------------------------------------------------------------------------------
