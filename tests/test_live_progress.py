@@ -7,12 +7,13 @@ import io
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
 from datetime import date
 from pathlib import Path
+
+from test_cli_demo import _free_port
 
 from xero_core.commands.live import LiveProgress, duration, running_text
 from xero_core.pipeline.progress import Tracker
@@ -150,12 +151,6 @@ def test_the_tracker_hands_the_display_its_count_total_and_eta():
 def test_durations_read_as_a_person_says_them():
     assert [duration(s) for s in (0, 45, 60, 95, 299, 600, 3725)] == \
         ["0 s", "45 s", "1 min", "1 min 35 s", "4 min 59 s", "10 min", "1 h 02 min"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_demo_command_prints_one_ordered_progress_display_then_the_summary(tmp_path):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import http.cookiejar
 import json as jsonlib
 import logging
 import random
@@ -124,33 +123,14 @@ def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(10.0, seconds))
 
 
-_http_pool: dict[float, httpx.Client] = {}
-_http_pool_lock = threading.Lock()
-
-
-def _shared_http(timeout: float) -> httpx.Client:
-    """One HTTP client per process for every tenant's XeroClient: a new client loads the CA bundle
-    (~25 ms of CPU) and opens its own TLS connections to api.xero.com, where a shared pool reuses
-    kept-alive ones across the hundreds of organisations a scheduler syncs. httpx.Client is
-    thread-safe; it lives as long as the process."""
-    with _http_pool_lock:
-        client = _http_pool.get(timeout)
-        if client is None:
-            # No cookie jar: what one tenant's response sets must never ride on another's request.
-            jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-            client = _http_pool[timeout] = httpx.Client(
-                timeout=_timeout(timeout), cookies=jar,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-        return client
-
-
 _ssl = None
+_ssl_lock = threading.Lock()
 
 
 def _ssl_context():
     """One CA bundle load per process (~25 ms each), shared by every tenant's client."""
     global _ssl
-    with _http_pool_lock:
+    with _ssl_lock:
         if _ssl is None:
             _ssl = httpx.create_ssl_context()
         return _ssl
@@ -165,7 +145,6 @@ class XeroClient:
         self.clock = clock
         self.limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
-        self._own_http = True
         self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(),
                                   **({"transport": transport} if transport is not None else {}))
         self._base = settings.api_url.rstrip("/")
@@ -174,8 +153,7 @@ class XeroClient:
         self.bytes_downloaded = 0
 
     def close(self) -> None:
-        if self._own_http:
-            self._http.close()
+        self._http.close()
 
     def __enter__(self) -> "XeroClient":
         return self
