@@ -334,3 +334,61 @@ def test_backfills_get_threads_of_their_own_and_never_hold_a_daily_sync(tmp_path
     finally:
         release.set()
         pool.stop()
+
+
+def test_progress_is_written_in_batches_except_waiting_for_the_database(tmp_path, monkeypatch):
+    """A quiet daily sync reports a score of step changes in a fraction of a second: the pool writes
+    its jobs' latest progress together (one transaction per flush, not one per event), yet a job
+    held up by the database says so in the jobs file at once."""
+    from xero_core.pipeline import worker as W
+    from xero_core.sync.context import SyncResult
+
+    s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
+                       "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
+    flushes: list[dict] = []
+    flushed_pnl, release = threading.Event(), threading.Event()
+    real_many = J.set_progress_many
+
+    def counting_many(settings, progress):
+        if progress:
+            flushes.append({jid: dict(p) for jid, p in progress.items()})
+        real_many(settings, progress)
+        if any(p.get("step") == "pnl" for p in progress.values()):
+            flushed_pnl.set()
+
+    seen_waiting = {}
+
+    def fake_run(settings, request, *, progress, **kw):
+        for step in ("accounts", "contacts", "invoices"):
+            progress({"step": step, "status": "running", "message": f"{step}…"})
+            progress({"step": step, "status": "success", "message": "0 rows", "rows": 0})
+        jid = next(j.job_id for j in J.active_jobs(settings) if j.tenant_id == request.tenant_id)
+        progress({"step": "pnl", "status": "waiting", "message": "waiting for the database (held by a notebook)"})
+        seen_waiting[request.tenant_id] = J.get(settings, jid).progress  # before any flush could carry it
+        progress({"step": "pnl", "status": "running", "message": "week 1 of 5", "count": 1, "total": 5})
+        assert release.wait(30), "the test never let the job finish"
+        return SyncResult(tenant_id=request.tenant_id, run_id="r", trigger=request.trigger)
+
+    monkeypatch.setattr(W, "run_sync", fake_run)
+    monkeypatch.setattr(J, "set_progress_many", counting_many)
+    jobs = [J.enqueue(s, SyncRequest(f"org-{i}")) for i in range(3)]
+    pool = W.WorkerPool(s, workers=3, label="test", job_ids=[j.job_id for j in jobs], heartbeat=0.1)
+    pool.start()
+    try:
+        for _ in range(200):  # each flush is one transaction; wait for those that carry all three at pnl
+            flushed_pnl.clear()
+            now = {j.job_id: J.get(s, j.job_id).progress for j in jobs}
+            if all(p.get("step") == "pnl" and p.get("status") == "running" for p in now.values()):
+                break
+            assert flushed_pnl.wait(10), ("a flush carried the pnl step", now, flushes)
+        assert all(p.get("step") == "pnl" and p.get("count") == 1 and p.get("total") == 5 for p in now.values()), now
+        assert {t: p["status"] for t, p in seen_waiting.items()} == {f"org-{i}": "waiting" for i in range(3)}, \
+            "waiting for the database is in the jobs file the moment it is reported"
+        events = 3 * 8  # per job: six step events and two pnl events go through the flushes
+        carried = sum(len(f) for f in flushes)
+        assert carried < events / 2, f"{carried} progress writes for {events} events: not batched"
+    finally:
+        release.set()
+        done = J.wait(s, [j.job_id for j in jobs], timeout=30)
+        pool.stop()
+    assert [j.state for j in done] == ["done"] * 3

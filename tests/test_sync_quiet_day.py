@@ -108,3 +108,51 @@ def test_the_clients_step_sleeps_on_a_quiet_day_and_wakes_for_a_new_customer(tmp
     step = next(x for x in busy.steps if x.step == "clients")
     assert busy.ok and step.status == "success"
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id = ?", new.id)[0][0] == 1
+
+
+def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp_path, monkeypatch):
+    """The chart of accounts (fetched whole) and the records at each cursor's edge (fetched again
+    under If-Modified-Since) are recognised by their marks: no DuckDB transaction at all. A record
+    new in the cursor's own second, or a renamed account, is written as before."""
+    from datetime import datetime
+
+    from xero_core.sync import steps
+
+    s, clock, fake, org_id = connect(tmp_path, invoices=300)
+    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    opened: list[str] = []
+    real_write = steps._write
+
+    def counting(ctx, fn, **kw):
+        opened.append(ctx.step)
+        return real_write(ctx, fn, **kw)
+
+    monkeypatch.setattr(steps, "_write", counting)
+    clock.advance(86400)
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    assert res.ok, res.to_dict()
+    assert opened == [], f"a quiet day wrote for {opened}"
+    assert {x.step for x in res.steps} >= {"accounts", "contacts", "invoices", "credit_notes"}
+    logged = rows(s, "SELECT sync_type, status FROM sync_log WHERE run_id = ? ORDER BY 1", res.run_id)
+    assert ("contacts", "success") in logged and ("accounts", "success") in logged, "every step is still logged"
+
+    # a contact created in the very second (and millisecond) of the contacts cursor
+    cursor = datetime.fromisoformat(rows(s, "SELECT cursor_value FROM sync_cursors WHERE tenant_id = ? AND "
+                                            "resource = 'contacts'", org_id)[0][0])
+    org = fake.org(org_id)
+    twin = org.add_contact("Same Second Supplies Ltd", cursor, email="same@second.example")
+    acct = next(a for a in org.accounts if a.type == "REVENUE")
+    acct.name = acct.name + " (renamed)"
+    acct.updated = clock.now()
+    opened.clear()
+    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    steps_rows = {x.step: x.rows for x in res.steps}
+    assert res.ok and steps_rows["contacts"] == 1 and steps_rows["accounts"] == 1, steps_rows
+    # (the P&L names accounts, so the renamed one moves its report weeks and the tie-out too)
+    assert {"contacts", "accounts"} <= set(opened) and not {"invoices", "credit_notes"} & set(opened), opened
+    assert rows(s, "SELECT name FROM contacts WHERE contact_id = ?", twin.id) == [("Same Second Supplies Ltd",)]
+    assert rows(s, "SELECT name FROM accounts WHERE account_id = ?", acct.id) == [(acct.name,)]
+    opened.clear()
+    clock.advance(86400)
+    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    assert opened == [], "quiet again the day after"

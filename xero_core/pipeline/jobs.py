@@ -331,9 +331,17 @@ def heartbeat(settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str |
 
 
 def set_progress(settings, job_id: str, progress: dict) -> None:
+    set_progress_many(settings, {job_id: progress})
+
+
+def set_progress_many(settings, progress: dict[str, dict]) -> None:
+    """Several running jobs' progress in one write (a pool flushes its jobs' progress together)."""
+    if not progress:
+        return
+    now = time.time()
     with _connect(settings, write=True) as con:
-        con.execute("UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE job_id = ? AND state = 'running'",
-                    [json.dumps(progress, default=str), time.time(), job_id])
+        con.executemany("UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE job_id = ? AND state = 'running'",
+                        [(json.dumps(p, default=str), now, jid) for jid, p in progress.items()])
 
 
 def finish(settings, job_id: str, state: str, *, error: str | None = None, result: dict | None = None,

@@ -22,7 +22,6 @@ from typing import Callable
 XERO_PER_MINUTE = 60
 JOURNALS_PER_CALL = 100
 DEFAULT_JOURNALS_PER_INVOICE = 2.0
-WRITE_EVERY = 1.0  # seconds between progress writes to the jobs file (step changes are written at once)
 
 
 def estimate_journal_total(cursor: int, invoices_at_last_sync: int, invoices_now: int) -> int:
@@ -32,7 +31,8 @@ def estimate_journal_total(cursor: int, invoices_at_last_sync: int, invoices_now
 
 
 class Tracker:
-    """The `progress` callback of one job: keeps a small dict and hands it to `write` (throttled)."""
+    """The `progress` callback of one job: keeps a small dict and hands a copy to `write` after every
+    event. `write` must be cheap: the worker pool keeps the newest and writes it with its next flush."""
 
     def __init__(self, write: Callable[[dict], None], *, echo: Callable[[dict], None] | None = None,
                  hints: dict | None = None, now: Callable[[], float] = time.monotonic):
@@ -46,38 +46,31 @@ class Tracker:
         self.step_started = self.now()
         self.step_count0: int | None = None
         self.invoices_new = 0
-        self.last_write = 0.0
 
     def __call__(self, ev: dict) -> None:
         with self.lock:
-            force = self._apply(ev)
+            self._apply(ev)
             st = self.state
             # The echo (a terminal's live display) sees what the jobs file gets: count, total, ETA.
             seen = dict(ev, **{k: st.get(k) for k in ("count", "total", "eta_seconds", "estimated_total")}) \
                 if ev.get("status") == "running" and ev.get("step") == st["step"] else ev
-            t = self.now()
-            if force or t - self.last_write >= WRITE_EVERY:
-                self.last_write = t
-                snapshot = dict(self.state, steps=list(self.state["steps"]))
-            else:
-                snapshot = None
+            snapshot = dict(st, steps=list(st["steps"]))
         if self.echo:
             try:
                 self.echo(seen)
             except Exception:
                 pass
-        if snapshot is not None:
-            try:
-                self.write(snapshot)
-            except Exception:  # progress is best effort: never break the sync
-                pass
+        try:
+            self.write(snapshot)
+        except Exception:  # progress is best effort: never break the sync
+            pass
 
-    def _apply(self, ev: dict) -> bool:
+    def _apply(self, ev: dict) -> None:
         step, status, msg = ev.get("step"), ev.get("status"), ev.get("message")
         st = self.state
         if status == "waiting":  # "waiting for the database": shown, the step goes on after
             st.update(status="waiting", message=msg)
-            return True
+            return
         if step != st["step"] and status == "running":
             st.update(step=step, count=None, total=None, eta_seconds=None)
             self.step_started, self.step_count0 = self.now(), None
@@ -99,13 +92,12 @@ class Tracker:
             if total is not None:
                 st["total"] = total
             st["eta_seconds"] = self._eta(step, st.get("count"), st.get("total"))
-            return st.get("count") is None
+            return
         # a step ended (success | failed | partial | skipped)
         if step == "invoices" and status in ("success", "partial"):
             self.invoices_new = int(ev.get("rows") or 0)
         st["steps"].append({"step": step, "status": status, "message": msg})
         st.update(status=status, message=msg, eta_seconds=None)
-        return True
 
     def _eta(self, step, count, total) -> float | None:
         if count is None or not total or total <= count:

@@ -1,11 +1,12 @@
 """Contacts: fetch (network) apart from save (database). The practice module matches clients on these."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import duckdb
 
 from . import store
+from .marks import refetch_from
 from . import transforms as T
 from .paging import get_json
 from .resources import CONTACTS
@@ -16,7 +17,7 @@ def if_modified_since(since: datetime | None) -> dict:
     cursor is fetched again (upserts make the repeat harmless)."""
     if since is None:
         return {}
-    return {"If-Modified-Since": (since - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")}
+    return {"If-Modified-Since": refetch_from(since).strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def fetch_contacts(client, *, since: datetime | None = None, contact_id: str | None = None) -> list[dict]:

@@ -15,7 +15,7 @@ import polars as pl
 
 from .. import db
 from ..errors import XeroError
-from . import store
+from . import marks, store
 from . import transforms as T
 from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
 from .context import StepContext, StepOutcome, checkpoint
@@ -88,10 +88,17 @@ def _cursor_dt(value: str | None) -> datetime | None:
 # -- accounts --------------------------------------------------------------------------------
 def step_accounts(ctx: StepContext) -> StepOutcome:
     page = next(ACCOUNTS.pager.pages(ctx.client, ACCOUNTS.path, ACCOUNTS.collection, ACCOUNTS.params, {}))
+    held, mark = _cursor(ctx, marks.key("accounts")), marks.digest(page.records)
+    if mark == held:  # the same chart of accounts as last time, to the byte: nothing to write
+        return StepOutcome(rows=0)
     frame = T.accounts_frame(page.records)
-    n = _write(ctx, lambda con: store.upsert_new_versions(con, "accounts", frame, ctx.tenant_id, "account_id"),
-               final=True)
-    return StepOutcome(rows=n)
+
+    def write(con):
+        n = store.upsert_new_versions(con, "accounts", frame, ctx.tenant_id, "account_id")
+        store.set_cursor(con, ctx.tenant_id, marks.key("accounts"), mark)
+        return n
+
+    return StepOutcome(rows=_write(ctx, write, final=True))
 
 
 # -- contacts --------------------------------------------------------------------------------
@@ -100,11 +107,19 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
     ctx.report("fetching contacts" + (f" changed since {since:%Y-%m-%d %H:%M}" if since else ""))
     records = fetch_contacts(ctx.client, since=since)
     newest = max_updated(records)
+    edge = marks.Edge()
+    edge.see(records)
+    held = _cursor(ctx, marks.key("contacts"))
+    if since and edge.unchanged(held):  # only the contacts already stored at the cursor, unchanged
+        return StepOutcome(rows=0, note="incremental")
+    mark = edge.mark()
 
     def write(con):
         n = save_contacts(con, ctx.tenant_id, records)
         if newest and newest != since:
             store.set_cursor(con, ctx.tenant_id, "contacts", newest.isoformat())
+        if mark != held:
+            store.set_cursor(con, ctx.tenant_id, marks.key("contacts"), mark)
         return n
 
     return StepOutcome(rows=_write(ctx, write, final=True) if records else 0,
@@ -127,6 +142,8 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
     newest: datetime | None = since
     weeks_touched: set = set()  # revenue_weekly is rebuilt once, with the last chunk
     label = resource.name.replace("_", " ")
+    edge = marks.Edge()
+    held_mark = _cursor(ctx, marks.key(resource.name))
 
     def flush(final: bool, rebuild: bool) -> None:
         nonlocal doc_frames, line_frames, pending, rows
@@ -135,6 +152,11 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
         doc_frames, line_frames, pending = [], [], 0
         cursor = newest.isoformat() if (final and newest) else None
         cursor = None if cursor == held else cursor  # unmoved: nothing to write
+        mark = edge.mark() if final else None
+        mark = None if mark == held_mark else mark
+        if final and since and not rows and edge.unchanged(held_mark):
+            # Only the documents already stored at the cursor, unchanged: nothing to write or rebuild.
+            docs = lines = None
 
         def write(con):
             n = 0
@@ -147,14 +169,17 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
                 store.rebuild_revenue_weekly(con, ctx.tenant_id, weeks_touched, ctx.settings.week_ends_on)
             if cursor:
                 store.set_cursor(con, ctx.tenant_id, resource.name, cursor)
+            if mark:
+                store.set_cursor(con, ctx.tenant_id, marks.key(resource.name), mark)
             return n
 
-        if docs is not None or cursor or (rebuild and weeks_touched):
+        if docs is not None or cursor or mark or (rebuild and weeks_touched):
             rows += _write(ctx, write, final=final, rows_before=rows)
 
     try:
         for page in resource.pager.pages(ctx.client, resource.path, resource.collection, resource.params, headers):
             if page.records:
+                edge.see(page.records)
                 docs, lines = to_frames(page.records, ctx.settings.region_category, ctx.settings.revenue_type_category)
                 doc_frames.append(docs)
                 line_frames.append(lines)
