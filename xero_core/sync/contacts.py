@@ -42,9 +42,3 @@ def fetch_contacts(client, *, since: datetime | None = None, contact_id: str | N
 def save_contacts(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict]) -> int:
     """Upsert contacts (call inside a transaction). Returns the number of contacts written."""
     return store.upsert_new_versions(con, "contacts", T.contacts_frame(records), tenant_id, "contact_id")
-
-
-def max_updated(records: list[dict]) -> datetime | None:
-    times = [T.parse_xero_datetime(r.get("UpdatedDateUTC")) for r in records]
-    times = [t for t in times if t is not None]
-    return max(times) if times else None

@@ -73,9 +73,11 @@ class Edge:
         edge = self._edge()
         return digest([r for _, r in edge]) if edge else None
 
+    @property
+    def complete(self) -> bool:
+        """Everything fetched lies at the edge (so a mark equal to the held one means nothing moved)."""
+        return bool(self.seen) and len(self._edge()) == self.seen
+
     def unchanged(self, held: str | None) -> bool:
         """True when everything fetched is exactly what `held` was made of."""
-        if not held or not self.seen:
-            return False
-        edge = self._edge()
-        return len(edge) == self.seen and digest([r for _, r in edge]) == held
+        return bool(held) and self.complete and self.mark() == held

@@ -17,7 +17,7 @@ from .. import db
 from ..errors import XeroError
 from . import marks, store
 from . import transforms as T
-from .contacts import fetch_contacts, if_modified_since, max_updated, save_contacts
+from .contacts import fetch_contacts, if_modified_since, save_contacts
 from .context import StepContext, StepOutcome, checkpoint
 from .paging import get_json
 from .resources import ACCOUNTS, BANK_SUMMARY, CREDIT_NOTES, INVOICES, JOURNALS, PROFIT_AND_LOSS
@@ -106,13 +106,11 @@ def step_contacts(ctx: StepContext) -> StepOutcome:
     since = _cursor_dt(_cursor(ctx, "contacts"))
     ctx.report("fetching contacts" + (f" changed since {since:%Y-%m-%d %H:%M}" if since else ""))
     records = fetch_contacts(ctx.client, since=since)
-    newest = max_updated(records)
     edge = marks.Edge()
     edge.see(records)
-    held = _cursor(ctx, marks.key("contacts"))
-    if since and edge.unchanged(held):  # only the contacts already stored at the cursor, unchanged
+    newest, held, mark = edge.newest, _cursor(ctx, marks.key("contacts")), edge.mark()
+    if since and edge.complete and mark == held:  # only the contacts already stored at the cursor, unchanged
         return StepOutcome(rows=0, note="incremental")
-    mark = edge.mark()
 
     def write(con):
         n = save_contacts(con, ctx.tenant_id, records)
@@ -153,10 +151,11 @@ def _documents_step(ctx: StepContext, resource, to_frames, save_frames) -> StepO
         cursor = newest.isoformat() if (final and newest) else None
         cursor = None if cursor == held else cursor  # unmoved: nothing to write
         mark = edge.mark() if final else None
-        mark = None if mark == held_mark else mark
-        if final and since and not rows and edge.unchanged(held_mark):
-            # Only the documents already stored at the cursor, unchanged: nothing to write or rebuild.
-            docs = lines = None
+        if mark is not None and mark == held_mark:
+            mark = None  # unmoved: nothing to write
+            if since and not rows and edge.complete:
+                # Only the documents already stored at the cursor, unchanged: nothing to write or rebuild.
+                docs = lines = None
 
         def write(con):
             n = 0
