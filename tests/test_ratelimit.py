@@ -230,3 +230,78 @@ def test_three_processes_share_one_tenant_within_60_a_minute(make_settings, tmp_
     assert max_in_window(times) <= 60  # together, never over Xero's minute limit
     span_min = (max(times) - min(times)) / 60
     assert 150 / max(span_min, 1e-9) >= 30  # and nobody starved (pace itself: the FakeClock tests)
+
+
+def test_limiters_in_one_process_share_the_app_wide_count(settings):
+    """A worker pool gives every tenant's client its own limiter: with the clock standing still
+    (hundreds of calls granted in one instant), none of them may miss the others' calls."""
+    clock = FakeClock(datetime(2026, 12, 31, 23, 59, 30, tzinfo=timezone.utc))  # the window spans a year end
+    limiters = [SharedRateLimiter(settings, clock, app_per_minute=100) for _ in range(30)]
+    times = []
+    for _ in range(10):
+        for i, lim in enumerate(limiters):
+            with lim.acquire(f"tenant-{i}"):
+                times.append(clock.time())
+    assert len(times) == 300
+    assert max_in_window(times) <= 100
+    assert max_in_window(times) >= 95  # and the window is still used
+
+
+def _hold_the_file(settings):
+    import sqlite3
+    from xero_core.ratelimit import db_path
+    holder = sqlite3.connect(str(db_path(settings)), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # as another process mid-transaction
+    return holder
+
+
+def test_a_ratelimit_file_held_by_another_process_is_a_wait_not_an_error(settings, monkeypatch):
+    import logging
+    import threading
+    from xero_core import ratelimit
+
+    monkeypatch.setattr(ratelimit, "LOCK_TIMEOUT", 0.05)
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    waiting = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "held by another process" in record.getMessage():
+                waiting.set()
+
+    handler = Seen()
+    logging.getLogger("xero_core.ratelimit").addHandler(handler)
+    got = []
+    try:
+        holder = _hold_the_file(settings)
+        caller = threading.Thread(target=lambda: got.append(lim.acquire(T1)))
+        caller.start()
+        assert waiting.wait(30), "the limiter never said it was waiting"
+        assert not got  # still waiting, not failed
+        holder.execute("COMMIT")
+        caller.join(30)
+    finally:
+        logging.getLogger("xero_core.ratelimit").removeHandler(handler)
+    assert len(got) == 1 and got[0].lease_id
+    assert lim.status(T1)["in_flight"] == 1
+
+
+def test_a_ratelimit_file_stuck_for_too_long_is_one_sentence(settings, monkeypatch):
+    from xero_core import ratelimit
+    from xero_core.errors import StorageError
+
+    monkeypatch.setattr(ratelimit, "LOCK_TIMEOUT", 0.05)
+    monkeypatch.setattr(ratelimit, "LOCK_PATIENCE", 0.2)
+    lim = SharedRateLimiter(settings, FakeClock())
+    holder = _hold_the_file(settings)
+    try:
+        with pytest.raises(StorageError) as err:
+            lim.acquire(T1)
+    finally:
+        holder.execute("ROLLBACK")
+    msg = str(err.value)
+    assert "ratelimit.sqlite" in msg and "locked by another process" in msg
+    assert "python -m xero_core jobs" in msg and "delete the file" in msg
+    with lim.acquire(T1):  # and nothing is left broken
+        pass

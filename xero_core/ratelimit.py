@@ -6,7 +6,11 @@ we keep *sliding* windows a little under the limits: a sliding window never hold
 any fixed window inside it, so normal operation draws no 429 at all.
 
 State lives in one SQLite file (`data_dir/ratelimit.sqlite`, WAL, short `BEGIN IMMEDIATE`
-transactions) because several processes share one tenant's budget:
+transactions) because several processes share one tenant's budget. Within a process, the threads
+of a worker pool take turns on the file through one lock (`_FileState`): SQLite's busy handler
+sleeps and retries without any order, so two hundred threads contending for it starved one past
+its timeout ("database is locked" failed a backfill), and the lock also keeps the process's
+cached app-wide count exact for every limiter instance on the file.
 
 - `calls(scope, t, weight, win)` – every call started (scope = tenant id, or `*app` for corrections of the
   app-wide count). Xero's `X-*Limit-Remaining` headers add a weighted "phantom" row when Xero has
@@ -19,10 +23,12 @@ transactions) because several processes share one tenant's budget:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import Iterator
 
 from . import storage
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import DailyLimitReached
+from .errors import DailyLimitReached, StorageError
 from .sqlite_wal import open_wal
 
 XERO_PER_MINUTE = 60
@@ -46,6 +52,12 @@ APP_SCOPE = "*app"
 LEASE_SECONDS = 300.0
 POLL_SECONDS = 0.05
 APP_RECOUNT = 0.5  # seconds between reads of the app-wide count while it is under 80% of the limit
+# Another process holding the file: SQLite's own wait (per attempt), then how long, in all, a call
+# waits for the file before giving up with a sentence. Real seconds: this is I/O, not Xero's pace.
+LOCK_TIMEOUT = 30.0
+LOCK_PATIENCE = 600.0
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -62,6 +74,38 @@ CREATE TABLE IF NOT EXISTS blocks (
 
 def db_path(settings) -> Path:
     return Path(settings.data_dir) / "ratelimit.sqlite"
+
+
+class _FileState:
+    """What every limiter in this process shares for one ratelimit file."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one transaction at a time from this process
+        # (when counted, count then + calls granted in this process since); read and written
+        # under `lock`, so instances never miss each other's grants.
+        self.app_seen: tuple[float, int] | None = None
+
+
+_FILES: dict[str, _FileState] = {}
+_FILES_LOCK = threading.Lock()
+
+
+def _file_state(path: Path) -> _FileState:
+    key = os.path.realpath(path)
+    with _FILES_LOCK:
+        state = _FILES.get(key)
+        if state is None:
+            state = _FILES[key] = _FileState()
+        return state
+
+
+def _forget_file_states() -> None:
+    # A forked child must not inherit a lock some other thread of the parent held.
+    _FILES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_file_states)
 
 
 def _iso(ts: float) -> str:
@@ -118,10 +162,9 @@ class SharedRateLimiter:
         self._local = threading.local()
         # The app-wide count (every tenant's calls in the last minute) is the costliest read here
         # and changes the least: re-read at most every APP_RECOUNT seconds, adding the calls this
-        # limiter granted since. Other processes' calls in that gap are few against the 500-call
+        # process granted since. Other processes' calls in that gap are few against the 500-call
         # margin under Xero's 10,000.
-        self._app_lock = threading.Lock()
-        self._app_seen: tuple[float, int] | None = None  # (when counted, count then + ours since)
+        self._state = _file_state(self.path)
         self._host = socket.gethostname()
         with storage.translated(self.path):
             self._con().executescript(_SCHEMA)
@@ -130,16 +173,17 @@ class SharedRateLimiter:
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = open_wal(self.path, timeout=30)
+            con = open_wal(self.path, timeout=LOCK_TIMEOUT)
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with storage.translated(self.path):  # a full disk or damaged file: one sentence naming it
+        # storage.translated: a full disk or damaged file is one sentence naming it.
+        with self._state.lock, storage.translated(self.path):
             con = self._con()
-            con.execute("BEGIN IMMEDIATE")
+            self._begin(con)
             try:
                 yield con
             except BaseException:
@@ -148,6 +192,29 @@ class SharedRateLimiter:
                 raise
             else:
                 con.execute("COMMIT")
+
+    def _begin(self, con: sqlite3.Connection) -> None:
+        """BEGIN IMMEDIATE, waiting for as long as another process holds the file: a busy file
+        is a wait, never a failed call, until LOCK_PATIENCE says something is stuck."""
+        deadline = None
+        while True:
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if "locked" not in text and "busy" not in text:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + LOCK_PATIENCE
+                    log.warning("%s is held by another process; calls to Xero wait for it", self.path)
+                elif now >= deadline:
+                    raise StorageError(
+                        f"{self.path} has been locked by another process for {LOCK_PATIENCE:.0f} seconds, so no "
+                        "call to Xero could be counted against its limits. Stop the Ledgerlink process that is "
+                        "stuck (see `python -m xero_core jobs`), or delete the file (it holds only call counters), "
+                        "then run it again.", path=self.path, problem="io", reason=str(exc)) from None
 
     # -- the protocol ----------------------------------------------------------------------
     def acquire(self, tenant_id: str) -> _Lease:
@@ -198,9 +265,7 @@ class SharedRateLimiter:
                 return t + MINUTE - now + 0.001, None
             lease_id = uuid.uuid4().hex
             con.execute("INSERT INTO calls (scope, t, weight, win) VALUES (?, ?, 1, 'all')", (tenant_id, now))
-            with self._app_lock:
-                if self._app_seen is not None:
-                    self._app_seen = (self._app_seen[0], self._app_seen[1] + 1)
+            self._counted(1)
             con.execute(
                 "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
                 (lease_id, tenant_id, self._host, os.getpid(), now + LEASE_SECONDS),
@@ -232,14 +297,19 @@ class SharedRateLimiter:
         return t
 
     def _app_count(self, con: sqlite3.Connection, now: float) -> int:
-        with self._app_lock:
-            seen = self._app_seen
+        """Called inside `_tx` (the process lock held)."""
+        seen = self._state.app_seen
         if seen is not None and 0 <= now - seen[0] < APP_RECOUNT and seen[1] < self.app_per_minute * 0.8:
             return seen[1]
         n = self._app_used(con, now)
-        with self._app_lock:
-            self._app_seen = (now, n)
+        self._state.app_seen = (now, n)
         return n
+
+    def _counted(self, weight: int) -> None:
+        """Calls (or a correction) just added to the app-wide window; inside `_tx`."""
+        seen = self._state.app_seen
+        if seen is not None:
+            self._state.app_seen = (seen[0], seen[1] + weight)
 
     @staticmethod
     def _app_used(con: sqlite3.Connection, now: float) -> int:
@@ -285,6 +355,7 @@ class SharedRateLimiter:
                 gap = (XERO_PER_MINUTE - minute_left) - self._used(con, tenant_id, now, "minute")
                 if gap > 1:
                     con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (tenant_id, now, gap))
+                    self._counted(gap)  # the app-wide window counts it too
             if day_left is not None:
                 gap = (XERO_PER_DAY - day_left) - self._used(con, tenant_id, now, "day")
                 if gap > 1:
@@ -293,6 +364,7 @@ class SharedRateLimiter:
                 gap = (XERO_APP_PER_MINUTE - app_left) - self._app_used(con, now)
                 if gap > 1:
                     con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (APP_SCOPE, now, gap))
+                    self._counted(gap)
 
     @staticmethod
     def _record_429(con: sqlite3.Connection, tenant_id: str, h, now: float) -> None:
