@@ -99,13 +99,17 @@ def _file_state(path: Path) -> _FileState:
         return state
 
 
-def _forget_file_states() -> None:
-    # A forked child must not inherit a lock some other thread of the parent held.
-    _FILES.clear()
+def _fresh_locks_after_fork() -> None:
+    # A forked child must not inherit a lock some other thread of the parent held; limiters the
+    # child inherited keep their state object, so the lock is replaced in it, not the dict emptied.
+    global _FILES_LOCK
+    _FILES_LOCK = threading.Lock()
+    for state in _FILES.values():
+        state.lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_file_states)
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 def _iso(ts: float) -> str:
