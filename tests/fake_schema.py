@@ -14,12 +14,13 @@ import functools
 import json
 import re
 from decimal import Decimal
-from pathlib import Path
 
 import jsonschema
 import yaml
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "xero-openapi" / "xero_accounting.yaml"
+from xero_reference import OPENAPI
+
+SPEC = OPENAPI / "xero_accounting.yaml"
 _MSDATE = re.compile(r"^/Date\(-?\d+([+-]\d{4})?\)/$")
 _NOT_TWO_DP = {"CurrencyRate", "Quantity", "UnitAmount", "TaxRate", "EffectiveRate", "DisplayTaxRate",
                "DiscountRate", "Rate"}

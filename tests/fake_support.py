@@ -87,7 +87,9 @@ import functools
 import json
 from pathlib import Path
 
-SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "xero-openapi"
+from xero_reference import OPENAPI
+
+SPEC_DIR = OPENAPI
 
 
 @functools.lru_cache(maxsize=None)

@@ -4,15 +4,14 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from xero_core.sync import transforms as T
 from xero_core.sync.weeks import recent_weeks, week_ending_for, week_start
+from xero_reference import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "xero-samples"
 D = Decimal
 
 
