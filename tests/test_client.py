@@ -289,3 +289,55 @@ def test_a_reconnect_during_a_call_is_not_undone_by_that_calls_stale_refusal(mak
     with pytest.raises(ReconnectNeeded):
         client.get_json("/api.xro/2.0/Accounts")
     assert connections.get_connection(s, org)["status"] == "needs_reconnect"
+
+
+def _refused(request=None):
+    """What httpx raises when nothing listens: a ConnectError caused by ConnectionRefusedError."""
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as exc:
+        try:
+            raise httpx.ConnectError("[Errno 111] Connection refused") from exc
+        except httpx.ConnectError as err:
+            return err
+
+
+def _unresolved():
+    import socket
+
+    try:
+        raise socket.gaierror(-2, "Name or service not known")
+    except socket.gaierror as exc:
+        try:
+            raise httpx.ConnectError("[Errno -2] Name or service not known") from exc
+        except httpx.ConnectError as err:
+            return err
+
+
+def test_a_refused_connection_or_unknown_name_fails_at_once_with_one_sentence(settings, tenant, fake, clock):
+    from xero_core.errors import XeroUnreachable
+
+    c = make_client(settings, tenant, fake, clock)
+    for err in (_refused(), _unresolved()):
+        s = Script(fake, err, ok())
+        with pytest.raises(XeroUnreachable) as ei:
+            c.request("GET", "/api.xro/2.0/Accounts")
+        assert len(s.seen) == 1 and clock.sleeps == []  # no retry, no wait
+        assert str(ei.value) == clientmod.unreachable_sentence(settings, settings.api_url, err, "XERO_API_URL")
+        assert "tenant" not in str(ei.value)  # the same sentence for every tenant and step: said once
+        assert isinstance(ei.value, RetriableError)
+    # a timeout keeps its bounded retries
+    s = Script(fake, *[httpx.ConnectTimeout("slow")] * 4)
+    with pytest.raises(RetriableError) as ei:
+        c.request("GET", "/api.xro/2.0/Accounts")
+    assert len(s.seen) == 4 and len(clock.sleeps) == 3 and not isinstance(ei.value, XeroUnreachable)
+
+
+def test_unreachable_says_the_settings_fix_first(make_settings):
+    s = make_settings(XERO_MOCK_MODE="true", XERO_FAKE_PORT="1")
+    assert clientmod.unreachable_sentence(s, s.api_url, _refused(), "XERO_API_URL") == s.unreachable_hint
+    assert s.unreachable_hint.startswith("The fake Xero is not running on port 1.")
+    # elsewhere (real Xero, or a fake on another address): which address, and how it failed
+    for err, how in ((_refused(), "refused the connection"), (_unresolved(), "the name api.xero.com does not resolve")):
+        said = clientmod.unreachable_sentence(s, "https://api.xero.com/api.xro/2.0/Accounts", err, "XERO_API_URL")
+        assert said.startswith("Xero at https://api.xero.com (XERO_API_URL) cannot be reached: ") and how in said

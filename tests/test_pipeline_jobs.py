@@ -201,6 +201,23 @@ def test_a_tenant_needing_reconnect_fails_at_once_with_the_fix_while_others_go_o
     assert not [r for r in fake.requests[served:] if r.tenant_id == org], "no call for a tenant needing reconnect"
 
 
+def test_with_xero_unreachable_a_job_says_so_once_and_tries_nothing_else(tmp_path):
+    """Issue 24 §2, as the app shows a job: its error is the sentence, each step's line is short."""
+    from test_scheduler import RefusedTransport
+
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    refused = RefusedTransport()
+    job = J.enqueue(s, SyncRequest(org))
+    pool = WorkerPool(s, workers=1, label="test", job_ids=[job.job_id], transport=refused, clock=clock)
+    (done,) = pool.run_until_done([job.job_id])
+    pool.stop()
+    assert done.state == "failed" and done.error == s.unreachable_hint and len(refused.calls) == 1
+    steps = done.progress["steps"]
+    assert steps[0]["message"] == f"{steps[0]['step']}: failed (Xero unreachable)"
+    assert len(steps) > 5 and all(x["message"].endswith("skipped (not tried: Xero unreachable)") for x in steps[1:])
+    assert done.result["unreachable"] == s.unreachable_hint
+
+
 # -- the DuckDB file held by another process ---------------------------------------------------------
 HOLDER = r"""
 import sys, duckdb

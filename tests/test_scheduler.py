@@ -570,6 +570,58 @@ def test_tenant_held_by_sync_now_is_skipped_with_a_sync_log_row(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
+class RefusedTransport:
+    """Every request meets a real refused connection (a loopback port nothing listens on), as
+    httpx reports it: a ConnectError caused by ConnectionRefusedError."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.calls: list[str] = []
+
+    def handle_request(self, request):
+        import socket
+
+        import httpx
+
+        self.calls.append(request.url.path)
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+        except ConnectionRefusedError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        raise AssertionError("the closed port answered")
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_xero_unreachable_a_run_says_so_in_one_line_and_tries_each_tenant_once(tmp_path, caplog):
+    """Issue 24 §2: a refused connection is not retried, the other steps are not tried, and the
+    run's log has the sentence once, not once per tenant or step."""
+    import logging
+
+    from test_sync_e2e import connect as connect_fake, small_org
+
+    s, clock, fake, org = connect_fake(tmp_path, invoices=30, org_factory=small_org)
+    refused = RefusedTransport()
+    calls = refused.calls
+    sch = Scheduler(s, jobs=Jobs(workers=2, pool_options={"transport": refused, "clock": clock}), clock=clock)
+    with caplog.at_level(logging.INFO):
+        assert sch.run_once() == 1
+    report = sch.cycles[-1]
+    assert len(report.steps) == 2 and {st.detail for st in report.steps} == {"Xero unreachable"}
+    assert len(calls) == 2, calls  # one try per tenant: no retries, no second step
+    assert caplog.text.count(s.unreachable_hint) == 1, caplog.text
+    assert report.as_dict()["unreachable"] == s.unreachable_hint
+    with connect(s.db_path, read_only=True) as con:
+        errors = [r[0] for r in con.execute("SELECT error FROM sync_log WHERE tenant_id = ? AND status = 'skipped'",
+                                            [org]).fetchall()]
+    assert errors and set(errors) == {"not tried: Xero unreachable"}
+
+
 def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tmp_path):
     import httpx
 

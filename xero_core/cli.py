@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     rc = _run(args)
-    if rc not in (0, 130) and args.command not in ("fake-xero", "run-demo"):
+    if rc not in (0, 130) and args.command not in ("fake-xero", "run-demo") and not getattr(args, "said_unreachable", False):
         explain_unreachable()
     return rc
 

@@ -8,6 +8,8 @@ Policy, in one place:
   scope). 401 `AuthorizationUnsuccessful` (token fine, endpoint refused) -> TierRefused.
 - 429: wait Retry-After (else exponential backoff with jitter, capped at 60 s), at most 3 retries,
   then RateLimited. `X-Rate-Limit-Problem: day` -> DailyLimitReached at once.
+- A refused connection or a host name that does not resolve: XeroUnreachable at once, no retry
+  (it would only be refused again; the sync stops for this host with one sentence).
 - 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError. Writes
   (POST/PUT/PATCH) are repeated only with an Idempotency-Key header, or when the connection was
   never made; otherwise the first failure is raised as RetriableError for the caller to decide.
@@ -23,6 +25,7 @@ import json as jsonlib
 import logging
 import random
 import re
+import socket
 import threading
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +36,7 @@ import httpx
 from . import connections
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
-                     TokensUnreadable, VaultError, XeroError)
+                     TokensUnreadable, VaultError, XeroError, XeroUnreachable)
 from .settings import REAL_API_URL, Settings
 from .tokens import TokenManager
 
@@ -224,6 +227,9 @@ class XeroClient:
                     self.bytes_downloaded += len(resp.content)
                     self.limiter.observe(self.tenant_id, resp)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if unreachable(exc):
+                    raise XeroUnreachable(unreachable_sentence(self.settings, url, exc, "XERO_API_URL"),
+                                          tenant_id=self.tenant_id, method=method, endpoint=endpoint) from None
                 # A request that may have reached Xero is repeated only when repeating is harmless.
                 never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
                 if retries < MAX_RETRIES and (never_sent or repeatable):
@@ -311,6 +317,34 @@ def unreachable_message(url: str, exc: BaseException, setting: str, attempts: in
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     return (f"Xero at {where} ({setting}) {how}{tries} ({type(exc).__name__}). Check {setting} and the network, "
             "then try again later.")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """A connection refused, or a host name that does not resolve: nothing there to retry against
+    (a timeout, a reset or a TLS failure is not this: those keep their bounded retries)."""
+    return any(isinstance(e, (ConnectionRefusedError, socket.gaierror)) for e in _chain(exc))
+
+
+def unreachable_sentence(settings: Settings, url: str, exc: BaseException, setting: str) -> str:
+    """The one sentence for an unreachable Xero: the settings' own fix when they have one (mock
+    mode: how to start the fake Xero), else which address failed and how."""
+    parts = urlsplit(url)
+    if settings.unreachable_hint and parts.hostname in ("127.0.0.1", "localhost") and parts.port == settings.fake_port:
+        return settings.unreachable_hint
+    where = f"{parts.scheme}://{parts.netloc}"
+    if any(isinstance(e, socket.gaierror) for e in _chain(exc)):
+        how = f"the name {parts.hostname} does not resolve"
+    else:
+        how = "refused the connection (nothing listens there)"
+    return f"Xero at {where} ({setting}) cannot be reached: {how}. Check {setting} and the network, then sync again."
+
+
+def _chain(exc: BaseException | None):
+    for _ in range(8):
+        if exc is None:
+            return
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def limited_client(settings: Settings, tenant_id: str, *, transport=None, clock=SYSTEM_CLOCK) -> XeroClient:

@@ -9,7 +9,8 @@
     └── XeroError                a call to Xero failed; carries tenant, method, endpoint, status,
         │                        correlation id and Retry-After
         ├── RetriableError       5xx, timeouts, transport errors: try again later
-        │   └── RateLimited      429 for the minute/concurrency: wait Retry-After
+        │   ├── RateLimited      429 for the minute/concurrency: wait Retry-After
+        │   └── XeroUnreachable  connection refused or the host name does not resolve: the run stops
         ├── DailyLimitReached    429 with X-Rate-Limit-Problem: day, or our own daily budget spent
         ├── ReconnectNeeded      invalid_grant / revoked / refresh expired: a person must reconnect
         │   └── TokensUnreadable also a VaultError: the tenant's token file cannot be opened
@@ -97,6 +98,18 @@ class RetriableError(XeroError):
 
 class RateLimited(RetriableError):
     pass
+
+
+class XeroUnreachable(RetriableError):
+    """Nothing listens at Xero's address (connection refused) or its name does not resolve.
+
+    Not retried: a refusal comes back in milliseconds, so retrying only repeats it; the run stops
+    for this host and its other steps are not tried. The message is the one sentence a person
+    needs (mock mode: how to start the fake), the same for every tenant and step, so it is said
+    once and has no per-call context appended."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DailyLimitReached(XeroError):

@@ -392,6 +392,15 @@ def result_status(result: Any) -> tuple[str, str]:
     return "ok", ""
 
 
+UNREACHABLE = "Xero unreachable"
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    """`a, b, c and 12 more`: a run's list of organisations on one line."""
+    names = [n.removeprefix("sync ") for n in names]
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def _name_of(r: Any) -> str:
     get = r.get if isinstance(r, dict) else (lambda k: getattr(r, k, None))
     return str(get("tenant_name") or get("tenant_id") or "practice")
@@ -429,6 +438,7 @@ class CycleReport:
     steps: list[StepReport] = field(default_factory=list)
     interrupted: bool = False
     skipped_reason: str | None = None
+    said: list[str] = field(default_factory=list)  # Xero unreachable: its sentence, once per run
 
     @property
     def ok(self) -> bool:
@@ -443,6 +453,7 @@ class CycleReport:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "failed": sum(s.status == "failed" for s in self.steps),
+            "unreachable": self.said[0] if self.said else None,
             "steps": [s.__dict__ for s in self.steps],
         }
 
@@ -655,7 +666,9 @@ class Scheduler:
             len(report.steps),
             len(failed),
             sum(s.status == "busy" for s in report.steps),
-            "".join(f"\n  failed: {s.step}: {s.detail}" for s in failed),
+            "".join(f"\n  failed: {s.step}: {s.detail}" for s in failed if s.detail != UNREACHABLE)
+            + (f"\n  not synced, {UNREACHABLE}: {_names([s.step for s in failed if s.detail == UNREACHABLE])}"
+               if any(s.detail == UNREACHABLE for s in failed) else ""),
         )
         return report
 
@@ -703,8 +716,17 @@ class Scheduler:
                 pool.stop("the scheduler was stopped (SIGTERM or Ctrl-C)" if self.stop_requested else None)
         if self.stop_requested:
             report.interrupted = True
+        unreachable: list[str] = []  # tenants that found nothing at Xero's address: one line for all of them
         for name, job, started in submitted:
             j = J.get(self.settings, job.job_id) or job
+            sentence = (j.result or {}).get("unreachable") if j.state == "failed" else None
+            if sentence:
+                if sentence not in report.said:
+                    report.said.append(sentence)
+                unreachable.append(name)
+                report.steps.append(StepReport(f"sync {name}", j.tenant_id, "failed", UNREACHABLE, _iso(started),
+                                               _iso(self.clock.now())))
+                continue
             if j.state == "done":
                 status, detail = "ok", ("joined the job already queued" if job.joined else "")
             elif j.state == "failed":
@@ -717,6 +739,8 @@ class Scheduler:
                 log.error("sync %s failed: %s", name, detail)
             report.steps.append(StepReport(f"sync {name}", j.tenant_id, status, detail, _iso(started),
                                            _iso(self.clock.now())))
+        for sentence in report.said:
+            log.error("%s (%d organisation(s) not synced: %s)", sentence, len(unreachable), _names(unreachable))
 
     def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
         if self.jobs.pipeline:

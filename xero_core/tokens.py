@@ -25,7 +25,7 @@ import httpx
 from filelock import FileLock, Timeout
 
 from .clock import SYSTEM_CLOCK, Clock
-from .errors import FatalError, OAuthError, ReconnectNeeded, RetriableError, VaultError
+from .errors import FatalError, OAuthError, ReconnectNeeded, RetriableError, VaultError, XeroUnreachable
 from .settings import Settings
 from .vault import Vault
 
@@ -366,8 +366,12 @@ class TokenManager:
                 retry_after=_retry_after(exc.response),
             ) from None
         except httpx.TransportError as exc:
-            from .client import unreachable_message
+            from .client import unreachable, unreachable_message, unreachable_sentence
 
+            if unreachable(exc):
+                raise XeroUnreachable(unreachable_sentence(self.settings, self.settings.token_url, exc,
+                                                           "XERO_TOKEN_URL"),
+                                      tenant_id=tenant_id, method="POST", endpoint="/connect/token") from None
             raise RetriableError(
                 unreachable_message(self.settings.token_url, exc, "XERO_TOKEN_URL")
                 + " The token refresh is tried again then.",

@@ -8,6 +8,8 @@ goes through one lock, so what is printed is in the order things happened:
 - elsewhere (a pipe, CI, a log file) no cursor tricks: the line of a step under way is printed at
   most every `every` seconds per tenant, so a long journals step still shows it is moving.
 A job's end is one permanent line too (`[Org] done in 2 min 10 s`).
+When Xero cannot be reached, its sentence (what to start, what to check) is printed once, before the
+step that found out; every later mention of it, for any tenant, reads `Xero unreachable (see above)`.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import time
 from typing import Callable, TextIO
 
 ENDED = ("success", "partial", "failed", "skipped")
+SAID_ABOVE = "Xero unreachable (see above)"
 JOB_ENDED = ("done", "failed", "cancelled", "interrupted")
 
 
@@ -69,6 +72,7 @@ class LiveProgress:
         self.last_plain: dict[str, tuple] = {}  # tenant -> (when, step) of its last line off a terminal
         self.position: dict[str, tuple] = {}  # tenant -> (step, its number, steps in the plan)
         self.drawn = 0  # lines of the live block on screen now
+        self.said: set[str] = set()  # sentences printed once already (Xero unreachable)
 
     def label(self, tenant_id: str) -> str:
         name = self.names.get(tenant_id) or (tenant_id or "")[:8]
@@ -84,9 +88,13 @@ class LiveProgress:
         with self.lock:
             self.started.setdefault(tenant, self.now())
             permanent: list[str] = []
+            sentence = ev.get("unreachable")
+            if sentence and sentence not in self.said:
+                self.said.add(sentence)
+                permanent.append(sentence)
             if status in JOB_ENDED and ev.get("job_ended"):
                 took = duration(self.now() - self.started.pop(tenant, self.now()))
-                why = f": {ev['message']}" if ev.get("message") and status != "done" else ""
+                why = f": {self.once(ev['message'])}" if ev.get("message") and status != "done" else ""
                 permanent.append(f"{head} {status} in {took}{why}")
                 self.active.pop(tenant, None)
                 self.last_plain.pop(tenant, None)
@@ -106,6 +114,10 @@ class LiveProgress:
                     permanent.append(line)
                     self.last_plain[tenant] = (self.now(), ev.get("step"))
             self._render(permanent)
+
+    def once(self, text: str) -> str:
+        """`text`, or a pointer to it when it was printed already."""
+        return SAID_ABOVE if text in self.said else text
 
     def say(self, line: str) -> None:
         """A permanent line of the caller's own (joined a job, stopping), above the live block."""

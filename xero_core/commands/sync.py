@@ -20,7 +20,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
 
 from ..settings import load_settings
-from .live import LiveProgress
+from .live import SAID_ABOVE, LiveProgress
 
 DEMO_SEED = 42
 # Measured against the fake at Xero's 60 calls/minute: the demo organisation's first sync costs
@@ -79,14 +79,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_demo)
 
 
-def _print_summary(docs: list[dict]) -> None:
+def _print_summary(docs: list[dict], said: set[str] | frozenset = frozenset()) -> None:
+    """Per tenant and step. A sentence said already (Xero unreachable) is said once, first."""
+    said = set(said)
+    for r in docs:
+        if r.get("unreachable") and r["unreachable"] not in said:
+            said.add(r["unreachable"])
+            print(r["unreachable"], file=sys.stderr)
+
+    def once(text: str) -> str:
+        return SAID_ABOVE if text in said else text
+
     for r in docs:
         print(f"{r.get('tenant_name') or r['tenant_id']} ({r.get('tenant_type') or '?'}): {r.get('status')}"
               + (f"  [job {r['job_id'][:8]} {r['job_state']}]" if r.get("job_id") else ""), file=sys.stderr)
         if r.get("job_error"):
-            print(f"  {r['job_error']}", file=sys.stderr)
+            print(f"  {once(r['job_error'])}", file=sys.stderr)
         for s in r.get("steps") or []:
-            extra = f"  {s['error']}" if s.get("error") else ""
+            extra = f"  {once(s['error'])}" if s.get("error") else ""
             print(f"  {s['step']:<12} {s['status']:<8} rows={s.get('rows', 0):<7} calls={s.get('api_calls', 0):<5} "
                   f"bytes={s.get('bytes_downloaded', 0)}{extra}", file=sys.stderr)
 
@@ -102,12 +112,12 @@ def _job_doc(job) -> dict:
     return d
 
 
-def _emit_docs(docs: list[dict], as_json: bool) -> int:
+def _emit_docs(docs: list[dict], as_json: bool, said: set[str] | frozenset = frozenset()) -> int:
     ok = bool(docs) and all(d.get("ok") for d in docs)
     if as_json:
         print(json.dumps({"ok": ok, "tenants": docs}, indent=2, default=str))
     else:
-        _print_summary(docs)
+        _print_summary(docs, said)
     return 0 if ok else 1
 
 
@@ -217,8 +227,12 @@ def run_sync(args: argparse.Namespace) -> int:
     who = os.environ.get("USER") or os.environ.get("USERNAME")
     requests = [SyncRequest(t, only=only, weeks=args.weeks, week_ending=week_ending, trigger="cli",
                             requested_by=f"cli:{who}" if who else "cli") for t in tenants]
-    jobs = run_requests(settings, requests, names=names, progress=LiveProgress(names))
-    return _emit_docs([_job_doc(j) for j in jobs], args.json)
+    progress = LiveProgress(names)
+    jobs = run_requests(settings, requests, names=names, progress=progress)
+    docs = [_job_doc(j) for j in jobs]
+    # Said already (mock mode's "start the fake"): cli.main need not probe and say it again.
+    args.said_unreachable = any(d.get("unreachable") for d in docs)
+    return _emit_docs(docs, args.json, progress.said)
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -360,5 +374,9 @@ def run_demo(args: argparse.Namespace) -> int:
     conns = [c for c in list_connections(settings) if c.get("status") == "connected"]
     names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
     requests = [SyncRequest(t, only=only, weeks=args.weeks, trigger="cli", requested_by="demo") for t in names]
-    jobs = run_requests(settings, requests, names=names, progress=LiveProgress(names))
-    return _emit_docs([_job_doc(j) for j in jobs], args.json)
+    progress = LiveProgress(names)
+    jobs = run_requests(settings, requests, names=names, progress=progress)
+    docs = [_job_doc(j) for j in jobs]
+    # Said already (mock mode's "start the fake"): cli.main need not probe and say it again.
+    args.said_unreachable = any(d.get("unreachable") for d in docs)
+    return _emit_docs(docs, args.json, progress.said)

@@ -59,6 +59,8 @@ def backfill_workers_setting(settings) -> int:
 
 
 def _first_problem(result: dict) -> str | None:
+    if result.get("unreachable"):  # the one sentence, not repeated per step
+        return result["unreachable"]
     if result.get("reconnect"):
         return result["reconnect"]
     if result.get("busy"):

@@ -114,6 +114,7 @@ class SyncResult:
     busy: str | None = None  # another sync held the tenant: who
     reconnect: str | None = None  # the connection needs a person: the reason and the fix
     cancelled: str | None = None  # stopped on request (cancel or shutdown): why
+    unreachable: str | None = None  # Xero's address refused or did not resolve: the one sentence saying so
 
     @property
     def ok(self) -> bool:
@@ -136,7 +137,7 @@ class SyncResult:
         return {
             "tenant_id": self.tenant_id, "tenant_name": self.tenant_name, "tenant_type": self.tenant_type,
             "run_id": self.run_id, "trigger": self.trigger, "status": self.status, "ok": self.ok, "busy": self.busy,
-            "reconnect": self.reconnect, "cancelled": self.cancelled,
+            "reconnect": self.reconnect, "cancelled": self.cancelled, "unreachable": self.unreachable,
             "api_calls": sum(s.api_calls for s in self.steps),
             "bytes_downloaded": sum(s.bytes_downloaded for s in self.steps),
             "steps": [s.to_dict() for s in self.steps],

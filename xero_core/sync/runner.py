@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from .. import db
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import DailyLimitReached, LedgerlinkError, ReconnectNeeded, TierRefused, XeroError
+from ..errors import DailyLimitReached, LedgerlinkError, ReconnectNeeded, TierRefused, XeroError, XeroUnreachable
 from . import store
 from .context import StepContext, StepOutcome, StepResult, SyncCancelled, SyncResult, checkpoint
 from .locks import SyncBusy, tenant_lock
@@ -33,6 +33,7 @@ DB_FIRST_TIMEOUT = 2.0  # the first open of a run: soon enough to say "waiting f
 DB_RETRY_TIMEOUT = 5.0  # each later try while another process holds the file
 DB_MAX_WAIT = 6 * 3600.0  # a notebook left open over lunch: wait, never fail; a day-long hold does
 DB_STEP_ATTEMPTS = 3  # a step that met a held database is run again (from its cursor) this often
+NOT_TRIED = "not tried: Xero unreachable"  # the steps after one that found nothing at Xero's address
 
 
 def parse_only(only: str | Iterable[str] | None) -> set[str] | None:
@@ -218,7 +219,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                                    error=stop_reason, started_at=started, finished_at=started, period=step_period)
                     result.steps.append(StepResult(name, "skipped", error=stop_reason + (f"; {note}" if note else ""),
                                                    started_at=started, finished_at=started))
-                    emit(name, "skipped", stop_reason)
+                    emit(name, "skipped", f"{name}: skipped ({stop_reason})", index=i + 1, steps=len(steps))
                     continue
                 # One sync_log row per step, written when it ends (opening DuckDB costs tens of ms;
                 # the app follows a running sync through `progress`).
@@ -314,8 +315,13 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                         _note_unlogged(sr, log_row(**row))
                 note = (detail or {}).get("note") if status == "success" and isinstance(detail, dict) else None
                 said = f" ({error})" if error else f", {rows or 0:,} rows" + (f" ({note})" if note else "")
+                extra = {}
+                if stop_reason == NOT_TRIED and result.unreachable is None and error:
+                    # The sentence travels once, beside the event; the step's own line stays short.
+                    result.unreachable = extra["unreachable"] = error
+                    said = " (Xero unreachable)"
                 emit(name, status, f"{name}: {status}{said}", (i + 1) / max(len(steps), 1), rows=rows,
-                     index=i + 1, steps=len(steps))
+                     index=i + 1, steps=len(steps), **extra)
                 checkpoint(f"step:{name}:done")
             if stop_reason and ((cancel and cancel()) or (stop and stop())):
                 result.cancelled = stop_reason
@@ -399,6 +405,8 @@ def _describe(exc: BaseException, stop_reason: str | None) -> tuple[str, str | N
             when = getattr(exc, "resumes_at", None)
             msg = f"daily budget reached, resumes at {when:%Y-%m-%d %H:%M} UTC" if when else f"daily budget reached ({msg})"
         return msg, msg
+    if isinstance(exc, XeroUnreachable):
+        return str(exc), NOT_TRIED
     if isinstance(exc, ReconnectNeeded):
         msg = f"reconnect needed: {exc}"
         return msg, msg
