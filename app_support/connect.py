@@ -97,8 +97,6 @@ def token_summary(s: Settings, tenant_id: str) -> TokenSummary:
 
     try:
         facts = engine.token_summary(s, tenant_id)
-    except engine.NotAvailable:
-        return TokenSummary("details not available yet")
     except VaultError as exc:  # the connection row says connected, but no sync can run (issue 14)
         return TokenSummary("cannot be read", str(exc), unusable=True)
     if not facts or not facts.get("has_tokens"):

@@ -27,8 +27,6 @@ from xero_core.errors import (
 )
 from xero_core.settings import SettingsError
 
-from .engine import NotAvailable
-
 log = logging.getLogger("ledgerlink.app")
 
 # The sentences already shown in this script run: a damaged database or an unwritable data dir
@@ -81,7 +79,7 @@ def say(exc: BaseException) -> str:
 
 
 def show(exc: BaseException) -> None:
-    if not isinstance(exc, (LedgerlinkError, SettingsError, NotAvailable)):
+    if not isinstance(exc, (LedgerlinkError, SettingsError)):
         # A disk problem that reached the page untranslated (a folder in the way, a full disk, a
         # damaged file) is still a sentence naming the file and the fix, not "something unexpected".
         from xero_core.storage import as_storage_error
@@ -90,9 +88,7 @@ def show(exc: BaseException) -> None:
         if se is not None:
             log.warning("storage problem on an admin page: %s", se)
             exc = se
-    if isinstance(exc, NotAvailable):
-        st.info(f"{exc} The other pages keep working.", icon=":material/hourglass_empty:")
-    elif isinstance(exc, (LedgerlinkError, SettingsError)):
+    if isinstance(exc, (LedgerlinkError, SettingsError)):
         text = say(exc)
         shown = _SHOWN.get()
         if shown is not None and isinstance(exc, StorageError):

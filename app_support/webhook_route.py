@@ -35,9 +35,6 @@ def _handle(raw: bytes, signature: str | None) -> int:
         worker = _worker.get("worker")
         return int(engine.handle_webhook(settings, raw, signature,
                                          on_spooled=worker.wake if worker is not None else None))
-    except engine.NotAvailable:
-        log.error("webhook received but the receiver is not in this build")
-        return 503
     except Exception:
         log.exception("webhook handling failed")
         return 503  # Xero retries a 5xx; the delivery is not lost

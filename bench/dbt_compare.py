@@ -104,7 +104,7 @@ def sync_fake(work: Path, invoices: int | None, weeks: int):
     from xero_core import oauth
     from xero_core.fake import FakeClock, FakeXero
     from xero_core.settings import load_settings
-    from xero_core.sync.runner import sync_all
+    from xero_core.engine import Engine
 
     clock = FakeClock(datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc))
     fake = FakeXero(seed=42, today=TODAY, clock=clock, invoices=invoices)
@@ -113,7 +113,7 @@ def sync_fake(work: Path, invoices: int | None, weeks: int):
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)), transport=fake.transport(),
                                      clock=clock)
     org = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
-    res = sync_all(s, org, weeks=weeks, transport=fake.transport(), clock=clock, trigger="cli")
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org, weeks=weeks, trigger="cli")
     if not res.ok:
         raise SystemExit(f"sync failed: {res.to_dict()}")
     return s, fake, org

@@ -6,7 +6,7 @@ Processes (each its own DuckDB client: the file lock is per process, which is th
   fake       the fake Xero (3 organisations + 1 Practice Manager) served on a loopback port
   webhooks   the standalone webhook receiver (xero_core.practice.webhook_server) and its worker
   scheduler  `scheduler.py --once` in a loop (every organisation, then the practice workflows)
-  manual     "Sync now": sync_all(trigger="manual") for a random organisation at random moments
+  manual     "Sync now": Engine.sync(trigger="manual") for a random organisation at random moments
   reader     a notebook's reads: xero_core.analysis when present, else the contract tables in SQL
   pages      the admin app's pages rendered again and again (streamlit AppTest) with errors collected
 and this process, which injects faults (429s, 500/503, dropped connections, an expired token, a
@@ -190,9 +190,9 @@ def role_scheduler(r: Role) -> None:
 
 
 def role_manual(r: Role) -> None:
-    """The app's "Sync now": the same sync_all, trigger manual, at random."""
+    """The app's "Sync now": the same Engine.sync, trigger manual, at random."""
     from xero_core.connections import list_connections
-    from xero_core.sync.runner import sync_all
+    from xero_core.engine import Engine
 
     s = settings()
     outcomes = Counter()
@@ -204,7 +204,7 @@ def role_manual(r: Role) -> None:
             orgs = [c["tenant_id"] for c in list_connections(s) if c.get("tenant_type") == "ORGANISATION"]
             if not orgs:
                 continue
-            res = sync_all(s, random.choice(orgs), trigger="manual")
+            res = Engine(s).sync(random.choice(orgs), trigger="manual")
             outcomes["busy" if res.busy else ("ok" if res.ok else "step failed")] += 1
             for st in res.steps:
                 if st.error and LOCK_PATTERNS.search(st.error):
@@ -486,7 +486,7 @@ class Soak:
     def conclude(self, victim: str | None, elapsed: float) -> dict:
         from xero_core import db
         from xero_core.connections import list_connections
-        from xero_core.sync.runner import sync_all
+        from xero_core.engine import Engine
 
         s = self.settings()
         # let the receiver's worker finish moving the spool, then stop it
@@ -514,7 +514,7 @@ class Soak:
 
         with ThreadPoolExecutor(len(self.truth.orgs)) as pool:
             done = dict(zip([o.tenant_id for o in self.truth.orgs], pool.map(
-                lambda tid: sync_all(s, tid, trigger="manual"), [o.tenant_id for o in self.truth.orgs])))
+                lambda tid: Engine(s).sync(tid, trigger="manual"), [o.tenant_id for o in self.truth.orgs])))
         final = {tid: {"ok": res.ok, "busy": res.busy,
                        "errors": [f"{st.step}: {st.status}: {st.error}" for st in res.steps
                                   if st.status != "success" and not getattr(st, "benign_skip", False)]}

@@ -29,7 +29,7 @@ from xero_core import oauth  # noqa: E402
 from xero_core.fake.app import FakeXero  # noqa: E402
 from xero_core.fake.clock import FakeClock  # noqa: E402
 from xero_core.settings import load_settings  # noqa: E402
-from xero_core.sync.runner import sync_all  # noqa: E402
+from xero_core.engine import Engine  # noqa: E402
 
 TODAY = date(2026, 11, 26)
 
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     v0 = clock.time()
     t0 = time.perf_counter()
     with PeakRSS() as peak:
-        res = sync_all(s, tenant, weeks=args.weeks, transport=transport, clock=clock, progress=progress)
+        res = Engine(s, transport=transport, clock=clock).sync(tenant, weeks=args.weeks, progress=progress)
     wall = time.perf_counter() - t0
     virtual_min = (clock.time() - v0) / 60
 

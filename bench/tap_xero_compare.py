@@ -33,7 +33,7 @@ from xero_core.commands.sync import connect_via_consent_form  # noqa: E402
 from xero_core.fake.app import FakeXero  # noqa: E402
 from xero_core.fake.server import serve  # noqa: E402
 from xero_core.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, load_settings  # noqa: E402
-from xero_core.sync.runner import sync_all  # noqa: E402
+from xero_core.engine import Engine  # noqa: E402
 
 STREAMS = ("accounts", "contacts", "invoices", "journals")
 TODAY = date(2026, 11, 26)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
 
         # Ledgerlink
         n0, v0, t0 = fake.api_calls(tenant), clock.time(), time.perf_counter()
-        res = sync_all(s, tenant, only=",".join(STREAMS), clock=clock, trigger="cli")
+        res = Engine(s, clock=clock).sync(tenant, only=",".join(STREAMS), trigger="cli")
         out["ledgerlink"] = {
             "ok": res.ok, "api_calls": fake.api_calls(tenant) - n0, "wall_s": round(time.perf_counter() - t0, 1),
             "virtual_min": round((clock.time() - v0) / 60, 1),

@@ -4,7 +4,7 @@
 
 For each size: one fake Xero with N small organisations (about 220 invoices, 1,200 bank
 transactions and 1,600 journals each, two years of history), one consent connecting all of them,
-then every organisation's first full sync (`sync_all`, every step) at once on a pool of worker
+then every organisation's first full sync (`Engine.sync`, every step) at once on a pool of worker
 threads, through the real client, token manager and shared rate limiter (per tenant 57/min and 5
 in flight, app-wide 9,500/min: our margins under Xero's 60 and 10,000), into one DuckDB file.
 
@@ -46,7 +46,7 @@ from simclock import SimClock  # noqa: E402
 from xero_core import oauth  # noqa: E402
 from xero_core.fake import FakeXero  # noqa: E402
 from xero_core.settings import load_settings  # noqa: E402
-from xero_core.sync.runner import sync_all  # noqa: E402
+from xero_core.engine import Engine  # noqa: E402
 
 TODAY = date(2026, 11, 26)
 XERO_TENANT_MINUTE, XERO_APP_MINUTE = 60, 10_000
@@ -80,7 +80,6 @@ def run_pool(s, orgs: list[str], *, weeks: int | None, transport, clock: SimCloc
     """Every organisation's sync as a job, run by the product's own WorkerPool with its own thread
     settings (XERO_SYNC_WORKERS, XERO_BACKFILL_WORKERS), as the scheduler runs them. Each claimed job
     counts as a worker of the simulated clock from its claim to its end."""
-    from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
     from xero_core.pipeline.worker import WorkerPool
 
@@ -100,7 +99,8 @@ def run_pool(s, orgs: list[str], *, weeks: int | None, transport, clock: SimCloc
                 registered.pop(job.job_id).__exit__(None, None, None)
 
     registered: dict = {}
-    ids = [J.enqueue(s, SyncRequest(t, weeks=weeks, trigger="scheduler")).job_id for t in orgs]
+    engine = Engine(s, transport=transport, clock=clock)
+    ids = [engine.submit(SyncRequest(t, weeks=weeks, trigger="scheduler")) for t in orgs]
     pool = SimPool(s, label="bench", job_ids=ids, transport=transport, clock=clock)
     try:
         done = pool.run_until_done(ids)
@@ -146,9 +146,11 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, p
     cpu0, real0, v0 = time.process_time(), time.perf_counter(), clock.time()
     fake_cpu0 = fake_cpu[0]
 
+    engine = Engine(s, transport=transport, clock=clock)
+
     def one(tid: str):
         with clock.worker():
-            results[tid] = sync_all(s, tid, weeks=weeks, trigger="scheduler", transport=transport, clock=clock)
+            results[tid] = engine.sync(tid, weeks=weeks, trigger="scheduler")
 
     pool_info = None
     if pool:
@@ -232,7 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep each run's data dir and print where")
     ap.add_argument("--pool", action="store_true",
                     help="run the syncs as jobs through the product's WorkerPool (the scheduler's path: every "
-                         "step of the pipeline, its own thread settings) instead of --workers threads of sync_all")
+                         "step of the pipeline, its own thread settings) instead of --workers threads of Engine.sync")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process, JSON out
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -1,7 +1,7 @@
 """Data: a quick look that a sync worked — weekly P&L, revenue mix and cash position."""
 import streamlit as st
 
-from app_support import data_view, engine, widgets
+from app_support import data_view, widgets
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
 from xero_core.errors import LedgerlinkError
@@ -37,8 +37,6 @@ pnl_tab, mix_tab, cash_tab = st.tabs(["Weekly P&L", "Revenue mix", "Cash positio
 with pnl_tab, shown_errors():
     try:
         pnl = data_view.weekly_pnl(db, tid)
-    except engine.NotAvailable:
-        raise
     except LedgerlinkError:  # analysis.NoDataYet and friends: nothing synced for this organisation
         nothing_yet("weekly P&L")
     else:
@@ -50,8 +48,6 @@ with mix_tab, shown_errors():
     weeks = st.slider("Weeks", 1, 26, 4, key="mix_weeks")
     try:
         mix = data_view.revenue_mix(db, tid, weeks)
-    except engine.NotAvailable:
-        raise
     except LedgerlinkError:
         nothing_yet("sales invoices")
     else:

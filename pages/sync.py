@@ -95,7 +95,7 @@ def _draw_jobs() -> None:
 
 
 st.subheader("Syncs under way and just finished")
-live = bool(engine.active_jobs(s)) if engine.active_jobs.available() else False
+live = bool(engine.active_jobs(s))
 st.session_state["_jobs_live"] = live
 st.fragment(_draw_jobs, run_every=REFRESH if live else None)()
 

@@ -12,7 +12,7 @@ def _queue(at):
 
 
 def test_clients_page_shows_the_reconciliation_and_the_push_queue(app_settings, fake_xero):
-    from xero_core.pipeline.run import sync_tenant
+    from xero_core.engine import Engine
     from xero_core.practice import clients as C
     from xero_core.practice import documents as D
 
@@ -22,7 +22,7 @@ def test_clients_page_shows_the_reconciliation_and_the_push_queue(app_settings, 
     at = open_page("clients")
     assert "No reconciliation yet" in texts(at)
 
-    result = sync_tenant(app_settings, org, only="contacts")  # contacts, then the clients step
+    result = Engine(app_settings).sync(org, only="contacts")  # contacts, then the clients step
     report = next(s.detail for s in result.steps if s.step == "clients")
     assert report["imported"] > 0 and report["skipped_by_reason"]["supplier_only"] > 0
     loose = C.add_client(app_settings, "Nobody In Xero Pty Ltd")

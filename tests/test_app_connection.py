@@ -214,15 +214,6 @@ def test_unexpected_errors_show_no_traceback(app_settings, monkeypatch):
     assert "/secret/path" not in msg and not at.exception
 
 
-def test_missing_engine_module_says_not_available(app_settings, monkeypatch):
-    from app_support import engine
-
-    monkeypatch.setattr(engine, "list_campaigns", engine._e("practice.not_there", "list_campaigns", "Campaigns"))
-    with pytest.raises(engine.NotAvailable, match="Campaigns is not available yet"):
-        engine.list_campaigns(app_settings, "t")
-    assert not engine.list_campaigns.available()
-
-
 def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     from xero_core import db
     from xero_core.connections import list_connections

@@ -18,7 +18,7 @@ from xero_core.practice import clients as C
 from xero_core.practice import documents as D
 from xero_core.practice.matching import is_government, is_placeholder, reconcile_contacts, skip_reason
 from xero_core.practice.run import reconcile_stored_contacts as run_reconcile
-from xero_core.pipeline.run import sync_tenant
+from xero_core.engine import Engine
 
 TODAY = date(2026, 11, 30)
 
@@ -36,7 +36,7 @@ def connected(make_settings, **fake_kw):
 
 def sync(x, tenant, only) -> dict | None:
     """A sync of these steps (contacts bring the clients step along); the clients step's report."""
-    r = sync_tenant(x.s, tenant, only=only, transport=x.t, clock=x.clock, trigger="manual")
+    r = Engine(x.s, transport=x.t, clock=x.clock).sync(tenant, only=only, trigger="manual")
     assert r.status == "success", r.to_dict()
     return next((st.detail for st in r.steps if st.step == "clients"), None)
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from xero_core import db
+from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
 from xero_core.pipeline import plan as P
 from xero_core.pipeline.request import SyncRequest
@@ -150,8 +151,8 @@ def test_the_app_servers_background_pool_is_one_per_process_and_runs_queued_jobs
     try:
         pool = worker.ensure_background_pool(s, transport=fake.transport(), clock=clock)
         assert worker.ensure_background_pool(s) is pool, "idempotent per process and data dir"
-        job = worker.submit(s, SyncRequest(org, only=P.parse_only("accounts"), trigger="manual", requested_by="admin"))
-        (done,) = J.wait(s, [job.job_id], timeout=120)
+        job_id = Engine(s).submit(org, only="accounts", trigger="manual", requested_by="admin")
+        (done,) = J.wait(s, [job_id], timeout=120)
         assert done.state == "done" and done.owner_label == "app" and done.requested_by == "admin"
     finally:
         worker.stop_background_pools()

@@ -15,7 +15,7 @@ from xero_core.db import connect
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
-from xero_core.pipeline.run import sync_practices as sync_all_practices
+from xero_core.engine import Engine
 from xero_core.practice import webhooks as W
 from xero_core.practice import xpm as X
 from xero_core.practice.webhook_server import serve
@@ -40,8 +40,8 @@ def x(make_settings):
 
 
 def run(x, tenant_id=None):
-    res = sync_all_practices(x.s, trigger="manual", transport=x.t, clock=x.clock, tenant_id=tenant_id)
-    return {r["tenant_type"]: r for r in res}
+    res = Engine(x.s, transport=x.t, clock=x.clock).sync_practices(trigger="manual", tenant_id=tenant_id)
+    return {r.tenant_type: r.to_dict() for r in res}
 
 
 def q(x, sql, *params):

@@ -21,7 +21,7 @@ from xero_core.errors import OAuthError
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
-from xero_core.pipeline.run import sync_practices as sync_all_practices
+from xero_core.engine import Engine
 from xero_core.practice import webhooks as W
 from xero_core.sync.runner import sync_all
 
@@ -92,8 +92,8 @@ def test_full_run_leaves_no_secret_in_logs_files_or_duckdb(make_settings, caplog
     clock.advance(1700)
     sync_all(s, org, only="contacts,invoices", transport=t, clock=clock)
     fake.expire_tokens()
-    res = sync_all_practices(s, transport=t, clock=clock)
-    assert all(r["status"] in ("success", "partial", "skipped") for r in res), res
+    res = Engine(s, transport=t, clock=clock).sync_practices()
+    assert all(r.status in ("success", "partial", "skipped") for r in res), res
 
     # webhooks: a good batch (processed: re-fetches the contact and invoice) and a forged one
     contact = fake.org(org).contacts[0]
@@ -168,8 +168,8 @@ def test_hostile_names_from_xero_are_just_data(make_settings):
     for i, name in enumerate(HOSTILE):
         o.add_contact(name, clock.now(), email=f"evil{i}@example.com")
     before = tables(s)
-    res = sync_all_practices(s, transport=cap.transport(), clock=clock)
-    assert {r["tenant_type"]: r["status"] for r in res}["ORGANISATION"] == "success", res
+    res = Engine(s, transport=cap.transport(), clock=clock).sync_practices()
+    assert {r.tenant_type: r.status for r in res}["ORGANISATION"] == "success", res
     after = tables(s)
     assert set(after) == set(before)  # no table dropped or added
     with db.connect(s.db_path, read_only=True) as con:

@@ -234,10 +234,10 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
 
 def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core", org_factory=small_org)
-    from xero_core.pipeline.run import sync_tenants
+    from xero_core.engine import Engine
 
-    results = sync_tenants(s, trigger="scheduler", transport=fake.transport(), clock=clock,
-                           only="pnl,journals,xpm", weeks=1)
+    results = Engine(s, transport=fake.transport(), clock=clock).sync_all(trigger="scheduler", only="pnl,journals,xpm",
+                                                                          weeks=1)
     by_type = {r.tenant_type: r for r in results}
     org = by_type["ORGANISATION"]
     st = {x.step: x for x in org.steps}

@@ -61,6 +61,7 @@ from typing import Any, Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from .clock import SYSTEM_CLOCK, Clock
+from .engine import Engine
 from .errors import LedgerlinkError
 from .settings import Settings
 
@@ -315,9 +316,7 @@ def _default_organisations(settings: Settings) -> list[tuple[str, str, str]]:
 
 def _default_sync_tenant(settings: Settings, tenant_id: str, *, trigger: str, only: Iterable[str] | None = None) -> Any:
     """One tenant's whole pipeline, in this thread (cycles of the real engine go through jobs)."""
-    from .pipeline.run import sync_tenant
-
-    return sync_tenant(settings, tenant_id, only=list(only) if only else None, trigger=trigger)
+    return Engine(settings).sync(tenant_id, only=list(only) if only else None, trigger=trigger)
 
 
 def _default_sync_practices(settings: Settings, *, trigger: str) -> Any:
@@ -680,8 +679,8 @@ class Scheduler:
         from .pipeline import jobs as J
         from .pipeline.plan import parse_only
         from .pipeline.request import SyncRequest
-        from .pipeline.worker import WorkerPool
 
+        engine = self._engine()
         try:
             conns = list_connections(self.settings)
         except Exception as exc:
@@ -693,8 +692,8 @@ class Scheduler:
             name = c.get("tenant_name") or c["tenant_id"]
             started = self.clock.now()
             try:
-                job = J.enqueue(self.settings, SyncRequest(c["tenant_id"], only=only_set, trigger=TRIGGER,
-                                                           requested_by=f"scheduler:{report.kind}"), tenant_name=name)
+                job = engine.enqueue(SyncRequest(c["tenant_id"], only=only_set, trigger=TRIGGER,
+                                                 requested_by=f"scheduler:{report.kind}"), tenant_name=name)
             except Exception as exc:
                 self._failed(report, f"sync {name}", c["tenant_id"], exc, started)
                 continue
@@ -707,8 +706,8 @@ class Scheduler:
         self._safe_update(current={"kind": report.kind, "step": f"syncing {len(ids)} tenant(s)", "jobs": ids,
                                    "since": _iso(self.clock.now())})
         own = self._pool is None
-        pool = self._pool or WorkerPool(self.settings, workers=self.jobs.workers, label="scheduler", job_ids=ids,
-                                        **self.jobs.pool_options)
+        pool = self._pool or engine.pool(workers=self.jobs.workers, label="scheduler", job_ids=ids,
+                                         **self._pool_options())
         try:
             pool.run_until_done(ids, stop=self._stop)
         finally:
@@ -774,6 +773,13 @@ class Scheduler:
                 continue
             report.steps.append(StepReport(name, tenant_id, status, detail, _iso(started), _iso(self.clock.now())))
 
+    def _engine(self) -> Engine:
+        opts = self.jobs.pool_options
+        return Engine(self.settings, transport=opts.get("transport"), clock=opts.get("clock"))
+
+    def _pool_options(self) -> dict:
+        return {k: v for k, v in self.jobs.pool_options.items() if k not in ("transport", "clock")}
+
     def _failed(self, report: CycleReport, name: str, tenant_id: str | None, exc: Exception, started: datetime | None = None) -> None:
         from .redaction import redact
 
@@ -828,9 +834,8 @@ class Scheduler:
             prior = _load(state_path(s))
             if self.jobs.pipeline:
                 # Runs the daily cycles' jobs and whatever the app or the CLI queues, until stopped.
-                from .pipeline.worker import WorkerPool
-
-                self._pool = WorkerPool(s, workers=self.jobs.workers, label="scheduler", **self.jobs.pool_options).start()
+                self._pool = self._engine().pool(workers=self.jobs.workers, label="scheduler",
+                                                 **self._pool_options()).start()
             self._heartbeat(
                 force=True,
                 pid=os.getpid(),

@@ -251,12 +251,27 @@ def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
     return lines
 
 
+def _practice_docs(results) -> list[dict]:
+    """SyncResults of the practice steps as the commands print them (and their --json)."""
+    out = []
+    for result in results:
+        d = result.to_dict()
+        doc = {"tenant_id": result.tenant_id, "tenant_name": result.tenant_name,
+               "tenant_type": (result.tenant_type or "").upper(),
+               **{k: d[k] for k in ("status", "steps", "busy", "run_id")}}
+        clients = next((s for s in result.steps if s.step == "clients"), None)
+        if clients is not None:
+            doc["clients"] = clients.detail
+        out.append(doc)
+    return out
+
+
 def cmd_practice_sync(args) -> int:
-    from ..pipeline.run import sync_practices as sync_all_practices
+    from ..engine import Engine
     from ..practice import clients as C
 
     settings = load_settings()
-    res = sync_all_practices(settings, trigger="cli")
+    res = _practice_docs(Engine(settings).sync_practices(trigger="cli"))
     reports = {r["tenant_id"]: r for r in C.last_reconciliations(settings)}
     for r in res:
         last = reports.get(r["tenant_id"])
@@ -348,7 +363,7 @@ def cmd_documents_list(args) -> int:
 # -- xpm -----------------------------------------------------------------------------------------
 def cmd_xpm_sync(args) -> int:
     from ..connections import list_connections
-    from ..pipeline.run import sync_practices as sync_all_practices
+    from ..engine import Engine
 
     settings = load_settings()
     pms = [c["tenant_id"] for c in list_connections(settings) if (c.get("tenant_type") or "").upper() == "PRACTICEMANAGER"
@@ -358,7 +373,7 @@ def cmd_xpm_sync(args) -> int:
         return 1
     res = []
     for tid in pms:
-        res += sync_all_practices(settings, trigger="cli", tenant_id=tid)
+        res += _practice_docs(Engine(settings).sync_practices(trigger="cli", tenant_id=tid))
     _out(args, res, [f"{r['tenant_name']}: " + ", ".join(f"{s['step']} {s['status']}" + (f" ({s['error']})" if s.get("error") else "")
                                                         for s in r["steps"]) for r in res])
     return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1

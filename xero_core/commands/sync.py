@@ -128,10 +128,11 @@ def _emit(results, as_json: bool) -> int:
 def run_requests(settings, requests: list, *, names: dict, progress, transport=None, clock=None) -> list:
     """Queue the requests (or join the tenants' jobs), run the new ones here, follow the others;
     returns the finished jobs in the order asked. Ctrl-C: stop after the current step."""
-    from ..pipeline import jobs as J
-    from ..pipeline.worker import WorkerPool, workers_setting
+    from ..engine import Engine  # here, not at the top: `--help` and `status` need no DuckDB or polars
+    from ..pipeline.worker import workers_setting
 
-    submitted = [J.enqueue(settings, r, tenant_name=names.get(r.tenant_id)) for r in requests]
+    eng = Engine(settings, transport=transport, clock=clock)
+    submitted = eng.submit_all(requests, names=names)
     for job in submitted:
         if job.joined:
             who = (f"{job.owner_label or 'a'} process {job.owner_pid} on {job.owner_host}" if job.owner_pid
@@ -139,8 +140,7 @@ def run_requests(settings, requests: list, *, names: dict, progress, transport=N
             progress.say(f"[{progress.label(job.tenant_id)}] joined {job.state} job {job.job_id[:8]} "
                          f"({job.trigger}, {job.request.describe()}) run by {who}; following it")
     ids = [j.job_id for j in submitted]
-    pool = WorkerPool(settings, workers=min(workers_setting(settings), len(ids)), label="cli", job_ids=ids,
-                      transport=transport, clock=clock, echo=progress)
+    pool = eng.pool(workers=min(workers_setting(settings), len(ids)), label="cli", job_ids=ids, echo=progress)
     mine: set[str] = set()
     last_msg: dict[str, str] = {}
 
@@ -166,7 +166,7 @@ def run_requests(settings, requests: list, *, names: dict, progress, transport=N
     except KeyboardInterrupt:
         progress.say("stopping after the current step (Ctrl-C again to force)...")
         pool.stop("the sync was stopped from the terminal (Ctrl-C)")
-        done = [J.get(settings, i) for i in ids]
+        done = [eng.job(i) for i in ids]
     else:
         pool.stop()
     finally:

@@ -1,4 +1,5 @@
-"""Worker pools: threads that claim queued jobs and run them through `run_sync`.
+"""Worker pools: threads that claim queued jobs and run them through `run_sync` (`Engine.pool()`
+builds one; `Engine.submit` queues the jobs).
 
 Who runs jobs
 - the scheduler process (`scheduler.py`) runs a pool for its whole life: its own daily cycles and
@@ -30,7 +31,6 @@ import time
 from datetime import date
 from typing import Callable, Iterable
 
-from .. import db
 from ..clock import Clock
 from ..errors import LedgerlinkError
 from . import jobs as J
@@ -255,10 +255,8 @@ class WorkerPool:
             return self._stop_reason if self._stopping.is_set() else None
 
         try:
-            # Jobs running at once share one open database instead of opening it per write (db.shared).
-            with db.shared(settings.db_path):
-                result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
-                                  progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
+            result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
+                              progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
             if isinstance(exc, LedgerlinkError):  # a sentence already says what and what to do
                 log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, exc)
@@ -317,6 +315,3 @@ def stop_background_pools(reason: str | None = None) -> None:
         p.stop(reason)
 
 
-def submit(settings, request, *, tenant_name: str | None = None) -> J.Job:
-    """Queue a sync (or join the tenant's queued/running one) and return the job at once."""
-    return J.enqueue(settings, request, tenant_name=tenant_name)
