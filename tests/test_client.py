@@ -340,4 +340,4 @@ def test_unreachable_says_the_settings_fix_first(make_settings):
     # elsewhere (real Xero, or a fake on another address): which address, and how it failed
     for err, how in ((_refused(), "refused the connection"), (_unresolved(), "the name api.xero.com does not resolve")):
         said = clientmod.unreachable_sentence(s, "https://api.xero.com/api.xro/2.0/Accounts", err, "XERO_API_URL")
-        assert said.startswith("Xero at https://api.xero.com (XERO_API_URL) cannot be reached: ") and how in said
+        assert said.startswith("Xero at https://api.xero.com (XERO_API_URL) could not be reached: ") and how in said

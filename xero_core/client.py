@@ -336,7 +336,7 @@ def unreachable_sentence(settings: Settings, url: str, exc: BaseException, setti
         how = f"the name {parts.hostname} does not resolve"
     else:
         how = "refused the connection (nothing listens there)"
-    return f"Xero at {where} ({setting}) cannot be reached: {how}. Check {setting} and the network, then sync again."
+    return f"Xero at {where} ({setting}) could not be reached: {how}. Check {setting} and the network, then sync again."
 
 
 def _chain(exc: BaseException | None):
