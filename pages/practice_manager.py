@@ -76,7 +76,7 @@ if st.session_state.pop("_xpm_apply", None) == tid:
     # the result of the mapping at once rather than after tomorrow's scheduled sync.
     with st.spinner("Reading the practice's jobs…"):
         try:
-            res = engine.sync_now(s, tid, only="xpm", trigger="manual")
+            res = engine.sync_now(s, tid, only="xpm,chase", trigger="manual")
         except (LedgerlinkError, ValueError) as exc:
             st.error(say(exc), icon=":material/error:")
         else:

@@ -60,7 +60,7 @@ def test_plan_is_data():
     org = names("ORGANISATION")
     assert org[:4] == ["accounts", "contacts", "invoices", "clients"] and org[-2:] == ["documents", "webhooks"]
     assert {"credit_notes", "pnl", "bank", "journals"} <= set(org)
-    assert names("PRACTICEMANAGER") == ["xpm", "clients"]
+    assert names("PRACTICEMANAGER") == ["xpm", "chase", "clients"]
     assert names("ORGANISATION", only=P.parse_only("contacts")) == ["contacts", "clients"]
     assert names("ORGANISATION", only=P.parse_only("pnl")) == ["accounts", "pnl"]
     assert names("ORGANISATION", week_ending=date(2026, 11, 18)) == ["accounts", "pnl", "bank"]

@@ -134,3 +134,11 @@ class Engine:
     # -- reading jobs ----------------------------------------------------------------------------
     def job(self, job_id: str) -> J.Job | None:
         return J.get(self.settings, job_id)
+
+    # -- chase reminders ---------------------------------------------------------------------------
+    def chase(self, *, tenant_id: str | None = None):
+        """Send the chase reminders due now (every Practice Manager tenant's, or one's): no Xero call.
+        A ChaseResult (sent, failed, bounced, skipped, unconfirmed, waiting, error)."""
+        from .pipeline.run import send_reminders
+
+        return send_reminders(self.settings, tenant_id=tenant_id, clock=self.clock)

@@ -89,6 +89,9 @@ class SchedulerAlreadyRunning(SchedulerError):
 # ---------------------------------------------------------------------------------------------
 
 
+CHASE_TICK_MINUTES = 15  # how often the scheduler sends chase reminders that came due between cycles
+
+
 def parse_sync_time(text: str) -> dtime:
     m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text or "")
     if not m or not (0 <= int(m.group(1)) < 24 and 0 <= int(m.group(2)) < 60):
@@ -542,6 +545,22 @@ class Scheduler:
         self._set_daily_next_run()
         for extra in self.extras:
             self._sched.every(extra.seconds).seconds.do(self._job, "extra:" + "+".join(extra.resources), extra.resources)
+        self._chase_job = None
+        if self.jobs.pipeline:
+            # The daily cycle sends the reminders due then; those held by quiet hours or a retry time
+            # go when they come due, at the next tick (no Xero call, one short DuckDB write).
+            self._chase_job = self._sched.every(CHASE_TICK_MINUTES).minutes.do(self._chase_tick)
+
+    def _chase_tick(self) -> None:
+        if self._paused():
+            return
+        try:
+            r = self._engine().chase()
+        except Exception:
+            log.exception("sending chase reminders failed; the next tick tries again")
+            return
+        if r.sent or r.failed or r.bounced or r.unconfirmed or r.error:
+            log.log(logging.WARNING if r.error or r.failed else logging.INFO, "chase reminders: %s", r.summary())
 
     def _set_daily_next_run(self) -> None:
         """Replace schedule's own next run (see the module docstring: DST gaps) with ours.
@@ -556,7 +575,8 @@ class Scheduler:
         if self._sched is None:
             return None, None
         daily = self._daily_job.next_run.astimezone(timezone.utc)
-        nxt = self._sched.next_run
+        runs = [j.next_run for j in self._sched.jobs if j is not getattr(self, "_chase_job", None) and j.next_run]
+        nxt = min(runs) if runs else None
         return (nxt.astimezone(timezone.utc) if nxt else daily), daily
 
     def tick(self) -> None:

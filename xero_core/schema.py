@@ -272,6 +272,58 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Chasing that chases (issue 25 §3): a cadence and "what is needed" per mapped state, each
+        # practice's templates and sending hours, campaigns that pause or stop by themselves, and the
+        # outbox: every reminder recorded (rendered) before it is sent, with its state and attempts.
+        "0075_chase_outbox",
+        """
+        ALTER TABLE xpm_status_mappings ADD COLUMN IF NOT EXISTS cadence VARCHAR;
+        ALTER TABLE xpm_status_mappings ADD COLUMN IF NOT EXISTS needed VARCHAR;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS cadence VARCHAR;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS next_reminder_at TIMESTAMPTZ;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS paused_at TIMESTAMPTZ;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS resumed_at TIMESTAMPTZ;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS stopped_at TIMESTAMPTZ;
+        ALTER TABLE chase_campaigns ADD COLUMN IF NOT EXISTS stop_reason VARCHAR;
+        CREATE TABLE IF NOT EXISTS chase_settings (
+            tenant_id        VARCHAR PRIMARY KEY,  -- the Practice Manager tenant
+            subject_template VARCHAR,
+            body_template    VARCHAR,
+            reply_to         VARCHAR,
+            send_from        VARCHAR,              -- HH:MM local: quiet hours end
+            send_until       VARCHAR,              -- HH:MM local: quiet hours start
+            timezone         VARCHAR,              -- IANA; NULL: XERO_TIMEZONE
+            updated_at       TIMESTAMPTZ
+        );
+        CREATE TABLE IF NOT EXISTS chase_outbox (
+            reminder_id  VARCHAR PRIMARY KEY,
+            campaign_id  VARCHAR NOT NULL,
+            tenant_id    VARCHAR NOT NULL,
+            client_id    VARCHAR,
+            seq          INTEGER NOT NULL,        -- the cadence slot (0: at once); -1.. for "send now"
+            address      VARCHAR,
+            subject      VARCHAR,
+            body         VARCHAR,
+            reply_to     VARCHAR,
+            message_id   VARCHAR NOT NULL,        -- fixed before the first attempt, the same on every one
+            state        VARCHAR NOT NULL,        -- due | sending | sent | failed | bounced | skipped | unconfirmed
+            why          VARCHAR,
+            attempts     INTEGER DEFAULT 0,
+            due_at       TIMESTAMPTZ,
+            next_try_at  TIMESTAMPTZ,
+            forced       BOOLEAN DEFAULT FALSE,   -- "send now": not held by quiet hours
+            claimed_by   VARCHAR,                 -- pid:start time of the process sending it
+            claimed_at   TIMESTAMPTZ,
+            handed_at    TIMESTAMPTZ,             -- the message's last byte was about to go to the server
+            sent_at      TIMESTAMPTZ,
+            smtp_reply   VARCHAR,
+            created_at   TIMESTAMPTZ,
+            updated_at   TIMESTAMPTZ
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS chase_outbox_slot ON chase_outbox (campaign_id, seq);
+        """,
+    ),
 ]
 
 TABLES = (
@@ -279,5 +331,5 @@ TABLES = (
     "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
     "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
     "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events", "credit_notes", "credit_note_lines",
-    "report_fingerprints",
+    "report_fingerprints", "chase_settings", "chase_outbox",
 )

@@ -27,6 +27,9 @@ REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
 REAL_API_URL = "https://api.xero.com"
 
 DEFAULT_FAKE_PORT = 8765
+DEFAULT_MAIL_PORT = 8025  # mock mode: the demo's loopback SMTP server that catches chase reminders
+SMTP_SECURITIES = ("starttls", "tls", "none")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 DEFAULT_APP_PORT = 8501
 
 # Apps created on/after 2 March 2026 get granular scopes only (xero-notes §1).
@@ -62,6 +65,75 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 class SettingsError(ValueError):
     """A missing or malformed setting. The message names the variable and how to fix it."""
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    h = (host or "").strip().lower()
+    if h in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(h.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How chase reminders leave (SMTP_* and CHASE_FROM). Read with every setting, checked only when
+    chasing sends: `problem` is the one sentence to show while any value is missing or wrong.
+    SMTP_PASSWORD may instead live in the vault (practice.chase.set_smtp_password), which wins."""
+
+    host: str | None = None
+    port: int | None = None
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = field(repr=False, default=None)
+    sender: str | None = None  # CHASE_FROM, e.g. "Harbour & Co <office@harbour.example>"
+    problem: str | None = "SMTP_HOST is not set."
+
+
+def read_smtp(get, mock: bool, mail_port: str | None = None) -> SmtpSettings:
+    """SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD, CHASE_FROM. Mock mode's
+    defaults point at the demo's loopback mail catcher (nothing leaves the machine); the
+    environment and .env still win."""
+    host = get("SMTP_HOST") or ("127.0.0.1" if mock else None)
+    security = (get("SMTP_SECURITY") or ("none" if mock and not get("SMTP_HOST") else "starttls")).lower()
+    sender = get("CHASE_FROM") or ("Ledgerlink demo practice <practice@demo.invalid>" if mock else None)
+    username, password = get("SMTP_USERNAME"), get("SMTP_PASSWORD")
+    port_raw = get("SMTP_PORT") or (mail_port or str(DEFAULT_MAIL_PORT) if mock and not get("SMTP_HOST") else None)
+    port, problem = None, None
+    if security not in SMTP_SECURITIES:
+        problem = f"SMTP_SECURITY={security!r} must be starttls (the default), tls, or none (loopback only)."
+        security = "starttls"
+    if port_raw:
+        try:
+            port = int(port_raw)
+            assert 0 < port < 65536
+        except (ValueError, AssertionError):
+            problem = problem or f"SMTP_PORT={port_raw!r} must be a port number, e.g. 587 for starttls or 465 for tls."
+            port = None
+    else:
+        port = {"starttls": 587, "tls": 465, "none": 25}[security]
+    if problem is None:
+        from email.utils import parseaddr
+
+        if not host:
+            problem = ("Chasing sends email but SMTP_HOST is not set: set SMTP_HOST (and SMTP_PORT, SMTP_USERNAME, "
+                       "SMTP_PASSWORD, CHASE_FROM) to your mail provider's SMTP server.")
+        elif security == "none" and not is_loopback(host):
+            problem = (f"SMTP_SECURITY=none sends passwords and reminders in clear text, so it is refused for "
+                       f"SMTP_HOST={host!r}: use starttls or tls, or a loopback host (127.0.0.1).")
+        elif not sender or "@" not in parseaddr(sender)[1]:
+            problem = (f"CHASE_FROM={sender!r} is not an email address: set it to the address reminders come from, "
+                       "e.g. CHASE_FROM=\"Harbour & Co <office@harbour.example>\"." if sender else
+                       "CHASE_FROM is not set: set it to the address reminders come from, e.g. "
+                       "CHASE_FROM=\"Harbour & Co <office@harbour.example>\".")
+        elif password and not username:
+            problem = "SMTP_PASSWORD is set without SMTP_USERNAME: set both, or neither for a server without sign-in."
+    return SmtpSettings(host=host, port=port, security=security, username=username, password=password,
+                        sender=sender, problem=problem)
 
 
 def _truthy(name: str, raw: str | None, default: bool) -> bool:
@@ -134,6 +206,8 @@ class Settings:
     fake_port: int = DEFAULT_FAKE_PORT
     # What to add when Xero does not answer at all (mock mode: how to start the fake); "" for none.
     unreachable_hint: str = ""
+    # chase reminders by email (practice/chase.py); checked only when chasing sends
+    smtp: SmtpSettings = field(default_factory=SmtpSettings, repr=False)
 
     @property
     def db_path(self) -> Path:
@@ -372,8 +446,9 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
     from . import redaction
 
     # Whatever logs what, these never reach a log line (keys in hex and base64, as given and raw).
+    smtp = read_smtp(get, mock, demo.get("SMTP_PORT"))
     redaction.pin(client_secret, key_raw, prev_raw, key.hex(), base64.b64encode(key).decode(),
-                  prev.hex() if prev else None, get("XERO_WEBHOOK_KEY"), get("XERO_ADMIN_PASSWORD"))
+                  prev.hex() if prev else None, get("XERO_WEBHOOK_KEY"), get("XERO_ADMIN_PASSWORD"), smtp.password)
     return Settings(
         client_id=client_id,
         client_secret=client_secret,
@@ -404,4 +479,5 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
             f"The fake Xero is not running on port {fake_port}. Start it with `bash scripts/demo` (the fake "
             f"and the admin app) or `.venv/bin/python -m xero_core fake-xero --port {fake_port} "
             f"--state-dir {data_dir / 'fake-xero'}`." if mock else ""),
+        smtp=smtp,
     )

@@ -106,9 +106,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(handler=cmd_xpm_enable)
     a = xs.add_parser("campaigns", help="chase campaigns")
     a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
-    a.add_argument("--status", choices=("open", "completed"), help="only campaigns in this state")
+    a.add_argument("--status", choices=("open", "paused", "stopped", "completed"), help="only campaigns in this state")
     a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     a.set_defaults(handler=cmd_xpm_campaigns)
+    a = xs.add_parser("chase", help="send every chase reminder due now (the daily cycle runs the same)",
+                      description="Plan and send every chase reminder due now: campaigns whose documents arrived "
+                      "stop, the cadence's due reminders are recorded in the outbox and sent by email (SMTP_* and "
+                      "CHASE_FROM settings), exactly once. Exit 1 when sending is stopped by settings or the server, "
+                      "or a reminder failed.")
+    a.add_argument("--tenant", metavar="ID", help="only this Practice Manager tenant's campaigns")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
+    a.set_defaults(handler=cmd_xpm_chase)
+    a = xs.add_parser("outbox", help="the chase reminders and their state (due, sent, failed, bounced, skipped, ...)")
+    a.add_argument("--tenant", metavar="ID", help="only this Practice Manager tenant's reminders")
+    a.add_argument("--campaign", metavar="ID", help="only this campaign's reminders (see `xpm campaigns`)")
+    a.add_argument("--state", choices=("due", "sending", "sent", "failed", "bounced", "skipped", "unconfirmed"),
+                   help="only reminders in this state")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
+    a.set_defaults(handler=cmd_xpm_outbox)
+    a = xs.add_parser("cadence", help="show or set a mapped state's chase cadence and what is needed")
+    a.add_argument("--tenant", required=True, metavar="ID", help="the Practice Manager tenant id")
+    a.add_argument("--state", metavar="NAME", help="the mapped state (no --state: show every mapped state)")
+    a.add_argument("--cadence", metavar="DAYS", help='e.g. "0, 3, 7, 14, then every 7" ("" resets to the default)')
+    a.add_argument("--needed", metavar="TEXT", help='what the client is asked for, e.g. "your bank statements"')
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
+    a.set_defaults(handler=cmd_xpm_cadence)
+    for name, what in (("pause", "pause a campaign (no reminder until resumed)"),
+                       ("resume", "resume a paused or stopped campaign"),
+                       ("send-now", "send one reminder of this campaign now, whatever the cadence and quiet hours")):
+        a = xs.add_parser(name, help=what)
+        a.add_argument("campaign", metavar="CAMPAIGN_ID", help="see `xpm campaigns`")
+        a.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
+        a.set_defaults(handler=cmd_xpm_campaign_action, action_name=name)
 
 
 def _out(args, doc, lines) -> None:
@@ -415,4 +444,62 @@ def cmd_xpm_campaigns(args) -> int:
     _out(args, rows, [f"{r['campaign_id']}  {r['status']:9} {r['job_id']}  {r['client_name'] or r['xpm_client_id']!s:30.30} "
                       f"{r['job_state'] or ''}" + (f"  ({r['completion_reason']})" if r["completion_reason"] else "")
                       for r in rows] or ["no campaigns"])
+    return 0
+
+
+def _chase_lines(r: dict) -> list[str]:
+    lines = [f"{r['sent']} sent, {r['failed']} failed, {r['bounced']} bounced, {r['skipped']} skipped, "
+             f"{r['unconfirmed']} unconfirmed, {r['waiting']} waiting (quiet hours or a later retry)"
+             + (f", {r['stopped']} campaign(s) stopped: documents arrived" if r["stopped"] else "")]
+    lines += [f"  {m}" for m in r["messages"]]
+    if r.get("error"):
+        lines.append(f"error: {r['error']}")
+    return lines
+
+
+def cmd_xpm_chase(args) -> int:
+    from ..engine import Engine
+
+    r = Engine(load_settings()).chase(tenant_id=args.tenant).as_dict()
+    _out(args, r, _chase_lines(r))
+    return 1 if r["error"] or r["failed"] else 0
+
+
+def cmd_xpm_outbox(args) -> int:
+    from ..practice import chase
+
+    rows = chase.outbox(load_settings(), tenant_id=args.tenant, campaign_id=args.campaign, state=args.state)
+    for r in rows:
+        r.pop("body", None) if not args.json else None
+    _out(args, rows, [f"{r['reminder_id']}  {r['state']:11} {_when(r['sent_at'] or r['next_try_at'] or r['due_at'])}  "
+                      f"{r['job_id'] or ''}  {r['client_name'] or ''!s:28.28}  {r['address'] or '-'}"
+                      + (f"  ({r['why']})" if r["why"] else "") for r in rows] or ["no reminders"])
+    return 0
+
+
+def cmd_xpm_cadence(args) -> int:
+    from ..practice import chase
+
+    settings = load_settings()
+    if args.state and (args.cadence is not None or args.needed is not None):
+        chase.set_cadence(settings, args.tenant, args.state, args.cadence, args.needed)
+    rows = chase.mapping_rows(settings, args.tenant)
+    if args.state:
+        rows = [r for r in rows if r["state"].casefold() == " ".join(args.state.split()).casefold()]
+    _out(args, rows, [f"{r['state']}: {r['cadence_words']} ({r['cadence']}); asks for {r['needed']}" for r in rows]
+         or ["no mapped state (python -m xero_core xpm map --tenant ID --state NAME)"])
+    return 0
+
+
+def cmd_xpm_campaign_action(args) -> int:
+    from ..practice import chase
+
+    settings = load_settings()
+    if args.action_name == "send-now":
+        r = chase.send_now(settings, args.campaign).as_dict()
+        _out(args, r, _chase_lines(r))
+        return 1 if r["error"] or r["failed"] or r["bounced"] else 0
+    c = (chase.pause if args.action_name == "pause" else chase.resume)(settings, args.campaign)
+    c.pop("history", None)
+    _out(args, c, [f"campaign {c['campaign_id']} is {c['status']}"])
     return 0

@@ -4,10 +4,12 @@ Organisation: the financial steps of xero_core.sync.steps (accounts, contacts, i
 credit_notes, pnl, bank, journals) with **clients** (stored contacts -> clients) right after
 invoices (a contact becomes a client with its first sales invoice), then **documents** (push the
 tenant's due documents) and **webhooks** (catch up on the tenant's stored webhook events).
-Practice Manager: **xpm** (jobs, client links, chase campaigns), then **clients** (its clients
-without a contact look for one among the organisations' contacts).
+Practice Manager: **xpm** (jobs, client links, chase campaigns), **chase** (the campaigns' reminders
+that are due, by email: practice/chase.py), then **clients** (its clients without a contact look
+for one among the organisations' contacts).
 
-`--only` names steps of this plan; `contacts` brings `clients` along (a contact stored without
+`--only` names steps of this plan (the Practice Manager page applies a mapping with "xpm,chase", so
+a campaign opened by a job state sends its first reminder at once); `contacts` brings `clients` along (a contact stored without
 reconciling leaves the Clients page stale), `pnl`/`journals` bring `accounts`. One chosen week
 (`week_ending`) without `--only` re-syncs that week's reports: accounts, pnl, bank.
 """
@@ -23,7 +25,7 @@ from ..sync.context import StepContext, StepOutcome
 from .request import SyncRequest
 
 PRACTICE_MANAGER = "PRACTICEMANAGER"
-PRACTICE_STEP_NAMES = ("clients", "documents", "webhooks", "xpm")
+PRACTICE_STEP_NAMES = ("clients", "documents", "webhooks", "xpm", "chase")
 WEEK_STEPS = ("accounts", "pnl", "bank")  # what one chosen week re-syncs
 CONFLICT_ATTEMPTS = 5
 _clients_lock = threading.Lock()
@@ -152,6 +154,26 @@ def step_xpm(ctx: StepContext) -> StepOutcome:
             ctx.check_cancel()
 
 
+def step_chase(ctx: StepContext) -> StepOutcome:
+    """The campaigns' reminders that are due: planned, then sent by email, exactly once."""
+    from ..practice.chase import run_chase
+
+    if not ctx.state.get("chase_due", 1):
+        return StepOutcome(status="skipped", note="no open campaign and no reminder waiting")
+    ctx.report("sending the chase reminders that are due")
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            r = run_chase(ctx.settings, tenant_id=ctx.tenant_id, clock=ctx.clock)
+            # Settings or server trouble with nothing sent fails the step (the sentence is its error);
+            # reminders stay due, nothing is lost.
+            status = "failed" if r.error and not r.sent else ("partial" if r.error or r.failed else "success")
+            return StepOutcome(rows=r.sent, status=status, note=r.summary(), detail=r.as_dict())
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
+                raise
+            ctx.check_cancel()
+
+
 def probe(con, tenant_id: str) -> dict:
     """Read with the run's cursors, in the same open: what the practice steps would find to do, so
     a daily sync with nothing waiting opens DuckDB no more for them. Also the counts the progress
@@ -178,6 +200,12 @@ def probe(con, tenant_id: str) -> dict:
     except Exception:
         out["webhooks_due"] = 1
     try:
+        from ..practice.chase import due_count
+
+        out["chase_due"] = due_count(con, tenant_id)
+    except Exception:
+        out["chase_due"] = 1  # unknown: let the step look
+    try:
         out["invoice_count"] = con.execute("SELECT count(*) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
     except Exception:
         pass
@@ -188,7 +216,7 @@ def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Calla
     """The steps one request runs for a tenant of `tenant_type`, in order."""
     wanted = _wanted(request)
     if (tenant_type or "").upper() == PRACTICE_MANAGER:
-        steps: list[tuple[str, Callable]] = [("xpm", step_xpm), ("clients", step_clients)]
+        steps: list[tuple[str, Callable]] = [("xpm", step_xpm), ("chase", step_chase), ("clients", step_clients)]
     else:
         # clients after invoices: a contact becomes a client once it has a sales invoice.
         steps = []

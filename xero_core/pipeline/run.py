@@ -37,3 +37,13 @@ def run_sync(settings, request: SyncRequest, *, transport=None, clock: Clock | N
         return execute(settings, request.tenant_id, steps_for, weeks=request.weeks, week_ending=request.week_ending,
                        trigger=request.trigger, transport=transport, clock=clock, progress=progress, today=today,
                        client=client, cancel=cancel, stop=stop, probe=probe_and_hint, hints=hints)
+
+
+def send_reminders(settings, *, tenant_id: str | None = None, clock: Clock | None = None):
+    """The chase reminders due now, without syncing (no Xero call): `Engine.chase` (the scheduler's
+    sending-hours tick, `python -m xero_core xpm chase`). Each Practice Manager sync's `chase` step
+    does the same for its tenant."""
+    from ..clock import SYSTEM_CLOCK
+    from ..practice.chase import run_chase
+
+    return run_chase(settings, tenant_id=tenant_id, clock=clock or SYSTEM_CLOCK)

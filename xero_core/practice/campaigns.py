@@ -1,8 +1,9 @@
 """Document-chasing campaigns driven by XPM job states (pure planning + one DB apply).
 
-A job in a state the practice mapped as "needs documents" has exactly one open campaign for its
-client; when the job leaves those states (moved on, completed, gone, or the mapping changed) the
-campaign is completed with the reason in words.
+A job in a state the practice mapped as "needs documents" has exactly one campaign for its client
+that still covers it (open, paused by the admin, or stopped because the documents arrived: none of
+these is reopened); when the job leaves those states (moved on, completed, gone, or the mapping
+changed) the campaign is completed with the reason in words. Its reminders: practice/chase.py.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def plan_campaigns(jobs: dict[str, JobView], open_campaigns: list[OpenCampaign],
 def load_open(con, tenant_id: str) -> list[OpenCampaign]:
     rows = con.execute(
         "SELECT campaign_id, job_id, xpm_client_id, client_id, job_state FROM chase_campaigns "
-        "WHERE tenant_id = ? AND status = 'open' ORDER BY opened_at, campaign_id",
+        "WHERE tenant_id = ? AND status IN ('open', 'paused', 'stopped') ORDER BY opened_at, campaign_id",
         [tenant_id],
     ).fetchall()
     return [OpenCampaign(*r) for r in rows]
@@ -100,8 +101,8 @@ def apply_plan(con, tenant_id: str, plan: Plan, now: datetime) -> dict:
     """Write the plan (call inside the step's transaction)."""
     for cid, reason in plan.complete:
         con.execute(
-            "UPDATE chase_campaigns SET status = 'completed', completed_at = ?, completion_reason = ? "
-            "WHERE campaign_id = ? AND status = 'open'",
+            "UPDATE chase_campaigns SET status = 'completed', completed_at = ?, completion_reason = ?, "
+            "next_reminder_at = NULL WHERE campaign_id = ? AND status IN ('open', 'paused', 'stopped')",
             [now, reason, cid],
         )
     for cid, state, client_id in plan.restate:

@@ -59,8 +59,11 @@ def set_mapping(settings: Settings, tenant_id: str, states: set[str] | list[str]
     now = clock.now()
     with connect(settings.db_path) as con, transaction(con):
         _practice_tenant(con, tenant_id)
-        con.execute("DELETE FROM xpm_status_mappings WHERE tenant_id = ?", [tenant_id])
-        for s in sorted(clean):
+        # A state that stays mapped keeps its cadence and "what is needed" (chase settings).
+        con.execute("DELETE FROM xpm_status_mappings WHERE tenant_id = ? AND state NOT IN (SELECT unnest(?::VARCHAR[]))",
+                    [tenant_id, sorted(clean)])
+        kept = {r[0] for r in con.execute("SELECT state FROM xpm_status_mappings WHERE tenant_id = ?", [tenant_id]).fetchall()}
+        for s in sorted(clean - kept):
             con.execute("INSERT INTO xpm_status_mappings (tenant_id, state, needs_documents, updated_at) VALUES (?, ?, TRUE, ?)",
                         [tenant_id, s, now])
     return clean
@@ -278,7 +281,7 @@ def sync_practice(settings: Settings, tenant_id: str, client, *, clock: Clock = 
         mapped = {r[0] for r in con.execute(
             "SELECT state FROM xpm_status_mappings WHERE tenant_id = ? AND needs_documents", [tenant_id]).fetchall()}
         watch = [r[0] for r in con.execute(
-            "SELECT DISTINCT job_id FROM chase_campaigns WHERE tenant_id = ? AND status = 'open' "
+            "SELECT DISTINCT job_id FROM chase_campaigns WHERE tenant_id = ? AND status IN ('open', 'paused', 'stopped') "
             "UNION SELECT job_id FROM xpm_jobs WHERE tenant_id = ? AND coalesce(is_current, TRUE)",
             [tenant_id, tenant_id]).fetchall()]
     try:
