@@ -140,6 +140,9 @@ def _contact(cid, name, **flags):
 
 
 def _store(con, contacts, invoices=()):
+    # the organisation they belong to is connected (alone: the practice ledger, as suggested)
+    con.execute("INSERT OR IGNORE INTO connections (tenant_id, tenant_name, tenant_type, status) "
+                "VALUES (?, 'Ledger', 'ORGANISATION', 'connected')", [T])
     for c in contacts:
         con.execute("INSERT OR REPLACE INTO contacts (tenant_id, contact_id, name, status, is_customer, is_supplier, raw, "
                     "synced_at) VALUES (?, ?, ?, 'ACTIVE', ?, ?, ?, now())",

@@ -25,6 +25,9 @@ def contact(cid, name, email=None, status="ACTIVE", merged=None, phone=None, cus
 
 
 def store(con, contacts, tenant=T):
+    # the organisation is connected (the only one: the practice ledger, as suggested)
+    con.execute("INSERT OR IGNORE INTO connections (tenant_id, tenant_name, tenant_type, status) "
+                "VALUES (?, ?, 'ORGANISATION', 'connected')", [tenant, tenant])
     for c in contacts:
         con.execute(
             "INSERT OR REPLACE INTO contacts (tenant_id, contact_id, name, email, status, merged_to_contact_id, raw) "

@@ -12,7 +12,7 @@ STATUSES = ("connected", "needs_reconnect", "disconnected")
 _COLUMNS = (
     "tenant_id", "tenant_name", "tenant_type", "connection_id", "auth_event_id", "status",
     "status_reason", "xpm_enabled", "tier_note", "created_at", "connected_at", "updated_at",
-    "disconnected_at", "last_sync_at",
+    "disconnected_at", "last_sync_at", "role", "practice_client_id", "practice_client_method", "practice_client_at",
 )
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 

@@ -273,6 +273,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # Issue 25: each connected organisation's role. The practice ledger (the practice's own books:
+        # its customers are its clients, its Xero Files receive client documents) or a client
+        # organisation (a client's books, synced for its figures), linked to the practice client it
+        # belongs to once an admin confirms it. Clients an earlier version imported from a client
+        # organisation are taken out when the roles are set, and each removal is kept here to be reported.
+        "0070_connection_roles",
+        """
+        ALTER TABLE connections ADD COLUMN IF NOT EXISTS role VARCHAR;  -- practice-ledger | client-organisation
+        ALTER TABLE connections ADD COLUMN IF NOT EXISTS practice_client_id VARCHAR;  -- clients.client_id
+        ALTER TABLE connections ADD COLUMN IF NOT EXISTS practice_client_method VARCHAR;  -- name | tax_number | email | manual
+        ALTER TABLE connections ADD COLUMN IF NOT EXISTS practice_client_at TIMESTAMPTZ;
+        CREATE TABLE IF NOT EXISTS client_removals (
+            client_id       VARCHAR PRIMARY KEY,
+            name            VARCHAR,
+            email           VARCHAR,
+            tenant_id       VARCHAR,           -- the client organisation it had been imported from
+            tenant_name     VARCHAR,
+            xero_contact_id VARCHAR,
+            reason          VARCHAR,
+            removed_at      TIMESTAMPTZ,
+            acknowledged_at TIMESTAMPTZ        -- NULL until an admin has seen the report
+        );
+        """,
+    ),
+    (
         # Chasing that chases (issue 25 §3): a cadence and "what is needed" per mapped state, each
         # practice's templates and sending hours, campaigns that pause or stop by themselves, and the
         # outbox: every reminder recorded (rendered) before it is sent, with its state and attempts.
@@ -331,5 +356,5 @@ TABLES = (
     "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
     "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
     "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events", "credit_notes", "credit_note_lines",
-    "report_fingerprints", "chase_settings", "chase_outbox",
+    "report_fingerprints", "client_removals", "chase_settings", "chase_outbox",
 )

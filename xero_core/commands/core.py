@@ -80,12 +80,19 @@ def _iso(v) -> str | None:
 
 def status_document(settings) -> dict:
     """What `status --json` prints (and what the app may show). Never a token."""
+    from ..practice.roles import roles as read_roles
+
     rows = []
     warnings = []
+    role_view = read_roles(settings)
     for c in connections.list_connections(settings, include_disconnected=True):
         entry = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
                                          "connection_id", "connected_at", "last_sync_at")}
         entry["xpm_enabled"] = bool(c["xpm_enabled"])
+        # The role a person set (None until then); what an unset one is taken as, while it is only suggested.
+        entry["role"] = c["role"]
+        entry["suggested_role"] = None if c["role"] else role_view.role_of(c["tenant_id"])
+        entry["practice_client_id"] = c["practice_client_id"]
         problem = None
         try:
             t = tokens.token_summary(settings, c["tenant_id"])
@@ -111,6 +118,8 @@ def status_document(settings) -> dict:
         if c["status"] == "needs_reconnect":
             warnings.append(f"{c['tenant_name']} needs reconnecting: {c['status_reason'] or 'see the app'}")
         rows.append(entry)
+    if role_view.problem:
+        warnings.append(role_view.problem)
     scheduler = scheduler_summary(settings)
     warnings += scheduler.pop("_warnings")
     return {
@@ -210,7 +219,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     shown = set()
     for c in doc["connections"]:
         state = c["status"] if c["usable"] else f"{c['status']}, UNUSABLE"
-        print(f"- {c['tenant_name']} [{c['tenant_type']}] {state}  tenant {c['tenant_id']}")
+        role = c["role"] or (f"{c['suggested_role']}, suggested" if c["suggested_role"] else None)
+        print(f"- {c['tenant_name']} [{c['tenant_type']}{', ' + role if role else ''}] {state}  tenant {c['tenant_id']}")
         if not c["usable"]:
             print(f"    cannot sync: {c['problem']}")
             shown.add(c["problem"])

@@ -1,4 +1,4 @@
-"""`webhooks`, `clients`, `documents`, `xpm`: the practice workflows from the command line.
+"""`webhooks`, `role`, `clients`, `documents`, `xpm`: the practice workflows from the command line.
 
 Thin: parse, call xero_core.practice, print. `--json` prints one JSON document on stdout.
 """
@@ -23,6 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status", action="store_true", help="print the receiver's status (never the key) and exit")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
     p.set_defaults(handler=cmd_webhooks)
+
+    p = sub.add_parser("role", help="which organisation is the practice ledger and which are client organisations "
+                                    "(no arguments: show them)")
+    p.add_argument("tenant", nargs="?", metavar="TENANT_ID", help="a connected organisation (see `status`)")
+    p.add_argument("role", nargs="?", metavar="ROLE", help="practice-ledger or client-organisation")
+    p.add_argument("--client", metavar="ID", help="with client-organisation: the practice client it belongs to "
+                                                  "(see `clients list`); `--client none` unlinks it")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout instead of lines")
+    p.set_defaults(handler=cmd_role)
 
     p = sub.add_parser("clients", help="the practice's clients: list, add, import a CSV, resolve ambiguous matches")
     cs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -213,6 +222,60 @@ def cmd_webhooks(args) -> int:
     return 0
 
 
+# -- roles ---------------------------------------------------------------------------------------
+def _roles_lines(doc: dict) -> list[str]:
+    from ..practice.roles import ROLE_LABELS
+
+    lines = []
+    for o in doc["organisations"]:
+        if o["role"]:
+            what = ROLE_LABELS[o["role"]]
+        elif o["effective"]:
+            what = f"{ROLE_LABELS[o['effective']]} (suggested: confirm with `role {o['tenant_id']} {o['effective']}`)"
+        else:
+            what = "no role yet"
+        line = f"{o['tenant_name']} ({o['tenant_id']}): {what}"
+        if o.get("client_name"):
+            line += f"; belongs to client {o['client_name']} ({o['practice_client_id']})"
+        elif o.get("suggested_clients"):
+            line += "; belongs to client? " + ", ".join(
+                f"{c['name']} ({c['client_id']}, same {c['method'].replace('_', ' ')})" for c in o["suggested_clients"])
+        lines.append(line)
+    if doc.get("problem"):
+        lines.append(doc["problem"])
+    return lines or ["no organisation is connected"]
+
+
+def cmd_role(args) -> int:
+    from ..errors import LedgerlinkError
+    from ..practice import client_orgs as O
+    from ..practice import roles as R
+
+    settings = load_settings()
+    if args.tenant and not args.role:
+        raise LedgerlinkError("Say which role: python -m xero_core role TENANT_ID practice-ledger|client-organisation")
+    if not args.tenant:
+        if args.client:
+            raise LedgerlinkError("--client needs the organisation: python -m xero_core role TENANT_ID "
+                                  "client-organisation --client CLIENT_ID")
+        doc = O.organisations(settings)
+        _out(args, doc, _roles_lines(doc))
+        return 0
+    role = R.parse_role(args.role)
+    if args.client and role != R.CLIENT_ORGANISATION:
+        raise LedgerlinkError("--client links a client organisation to its practice client; the practice ledger "
+                              "belongs to no client.")
+    change = R.set_role(settings, args.tenant, role)
+    doc, lines = change.as_dict(), change.lines()
+    if args.client:
+        link = O.link_organisation(settings, args.tenant, None if args.client.lower() == "none" else args.client)
+        doc["link"] = link
+        lines.append(f"{change.tenant_name} belongs to client {link['client_name']}" if link.get("client_id")
+                     else f"{change.tenant_name} is linked to no client")
+    _out(args, doc, lines)
+    return 0
+
+
 # -- clients -------------------------------------------------------------------------------------
 def cmd_clients_list(args) -> int:
     from ..practice import clients as C
@@ -267,6 +330,8 @@ def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
 
     if not report:
         return [f"{tenant_name}: no reconciliation yet"]
+    if report.get("note") and not (report.get("imported") or report.get("matched") or report.get("already_linked")):
+        return [f"{tenant_name}: {report['note']}"]
     lines = [f"{tenant_name}: imported {report.get('imported', 0)}, matched {report.get('matched', 0)}, "
              f"{report.get('already_linked', 0)} already linked, {report.get('ambiguous', 0)} ambiguous"
              + (f" ({report['waiting']} client(s) waiting: `clients candidates`)" if report.get("waiting") else "")
@@ -298,8 +363,10 @@ def _practice_docs(results) -> list[dict]:
 def cmd_practice_sync(args) -> int:
     from ..engine import Engine
     from ..practice import clients as C
+    from ..practice.roles import require_practice_ledger
 
     settings = load_settings()
+    require_practice_ledger(settings)  # several organisations and none is the ledger: say so, guess nothing
     res = _practice_docs(Engine(settings).sync_practices(trigger="cli"))
     reports = {r["tenant_id"]: r for r in C.last_reconciliations(settings)}
     for r in res:
@@ -323,9 +390,14 @@ def cmd_clients_match(args) -> int:
     res = C.match_clients_now(load_settings(), tenant_id=args.tenant, trigger="cli")
     lines = []
     for r in res:
-        lines += [f"{r['tenant_name']}: failed: {r['error']}"] if r["error"] else _report_lines(r["tenant_name"], r["report"])
+        if r["error"]:
+            lines.append(f"{r['tenant_name']}: failed: {r['error']}")
+        elif r["status"] == "skipped":
+            lines.append(f"{r['tenant_name']}: {r['summary']}")
+        else:
+            lines += _report_lines(r["tenant_name"], r["report"])
     _out(args, res, lines or ["no connected tenant" + (f" {args.tenant}" if args.tenant else "")])
-    return 0 if res and all(r["status"] == "success" for r in res) else 1
+    return 0 if res and all(r["status"] in ("success", "skipped") for r in res) else 1
 
 
 def cmd_clients_skipped(args) -> int:

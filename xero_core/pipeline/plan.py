@@ -92,6 +92,9 @@ def step_clients(ctx: StepContext) -> StepOutcome:
                 raise
             ctx.check_cancel()
     summary = getattr(res, "summary", None)
+    if getattr(res, "note", None) and not (res.linked or res.created or res.updated or res.unchanged):
+        # A client organisation (or no practice ledger chosen yet): nothing of the practice's to do here.
+        return StepOutcome(status="skipped", note=res.summary(), detail=res.as_dict())
     return StepOutcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(),
                        note=summary() if callable(summary) else None)
 

@@ -14,6 +14,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
+from .roles import CLIENT_ORGANISATION, read_roles, retire_foreign_clients
 from .matching import (
     SKIP_REASONS,
     MatchError,
@@ -52,7 +53,9 @@ def _check_email(email: str | None, where: str = "") -> None:
 
 
 def _org_tenants(con) -> list[str]:
-    return [r[0] for r in con.execute("SELECT DISTINCT tenant_id FROM contacts ORDER BY 1").fetchall()]
+    """The organisations whose contacts can be clients: the practice ledger only (practice.roles)."""
+    ledger = read_roles(con).ledger
+    return [ledger] if ledger else []
 
 
 def list_clients(settings: Settings, *, include_archived: bool = True) -> list[dict]:
@@ -82,6 +85,11 @@ def add_client(settings: Settings, name: str, email: str | None = None, phone: s
     now = clock.now()
     cid = new_client_id()
     with connect(settings.db_path) as con, transaction(con):
+        if email:
+            for other_id, other_name, other_email in con.execute("SELECT client_id, name, email FROM clients").fetchall():
+                if norm_email(other_email) == norm_email(email) and norm_name(other_name) == norm_name(name):
+                    raise ClientError(f"{other_name} <{other_email}> is already a client ({other_id}): change that one "
+                                      f"(Edit a client, or `clients list`) instead of adding a second.")
         con.execute(
             "INSERT INTO clients (client_id, name, email, phone, match_status, archived, source, edited_fields, "
             "created_at, updated_at) VALUES (?, ?, ?, ?, 'unmatched', FALSE, 'manual', '{}', ?, ?)",
@@ -284,6 +292,11 @@ def _contact_record(raw, row: tuple) -> dict | None:
             "IsCustomer": is_customer, "IsSupplier": is_supplier, "MergedToContactID": merged}
 
 
+def reset_reconcile_cursors(con, tenant_id: str) -> None:
+    """The next pass over this tenant looks at every stored contact (it has just become the ledger)."""
+    con.execute("DELETE FROM sync_cursors WHERE tenant_id = ? AND resource IN (?, ?)", [tenant_id, CURSOR, INVOICE_CURSOR])
+
+
 def _tenant_type(con, tenant_id: str) -> str:
     row = con.execute("SELECT upper(coalesce(tenant_type, '')) FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
     return row[0] if row else ""
@@ -316,8 +329,16 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
     res = ReconcileResult(full=full)
     with connect(settings.db_path) as con, transaction(con):
         now = clock.now()
+        roles = read_roles(con)
         if _tenant_type(con, tenant_id) == PRACTICE_MANAGER:
-            _match_open_clients(con, [t for t in _org_tenants(con) if t != tenant_id], res, clock=clock)
+            _match_open_clients(con, _org_tenants(con), res, clock=clock)
+        elif roles.ledger != tenant_id:
+            # A client organisation's customers are its own, never the practice's clients.
+            removed, kept = retire_foreign_clients(con, now)
+            res.removed += len(removed)
+            res.role = roles.role_of(tenant_id)
+            res.note = (f"{roles.name_of(tenant_id) or tenant_id} is a client organisation: its customers are not the "
+                        "practice's clients" if res.role == CLIENT_ORGANISATION else roles.problem)
         else:
             since = None if full else _cursor(con, tenant_id, CURSOR)
             inv_since = None if full else _cursor(con, tenant_id, INVOICE_CURSOR)
@@ -350,6 +371,8 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
 def reconcile_pending(con, tenant_id: str) -> bool:
     """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
     since the last pass, or a client still looking for its contact)."""
+    if _tenant_type(con, tenant_id) != PRACTICE_MANAGER and read_roles(con).ledger != tenant_id:
+        return False  # a client organisation (or undecided): its contacts make no clients
     since = _cursor(con, tenant_id, CURSOR)
     newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
     if newest is not None and (since is None or newest > since):
@@ -392,9 +415,11 @@ def match_clients_now(settings: Settings, *, tenant_id: str | None = None, trigg
             res = reconcile_stored_contacts(settings, tid, clock=clock, full=True)
         except LedgerlinkError as exc:
             error = str(exc)
-        _log_reconciliation(settings, tid, trigger, started, clock.now(), res, error)
+        status = "failed" if error else ("skipped" if res.note else "success")
+        if status != "skipped":  # the Clients page keeps showing the last pass that reconciled something
+            _log_reconciliation(settings, tid, trigger, started, clock.now(), res, error)
         out.append({"tenant_id": tid, "tenant_name": conn.get("tenant_name"), "tenant_type": conn.get("tenant_type"),
-                    "status": "failed" if error else "success", "error": error,
+                    "status": status, "error": error,
                     "report": res.as_dict() if res else None, "summary": res.summary() if res else error})
     return out
 

@@ -1,4 +1,4 @@
-"""Client documents pushed to Xero Files and attached to the client's Xero contact.
+"""Client documents pushed to the practice ledger's Xero Files and attached to the client's contact there.
 
 A document is stored content-addressed under data_dir/documents (so the same bytes are kept once)
 and pushed into a "Ledgerlink Uploads" folder (found again by name, created only if missing), then
@@ -24,6 +24,7 @@ from ..db import connect, transaction
 from ..errors import LedgerlinkError, XeroError
 from ..settings import Settings
 from .matching import _rows
+from .roles import Roles, read_roles
 
 FILES = "/files.xro/1.0"  # relative to settings.api_url (settings.files_url is the same place)
 FOLDER_NAME = "Ledgerlink Uploads"
@@ -245,11 +246,24 @@ def _update(settings: Settings, document_id: str, now, **cols) -> None:
         con.execute(f"UPDATE client_documents SET {sets}, updated_at = ? WHERE document_id = ?", [*cols.values(), now, document_id])
 
 
-def not_ready(d: dict) -> str | None:
-    """Why this document cannot go to Xero yet (a sentence saying what to do), or None."""
+def _roles(settings: Settings) -> Roles:
+    with connect(settings.db_path, read_only=True) as con:
+        return read_roles(con)
+
+
+def not_ready(d: dict, roles: Roles | None = None) -> str | None:
+    """Why this document cannot go to Xero yet (a sentence saying what to do), or None. Documents go
+    to the practice ledger (practice.roles), attached to the client's contact there."""
     problem = check_uploadable(d["file_name"], int(d["size_bytes"] or 0))
     if problem:
         return problem
+    if roles is not None and roles.ledger is None and roles.problem:
+        return "documents go to the practice ledger's Xero Files, and none is chosen yet: " + roles.problem
+    if roles is not None and roles.ledger and d.get("c_tenant") and d.get("c_contact") and d["c_tenant"] != roles.ledger:
+        who = d.get("c_name") or d["client_id"]
+        return (f"client {who} is linked to a contact of {roles.name_of(d['c_tenant']) or d['c_tenant']}, not of the "
+                f"practice ledger {roles.name_of(roles.ledger)}: link it to its contact there on the Clients page "
+                "(or `clients link-contact`)")
     if not (d.get("c_tenant") and d.get("c_contact")):
         who = d.get("c_name") or d["client_id"]
         if d.get("c_match") == "ambiguous":
@@ -275,6 +289,7 @@ class _Pusher:
         self.clients: dict[str, object] = {}
         self.folders: dict[str, str] = {}
         self.summary = PushSummary()
+        self.roles = _roles(settings)
 
     def client_for(self, tenant_id: str):
         if tenant_id not in self.clients:
@@ -290,11 +305,12 @@ class _Pusher:
     def push(self, d: dict) -> None:
         settings, summary = self.settings, self.summary
         now = self.clock.now()
-        label = f"{d['file_name']} ({d['document_id']})"
+        client_name = d.get("c_name") or d["client_id"]
+        label = f"{d['file_name']} for {client_name}"
         if d["status"] == "pushed":
             summary.messages.append(f"{label}: already pushed")
             return
-        problem = not_ready(d)
+        problem = not_ready(d, self.roles)
         if problem:
             if d["status"] != "skipped" or d["error"] != problem:
                 _update(settings, d["document_id"], now, status="skipped", error=problem, next_attempt_at=None)
@@ -349,7 +365,9 @@ class _Pusher:
         _update(settings, d["document_id"], now, status="pushed", error=None, attempts=attempts, associated=True,
                 pushed_at=now, tenant_id=tenant, last_attempt_at=now, next_attempt_at=None)
         summary.pushed += 1
-        summary.messages.append(f"{label}: pushed to {FOLDER_NAME} and attached to the contact")
+        where = self.roles.name_of(tenant) or "Xero"
+        summary.messages.append(f"{d['file_name']} pushed to {FOLDER_NAME} in {where}'s Xero Files and attached to "
+                                f"{client_name}'s contact there")
 
     def done(self) -> PushSummary:
         self.summary.api_calls = sum(getattr(c, "api_calls", 0) for c in self.clients.values())
@@ -393,7 +411,7 @@ def push_due_documents(settings: Settings, tenant_id: str, *, transport=None, cl
         if d["status"] == "failed" and due is not None and _aware(due) > now:
             pusher.summary.deferred += 1
             continue
-        if d["status"] == "skipped" and not_ready(d) == d["error"]:
+        if d["status"] == "skipped" and not_ready(d, pusher.roles) == d["error"]:
             pusher.summary.skipped += 1  # still waiting for the same reason: nothing to write
             continue
         pusher.push(d)
@@ -410,9 +428,10 @@ def push_queue(settings: Settings, *, now: datetime | None = None) -> list[dict]
     with connect(settings.db_path, read_only=True) as con:
         docs = _rows(con, _SELECT + "WHERE d.status IN ('pending', 'skipped', 'failed', 'gave_up') "
                      "ORDER BY d.created_at, d.document_id")
+        roles = read_roles(con)
     out = []
     for d in docs:
-        problem = not_ready(d)
+        problem = not_ready(d, roles)
         status = d["status"]
         if status == GAVE_UP:
             why, nxt = d["error"], None

@@ -327,6 +327,8 @@ class ReconcileResult:
     contacts: int = 0  # contacts looked at
     waiting: int = 0  # clients of this tenant waiting in the ambiguity queue afterwards
     full: bool = False
+    role: str | None = None  # the organisation's role when it is not the practice ledger
+    note: str | None = None  # why nothing was reconciled (a client organisation, no practice ledger yet)
     skipped: dict = field(default_factory=dict)  # reason -> count
     examples: dict = field(default_factory=dict)  # reason -> up to 5 contact names
 
@@ -358,6 +360,9 @@ class ReconcileResult:
 
     def summary(self) -> str:
         """One line for people: 'imported 3, matched 2, 410 already linked, 1 ambiguous (2 waiting), skipped 25: ...'."""
+        if self.note and not (self.created or self.linked or self.updated or self.unchanged):
+            return self.note + (f"; removed {self.removed} client(s) imported earlier from client organisations"
+                                if self.removed else "")
         parts = [f"imported {self.created}", f"matched {self.linked}", f"{self.unchanged + self.updated} already linked",
                  f"{self.ambiguous} ambiguous" + (f" ({self.waiting} client(s) waiting in the queue)" if self.waiting else "")]
         if self.removed:
