@@ -9,7 +9,11 @@
   * the fake is told this app's redirect URI (as you would register it in Xero's developer portal);
   * the app leaves its URLs in `<XERO_DATA_DIR>/demo-urls.json`, so the CLI and the scheduler in
     mock mode reach this demo without retyping ports (settings.load_settings reads it; the
-    environment wins), and removes the file when it stops.
+    environment wins), and removes the file when it stops;
+  * when nothing answers on the SMTP port mock mode sends chase reminders to (SMTP_PORT, default
+    8025 on 127.0.0.1), the app starts a real SMTP server there that catches every message in
+    `<XERO_DATA_DIR>/demo-mail/` (the Practice Manager page's Outbox lists them) and stops it with
+    the app: nothing leaves the machine.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Iterator
 
 import httpx
 
-from xero_core.settings import configured, demo_urls_path, load_settings
+from xero_core.settings import configured, demo_mail_dir, demo_urls_path, load_settings
 
 log = logging.getLogger("ledgerlink.app.demo")
 DEFAULT_SEED = 42
@@ -65,6 +69,7 @@ def demo_services() -> Iterator[None]:
         return
     urls = demo_urls_path(settings.data_dir)
     _write_urls(urls, settings)
+    mail = _start_mail(settings)
     started: dict = {}
     # Generating the fake's two years of data takes ~15 s: the app serves meanwhile (the Connection
     # page says the fake is starting) rather than refusing connections.
@@ -78,6 +83,9 @@ def demo_services() -> Iterator[None]:
                 urls.unlink()
         except (OSError, ValueError):
             pass
+        if mail is not None:
+            mail.stop()
+            _say(f"Demo mail catcher on 127.0.0.1:{mail.port} stopped.")
         starter.join(5)  # a fake still starting exits by itself once this process is gone (--exit-with)
         fake = started.get("fake")
         if fake is not None and fake.started:
@@ -85,8 +93,55 @@ def demo_services() -> Iterator[None]:
             _say(f"Fake Xero on {fake.url} stopped.")
 
 
+def _start_mail(settings):
+    """The demo's SMTP server on loopback, unless one answers already (another demo's) or mock mode
+    was pointed at another SMTP server: then nothing is started."""
+    from xero_core.fake.mail import MailCatcher, port_answers
+    from xero_core.settings import is_loopback
+
+    smtp = settings.smtp
+    if not smtp.host or not is_loopback(smtp.host) or not smtp.port or port_answers(smtp.port):
+        return None
+    try:
+        mail = MailCatcher(smtp.port, maildir=demo_mail_dir(settings.data_dir)).start()
+    except Exception as exc:  # the port taken meanwhile: reminders then fail with the server's sentence
+        _say(f"Mock mode: the demo's mail catcher could not start on 127.0.0.1:{smtp.port}: {exc}")
+        return None
+    _say(f"Demo mail catcher: 127.0.0.1:{mail.port} (chase reminders are caught here; nothing leaves the machine)")
+    return mail
+
+
+def caught_mail(settings) -> list[dict] | None:
+    """What the demo's mail catcher kept, newest first (None when this installation has none)."""
+    import email
+    import email.policy
+    import mailbox
+
+    path = demo_mail_dir(settings.data_dir)
+    if not path.is_dir():
+        return None
+    out = []
+    box = mailbox.Maildir(path, factory=None, create=False)
+    for key in box.keys():
+        try:
+            with box.get_file(key) as f:
+                raw = f.read()
+            when = os.path.getmtime(path / ("new" if (path / "new" / key).exists() else "cur") / key)
+        except (OSError, KeyError):
+            continue
+        m = email.message_from_bytes(raw, policy=email.policy.default)
+        body = m.get_body(("plain",))
+        out.append({"caught_at": when, "to": str(m.get("To") or ""), "subject": str(m.get("Subject") or ""),
+                    "reply_to": str(m.get("Reply-To") or ""), "message_id": str(m.get("Message-ID") or ""),
+                    "from": str(m.get("From") or ""), "body": body.get_content() if body is not None else ""})
+    out.sort(key=lambda r: r["caught_at"], reverse=True)
+    return out
+
+
 def _write_urls(urls, settings) -> None:
     mine = {"XERO_APP_URL": settings.app_url, "XERO_FAKE_PORT": settings.fake_port, "pid": os.getpid()}
+    if settings.smtp.port and settings.smtp.host and settings.smtp.security == "none":
+        mine["SMTP_PORT"] = settings.smtp.port  # the CLI and scheduler in mock mode send to the same catcher
     try:
         urls.parent.mkdir(parents=True, exist_ok=True)
         tmp = urls.with_suffix(".tmp")

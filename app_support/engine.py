@@ -7,6 +7,8 @@ trigger's do. Nothing here implements engine behaviour.
 """
 from __future__ import annotations
 
+from app_support.demo_services import caught_mail  # noqa: F401  (mock mode's Outbox: the demo's mail catcher)
+
 from xero_core.analysis import cash_position, data_status, revenue_mix, weekly_pnl  # noqa: F401
 from xero_core.connections import get_connection, list_connections  # noqa: F401
 from xero_core.engine import Engine
@@ -23,6 +25,19 @@ from xero_core.practice.clients import (add_client, add_client_from_contact, edi
 from xero_core.practice.clients import import_csv as import_clients_csv  # noqa: F401
 from xero_core.practice.clients import list_candidates as match_candidates  # noqa: F401
 from xero_core.practice.documents import add_document, list_documents, push_documents, push_queue  # noqa: F401
+from xero_core.practice.chase import campaign as chase_campaign  # noqa: F401
+from xero_core.practice.chase import get_config as chase_get_config  # noqa: F401
+from xero_core.practice.chase import mapping_rows as chase_mapping_rows  # noqa: F401
+from xero_core.practice.chase import outbox as chase_outbox  # noqa: F401
+from xero_core.practice.chase import pause as chase_pause  # noqa: F401
+from xero_core.practice.chase import preview as chase_preview  # noqa: F401
+from xero_core.practice.chase import resume as chase_resume  # noqa: F401
+from xero_core.practice.chase import send_again as chase_send_again  # noqa: F401
+from xero_core.practice.chase import send_now as chase_send_now  # noqa: F401
+from xero_core.practice.chase import set_cadence as chase_set_cadence  # noqa: F401
+from xero_core.practice.chase import set_config as chase_set_config  # noqa: F401
+from xero_core.practice.chase import set_smtp_password as chase_set_smtp_password  # noqa: F401
+from xero_core.practice.chase import smtp_status as chase_smtp_status  # noqa: F401
 from xero_core.practice.webhooks import Worker as webhook_worker  # noqa: F401
 from xero_core.practice.webhooks import drain as drain_webhooks  # noqa: F401
 from xero_core.practice.webhooks import handle_webhook, set_webhook_key, webhook_key_mask, webhook_status  # noqa: F401

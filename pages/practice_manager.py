@@ -90,20 +90,147 @@ if st.session_state.pop("_xpm_apply", None) == tid:
             elif step is not None:
                 st.warning(f"Practice Manager sync {step.status}: {step.error or ''}", icon=":material/warning:")
 
+st.subheader("How each state chases")
+st.caption("Reminders go to the client's email on the days after the campaign opens (0 is at once; "
+           "\"then every 7\" repeats weekly), on business days in sending hours only; a campaign stops by itself "
+           "when the job leaves the state, when a document is recorded for the client, or when paused.")
+with shown_errors():
+    cad_rows = engine.chase_mapping_rows(s, tid)
+    if not cad_rows:
+        st.caption("No state is mapped yet: choose the states above and save.")
+    else:
+        edited = st.data_editor(
+            [{"state": r["state"], "cadence": r["cadence"], "needed": r["needed"], "in words": r["cadence_words"]}
+             for r in cad_rows],
+            key=f"chase-cadence-{tid}", hide_index=True, width="stretch", disabled=("state", "in words"),
+            column_config={"cadence": st.column_config.TextColumn("Cadence (days)", help="e.g. 0, 3, 7, 14, then every 7"),
+                           "needed": st.column_config.TextColumn("What is needed", help="{needed} in the email")})
+        if st.button("Save cadences", key=f"chase-cadence-save-{tid}"):
+            for before, after in zip(cad_rows, edited):
+                if (after["cadence"], after["needed"]) != (before["cadence"], before["needed"]):
+                    engine.chase_set_cadence(s, tid, before["state"], after["cadence"] or "", after["needed"] or "")
+            st.session_state["_flash"] = "Cadences saved."
+            st.rerun()
+
+st.subheader("Reminder email")
+with shown_errors():
+    smtp = engine.chase_smtp_status(s)
+    if smtp["problem"]:
+        st.warning(("Chasing is on but reminders cannot be sent: " if practice.get("xpm_enabled") else "")
+                   + smtp["problem"], icon=":material/mail:")
+    else:
+        st.text(f"Sent from {smtp['sender']} through {smtp['host']}:{smtp['port']} ({smtp['security']}); "
+                f"password: {smtp['password']}.")
+    cfg = engine.chase_get_config(s, tid)
+    with st.expander("Template, reply-to and sending hours"):
+        with st.form(f"chase-template-{tid}"):
+            subject = st.text_input("Subject", value=cfg["subject"])
+            body = st.text_area("Message", value=cfg["body"], height=220,
+                                help="Fields: {client_name}, {job_name}, {job_id}, {needed}, {reply_to}, {practice_name}")
+            reply_to = st.text_input("Reply-to", value=cfg["reply_to"] or "",
+                                     placeholder=cfg.get("reply_to_effective") or "CHASE_FROM's address")
+            c1, c2 = st.columns(2)
+            send_from = c1.text_input("Sending from (quiet before)", value=cfg["send_from"])
+            send_until = c2.text_input("Sending until (quiet after; 24:00 for none)", value=cfg["send_until"])
+            if st.form_submit_button("Save template and hours"):
+                engine.chase_set_config(s, tid, subject=subject, body=body, reply_to=reply_to, send_from=send_from,
+                                        send_until=send_until)
+                st.session_state["_flash"] = "Reminder email saved."
+                st.rerun()
+        st.caption(f"Sending hours: {cfg['window']}.")
+        pv = engine.chase_preview(s, tid)
+        st.caption("Preview (the newest campaign's client, or an example):")
+        st.text(f"From: {pv['from'] or ''}\nTo: {pv['to'] or '(' + (pv['to_problem'] or '') + ')'}\n"
+                f"Reply-To: {pv['reply_to'] or ''}\nSubject: {pv['subject']}\n\n{pv['body']}")
+    with st.expander("SMTP password in the vault"):
+        st.caption("Stored encrypted; it wins over SMTP_PASSWORD and is never shown again.")
+        with st.form(f"chase-smtp-password-{tid}", clear_on_submit=True):
+            pw = st.text_input("SMTP password", type="password")
+            if st.form_submit_button("Store password"):
+                engine.chase_set_smtp_password(s, pw or None)
+                st.session_state["_flash"] = "SMTP password stored." if pw else "SMTP password removed from the vault."
+                st.rerun()
+
 st.subheader("Chasing campaigns")
 with shown_errors():
     camps = widgets.as_rows(engine.list_campaigns(s, tid))
     open_c = [c for c in camps if c.get("status") == "open"]
-    done_c = [c for c in camps if c.get("status") != "open"]
-    cols = ("job_id", "job_name", "client_name", "job_state", "status", "opened_at", "completed_at", "completion_reason")
-    t_open, t_done = st.tabs([f"Open ({len(open_c)})", f"Completed ({len(done_c)})"])
-    with t_open:
-        if open_c:
-            st.dataframe(widgets.local_times(open_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols, placeholder="")
+    held_c = [c for c in camps if c.get("status") in ("paused", "stopped")]
+    done_c = [c for c in camps if c.get("status") == "completed"]
+    cols = ("job_id", "job_name", "client_name", "job_state", "status", "next_reminder_at", "opened_at",
+            "stop_reason", "completed_at", "completion_reason")
+    times = ("opened_at", "completed_at", "next_reminder_at")
+    t_open, t_held, t_done = st.tabs([f"Open ({len(open_c)})", f"Paused or stopped ({len(held_c)})",
+                                      f"Completed ({len(done_c)})"])
+    for tab, rows, empty in ((t_open, open_c, "No open campaign."), (t_held, held_c, "No paused or stopped campaign."),
+                             (t_done, done_c, "No completed campaign yet.")):
+        with tab:
+            if rows:
+                st.dataframe(widgets.local_times(rows, times), hide_index=True, width="stretch", column_order=cols,
+                             placeholder="")
+            else:
+                st.caption(empty)
+    live = open_c + held_c
+    if live:
+        by_c = {c["campaign_id"]: c for c in live}
+        cid = st.selectbox("Campaign", list(by_c), key=f"chase-campaign-{tid}",
+                           format_func=lambda k: f"{by_c[k]['job_id']} · {by_c[k].get('client_name') or by_c[k].get('xpm_client_id') or ''} · {by_c[k]['status']}")
+        camp = engine.chase_campaign(s, cid)
+        nxt = widgets.stamp(camp.get("next_reminder_at")) if camp.get("next_reminder_at") else "none planned"
+        st.text(f"{camp['status']}: next reminder {nxt}; cadence {camp.get('cadence') or 'default'}"
+                + (f"; {camp['stop_reason']}" if camp.get("stop_reason") else ""))
+        b1, b2, _ = st.columns([1, 1, 3])
+        if camp["status"] == "open":
+            if b1.button("Send now", icon=":material/send:", key=f"chase-send-{cid}"):
+                r = engine.chase_send_now(s, cid)
+                st.session_state["_flash"] = f"Send now: {r.summary()}"
+                st.rerun()
+            if b2.button("Pause", icon=":material/pause:", key=f"chase-pause-{cid}"):
+                engine.chase_pause(s, cid)
+                st.rerun()
+        elif b1.button("Resume", icon=":material/play_arrow:", key=f"chase-resume-{cid}"):
+            engine.chase_resume(s, cid)
+            st.rerun()
+        hist = camp.get("history") or []
+        if hist:
+            st.dataframe(widgets.local_times(hist, ("due_at", "next_try_at", "sent_at")), hide_index=True,
+                         width="stretch", placeholder="",
+                         column_order=("state", "why", "address", "subject", "attempts", "due_at", "next_try_at", "sent_at"))
         else:
-            st.caption("No open campaign.")
-    with t_done:
-        if done_c:
-            st.dataframe(widgets.local_times(done_c, ("opened_at", "completed_at")), hide_index=True, width="stretch", column_order=cols, placeholder="")
+            st.caption("No reminder yet.")
+
+st.subheader("Outbox")
+with shown_errors():
+    box = widgets.as_rows(engine.chase_outbox(s, tenant_id=tid))
+    if box:
+        counts = {}
+        for r in box:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        st.caption(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        st.dataframe(widgets.local_times(box, ("due_at", "next_try_at", "sent_at")), hide_index=True, width="stretch",
+                     placeholder="", column_order=("state", "why", "client_name", "job_id", "address", "subject",
+                                                   "attempts", "next_try_at", "sent_at", "message_id"))
+        again = [r for r in box if r["state"] in ("unconfirmed", "failed", "bounced")]
+        if again:
+            by_r = {r["reminder_id"]: r for r in again}
+            rid = st.selectbox("Send a reminder again", list(by_r), key=f"chase-again-{tid}",
+                               format_func=lambda k: f"{by_r[k]['state']} · {by_r[k].get('client_name') or ''} · {by_r[k]['address'] or ''}")
+            if st.button("Send again", icon=":material/forward_to_inbox:", key=f"chase-again-btn-{tid}"):
+                r = engine.chase_send_again(s, rid)
+                st.session_state["_flash"] = f"Send again: {r.summary()}"
+                st.rerun()
+    else:
+        st.caption("No reminder yet: a campaign's first one is recorded here when it opens.")
+    caught = engine.caught_mail(s)
+    if caught is not None:
+        st.markdown("**Caught by the demo's mail server** (mock mode: nothing leaves this machine)")
+        if caught:
+            st.dataframe([{k: r[k] for k in ("to", "subject", "reply_to", "message_id")} for r in caught],
+                         hide_index=True, width="stretch", placeholder="")
+            pick = st.selectbox("Read a caught message", range(len(caught)), key=f"chase-caught-{tid}",
+                                format_func=lambda i: f"{caught[i]['to']} · {caught[i]['subject']}")
+            m = caught[pick]
+            st.text(f"From: {m['from']}\nTo: {m['to']}\nReply-To: {m['reply_to']}\nSubject: {m['subject']}\n"
+                    f"Message-ID: {m['message_id']}\n\n{m['body']}")
         else:
-            st.caption("No completed campaign yet.")
+            st.caption("Nothing caught yet.")

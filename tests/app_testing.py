@@ -42,8 +42,9 @@ def app_settings(fake_xero, tmp_path, monkeypatch) -> Settings:
     fake, server = fake_xero
     import os
 
-    for var in [v for v in os.environ if v.startswith("XERO_")]:  # nothing from the developer's shell
+    for var in [v for v in os.environ if v.startswith(("XERO_", "SMTP_", "CHASE_"))]:  # nothing from the developer's shell
         monkeypatch.delenv(var)
+    from xero_core.fake.mail import free_port
     env = {
         "XERO_ENV_FILE": os.devnull,
         "XERO_MOCK_MODE": "true",
@@ -51,6 +52,8 @@ def app_settings(fake_xero, tmp_path, monkeypatch) -> Settings:
         "XERO_ENCRYPTION_KEY": secrets.token_hex(32),
         "XERO_APP_URL": "http://localhost:8501",
         "XERO_FAKE_PORT": server.url.rsplit(":", 1)[1].split("/")[0],
+        # chase reminders: a port nothing listens on, never a running demo's mail catcher
+        "SMTP_PORT": str(free_port()),
         **fake.settings_env(server.url),
     }
     for k, v in env.items():

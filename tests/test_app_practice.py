@@ -237,3 +237,38 @@ def test_a_malformed_webhook_key_is_refused_with_a_sentence(app_settings):
     msg = " ".join(e.value for e in at.error)
     assert "does not look like a Xero webhook key" in msg and "no spaces" in msg
     assert "No key is stored yet" in texts(at) and not at.exception
+
+
+def test_practice_manager_chases_send_now_pause_and_the_outbox(app_settings, fake_xero, monkeypatch):
+    """A campaign opened by a mapped state: its reminder sent with Send now reaches a real SMTP server
+    on loopback and shows in the campaign's history and the Outbox; Pause stops the campaign."""
+    from xero_core.fake.mail import MailCatcher
+    from xero_core.practice import chase, xpm
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    practice = tenant_of(app_settings, "PRACTICEMANAGER")
+    with MailCatcher() as mail:
+        monkeypatch.setenv("SMTP_PORT", str(mail.port))
+        at = open_page("practice_manager")
+        button(at, "Sync jobs now").click().run()
+        jobs = xpm.list_jobs(app_settings, practice)
+        state = next(j["state"] for j in jobs if j["state"] not in ("Completed", "Planned"))
+        at.multiselect[0].set_value([state]).run()
+        button(at, "Save mapping and apply").click().run()
+        assert not errors(at), errors(at)
+        assert chase.mapping_rows(app_settings, practice)[0]["cadence_words"] == "at once, then 3, 7, 14 days, then weekly"
+        camp = at.selectbox(key=f"chase-campaign-{practice}")
+        cid = camp.value
+        button(at, "Send now").click().run()
+        assert not errors(at), errors(at)
+        # (The "at once" reminder may have gone already, in sending hours: Send now's is the forced one.)
+        sent = [r for r in chase.outbox(app_settings, campaign_id=cid) if r["state"] == "sent" and r["forced"]]
+        assert len(sent) == 1 and mail.wait_for(1)
+        assert sent[0]["message_id"] in {c.message_id for c in mail.caught}
+        outbox = [df for df in at.dataframe if "message_id" in df.value.columns][-1].value
+        assert sent[0]["message_id"] in set(outbox["message_id"])
+        button(at, "Pause").click().run()
+        assert not errors(at), errors(at)
+        assert {c["campaign_id"]: c for c in xpm.campaigns(app_settings, practice)}[cid]["status"] == "paused"
+        assert any(t.label.startswith("Paused or stopped (") and t.label != "Paused or stopped (0)" for t in at.tabs)

@@ -276,6 +276,14 @@ def demo_urls_path(data_dir: Path) -> Path:
     return Path(data_dir) / DEMO_URLS_FILE
 
 
+DEMO_MAIL_DIR = "demo-mail"
+
+
+def demo_mail_dir(data_dir: Path) -> Path:
+    """The Maildir where the demo's loopback SMTP server keeps what it caught (mock mode's Outbox)."""
+    return Path(data_dir) / DEMO_MAIL_DIR
+
+
 def _demo_urls(data_dir: Path) -> dict[str, str]:
     import json
 

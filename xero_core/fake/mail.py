@@ -3,7 +3,7 @@
 Chase reminders leave through the standard library's smtplib as they would with a real provider;
 in mock mode SMTP_HOST/SMTP_PORT default to this server, so nothing leaves the machine. Every
 message it accepts is kept in order in memory and, with `maildir`, as a file in a Maildir (the
-admin app's Outbox lists what the demo's server caught from there).
+admin app's Outbox lists what the demo's server caught from there: app_support/demo_services).
 
 Tests steer it through `hook(stage, envelope)`: called at "rcpt" (envelope.rcpt_tos so far plus
 the address being added) and "data" (the whole message, before it is kept), in a worker thread,
@@ -133,24 +133,3 @@ class MailCatcher:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def read_maildir(path: Path | str) -> list[email.message.EmailMessage]:
-    """The messages a catcher kept in `path`, oldest first (none when there is no such folder)."""
-    p = Path(path)
-    if not (p / "cur").is_dir() and not (p / "new").is_dir():
-        return []
-    box = mailbox.Maildir(p, factory=None, create=False)
-    items = []
-    for key in box.keys():
-        try:
-            f = box.get_file(key)
-            with f:
-                raw = f.read()
-        except (OSError, KeyError):
-            continue
-        try:
-            when = (p / "new" / key).stat().st_mtime if (p / "new" / key).exists() else 0.0
-        except OSError:
-            when = 0.0
-        items.append((when, key, email.message_from_bytes(raw, policy=email.policy.default)))
-    return [m for _, _, m in sorted(items, key=lambda t: (t[0], t[1]))]
