@@ -157,7 +157,7 @@ def _start_fake(settings, started: dict) -> None:
     FAKE.update(starting=True, error=None)
     try:
         fake = start_fake(settings.fake_port, settings.data_dir / "fake-xero", DEFAULT_SEED,
-                          extra_args=["--redirect-uri", settings.redirect_uri], owned=True)
+                          extra_args=["--redirect-uri", settings.redirect_uri, "--story"], owned=True)
     except RuntimeError as exc:
         FAKE.update(error=str(exc).splitlines()[0])
         _say(f"Mock mode: the fake Xero could not be started: {exc}")

@@ -212,7 +212,7 @@ def test_process_exit_codes_and_single_json_document(env, tmp_path):
 def test_env_example_and_readme_cover_every_setting(tmp_path):
     import re
 
-    names = set(re.findall(r"XERO_[A-Z_]+", (ROOT / "xero_core" / "settings.py").read_text()))
+    names = set(re.findall(r"(?:XERO|SMTP)_[A-Z_]+|CHASE_FROM", (ROOT / "xero_core" / "settings.py").read_text()))
     example = (ROOT / ".env.example").read_text()
     readme = (ROOT / "README.md").read_text()
     for name in names:

@@ -28,7 +28,7 @@ REAL_API_URL = "https://api.xero.com"
 
 DEFAULT_FAKE_PORT = 8765
 DEFAULT_MAIL_PORT = 8025  # mock mode: the demo's loopback SMTP server that catches chase reminders
-SMTP_SECURITIES = ("starttls", "tls", "none")
+SECURITY_CHOICES = ("starttls", "tls", "none")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 DEFAULT_APP_PORT = 8501
 
@@ -104,7 +104,7 @@ def read_smtp(get, mock: bool, mail_port: str | None = None) -> SmtpSettings:
     username, password = get("SMTP_USERNAME"), get("SMTP_PASSWORD")
     port_raw = get("SMTP_PORT") or (mail_port or str(DEFAULT_MAIL_PORT) if mock and not get("SMTP_HOST") else None)
     port, problem = None, None
-    if security not in SMTP_SECURITIES:
+    if security not in SECURITY_CHOICES:
         problem = f"SMTP_SECURITY={security!r} must be starttls (the default), tls, or none (loopback only)."
         security = "starttls"
     if port_raw:

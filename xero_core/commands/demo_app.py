@@ -53,7 +53,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # It is owned: in this process group (a terminal's Ctrl-C stops it with the app) and tied
         # to this pid with --exit-with; exec below keeps the pid, so it ends when the app ends.
         fake = start_fake(settings.fake_port, settings.data_dir / "fake-xero", args.seed,
-                          extra_args=["--redirect-uri", settings.redirect_uri], owned=True)
+                          extra_args=["--redirect-uri", settings.redirect_uri, "--story"], owned=True)
     except RuntimeError as exc:  # the port is taken by something else, or the fake did not start
         print(f"error: {exc}", file=sys.stderr)
         return 1

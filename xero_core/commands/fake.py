@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--invoices", type=int, default=None, help="scale: number of sales invoices per organisation")
     p.add_argument("--tenants", type=int, default=1, help="organisations (default 1)")
     p.add_argument("--practices", type=int, default=1, help="Practice Manager tenants (default 1)")
+    p.add_argument("--story", action="store_true",
+                   help="the demo's practice: the firm's own ledger (its customers are its clients), two of its "
+                        "clients' organisations and its Practice Manager (replaces --tenants)")
     p.add_argument("--tier", default="advanced", choices=("starter", "core", "plus", "advanced", "enterprise"),
                    help="the app's Xero pricing tier (below advanced: Journals and XPM answer 401)")
     p.add_argument("--legacy-scopes", action="store_true", help="let the app use broad scopes (apps made before March 2026)")
@@ -75,7 +78,7 @@ def build(args):
     fake = FakeXero(seed=args.seed, today=args.today, clock=OffsetClock(args.today), tier=args.tier,
                     legacy_scopes=args.legacy_scopes, invoices=args.invoices, tenants=args.tenants,
                     practices=args.practices, apps=apps, state_dir=args.state_dir,
-                    webhook_url=args.webhook_url, webhook_key=args.webhook_key)
+                    webhook_url=args.webhook_url, webhook_key=args.webhook_key, story=args.story)
     for spec in faults:
         fake.faults.add(**spec)
     if not args.client_id and args.redirect_uri:

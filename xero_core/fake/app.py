@@ -94,10 +94,12 @@ class FakeXero:
                  legacy_scopes: bool = False, invoices: int | None = None, tenants: int = 1, practices: int = 1,
                  apps: Iterable[dict] | None = None, *, org_factory: Callable | None = None,
                  state_dir=None, webhook_url: str | None = None, webhook_key: str | None = None,
-                 timeout_hold: float = 30.0):
+                 timeout_hold: float = 30.0, story: bool = False):
         self.clock = clock if clock is not None else FakeClock(today)
         self.today = today or self.clock.now().date()
         self.seed, self.invoices, self.n_tenants, self.n_practices = seed, invoices, tenants, practices
+        # The practice's story (the demo): its own ledger, its clients' organisations, its Practice Manager.
+        self.story = story
         self.legacy_scopes = legacy_scopes
         self.set_tier(tier)
         self._initial_tier = self.tier
@@ -136,18 +138,34 @@ class FakeXero:
 
             factory = generate_org
         self._orgs = {}
-        for i in range(self.n_tenants):
-            tid = tenant_uuid(self.seed, "org", i)
-            org = factory(self.seed + i, self.today, invoices=self.invoices, tenant_id=tid)
-            self._orgs[tid] = org
-        from .practice import Practice
+        from . import practice as P
+
+        if self.story:
+            # The firm's ledger (customers = its clients, a few invoices a month each), then the
+            # organisations two of its clients connected, named as the firm knows them.
+            from .ledger import generate_org
+
+            tid = tenant_uuid(self.seed, "org", 0)
+            self._orgs[tid] = generate_org(self.seed, self.today, invoices=self.invoices or 600, tenant_id=tid,
+                                           name=P.STORY_FIRM, customers=P.STORY_CLIENTS)
+            for i, (name, _mail) in enumerate(P.STORY_CLIENT_ORGS, start=1):
+                tid = tenant_uuid(self.seed, "org", i)
+                self._orgs[tid] = factory(self.seed + i, self.today, invoices=self.invoices or 2500, tenant_id=tid,
+                                          name=name)
+        else:
+            for i in range(self.n_tenants):
+                tid = tenant_uuid(self.seed, "org", i)
+                org = factory(self.seed + i, self.today, invoices=self.invoices, tenant_id=tid)
+                self._orgs[tid] = org
 
         orgs = list(self._orgs.values())
         self._practices = {}
         for i in range(self.n_practices):
             tid = tenant_uuid(self.seed, "practice", i)
-            self._practices[tid] = Practice.generate(self.seed + i, self.today, tid,
-                                                     orgs[i % len(orgs)] if orgs else None, index=i)
+            self._practices[tid] = P.Practice.generate(self.seed + i, self.today, tid,
+                                                       orgs[i % len(orgs)] if orgs else None, index=i)
+            if self.story and i == 0:
+                self._practices[tid].tell_story(orgs[0], self.today)
         from .files import FilesStore
         from .webhooks import Webhooks
 

@@ -813,15 +813,20 @@ ORG_PREFIXES = ["", "North ", "South ", "West ", "East ", "Central ", "Metro ", 
 
 
 def generate_org(seed: int, today: date, *, years: float = 2.0, invoices: int | None = None,
-                 name: str | None = None, tenant_id: str | None = None) -> Org:
+                 name: str | None = None, tenant_id: str | None = None,
+                 customers: list[tuple[str, str]] | None = None) -> Org:
     """Build a deterministic Australian trades organisation with `years` of history ending
     yesterday (today is still in progress). `invoices` scales the number of sales invoices
-    (default about 100 a week); trading income stays near $250K a week whatever the count."""
+    (default about 100 a week); trading income stays near $250K a week whatever the count.
+    `customers` [(name, email)]: exactly these customers (an accounting firm's ledger, whose
+    customers are its clients), without the random ones and the matching puzzles."""
     if isinstance(today, datetime):
         today = today.astimezone(UTC).date() if today.tzinfo else today.date()
     if invoices is not None and invoices < 1:
         raise ValueError(f"invoices must be at least 1, got {invoices}")
-    return _Generator(seed, today, years, invoices, name, tenant_id).build()
+    gen = _Generator(seed, today, years, invoices, name, tenant_id)
+    gen.customer_list = customers
+    return gen.build()
 
 
 class _Generator:
@@ -907,11 +912,26 @@ class _Generator:
 
     # -- contacts --
 
+    customer_list: list[tuple[str, str]] | None = None
+
     def contacts(self):
         rng, org = self.rng, self.org
         n_customers = min(3000, max(80, self.n_invoices // 25))
         self.customers: dict[tuple[str, str], list[Contact]] = {}
         used = set()
+        given = self.customer_list
+        if given is not None:
+            n_customers = 0
+            for i, (nm, mail) in enumerate(given):
+                rname = self.pick_region()[0]
+                city, pc = rng.choice(chart.CITIES[rname])
+                c = Contact(self.uid(), nm, mail or "", self.stamp(self.start - timedelta(days=rng.randrange(1, 400))),
+                            kind="customer", region=rname, city=city, postcode=pc,
+                            street=f"{rng.randrange(1, 300)} {rng.choice(chart.STREETS)}",
+                            phone=f"{rng.randrange(9000, 9999)} {rng.randrange(1000, 9999)}", number=f"C{i + 1:05d}")
+                c.account_number = f"CUST{i + 1:05d}"
+                self.add_contact(c)
+                self.customers.setdefault((rname, "business"), []).append(c)
         for i in range(n_customers):
             region = self.pick_region()
             rname = region[0]
@@ -954,7 +974,8 @@ class _Generator:
         self.ato = Contact(self.uid(), "Australian Taxation Office", "", self.stamp(self.start - timedelta(days=60)),
                            kind="supplier")
         self.add_contact(self.ato)
-        self.ambiguity()
+        if given is None:
+            self.ambiguity()
 
     def add_contact(self, c: Contact):
         self.org.contacts.append(c)
@@ -1350,11 +1371,12 @@ class _Generator:
             org.void_credit_note(cn.id, at)
         # Contacts' UpdatedDateUTC: ambiguity contacts archived/merged late in the history.
         at = midnight(self.last_day - timedelta(days=20)) + timedelta(hours=3, minutes=12)
-        c = self.archive_later
-        c.status, c.updated = "ARCHIVED", at
-        dup, kept = self.merge_later
-        dup.status, dup.merged_to, dup.updated = "ARCHIVED", kept.id, at + timedelta(minutes=7)
-        kept.updated = at + timedelta(minutes=7)
+        if self.customer_list is None:  # given customers: no matching puzzles
+            c = self.archive_later
+            c.status, c.updated = "ARCHIVED", at
+            dup, kept = self.merge_later
+            dup.status, dup.merged_to, dup.updated = "ARCHIVED", kept.id, at + timedelta(minutes=7)
+            kept.updated = at + timedelta(minutes=7)
         org.invoices.sort(key=lambda i: (i.date, i.type, i.number))
         org.bank_transactions.sort(key=lambda b: (b.date, b.updated))
         recent = self.last_day - timedelta(days=5)

@@ -32,6 +32,26 @@ PRACTICE_NAMES = ["Harbour & Co Chartered Accountants", "Ridgeline Advisory Part
 EXTRA_CLIENTS = [("Blue Gum Landscaping Pty Ltd", "accounts@bluegum.example"),
                  ("Kestrel Dental Group", "admin@kestreldental.example"),
                  ("Nguyen Family Trust", "tran.nguyen@mailbox.example")]
+# The practice story (FakeXero(story=True), the demo): an accounting firm's own ledger whose customers
+# are its clients, two of which have connected their own organisation, and Practice Manager jobs for them.
+STORY_FIRM = "Harbour & Co Chartered Accountants"
+STORY_CLIENTS = [
+    ("Coastal Plumbing Pty Ltd", "accounts@coastalplumbing.example"),      # its own organisation too
+    ("Kiwi Coast Imports Pty Ltd", "finance@kiwicoastimports.example"),    # its own organisation too (trades in NZD)
+    ("Blackwood Bakery Pty Ltd", "hello@blackwoodbakery.example"),
+    ("Sutherland Physiotherapy", "admin@sutherlandphysio.example"),
+    ("Marlowe Architects", "studio@marlowearchitects.example"),
+    ("Redgum Joinery Pty Ltd", "office@redgumjoinery.example"),
+    ("Seabreeze Holiday Rentals", "stay@seabreezerentals.example"),
+    ("Orchard Street Cafe", ""),                                            # no email: its reminders are skipped, with why
+    ("Tallowwood Veterinary Clinic", "reception@tallowwoodvet.example"),
+    ("Patel & Singh Pharmacy", "accounts@patelsingh.example"),
+    ("Ironbark Fitness Studio", "team@ironbarkfitness.example"),
+    ("Lighthouse Legal Pty Ltd", "practice@lighthouselegal.example"),
+]
+STORY_CLIENT_ORGS = STORY_CLIENTS[:2]
+STORY_CHASED = "Coastal Plumbing Pty Ltd"  # the README's walk-through follows this client
+STORY_CHASED_STATE = "Awaiting Client Info"
 TASKS = ["Prepare workpapers", "Reconcile bank accounts", "Partner review", "Lodge with ATO"]
 
 
@@ -187,6 +207,40 @@ class Practice:
                       f"{rng.randint(1, 240)} {rng.choice(['George', 'Pitt', 'King', 'Ocean'])} Street",
                       rng.choice(["Sydney", "Parramatta", "Newcastle", "Wollongong"]), str(rng.randint(2000, 2999)),
                       f"{first} {last}", contact_id if contact_id not in ("", "None") else None, kind)
+
+    def tell_story(self, org, today: date) -> None:
+        """The walk-through's client: known to Practice Manager by the ledger's name and email (other
+        clients keep their generated near-misses for the matching), with one job waiting on its
+        documents and the others done."""
+        contacts = list(_get(org, "contacts", default=[]))
+        names = {str(_get(c, "ContactID", "id")): str(_get(c, "Name", "name")) for c in contacts}
+        firm_clients = {n for n, _ in STORY_CLIENTS}
+        for c in list(self.clients.values()):  # e.g. the ledger's "Cash Sales": a customer, never a client
+            if c.matched_contact_id and names.get(c.matched_contact_id) not in firm_clients:
+                del self.clients[c.id]
+                for j in [j for j in self.jobs.values() if j.client_id == c.id]:
+                    del self.jobs[j.id]
+        contact = next(c for c in contacts if str(_get(c, "Name", "name")) == STORY_CHASED)
+        cid = str(_get(contact, "ContactID", "id"))
+        chased = next((c for c in self.clients.values() if c.matched_contact_id == cid), None)
+        if chased is None:  # not among the generated picks: the practice knows it anyway
+            chased = self._client(max(self.clients) + 7, STORY_CHASED, "", random.Random(cid), cid, "exact")
+            self.clients[chased.id] = chased
+        chased.name, chased.email, chased.match_kind = STORY_CHASED, dict(STORY_CLIENTS)[STORY_CHASED], "exact"
+        mine = sorted((j for j in self.jobs.values() if j.client_id == chased.id), key=lambda j: j.id)
+        if not mine:
+            base = next(iter(self.jobs.values()))
+            n = len(self.jobs) + 1
+            mine = [Job(f"J{n:06d}", "", "", chased.id, "", "", base.start, base.due, base.manager, base.partner,
+                        list(base.assigned))]
+            self.jobs[mine[0].id] = mine[0]
+        year = today.year if today.month > 6 else today.year - 1
+        for i, j in enumerate(mine):
+            j.state = STORY_CHASED_STATE if i == 0 else "Completed"
+            j.completed = None if i == 0 else min(today, j.due)
+        first = mine[0]
+        first.name, first.type, first.description = (f"Annual Accounts {year}", "Annual Accounts",
+                                                     f"Annual Accounts for {STORY_CHASED}")
 
     # ---- state changes -----------------------------------------------------------------------------
     def state_by_code(self, code: str) -> str | None:

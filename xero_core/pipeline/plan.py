@@ -161,7 +161,8 @@ def step_chase(ctx: StepContext) -> StepOutcome:
     """The campaigns' reminders that are due: planned, then sent by email, exactly once."""
     from ..practice.chase import run_chase
 
-    if not ctx.state.get("chase_due", 1):
+    results = ctx.state.get("results") or {}
+    if not ctx.state.get("chase_due", 1) and not results.get("xpm"):  # xpm may just have opened campaigns
         return StepOutcome(status="skipped", note="no open campaign and no reminder waiting")
     ctx.report("sending the chase reminders that are due")
     for attempt in range(CONFLICT_ATTEMPTS):
