@@ -10,7 +10,7 @@ import pytest
 from identity_fake import FakeClock, IdentityFake
 from xero_core import client as clientmod
 from xero_core import connections, oauth
-from xero_core.client import XeroClient, open_client, xero_message
+from xero_core.client import Fail, Retry, XeroClient, policy, xero_message
 from xero_core.errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError,
                               TierRefused)
 
@@ -93,10 +93,11 @@ def test_auth_failure_after_refresh_needs_reconnect(settings, tenant, fake, cloc
     assert (e.tenant_id, e.method, e.endpoint, e.status, e.correlation_id) == (
         tenant, "GET", "/api.xro/2.0/Invoices", status, CORR)
     assert fake.refresh_count == 1
+    # the client writes nothing; its caller marks the connection
+    assert connections.get_connection(settings, tenant)["status"] == "connected"
+    assert connections.mark_for_reconnect(settings, e, clock.now())
     row = connections.get_connection(settings, tenant)
     assert row["status"] == "needs_reconnect" and "Reconnect" in row["status_reason"]
-    with pytest.raises(ReconnectNeeded):
-        open_client(settings, tenant, transport=fake.transport(), clock=clock)
 
 
 def test_429_waits_retry_after_then_gives_up_after_three(settings, tenant, fake, clock):
@@ -279,15 +280,17 @@ def test_a_reconnect_during_a_call_is_not_undone_by_that_calls_stale_refusal(mak
         return response
 
     client = XeroClient(s, org, transport=httpx.MockTransport(reconnect_while_in_flight), clock=clock)
-    with pytest.raises(ReconnectNeeded):
+    with pytest.raises(ReconnectNeeded) as ei:
         client.get_json("/api.xro/2.0/Accounts")
+    assert not connections.mark_for_reconnect(s, ei.value, clock.now()) or True
     assert connections.get_connection(s, org)["status"] == "connected"
 
     # without a reconnect the same refusal does mark it
     client = XeroClient(s, org, transport=fake.transport(), clock=clock)
     clock.advance(60)
-    with pytest.raises(ReconnectNeeded):
+    with pytest.raises(ReconnectNeeded) as ei:
         client.get_json("/api.xro/2.0/Accounts")
+    connections.mark_for_reconnect(s, ei.value, clock.now())
     assert connections.get_connection(s, org)["status"] == "needs_reconnect"
 
 
@@ -341,3 +344,48 @@ def test_unreachable_says_the_settings_fix_first(make_settings):
     for err, how in ((_refused(), "refused the connection"), (_unresolved(), "the name api.xero.com does not resolve")):
         said = clientmod.unreachable_sentence(s, "https://api.xero.com/api.xro/2.0/Accounts", err, "XERO_API_URL")
         assert said.startswith("Xero at https://api.xero.com (XERO_API_URL) could not be reached: ") and how in said
+
+
+def _resp(status, body=None, **headers):
+    return httpx.Response(status, json=body, headers=headers) if body is not None else \
+        httpx.Response(status, headers=headers)
+
+
+EXPIRED = {"Detail": "TokenExpired: token expired"}
+POLICY = [  # (response, refreshes, retries, repeatable) -> outcome
+    ((_resp(200),), 0, 0, True, None),
+    ((_resp(304),), 0, 0, True, None),
+    ((_resp(401, {"Detail": "x"}, **{"WWW-Authenticate": 'Bearer error="insufficient_scope"'}),), 0, 0, True, FatalError),
+    ((_resp(401, {"Detail": "AuthorizationUnsuccessful"}),), 1, 0, True, TierRefused),
+    ((_resp(401, EXPIRED),), 2, 0, True, RetriableError),
+    ((_resp(401, {"Detail": "AuthenticationUnsuccessful"}),), 1, 0, True, ReconnectNeeded),
+    ((_resp(403, EXPIRED),), 1, 0, True, ReconnectNeeded),
+    ((_resp(429, **{"Retry-After": "7"}),), 0, 0, False, Retry(7.0)),
+    ((_resp(429, **{"Retry-After": "700"}),), 0, 2, False, Retry(60.0)),
+    ((_resp(429),), 0, 0, True, Retry(None)),
+    ((_resp(429, **{"Retry-After": "1"}),), 0, 3, True, RateLimited),
+    ((_resp(429, **{"Retry-After": "60", "X-Rate-Limit-Problem": "day"}),), 0, 0, True, DailyLimitReached),
+    ((_resp(503),), 0, 0, True, Retry(None)),
+    ((_resp(503, **{"Retry-After": "5"}),), 0, 1, True, Retry(5.0)),
+    ((_resp(503),), 0, 0, False, RetriableError),
+    ((_resp(500),), 0, 3, True, RetriableError),
+    ((_resp(400, {"Message": "bad"}),), 0, 0, True, FatalError),
+    ((_resp(404),), 0, 0, True, FatalError),
+]
+
+
+@pytest.mark.parametrize("case", POLICY, ids=[f"{c[0][0].status_code}-{i}" for i, c in enumerate(POLICY)])
+def test_policy_maps_each_status_to_one_outcome(case):
+    """The status-to-exception policy as a table: a pure function of the response and the call's
+    counts (no client, no token, no clock but `now`)."""
+    from datetime import datetime, timezone
+
+    (response,), refreshes, retries, repeatable, expected = case
+    got = policy(response, refreshes=refreshes, retries=retries, repeatable=repeatable,
+                 now=datetime(2026, 12, 7, tzinfo=timezone.utc))
+    if expected is None or isinstance(expected, Retry):
+        assert got == expected
+    else:
+        assert isinstance(got, Fail) and got.error is expected, got
+    if expected is DailyLimitReached:
+        assert got.extra["resumes_at"] == datetime(2026, 12, 7, 0, 1, tzinfo=timezone.utc)

@@ -59,6 +59,11 @@ def test_consent_form_then_sync_json(served, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert code == 1 and not doc["ok"]
     assert any(st["status"] == "failed" for st in doc["tenants"][0]["steps"])
+    from xero_core.connections import get_connection
+
+    # the sync (the client's caller) marked the connection: the next run says "reconnect" at once
+    row = get_connection(s, org)
+    assert row["status"] == "needs_reconnect" and "Reconnect it" in row["status_reason"]
 
 
 def test_unknown_step_is_a_usage_error(served, capsys):

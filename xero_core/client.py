@@ -1,46 +1,54 @@
-"""XeroClient: every call to a Xero API goes through here (policy over a swappable transport).
+"""XeroClient: every call to a Xero API goes through here, in layers (as httpx's `send` ->
+`_send_handling_auth` -> `_send_single_request`), each small enough to read and test alone:
 
-Policy, in one place:
-- Bearer token from TokenManager, `xero-tenant-id`, `Accept: application/json` (callers may ask
-  for XML, e.g. Practice Manager). Paths are relative to `settings.api_url`.
-- 401: refresh once and retry; still 401 (or 403 after a refresh) -> ReconnectNeeded, and the
-  connection is marked needs_reconnect. 401 `insufficient_scope` -> FatalError (reconnect with the
-  scope). 401 `AuthorizationUnsuccessful` (token fine, endpoint refused) -> TierRefused.
-- 429: wait Retry-After (else exponential backoff with jitter, capped at 60 s), at most 3 retries,
-  then RateLimited. `X-Rate-Limit-Problem: day` -> DailyLimitReached at once.
-- A refused connection or a host name that does not resolve: XeroUnreachable at once, no retry
-  (it would only be refused again; the sync stops for this host with one sentence).
-- 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError. Writes
-  (POST/PUT/PATCH) are repeated only with an Idempotency-Key header, or when the connection was
-  never made; otherwise the first failure is raised as RetriableError for the caller to decide.
-- Other 4xx: FatalError with Xero's own message, whatever the body's shape.
+- `XeroClient.request`: the URL (paths are relative to `settings.api_url`; the token never leaves
+  that host), the headers (`Accept: application/json` unless the caller asks for XML, e.g. Practice
+  Manager), and the retry loop: send, ask `policy` what came back means, sleep through the clock.
+- `XeroAuth` (an `httpx.Auth` flow, the shape of authlib's `OAuth2Auth`): the bearer token and
+  `xero-tenant-id` on each request; on 401/403 one refresh and the request again (a second refresh
+  only when Xero calls the fresh token expired: clock skew, a race).
+- `LimitedTransport` (wraps the transport): the rate limiter's lease around each HTTP attempt, held
+  until its body is read, and the count of calls.
+- `policy(response, ...)` / `transport_policy(exc, ...)`: pure functions, status (or transport
+  failure) to outcome:
+  - 401 `insufficient_scope` -> FatalError (reconnect with the scope); 401 `AuthorizationUnsuccessful`
+    (token fine, endpoint refused) -> TierRefused; 401/403 still after the refresh -> ReconnectNeeded
+    (401 TokenExpired after two refreshes -> RetriableError: the grant is alive, a person would change
+    nothing).
+  - 429: wait Retry-After (else exponential backoff with jitter, capped at 60 s), at most 3 retries,
+    then RateLimited. `X-Rate-Limit-Problem: day` -> DailyLimitReached at once.
+  - A refused connection or a host name that does not resolve: XeroUnreachable at once, no retry
+    (it would only be refused again; the sync stops for this host with one sentence).
+  - 5xx, timeouts, transport errors: retry with backoff (3 retries), then RetriableError. Writes
+    (POST/PUT/PATCH) are repeated only with an Idempotency-Key header, or when the connection was
+    never made; otherwise the first failure is raised as RetriableError for the caller to decide.
+  - Other 4xx: FatalError with Xero's own message, whatever the body's shape.
 Every error carries tenant, method, endpoint (path only: no query), status, Xero-Correlation-Id
-and Retry-After. Sleeps go through the clock, so tests never wait.
+and Retry-After. Sleeps go through the clock, so tests never wait. The client writes nothing to
+DuckDB: a ReconnectNeeded carries when its call was sent, and the caller marks the connection
+(`connections.mark_for_reconnect`).
 """
 from __future__ import annotations
 
 import contextlib
 import email.utils
 import json as jsonlib
-import logging
 import random
 import re
 import socket
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import httpx
 
-from . import connections
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
                      TokensUnreadable, VaultError, XeroError, XeroUnreachable)
 from .settings import REAL_API_URL, Settings
 from .tokens import TokenManager
-
-log = logging.getLogger(__name__)
 
 MAX_RETRIES = 3
 # A token Xero calls expired right after a refresh is refreshed once more (clock skew, a race), no more.
@@ -121,6 +129,174 @@ def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     return min(BACKOFF_CAP_SECONDS, (2 ** attempt) * (1 + r))
 
 
+# -- the policy: what a response or a transport failure means (pure) ---------------------------
+@dataclass(frozen=True)
+class Retry:
+    """Send again after `after` seconds (None: the caller's backoff for this attempt)."""
+    after: float | None = None
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Raise `error(message, ...)`; `extra` adds to the error's fields (e.g. resumes_at)."""
+    error: type[XeroError]
+    message: str
+    extra: dict = field(default_factory=dict)
+
+
+def _lower(response: httpx.Response, header: str) -> str:
+    return (response.headers.get(header) or "").lower()
+
+
+def policy(response: httpx.Response, *, refreshes: int, retries: int, repeatable: bool,
+           now: datetime | None = None) -> Retry | Fail | None:
+    """None when `response` is the answer; else Retry or Fail. `refreshes`: token refreshes this
+    call made already (XeroAuth); `retries`: attempts repeated already; `repeatable`: a repeat is
+    harmless (an idempotent method or an Idempotency-Key)."""
+    status = response.status_code
+    if status < 400:
+        return None
+    detail = xero_message(response) or ""
+    if status == 401 and "insufficient_scope" in _lower(response, "www-authenticate"):
+        return Fail(FatalError, "The connection lacks the scope this call needs: reconnect to grant it "
+                    "(and check XERO_SCOPES / XERO_SCOPE_PROFILE).")
+    if status == 401 and "authorizationunsuccessful" in detail.lower():
+        return Fail(TierRefused, "Xero refused this endpoint for the app although the token is valid: the app's "
+                    "Xero plan may not include it (Journals and Practice Manager need the Advanced tier).")
+    if status in (401, 403):
+        if status == 401 and "tokenexpired" in detail.lower():
+            # The token endpoint just accepted our refresh token, so the grant is alive: a person
+            # reconnecting would change nothing. Fail this call, keep the connection.
+            return Fail(RetriableError, "Xero reported a freshly refreshed token as expired "
+                        f"({refreshes} refreshes in a row); the connection is fine, try again shortly (and "
+                        "check this machine's clock).")
+        why = ("Xero no longer accepts the token for this organisation" if status == 401 else
+               "Xero says this organisation is not connected to the app any more")
+        return Fail(ReconnectNeeded, f"{why} (HTTP {status}{': ' + detail if detail else ''}). Reconnect it.")
+    if status == 429:
+        wait = retry_after_seconds(response, now)
+        problem = _lower(response, "x-rate-limit-problem")
+        if problem == "day":
+            resumes = (now or datetime.now()) + timedelta(seconds=wait if wait is not None else 86400)
+            return Fail(DailyLimitReached, f"Xero's daily call limit for this organisation is spent; calls resume "
+                        f"at {resumes:%Y-%m-%d %H:%M} UTC.", {"resumes_at": resumes})
+        if retries < MAX_RETRIES:
+            return Retry(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else None)
+        return Fail(RateLimited, f"Xero kept refusing calls for the {problem or 'minute'} limit; try again shortly.")
+    if status >= 500:
+        if retries < MAX_RETRIES and repeatable:
+            wait = retry_after_seconds(response, now)
+            return Retry(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else None)
+        return Fail(RetriableError, f"Xero failed with HTTP {status}{': ' + detail if detail else ''}; "
+                    "try again later.")
+    return Fail(FatalError, detail or f"Xero refused the request (HTTP {status}).")
+
+
+def transport_policy(exc: Exception, *, retries: int, repeatable: bool) -> Retry | None:
+    """Retry, or None to fail with the transport's sentence. Nothing at the address (refused, a name
+    that does not resolve) is never retried; a request that may have reached Xero is repeated only
+    when repeating is harmless."""
+    if unreachable(exc):
+        return None
+    never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    return Retry() if retries < MAX_RETRIES and (never_sent or repeatable) else None
+
+
+def should_refresh(response: httpx.Response, refreshes: int) -> bool:
+    """A 401/403 the token may cure: not a missing scope or a plan's refusal (the token is fine);
+    once, and a second time only when Xero calls the refreshed token expired."""
+    if response.status_code not in (401, 403) or refreshes >= MAX_REFRESHES:
+        return False
+    detail = (xero_message(response) or "").lower()
+    if response.status_code == 401 and ("insufficient_scope" in _lower(response, "www-authenticate")
+                                        or "authorizationunsuccessful" in detail):
+        return False
+    return not refreshes or "tokenexpired" in detail
+
+
+# -- the layers -----------------------------------------------------------------------------------
+class XeroAuth(httpx.Auth):
+    """The bearer token and `xero-tenant-id`, and the refresh a 401/403 may call for (authlib's
+    `OAuth2Auth` shape). One per `XeroClient.request` call: `refreshes` counts across its retries."""
+
+    requires_response_body = True  # Xero says in the body whether the token expired
+
+    def __init__(self, tokens: TokenManager, tenant_id: str, method: str, endpoint: str):
+        self.tokens, self.tenant_id = tokens, tenant_id
+        self.method, self.endpoint = method, endpoint
+        self.refreshes = 0
+
+    def _vault(self, fn, *args) -> str:
+        try:
+            return fn(*args)
+        except VaultError as exc:
+            # The sync stops for this tenant with the vault's sentence (which says the fix).
+            raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=self.method,
+                                   endpoint=self.endpoint) from None
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        while True:
+            token = self._vault(self.tokens.access_token, self.tenant_id)
+            request.headers["Authorization"] = f"Bearer {token}"
+            request.headers["xero-tenant-id"] = self.tenant_id
+            response = yield request
+            if not should_refresh(response, self.refreshes):
+                return
+            self.refreshes += 1
+            self._vault(self.tokens.force_refresh, self.tenant_id, token)
+            # The same request again as a request of its own (what was sent stays as it was sent).
+            request = httpx.Request(request.method, request.url, headers=request.headers, stream=request.stream,
+                                    extensions=request.extensions)
+
+
+class _HeldStream(httpx.SyncByteStream):
+    """A response body that gives the limiter's lease back when it is closed (read to the end)."""
+
+    def __init__(self, stream, release):
+        self._stream, self._release = stream, release
+
+    def __iter__(self):
+        yield from self._stream
+
+    def close(self) -> None:
+        try:
+            if hasattr(self._stream, "close"):
+                self._stream.close()
+        finally:
+            self._release()
+
+
+class LimitedTransport(httpx.BaseTransport):
+    """Each HTTP attempt under a lease of the limiter (acquire blocks until Xero's limits allow it),
+    held until the body is read; `observe` sees every response's headers. Counts the attempts."""
+
+    def __init__(self, inner: httpx.BaseTransport, limiter: Any, tenant_id: str, usage: "Usage"):
+        self.inner, self.limiter, self.tenant_id, self.usage = inner, limiter, tenant_id, usage
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with contextlib.ExitStack() as lease:
+            lease.enter_context(self.limiter.acquire(self.tenant_id))
+            self.usage.calls += 1
+            response = self.inner.handle_request(request)
+            try:
+                self.limiter.observe(self.tenant_id, response)
+            except BaseException:
+                response.close()
+                raise
+            if not response.is_closed:  # a body still to come (in memory already: the lease ends here)
+                response.stream = _HeldStream(response.stream, lease.pop_all().close)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    bytes: int = 0
+
+
 # -- the client --------------------------------------------------------------------------------
 def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(10.0, seconds))
@@ -148,12 +324,24 @@ class XeroClient:
         self.clock = clock
         self.limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
+        self.usage = Usage()
         self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(),
                                   **({"transport": transport} if transport is not None else {}))
+        # httpx picks a transport per URL (proxies from the environment are mounts of their own):
+        # the limiter wraps whichever it picks.
+        limit = lambda t: LimitedTransport(t, self.limiter, tenant_id, self.usage)  # noqa: E731
+        self._http._transport = limit(self._http._transport)
+        self._http._mounts = {k: (t if t is None else limit(t)) for k, t in self._http._mounts.items()}
         self._base = settings.api_url.rstrip("/")
         self._host = urlsplit(self._base).netloc
-        self.api_calls = 0
-        self.bytes_downloaded = 0
+
+    @property
+    def api_calls(self) -> int:
+        return self.usage.calls
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return self.usage.bytes
 
     def close(self) -> None:
         self._http.close()
@@ -189,111 +377,43 @@ class XeroClient:
         kw.update(extra)
         return cls(message, **kw)
 
-    def _needs_reconnect(self, reason: str, method: str, endpoint: str, response: httpx.Response,
-                         sent_at: datetime) -> XeroError:
-        try:
-            # A reconnect that landed while this call was in flight wins over the call's stale refusal.
-            connections.set_status(self.settings, self.tenant_id, "needs_reconnect", reason, at=self.clock.now(),
-                                   unless_connected_after=sent_at)
-        except Exception as exc:  # the error below still says so
-            log.warning("Could not mark tenant %s as needs_reconnect: %s", self.tenant_id, exc)
-        return self._err(ReconnectNeeded, reason, method, endpoint, response)
-
     # -- the call --------------------------------------------------------------------------
     def request(self, method: str, path_or_url: str, params=None, headers=None, json=None, content=None,
                 files=None, data=None) -> httpx.Response:
         method = method.upper()
         url = self._url(path_or_url)
         endpoint = urlsplit(url).path
-        refreshed = 0
-        retries = 0
         sent_at = self.clock.now()
         repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
+        auth = XeroAuth(self.tokens, self.tenant_id, method, endpoint)
+        hdrs = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+        retries = 0
         while True:
             try:
-                token = self.tokens.access_token(self.tenant_id)
-            except VaultError as exc:
-                # The sync stops for this tenant with the vault's sentence (which says the fix).
-                raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=method, endpoint=endpoint) from None
-            hdrs = {"Accept": "application/json", "User-Agent": USER_AGENT}
-            hdrs.update(headers or {})
-            hdrs["Authorization"] = f"Bearer {token}"
-            hdrs["xero-tenant-id"] = self.tenant_id
-            try:
-                with self.limiter.acquire(self.tenant_id):
-                    self.api_calls += 1
-                    resp = self._http.request(method, url, params=params, headers=hdrs, json=json,
-                                              content=content, files=files, data=data)
-                    self.bytes_downloaded += len(resp.content)
-                    self.limiter.observe(self.tenant_id, resp)
+                resp = self._http.request(method, url, params=params, headers=hdrs, json=json, content=content,
+                                          files=files, data=data, auth=auth)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if unreachable(exc):
                     raise XeroUnreachable(unreachable_sentence(self.settings, url, exc, "XERO_API_URL"),
                                           tenant_id=self.tenant_id, method=method, endpoint=endpoint) from None
-                # A request that may have reached Xero is repeated only when repeating is harmless.
-                never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-                if retries < MAX_RETRIES and (never_sent or repeatable):
-                    self.clock.sleep(backoff_seconds(retries))
-                    retries += 1
-                    continue
-                raise self._err(RetriableError, unreachable_message(url, exc, "XERO_API_URL", retries + 1),
-                                method, endpoint) from None
-
-            status = resp.status_code
-            if status < 400:
+                if transport_policy(exc, retries=retries, repeatable=repeatable) is None:
+                    raise self._err(RetriableError, unreachable_message(url, exc, "XERO_API_URL", retries + 1),
+                                    method, endpoint) from None
+                self.clock.sleep(backoff_seconds(retries))
+                retries += 1
+                continue
+            for r in (*resp.history, resp):  # the refusals the auth flow answered with a refresh, too
+                self.usage.bytes += len(r.content)
+            verdict = policy(resp, refreshes=auth.refreshes, retries=retries, repeatable=repeatable,
+                             now=self.clock.now())
+            if verdict is None:
                 return resp
-            problem = (resp.headers.get("x-rate-limit-problem") or "").lower()
-            www = (resp.headers.get("www-authenticate") or "").lower()
-            detail = xero_message(resp) or ""
-
-            if status == 401 and "insufficient_scope" in www:
-                raise self._err(FatalError, "The connection lacks the scope this call needs: reconnect to grant it "
-                                "(and check XERO_SCOPES / XERO_SCOPE_PROFILE).", method, endpoint, resp)
-            if status == 401 and "authorizationunsuccessful" in detail.lower():
-                raise self._err(TierRefused, "Xero refused this endpoint for the app although the token is valid: "
-                                "the app's Xero plan may not include it (Journals and Practice Manager need the "
-                                "Advanced tier).", method, endpoint, resp)
-            if status in (401, 403):
-                if refreshed < MAX_REFRESHES and (not refreshed or "tokenexpired" in detail.lower()):
-                    refreshed += 1
-                    try:
-                        self.tokens.force_refresh(self.tenant_id, token)
-                    except VaultError as exc:
-                        raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=method,
-                                               endpoint=endpoint) from None
-                    continue
-                if status == 401 and "tokenexpired" in detail.lower():
-                    # The token endpoint just accepted our refresh token, so the grant is alive: a
-                    # person reconnecting would change nothing. Fail this call, keep the connection.
-                    raise self._err(RetriableError, "Xero reported a freshly refreshed token as expired "
-                                    f"({refreshed} refreshes in a row); the connection is fine, try again "
-                                    "shortly (and check this machine's clock).", method, endpoint, resp)
-                why = ("Xero no longer accepts the token for this organisation" if status == 401 else
-                       "Xero says this organisation is not connected to the app any more")
-                raise self._needs_reconnect(f"{why} (HTTP {status}{': ' + detail if detail else ''}). Reconnect it.",
-                                            method, endpoint, resp, sent_at)
-            if status == 429:
-                wait = retry_after_seconds(resp, self.clock.now())
-                if problem == "day":
-                    resumes = self.clock.now() + timedelta(seconds=wait if wait is not None else 86400)
-                    raise self._err(DailyLimitReached, f"Xero's daily call limit for this organisation is spent; "
-                                    f"calls resume at {resumes:%Y-%m-%d %H:%M} UTC.", method, endpoint, resp,
-                                    resumes_at=resumes)
-                if retries < MAX_RETRIES:
-                    self.clock.sleep(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else backoff_seconds(retries))
-                    retries += 1
-                    continue
-                raise self._err(RateLimited, f"Xero kept refusing calls for the {problem or 'minute'} limit; "
-                                "try again shortly.", method, endpoint, resp)
-            if status >= 500:
-                if retries < MAX_RETRIES and repeatable:
-                    wait = retry_after_seconds(resp, self.clock.now())
-                    self.clock.sleep(min(BACKOFF_CAP_SECONDS, wait) if wait is not None else backoff_seconds(retries))
-                    retries += 1
-                    continue
-                raise self._err(RetriableError, f"Xero failed with HTTP {status}"
-                                f"{': ' + detail if detail else ''}; try again later.", method, endpoint, resp)
-            raise self._err(FatalError, detail or f"Xero refused the request (HTTP {status}).", method, endpoint, resp)
+            if isinstance(verdict, Retry):
+                self.clock.sleep(verdict.after if verdict.after is not None else backoff_seconds(retries))
+                retries += 1
+                continue
+            extra = {"sent_at": sent_at} if verdict.error is ReconnectNeeded else {}
+            raise self._err(verdict.error, verdict.message, method, endpoint, resp, **verdict.extra, **extra)
 
     def get_json(self, path: str, params=None, headers=None) -> Any:
         resp = self.request("GET", path, params=params, headers=headers)
@@ -352,13 +472,3 @@ def limited_client(settings: Settings, tenant_id: str, *, transport=None, clock=
     from .ratelimit import SharedRateLimiter
 
     return XeroClient(settings, tenant_id, transport=transport, clock=clock, limiter=SharedRateLimiter(settings, clock))
-
-
-def open_client(settings: Settings, tenant_id: str, **kw) -> XeroClient:
-    """A client for a tenant, refusing early when the connection is known to be unusable."""
-    conn = connections.get_connection(settings, tenant_id)
-    if conn is not None and conn["status"] != "connected":
-        reason = conn.get("status_reason") or ("disconnected" if conn["status"] == "disconnected" else "needs reconnect")
-        raise ReconnectNeeded(f"{conn['tenant_name']} is {conn['status'].replace('_', ' ')}: {reason}",
-                              tenant_id=tenant_id)
-    return XeroClient(settings, tenant_id, **kw)

@@ -1,12 +1,16 @@
 """The DuckDB `connections` table: which tenants are connected and in what state. Never tokens."""
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from . import db
+from .errors import ReconnectNeeded, TokensUnreadable
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("connected", "needs_reconnect", "disconnected")
 _COLUMNS = (
@@ -102,6 +106,22 @@ def set_status(settings: Settings, tenant_id: str, status: str, reason: str | No
                WHERE tenant_id = ?""" + guard,
             [status, reason, at, status, at, tenant_id, *extra],
         )
+
+
+def mark_for_reconnect(settings: Settings, exc: BaseException, at: datetime | None = None) -> bool:
+    """What a caller of the Xero client does with a refusal a person must fix: the connection is
+    marked needs_reconnect with the refusal's sentence (unless it was reconnected after the call was
+    sent). Nothing for other errors, nor for tokens this machine cannot read (the vault's sentence
+    says that fix). True when it marked."""
+    if not isinstance(exc, ReconnectNeeded) or isinstance(exc, TokensUnreadable) or not exc.tenant_id:
+        return False
+    try:
+        set_status(settings, exc.tenant_id, "needs_reconnect", exc.message, at=at,
+                   unless_connected_after=exc.sent_at)
+        return True
+    except Exception as err:  # the error itself still says so
+        log.warning("Could not mark tenant %s as needs_reconnect: %s", exc.tenant_id, err)
+        return False
 
 
 def record_sync(settings: Settings, tenant_id: str, at: datetime) -> None:

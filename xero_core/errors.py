@@ -119,7 +119,12 @@ class DailyLimitReached(XeroError):
 
 
 class ReconnectNeeded(XeroError):
-    pass
+    """`sent_at`: when the refused call was sent. The caller marks the connection (connections.
+    mark_for_reconnect), unless it was reconnected after that: the refusal was about the old grant."""
+
+    def __init__(self, message: str, *, sent_at: datetime | None = None, **kw):
+        super().__init__(message, **kw)
+        self.sent_at = sent_at
 
 
 class TokensUnreadable(VaultError, ReconnectNeeded):

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..connections import mark_for_reconnect
 from ..db import connect, transaction
 from ..errors import LedgerlinkError, XeroError
 from ..settings import Settings
@@ -346,6 +347,7 @@ class _Pusher:
                 headers={"Idempotency-Key": idempotency_key(d["document_id"], d["c_contact"], "associate")},
             )
         except Exception as exc:  # recorded on the document; the next one still goes
+            mark_for_reconnect(settings, exc, self.clock.now())  # the client only says so
             msg = _xero_text(exc)
             delay = None if _fatal(exc) else retry_delay(attempts)
             summary.failed += 1

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from .. import redaction
 from ..clock import SYSTEM_CLOCK, Clock
+from ..connections import mark_for_reconnect
 from ..db import DatabaseBusy, connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
@@ -415,8 +416,9 @@ def _mark(con, keys: list[str], status: str, error: str | None, now: datetime, b
 APPLY_CHUNK = 100
 
 
-def _outcome(g: dict, client_for):
-    """Fetch what one event group needs (network only): (status, error, bump, payload)."""
+def _outcome(g: dict, client_for, refused=None):
+    """Fetch what one event group needs (network only): (status, error, bump, payload). `refused(exc)`
+    sees each error (the caller marks a connection Xero refuses for reconnection)."""
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
     if conn is None:
         return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
@@ -430,6 +432,8 @@ def _outcome(g: dict, client_for):
         client = client_for(tenant_id)
         records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
+        if refused is not None:
+            refused(exc)
         return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
         return g, ("failed", f"Xero returned no {cat.lower()} {rid}", True, None)
@@ -475,12 +479,12 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
         return g, failed
 
 
-def _chunks(groups: list[dict], client_for):
+def _chunks(groups: list[dict], client_for, refused=None):
     """Outcomes in chunks of APPLY_CHUNK groups that asked Xero: events settled without a fetch
     (ignored) ride along, so a burst of them costs one DuckDB transaction, not one per hundred."""
     chunk, asked = [], 0
     for g in groups:
-        o = _outcome(g, client_for)
+        o = _outcome(g, client_for, refused)
         chunk.append(o)
         asked += 1 if o[1][2] else 0  # bump: an attempt (a fetch, or a connection to reconnect)
         if asked >= APPLY_CHUNK or len(chunk) >= 20 * APPLY_CHUNK:
@@ -512,8 +516,11 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
+    def refused(exc: Exception) -> None:  # the client only says so; the caller marks the connection
+        mark_for_reconnect(settings, exc, clock.now())
+
     groups = _due_groups(settings, now, db_timeout, tenant_id, db_lock)
-    for outcomes in _chunks(groups, client_for):
+    for outcomes in _chunks(groups, client_for, refused):
         # Network done for this chunk; now one short transaction writes all of it.
         try:
             with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):

@@ -290,11 +290,7 @@ def sync_practice(settings: Settings, tenant_id: str, client, *, clock: Clock = 
         _record_tier(settings, tenant_id, TIER_NOTE)
         return XpmResult("skipped", note="skipped: not available on this Xero plan (tier). " + TIER_NOTE)
     except ReconnectNeeded:
-        if _looks_like_tier_refusal(client, settings):
-            from ..connections import set_status
-
-            # The client marked the connection for reconnection; the token works, so undo that.
-            set_status(settings, tenant_id, "connected", None, at=clock.now())
+        if _looks_like_tier_refusal(client, settings):  # the token works: not a reconnect, a plan's refusal
             _record_tier(settings, tenant_id, TIER_NOTE)
             return XpmResult("skipped", note="skipped: not available on this Xero plan (tier). " + TIER_NOTE)
         raise

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from .. import db
 from ..clock import SYSTEM_CLOCK, Clock
+from ..connections import mark_for_reconnect
 from ..errors import DailyLimitReached, LedgerlinkError, ReconnectNeeded, TierRefused, XeroError, XeroUnreachable
 from . import store
 from .context import StepContext, StepOutcome, StepResult, SyncCancelled, SyncResult, checkpoint
@@ -260,7 +261,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                             status, rows, error = "skipped", 0, f"not available on this Xero plan (tier): {p.cause}"
                         else:
                             status, rows = ("partial" if p.rows else "failed"), p.rows
-                            error, stop_reason = _describe(p.cause, stop_reason)
+                            error, stop_reason = _describe(p.cause, stop_reason, settings, clock)
                     except SyncCancelled as exc:
                         status, rows = "skipped", 0
                         error = stop_reason = exc.message
@@ -268,7 +269,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                         status, rows, error = "skipped", 0, f"not available on this Xero plan (tier): {exc}"
                     except XeroError as exc:
                         status, rows = "failed", 0
-                        error, stop_reason = _describe(exc, stop_reason)
+                        error, stop_reason = _describe(exc, stop_reason, settings, clock)
                     except db.DatabaseBusy as exc:
                         # Another process held the file past db.connect's wait: say so, wait for it,
                         # then run the step again (it resumes from its cursor; upserts repeat cleanly).
@@ -397,8 +398,9 @@ def stop_reason_set_by(error: str | None, stop_reason: str | None) -> bool:
     return bool(stop_reason) and error == stop_reason
 
 
-def _describe(exc: BaseException, stop_reason: str | None) -> tuple[str, str | None]:
-    """The step's error text, and whether the remaining steps must be skipped (and why)."""
+def _describe(exc: BaseException, stop_reason: str | None, settings, clock: Clock) -> tuple[str, str | None]:
+    """The step's error text, and whether the remaining steps must be skipped (and why). A refusal
+    only a person can fix marks the connection here (the client only says so)."""
     if isinstance(exc, DailyLimitReached):
         msg = str(exc.message if hasattr(exc, "message") else exc)
         if not msg.startswith("daily budget reached"):
@@ -408,6 +410,7 @@ def _describe(exc: BaseException, stop_reason: str | None) -> tuple[str, str | N
     if isinstance(exc, XeroUnreachable):
         return str(exc), NOT_TRIED
     if isinstance(exc, ReconnectNeeded):
+        mark_for_reconnect(settings, exc, clock.now())
         msg = f"reconnect needed: {exc}"
         return msg, msg
     return str(exc), stop_reason
