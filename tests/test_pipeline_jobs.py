@@ -35,9 +35,9 @@ def job_worker(env: dict, fake_state: str, tenant: str, kill_at: int | None, out
     """One job in a child process: queue it (or find the tenant's), run it in a one-thread pool."""
     import os as _os
 
-    from xero_core.sync import context, steps
+    from xero_core.sync import context, incremental
 
-    steps.CHUNK = 50  # several chunks per resource, so kills also land between chunk commits
+    incremental.CHUNK = 50  # several chunks per resource, so kills also land between chunk commits
     if kill_at is not None:
         _os.environ[context.KILL_ENV] = str(kill_at)
     s = load_settings(env)

@@ -29,10 +29,10 @@ def worker(env: dict, data_dir: str, fake_state: str, tenant: str, kill_at: int 
     """One sync in a child process (forked from a server that has imported everything already)."""
     import os as _os
 
-    from xero_core.sync import context, steps
+    from xero_core.sync import context, incremental
     from xero_core.sync.runner import sync_all
 
-    steps.CHUNK = 50  # several chunks per resource, so kills also land between chunk commits
+    incremental.CHUNK = 50  # several chunks per resource, so kills also land between chunk commits
 
     if kill_at is not None:
         _os.environ[context.KILL_ENV] = str(kill_at)

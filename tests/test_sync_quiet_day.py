@@ -116,18 +116,18 @@ def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp
     new in the cursor's own second, or a renamed account, is written as before."""
     from datetime import datetime
 
-    from xero_core.sync import steps
+    from xero_core.sync import incremental
 
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
     assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
     opened: list[str] = []
-    real_write = steps._write
+    real_write = incremental.write
 
     def counting(ctx, fn, **kw):
         opened.append(ctx.step)
         return real_write(ctx, fn, **kw)
 
-    monkeypatch.setattr(steps, "_write", counting)
+    monkeypatch.setattr(incremental, "write", counting)
     clock.advance(86400)
     res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
     assert res.ok, res.to_dict()

@@ -258,9 +258,9 @@ def _rows_of(events: list, received_at: float) -> list[dict]:
 
 def _fetch_contact(client, contact_id: str) -> list[dict]:
     """One contact through the sync helper's fetcher; the path is ours, the id validated."""
-    from ..sync.contacts import fetch_contacts
+    from ..sync.contacts import fetch_contact
 
-    return list(fetch_contacts(client, contact_id=contact_id))
+    return fetch_contact(client, contact_id)
 
 
 def _save_contacts(con, tenant_id: str, records: list[dict]) -> None:

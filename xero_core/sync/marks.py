@@ -6,7 +6,7 @@ records updated in that last second or so. A whole-list fetch (the chart of acco
 everything. Writing them again would change nothing, but finding that out costs a transaction and
 a comparison against stored rows: the largest part of a quiet daily sync's CPU.
 
-A mark is a digest of those records' JSON, independent of their order. A step saves the mark of what
+A mark is a digest of those records' JSON (`Edge` follows an incremental fetch; `Whole` a whole list), independent of their order. A step saves the mark of what
 the next unchanged fetch would return in the same transaction as its cursor; when the next fetch
 returns exactly the records the mark was made of, nothing has changed since, and the step writes
 nothing. Any difference, in any field, in the count, in the order of pages, means the normal write
@@ -32,10 +32,13 @@ def refetch_from(since: datetime) -> datetime:
     return (since - timedelta(seconds=1)).replace(microsecond=0)
 
 
+def _one(record: dict) -> bytes:
+    return hashlib.blake2b(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode(),
+                           digest_size=16).digest()
+
+
 def digest(records: list[dict]) -> str:
-    parts = sorted(hashlib.blake2b(json.dumps(r, sort_keys=True, separators=(",", ":"), default=str).encode(),
-                                   digest_size=16).digest() for r in records)
-    return hashlib.blake2b(b"".join(parts), digest_size=16).hexdigest()
+    return hashlib.blake2b(b"".join(sorted(_one(r) for r in records)), digest_size=16).hexdigest()
 
 
 class Edge:
@@ -81,3 +84,23 @@ class Edge:
     def unchanged(self, held: str | None) -> bool:
         """True when everything fetched is exactly what `held` was made of."""
         return bool(held) and self.complete and self.mark() == held
+
+
+class Whole:
+    """The mark of a whole list (the chart of accounts): everything fetched, by digest only."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self._parts: list[bytes] = []
+
+    def see(self, records: list[dict]) -> None:
+        self.seen += len(records)
+        self._parts += [_one(r) for r in records]
+
+    def mark(self) -> str:
+        return hashlib.blake2b(b"".join(sorted(self._parts)), digest_size=16).hexdigest()
+
+    complete = True  # a whole list is all edge: the same mark means the same list
+
+    def unchanged(self, held: str | None) -> bool:
+        return bool(held) and self.mark() == held

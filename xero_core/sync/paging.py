@@ -1,4 +1,5 @@
-"""Paginators as objects. Each yields the records of one page at a time, with its size in bytes.
+"""Paging: `pages(client, resource, headers, start)` yields a resource's records one page at a time,
+with its size in bytes (how it pages follows from its declaration in sync/resources.py).
 
 Rules from real Xero (xero-notes §3/§4): page numbers start at 1; paging stops at a short page
 (the `pagination` object is not always there); Journals page by `offset` = the last JournalNumber
@@ -47,50 +48,48 @@ def _records(body: Any, collection: str) -> list[dict]:
     return []
 
 
-@dataclass(frozen=True)
-class SinglePage:
-    def pages(self, client, path: str, collection: str, params: dict, headers: dict, start: Any = None) -> Iterator[Page]:
-        checkpoint(f"{collection}:page:1")
-        body, nbytes = get_json(client, path, dict(params), headers)
-        yield Page(_records(body, collection), nbytes, 1)
+def pages(client, resource, headers: dict, start: Any = None) -> Iterator[Page]:
+    """The pages of `resource` (sync/resources.py): one page when it has no page size; by `offset`
+    from `start` for an Offset cursor; else by page number."""
+    if resource.page_size is None:
+        return _single(client, resource, headers)
+    if resource.cursor is not None and resource.cursor.per_chunk:
+        return _by_offset(client, resource, headers, start)
+    return _numbered(client, resource, headers)
 
 
-@dataclass(frozen=True)
-class PagePager:
-    page_size: int = 1000
-
-    def pages(self, client, path: str, collection: str, params: dict, headers: dict, start: Any = None) -> Iterator[Page]:
-        page = 1
-        while True:
-            checkpoint(f"{collection}:page:{page}")
-            body, nbytes = get_json(client, path, {**params, "page": page, "pageSize": self.page_size}, headers)
-            records = _records(body, collection)
-            yield Page(records, nbytes, page)
-            pagination = body.get("pagination") if isinstance(body, dict) else None
-            if len(records) < self.page_size:
-                break
-            if pagination and pagination.get("pageCount") and page >= int(pagination["pageCount"]):
-                break
-            page += 1
+def _single(client, resource, headers: dict) -> Iterator[Page]:
+    checkpoint(f"{resource.collection}:page:1")
+    body, nbytes = get_json(client, resource.path, dict(resource.params), headers)
+    yield Page(_records(body, resource.collection), nbytes, 1)
 
 
-@dataclass(frozen=True)
-class OffsetPager:
-    field: str = "JournalNumber"
-    page_size: int = 100
+def _numbered(client, resource, headers: dict) -> Iterator[Page]:
+    page, size = 1, resource.page_size
+    while True:
+        checkpoint(f"{resource.collection}:page:{page}")
+        body, nbytes = get_json(client, resource.path, {**resource.params, "page": page, "pageSize": size}, headers)
+        records = _records(body, resource.collection)
+        yield Page(records, nbytes, page)
+        pagination = body.get("pagination") if isinstance(body, dict) else None
+        if len(records) < size:
+            break
+        if pagination and pagination.get("pageCount") and page >= int(pagination["pageCount"]):
+            break
+        page += 1
 
-    def pages(self, client, path: str, collection: str, params: dict, headers: dict, start: Any = None) -> Iterator[Page]:
-        offset = int(start or 0)
-        n = 1
-        while True:
-            checkpoint(f"{collection}:offset:{offset}")
-            body, nbytes = get_json(client, path, {**params, "offset": offset}, headers)
-            records = _records(body, collection)
-            yield Page(records, nbytes, n)
-            if len(records) < self.page_size:
-                break
-            last = max(int(r.get(self.field) or 0) for r in records)
-            if last <= offset:  # a server that ignores offset would loop forever
-                break
-            offset = last
-            n += 1
+
+def _by_offset(client, resource, headers: dict, start: Any) -> Iterator[Page]:
+    offset, n, field = int(start or 0), 1, resource.cursor.field
+    while True:
+        checkpoint(f"{resource.collection}:offset:{offset}")
+        body, nbytes = get_json(client, resource.path, {**resource.params, "offset": offset}, headers)
+        records = _records(body, resource.collection)
+        yield Page(records, nbytes, n)
+        if len(records) < resource.page_size:
+            break
+        last = max(int(r.get(field) or 0) for r in records)
+        if last <= offset:  # a server that ignores offset would loop forever
+            break
+        offset = last
+        n += 1

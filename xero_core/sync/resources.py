@@ -1,33 +1,221 @@
-"""One short declarative definition per Xero resource we sync (singer-sdk style): where it lives,
-its key, its cursor and how it pages. Generic code reads these; no resource is special-cased."""
+"""Every Xero resource the sync reads, declared once (as meltano's `RESTStream`, dlt's `resource` with its
+`Incremental`): where it lives, its key, its cursor, its page size, the frames a page becomes and where
+those frames are written. `incremental.sync_resource` runs any of them; `incremental.sync_weeks` runs
+the weekly reports, declared here too. Nothing here does I/O.
+
+A resource's seams, for whoever adds a column or a resource:
+- `frames(records, settings) -> tuple of polars frames`: a pure transform from transforms.py (a new
+  column of invoices goes there, and into the table's migration);
+- `target(ctx, resource, since) -> Target`: how one transaction writes those frames (`write`), and what it
+  rebuilds from them once the last chunk is in (`finish`).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
 
-from .paging import OffsetPager, PagePager, SinglePage
+import polars as pl
+
+from . import store
+from . import transforms as T
+from .marks import refetch_from
 
 ACCOUNTING = "/api.xro/2.0"
+Frames = tuple[pl.DataFrame, ...]
+
+
+# -- cursors ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UpdatedSince:
+    """`If-Modified-Since` from the newest `UpdatedDateUTC` stored. Records come in no order, so
+    the cursor moves only with the last chunk; the records at its edge carry a mark (marks.Edge)."""
+    field: str = "UpdatedDateUTC"
+    per_chunk = False
+
+    def parse(self, held: str | None) -> datetime | None:
+        return datetime.fromisoformat(held) if held else None
+
+    def headers(self, since: datetime | None) -> dict:
+        """Xero compares at second precision: a second back, so an edit in the cursor's own second
+        is fetched again (upserts make the repeat harmless)."""
+        return {"If-Modified-Since": refetch_from(since).strftime("%Y-%m-%dT%H:%M:%S")} if since else {}
 
 
 @dataclass(frozen=True)
+class Offset:
+    """`offset` = the highest number stored. The records are immutable and come in ascending order,
+    so the cursor may move with each chunk."""
+    field: str = "JournalNumber"
+    per_chunk = True
+
+    def parse(self, held: str | None) -> int:
+        return int(held or 0)
+
+    def headers(self, since: Any) -> dict:
+        return {}
+
+    def newest(self, records: list[dict], newest: int) -> int:
+        return max([newest, *(int(r.get(self.field) or 0) for r in records)])
+
+
+# -- where frames go ----------------------------------------------------------------------------
+class Target:
+    """One resource's writes in a run: `write` what one chunk fetched (inside its transaction);
+    `finish` once, with the last chunk (also after an error mid-paging), what is rebuilt from it."""
+
+    def __init__(self, ctx, resource: "Resource", since):
+        self.ctx, self.resource, self.since = ctx, resource, since
+
+    def write(self, con, frames: Frames) -> int:
+        raise NotImplementedError
+
+    def must_finish(self, final: bool) -> bool:
+        """`finish` has work even when nothing new came (a transaction is opened for it)."""
+        return False
+
+    def finish(self, con, final: bool) -> None:
+        return None
+
+    def note(self) -> tuple[str | None, dict | None]:
+        """The step's note and detail."""
+        if isinstance(self.resource.cursor, UpdatedSince):
+            return ("incremental" if self.since else "full"), None
+        return None, None
+
+
+class NewVersions(Target):
+    """Rows whose content changed, upserted by the resource's key (accounts, contacts)."""
+
+    def write(self, con, frames: Frames) -> int:
+        return store.upsert_new_versions(con, self.resource.name, frames[0], self.ctx.tenant_id,
+                                         key_column(self.resource.key))
+
+
+class RevenueDocuments(Target):
+    """Invoices or credit notes with their lines; revenue_weekly is rebuilt once, with the last chunk,
+    for every week a document entered or left (so totals always match what is stored)."""
+
+    def __init__(self, ctx, resource: "Resource", since, save: Callable):
+        super().__init__(ctx, resource, since)
+        self.save = save  # store.save_invoice_frames / save_credit_note_frames
+        self.weeks: set = set()
+
+    def write(self, con, frames: Frames) -> int:
+        docs, lines = frames
+        n, weeks = self.save(con, self.ctx.tenant_id, docs, lines, self.ctx.settings.week_ends_on, rebuild=False,
+                             settled_to=self.since)
+        self.weeks.update(weeks)
+        return n
+
+    def must_finish(self, final: bool) -> bool:
+        return bool(self.weeks)
+
+    def finish(self, con, final: bool) -> None:
+        store.rebuild_revenue_weekly(con, self.ctx.tenant_id, self.weeks, self.ctx.settings.week_ends_on)
+
+
+class JournalLines(Target):
+    """Journal lines, then the P&L tie-out rebuilt from them, when anything it reads moved."""
+
+    flagged = 0
+
+    def write(self, con, frames: Frames) -> int:
+        return store.upsert(con, "journal_lines", frames[0], self.ctx.tenant_id)
+
+    def must_finish(self, final: bool) -> bool:
+        # Nothing new, and no figure the tie-out reads moved in this run: it stands as it is.
+        results = self.ctx.state.get("results") or {}
+        return final and (self.ctx.state.get("tieout_stale", True)
+                          or any(results.get(k, 1) for k in ("accounts", "pnl")))
+
+    def finish(self, con, final: bool) -> None:
+        if final:
+            store.rebuild_tieout(con, self.ctx.tenant_id)
+            self.flagged = con.execute("SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ? AND flagged",
+                                       [self.ctx.tenant_id]).fetchone()[0]
+
+    def note(self) -> tuple[str | None, dict | None]:
+        if not self.flagged:
+            return None, None
+        return (f"tie-out: {self.flagged} week(s) differ from the P&L report",
+                {"tieout_flagged_weeks": self.flagged})
+
+
+def key_column(key: str) -> str:
+    """`ContactID` -> `contact_id`: a record's id field as its table's key column."""
+    out = ""
+    for i, ch in enumerate(key):
+        if ch.isupper() and i and not key[i - 1].isupper():
+            out += "_"
+        out += ch.lower()
+    return out
+
+
+# -- the resources ------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class Resource:
-    name: str            # sync_log type and sync_cursors resource
-    path: str            # relative to settings.api_url
-    collection: str      # the envelope key holding the records
-    key: str             # the record's id field
-    cursor_field: str | None  # UpdatedDateUTC (If-Modified-Since) or JournalNumber (offset)
-    pager: object
+    name: str              # the step, its sync_log type and its sync_cursors resource
+    path: str              # relative to settings.api_url
+    collection: str        # the envelope key holding the records
+    key: str               # the record's id field
+    cursor: UpdatedSince | Offset | None  # None: the whole list every time (its mark says if it changed)
+    page_size: int | None  # None: one page
+    frames: Callable[[list[dict], Any], Frames]
+    target: Callable[..., Target]  # (ctx, resource, since) -> Target
     params: dict = field(default_factory=dict)
+    label: str = ""        # in progress lines
+
+    @property
+    def cursor_field(self) -> str | None:
+        return self.cursor.field if self.cursor else None
 
 
-ACCOUNTS = Resource("accounts", f"{ACCOUNTING}/Accounts", "Accounts", "AccountID", None, SinglePage())
-CONTACTS = Resource("contacts", f"{ACCOUNTING}/Contacts", "Contacts", "ContactID", "UpdatedDateUTC",
-                    PagePager(page_size=1000), {"includeArchived": "true"})
-INVOICES = Resource("invoices", f"{ACCOUNTING}/Invoices", "Invoices", "InvoiceID", "UpdatedDateUTC",
-                    PagePager(page_size=1000))
-CREDIT_NOTES = Resource("credit_notes", f"{ACCOUNTING}/CreditNotes", "CreditNotes", "CreditNoteID", "UpdatedDateUTC",
-                        PagePager(page_size=1000))
-JOURNALS = Resource("journals", f"{ACCOUNTING}/Journals", "Journals", "JournalID", "JournalNumber",
-                    OffsetPager(field="JournalNumber", page_size=100))
-PROFIT_AND_LOSS = f"{ACCOUNTING}/Reports/ProfitAndLoss"
-BANK_SUMMARY = f"{ACCOUNTING}/Reports/BankSummary"
+def _documents(builder):
+    return lambda records, settings: builder(records, settings.region_category, settings.revenue_type_category)
+
+
+ACCOUNTS = Resource("accounts", f"{ACCOUNTING}/Accounts", "Accounts", "AccountID", None, None,
+                    lambda records, settings: (T.accounts_frame(records),),
+                    NewVersions, label="accounts")
+CONTACTS = Resource("contacts", f"{ACCOUNTING}/Contacts", "Contacts", "ContactID", UpdatedSince(), 1000,
+                    lambda records, settings: (T.contacts_frame(records),),
+                    NewVersions, {"includeArchived": "true"},
+                    label="contacts")
+INVOICES = Resource("invoices", f"{ACCOUNTING}/Invoices", "Invoices", "InvoiceID", UpdatedSince(), 1000,
+                    _documents(T.invoice_frames),
+                    lambda *a: RevenueDocuments(*a, store.save_invoice_frames), label="invoices")
+CREDIT_NOTES = Resource("credit_notes", f"{ACCOUNTING}/CreditNotes", "CreditNotes", "CreditNoteID", UpdatedSince(),
+                        1000, _documents(T.credit_note_frames),
+                        lambda *a: RevenueDocuments(*a, store.save_credit_note_frames),
+                        label="credit notes")
+JOURNALS = Resource("journals", f"{ACCOUNTING}/Journals", "Journals", "JournalID", Offset("JournalNumber"), 100,
+                    lambda records, settings: (T.journal_lines_frame(records),),
+                    JournalLines, label="journals")
+
+
+# -- weekly reports -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WeeklyReport:
+    """A report fetched one week per call (`fromDate`..`toDate`), written REPORT_CHUNK weeks per
+    transaction; a week whose mapped figures match its stored fingerprint is not rewritten.
+    `write(con, tenant_id, [(week_ending, mapped)]) -> rows` replaces those weeks."""
+    name: str
+    path: str
+    write: Callable[[Any, str, list], int]
+
+
+def _write_pnl(con, tenant_id: str, chunk: list) -> int:
+    fw, lines = T.pnl_frames(tenant_id, chunk)
+    weeks = [w for w, _ in chunk]
+    store.replace_weeks(con, "pnl_lines", lines, tenant_id, weeks)
+    return store.replace_weeks(con, "financial_weekly", fw, tenant_id, weeks)
+
+
+def _write_bank(con, tenant_id: str, chunk: list) -> int:
+    frame = T.bank_frame(tenant_id, chunk)
+    return store.replace_weeks(con, "cash_position_weekly", frame, tenant_id, [w for w, _ in chunk])
+
+
+PROFIT_AND_LOSS = WeeklyReport("pnl", f"{ACCOUNTING}/Reports/ProfitAndLoss", _write_pnl)
+BANK_SUMMARY = WeeklyReport("bank", f"{ACCOUNTING}/Reports/BankSummary", _write_bank)
