@@ -19,9 +19,12 @@ from xero_core.pipeline.jobs import get as get_job  # noqa: F401
 from xero_core.pipeline.jobs import request_cancel as cancel_job  # noqa: F401
 from xero_core.pipeline.request import SyncRequest as sync_request  # noqa: F401
 from xero_core.pipeline.worker import ensure_background_pool as ensure_job_pool  # noqa: F401
+from xero_core.practice.client_orgs import (client_overview, clients_summary, link_organisation,  # noqa: F401
+                                            organisations)
 from xero_core.practice.clients import (add_client, add_client_from_contact, edit_client,  # noqa: F401
-                                        last_reconciliations, list_clients, match_clients_now, resolve_match,
-                                        skipped_contacts)
+                                        last_reconciliations, list_clients, match_clients_now,
+                                        reconciliation_state, resolve_match, skipped_contacts)
+from xero_core.practice.roles import acknowledge_removals, removal_report, set_role  # noqa: F401
 from xero_core.practice.clients import import_csv as import_clients_csv  # noqa: F401
 from xero_core.practice.clients import list_candidates as match_candidates  # noqa: F401
 from xero_core.practice.documents import add_document, list_documents, push_documents, push_queue  # noqa: F401

@@ -39,48 +39,75 @@ def _pushed(summary) -> None:
     _done(msg)
 
 
+def orgs_name(doc: dict, tenant_id: str | None) -> str:
+    return next((o["tenant_name"] for o in doc.get("organisations") or [] if o["tenant_id"] == tenant_id), tenant_id or "")
+
+
 SKIP_WORDS = {
     "supplier_only": "suppliers only", "government": "government bodies", "placeholder": "placeholders (Cash Sales ...)",
     "not_customer": "not customers", "archived": "archived in Xero", "merged": "merged into another contact",
     "no_name": "without a name",
 }
 
-# -- Reconciliation: Xero contacts -> clients -------------------------------------------------
-st.subheader("Matching Xero contacts to clients")
-st.caption("Every sync matches the organisation's contacts to your clients: customers become clients, existing "
-           "clients are matched (Xero id, then email, then name) and never duplicated, ambiguous ones wait below, "
-           "suppliers, government bodies and placeholders such as Cash Sales are left out unless you add them.")
+# -- Where clients come from: the practice ledger and Practice Manager -----------------------------
+st.subheader("Where your clients come from")
+st.caption("Clients are the practice ledger's customers and Practice Manager's clients, matched to each other (Xero "
+           "id, then email, then name) so one client is one row. A client organisation's customers are never your "
+           "clients. Suppliers, government bodies and placeholders such as Cash Sales are left out unless you add them.")
 with shown_errors():
-    reports = widgets.as_rows(engine.last_reconciliations(s))
-    if not reports:
-        st.info("No reconciliation yet: sync an organisation, or press Match clients now.")
-    for rec in reports:
-        rep = rec.get("report") or {}
+    orgs = widgets.as_dict(engine.organisations(s))
+    if orgs.get("problem"):
+        st.warning(orgs["problem"], icon=":material/domain:")
+    elif orgs.get("suggested"):
+        st.info(f"{orgs_name(orgs, orgs['suggested'])} is used as the practice ledger because it is the only "
+                "organisation connected: confirm it (or make it a client organisation) on the Connection page.",
+                icon=":material/domain:")
+    removed = widgets.as_rows(engine.removal_report(s))
+    if removed:
+        with st.container(border=True, key="removals"):
+            st.warning(f"Removed {len(removed)} client(s) that an earlier version imported from client organisations' "
+                       "customers (nothing of yours hung on them):", icon=":material/person_remove:")
+            st.dataframe([{"name": r.get("name"), "email": r.get("email"), "imported from": r.get("tenant_name"),
+                           "removed": widgets.when(r.get("removed_at"))} for r in removed],
+                         hide_index=True, width="stretch", placeholder="", key="removals_table")
+            if st.button("Dismiss this report", key="removals_ok"):
+                engine.acknowledge_removals(s)
+                _done("Dismissed the report of removed clients.")
+    state = widgets.as_rows(engine.reconciliation_state(s))
+    for rec in state:
+        pm = rec.get("tenant_type") == "PRACTICEMANAGER"
         with st.container(border=True, key=f"recon-{rec['tenant_id']}"):
-            st.markdown(f"**{rec.get('tenant_name') or rec['tenant_id']}**: last reconciliation "
-                        f"{widgets.when(rec.get('finished_at'))} ({rec.get('trigger') or 'sync'})")
-            if rec.get("status") == "failed":
-                st.error(f"It failed: {rec.get('error')}", icon=":material/error:")
-                continue
+            st.text(f"{rec.get('tenant_name') or rec['tenant_id']}: "
+                    + ("Practice Manager's clients" if pm else "the practice ledger's customers"))
             m = st.columns(5)
-            m[0].metric("Imported", rep.get("imported", 0))
-            m[1].metric("Matched", rep.get("matched", 0))
-            m[2].metric("Already linked", rep.get("already_linked", 0))
-            m[3].metric("Ambiguous", rep.get("ambiguous", 0))
-            m[4].metric("Skipped", rep.get("skipped", 0))
-            why = rep.get("skipped_by_reason") or {}
-            examples = rep.get("skipped_examples") or {}
-            lines = [f"- {n} {SKIP_WORDS.get(k, k)}" + (f": {', '.join(examples.get(k) or [])}" if examples.get(k) else "")
-                     for k, n in sorted(why.items(), key=lambda kv: -kv[1])]
-            if lines:
-                st.markdown("Skipped, and why:\n" + "\n".join(lines))
-            if rep.get("waiting"):
-                st.caption(f"{rep['waiting']} client(s) wait for your choice under Ambiguous matches.")
-            if rep.get("removed"):
-                st.caption(f"Removed {rep['removed']} client(s) that an earlier version imported from non-customers.")
+            m[0].metric("Clients", rec.get("clients", 0), help="clients linked to it now")
+            m[1].metric("Imported", rec.get("imported", 0),
+                        help="clients it created (the rest were matched to clients you already had)")
+            m[2].metric("Matched", rec.get("matched", 0), help="clients you already had, matched to it")
+            m[3].metric("Waiting for you", rec.get("waiting", 0), help="clients under Ambiguous matches below")
+            if not pm:
+                m[4].metric("Contacts not clients", rec.get("not_clients", 0),
+                            help="its active contacts that are no client (suppliers, government ...)")
+            last = rec.get("last") or {}
+            rep = last.get("report") or {}
+            if last.get("status") == "failed":
+                st.error(f"The last pass failed: {last.get('error')}", icon=":material/error:")
+            elif last:
+                st.caption(f"Last pass {widgets.when(last.get('finished_at'))} ({last.get('trigger') or 'sync'}): "
+                           f"imported {rep.get('imported', 0)}, matched {rep.get('matched', 0)}, "
+                           f"{rep.get('ambiguous', 0)} ambiguous, skipped {rep.get('skipped', 0)}.")
+                why = rep.get("skipped_by_reason") or {}
+                examples = rep.get("skipped_examples") or {}
+                for k, n in sorted(why.items(), key=lambda kv: -kv[1]):
+                    st.text(f"  skipped {n} {SKIP_WORDS.get(k, k)}"
+                            + (f": {', '.join(examples.get(k) or [])}" if examples.get(k) else ""))
+            else:
+                st.caption("No pass yet: sync it, or press Match clients now.")
+    if not state and not orgs.get("problem"):
+        st.info("No reconciliation yet: connect the practice's own Xero (and Practice Manager) and sync.")
     if st.button("Match clients now", icon=":material/sync:", help="Match the contacts already synced, without calling Xero"):
         done = engine.match_clients_now(s, trigger="app")
-        parts = [f"{r.get('tenant_name')}: {r.get('summary')}" for r in widgets.as_rows(done)]
+        parts = [f"{r.get('tenant_name')}: {r.get('summary')}." for r in widgets.as_rows(done)]
         _done("Matched. " + (" ".join(parts) if parts else "No connected organisation."))
 
 with shown_errors():
@@ -102,9 +129,16 @@ with shown_errors():
 # -- Clients and their Xero match -------------------------------------------------------------
 st.subheader("Clients")
 if clients:
+    extra = {}
+    with shown_errors():
+        extra = {r["client_id"]: r for r in widgets.as_rows(engine.clients_summary(s))}
     table = [
         {
             "name": c["name"], "email": c.get("email"), "phone": c.get("phone"),
+            "jobs": extra.get(c["client_id"], {}).get("jobs"),
+            "documents": extra.get(c["client_id"], {}).get("documents"),
+            "open campaigns": extra.get(c["client_id"], {}).get("open_campaigns"),
+            "organisation": extra.get(c["client_id"], {}).get("organisations"),
             "match": c.get("match_status"), "matched by": c.get("match_method"),
             "Xero contact": c.get("xero_contact_id"), "XPM client": c.get("xpm_client_id"),
             "edited by hand": ", ".join(sorted(_edited(c))) or None,
@@ -112,7 +146,50 @@ if clients:
         }
         for c in clients
     ]
-    st.dataframe(table, hide_index=True, width="stretch", placeholder="")
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="", key="clients_table")
+    names = {c["client_id"]: c for c in clients}
+    with st.expander("A client's jobs, documents, campaigns and figures"):
+        pick = st.selectbox("Client", list(names), format_func=lambda k: names[k]["name"], key="overview_pick")
+        with shown_errors():
+            view = widgets.as_dict(engine.client_overview(s, pick))
+            st.markdown("**Jobs**")
+            if view.get("jobs"):
+                st.dataframe([{"job": j.get("job_id"), "name": j.get("name"), "state": j.get("state"),
+                               "due": widgets.day(j.get("due_date")), "current": bool(j.get("is_current"))}
+                              for j in view["jobs"]], hide_index=True, width="stretch", placeholder="", key="ov_jobs")
+            else:
+                st.caption("No Practice Manager job.")
+            st.markdown("**Documents**")
+            if view.get("documents"):
+                st.dataframe([{"file": d.get("file_name"), "status": d.get("status"), "error": d.get("error"),
+                               "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None}
+                              for d in view["documents"]], hide_index=True, width="stretch", placeholder="", key="ov_docs")
+            else:
+                st.caption("No document.")
+            st.markdown("**Campaigns**")
+            if view.get("campaigns"):
+                st.dataframe([{"job": m.get("job_id"), "state": m.get("job_state"), "status": m.get("status"),
+                               "opened": widgets.when(m.get("opened_at")),
+                               "closed": widgets.when(m.get("completed_at")) if m.get("completed_at") else None}
+                              for m in view["campaigns"]], hide_index=True, width="stretch", placeholder="", key="ov_camps")
+            else:
+                st.caption("No chase campaign.")
+            st.markdown("**Latest weekly figures**")
+            if not view.get("organisations"):
+                st.caption("No client organisation of theirs is connected (or linked to them on the Connection page).")
+            for o in view.get("organisations") or []:
+                f = o.get("figures") or {}
+                if f.get("error"):
+                    st.text(f"{o['tenant_name']}: {f['error']}")
+                    continue
+                st.text(f"{o['tenant_name']}: week ending {widgets.day(f.get('week_ending'))}")
+                fm = st.columns(3)
+                fm[0].metric("Income", f"{f.get('income')}")
+                fm[1].metric("Gross profit", f"{f.get('gross_profit')}")
+                delta = None
+                if f.get("net_profit") is not None and f.get("net_profit_previous") is not None:
+                    delta = f"{f['net_profit'] - f['net_profit_previous']} on the week before"
+                fm[2].metric("Net profit", f"{f.get('net_profit')}", delta=delta)
 else:
     st.caption("No clients yet: add one or import a CSV below.")
 
@@ -192,8 +269,14 @@ st.subheader("Documents for Xero Files")
 with shown_errors():
     if clients:
         by_id = {c["client_id"]: c for c in clients}
+        # Outside the form: a form cleared on submit would reset it to the first client, and the next file
+        # would silently go to the wrong client. The choice stays until the admin changes it.
+        if st.session_state.get("doc_client") not in by_id:
+            st.session_state.pop("doc_client", None)
+        dcid = st.selectbox("Client for the next document", list(by_id), format_func=lambda k: by_id[k]["name"],
+                            key="doc_client")
         with st.form("add_doc", clear_on_submit=True):
-            dcid = st.selectbox("Client", list(by_id), format_func=lambda k: by_id[k]["name"], key="doc_client")
+            st.text(f"For {by_id[dcid]['name']}")
             upload = st.file_uploader("Document", key="doc_file")
             if st.form_submit_button("Add to the push queue"):
                 if upload is None:
@@ -201,12 +284,13 @@ with shown_errors():
                 else:
                     doc = engine.add_document(s, dcid, upload.getvalue(), file_name=upload.name)
                     if doc.get("status") == "skipped":
-                        _done(f"Kept {doc['file_name']}, but Xero Files will not take it: {doc.get('error')}")
+                        _done(f"Kept {doc['file_name']} for {by_id[dcid]['name']}, but Xero Files will not take it: "
+                              f"{doc.get('error')}")
                     _done(f"Queued {doc['file_name']} for {by_id[dcid]['name']}; push it below.")
     docs = widgets.as_rows(engine.list_documents(s))
     if docs:
         st.dataframe(
-            [{"file": d.get("file_name"), "client": d.get("client_name") or d.get("client_id"),
+            [{"client": d.get("client_name") or d.get("client_id"), "file": d.get("file_name"),
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
               "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None,
               "size (bytes)": d.get("size_bytes")} for d in docs],
@@ -218,7 +302,7 @@ with shown_errors():
             st.caption("Every sync pushes what is ready and retries failures with growing waits (5 min, 10 min, "
                        "... up to a day); after many failures it gives up and waits for you.")
             st.dataframe(
-                [{"file": q.get("file_name"), "client": q.get("client_name") or q.get("client_id"),
+                [{"client": q.get("client_name") or q.get("client_id"), "file": q.get("file_name"),
                   "status": q.get("status"), "why it waits": q.get("why"), "attempts": q.get("attempts"),
                   "next attempt": widgets.when(q.get("next_attempt_at")) if q.get("next_attempt_at") else None}
                  for q in queue],
@@ -233,6 +317,7 @@ with shown_errors():
         for d in failed:
             if st.button(f"Retry {d.get('file_name')}", key=f"retry-{d['document_id']}", icon=":material/replay:"):
                 _pushed(engine.push_documents(s, document_id=d["document_id"]))
-        st.caption("A document goes to its client's matched Xero contact; clients without a match wait here.")
+        st.caption("A document goes to the practice ledger's Xero Files, attached to its client's contact there; "
+                   "clients without a contact in the practice ledger wait here.")
     else:
         st.caption("The push queue is empty.")

@@ -13,8 +13,74 @@ ensure_frame()  # before anything renders: sign-in and the banner come from app.
 s = widgets.settings()
 st.title("Connection")
 
+ROLE_LABELS = {"practice-ledger": "Practice ledger: the practice's own Xero (its customers are your clients)",
+               "client-organisation": "Client organisation: a client's books (synced for its figures)"}
+
+
+def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
+    """An organisation's role, and for a client organisation the practice client it belongs to."""
+    role, effective = org.get("role"), org.get("effective")
+    if role:
+        st.text(f"Role: {ROLE_LABELS[role].split(':')[0].lower()}")
+    elif effective:
+        st.text(f"Role: {ROLE_LABELS[effective].split(':')[0].lower()} (suggested: the only organisation connected; "
+                "confirm it)")
+    else:
+        st.text("Role: not set. Choose one: until one organisation is the practice ledger, no organisation's "
+                "customers become clients.")
+    options = list(ROLE_LABELS)
+    c1, c2 = st.columns([3, 1])
+    choice = c1.selectbox("Role", options, index=options.index(role or effective) if (role or effective) else None,
+                          format_func=ROLE_LABELS.get, key=f"role-{tid}", placeholder="Choose a role")
+    label = "Confirm role" if (choice and choice == effective and not role) else "Save role"
+    if c2.button(label, key=f"role-save-{tid}", disabled=choice is None or choice == role):
+        with shown_errors():
+            change = widgets.as_dict(engine.set_role(s, tid, choice))
+            lines = [f"{change['tenant_name']} is now the {'practice ledger' if choice == 'practice-ledger' else 'client organisation'}."]
+            lines += [f"{n} is now a client organisation." for n in change.get("demoted") or []]
+            if change.get("removed"):
+                lines.append(f"Removed {len(change['removed'])} client(s) imported from client organisations' "
+                             "customers (listed on the Clients page).")
+            if change.get("kept"):
+                lines.append(f"Kept {len(change['kept'])} of them that have documents, campaigns or edits; they now "
+                             "look for their contact in the practice ledger.")
+            st.cache_data.clear()
+            st.session_state["_flash"] = " ".join(lines)
+            st.rerun()
+    if effective != "client-organisation" or not clients:
+        return
+    by_id = {c["client_id"]: c for c in clients}
+    if org.get("practice_client_id"):
+        st.text(f"Belongs to client: {org.get('client_name') or org['practice_client_id']}")
+        if st.button("Unlink from this client", key=f"unlink-{tid}"):
+            with shown_errors():
+                engine.link_organisation(s, tid, None)
+                st.session_state["_flash"] = f"{org['tenant_name']} is linked to no client."
+                st.rerun()
+        return
+    suggested = [x["client_id"] for x in org.get("suggested_clients") or [] if x["client_id"] in by_id]
+    why = {x["client_id"]: x["method"].replace("_", " ") for x in org.get("suggested_clients") or []}
+    ordered = suggested + [k for k in by_id if k not in suggested]
+    if suggested:
+        st.text("Belongs to client? Suggested: " + ", ".join(f"{by_id[k]['name']} (same {why[k]})" for k in suggested))
+    d1, d2 = st.columns([3, 1])
+    pick = d1.selectbox("Belongs to client", ordered, index=0 if suggested else None, key=f"owner-{tid}",
+                        format_func=lambda k: by_id[k]["name"] + (f" (suggested: same {why[k]})" if k in why else ""),
+                        placeholder="Choose the client this organisation belongs to")
+    if d2.button("Link to this client", key=f"link-{tid}", disabled=pick is None):
+        with shown_errors():
+            link = widgets.as_dict(engine.link_organisation(s, tid, pick))
+            st.session_state["_flash"] = f"{link['tenant_name']} belongs to client {link['client_name']}."
+            st.rerun()
+
+
 with shown_errors():
     conns = widgets.connections(s, include_disconnected=True)
+    role_doc = widgets.as_dict(engine.organisations(s))
+    role_orgs = {o["tenant_id"]: o for o in role_doc.get("organisations") or []}
+    practice_clients = widgets.as_rows(engine.list_clients(s, include_archived=False)) if role_orgs else []
+    if role_doc.get("problem"):
+        st.warning(role_doc["problem"], icon=":material/domain:")
     if not conns:
         st.info("No organisation is connected yet. Connect one below.", icon=":material/link_off:")
     for c in conns:
@@ -47,6 +113,8 @@ with shown_errors():
                 st.caption(c["tier_note"])
             if status == "disconnected":
                 continue
+            if tid in role_orgs:
+                _roles_section(tid, role_orgs[tid], practice_clients)
             if st.session_state.get("_confirm_disconnect") == tid:
                 st.warning(
                     f"Disconnect **{c.get('tenant_name') or tid}**? Ledgerlink stops syncing it and Xero "

@@ -48,13 +48,13 @@ def _free_port() -> int:
 class Stack:
     """The fake Xero (in this process), the admin app (a `streamlit run` child) and a browser."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *, tenants: int = 1, invoices: int = 80):
         from xero_core.fake import FakeXero, serve
         from xero_core.settings import load_settings
 
         self.app_port = _free_port()
         self.app_url = f"http://localhost:{self.app_port}"
-        self.fake = FakeXero(seed=23, tenants=1, practices=1, invoices=80)
+        self.fake = FakeXero(seed=23, tenants=tenants, practices=1, invoices=invoices)
         self.fake.register_app(CLIENT_ID, CLIENT_SECRET, [self.app_url + "/callback"], name="Ledgerlink (browser test)")
         self.server = serve(self.fake, port=0)
         self.env = {

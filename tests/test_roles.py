@@ -228,3 +228,15 @@ def test_suggestions_by_tax_number_and_web_domain():
     assert website_domains({"ExternalLinks": [{"LinkType": "Website", "Url": "https://www.brightdental.example/"}]}) \
         == {"brightdental.example"}
     assert email_domain("Hello@BrightDental.example") == "brightdental.example" and email_domain("x@gmail.com") is None
+
+
+def test_clients_add_refuses_the_name_and_email_of_an_existing_client(settings, capsys, monkeypatch):
+    for k, v in {"XERO_DATA_DIR": str(settings.data_dir), "XERO_MOCK_MODE": "true", "XERO_ENV_FILE": "/dev/null",
+                 "XERO_ENCRYPTION_KEY": settings.encryption_key.hex()}.items():
+        monkeypatch.setenv(k, v)
+    assert _cli(capsys, "clients", "add", "Acme Plumbing Pty Ltd", "--email", "accounts@acme.example")[0] == 0
+    code, out, err = _cli(capsys, "clients", "add", "ACME Plumbing", "--email", " Accounts@Acme.example")
+    assert code != 0 and "is already a client" in err and "instead of adding a second" in err
+    assert [c["name"] for c in C.list_clients(settings)] == ["Acme Plumbing Pty Ltd"]
+    # a shared mailbox serves several businesses: another name with that email is another client
+    assert _cli(capsys, "clients", "add", "Bright Dental", "--email", "accounts@acme.example")[0] == 0

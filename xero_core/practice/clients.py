@@ -443,11 +443,53 @@ def last_reconciliations(settings: Settings) -> list[dict]:
     return rows
 
 
+def reconciliation_state(settings: Settings) -> list[dict]:
+    """Where the clients come from, as they stand (not what the last pass changed): for the practice
+    ledger and each Practice Manager tenant, {tenant_id, tenant_name, tenant_type, clients (linked to it),
+    imported (created from it), matched (existing clients it was matched to), waiting (clients waiting for
+    a choice), not_clients (the ledger's active contacts that are no client)}, plus its last pass
+    (`last_reconciliations`)."""
+    last = {r["tenant_id"]: r for r in last_reconciliations(settings)}
+    out = []
+    with connect(settings.db_path, read_only=True) as con:
+        roles = read_roles(con)
+        sources = [(roles.ledger, roles.name_of(roles.ledger), "ORGANISATION")] if roles.ledger else []
+        sources += con.execute("SELECT tenant_id, coalesce(tenant_name, tenant_id), 'PRACTICEMANAGER' FROM connections "
+                               "WHERE upper(tenant_type) = ? AND status <> 'disconnected' ORDER BY 2",
+                               [PRACTICE_MANAGER]).fetchall()
+        for tid, name, ttype in sources:
+            if ttype == PRACTICE_MANAGER:
+                clients, imported = con.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE source = 'xpm') FROM clients WHERE xpm_client_id IS NOT NULL "
+                    "AND NOT coalesce(archived, FALSE)").fetchone()
+                not_clients = 0
+            else:
+                clients, imported = con.execute(
+                    "SELECT count(*), count(*) FILTER (WHERE source = 'xero') FROM clients WHERE tenant_id = ? "
+                    "AND xero_contact_id IS NOT NULL AND NOT coalesce(archived, FALSE)", [tid]).fetchone()
+                not_clients = con.execute(
+                    "SELECT count(*) FROM contacts c WHERE c.tenant_id = ? AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
+                    "AND (c.merged_to_contact_id IS NULL OR c.merged_to_contact_id = '' OR "
+                    "c.merged_to_contact_id = '00000000-0000-0000-0000-000000000000') "
+                    "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id "
+                    "AND k.xero_contact_id = c.contact_id)", [tid]).fetchone()[0]
+            waiting = con.execute("SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?",
+                                  [tid]).fetchone()[0]
+            out.append({"tenant_id": tid, "tenant_name": name, "tenant_type": ttype, "confirmed": roles.confirmed,
+                        "clients": clients, "imported": imported, "matched": clients - imported, "waiting": waiting,
+                        "not_clients": not_clients, "last": last.get(tid)})
+    return out
+
+
 def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[dict]:
     """Active stored contacts with no client and the reason they were not imported, for a person to
     add by hand (`add_client_from_contact`)."""
     with connect(settings.db_path, read_only=True) as con:
         evidence_by_tenant: dict[str, dict] = {}
+        ledger = read_roles(con).ledger
+        if ledger is None or (tenant_id is not None and tenant_id != ledger):
+            return []  # only the practice ledger's contacts can be clients
+        tenant_id = ledger
         rows = con.execute(
             "SELECT c.tenant_id, c.raw, c.contact_id, c.name, c.email, c.status, c.is_customer, c.is_supplier, "
             "c.merged_to_contact_id FROM contacts c WHERE (? IS NULL OR c.tenant_id = ?) "
@@ -482,6 +524,11 @@ def add_client_from_contact(settings: Settings, tenant_id: str, contact_id: str,
             raise ClientError(f"No Xero contact {contact_id} in tenant {tenant_id}: sync contacts first "
                               "(python -m xero_core sync --only contacts).")
         rec = _contact_record(row[0], row[1:8])
+        roles = read_roles(con)
+        if roles.ledger != tenant_id:
+            raise ClientError(f"{roles.name_of(tenant_id) or tenant_id} is not the practice ledger: only the practice's "
+                              "own Xero holds its clients' contacts. "
+                              + (roles.problem or "Link the client to its contact in the practice ledger instead."))
         other = con.execute("SELECT client_id, name FROM clients WHERE tenant_id = ? AND xero_contact_id = ?",
                             [tenant_id, contact_id]).fetchone()
         if other and other[0] != client_id:
