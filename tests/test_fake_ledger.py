@@ -109,6 +109,7 @@ def test_journals_balance_and_lines_add_up(org):
 def test_pnl_equals_served_documents_and_journals(org):
     accounts = {a["Code"]: a for a in ok(org, "/Accounts")["Accounts"]}
     fx_id = next(a["AccountID"] for a in accounts.values() if a.get("SystemAccount") == "UNREALISEDCURRENCYGAIN")
+    realised_id = next(a["AccountID"] for a in accounts.values() if a.get("SystemAccount") == "REALISEDCURRENCYGAIN")
     for d_from, d_to in random_ranges(5, 3, org.start, TODAY - timedelta(days=1)):
         where = f"Date>={dt(d_from)} AND Date<={dt(d_to)}"
         from_docs: dict[str, Decimal] = defaultdict(Decimal)     # AccountID -> report-signed value
@@ -122,8 +123,20 @@ def test_pnl_equals_served_documents_and_journals(org):
                 acct = accounts[line["AccountCode"]]
                 if acct["Type"] not in SECTION:
                     continue
-                net = -INCOME_SIDE[doc["Type"]] * line["LineAmount"]       # debit-positive
+                # base currency: each line / the document's CurrencyRate, rounded to the cent
+                base = (line["LineAmount"] / (doc.get("CurrencyRate") or 1)).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+                net = -INCOME_SIDE[doc["Type"]] * base       # debit-positive
                 from_docs[acct["AccountID"]] += -net if acct["Class"] == "REVENUE" else net
+        # Realised currency gains: what a foreign invoice's payment banked against its value at the
+        # invoice's own rate (a loss, as an expense-side account shows it, is positive).
+        invoices = {i["InvoiceID"]: i for i in all_pages(org, "/Invoices", "Invoices", 'CurrencyCode!="AUD"')}
+        for p in all_pages(org, "/Payments", "Payments", where):
+            inv = invoices.get(p["Invoice"]["InvoiceID"])
+            if inv is None:
+                continue
+            at_invoice_rate = (p["Amount"] / inv["CurrencyRate"]).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+            gain = p["BankAmount"] - at_invoice_rate
+            from_docs[realised_id] += -gain if p["PaymentType"] == "ACCRECPAYMENT" else gain
         served, computed = served_pnl(org, d_from, d_to)
         fx = served.pop(fx_id, Decimal(0))
         assert {k: v for k, v in from_docs.items() if v} == served, (d_from, d_to)
@@ -143,23 +156,41 @@ def test_pnl_equals_served_documents_and_journals(org):
 
 
 def test_fx_revaluation_is_in_reports_but_not_journals(org):
-    """The open USD bill is revalued at each month-end: the P&L shows the change in its AUD value,
-    the journals never do, and the amount follows from the served bill and the month-end rate."""
-    fx = next(a for a in org.accounts if a.system == "UNREALISEDCURRENCYGAIN")
+    """Open foreign documents (sales invoices and credit notes in USD, NZD, GBP, EUR, and a USD bill)
+    are revalued at each month-end: the P&L shows the change in their base value, the journals never
+    do, and the amount follows from the served documents and the month-end rate."""
+    fx = org.unrealised_fx_account
     year = (org.start, TODAY - timedelta(days=1))
     assert org.account_net(fx, *year) != 0
     assert org.account_net(fx, *year, include_report_only=False) == 0
     assert all(l.account is not fx for j in org.journals for l in org.journal_lines(j))
     served, _ = served_pnl(org, *year)
     assert served[fx.id] == Decimal(org.account_net(fx, *year)) / 100
-    (bill,) = ok(org, "/Invoices", {"where": 'CurrencyCode=="USD"'})["Invoices"]
-    assert bill["Status"] == "AUTHORISED" and bill["CurrencyRate"] != 1
-    booked = (bill["Total"] / bill["CurrencyRate"]).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
-    last_rate = org.fx_rates[max(org.fx_rates)]
-    now_value = (bill["Total"] / last_rate).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
-    assert served[fx.id] == now_value - booked
-    jdoc = [j for j in org.journals if j.source.id == bill["InvoiceID"]]
-    assert [l.net for l in org.journal_lines(jdoc[0]) if l.account.code == "800"] == [-int(booked * 100)]
+    cent = Decimal("0.01")
+    invoices = ok(org, "/Invoices", {"where": 'CurrencyCode!="AUD"', "page": "1"})["Invoices"]
+    credits = ok(org, "/CreditNotes", {"where": 'CurrencyCode!="AUD"'})["CreditNotes"]
+    assert {i["CurrencyCode"] for i in invoices} == {"USD", "NZD", "GBP", "EUR"} and credits
+    assert {"PAID", "AUTHORISED"} <= {i["Status"] for i in invoices if i["Type"] == "ACCREC"}
+    last = max(org.fx_rates)      # the last month-end: the history's gains are its open balances' revaluation
+    gain = Decimal(0)
+    for doc in invoices + credits:
+        rate = doc["CurrencyRate"]
+        assert rate != 1
+        booked = sum(((ln["LineAmount"] + ln["TaxAmount"]) / rate).quantize(cent, "ROUND_HALF_UP")
+                     for ln in doc["LineItems"])
+        paid = [p for p in doc.get("Payments", []) if ms_day(p["Date"]) <= last]
+        if ms_day(doc["Date"]) > last or sum(p["Amount"] for p in paid) == doc["Total"]:
+            continue
+        due = doc["Total"] - sum(p["Amount"] for p in paid)
+        carried = booked - sum((p["Amount"] / rate).quantize(cent, "ROUND_HALF_UP") for p in paid)
+        value = (due / org.rate(doc["CurrencyCode"], last)).quantize(cent, "ROUND_HALF_UP")
+        change = value - carried        # more base value: a gain on a receivable, a loss on a payable
+        gain += change if doc["Type"] == "ACCREC" else -change
+    assert served[fx.id] == -gain       # a gain shows negative on an expense-side account
+
+
+def ms_day(value: str) -> date:
+    return datetime.fromtimestamp(int(value[6:].split("+")[0].split(")")[0]) / 1000, timezone.utc).date()
 
 
 def test_bank_summary_equals_served_payments_and_bank_transactions(org):
@@ -170,7 +201,7 @@ def test_bank_summary_equals_served_payments_and_bank_transactions(org):
         received, spent = defaultdict(Decimal), defaultdict(Decimal)
         for p in all_pages(org, "/Payments", "Payments", where):
             side = received if p["PaymentType"] == "ACCRECPAYMENT" else spent
-            side[p["Account"]["AccountID"]] += p["Amount"]
+            side[p["Account"]["AccountID"]] += p["BankAmount"]      # in the bank account's currency
         for b in all_pages(org, "/BankTransactions", "BankTransactions", where):
             if b["Status"] != "AUTHORISED":
                 continue
@@ -298,7 +329,8 @@ def test_mutations_post_and_notify():
     events = []
     org.listeners.append(lambda *e: events.append(e))
     at = datetime(2026, 11, 26, 1, 0, tzinfo=timezone.utc)
-    inv = next(i for i in org.invoices if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    inv = next(i for i in org.invoices if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments
+               and i.rate is None)
     before = org.profit_and_loss(inv.date, inv.date)["income"]
     n_journals = len(org.journals)
     org.void_invoice(inv.id, at)
@@ -439,8 +471,9 @@ def test_sales_revenue_is_invoices_less_credit_notes_and_ties_to_the_pnl(org):
                 opt = {t["Name"]: t["Option"] for t in line["Tracking"]}
                 key = (opt.get("Region", "Unassigned"), opt.get("Job Type", "Unassigned"))
                 keys.add(key)
-                want[key][2] += sign * line["LineAmount"]
-                want[key][3] += sign * line["TaxAmount"]
+                rate = doc.get("CurrencyRate") or 1     # base currency: each line / the rate, to the cent
+                want[key][2] += sign * (line["LineAmount"] / rate).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+                want[key][3] += sign * (line["TaxAmount"] / rate).quantize(Decimal("0.01"), "ROUND_HALF_UP")
             for key in keys:
                 want[key][0 if sign > 0 else 1] += 1
     got = org.sales_revenue(d_from, d_to)

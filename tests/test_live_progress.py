@@ -183,4 +183,4 @@ def test_the_demo_command_prints_one_ordered_progress_display_then_the_summary(t
         assert re.fullmatch(r"done in \d+ s", mine[-1]), mine
     org = next(t for t in tenants if t.startswith("Coastal"))
     assert any(re.search(r"clients: success, [\d,]+ rows \(imported \d+, matched \d+", x) for x in progress)
-    assert any(x.startswith(f"[{org}] 3/9 invoices: success, ") for x in progress)
+    assert any(x.startswith(f"[{org}] 4/10 invoices: success, ") for x in progress)

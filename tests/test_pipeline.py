@@ -58,7 +58,8 @@ def test_request_json_round_trip_and_priority():
 def test_plan_is_data():
     names = lambda tt, **kw: [n for n, _ in P.plan(tt, SyncRequest("t", **kw))]  # noqa: E731
     org = names("ORGANISATION")
-    assert org[:4] == ["accounts", "contacts", "invoices", "clients"] and org[-2:] == ["documents", "webhooks"]
+    assert org[:5] == ["organisation", "accounts", "contacts", "invoices", "clients"]
+    assert org[-2:] == ["documents", "webhooks"]
     assert {"credit_notes", "pnl", "bank", "journals"} <= set(org)
     assert names("PRACTICEMANAGER") == ["xpm", "chase", "clients"]
     assert names("ORGANISATION", only=P.parse_only("contacts")) == ["contacts", "clients"]
@@ -104,7 +105,7 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
     assert [j.state for j in done] == ["done", "done"], [j.error for j in done]
     org_job = next(j for j in done if j.tenant_id == org)
     steps = [st["step"] for st in org_job.result["steps"]]
-    assert steps[:4] == ["accounts", "contacts", "invoices", "clients"]
+    assert steps[:5] == ["organisation", "accounts", "contacts", "invoices", "clients"]
     logged = rows(s, "SELECT sync_type, count(*) FROM sync_log WHERE tenant_id = ? GROUP BY ALL", org)
     assert dict(logged) == {name: 1 for name in steps}, "one sync_log row per step, clients included"
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id IS NOT NULL")[0][0] > 0, "Sync now matches clients"

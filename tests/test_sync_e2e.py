@@ -62,7 +62,7 @@ def test_backfill_succeeds_without_a_single_429(backfill):
     assert res.ok, res.to_dict()
     assert [r for r in fake.requests if r.status == 429] == []
     calls = sum(st.api_calls for st in res.steps)
-    assert calls == fake.api_calls(org_id) >= 2 * WEEKS
+    assert calls + 1 == fake.api_calls(org_id) >= 2 * WEEKS   # + the GET /Organisation made at connect
     assert calls / (virtual_seconds / 60) >= 55  # close to Xero's 60 a minute, never over
     assert rows(s, "SELECT count(*) FROM financial_weekly") == [(WEEKS,)]
 
@@ -123,6 +123,16 @@ def test_weekly_revenue_ties_out_with_the_pnl_income(backfill):
         cash = sum(org.cash_sales(week_start(we), we).values(), Decimal("0.00"))
         assert income[we] == sales[we] + cash, (we, income[we], sales[we], cash)
     assert sum(1 for we in weeks if credited.get(we)) >= 20    # the weeks with credit notes tie out too
+    # ...and so do the weeks with sales invoices and credit notes in foreign currencies (issue 23 §1):
+    # each counts at its amount / CurrencyRate, in the organisation's base currency.
+    foreign = rows(s, "SELECT currency_code, count(*), sum(total), sum(base_total) FROM (SELECT currency_code, total, "
+                      "base_total, date FROM invoices WHERE tenant_id = $1 AND type = 'ACCREC' AND status IN "
+                      "('AUTHORISED', 'PAID') UNION ALL SELECT currency_code, total, base_total, date FROM credit_notes "
+                      "WHERE tenant_id = $1 AND type = 'ACCRECCREDIT') WHERE currency_code <> 'AUD' AND date >= $2 "
+                      "GROUP BY 1", org_id, week_start(weeks[0]))
+    assert {r[0] for r in foreign} == {"USD", "NZD", "GBP", "EUR"} and sum(r[1] for r in foreign) >= 20
+    assert all(total != base for _, _, total, base in foreign)
+    assert rows(s, "SELECT count(*) FROM credit_notes WHERE tenant_id = ? AND currency_code <> 'AUD'", org_id)[0][0] >= 1
     # per region for the last eight weeks, against the P&L by tracking option
     region_sales = {(r[0], r[1]): r[2] for r in rows(
         s, "SELECT week_ending, region, sum(subtotal) FROM revenue_weekly WHERE tenant_id = ? GROUP BY 1, 2", org_id)}
@@ -192,7 +202,7 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     res = sync_all(s, org_id, transport=fake.transport(), clock=clock)  # the daily default: 2 weeks, all steps
     st = {x.step: x for x in res.steps}
     assert res.ok, res.to_dict()
-    assert set(st) == {"accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals"}
+    assert set(st) == {"organisation", "accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals"}
     assert st["pnl"].api_calls == 2 and st["bank"].api_calls == 2
     assert all(x.bytes_downloaded > 0 for x in res.steps)
     # journals and the weekly tie-out: differences are flagged, never hidden
@@ -204,7 +214,8 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     assert n_lines > 0
     # a sales invoice voided in Xero leaves revenue_weekly when its update arrives
     org = fake.org(org_id)
-    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments
+               and i.rate is None)
     we = week_ending_for(inv.date, s.week_ends_on)
     before = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]
     clock.advance(3600)

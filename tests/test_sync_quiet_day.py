@@ -30,14 +30,15 @@ def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path)
     res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
     assert res.ok, res.to_dict()
     assert {x.step: x.rows for x in res.steps} == {k: 0 for k in
-                                                   ("accounts", "contacts", "invoices", "credit_notes", "pnl", "bank",
-                                                    "journals")}
-    assert sum(x.api_calls for x in res.steps) >= 7  # everything was asked for, as before
+                                                   ("organisation", "accounts", "contacts", "invoices", "credit_notes",
+                                                    "pnl", "bank", "journals")}
+    assert sum(x.api_calls for x in res.steps) >= 8  # everything was asked for, as before
     after = written(s)
     assert {t: after[t] for t in DATA} == {t: before[t] for t in DATA}  # same rows, not even re-stamped
     # something moves: only it, and the weeks it touches, are written
     org = fake.org(org_id)
-    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments)
+    inv = next(i for i in reversed(org.invoices) if i.type == "ACCREC" and i.status == "AUTHORISED" and not i.payments
+               and i.rate is None)
     we = week_ending_for(inv.date, s.week_ends_on)
     total = lambda: rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]  # noqa: E731
     was = total()

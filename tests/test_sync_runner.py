@@ -73,6 +73,11 @@ def base_data(invoices, credit_notes=()):
             {"RowType": "Row", "Cells": [{"Value": "Cheque", "Attributes": [{"Value": "bank-1", "Id": "accountID"}]},
                                          {"Value": "10.00"}, {"Value": "5.00"}, {"Value": "2.00"}, {"Value": "13.00"}]}]}]}]}
     return {
+        "Organisation": {"Organisations": [{
+            "OrganisationID": "o1", "Name": "Ridgeway Trades", "LegalName": "Ridgeway Trades Pty Ltd", "PaysTax": True,
+            "Version": "AU", "OrganisationType": "COMPANY", "BaseCurrency": "AUD", "CountryCode": "AU",
+            "FinancialYearEndDay": 30, "FinancialYearEndMonth": 6, "SalesTaxBasis": "ACCRUALS",
+            "Timezone": "AUSEASTERNSTANDARDTIME", "ShortCode": "!rTg5x", "Addresses": [], "Phones": []}]},
         "Accounts": {"Accounts": xero_accounts()},
         "Contacts": paged("Contacts", [{"ContactID": "c1", "Name": "Ridgeway", "ContactStatus": "ACTIVE",
                                         "UpdatedDateUTC": "/Date(1563800000000+0000)/"}]),
@@ -123,8 +128,8 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     events = []
     res = sync_all(s, TENANT, client=client, today=TODAY, trigger="cli", progress=events.append)
     statuses = {st.step: st.status for st in res.steps}
-    assert statuses == {"accounts": "success", "contacts": "success", "invoices": "success", "credit_notes": "success",
-                        "pnl": "success", "bank": "success", "journals": "skipped"}
+    assert statuses == {"organisation": "success", "accounts": "success", "contacts": "success", "invoices": "success",
+                        "credit_notes": "success", "pnl": "success", "bank": "success", "journals": "skipped"}
     assert res.ok, "a tier skip is not a failure"
     assert "tier" in [st for st in res.steps if st.step == "journals"][0].error
     fw = q(s, "SELECT week_ending, income, operating_expenses, gross_profit, net_profit FROM financial_weekly ORDER BY 1")
@@ -143,7 +148,8 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     assert q(s, "SELECT last_sync_at IS NOT NULL FROM connections") == [(True,)]
     assert {e["step"] for e in events} >= {"accounts", "pnl", "journals"}
     d = res.to_dict()
-    assert d["ok"] and d["steps"][0]["step"] == "accounts" and json.dumps(d)
+    assert d["ok"] and d["steps"][0]["step"] == "organisation" and json.dumps(d)
+    assert q(s, "SELECT base_currency, timezone FROM organisations") == [("AUD", "Australia/Sydney")]
 
 
 def test_rerun_is_identical_and_incremental(tenant_settings):

@@ -346,3 +346,83 @@ def test_revenue_weekly_is_net_of_sales_credit_notes_in_their_own_week():
     empty_inv, empty_lines = T.invoice_frames([])
     alone = T.revenue_weekly_frame("t1", empty_inv, empty_lines, "saturday", cns, cn_lines)
     assert sum(alone["total"].to_list()) == D("-44.33") and alone["invoice_count"].sum() == 0
+
+
+# -- issue 23 §1: base currency ----------------------------------------------------------------
+def test_foreign_documents_convert_to_base_line_by_line():
+    """Base amount = document amount / CurrencyRate, each line rounded to the cent (half away from
+    zero), the document's base figures the sum of its lines'; the document's own currency, rate and
+    amounts stay as sent. A base-currency document may come without a CurrencyRate at all."""
+    usd = invoice("u1", "200.02", [li("l1", "100.01", "North", "Residential"), li("l2", "100.01", "South", "Commercial")],
+                  tax="0.00")
+    usd.update(CurrencyCode="USD", CurrencyRate=0.6543)
+    aud = invoice("a1", "110.00", [li("l3", "100.00", "North", "Residential", tax="10.00")])
+    del aud["CurrencyRate"]                       # Xero leaves it out for some base-currency documents
+    inv, lines = T.invoice_frames([usd, aud], base_currency="AUD")
+    u = inv.row(0, named=True)
+    assert (u["currency_code"], u["currency_rate"], u["subtotal"], u["total"]) == ("USD", D("0.654300"), D("200.02"), D("200.02"))
+    per_line = (D("100.01") / D("0.6543")).quantize(D("0.01"))   # 152.85: 152.849... rounds up
+    assert u["base_subtotal"] == 2 * per_line == D("305.70")       # not 200.02 / 0.6543 = 305.70 by luck: see below
+    assert lines["base_line_amount"].to_list()[:2] == [per_line, per_line]
+    a = inv.row(1, named=True)
+    assert (a["base_subtotal"], a["base_total_tax"], a["base_total"]) == (D("100.00"), D("10.00"), D("110.00"))
+    # Per line, not per document: 3 x 0.01 at 0.3 is 3 x 0.03, where the document's 0.03 / 0.3 is 0.10.
+    odd = invoice("o1", "0.03", [li(f"o{k}", "0.01") for k in range(3)], tax="0.00")
+    odd.update(CurrencyCode="GBP", CurrencyRate=0.3)
+    inv, _ = T.invoice_frames([odd], base_currency="AUD")
+    assert inv["base_subtotal"].to_list() == [D("0.09")]
+    # revenue_weekly adds base amounts: the USD invoice counts 305.70, split by its lines' regions
+    inv, lines = T.invoice_frames([usd, aud], base_currency="AUD")
+    rw = T.revenue_weekly_frame("t", inv, lines)
+    assert sum(rw["subtotal"].to_list(), D(0)) == D("405.70")
+    assert dict(zip(rw["region"].to_list(), rw["subtotal"].to_list())) == {"North": D("252.85"), "South": D("152.85")}
+
+
+def test_a_foreign_document_without_a_rate_is_an_error_naming_it():
+    from xero_core.errors import MissingCurrencyRate
+
+    bad = invoice("x1", "50.00", [li("l1", "50.00")], tax="0.00")
+    bad.update(CurrencyCode="NZD")
+    del bad["CurrencyRate"]
+    with pytest.raises(MissingCurrencyRate) as err:
+        T.invoice_frames([bad], base_currency="AUD")
+    assert "INV-x1" in str(err.value) and "NZD" in str(err.value) and "AUD" in str(err.value)
+    cn = credit_note("c9", "20.00", [cn_line("20.00")], CurrencyCode="EUR", CurrencyRate=0)
+    with pytest.raises(MissingCurrencyRate, match="CN-c9"):
+        T.credit_note_frames([cn], base_currency="AUD")
+    # in the base currency, no rate is needed; a foreign credit note with one converts
+    ok = credit_note("c8", "20.00", [cn_line("20.00")], CurrencyCode="EUR", CurrencyRate=0.5)
+    docs, lines = T.credit_note_frames([ok], base_currency="AUD")
+    assert docs["base_total"].to_list() == [D("40.00")] and lines["base_line_amount"].to_list() == [D("40.00")]
+
+
+# -- issue 23 §2: the organisation --------------------------------------------------------------
+def test_organisation_row_maps_xero_timezones_to_iana():
+    import re
+    from zoneinfo import ZoneInfo
+
+    from xero_core.timezones import iana_timezone
+    from xero_reference import OPENAPI as SPECS
+
+    rec = {"OrganisationID": "o1", "Name": "Kauri Coast", "LegalName": "Kauri Coast Ltd", "BaseCurrency": "NZD",
+           "CountryCode": "NZ", "Timezone": "NEWZEALANDSTANDARDTIME", "FinancialYearEndDay": 31,
+           "FinancialYearEndMonth": 3, "ShortCode": "!mBdtL", "OrganisationType": "COMPANY",
+           "SalesTaxBasis": "PAYMENTS", "Version": "NZ", "Addresses": []}
+    row = T.organisation_row(rec)
+    assert (row["base_currency"], row["timezone"], row["xero_timezone"]) == ("NZD", "Pacific/Auckland", "NEWZEALANDSTANDARDTIME")
+    assert (row["financial_year_end_month"], row["financial_year_end_day"]) == (3, 31)
+    assert row["digest"] == T.organisation_row(dict(reversed(list(rec.items()))))["digest"]   # order-blind
+    assert row["digest"] != T.organisation_row({**rec, "Name": "Kauri Coast 2"})["digest"]
+    assert iana_timezone("AUSEASTERNSTANDARDTIME") == "Australia/Sydney"
+    assert iana_timezone("GMTSTANDARDTIME") == "Europe/London"
+    assert iana_timezone("AUS Eastern Standard Time") == "Australia/Sydney"     # as Windows spells it
+    assert iana_timezone("CENTRALSTANDARDTIME(MEXICO)") == "America/Mexico_City"
+    assert iana_timezone("UTC02") == "Etc/GMT+2" and iana_timezone("UTC+12") == "Etc/GMT-12"
+    assert iana_timezone("Europe/Paris") == "Europe/Paris" and iana_timezone("NOTAZONE") is None
+    # every value of Xero's TimeZone enum maps to a zone this machine knows
+    spec = (SPECS / "xero_accounting.yaml").read_text()
+    block = spec[spec.index("    TimeZone:"):spec.index("    PaymentTerm:")]
+    values = re.findall(r"^\s+- (\S+)$", block, re.M)
+    assert len(values) > 130
+    for v in values:
+        assert ZoneInfo(iana_timezone(v)), v

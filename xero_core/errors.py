@@ -6,6 +6,8 @@
     ├── StorageError             the data dir or a database file cannot be used (missing, not a
     │                            folder, no permission, read-only, full, damaged): names it and the fix
     ├── OAuthError               the consent flow failed (state, code exchange, callback error)
+    ├── DataError                a record Xero sent cannot be used as it stands: names the record
+    │   └── MissingCurrencyRate  a document in a foreign currency without a CurrencyRate
     └── XeroError                a call to Xero failed; carries tenant, method, endpoint, status,
         │                        correlation id and Retry-After
         ├── RetriableError       5xx, timeouts, transport errors: try again later
@@ -28,6 +30,15 @@ class LedgerlinkError(Exception):
 
 class VaultError(LedgerlinkError):
     pass
+
+
+class DataError(LedgerlinkError):
+    """A record from Xero that cannot be used as it stands. str() names the record and what is wrong."""
+
+
+class MissingCurrencyRate(DataError):
+    """A document in a currency other than the organisation's base currency arrived without a
+    CurrencyRate: its base-currency amounts cannot be known, and a silent rate of 1 would be wrong."""
 
 
 class StorageError(LedgerlinkError):

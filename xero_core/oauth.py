@@ -196,6 +196,11 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
         raise _error("no_tenants")
     tokens.assign_tenants(settings, grant_id, [t["tenantId"] for t in tenants if t.get("tenantId")])
     recorded = connections.upsert_tenants(settings, tenants, at=clock.now())
+    # The organisation's base currency, time zone and financial year, known before its first sync.
+    from .organisation import read_at_connect
+
+    read_at_connect(settings, [r["tenant_id"] for r in recorded if (r.get("tenant_type") or "").upper() == "ORGANISATION"],
+                    transport=transport, clock=clock)
     log.info("Connected %d Xero tenant(s): %s", len(recorded),
              ", ".join(f"{r['tenant_name']} ({r['tenant_type']})" for r in recorded))
     return recorded

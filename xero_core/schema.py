@@ -273,6 +273,62 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # Issue 23 §2: the organisation itself (GET /Organisation), read at connect and on each sync.
+        # `timezone` is the IANA name mapped from Xero's Timezone value (kept as `xero_timezone`);
+        # `updated_at` is when Ledgerlink stored a changed version (Xero's Organisation has no
+        # UpdatedDateUTC), `digest` what it was made from, so an unchanged read writes nothing.
+        "0050_organisations",
+        """
+        CREATE TABLE IF NOT EXISTS organisations (
+            tenant_id VARCHAR PRIMARY KEY, organisation_id VARCHAR, name VARCHAR, legal_name VARCHAR,
+            base_currency VARCHAR, country_code VARCHAR, timezone VARCHAR, xero_timezone VARCHAR,
+            financial_year_end_month INTEGER, financial_year_end_day INTEGER, short_code VARCHAR,
+            organisation_type VARCHAR, sales_tax_basis VARCHAR, version VARCHAR, digest VARCHAR,
+            updated_at TIMESTAMPTZ, raw JSON, synced_at TIMESTAMPTZ
+        );
+        """,
+    ),
+    (
+        # Issue 23 §1: every weekly amount is in the base currency. Documents keep their own currency,
+        # rate and amounts and gain the base amounts beside them (amount / CurrencyRate, per line, to
+        # the cent). Stored base-currency documents are copied across as they are; a foreign one is
+        # marked unread (updated_at NULL) and its tenant's document cursors dropped, so the next sync
+        # fetches it again, converts it line by line and rebuilds the weeks it falls in.
+        "0051_base_currency_amounts",
+        f"""
+        ALTER TABLE invoices ADD COLUMN IF NOT EXISTS base_subtotal {MONEY};
+        ALTER TABLE invoices ADD COLUMN IF NOT EXISTS base_total_tax {MONEY};
+        ALTER TABLE invoices ADD COLUMN IF NOT EXISTS base_total {MONEY};
+        ALTER TABLE credit_notes ADD COLUMN IF NOT EXISTS base_subtotal {MONEY};
+        ALTER TABLE credit_notes ADD COLUMN IF NOT EXISTS base_total_tax {MONEY};
+        ALTER TABLE credit_notes ADD COLUMN IF NOT EXISTS base_total {MONEY};
+        ALTER TABLE invoice_lines ADD COLUMN IF NOT EXISTS base_line_amount {MONEY};
+        ALTER TABLE invoice_lines ADD COLUMN IF NOT EXISTS base_tax_amount {MONEY};
+        ALTER TABLE credit_note_lines ADD COLUMN IF NOT EXISTS base_line_amount {MONEY};
+        ALTER TABLE credit_note_lines ADD COLUMN IF NOT EXISTS base_tax_amount {MONEY};
+        UPDATE invoices SET base_subtotal = subtotal, base_total_tax = total_tax, base_total = total;
+        UPDATE credit_notes SET base_subtotal = subtotal, base_total_tax = total_tax, base_total = total;
+        UPDATE invoice_lines SET base_line_amount = line_amount, base_tax_amount = tax_amount;
+        UPDATE credit_note_lines SET base_line_amount = line_amount, base_tax_amount = tax_amount;
+        DELETE FROM sync_cursors WHERE resource IN ('invoices', 'invoices#mark', 'credit_notes', 'credit_notes#mark')
+            AND tenant_id IN (SELECT tenant_id FROM invoices WHERE currency_rate NOT IN (0, 1)
+                              UNION SELECT tenant_id FROM credit_notes WHERE currency_rate NOT IN (0, 1));
+        UPDATE invoices SET updated_at = NULL WHERE currency_rate NOT IN (0, 1);
+        UPDATE credit_notes SET updated_at = NULL WHERE currency_rate NOT IN (0, 1);
+        """,
+    ),
+    (
+        # Issue 23 §4: the tie-out says why a week differs. `explained` when every account's
+        # difference has a cause found; `cause` the sentence; `causes` per account (JSON list of
+        # {account_id, account_code, account_name, difference, cause}); `flagged` = not explained.
+        "0052_tieout_causes",
+        """
+        ALTER TABLE pnl_tieout_weekly ADD COLUMN IF NOT EXISTS explained BOOLEAN;
+        ALTER TABLE pnl_tieout_weekly ADD COLUMN IF NOT EXISTS cause VARCHAR;
+        ALTER TABLE pnl_tieout_weekly ADD COLUMN IF NOT EXISTS causes JSON;
+        """,
+    ),
+    (
         # Issue 25: each connected organisation's role. The practice ledger (the practice's own books:
         # its customers are its clients, its Xero Files receive client documents) or a client
         # organisation (a client's books, synced for its figures), linked to the practice client it
@@ -356,5 +412,5 @@ TABLES = (
     "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines", "journal_lines",
     "pnl_tieout_weekly", "contacts", "clients", "client_match_candidates", "client_documents",
     "xpm_jobs", "xpm_status_mappings", "chase_campaigns", "webhook_events", "credit_notes", "credit_note_lines",
-    "report_fingerprints", "client_removals", "chase_settings", "chase_outbox",
+    "report_fingerprints", "organisations", "client_removals", "chase_settings", "chase_outbox",
 )

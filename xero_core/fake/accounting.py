@@ -145,7 +145,7 @@ def line_json(org: Org, line, unitdp: int = 2) -> dict:
 
 def _payment_ref(p: Payment) -> dict:
     return {"PaymentID": p.id, "Date": wire.msdate(p.date), "Amount": wire.money(p.amount),
-            "Reference": p.reference, "CurrencyRate": wire.number(1, 6), "HasAccount": False,
+            "Reference": p.reference, "CurrencyRate": wire.number(p.rate or 1, 6), "HasAccount": False,
             "HasValidationErrors": False}
 
 
@@ -201,7 +201,7 @@ def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines:
     out["DateString"] = wire.date_string(bt.date)
     out["Date"] = wire.msdate(bt.date)
     out["Reference"] = bt.reference
-    out["CurrencyCode"] = "AUD"
+    out["CurrencyCode"] = org.base_currency
     out["CurrencyRate"] = wire.number(1, 6)
     out["Status"] = bt.status
     out["LineAmountTypes"] = "Exclusive"
@@ -216,8 +216,9 @@ def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines:
 
 def payment_json(org: Org, p: Payment) -> dict:
     inv = p.invoice
-    return {"PaymentID": p.id, "Date": wire.msdate(p.date), "BankAmount": wire.money(p.amount),
-            "Amount": wire.money(p.amount), "Reference": p.reference, "CurrencyRate": wire.number(1, 6),
+    # Amount is in the invoice's currency, BankAmount in the bank account's (the base currency here).
+    return {"PaymentID": p.id, "Date": wire.msdate(p.date), "BankAmount": wire.money(p.base),
+            "Amount": wire.money(p.amount), "Reference": p.reference, "CurrencyRate": wire.number(p.rate or 1, 6),
             "PaymentType": p.payment_type, "Status": p.status, "UpdatedDateUTC": wire.msdate(p.updated),
             "HasAccount": True, "IsReconciled": True,
             "Account": {"AccountID": p.bank.id, "Code": p.bank.code},
@@ -252,8 +253,8 @@ def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
            "DateString": wire.date_string(cn.date), "Date": wire.msdate(cn.date), "Status": cn.status,
            "LineAmountTypes": "Exclusive", "LineItems": [line_json(org, l, unitdp) for l in cn.lines],
            "SubTotal": wire.money(cn.subtotal), "TotalTax": wire.money(cn.total_tax),
-           "Total": wire.money(cn.total), "UpdatedDateUTC": wire.msdate(cn.updated), "CurrencyCode": "AUD",
-           "CurrencyRate": wire.number(1, 6), "SentToContact": False}
+           "Total": wire.money(cn.total), "UpdatedDateUTC": wire.msdate(cn.updated), "CurrencyCode": cn.currency,
+           "CurrencyRate": wire.number(cn.rate or 1, 6), "SentToContact": False}
     if cn.status == "PAID" and cn.allocations:
         out["FullyPaidOnDate"] = wire.msdate(max(a.date for a in cn.allocations))
     return out
@@ -262,7 +263,7 @@ def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
 def account_json(org: Org, a: Account) -> dict:
     out = {"AccountID": a.id, "Code": a.code, "Name": a.name, "Status": a.status, "Type": a.type,
            "TaxType": a.tax_type, "Class": a.cls, "EnablePaymentsToAccount": False,
-           "ShowInExpenseClaims": a.type in ("OVERHEADS", "EXPENSE"), "CurrencyCode": "AUD",
+           "ShowInExpenseClaims": a.type in ("OVERHEADS", "EXPENSE"), "CurrencyCode": org.base_currency,
            "ReportingCode": _reporting_code(a), "HasAttachments": False,
            "UpdatedDateUTC": wire.msdate(a.updated), "AddToWatchlist": False}
     if a.type == "BANK":
@@ -308,13 +309,15 @@ def _tax_name(tax_type: str) -> str:
 
 def organisation_json(org: Org) -> dict:
     return {"OrganisationID": org.organisation_id, "APIKey": "", "Name": org.name, "LegalName": org.legal_name,
-            "PaysTax": True, "Version": "AU", "OrganisationType": "COMPANY", "BaseCurrency": "AUD",
-            "CountryCode": "AU", "IsDemoCompany": False, "OrganisationStatus": "ACTIVE",
-            "RegistrationNumber": "", "TaxNumber": "51824753556", "FinancialYearEndDay": 30,
-            "FinancialYearEndMonth": 6, "SalesTaxBasis": "ACCRUALS", "SalesTaxPeriod": "QUARTERLY1",
+            "PaysTax": True, "Version": org.version, "OrganisationType": org.organisation_type,
+            "BaseCurrency": org.base_currency,
+            "CountryCode": org.country_code, "IsDemoCompany": False, "OrganisationStatus": "ACTIVE",
+            "RegistrationNumber": "", "TaxNumber": "51824753556", "FinancialYearEndDay": org.financial_year_end[1],
+            "FinancialYearEndMonth": org.financial_year_end[0], "SalesTaxBasis": org.sales_tax_basis,
+            "SalesTaxPeriod": "QUARTERLY1",
             "DefaultSalesTax": "Tax Exclusive", "DefaultPurchasesTax": "Tax Exclusive",
             "CreatedDateUTC": wire.msdate(org.created), "OrganisationEntityType": "COMPANY",
-            "Timezone": "AUSEASTERNSTANDARDTIME", "ShortCode": org.short_code, "Class": "PREMIUM",
+            "Timezone": org.timezone, "ShortCode": org.short_code, "Class": "PREMIUM",
             "Edition": "BUSINESS", "LineOfBusiness": "Electrical, plumbing and air-conditioning services",
             "Addresses": [{"AddressType": "STREET", "AddressLine1": "14 Harbour St", "City": "Sydney",
                            "Region": "NSW", "PostalCode": "2000", "Country": "Australia"}],
@@ -383,6 +386,7 @@ CREDIT_FIELDS = {
     "Date": Field(lambda r: r.date, "date"), "Reference": Field(lambda r: r.reference, "str"),
     "Contact.ContactID": Field(_contact_id, "guid"), "Contact.Name": Field(lambda r: r.contact.name, "str"),
     "Total": _money(lambda r: r.total), "UpdatedDateUTC": Field(lambda r: r.updated, "datetime"),
+    "CurrencyCode": Field(lambda r: r.currency, "str"),
 }
 ACCOUNT_FIELDS = {
     "AccountID": Field(lambda r: r.id, "guid"), "Code": Field(lambda r: r.code, "str"),

@@ -195,13 +195,15 @@ class CreditNote(_Doc):
     accounts (both sit in Accounts Receivable or Payable), so it posts no journal: the invoice's
     AmountDue falls, the credit note's RemainingCredit falls, and a fully allocated credit note is
     PAID. Voiding a posted credit note appends a reversing journal dated on its own date."""
-    __slots__ = ("number", "allocations")
+    __slots__ = ("number", "allocations", "currency", "rate")
 
-    def __init__(self, id, type, number, contact, d, status, lines, updated, reference=""):
+    def __init__(self, id, type, number, contact, d, status, lines, updated, reference="", currency="AUD",
+                 rate=None):
         self.id, self.type, self.number, self.contact = id, type, number, contact
         self.date, self.status, self.lines, self.updated, self.reference = d, status, lines, updated, reference
         self._totals()
         self.allocations: list[Allocation] = []
+        self.currency, self.rate = currency, rate
 
     CreditNoteID = property(lambda self: self.id)
     CreditNoteNumber = property(lambda self: self.number)
@@ -247,11 +249,25 @@ class Transfer:
 
 
 class Payment:
-    __slots__ = ("id", "invoice", "date", "amount", "bank", "updated", "status", "reference")
+    """A payment of (part of) an invoice. `amount` is in the invoice's currency; `rate` is the
+    payment's own CurrencyRate (None in the base currency). `base` is what the (base-currency) bank
+    account moved and `cleared` the invoice's base value it settles, at the invoice's rate: the
+    difference is a realised currency gain or loss. Both are fixed when the payment is made."""
+    __slots__ = ("id", "invoice", "date", "amount", "bank", "updated", "status", "reference", "rate", "base",
+                 "cleared")
 
-    def __init__(self, id, invoice, d, amount, bank, updated, reference=""):
+    def __init__(self, id, invoice, d, amount, bank, updated, reference="", rate=None):
         self.id, self.invoice, self.date, self.amount, self.bank = id, invoice, d, amount, bank
         self.updated, self.status, self.reference = updated, "AUTHORISED", reference
+        self.rate = rate if invoice.rate is not None else None
+        self.base = to_base(amount, self.rate)
+        earlier = sum(p.cleared for p in invoice.payments if p.status == "AUTHORISED" and p is not self)
+        if invoice.rate is None:
+            self.cleared = amount
+        elif amount >= invoice.total - sum(p.amount for p in invoice.payments if p is not self) - invoice.credited:
+            self.cleared = doc_base_total(invoice) - earlier   # the last payment clears what is left, to the cent
+        else:
+            self.cleared = to_base(amount, invoice.rate)
 
     @property
     def payment_type(self) -> str:
@@ -341,8 +357,48 @@ class Org:
         self._prefix_cache: dict = {}
         self._journal_index: dict[str, Journal] = {}
         self._lines = 0
-        self.fx_rates: dict[date, Decimal] = {}     # month-end AUD->USD rates used for revaluation
         self._rng_ids = random.Random(seed ^ 0x5EED)
+        # The organisation's settings, as GET /Organisation serves them (Xero's own values: the
+        # Timezone is Xero's Windows-style name, the financial year ends on month/day).
+        self.base_currency = "AUD"
+        self.country_code = "AU"
+        self.version = "AU"
+        self.timezone = "AUSEASTERNSTANDARDTIME"
+        self.financial_year_end = (6, 30)
+        self.organisation_type = "COMPANY"
+        self.sales_tax_basis = "ACCRUALS"
+        self._rate_paths: dict[str, list[Decimal]] = {}
+        self._reval_dirty = False
+
+    # ---- currencies -----------------------------------------------------------------------
+
+    def rate(self, currency: str | None, d: date) -> Decimal | None:
+        """Xero's CurrencyRate for `currency` on day `d`: units of it per unit of the base currency
+        (6 dp). None for the base currency itself (Xero's rate 1: nothing to convert)."""
+        if not currency or currency == self.base_currency:
+            return None
+        per_aud = self._per_aud(currency, d)
+        if self.base_currency != "AUD":
+            per_aud = per_aud / self._per_aud(self.base_currency, d)
+        return per_aud.quantize(Decimal("0.000001"))
+
+    def _per_aud(self, currency: str, d: date) -> Decimal:
+        if currency == "AUD":
+            return Decimal(1)
+        path = self._rate_paths.get(currency)
+        if path is None:
+            path = self._rate_paths[currency] = _rate_path(self.seed, currency, self.horizon_days)
+        return path[min(max((d - self.origin).days, 0), self.horizon_days - 1)]
+
+    @property
+    def fx_rates(self) -> dict[date, Decimal]:
+        """Month-end USD rates (units per base unit) used for revaluation, up to yesterday."""
+        out = {}
+        d = _month_end(self.start)
+        while d < self.today:
+            out[d] = self.rate("USD", d)
+            d = _month_end(d + timedelta(days=1))
+        return out
 
     # ---- ids and lookups ------------------------------------------------------------------
 
@@ -369,6 +425,14 @@ class Org:
     @property
     def bank_accounts(self) -> list[Account]:
         return [a for a in self.accounts if a.type == "BANK"]
+
+    @property
+    def realised_fx_account(self) -> Account:
+        return next(a for a in self.accounts if a.system == "REALISEDCURRENCYGAIN")
+
+    @property
+    def unrealised_fx_account(self) -> Account:
+        return next(a for a in self.accounts if a.system == "UNREALISEDCURRENCYGAIN")
 
     @property
     def region_category(self) -> TrackingCategory:
@@ -422,6 +486,60 @@ class Org:
                 else:
                     flows[1][i] -= net
         self._prefix_cache.clear()
+        self._reval_dirty = True
+
+    def _revalue(self) -> None:
+        """Unrealised currency gains, as Xero computes them when a report is run.
+
+        At each month-end up to yesterday every open foreign document (what is still due on it, in its
+        own currency) is valued at that day's rate (`rate(currency, day)`); the change in that value
+        since it was booked at the document's own rate is an unrealised gain or loss against Accounts
+        Receivable / Payable, posted to the UNREALISEDCURRENCYGAIN account as the change from the
+        month-end before (a document paid since drops out: its gain became realised on payment).
+        Xero writes no journal for this, so the P&L, BalanceSheet and TrialBalance carry it and the
+        Journals endpoint never does: a journal tie-out differs from the P&L by exactly this line."""
+        self._reval_dirty = False
+        n = self.horizon_days
+        self._report_only = {}
+        docs = [x for x in (*self.invoices, *self.credit_notes)
+                if getattr(x, "rate", None) is not None and x.status not in ("DRAFT", "SUBMITTED", "VOIDED", "DELETED")]
+        self._prefix_cache.clear()
+        if not docs:
+            return
+        fx, ar, ap = self.unrealised_fx_account, self.account_by_code["610"], self.account_by_code["800"]
+        arr = {a: self._report_only.setdefault((a.idx, None, None), array("q", bytes(8 * n))) for a in (fx, ar, ap)}
+        prev_ar = prev_ap = 0
+        m = _month_end(min(x.date for x in docs))
+        last = self.today - timedelta(days=1)
+        while m <= last:
+            u_ar = u_ap = 0
+            for x in docs:
+                if x.date > m:
+                    continue
+                if isinstance(x, Invoice):
+                    paid = [p for p in x.payments if p.status == "AUTHORISED" and p.date <= m]
+                    allocs = [a for a in x.credit_allocations if a.date <= m]
+                    due = x.total - sum(p.amount for p in paid) - sum(a.amount for a in allocs)
+                    carried = doc_base_total(x) - sum(p.cleared for p in paid) - sum(to_base(a.amount, x.rate) for a in allocs)
+                else:
+                    allocs = [a for a in x.allocations if a.date <= m]
+                    due = x.total - sum(a.amount for a in allocs)
+                    carried = doc_base_total(x) - sum(to_base(a.amount, x.rate) for a in allocs)
+                if not due:
+                    continue
+                v = to_base(due, self.rate(x.currency, m)) - carried
+                sign = -1 if x.type in ("ACCRECCREDIT", "ACCPAYCREDIT") else 1
+                if x.type in ("ACCREC", "ACCRECCREDIT"):
+                    u_ar += sign * v
+                else:
+                    u_ap += sign * v
+            i = self.day_index(m)
+            d_ar, d_ap = u_ar - prev_ar, u_ap - prev_ap
+            arr[ar][i] += d_ar
+            arr[ap][i] -= d_ap
+            arr[fx][i] += d_ap - d_ar
+            prev_ar, prev_ap = u_ar, u_ap
+            m = _month_end(m + timedelta(days=1))
 
     # ---- truth helpers (sums over the ledger; reports are built from these) -----------------
 
@@ -434,6 +552,8 @@ class Org:
             elif kind == "bank_out":
                 src = [self._bank_flows.get(acct_idx, (None, None))[1]]
             else:
+                if kind != "net" and self._reval_dirty:
+                    self._revalue()
                 table = self._daily if kind == "net" else self._report_only
                 src = [arr for (a, r, jb), arr in table.items()
                        if a == acct_idx and (region is None or r is region) and (job is None or jb is job)]
@@ -496,6 +616,7 @@ class Org:
         should hold. Cash sales (RECEIVE bank transactions) are not in it, though the P&L's Income
         section counts them: `cash_sales` gives those."""
         acc: dict[tuple[str, str], list[int]] = {}
+        # In the base currency, each line converted on its own (as the journals carry it).
         docs = [(i, 1) for i in self.invoices if i.type == "ACCREC"]
         docs += [(c, -1) for c in self.credit_notes if c.type == "ACCRECCREDIT"]
         for doc, sign in docs:
@@ -508,8 +629,9 @@ class Org:
                 if key not in seen:
                     a[0 if sign > 0 else 1] += 1
                     seen.add(key)
-                a[2] += sign * ln.amount
-                a[3] += sign * ln.tax
+                rate = getattr(doc, "rate", None)
+                a[2] += sign * to_base(ln.amount, rate)
+                a[3] += sign * to_base(ln.tax, rate)
         return {k: {"invoices": v[0], "credit_notes": v[1], "subtotal": cents_to_decimal(v[2]),
                     "total_tax": cents_to_decimal(v[3]), "total": cents_to_decimal(v[2] + v[3])}
                 for k, v in sorted(acc.items())}
@@ -588,9 +710,10 @@ class Org:
 
     def add_invoice(self, contact_id: str, d: date, lines: Iterable[dict], at: datetime, *,
                     type: str = "ACCREC", status: str = "AUTHORISED", due_date: date | None = None,
-                    reference: str = "") -> Invoice:
+                    reference: str = "", currency: str | None = None, rate: Decimal | str | None = None) -> Invoice:
         """lines: dicts with description, quantity (int), unit_amount (Decimal/str), account_code,
-        optional tax_type, region (option name), job_type (option name)."""
+        optional tax_type, region (option name), job_type (option name). `currency` other than the
+        base currency: amounts are in it, at `rate` (units per base unit; default the day's rate)."""
         if type not in ("ACCREC", "ACCPAY") or status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             raise ValueError(f"add_invoice: type {type!r}/status {status!r} not supported")
         c = self._contact(contact_id)
@@ -600,8 +723,9 @@ class Org:
             raise ValueError("add_invoice: an invoice needs at least one line")
         prefix = "INV" if type == "ACCREC" else "BILL"
         number = f"{prefix}-{sum(1 for i in self.invoices if i.type == type) + 1:06d}"
+        currency, rate = self._currency(currency, rate, d)
         inv = Invoice(self.new_id(), type, number, c, d, due_date or d + timedelta(days=14), status, built, at,
-                      reference)
+                      reference, currency=currency, rate=rate)
         self.invoices.append(inv)
         self.invoice_by_id[inv.id] = inv
         self._register(inv)
@@ -636,7 +760,9 @@ class Org:
         return inv
 
     def pay_invoice(self, invoice_id: str, d: date, at: datetime, amount: Decimal | None = None,
-                    bank_code: str = "090") -> Payment:
+                    bank_code: str = "090", rate: Decimal | str | None = None) -> Payment:
+        """`amount` in the invoice's currency; a foreign invoice is paid at `rate` (default the
+        day's rate) into the base-currency bank account, its realised gain in the payment's journal."""
         inv = self._invoice(invoice_id)
         if inv.status != "AUTHORISED":
             raise ValueError(f"invoice {inv.number} is {inv.status}: only AUTHORISED invoices take payments")
@@ -644,7 +770,8 @@ class Org:
         self.day_index(d)
         if not 0 < cents <= inv.amount_due:
             raise ValueError(f"payment {cents / 100:.2f} must be between 0 and the amount due {inv.amount_due / 100:.2f}")
-        p = Payment(self.new_id(), inv, d, cents, self.account(bank_code), at)
+        pay_rate = None if inv.rate is None else (Decimal(str(rate)) if rate is not None else self.rate(inv.currency, d))
+        p = Payment(self.new_id(), inv, d, cents, self.account(bank_code), at, rate=pay_rate)
         inv.payments.append(p)
         self.payments.append(p)
         self._register(p)
@@ -656,8 +783,9 @@ class Org:
         return p
 
     def add_credit_note(self, contact_id: str, d: date, lines: Iterable[dict], at: datetime, *,
-                        type: str = "ACCRECCREDIT", status: str = "AUTHORISED", reference: str = "") -> CreditNote:
-        """lines as for add_invoice. An AUTHORISED credit note posts at once (on its date)."""
+                        type: str = "ACCRECCREDIT", status: str = "AUTHORISED", reference: str = "",
+                        currency: str | None = None, rate: Decimal | str | None = None) -> CreditNote:
+        """lines, currency and rate as for add_invoice. An AUTHORISED credit note posts at once (on its date)."""
         if type not in ("ACCRECCREDIT", "ACCPAYCREDIT") or status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             raise ValueError(f"add_credit_note: type {type!r}/status {status!r} not supported")
         c = self._contact(contact_id)
@@ -667,7 +795,8 @@ class Org:
             raise ValueError("add_credit_note: a credit note needs at least one line")
         prefix = "CN" if type == "ACCRECCREDIT" else "SCN"
         number = f"{prefix}-{sum(1 for x in self.credit_notes if x.type == type) + 1:05d}"
-        cn = CreditNote(self.new_id(), type, number, c, d, status, built, at, reference)
+        currency, rate = self._currency(currency, rate, d)
+        cn = CreditNote(self.new_id(), type, number, c, d, status, built, at, reference, currency=currency, rate=rate)
         self.credit_notes.append(cn)
         self._register(cn)
         if cn.posts:
@@ -706,7 +835,12 @@ class Org:
         if not 0 < cents <= min(cn.remaining, inv.amount_due):
             raise ValueError(f"allocation {cents / 100:.2f} must be between 0 and both the remaining credit "
                              f"{cn.remaining / 100:.2f} and the amount due {inv.amount_due / 100:.2f}")
+        if (cn.currency, cn.rate) != (inv.currency, inv.rate):
+            raise ValueError(f"credit note {cn.number} ({cn.currency} at {cn.rate}) and invoice {inv.number} "
+                             f"({inv.currency} at {inv.rate}) differ in currency or rate: not modelled")
         a = Allocation(self.new_id(), cn, inv, cents, d)
+        self._reval_dirty = True
+        self._prefix_cache.clear()
         cn.allocations.append(a)
         inv.credit_allocations.append(a)
         if cn.remaining == 0:
@@ -717,6 +851,15 @@ class Org:
         self._emit("CREDITNOTE", "UPDATE", cn.id, at)
         self._emit("INVOICE", "UPDATE", inv.id, at)
         return a
+
+    def _currency(self, currency: str | None, rate, d: date) -> tuple[str, Decimal | None]:
+        currency = (currency or self.base_currency).upper()
+        if currency == self.base_currency:
+            return currency, None
+        rate = Decimal(str(rate)) if rate is not None else self.rate(currency, d)
+        if rate <= 0:
+            raise ValueError(f"a {currency} document needs a positive rate, got {rate}")
+        return currency, rate
 
     def _line(self, spec: dict) -> Line:
         acct = self.account(spec["account_code"])
@@ -754,10 +897,36 @@ class Org:
 
 
 def to_base(cents: int, rate: Decimal | None) -> int:
-    """Foreign cents -> AUD cents at Xero's CurrencyRate (foreign per AUD), half-up."""
+    """Document-currency cents -> base-currency cents at Xero's CurrencyRate (document currency per
+    unit of base), rounded to the cent half away from zero. Journals convert each line this way."""
     if rate is None:
         return cents
     return int((Decimal(cents) / rate).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
+
+
+def doc_base_total(doc) -> int:
+    """The base value a document books to its control account: the sum of its lines' converted net
+    and tax amounts (each rounded), which is what its journal carries."""
+    rate = getattr(doc, "rate", None)
+    if rate is None:
+        return doc.total
+    return sum(to_base(l.amount, rate) + to_base(l.tax, rate) for l in doc.lines)
+
+
+# Starting rates (units per 1 AUD) near late-2026 levels, for the currencies the fake's overseas
+# customers use; each walks a little every day (about 0.35% a day, drawn back toward its start).
+FX_START = {"USD": Decimal("0.6550"), "NZD": Decimal("1.0950"), "GBP": Decimal("0.5150"),
+            "EUR": Decimal("0.6050"), "FJD": Decimal("1.4750"), "SGD": Decimal("0.8720")}
+
+
+def _rate_path(seed: int, currency: str, days: int) -> list[Decimal]:
+    start = float(FX_START.get(currency, Decimal(1)))
+    rng = random.Random(seed * 1_000_003 + int.from_bytes(currency.encode(), "big"))
+    v, out = start, []
+    for _ in range(days):
+        v += rng.gauss(0, 0.0035 * start) + 0.02 * (start - v)
+        out.append(Decimal(f"{v:.6f}"))
+    return out
 
 
 # A posting is a plain tuple (account, net, tax, tax_type, description, region, job): the ledger
@@ -788,12 +957,17 @@ def _postings(org: Org, source_type: str, src) -> list[tuple]:
         return _doc_postings(org, src, org.account_by_code["800"])
     if source_type in ("CASHREC", "CASHPAID"):
         return _doc_postings(org, src, src.bank)
-    if source_type == "ACCRECPAYMENT":
-        return [(src.bank, src.amount, 0, _BX, "", None, None),
-                (org.account_by_code["610"], -src.amount, 0, _BX, "", None, None)]
-    if source_type == "ACCPAYPAYMENT":
-        return [(src.bank, -src.amount, 0, _BX, "", None, None),
-                (org.account_by_code["800"], src.amount, 0, _BX, "", None, None)]
+    if source_type in ("ACCRECPAYMENT", "ACCPAYPAYMENT"):
+        # A foreign invoice paid at another rate: the bank moves `base`, the control account is
+        # cleared at the invoice's rate, and the difference is a realised currency gain (Xero's
+        # REALISEDCURRENCYGAIN account, in the payment's journal).
+        d = 1 if source_type == "ACCRECPAYMENT" else -1
+        control = org.account_by_code["610" if d == 1 else "800"]
+        out = [(src.bank, d * src.base, 0, _BX, "", None, None),
+               (control, -d * src.cleared, 0, _BX, "", None, None)]
+        if src.base != src.cleared:
+            out.append((org.realised_fx_account, -d * (src.base - src.cleared), 0, _BX, "", None, None))
+        return out
     if source_type == "TRANSFER":
         return [(src.to_bank, src.amount, 0, _BX, "", None, None),
                 (src.from_bank, -src.amount, 0, _BX, "", None, None)]
@@ -883,6 +1057,7 @@ class _Generator:
         self.overheads()
         self.wages_and_card()
         self.credit_notes()
+        self.foreign_sales()
         self.usd_bill()
         self.post_all()
         self.gst_payments()
@@ -1406,6 +1581,78 @@ class _Generator:
             q_end = _quarter_end_after(q_end)
         org.bank_transactions.sort(key=lambda b: (b.date, b.updated))
 
+    # Overseas customers: a resort group, a developer across the Tasman, a facilities firm in the UK
+    # and a hotel chain in Europe, each invoiced in its own currency (GST-free exports).
+    OVERSEAS = (("Pacific Rim Resorts Inc", "USD", "ap@pacificrimresorts.example.com"),
+                ("Kauri Coast Developments Ltd", "NZD", "accounts@kauricoast.example.co.nz"),
+                ("Thames Valley Facilities Ltd", "GBP", "payables@thamesvalleyfm.example.co.uk"),
+                ("Alpenblick Hotels GmbH", "EUR", "buchhaltung@alpenblick.example.de"))
+
+    def foreign_sales(self):
+        """Sales invoices and credit notes in foreign currencies, at the day's rate: most are paid
+        weeks later at that day's rate (a realised gain or loss in the payment's journal), the rest
+        stay open and are revalued at each month-end (unrealised gains, in reports only). Drawn from
+        a stream of their own, so every other document stays as it was."""
+        org = self.org
+        rng = random.Random(self.seed * 104_729 + 17)
+        base = org.base_currency
+        customers = []
+        for k, (name, currency, email) in enumerate(self.OVERSEAS):
+            if currency == base:
+                continue
+            c = Contact(self.uid(), name, email, self.stamp(self.start - timedelta(days=120 + 9 * k)), kind="customer",
+                        number=f"X{k + 1:04d}")
+            c.currency = currency
+            c.account_number = f"EXP{k + 1:04d}"
+            self.add_contact(c)
+            customers.append(c)
+        regions = [r[0] for r in chart.REGIONS]
+        n = max(4, len(self.days) // 9)       # about one every nine days
+        number = self.n_invoices
+        self.foreign: list[Invoice] = []
+        last = self.last_day
+        for d in sorted(rng.choice(self.days) for _ in range(n)):
+            c = rng.choice(customers)
+            number += 1
+            region, job = self.region_opt[rng.choice(regions)], self.job_opt["Commercial"]
+            lines = []
+            for acct in ("200", "210") if rng.random() < 0.4 else ("200",):
+                unit = int(rng.lognormvariate(math.log(6_000_00), 0.7))
+                lines.append(Line(self.line_no(), f"{rng.choice(chart.LINE_TEXT[acct])} (export)",
+                                  rng.choice((1, 1, 2, 3)), max(500_00, unit), org.account(acct), "EXEMPTOUTPUT",
+                                  region, job))
+            created = self.stamp(d)
+            inv = Invoice(self.uid(), "ACCREC", f"INV-{number:06d}", c, d, d + timedelta(days=30), "AUTHORISED",
+                          lines, created, f"PO {rng.randrange(1000, 9999)}", currency=c.currency,
+                          rate=org.rate(c.currency, d))
+            self.register_invoice(inv)
+            self.event(created, "ACCREC", inv, d)
+            self.foreign.append(inv)
+            if rng.random() < 0.8:
+                pd = d + timedelta(days=rng.randrange(12, 60))
+                if pd <= last:
+                    at = max(self.stamp(pd), inv.updated + timedelta(minutes=5))
+                    p = Payment(self.uid(), inv, pd, inv.total, org.account("090"), at,
+                                f"TT {c.name.split()[0]} {inv.number}", rate=org.rate(c.currency, pd))
+                    inv.payments.append(p)
+                    org.payments.append(p)
+                    org._register(p)
+                    inv.status, inv.updated = "PAID", at
+                    self.event(at, p.payment_type, p, pd)
+        # Credit notes in the customer's currency, left open as credit on account.
+        for k, inv in enumerate(rng.sample(self.foreign, min(len(self.foreign), max(2, len(self.foreign) // 12)))):
+            d = min(last, inv.date + timedelta(days=rng.randrange(5, 30)))
+            src = inv.lines[0]
+            line = Line(self.line_no(), f"Credit: {src.description}", 1, max(100_00, src.amount // 8), src.account,
+                        "EXEMPTOUTPUT", src.region, src.job)
+            created = self.stamp(d)
+            cn = CreditNote(self.uid(), "ACCRECCREDIT", f"CN-X{k + 1:04d}", inv.contact, d, "AUTHORISED", [line],
+                            created, f"Credit for {inv.number}", currency=inv.currency,
+                            rate=org.rate(inv.currency, d))
+            org.credit_notes.append(cn)
+            org._register(cn)
+            self.event(created, "ACCRECCREDIT", cn, d)
+
     def usd_bill(self):
         """An imported test-and-tag rig billed in USD and still unpaid: an open foreign balance."""
         org = self.org
@@ -1426,38 +1673,9 @@ class _Generator:
         self.usd = bill
 
     def fx_revaluation(self):
-        """Unrealised currency gains, as Xero computes them when a report is run.
-
-        The USD bill stays open; at each month-end it is revalued at that day's rate
-        (`org.fx_rates`) and the change in its AUD value is an unrealised loss (or gain) against
-        Accounts Payable. Xero writes no journal for this, so the P&L, BalanceSheet and
-        TrialBalance carry it and the Journals endpoint never does: a journal tie-out differs
-        from the P&L by exactly the "Unrealised Currency Gains" line."""
-        org = self.org
-        rng = random.Random(self.seed * 7919 + 11)
-        fx = org.account("498")
-        creditors = org.account("800")
-        n = org.horizon_days
-        arr_fx = org._report_only.setdefault((fx.idx, None, None), array("q", bytes(8 * n)))
-        arr_ap = org._report_only.setdefault((creditors.idx, None, None), array("q", bytes(8 * n)))
-        bill = self.usd
-        rate = bill.rate
-        booked = to_base(bill.total, rate)
-        d = bill.date
-        while True:
-            d = _month_end(d)
-            if d > self.last_day:
-                break
-            rate = max(Decimal("0.55"), min(Decimal("0.75"), rate + Decimal(int(rng.gauss(0, 9000))) / 1_000_000))
-            org.fx_rates[d] = rate
-            value = to_base(bill.total, rate)
-            delta = value - booked          # more AUD owed = a loss = a debit to 498
-            booked = value
-            i = org.day_index(d)
-            arr_fx[i] += delta
-            arr_ap[i] -= delta
-            d = d + timedelta(days=1)
-        org._prefix_cache.clear()
+        """Unrealised currency gains: see `Org._revalue` (computed from the open foreign documents,
+        again whenever a posting or an allocation changes them)."""
+        self.org._reval_dirty = True
 
 
 def _month_end(d: date) -> date:

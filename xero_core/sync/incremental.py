@@ -77,6 +77,15 @@ def held_cursor(ctx: StepContext, resource: str) -> str | None:
     return read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, resource))
 
 
+def organisation_of(ctx: StepContext) -> dict:
+    """The tenant's `organisations` row (base currency, time zone, financial year): as this run's
+    organisation step read it, else as stored ({} before it was first read)."""
+    org = ctx.state.get("organisation")
+    if org is None:
+        org = ctx.state["organisation"] = read(ctx, lambda con: store.organisation(con, ctx.tenant_id)) or {}
+    return org
+
+
 def sync_resource(ctx: StepContext, resource: Resource) -> StepOutcome:
     cursor = resource.cursor
     held = held_cursor(ctx, resource.name) if cursor else None
@@ -87,6 +96,7 @@ def sync_resource(ctx: StepContext, resource: Resource) -> StepOutcome:
     batch: list[Frames] = []
     pending = rows = 0
     newest = since
+    org = organisation_of(ctx)
 
     def flush(*, last: bool, final: bool) -> None:
         """Write what is pending; `last`: the run's last write for this resource (final, or after an
@@ -121,7 +131,7 @@ def sync_resource(ctx: StepContext, resource: Resource) -> StepOutcome:
             if page.records:
                 if edge is not None:
                     edge.see(page.records)
-                batch.append(resource.frames(page.records, ctx.settings))
+                batch.append(resource.frames(page.records, ctx.settings, org))
                 pending += len(page.records)
                 newest = _newest(cursor, newest, page.records, edge)
             _report(ctx, resource, page.number, rows + pending, newest)

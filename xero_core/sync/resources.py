@@ -4,8 +4,9 @@ those frames are written. `incremental.sync_resource` runs any of them; `increme
 the weekly reports, declared here too. Nothing here does I/O.
 
 A resource's seams, for whoever adds a column or a resource:
-- `frames(records, settings) -> tuple of polars frames`: a pure transform from transforms.py (a new
-  column of invoices goes there, and into the table's migration);
+- `frames(records, settings, organisation) -> tuple of polars frames`: a pure transform from transforms.py
+  (a new column of invoices goes there, and into the table's migration); `organisation` is the tenant's
+  `organisations` row ({} before it is known): documents need its base currency;
 - `target(ctx, resource, since) -> Target`: how one transaction writes those frames (`write`), and what it
   rebuilds from them once the last chunk is in (`finish`).
 """
@@ -161,7 +162,7 @@ class Resource:
     key: str               # the record's id field
     cursor: UpdatedSince | Offset | None  # None: the whole list every time (its mark says if it changed)
     page_size: int | None  # None: one page
-    frames: Callable[[list[dict], Any], Frames]
+    frames: Callable[[list[dict], Any, dict], Frames]
     target: Callable[..., Target]  # (ctx, resource, since) -> Target
     params: dict = field(default_factory=dict)
     label: str = ""        # in progress lines
@@ -172,14 +173,16 @@ class Resource:
 
 
 def _documents(builder):
-    return lambda records, settings: builder(records, settings.region_category, settings.revenue_type_category)
+    # Amounts stay in each document's own currency; base-currency amounts go beside them.
+    return lambda records, settings, org: builder(records, settings.region_category, settings.revenue_type_category,
+                                                  (org or {}).get("base_currency"))
 
 
 ACCOUNTS = Resource("accounts", f"{ACCOUNTING}/Accounts", "Accounts", "AccountID", None, None,
-                    lambda records, settings: (T.accounts_frame(records),),
+                    lambda records, settings, org: (T.accounts_frame(records),),
                     NewVersions, label="accounts")
 CONTACTS = Resource("contacts", f"{ACCOUNTING}/Contacts", "Contacts", "ContactID", UpdatedSince(), 1000,
-                    lambda records, settings: (T.contacts_frame(records),),
+                    lambda records, settings, org: (T.contacts_frame(records),),
                     NewVersions, {"includeArchived": "true"},
                     label="contacts")
 INVOICES = Resource("invoices", f"{ACCOUNTING}/Invoices", "Invoices", "InvoiceID", UpdatedSince(), 1000,
@@ -190,7 +193,7 @@ CREDIT_NOTES = Resource("credit_notes", f"{ACCOUNTING}/CreditNotes", "CreditNote
                         lambda *a: RevenueDocuments(*a, store.save_credit_note_frames),
                         label="credit notes")
 JOURNALS = Resource("journals", f"{ACCOUNTING}/Journals", "Journals", "JournalID", Offset("JournalNumber"), 100,
-                    lambda records, settings: (T.journal_lines_frame(records),),
+                    lambda records, settings, org: (T.journal_lines_frame(records),),
                     JournalLines, label="journals")
 
 

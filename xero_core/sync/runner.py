@@ -56,11 +56,16 @@ def plan(tenant_type: str | None, only: set[str] | None) -> list[tuple[str, Call
     return [(n, f) for n, f in ORGANISATION_STEPS if only is None or n in only]
 
 
-def _today(settings, clock: Clock) -> date:
-    try:
-        return clock.now().astimezone(ZoneInfo(settings.timezone)).date()
-    except Exception:
-        return clock.now().date()
+def _today(settings, clock: Clock, tz: str | None = None) -> date:
+    """Today for a tenant: in its organisation's own time zone (`tz`, from `organisations`), else
+    XERO_TIMEZONE (an organisation not read yet)."""
+    for name in (tz, settings.timezone):
+        if name:
+            try:
+                return clock.now().astimezone(ZoneInfo(name)).date()
+            except Exception:
+                continue
+    return clock.now().date()
 
 
 def _make_client(settings, tenant_id: str, transport, clock: Clock):
@@ -166,7 +171,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
                          "(`python -m xero_core status` lists connected tenants)")
     result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
                         tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
-    today = today or _today(settings, clock)
+    today = today or _today(settings, clock, conn.get("timezone"))
     week_list = week_list_for(settings, today, weeks, week_ending)
     period = (week_start(week_list[0]), week_list[-1]) if week_list else None
     steps = steps_for(conn.get("tenant_type") or "")
@@ -379,9 +384,10 @@ def _flush_deferred(settings, tenant_id: str, deferred: list, synced: bool, emit
 
 def _read_connection(settings, tenant_id: str, timeout: float) -> dict | None:
     with db.connect(settings.db_path, timeout=timeout) as con:
-        row = con.execute("SELECT tenant_name, tenant_type, status, status_reason FROM connections "
-                          "WHERE tenant_id = ?", [tenant_id]).fetchone()
-    return dict(zip(("tenant_name", "tenant_type", "status", "status_reason"), row)) if row else None
+        row = con.execute("SELECT c.tenant_name, c.tenant_type, c.status, c.status_reason, o.timezone "
+                          "FROM connections c LEFT JOIN organisations o USING (tenant_id) "
+                          "WHERE c.tenant_id = ?", [tenant_id]).fetchone()
+    return dict(zip(("tenant_name", "tenant_type", "status", "status_reason", "timezone"), row)) if row else None
 
 
 def _log(settings, timeout: float, **kw) -> None:

@@ -4,12 +4,30 @@ network call) and one per weekly report.
 """
 from __future__ import annotations
 
+from .. import organisation
+from . import marks, store
 from . import transforms as T
 from .context import StepContext, StepOutcome
-from .incremental import Partial, read, sync_resource, sync_weeks
+from .incremental import Partial, held_cursor, read, sync_resource, sync_weeks, write
 from .resources import ACCOUNTS, BANK_SUMMARY, CONTACTS, CREDIT_NOTES, INVOICES, JOURNALS, PROFIT_AND_LOSS
 
 __all__ = ["ORGANISATION_STEPS", "ALL_STEP_NAMES", "Partial"]
+
+
+def step_organisation(ctx: StepContext) -> StepOutcome:
+    """GET /Organisation: one call a sync, for the base currency, time zone and financial year every
+    other step and view uses. Written only when it changed (its digest is kept with the cursors)."""
+    row = organisation.fetch(ctx.client)
+    ctx.state["organisation"] = row
+    if held_cursor(ctx, marks.key("organisation")) == row["digest"]:
+        return StepOutcome(rows=0, note="unchanged")
+
+    def tx(con) -> int:
+        n = store.save_organisation(con, ctx.tenant_id, row)
+        store.set_cursor(con, ctx.tenant_id, marks.key("organisation"), row["digest"])
+        return n
+
+    return StepOutcome(rows=write(ctx, tx, final=True))
 
 
 def step_accounts(ctx: StepContext) -> StepOutcome:
@@ -59,6 +77,7 @@ def step_bank(ctx: StepContext) -> StepOutcome:
 
 
 ORGANISATION_STEPS = (
+    ("organisation", step_organisation),
     ("accounts", step_accounts),
     ("contacts", step_contacts),
     ("invoices", step_invoices),

@@ -29,6 +29,7 @@ KEYS = {
     "journal_lines": ("tenant_id", "journal_line_id"),
     "contacts": ("tenant_id", "contact_id"),
     "pnl_tieout_weekly": ("tenant_id", "week_ending"),
+    "organisations": ("tenant_id",),
     "report_fingerprints": ("tenant_id", "report", "week_ending"),
 }
 
@@ -208,7 +209,8 @@ def save_credit_note_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, cred
 
 def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks: Iterable[date],
                            week_ends_on: str, synced_at: datetime | None = None) -> int:
-    """revenue_weekly for `weeks`, from every sales invoice and sales credit note dated in them."""
+    """revenue_weekly for `weeks`, from every sales invoice and sales credit note dated in them, in the
+    organisation's base currency (the documents' `base_*` amounts)."""
     weeks = sorted(set(weeks))
     if not weeks:
         return 0
@@ -216,14 +218,15 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
     try:
         def docs(table: str, id_col: str, typ: str):
             return con.sql(
-                f"""SELECT d.{id_col}, d.type, d.status, d.date, d.line_amount_types, d.subtotal, d.total_tax, d.total
+                f"""SELECT d.{id_col}, d.type, d.status, d.date, d.line_amount_types, d.base_subtotal, d.base_total_tax,
+                           d.base_total
                     FROM {table} d JOIN _weeks w ON d.date BETWEEN w.week_ending - 6 AND w.week_ending
                     WHERE d.tenant_id = ? AND d.type = '{typ}' AND d.status IN {T.REVENUE_STATUSES}""",
                 params=[tenant_id]).to_arrow_table()
 
         def lines(table: str, lines_table: str, id_col: str, typ: str):
             return con.sql(
-                f"""SELECT l.{id_col}, l.line_amount, l.tax_amount, l.region, l.revenue_type
+                f"""SELECT l.{id_col}, l.base_line_amount, l.base_tax_amount, l.region, l.revenue_type
                     FROM {lines_table} l JOIN {table} d ON d.tenant_id = l.tenant_id AND d.{id_col} = l.{id_col}
                     JOIN _weeks w ON d.date BETWEEN w.week_ending - 6 AND w.week_ending
                     WHERE l.tenant_id = ? AND d.type = '{typ}' AND d.status IN {T.REVENUE_STATUSES}""",
@@ -239,6 +242,10 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
     frame = T.revenue_weekly_frame(tenant_id, pl.from_arrow(inv), pl.from_arrow(inv_lines), week_ends_on,
                                    pl.from_arrow(cn), pl.from_arrow(cn_lines))
     return replace_weeks(con, "revenue_weekly", frame, tenant_id, weeks, synced_at)
+
+
+# -- the organisation -------------------------------------------------------------------------
+from ..organisation import read as organisation, save as save_organisation  # noqa: E402,F401
 
 
 # -- cursors and sync_log -------------------------------------------------------------------

@@ -339,6 +339,73 @@ def bank_frame(tenant_id: str, weeks: list[tuple[date, list[dict]]]) -> pl.DataF
     })
 
 
+# -- Currencies -------------------------------------------------------------------------------
+RATE = pl.Decimal(18, 6)
+
+
+def document_rate(doc: dict, base_currency: str | None, *, kind: str = "Invoice") -> Decimal | None:
+    """The rate to divide a document's amounts by to get the base currency (Xero's CurrencyRate:
+    units of the document's currency per unit of base), or None when it is in the base currency.
+
+    Xero may leave CurrencyRate out (or send 1) for a base-currency document. A document in another
+    currency with no usable rate raises MissingCurrencyRate naming it: a silent 1 would add foreign
+    amounts as if they were base currency. Without a known base currency (the organisation not read
+    yet) a document's own rate is used as sent and a missing one counts as base."""
+    code = str(doc.get("CurrencyCode") or "").strip().upper()
+    base = (base_currency or "").strip().upper()
+    if base and code == base:
+        return None
+    raw = doc.get("CurrencyRate")
+    try:
+        rate = Decimal(_num_text(raw)) if _num_text(raw) is not None else None
+    except InvalidOperation:
+        rate = None
+    if rate is None or rate <= 0:
+        if base and code:
+            number = doc.get(f"{kind}Number") or doc.get("InvoiceNumber") or doc.get("CreditNoteNumber")
+            ident = doc.get(f"{kind}ID") or doc.get("InvoiceID") or doc.get("CreditNoteID")
+            label = f"{kind} {number} ({ident})" if number else f"{kind} {ident}"
+            from ..errors import MissingCurrencyRate
+
+            raise MissingCurrencyRate(
+                f"{label} is in {code}, not the organisation's base currency {base}, and Xero sent "
+                f"{'no CurrencyRate' if raw in (None, '') else f'CurrencyRate {raw!r}'}: its {base} amounts "
+                f"cannot be known. Check the document's currency rate in Xero, then sync again.")
+        return None
+    return None if rate == 1 else rate
+
+
+def to_base(amount: Decimal | None, rate: Decimal | None) -> Decimal | None:
+    """A document-currency amount in the base currency: amount / rate, rounded to the cent half away
+    from zero (ROUND_HALF_UP on the magnitude), the way the ledger converts each line."""
+    if amount is None or rate is None:
+        return amount
+    return (amount / rate).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _base_columns(docs: list[dict], rates: list[Decimal | None]) -> dict[str, pl.Series]:
+    """base_subtotal / base_total_tax / base_total of each document: the sum of its lines' converted
+    amounts when its lines add up to it in its own currency (so the base figures are what the journals
+    carry, line by line), else its own SubTotal / TotalTax converted."""
+    subs, taxes = [], []
+    for d, rate in zip(docs, rates):
+        sub, tax = money(d.get("SubTotal")), money(d.get("TotalTax"))
+        lines = d.get("LineItems") or []
+        inclusive = str(d.get("LineAmountTypes") or "").lower() == "inclusive"
+        if rate is not None and lines:
+            l_tax = [money(li.get("TaxAmount")) for li in lines]
+            l_net = [money(li.get("LineAmount")) - (t if inclusive else ZERO) for li, t in zip(lines, l_tax)]
+            if sum(l_net, ZERO) == sub and sum(l_tax, ZERO) == tax:
+                subs.append(sum((to_base(x, rate) for x in l_net), ZERO))
+                taxes.append(sum((to_base(x, rate) for x in l_tax), ZERO))
+                continue
+        subs.append(to_base(sub, rate))
+        taxes.append(to_base(tax, rate))
+    return {"base_subtotal": _money_col([str(x) for x in subs]),
+            "base_total_tax": _money_col([str(x) for x in taxes]),
+            "base_total": _money_col([str(a + b) for a, b in zip(subs, taxes)])}
+
+
 # -- Invoices --------------------------------------------------------------------------------
 def tracking_option(tracking: list[dict] | None, category: str) -> str:
     want = category.strip().lower()
@@ -356,9 +423,13 @@ INVOICE_COLUMNS = (
 
 
 def invoice_frames(invoices: list[dict], region_category: str = "Region",
-                   revenue_type_category: str = "Job Type") -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(invoices rows, invoice_lines rows). Lines carry region/revenue_type from tracking."""
+                   revenue_type_category: str = "Job Type",
+                   base_currency: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(invoices rows, invoice_lines rows). Lines carry region/revenue_type from tracking. Amounts stay
+    in the invoice's currency; `base_*` columns beside them are in the organisation's base currency
+    (`document_rate`: MissingCurrencyRate for a foreign invoice without a rate)."""
     inv = invoices
+    rates = [document_rate(i, base_currency, kind="Invoice") for i in inv]
     contact = [i.get("Contact") or {} for i in inv]
     inv_df = pl.DataFrame({
         "invoice_id": pl.Series([i.get("InvoiceID") for i in inv], dtype=pl.String),
@@ -379,20 +450,26 @@ def invoice_frames(invoices: list[dict], region_category: str = "Region",
         "amount_due": _money_col([i.get("AmountDue") for i in inv]),
         "amount_paid": _money_col([i.get("AmountPaid") for i in inv]),
         "amount_credited": _money_col([i.get("AmountCredited") for i in inv]),
+        **_base_columns(inv, rates),
         "updated_at": _dt_col("updated_at", [parse_xero_datetime(i.get("UpdatedDateUTC")) for i in inv]),
         "raw": pl.Series([_dumps(i) for i in inv], dtype=pl.String),
     })
-    lines_df = _line_frame(inv, "InvoiceID", "invoice_id", region_category, revenue_type_category)
+    lines_df = _line_frame(inv, "InvoiceID", "invoice_id", region_category, revenue_type_category, rates)
     return inv_df, lines_df
 
 
 def _line_frame(docs: list[dict], id_field: str, parent_col: str, region_category: str,
-                revenue_type_category: str) -> pl.DataFrame:
+                revenue_type_category: str, rates: list[Decimal | None] | None = None) -> pl.DataFrame:
     """The line items of invoices or credit notes. A line without a LineItemID (older payloads,
-    the spec's own examples) gets `<document id>:<n>`; a line without Tracking is Unassigned."""
+    the spec's own examples) gets `<document id>:<n>`; a line without Tracking is Unassigned.
+    `base_line_amount` / `base_tax_amount`: each line's amounts / its document's rate, to the cent."""
     lid, pid, no, code, desc, qty, unit, amt, tax, reg, rtype, trk = ([] for _ in range(12))
-    for d in docs:
+    b_amt, b_tax = [], []
+    rates = rates if rates is not None else [None] * len(docs)
+    for d, rate in zip(docs, rates):
         for n, li in enumerate(d.get("LineItems") or []):
+            b_amt.append(str(to_base(money(li.get("LineAmount")), rate)))
+            b_tax.append(str(to_base(money(li.get("TaxAmount")), rate)))
             lid.append(li.get("LineItemID") or f"{d.get(id_field)}:{n}")
             pid.append(d.get(id_field))
             no.append(n)
@@ -416,6 +493,8 @@ def _line_frame(docs: list[dict], id_field: str, parent_col: str, region_categor
         "unit_amount": pl.Series(unit, dtype=pl.String).cast(QTY, strict=False),
         "line_amount": _money_col(amt),
         "tax_amount": _money_col(tax),
+        "base_line_amount": _money_col(b_amt),
+        "base_tax_amount": _money_col(b_tax),
         "region": pl.Series(reg, dtype=pl.String),
         "revenue_type": pl.Series(rtype, dtype=pl.String),
         "tracking": pl.Series(trk, dtype=pl.String),
@@ -428,11 +507,13 @@ def _allocated(doc: dict, key: str) -> Decimal:
 
 
 def credit_note_frames(credit_notes: list[dict], region_category: str = "Region",
-                       revenue_type_category: str = "Job Type") -> tuple[pl.DataFrame, pl.DataFrame]:
+                       revenue_type_category: str = "Job Type",
+                       base_currency: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(credit_notes rows, credit_note_lines rows), read as real Xero sends them: `/Date(ms)/`
     dates, money as JSON numbers, `CurrencyRate`, `LineAmountTypes`, `Allocations` (to invoices;
     `amount_allocated`) and `Payments` (cash refunds; `amount_refunded`) kept beside the raw record."""
     cn = credit_notes
+    rates = [document_rate(c, base_currency, kind="CreditNote") for c in cn]
     contact = [c.get("Contact") or {} for c in cn]
     cn_df = pl.DataFrame({
         "credit_note_id": pl.Series([c.get("CreditNoteID") for c in cn], dtype=pl.String),
@@ -453,10 +534,11 @@ def credit_note_frames(credit_notes: list[dict], region_category: str = "Region"
         "amount_allocated": _money_col([str(_allocated(c, "Allocations")) for c in cn]),
         "amount_refunded": _money_col([str(_allocated(c, "Payments")) for c in cn]),
         "fully_paid_on_date": pl.Series([parse_xero_date(c.get("FullyPaidOnDate")) for c in cn], dtype=pl.Date),
+        **_base_columns(cn, rates),
         "updated_at": _dt_col("updated_at", [parse_xero_datetime(c.get("UpdatedDateUTC")) for c in cn]),
         "raw": pl.Series([_dumps(c) for c in cn], dtype=pl.String),
     })
-    return cn_df, _line_frame(cn, "CreditNoteID", "credit_note_id", region_category, revenue_type_category)
+    return cn_df, _line_frame(cn, "CreditNoteID", "credit_note_id", region_category, revenue_type_category, rates)
 
 
 def _cents(d: Decimal) -> int:
@@ -509,6 +591,7 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
     document), subtotal and tax are shared in proportion to the lines' net amounts instead. Each
     part's total is its subtotal plus tax, so the parts always add up to the document's Total.
     A credit note counts negative and in `credit_note_count`, never in `invoice_count`.
+    Money is in the base currency: `base_*` columns are used where the frames have them.
     `invoices` needs invoice_id, type, status, date, line_amount_types, subtotal, total_tax;
     `lines` needs invoice_id, line_amount, tax_amount, region, revenue_type; `credit_notes` and
     `credit_lines` the same with credit_note_id.
@@ -521,6 +604,7 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
     if credit_notes is not None and credit_notes.height:
         sources.append((credit_notes, credit_lines, "credit_note_id", CREDIT_TYPES, -1))
     for docs, doc_lines, id_col, types, sign in sources:
+        docs, doc_lines = _in_base(docs, doc_lines)
         docs = docs.filter(pl.col("type").is_in(types) & pl.col("status").is_in(REVENUE_STATUSES)
                            & pl.col("date").is_not_null())
         if docs.height == 0:
@@ -563,6 +647,17 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
     })
 
 
+def _in_base(docs: pl.DataFrame, lines: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Documents and lines with their base-currency amounts where they carry them: every figure in
+    revenue_weekly is in the organisation's base currency."""
+    if "base_subtotal" in docs.columns:
+        docs = docs.with_columns(pl.col("base_subtotal").alias("subtotal"), pl.col("base_total_tax").alias("total_tax"))
+    if lines is not None and "base_line_amount" in lines.columns:
+        lines = lines.with_columns(pl.col("base_line_amount").alias("line_amount"),
+                                   pl.col("base_tax_amount").alias("tax_amount"))
+    return docs, lines
+
+
 def _cents_col(cents: list[int]) -> pl.Series:
     return pl.Series([str(Decimal(c).scaleb(-2)) for c in cents], dtype=pl.String).cast(MONEY)
 
@@ -573,6 +668,12 @@ def _empty_revenue() -> pl.DataFrame:
         "invoice_count": pl.Int32, "credit_note_count": pl.Int32, "subtotal": MONEY, "total_tax": MONEY,
         "total": MONEY,
     })
+
+
+# -- Organisation ----------------------------------------------------------------------------
+# The organisation's row is made where the connect flow can reach it too (xero_core.organisation,
+# below sync/ in the layers); it is a pure transform like the rest of this module.
+from ..organisation import ORGANISATION_COLUMNS, organisation_row  # noqa: E402,F401
 
 
 # -- Contacts --------------------------------------------------------------------------------
