@@ -45,6 +45,8 @@ def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
                 lines.append(f"Kept {len(change['kept'])} of them that have documents, campaigns or edits; they now "
                              "look for their contact in the practice ledger.")
             st.cache_data.clear()
+            for k in [k for k in st.session_state if str(k).startswith("role-")]:
+                del st.session_state[k]  # every organisation's selector shows its role as it now stands
             st.session_state["_flash"] = " ".join(lines)
             st.rerun()
     if effective != "client-organisation" or not clients:
