@@ -4,6 +4,8 @@ rate-limited calls cost no real time). The 2-year backfill of the demo organisat
 the cent with the fake's own ledger."""
 from __future__ import annotations
 
+import json
+
 import secrets
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
@@ -205,11 +207,12 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     assert set(st) == {"organisation", "accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals"}
     assert st["pnl"].api_calls == 2 and st["bank"].api_calls == 2
     assert all(x.bytes_downloaded > 0 for x in res.steps)
-    # journals and the weekly tie-out: differences are flagged, never hidden
-    tie = rows(s, "SELECT week_ending, report_net_profit, journal_net_profit, difference, flagged, note FROM pnl_tieout_weekly")
+    # journals and the weekly tie-out: a difference is explained by its cause or flagged, never hidden
+    tie = rows(s, "SELECT week_ending, report_net_profit, journal_net_profit, difference, flagged, explained, cause "
+                  "FROM pnl_tieout_weekly")
     assert len(tie) == 2
-    for we, rep, jn, diff, flagged, note in tie:
-        assert diff == rep - jn and flagged == (diff != 0) and (note is not None) == flagged
+    for we, rep, jn, diff, flagged, explained, cause in tie:
+        assert diff == rep - jn and flagged == (diff != 0 and not explained) and (cause is not None) == (diff != 0)
     n_lines = rows(s, "SELECT count(*) FROM journal_lines")[0][0]
     assert n_lines > 0
     # a sales invoice voided in Xero leaves revenue_weekly when its update arrives
@@ -259,3 +262,30 @@ def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     assert [x.step for x in prac.steps] == ["xpm"]
     log = rows(s, "SELECT sync_type, status, trigger FROM sync_log WHERE tenant_id = ? ORDER BY sync_type", org_id)
     assert ("journals", "skipped", "scheduler") in log
+
+
+def test_the_tie_out_explains_every_week_of_the_fakes_books(backfill):
+    """Issue 23 §4: on the fake's books (foreign-currency sales open at month-ends, an open USD bill) the
+    P&L report and the journals differ in the weeks holding a month-end, by the unrealised currency gains
+    Xero computes when the report runs. Each such week is explained, account by account, with that cause
+    and its amount; no week is flagged."""
+    s, clock, fake, org_id, _, _ = backfill
+    res = sync_all(s, org_id, weeks=WEEKS, only="accounts,journals", transport=fake.transport(), clock=clock)
+    assert res.ok, res.to_dict()
+    tie = rows(s, "SELECT week_ending, difference, flagged, explained, cause, causes FROM pnl_tieout_weekly "
+                  "WHERE tenant_id = ? ORDER BY 1", org_id)
+    assert len(tie) == WEEKS
+    differing = [t for t in tie if t[1] != 0]
+    assert len(differing) >= 5                     # a month-end in most months of the half-year
+    assert not [t for t in tie if t[2]], "no week is flagged"
+    fx = fake.org(org_id).unrealised_fx_account
+    for we, diff, flagged, explained, cause, causes in differing:
+        assert explained and cause.startswith("unrealised currency gains"), (we, cause)
+        (acct,) = json.loads(causes)
+        assert acct["cause"] == "unrealised_fx" and Decimal(acct["difference"]) == diff
+        # the amount is the report's own unrealised line: its effect on profit (an expense-side account)
+        report = rows(s, "SELECT amount FROM pnl_lines WHERE tenant_id = ? AND week_ending = ? AND account_id = ?",
+                      org_id, we, fx.id)
+        assert report == [(-diff,)]
+    journals = next(st for st in res.steps if st.step == "journals")
+    assert "explained (unrealised currency gains)" in (journals.detail or {}).get("note", ""), journals.detail

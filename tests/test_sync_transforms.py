@@ -426,3 +426,49 @@ def test_organisation_row_maps_xero_timezones_to_iana():
     assert len(values) > 130
     for v in values:
         assert ZoneInfo(iana_timezone(v)), v
+
+
+# -- issue 23 §4: the tie-out's causes ---------------------------------------------------------
+def test_tieout_causes_are_found_account_by_account():
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=timezone.utc)
+    accounts = {"sales": {"code": "200", "name": "Sales", "type": "REVENUE", "system": None},
+                "fx": {"code": "498", "name": "Unrealised Currency Gains", "type": "OVERHEADS",
+                       "system": "UNREALISEDCURRENCYGAIN"},
+                "rent": {"code": "469", "name": "Rent", "type": "OVERHEADS", "system": None},
+                "loan": {"code": "900", "name": "Loan", "type": "TERMLIAB", "system": None}}
+
+    def rep(aid, section, amount):
+        a = accounts.get(aid, {})
+        return {"account_id": aid, "section": section, "account_code": a.get("code"), "account_name": a.get("name"),
+                "amount": D(amount)}
+
+    def jl(aid, net, created=at):
+        a = accounts[aid]
+        return {"account_id": aid, "account_code": a["code"], "account_type": a["type"], "account_name": a["name"],
+                "net_amount": D(net), "created_at": created}
+
+    # unrealised gains: on the report (a 12.34 loss shown positive in expenses), in no journal
+    found = T.tieout_causes(D("-12.34"), [rep("sales", "income", "100.00"), rep("fx", "operating_expenses", "12.34")],
+                            [jl("sales", "-100.00")], accounts)
+    assert found.explained and found.accounts[0]["cause"] == "unrealised_fx"
+    assert found.sentence.startswith("unrealised currency gains") and "-12.34" in found.sentence
+    # a journal created after the report was fetched: the journals hold 50.00 of sales the report lacks
+    later = at.replace(hour=5)
+    found = T.tieout_causes(D("-50.00"), [rep("sales", "income", "100.00")],
+                            [jl("sales", "-100.00"), jl("sales", "-50.00", later)], accounts, report_synced_at=at.replace(hour=4))
+    assert found.explained and [a["cause"] for a in found.accounts] == ["journal_after_report"]
+    # the report is newer than the last journal sync: a journal in the week may not be synced yet
+    found = T.tieout_causes(D("30.00"), [rep("sales", "income", "130.00")], [jl("sales", "-100.00")], accounts,
+                            report_synced_at=at, journals_synced_at=at.replace(hour=1))
+    assert found.explained and found.accounts[0]["cause"] == "journal_not_synced"
+    # the layout: a report row with no account, and a journal account the report leaves out
+    found = T.tieout_causes(D("5.00"), [rep("sales", "income", "100.00"), rep("name:Adjustment", "income", "5.00")],
+                            [jl("sales", "-100.00")], accounts)
+    assert found.explained and found.accounts[0]["cause"] == "layout"
+    found = T.tieout_causes(D("40.00"), [rep("sales", "income", "100.00")],
+                            [jl("sales", "-100.00"), jl("rent", "40.00")], accounts)
+    assert found.explained and found.accounts[0]["cause"] == "layout"
+    # no cause: the report and the journals disagree on the same account, both current
+    found = T.tieout_causes(D("7.00"), [rep("sales", "income", "107.00")], [jl("sales", "-100.00")], accounts,
+                            report_synced_at=at, journals_synced_at=at.replace(hour=6))
+    assert not found.explained and found.accounts[0]["cause"] is None and "no cause found" in found.sentence

@@ -130,17 +130,28 @@ class JournalLines(Target):
         return final and (self.ctx.state.get("tieout_stale", True)
                           or any(results.get(k, 1) for k in ("accounts", "pnl")))
 
+    explained = 0
+    causes = ""
+
     def finish(self, con, final: bool) -> None:
         if final:
             store.rebuild_tieout(con, self.ctx.tenant_id)
-            self.flagged = con.execute("SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ? AND flagged",
-                                       [self.ctx.tenant_id]).fetchone()[0]
+            self.flagged, self.explained = con.execute(
+                "SELECT count(*) FILTER (WHERE flagged), count(*) FILTER (WHERE explained) FROM pnl_tieout_weekly "
+                "WHERE tenant_id = ?", [self.ctx.tenant_id]).fetchone()
+            self.causes = store.tieout_cause_names(con, self.ctx.tenant_id)
 
     def note(self) -> tuple[str | None, dict | None]:
-        if not self.flagged:
+        if not self.flagged and not self.explained:
             return None, None
-        return (f"tie-out: {self.flagged} week(s) differ from the P&L report",
-                {"tieout_flagged_weeks": self.flagged})
+        parts = []
+        if self.explained:
+            parts.append(f"{self.explained} week(s) differ from the P&L report, explained ({self.causes})")
+        if self.flagged:
+            parts.append(f"{self.flagged} week(s) differ from the P&L report with no cause found: "
+                         "see pnl_tieout_weekly.cause")
+        return ("tie-out: " + "; ".join(parts),
+                {"tieout_flagged_weeks": self.flagged, "tieout_explained_weeks": self.explained})
 
 
 def key_column(key: str) -> str:

@@ -321,34 +321,102 @@ def touch_last_sync(con: duckdb.DuckDBPyConnection, tenant_id: str, when: dateti
 
 def rebuild_tieout(con: duckdb.DuckDBPyConnection, tenant_id: str, synced_at: datetime | None = None) -> int:
     """pnl_tieout_weekly: for every week with a P&L report, net profit rebuilt from journal lines
-    (revenue and expense accounts; credits are negative, so profit = -sum) beside the report's.
-    A difference is flagged and kept, never hidden."""
+    (revenue and expense accounts; credits are negative, so profit = -sum) beside the report's, and
+    for a week where they differ, the cause found account by account (`transforms.tieout_causes`):
+    `explained` when every account's difference has one, `flagged` only when some difference has
+    none. A difference is kept and said, never hidden."""
     synced_at = synced_at or datetime.now(timezone.utc)
-    con.execute("DELETE FROM pnl_tieout_weekly WHERE tenant_id = ?", [tenant_id])
-    con.execute(
+    pnl_types = tuple(T.TYPE_SECTION)
+    weeks = con.execute(
         """
-        INSERT INTO pnl_tieout_weekly (tenant_id, week_ending, report_net_profit, journal_net_profit, difference,
-                                       flagged, note, synced_at)
         WITH j AS (
             SELECT f.week_ending, -coalesce(sum(l.net_amount), 0) AS journal_net
             FROM financial_weekly f
             LEFT JOIN journal_lines l
               ON l.tenant_id = f.tenant_id AND l.journal_date BETWEEN f.week_ending - 6 AND f.week_ending
-             AND coalesce(l.account_type, (SELECT a.type FROM accounts a WHERE a.tenant_id = l.tenant_id
-                                            AND a.account_id = l.account_id)) IN
-                 ('REVENUE', 'SALES', 'OTHERINCOME', 'DIRECTCOSTS', 'EXPENSE', 'OVERHEADS', 'DEPRECIATN')
+             AND list_contains(?, coalesce(l.account_type, (SELECT a.type FROM accounts a WHERE a.tenant_id = l.tenant_id
+                                            AND a.account_id = l.account_id)))
             WHERE f.tenant_id = ?
             GROUP BY f.week_ending
         )
-        SELECT ?, f.week_ending, f.net_profit, CAST(j.journal_net AS DECIMAL(18,2)),
-               CAST(f.net_profit - j.journal_net AS DECIMAL(18,2)),
-               f.net_profit <> j.journal_net,
-               CASE WHEN f.net_profit <> j.journal_net THEN
-                    'report and journals differ (FX revaluation, a journal not yet synced, or a report layout difference)'
-               END,
-               ?
-        FROM financial_weekly f JOIN j USING (week_ending)
-        WHERE f.tenant_id = ?
-        """,
-        [tenant_id, tenant_id, synced_at, tenant_id])
-    return con.execute("SELECT count(*) FROM pnl_tieout_weekly WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+        SELECT f.week_ending, f.net_profit, CAST(j.journal_net AS DECIMAL(18,2)), f.synced_at
+        FROM financial_weekly f JOIN j USING (week_ending) WHERE f.tenant_id = ? ORDER BY 1
+        """, [list(pnl_types), tenant_id, tenant_id]).fetchall()
+    differing = [w for w, report, journal, _ in weeks if report != journal]
+    report_lines: dict = {}
+    journal_lines: dict = {}
+    accounts: dict = {}
+    journals_synced = None
+    if differing:
+        con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(differing, dtype=pl.Date)}).to_arrow())
+        try:
+            for we, aid, section, code, name, amount in con.execute(
+                    """SELECT p.week_ending, p.account_id, p.section, p.account_code, p.account_name, p.amount
+                       FROM pnl_lines p JOIN _weeks w USING (week_ending) WHERE p.tenant_id = ?""",
+                    [tenant_id]).fetchall():
+                report_lines.setdefault(we, []).append(
+                    {"account_id": aid, "section": section, "account_code": code, "account_name": name, "amount": amount})
+            for we, aid, code, typ, name, net, created in con.execute(
+                    """SELECT w.week_ending, l.account_id, l.account_code,
+                              coalesce(l.account_type, a.type), coalesce(l.account_name, a.name), l.net_amount, l.created_at
+                       FROM journal_lines l JOIN _weeks w ON l.journal_date BETWEEN w.week_ending - 6 AND w.week_ending
+                       LEFT JOIN accounts a ON a.tenant_id = l.tenant_id AND a.account_id = l.account_id
+                       WHERE l.tenant_id = ?""", [tenant_id]).fetchall():
+                journal_lines.setdefault(we, []).append(
+                    {"account_id": aid, "account_code": code, "account_type": typ, "account_name": name,
+                     "net_amount": net, "created_at": created})
+        finally:
+            con.unregister("_weeks")
+        for aid, code, name, typ, raw in con.execute(
+                "SELECT account_id, code, name, type, raw FROM accounts WHERE tenant_id = ?", [tenant_id]).fetchall():
+            system = None
+            if raw:
+                try:
+                    system = (json.loads(raw) or {}).get("SystemAccount")
+                except ValueError:
+                    system = None
+            accounts[aid] = {"code": code, "name": name, "type": typ, "system": system}
+        row = con.execute("SELECT updated_at FROM sync_cursors WHERE tenant_id = ? AND resource = 'journals'",
+                          [tenant_id]).fetchone()
+        journals_synced = row[0] if row else None
+    out = {k: [] for k in ("week_ending", "report_net_profit", "journal_net_profit", "difference", "flagged",
+                           "explained", "cause", "causes", "note")}
+    for we, report, journal, report_synced in weeks:
+        diff = report - journal
+        found = T.tieout_causes(diff, report_lines.get(we, []), journal_lines.get(we, []), accounts,
+                                report_synced_at=report_synced, journals_synced_at=journals_synced) if diff else None
+        out["week_ending"].append(we)
+        out["report_net_profit"].append(report)
+        out["journal_net_profit"].append(journal)
+        out["difference"].append(diff)
+        out["explained"].append(None if found is None else found.explained)
+        out["flagged"].append(bool(diff) and not found.explained)
+        out["cause"].append(None if found is None else found.sentence)
+        out["causes"].append(None if found is None else json.dumps(found.accounts, default=str))
+        out["note"].append(None if found is None else found.sentence)
+    con.execute("DELETE FROM pnl_tieout_weekly WHERE tenant_id = ?", [tenant_id])
+    if not weeks:
+        return 0
+    frame = pl.DataFrame({
+        "week_ending": pl.Series(out["week_ending"], dtype=pl.Date),
+        "report_net_profit": T._money_col([str(x) for x in out["report_net_profit"]]),
+        "journal_net_profit": T._money_col([str(x) for x in out["journal_net_profit"]]),
+        "difference": T._money_col([str(x) for x in out["difference"]]),
+        "flagged": pl.Series(out["flagged"], dtype=pl.Boolean),
+        "explained": pl.Series(out["explained"], dtype=pl.Boolean),
+        "cause": pl.Series(out["cause"], dtype=pl.String),
+        "causes": pl.Series(out["causes"], dtype=pl.String),
+        "note": pl.Series(out["note"], dtype=pl.String),
+    })
+    return upsert(con, "pnl_tieout_weekly", frame, tenant_id, synced_at)
+
+
+def tieout_cause_names(con: duckdb.DuckDBPyConnection, tenant_id: str) -> str:
+    """The kinds of cause found for the tenant's explained weeks, e.g. "unrealised currency gains"."""
+    names = set()
+    for (causes,) in con.execute("SELECT causes FROM pnl_tieout_weekly WHERE tenant_id = ? AND explained",
+                                 [tenant_id]).fetchall():
+        for c in json.loads(causes or "[]"):
+            if c.get("cause"):
+                names.add(T.CAUSES[c["cause"]].split(" (")[0])
+    return ", ".join(sorted(names))

@@ -735,3 +735,93 @@ def journal_lines_frame(journals: list[dict]) -> pl.DataFrame:
         else:
             out[k] = pl.Series(k, v, dtype=pl.String)
     return pl.DataFrame(out)
+
+
+# -- P&L tie-out: the cause of a difference, account by account ----------------------------------
+# Xero's system accounts for currency gains. Unrealised gains are computed when a report runs and
+# are in no journal; the three are often one "Foreign Currency Gains and Losses" row (FXGROUPID).
+FX_SYSTEM_ACCOUNTS = ("UNREALISEDCURRENCYGAIN", "REALISEDCURRENCYGAIN", "BANKCURRENCYGAIN")
+PROFIT_SIGN = {"income": 1, "other_income": 1, "cost_of_sales": -1, "operating_expenses": -1}
+CAUSES = {
+    "unrealised_fx": "unrealised currency gains (Xero computes them when the report runs; no journal carries them)",
+    "journal_after_report": "journals posted after the report was fetched (the next sync refetches the report)",
+    "journal_not_synced": "a journal dated in the week not yet synced (the report was fetched after the journals)",
+    "layout": "an account the report layout moves out of or into the P&L",
+}
+
+
+@dataclass
+class TieoutCauses:
+    explained: bool
+    sentence: str
+    accounts: list[dict]     # account_id, account_code, account_name, difference, cause (None: not found)
+
+
+def tieout_causes(difference: Decimal, report_lines: list[dict], journal_lines: list[dict], accounts: dict[str, dict],
+                  *, report_synced_at: datetime | None = None, journals_synced_at: datetime | None = None) -> TieoutCauses:
+    """Why a week's P&L report and its journals disagree, account by account.
+
+    `report_lines`: the week's pnl_lines (account_id, section, account_code, account_name, amount as
+    the report shows it); `journal_lines`: its journal lines on any account (account_id, account_code,
+    account_type, account_name, net_amount debit-positive, created_at); `accounts`: account_id ->
+    {code, name, type, system}. Each account's effect on profit is compared; the currency-gain
+    accounts are compared as one (Xero may show them as one FXGROUPID row). A difference's cause:
+    `unrealised_fx` on the currency-gain accounts; `journal_after_report` when journals created after
+    the report was fetched account for it exactly; `journal_not_synced` when the report is newer than
+    the last journal sync; `layout` for a report row with no account, a journal account the report
+    leaves out, or a report account that is not a P&L account. Explained only when every difference
+    has a cause and the accounts' differences add up to the week's."""
+    def key(aid: str | None) -> str:
+        a = accounts.get(aid or "") or {}
+        return "fx" if (aid == "FXGROUPID" or a.get("system") in FX_SYSTEM_ACCOUNTS) else (aid or "")
+
+    report: dict[str, Decimal] = {}
+    info: dict[str, dict] = {}
+    for ln in report_lines:
+        k = key(ln["account_id"])
+        report[k] = report.get(k, ZERO) + PROFIT_SIGN.get(ln["section"], -1) * (ln["amount"] or ZERO)
+        info.setdefault(k, {"account_id": ln["account_id"], "account_code": ln.get("account_code"),
+                            "account_name": ln.get("account_name")})
+    journal: dict[str, Decimal] = {}
+    late: dict[str, Decimal] = {}
+    for ln in journal_lines:
+        typ = ln.get("account_type") or (accounts.get(ln["account_id"] or "") or {}).get("type")
+        if typ not in TYPE_SECTION:
+            continue
+        k = key(ln["account_id"])
+        effect = -(ln["net_amount"] or ZERO)
+        journal[k] = journal.get(k, ZERO) + effect
+        created = ln.get("created_at")
+        if report_synced_at is not None and created is not None and created > report_synced_at:
+            late[k] = late.get(k, ZERO) + effect
+        info.setdefault(k, {"account_id": ln["account_id"], "account_code": ln.get("account_code"),
+                            "account_name": ln.get("account_name")})
+    found: list[dict] = []
+    for k in sorted(set(report) | set(journal), key=lambda x: (info[x].get("account_code") or "", x)):
+        d = report.get(k, ZERO) - journal.get(k, ZERO)
+        if not d:
+            continue
+        acct = accounts.get(info[k]["account_id"] or "") or {}
+        if k == "fx":
+            cause = "unrealised_fx"
+            info[k] = {"account_id": info[k]["account_id"], "account_code": acct.get("code") or info[k]["account_code"],
+                       "account_name": "Foreign currency gains and losses"}
+        elif late.get(k) and d == -late[k]:
+            cause = "journal_after_report"
+        elif k not in report or str(k).startswith("name:") or (acct and acct.get("type") not in TYPE_SECTION):
+            cause = "layout"
+        elif (report_synced_at is not None and journals_synced_at is not None and report_synced_at > journals_synced_at):
+            cause = "journal_not_synced"
+        else:
+            cause = None
+        found.append({**info[k], "difference": d, "cause": cause})
+    explained = bool(found) and all(f["cause"] for f in found) and sum((f["difference"] for f in found), ZERO) == difference
+    parts = []
+    for c in dict.fromkeys(f["cause"] for f in found):
+        amount = sum((f["difference"] for f in found if f["cause"] == c), ZERO)
+        names = ", ".join(f"{f['account_code'] or ''} {f['account_name'] or ''}".strip() for f in found if f["cause"] == c)
+        parts.append(f"{CAUSES[c] if c else 'no cause found'}: {amount:,.2f} on {names}")
+    rest = difference - sum((f["difference"] for f in found), ZERO)
+    if rest:
+        parts.append(f"no cause found: {rest:,.2f} not on any account (the report's lines do not add up to its net profit)")
+    return TieoutCauses(explained, "; ".join(parts), [{**f, "difference": str(f["difference"])} for f in found])
