@@ -240,3 +240,24 @@ def test_clients_add_refuses_the_name_and_email_of_an_existing_client(settings, 
     assert [c["name"] for c in C.list_clients(settings)] == ["Acme Plumbing Pty Ltd"]
     # a shared mailbox serves several businesses: another name with that email is another client
     assert _cli(capsys, "clients", "add", "Bright Dental", "--email", "accounts@acme.example")[0] == 0
+
+
+def test_a_contact_webhook_of_a_client_organisation_makes_no_client(settings):
+    """Webhooks reconcile a changed contact at once: only the practice ledger's."""
+    from xero_core.practice.webhooks import _apply
+
+    with connect(settings.db_path) as con:
+        for tid, role in (("t-ledger", "practice-ledger"), ("t-client", "client-organisation")):
+            con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status, role) "
+                        "VALUES (?, ?, 'ORGANISATION', 'connected', ?)", [tid, tid, role])
+    contact = {"ContactID": "c-1", "Name": "Shared Customer Pty Ltd", "EmailAddress": "ap@shared.example",
+               "ContactStatus": "ACTIVE", "IsCustomer": True}
+    now = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+    clock = FakeClock(now)
+    for tid in ("t-client", "t-ledger"):
+        with connect(settings.db_path) as con:
+            _apply(con, [({"keys": []}, ("processed", None, True, ("CONTACT", tid, [dict(contact)])))], now, clock,
+                   settings)
+    with connect(settings.db_path) as con:
+        assert con.execute("SELECT tenant_id, name FROM clients").fetchall() == [("t-ledger", "Shared Customer Pty Ltd")]
+        assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 2  # both stored, one client

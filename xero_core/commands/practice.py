@@ -403,10 +403,20 @@ def cmd_clients_match(args) -> int:
 def cmd_clients_skipped(args) -> int:
     from ..practice import clients as C
 
-    rows = C.skipped_contacts(load_settings(), args.tenant)
-    _out(args, rows, [f"{r['contact_id']}  {r['name'] or '-'!s:40.40}  {r['why']}" for r in rows]
+    from ..practice.roles import roles
+
+    settings = load_settings()
+    rows = C.skipped_contacts(settings, args.tenant)
+    r = roles(settings)
+    if not rows and r.orgs and (r.ledger is None or (args.tenant and args.tenant != r.ledger)):
+        # Only the practice ledger's contacts can be clients: say so rather than "every contact is a client".
+        empty = [r.problem or f"{r.name_of(args.tenant) or args.tenant} is not the practice ledger: its contacts "
+                 f"are never clients (the practice ledger is {r.name_of(r.ledger)})"]
+    else:
+        empty = ["every active contact is a client"]
+    _out(args, rows, [f"{x['contact_id']}  {x['name'] or '-'!s:40.40}  {x['why']}" for x in rows]
          + ([f"add one by hand: python -m xero_core clients link-contact CONTACT_ID --tenant {rows[0]['tenant_id']}"]
-            if rows else ["every active contact is a client"]))
+            if rows else empty))
     return 0
 
 

@@ -443,7 +443,9 @@ def _outcome(g: dict, client_for, refused=None):
 def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings) -> None:
     """Write a chunk's records (one save per tenant and kind) and mark its events, set-wise."""
     from .matching import reconcile_contacts
+    from .roles import read_roles
 
+    ledger = None
     batches: dict[tuple[str, str], list[dict]] = {}
     for _, (_, _, _, payload) in outcomes:
         if payload is not None:
@@ -451,7 +453,9 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
     for (cat, tenant_id), records in batches.items():
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
-            reconcile_contacts(con, tenant_id, records, clock=clock)
+            ledger = ledger or read_roles(con).ledger
+            if tenant_id == ledger:  # a client organisation's contacts are never the practice's clients
+                reconcile_contacts(con, tenant_id, records, clock=clock)
         elif cat == "CREDITNOTE":
             _save_credit_notes(con, tenant_id, records, settings)
         else:
