@@ -22,6 +22,8 @@ import streamlit as st
 
 from xero_core.settings import Settings
 
+from .text import md
+
 SIGNED_IN = "_ledgerlink_signed_in"
 BROWSER = "_ledgerlink_browser"  # a random id per browser session, the throttle's key
 
@@ -159,7 +161,7 @@ def gate(settings: Settings) -> None:
             st.button("Sign in", type="primary", on_click=st.login)
             st.stop()
         with st.sidebar:
-            st.caption(f"Signed in as {st.user.get('email') or st.user.get('name') or 'admin'}")
+            st.caption(f"Signed in as {md(st.user.get('email') or st.user.get('name') or 'admin')}")
             st.button("Sign out", on_click=st.logout, key="_signout_oidc")
         return
 

@@ -9,6 +9,7 @@ import streamlit as st
 from xero_core.settings import load_settings
 
 from . import engine
+from .text import rows as text_rows
 from .queries import TTL
 
 
@@ -78,8 +79,8 @@ def table(frame: pl.DataFrame, currency: str, *, hide: tuple[str, ...] = ()) -> 
         frame = frame.sort(week, descending=True, maintain_order=True)
     money = [n for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
     texts = [n for n, t in frame.schema.items() if t == pl.String]
-    frame = frame.with_columns([pl.col(n).cast(pl.Float64) for n in money]
-                               + [pl.col(n).fill_null("") for n in texts])
+    frame = text_rows(frame.with_columns([pl.col(n).cast(pl.Float64) for n in money]
+                                         + [pl.col(n).fill_null("") for n in texts]))
     suffix = f" ({currency})" if currency else ""
     config: dict[str, Any] = {}
     for name, dtype in frame.schema.items():

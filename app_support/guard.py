@@ -27,6 +27,8 @@ from xero_core.errors import (
 )
 from xero_core.settings import SettingsError
 
+from .text import md
+
 log = logging.getLogger("ledgerlink.app")
 
 # The sentences already shown in this script run: a damaged database or an unwritable data dir
@@ -95,7 +97,7 @@ def show(exc: BaseException) -> None:
             if text in shown:
                 return
             shown.add(text)
-        st.error(text, icon=":material/error:")
+        st.error(md(text, 1000), icon=":material/error:")  # an error's sentence may quote Xero
     else:
         log.exception("unexpected error on an admin page")
         st.error(

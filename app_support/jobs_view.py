@@ -13,6 +13,8 @@ import streamlit as st
 
 from . import engine, widgets
 from .guard import say
+from .text import md
+from .text import rows as text_rows
 
 REFRESH = "3s"  # how often the job views redraw while a job is active
 STATE_ICONS = {
@@ -116,7 +118,7 @@ def sidebar_jobs(s) -> None:
         st.caption(f"Syncs under way ({len(jobs)})")
         for job in jobs[:6]:
             line = progress_line(job) or ("waiting for a worker" if job.state == "queued" else job.state)
-            st.markdown(f"{STATE_ICONS.get(job.state, '')} **{job_title(job, names)}**  \n{line}")
+            st.markdown(f"{STATE_ICONS.get(job.state, '')} **{md(job_title(job, names))}**  \n{md(line)}")
         if len(jobs) > 6:
             st.caption(f"and {len(jobs) - 6} more: see the Sync page")
 
@@ -130,14 +132,14 @@ def job_card(s, job: Any, names: dict[str, str], *, key: str) -> None:
     icon = STATE_ICONS.get(job.state, "")
     with st.container(border=True):
         c1, c2 = st.columns([5, 1])
-        c1.markdown(f"{icon} **{title}** — {job.state}")
+        c1.markdown(f"{icon} **{md(title)}** — {md(job.state)}")
         who = job.owner_label or ("waiting for a worker" if job.state == "queued" else "")
         meta = [f"asked {widgets.when(job.created_at)} ({job.trigger}" + (f", {job.requested_by}" if job.requested_by else "") + ")"]
         if who and job.state == "running":
             meta.append(f"run by the {who} process")
         if job.finished_at:
             meta.append(f"ended {widgets.when(job.finished_at)}")
-        c1.caption(" · ".join(meta))
+        c1.caption(md(" · ".join(meta), 1000))
         if job.active:
             if job.cancel_requested:
                 c2.caption("Cancelling…")
@@ -145,21 +147,21 @@ def job_card(s, job: Any, names: dict[str, str], *, key: str) -> None:
                 try:
                     engine.cancel_job(s, job.job_id, by="admin app")
                 except Exception as exc:  # noqa: BLE001 - shown as a sentence
-                    st.error(say(exc), icon=":material/error:")
+                    st.error(md(say(exc), 1000), icon=":material/error:")
                 st.rerun(scope="fragment")
             frac = fraction(job)
             line = progress_line(job) or ("waiting for a worker" if job.state == "queued" else "starting")
             if frac is not None:
-                st.progress(frac, text=line)
+                st.progress(frac, text=md(line))
             else:
-                st.caption(line)
+                st.caption(md(line))
         if job.error:
-            (st.warning if job.state in ("cancelled", "interrupted") else st.error)(job.error, icon=":material/info:")
+            (st.warning if job.state in ("cancelled", "interrupted") else st.error)(md(job.error, 1000), icon=":material/info:")
         steps = (job.progress or {}).get("steps") or []
         if steps:
             st.markdown("  \n".join(
                 f"{STEP_ICONS.get(str(x.get('status')), ':material/radio_button_unchecked:')} "
-                f"**{x.get('step')}**: {x.get('message') or x.get('status')}" for x in steps))
+                f"**{md(x.get('step'))}**: {md(x.get('message') or x.get('status'), 1000)}" for x in steps))
 
 
 def result_rows(jobs: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
@@ -170,4 +172,4 @@ def result_rows(jobs: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
         for st_ in (job.result or {}).get("steps") or []:
             rows.append({"organisation": org, "step": st_.get("step"), "status": st_.get("status"),
                          "rows": st_.get("rows"), "api_calls": st_.get("api_calls"), "error": st_.get("error") or ""})
-    return rows
+    return text_rows(rows)

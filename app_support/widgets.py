@@ -12,6 +12,7 @@ from xero_core.settings import Settings, SettingsError, load_settings
 
 from . import engine
 from .guard import say, shown_errors
+from .text import code, md, plain
 
 TENANT_KEY = "tenant_id"
 PICKER_KEY = "_tenant_picker"
@@ -27,7 +28,7 @@ def settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as exc:
-        st.error(say(exc), icon=":material/settings:")
+        st.error(md(say(exc), 1000), icon=":material/settings:")
         st.stop()
         raise  # unreachable: st.stop raises
 
@@ -144,7 +145,7 @@ def mock_banner(s: Settings) -> None:
     if s.mock_mode:
         st.warning(
             "**Mock mode**: this app talks to the offline fake Xero at "
-            f"`{s.api_url}`, not to real Xero. Nothing here touches a real organisation.",
+            f"{code(s.api_url)}, not to real Xero. Nothing here touches a real organisation.",
             icon=":material/science:",
         )
 
@@ -186,7 +187,7 @@ def tenant_picker(s: Settings) -> None:
         chosen = st.selectbox(
             "Organisation",
             ids,
-            format_func=lambda t: labels.get(t, t),
+            format_func=lambda t: plain(labels.get(t, t)),  # options are text; controls made visible
             placeholder="Choose an organisation",
             key=PICKER_KEY,
         )
@@ -217,8 +218,8 @@ def require_tenant(s: Settings, tenant_types: Iterable[str] | None = None) -> di
         st.stop()
     if tenant_types is not None and conn.get("tenant_type") not in set(tenant_types):
         st.info(
-            f"{conn.get('tenant_name')} is a {conn.get('tenant_type')} connection; this page needs "
-            f"a {' or '.join(tenant_types)} connection. Choose one in the sidebar.",
+            f"{md(conn.get('tenant_name'))} is a {md(conn.get('tenant_type'))} connection; this page needs "
+            f"a {md(' or '.join(tenant_types))} connection. Choose one in the sidebar.",
         )
         st.stop()
     return conn
@@ -246,7 +247,8 @@ def reset_demo_control(s: Settings) -> None:
 
 
 def flash() -> None:
-    """A one-time message carried over a rerun (e.g. after Reset demo)."""
+    """A one-time message carried over a rerun (e.g. after Reset demo). The message is text, often
+    with names in it: it is escaped here, so whoever sets `_flash` writes plain words."""
     msg = st.session_state.pop("_flash", None)
     if msg:
-        st.success(msg, icon=":material/check_circle:")
+        st.success(md(msg, 1000), icon=":material/check_circle:")

@@ -6,6 +6,7 @@ from app_support.connect import callback_url, forget_consent_url
 from app_support.guard import shown_errors
 from xero_core.errors import OAuthError
 from app_support.shell import ensure_frame
+from app_support.text import md
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
@@ -34,12 +35,12 @@ if "code" in params or "error" in params:
 if not done:
     st.info("Nothing to finish here: start from **Connect to Xero** on the Connection page.")
 elif done["ok"]:
-    names = ", ".join(f"**{t.get('tenant_name') or t.get('tenant_id')}** ({t.get('tenant_type')})"
+    names = ", ".join(f"**{md(t.get('tenant_name') or t.get('tenant_id'))}** ({md(t.get('tenant_type'))})"
                       for t in done["tenants"]) or "no organisation"
     st.success(f"Connected: {names}.", icon=":material/check_circle:")
     st.write("Next: run a first sync from the Sync page.")
 else:
     with shown_errors():
         advice = engine.oauth_error_advice(done["code"])
-        st.error(f"Xero did not connect ({done['code']}). {advice}", icon=":material/error:")
+        st.error(f"Xero did not connect ({md(done['code'])}). {md(advice, 1000)}", icon=":material/error:")
 st.page_link("pages/connection.py", label="Back to Connection", icon=":material/link:")

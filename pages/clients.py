@@ -6,6 +6,7 @@ import streamlit as st
 from app_support import engine, widgets
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
+from app_support.text import md, plain, rows
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
@@ -24,6 +25,7 @@ def _edited(c: dict) -> dict:
 
 
 def _done(msg: str) -> None:
+    """Plain words (names and all): widgets.flash shows them escaped, as text."""
     st.cache_data.clear()
     st.session_state["_flash"] = msg
     st.rerun()
@@ -57,9 +59,9 @@ st.caption("Clients are the practice ledger's customers and Practice Manager's c
 with shown_errors():
     orgs = widgets.as_dict(engine.organisations(s))
     if orgs.get("problem"):
-        st.warning(orgs["problem"], icon=":material/domain:")
+        st.warning(md(orgs["problem"], 1000), icon=":material/domain:")
     elif orgs.get("suggested"):
-        st.info(f"{orgs_name(orgs, orgs['suggested'])} is used as the practice ledger because it is the only "
+        st.info(f"{md(orgs_name(orgs, orgs['suggested']))} is used as the practice ledger because it is the only "
                 "organisation connected: confirm it (or make it a client organisation) on the Connection page.",
                 icon=":material/domain:")
     removed = widgets.as_rows(engine.removal_report(s))
@@ -67,8 +69,8 @@ with shown_errors():
         with st.container(border=True, key="removals"):
             st.warning(f"Removed {len(removed)} client(s) that an earlier version imported from client organisations' "
                        "customers (nothing of yours hung on them):", icon=":material/person_remove:")
-            st.dataframe([{"name": r.get("name"), "email": r.get("email"), "imported from": r.get("tenant_name"),
-                           "removed": widgets.when(r.get("removed_at"))} for r in removed],
+            st.dataframe(rows([{"name": r.get("name"), "email": r.get("email"), "imported from": r.get("tenant_name"),
+                                "removed": widgets.when(r.get("removed_at"))} for r in removed]),
                          hide_index=True, width="stretch", placeholder="", key="removals_table")
             if st.button("Dismiss this report", key="removals_ok"):
                 engine.acknowledge_removals(s)
@@ -77,30 +79,31 @@ with shown_errors():
     for rec in state:
         pm = rec.get("tenant_type") == "PRACTICEMANAGER"
         with st.container(border=True, key=f"recon-{rec['tenant_id']}"):
-            st.text(f"{rec.get('tenant_name') or rec['tenant_id']}: "
-                    + ("Practice Manager's clients" if pm else "the practice ledger's customers"))
+            st.text(plain(f"{rec.get('tenant_name') or rec['tenant_id']}: "
+                          + ("Practice Manager's clients" if pm else "the practice ledger's customers")))
             m = st.columns(5)
-            m[0].metric("Clients", rec.get("clients", 0), help="clients linked to it now")
-            m[1].metric("Imported", rec.get("imported", 0),
+            m[0].metric("Clients", md(rec.get("clients", 0)), help="clients linked to it now")
+            m[1].metric("Imported", md(rec.get("imported", 0)),
                         help="clients it created (the rest were matched to clients you already had)")
-            m[2].metric("Matched", rec.get("matched", 0), help="clients you already had, matched to it")
-            m[3].metric("Waiting for you", rec.get("waiting", 0), help="clients under Ambiguous matches below")
+            m[2].metric("Matched", md(rec.get("matched", 0)), help="clients you already had, matched to it")
+            m[3].metric("Waiting for you", md(rec.get("waiting", 0)), help="clients under Ambiguous matches below")
             if not pm:
-                m[4].metric("Contacts not clients", rec.get("not_clients", 0),
+                m[4].metric("Contacts not clients", md(rec.get("not_clients", 0)),
                             help="its active contacts that are no client (suppliers, government ...)")
             last = rec.get("last") or {}
             rep = last.get("report") or {}
             if last.get("status") == "failed":
-                st.error(f"The last pass failed: {last.get('error')}", icon=":material/error:")
+                st.error(f"The last pass failed: {md(last.get('error'), 1000)}", icon=":material/error:")
             elif last:
-                st.caption(f"Last pass {widgets.when(last.get('finished_at'))} ({last.get('trigger') or 'sync'}): "
-                           f"imported {rep.get('imported', 0)}, matched {rep.get('matched', 0)}, "
-                           f"{rep.get('ambiguous', 0)} ambiguous, skipped {rep.get('skipped', 0)}.")
+                st.caption(f"Last pass {widgets.when(last.get('finished_at'))} ({md(last.get('trigger') or 'sync')}): "
+                           f"imported {md(rep.get('imported', 0))}, matched {md(rep.get('matched', 0))}, "
+                           f"{md(rep.get('ambiguous', 0))} ambiguous, skipped {md(rep.get('skipped', 0))}.")
                 why = rep.get("skipped_by_reason") or {}
                 examples = rep.get("skipped_examples") or {}
                 for k, n in sorted(why.items(), key=lambda kv: -kv[1]):
+                    # contact names as Xero has them: text, each one's controls made visible
                     st.text(f"  skipped {n} {SKIP_WORDS.get(k, k)}"
-                            + (f": {', '.join(examples.get(k) or [])}" if examples.get(k) else ""))
+                            + (f": {', '.join(plain(e) for e in examples.get(k) or [])}" if examples.get(k) else ""))
             else:
                 st.caption("No pass yet: sync it, or press Match clients now.")
     if not state and not orgs.get("problem"):
@@ -116,7 +119,7 @@ with shown_errors():
         with st.expander(f"Xero contacts that are not clients ({len(skipped)}): add one by hand"):
             by_key = {f"{c['tenant_id']}|{c['contact_id']}": c for c in skipped}
             pick = st.selectbox("Contact", list(by_key), key="skipped_pick",
-                                format_func=lambda k: f"{by_key[k]['name']} ({by_key[k]['why']})")
+                                format_func=lambda k: plain(f"{by_key[k]['name']} ({by_key[k]['why']})"))
             if st.button("Add this contact as a client", key="skipped_add"):
                 c = by_key[pick]
                 engine.add_client_from_contact(s, c["tenant_id"], c["contact_id"])
@@ -146,32 +149,32 @@ if clients:
         }
         for c in clients
     ]
-    st.dataframe(table, hide_index=True, width="stretch", placeholder="", key="clients_table")
+    st.dataframe(rows(table), hide_index=True, width="stretch", placeholder="", key="clients_table")
     names = {c["client_id"]: c for c in clients}
     with st.expander("A client's jobs, documents, campaigns and figures"):
-        pick = st.selectbox("Client", list(names), format_func=lambda k: names[k]["name"], key="overview_pick")
+        pick = st.selectbox("Client", list(names), format_func=lambda k: plain(names[k]["name"]), key="overview_pick")
         with shown_errors():
             view = widgets.as_dict(engine.client_overview(s, pick))
             st.markdown("**Jobs**")
             if view.get("jobs"):
-                st.dataframe([{"job": j.get("job_id"), "name": j.get("name"), "state": j.get("state"),
-                               "due": widgets.day(j.get("due_date")), "current": bool(j.get("is_current"))}
-                              for j in view["jobs"]], hide_index=True, width="stretch", placeholder="", key="ov_jobs")
+                st.dataframe(rows([{"job": j.get("job_id"), "name": j.get("name"), "state": j.get("state"),
+                                    "due": widgets.day(j.get("due_date")), "current": bool(j.get("is_current"))}
+                                   for j in view["jobs"]]), hide_index=True, width="stretch", placeholder="", key="ov_jobs")
             else:
                 st.caption("No Practice Manager job.")
             st.markdown("**Documents**")
             if view.get("documents"):
-                st.dataframe([{"file": d.get("file_name"), "status": d.get("status"), "error": d.get("error"),
-                               "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None}
-                              for d in view["documents"]], hide_index=True, width="stretch", placeholder="", key="ov_docs")
+                st.dataframe(rows([{"file": d.get("file_name"), "status": d.get("status"), "error": d.get("error"),
+                                    "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None}
+                                   for d in view["documents"]]), hide_index=True, width="stretch", placeholder="", key="ov_docs")
             else:
                 st.caption("No document.")
             st.markdown("**Campaigns**")
             if view.get("campaigns"):
-                st.dataframe([{"job": m.get("job_id"), "state": m.get("job_state"), "status": m.get("status"),
-                               "opened": widgets.when(m.get("opened_at")),
-                               "closed": widgets.when(m.get("completed_at")) if m.get("completed_at") else None}
-                              for m in view["campaigns"]], hide_index=True, width="stretch", placeholder="", key="ov_camps")
+                st.dataframe(rows([{"job": m.get("job_id"), "state": m.get("job_state"), "status": m.get("status"),
+                                    "opened": widgets.when(m.get("opened_at")),
+                                    "closed": widgets.when(m.get("completed_at")) if m.get("completed_at") else None}
+                                   for m in view["campaigns"]]), hide_index=True, width="stretch", placeholder="", key="ov_camps")
             else:
                 st.caption("No chase campaign.")
             st.markdown("**Latest weekly figures**")
@@ -180,16 +183,16 @@ if clients:
             for o in view.get("organisations") or []:
                 f = o.get("figures") or {}
                 if f.get("error"):
-                    st.text(f"{o['tenant_name']}: {f['error']}")
+                    st.text(plain(f"{o['tenant_name']}: {f['error']}", 1000))
                     continue
-                st.text(f"{o['tenant_name']}: week ending {widgets.day(f.get('week_ending'))}")
+                st.text(plain(f"{o['tenant_name']}: week ending {widgets.day(f.get('week_ending'))}"))
                 fm = st.columns(3)
-                fm[0].metric("Income", f"{f.get('income')}")
-                fm[1].metric("Gross profit", f"{f.get('gross_profit')}")
+                fm[0].metric("Income", md(f.get("income")))
+                fm[1].metric("Gross profit", md(f.get("gross_profit")))
                 delta = None
                 if f.get("net_profit") is not None and f.get("net_profit_previous") is not None:
-                    delta = f"{f['net_profit'] - f['net_profit_previous']} on the week before"
-                fm[2].metric("Net profit", f"{f.get('net_profit')}", delta=delta)
+                    delta = f"{md(f['net_profit'] - f['net_profit_previous'])} on the week before"
+                fm[2].metric("Net profit", md(f.get("net_profit")), delta=delta)
 else:
     st.caption("No clients yet: add one or import a CSV below.")
 
@@ -225,11 +228,11 @@ with shown_errors():
         for cid, options in by_client.items():
             first = options[0]
             with st.container(border=True, key=f"amb-{cid}"):
-                st.markdown(f"**{first.get('client_name')}** {first.get('client_email') or ''}")
-                pick = st.radio(
+                st.markdown(f"**{md(first.get('client_name'))}** {md(first.get('client_email') or '')}")
+                pick = st.radio(  # radio options parse markdown
                     "Xero contact", range(len(options)), key=f"amb-pick-{cid}",
-                    format_func=lambda i, o=options: f"{o[i].get('contact_name') or o[i]['contact_id']}"
-                    f" {o[i].get('contact_email') or ''} — {o[i].get('reason') or ''}",
+                    format_func=lambda i, o=options: f"{md(o[i].get('contact_name') or o[i]['contact_id'])}"
+                    f" {md(o[i].get('contact_email') or '')} — {md(o[i].get('reason') or '')}",
                 )
                 if st.button("Link this contact", key=f"amb-link-{cid}"):
                     o = options[pick]
@@ -240,12 +243,12 @@ with shown_errors():
 if clients:
     st.subheader("Edit a client")
     by_id = {c["client_id"]: c for c in clients}
-    cid = st.selectbox("Client", list(by_id), format_func=lambda k: by_id[k]["name"], key="edit_pick")
+    cid = st.selectbox("Client", list(by_id), format_func=lambda k: plain(by_id[k]["name"]), key="edit_pick")
     c = by_id[cid]
     edited = _edited(c)
     if edited:
         st.caption("Edited by hand (a sync never overwrites these): "
-                   + ", ".join(f"{f} ({widgets.when(t)})" for f, t in sorted(edited.items())))
+                   + ", ".join(f"{md(f)} ({widgets.when(t)})" for f, t in sorted(edited.items())))
     with st.form(f"edit-{cid}"):
         e1, e2, e3 = st.columns(3)
         new = {
@@ -273,10 +276,10 @@ with shown_errors():
         # would silently go to the wrong client. The choice stays until the admin changes it.
         if st.session_state.get("doc_client") not in by_id:
             st.session_state.pop("doc_client", None)
-        dcid = st.selectbox("Client for the next document", list(by_id), format_func=lambda k: by_id[k]["name"],
+        dcid = st.selectbox("Client for the next document", list(by_id), format_func=lambda k: plain(by_id[k]["name"]),
                             key="doc_client")
         with st.form("add_doc", clear_on_submit=True):
-            st.text(f"For {by_id[dcid]['name']}")
+            st.text(plain(f"For {by_id[dcid]['name']}"))
             upload = st.file_uploader("Document", key="doc_file")
             if st.form_submit_button("Add to the push queue"):
                 if upload is None:
@@ -290,10 +293,10 @@ with shown_errors():
     docs = widgets.as_rows(engine.list_documents(s))
     if docs:
         st.dataframe(
-            [{"client": d.get("client_name") or d.get("client_id"), "file": d.get("file_name"),
+            rows([{"client": d.get("client_name") or d.get("client_id"), "file": d.get("file_name"),
               "status": d.get("status"), "attempts": d.get("attempts"), "error": d.get("error"),
               "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None,
-              "size (bytes)": d.get("size_bytes")} for d in docs],
+              "size (bytes)": d.get("size_bytes")} for d in docs]),
             hide_index=True, width="stretch", placeholder="",
         )
         queue = widgets.as_rows(engine.push_queue(s))
@@ -302,10 +305,10 @@ with shown_errors():
             st.caption("Every sync pushes what is ready and retries failures with growing waits (5 min, 10 min, "
                        "... up to a day); after many failures it gives up and waits for you.")
             st.dataframe(
-                [{"client": q.get("client_name") or q.get("client_id"), "file": q.get("file_name"),
+                rows([{"client": q.get("client_name") or q.get("client_id"), "file": q.get("file_name"),
                   "status": q.get("status"), "why it waits": q.get("why"), "attempts": q.get("attempts"),
                   "next attempt": widgets.when(q.get("next_attempt_at")) if q.get("next_attempt_at") else None}
-                 for q in queue],
+                 for q in queue]),
                 hide_index=True, width="stretch", key="push_queue", placeholder="",
             )
         else:
@@ -315,7 +318,7 @@ with shown_errors():
         if waiting and st.button(f"Push {len(waiting)} waiting document(s) to Xero Files", type="primary"):
             _pushed(engine.push_documents(s))
         for d in failed:
-            if st.button(f"Retry {d.get('file_name')}", key=f"retry-{d['document_id']}", icon=":material/replay:"):
+            if st.button(f"Retry {md(d.get('file_name'))}", key=f"retry-{d['document_id']}", icon=":material/replay:"):
                 _pushed(engine.push_documents(s, document_id=d["document_id"]))
         st.caption("A document goes to the practice ledger's Xero Files, attached to its client's contact there; "
                    "clients without a contact in the practice ledger wait here.")

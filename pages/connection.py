@@ -7,6 +7,7 @@ from app_support import demo_services, engine, widgets
 from app_support.connect import CONSENT_LINK_TTL, consent_settled, consent_url, forget_consent_url, known_oauth_errors, token_summary
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
+from app_support.text import code, md, plain
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
@@ -53,7 +54,7 @@ def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
         return
     by_id = {c["client_id"]: c for c in clients}
     if org.get("practice_client_id"):
-        st.text(f"Belongs to client: {org.get('client_name') or org['practice_client_id']}")
+        st.text(plain(f"Belongs to client: {org.get('client_name') or org['practice_client_id']}"))
         if st.button("Unlink from this client", key=f"unlink-{tid}"):
             with shown_errors():
                 engine.link_organisation(s, tid, None)
@@ -64,10 +65,11 @@ def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
     why = {x["client_id"]: x["method"].replace("_", " ") for x in org.get("suggested_clients") or []}
     ordered = suggested + [k for k in by_id if k not in suggested]
     if suggested:
-        st.text("Belongs to client? Suggested: " + ", ".join(f"{by_id[k]['name']} (same {why[k]})" for k in suggested))
+        st.text(plain("Belongs to client? Suggested: " + ", ".join(f"{by_id[k]['name']} (same {why[k]})" for k in suggested),
+                      1000))
     d1, d2 = st.columns([3, 1])
     pick = d1.selectbox("Belongs to client", ordered, index=0 if suggested else None, key=f"owner-{tid}",
-                        format_func=lambda k: by_id[k]["name"] + (f" (suggested: same {why[k]})" if k in why else ""),
+                        format_func=lambda k: plain(by_id[k]["name"] + (f" (suggested: same {why[k]})" if k in why else "")),
                         placeholder="Choose the client this organisation belongs to")
     if d2.button("Link to this client", key=f"link-{tid}", disabled=pick is None):
         with shown_errors():
@@ -82,7 +84,7 @@ with shown_errors():
     role_orgs = {o["tenant_id"]: o for o in role_doc.get("organisations") or []}
     practice_clients = widgets.as_rows(engine.list_clients(s, include_archived=False)) if role_orgs else []
     if role_doc.get("problem"):
-        st.warning(role_doc["problem"], icon=":material/domain:")
+        st.warning(md(role_doc["problem"], 1000), icon=":material/domain:")
     if not conns:
         st.info("No organisation is connected yet. Connect one below.", icon=":material/link_off:")
     for c in conns:
@@ -90,36 +92,36 @@ with shown_errors():
         status = c.get("status") or "unknown"
         with st.container(border=True, key=f"conn-{tid}"):
             head, badges = st.columns([3, 2])
-            head.subheader(c.get("tenant_name") or tid)
-            head.caption(f"{c.get('tenant_type') or 'unknown type'} · tenant id `{tid}`")
+            head.subheader(md(c.get("tenant_name") or tid))
+            head.caption(f"{md(c.get('tenant_type') or 'unknown type')} · tenant id {code(tid)}")
             colour = {"connected": "green", "needs_reconnect": "orange"}.get(status, "gray")
             with badges:
-                st.badge(widgets.STATUS_LABELS.get(status, status), color=colour)
+                st.badge(md(widgets.STATUS_LABELS.get(status, status)), color=colour)
                 if s.mock_mode:
                     st.badge("Mock: fake Xero", color="violet", icon=":material/science:")
             if c.get("status_reason") and status != "connected":
-                st.write(c["status_reason"])
+                st.write(md(c["status_reason"], 1000))
             info = st.columns(3)
             info[0].markdown(f"**Last sync**  \n{widgets.when(c.get('last_sync_at'))}")
             info[1].markdown(f"**Connected**  \n{widgets.when(c.get('connected_at'))}")
             if status != "disconnected":
                 tok = token_summary(s, tid)
-                info[2].markdown(f"**Access token**  \n{tok.access}")
+                info[2].markdown(f"**Access token**  \n{md(tok.access)}")
                 if tok.unusable and status == "connected":
                     badges.badge("Unusable: syncs cannot run", color="red", icon=":material/block:")
                 if tok.unusable:
-                    st.error(tok.warning, icon=":material/key_off:")
+                    st.error(md(tok.warning, 1000), icon=":material/key_off:")
                 elif tok.warning:
-                    st.warning(tok.warning, icon=":material/schedule:")
+                    st.warning(md(tok.warning, 1000), icon=":material/schedule:")
             if c.get("tier_note"):
-                st.caption(c["tier_note"])
+                st.caption(md(c["tier_note"], 1000))
             if status == "disconnected":
                 continue
             if tid in role_orgs:
                 _roles_section(tid, role_orgs[tid], practice_clients)
             if st.session_state.get("_confirm_disconnect") == tid:
                 st.warning(
-                    f"Disconnect **{c.get('tenant_name') or tid}**? Ledgerlink stops syncing it and Xero "
+                    f"Disconnect **{md(c.get('tenant_name') or tid)}**? Ledgerlink stops syncing it and Xero "
                     "revokes this app's access. The data already synced stays in the database.",
                     icon=":material/warning:",
                 )
@@ -142,12 +144,12 @@ st.subheader("Connect an organisation")
 fake_down = s.mock_mode and not demo_services.fake_answers(s)
 if fake_down:
     if demo_services.FAKE["starting"]:
-        st.info(f"The fake Xero is starting on `{s.api_url}` (about 15 seconds): Connect to Xero works once it "
+        st.info(f"The fake Xero is starting on {code(s.api_url)} (about 15 seconds): Connect to Xero works once it "
                 "answers. This page updates by itself.", icon=":material/hourglass_top:")
     else:
-        why = f" ({demo_services.FAKE['error']})" if demo_services.FAKE["error"] else ""
-        st.warning(f"The fake Xero does not answer on `{s.api_url}`{why}, so Connect to Xero cannot work. "
-                   f"{s.unreachable_hint} This page updates by itself once it answers.", icon=":material/cloud_off:")
+        fake_why = f" ({md(demo_services.FAKE['error'], 1000)})" if demo_services.FAKE["error"] else ""
+        st.warning(f"The fake Xero does not answer on {code(s.api_url)}{fake_why}, so Connect to Xero cannot work. "
+                   f"{md(s.unreachable_hint, 1000)} This page updates by itself once it answers.", icon=":material/cloud_off:")
 
 
 CLICKED = "_connect_clicked"
@@ -182,7 +184,7 @@ with shown_errors():
     where = "the fake Xero's consent page" if s.mock_mode else "Xero's sign-in and consent page"
     st.write(
         f"**Connect to Xero** opens {where} in a new tab. Choose the organisations to share, "
-        f"and Xero sends you back to `{s.redirect_uri}`, which finishes the connection. "
+        f"and Xero sends you back to {code(s.redirect_uri)}, which finishes the connection. "
         "Reconnecting an organisation uses the same button."
     )
     st.link_button("Connect to Xero", url, type="primary", icon=":material/add_link:", disabled=fake_down,
@@ -191,5 +193,5 @@ with shown_errors():
 
 with st.expander("If connecting fails: what each Xero error means"):
     with shown_errors():
-        for code, advice in known_oauth_errors():
-            st.markdown(f"**`{code}`** — {advice}")
+        for error, advice in known_oauth_errors():
+            st.markdown(f"**{code(error)}** — {md(advice, 1000)}")

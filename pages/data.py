@@ -4,6 +4,7 @@ import streamlit as st
 from app_support import data_view, widgets
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
+from app_support.text import md
 from xero_core.errors import LedgerlinkError
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
@@ -21,7 +22,7 @@ def show_table(frame, hide: tuple[str, ...] = ()) -> None:
 
 
 def nothing_yet(what: str) -> None:
-    st.info(f"No {what} for {name} yet: run a sync on the Sync page.", icon=":material/hourglass_empty:")
+    st.info(f"No {md(what)} for {md(name)} yet: run a sync on the Sync page.", icon=":material/hourglass_empty:")
 
 
 currency = ""
@@ -29,8 +30,8 @@ with shown_errors():
     currency = data_view.base_currency(db, tid)
     cov = data_view.coverage(db, tid)
     if cov and cov.get("weeks"):
-        st.caption(f"{name}: {cov['weeks']} weeks of P&L, {widgets.day(cov['first_week'])} to "
-                   f"{widgets.day(cov['latest_week'])}; amounts in {currency or 'the organisation’s currency'}, "
+        st.caption(f"{md(name)}: {md(cov['weeks'])} weeks of P&L, {widgets.day(cov['first_week'])} to "
+                   f"{widgets.day(cov['latest_week'])}; amounts in {md(currency or 'the organisation’s currency')}, "
                    "newest week first. The same frames the notebooks use (xero_core.analysis).")
 
 pnl_tab, mix_tab, cash_tab = st.tabs(["Weekly P&L", "Revenue mix", "Cash position"])

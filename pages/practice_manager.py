@@ -4,6 +4,7 @@ import streamlit as st
 from app_support import engine, widgets
 from app_support.guard import say, shown_errors
 from app_support.shell import ensure_frame
+from app_support.text import md, plain, rows as text_rows
 from xero_core.errors import LedgerlinkError
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
@@ -23,13 +24,13 @@ st.caption("When on, each sync reads the practice's jobs; a job entering a mappe
 for c in practices:
     tid = c["tenant_id"]
     with shown_errors():
-        on = st.toggle(c.get("tenant_name") or tid, value=bool(c.get("xpm_enabled")), key=f"xpm-on-{tid}")
+        on = st.toggle(md(c.get("tenant_name") or tid), value=bool(c.get("xpm_enabled")), key=f"xpm-on-{tid}")
         if on != bool(c.get("xpm_enabled")):
             engine.xpm_set_enabled(s, tid, on)
             st.cache_data.clear()
             st.rerun()
     if c.get("tier_note"):
-        st.warning(c["tier_note"], icon=":material/block:")
+        st.warning(md(c["tier_note"], 1000), icon=":material/block:")
 
 by_id = {c["tenant_id"]: c for c in practices}
 default = widgets.chosen_tenant() if widgets.chosen_tenant() in by_id else None
@@ -37,7 +38,7 @@ if default is None and len(practices) == 1:
     default = practices[0]["tenant_id"]
 st.subheader("Which job states need documents")
 tid = st.selectbox("Practice", list(by_id), index=list(by_id).index(default) if default else None,
-                   format_func=lambda t: by_id[t].get("tenant_name") or t, placeholder="Choose a practice",
+                   format_func=lambda t: plain(by_id[t].get("tenant_name") or t), placeholder="Choose a practice",
                    key="xpm_tenant")
 if tid is None:
     st.stop()
@@ -52,7 +53,7 @@ with shown_errors():
     chosen = st.multiselect(
         "Job states meaning “we need documents from the client”",
         options=sorted(set(states) | current, key=str.casefold),
-        default=sorted(current, key=str.casefold), key=f"xpm-map-{tid}",
+        default=sorted(current, key=str.casefold), key=f"xpm-map-{tid}", format_func=plain,
         help="Offered: the states seen in synced jobs plus the ones already configured.",
     )
     preview = widgets.as_rows(engine.xpm_preview_mapping(s, tid, chosen))
@@ -60,7 +61,7 @@ with shown_errors():
     head = "With this mapping" if changed else "With the saved mapping"
     st.caption(f"{head}, {len(preview)} current job(s) would be in a chasing campaign:")
     if preview:
-        st.dataframe(preview, hide_index=True, width="stretch",
+        st.dataframe(text_rows(preview), hide_index=True, width="stretch",
                      column_order=("job_id", "job_name", "state", "client_name", "ledgerlink_client_name", "due_date"), placeholder="")
     if not practice.get("xpm_enabled"):
         st.caption("Following jobs is off for this practice: the mapping is kept, no campaign opens.")
@@ -78,17 +79,17 @@ if st.session_state.pop("_xpm_apply", None) == tid:
         try:
             res = engine.sync_now(s, tid, only="xpm,chase", trigger="manual")
         except (LedgerlinkError, ValueError) as exc:
-            st.error(say(exc), icon=":material/error:")
+            st.error(md(say(exc), 1000), icon=":material/error:")
         else:
             st.cache_data.clear()  # the sync may have recorded a tier note on the connection
             step = next((x for x in res.steps if x.step == "xpm"), None)
             if res.busy:
-                st.warning(f"Not synced now: {res.busy}")
+                st.warning(f"Not synced now: {md(res.busy, 1000)}")
             elif step is not None and step.status == "success":
                 st.session_state["_flash"] = f"Mapping applied: {step.rows} job(s) read."
                 st.rerun()
             elif step is not None:
-                st.warning(f"Practice Manager sync {step.status}: {step.error or ''}", icon=":material/warning:")
+                st.warning(f"Practice Manager sync {md(step.status)}: {md(step.error or '', 1000)}", icon=":material/warning:")
 
 st.subheader("How each state chases")
 st.caption("Reminders go to the client's email on the days after the campaign opens (0 is at once; "
@@ -117,10 +118,10 @@ with shown_errors():
     smtp = engine.chase_smtp_status(s)
     if smtp["problem"]:
         st.warning(("Chasing is on but reminders cannot be sent: " if practice.get("xpm_enabled") else "")
-                   + smtp["problem"], icon=":material/mail:")
+                   + md(smtp["problem"], 1000), icon=":material/mail:")
     else:
-        st.text(f"Sent from {smtp['sender']} through {smtp['host']}:{smtp['port']} ({smtp['security']}); "
-                f"password: {smtp['password']}.")
+        st.text(plain(f"Sent from {smtp['sender']} through {smtp['host']}:{smtp['port']} ({smtp['security']}); "
+                      f"password: {smtp['password']}.", 1000))
     cfg = engine.chase_get_config(s, tid)
     with st.expander("Template, reply-to and sending hours"):
         with st.form(f"chase-template-{tid}"):
@@ -137,11 +138,11 @@ with shown_errors():
                                         send_until=send_until)
                 st.session_state["_flash"] = "Reminder email saved."
                 st.rerun()
-        st.caption(f"Sending hours: {cfg['window']}.")
+        st.caption(f"Sending hours: {md(cfg['window'])}.")
         pv = engine.chase_preview(s, tid)
         st.caption("Preview (the newest campaign's client, or an example):")
-        st.text(f"From: {pv['from'] or ''}\nTo: {pv['to'] or '(' + (pv['to_problem'] or '') + ')'}\n"
-                f"Reply-To: {pv['reply_to'] or ''}\nSubject: {pv['subject']}\n\n{pv['body']}")
+        st.text(plain(f"From: {pv['from'] or ''}\nTo: {pv['to'] or '(' + (pv['to_problem'] or '') + ')'}\n"
+                      f"Reply-To: {pv['reply_to'] or ''}\nSubject: {pv['subject']}\n\n{pv['body']}", 20000, lines=True))
     with st.expander("SMTP password in the vault"):
         st.caption("Stored encrypted; it wins over SMTP_PASSWORD and is never shown again.")
         with st.form(f"chase-smtp-password-{tid}", clear_on_submit=True):
@@ -166,7 +167,7 @@ with shown_errors():
                              (t_done, done_c, "No completed campaign yet.")):
         with tab:
             if rows:
-                st.dataframe(widgets.local_times(rows, times), hide_index=True, width="stretch", column_order=cols,
+                st.dataframe(text_rows(widgets.local_times(rows, times)), hide_index=True, width="stretch", column_order=cols,
                              placeholder="")
             else:
                 st.caption(empty)
@@ -174,11 +175,11 @@ with shown_errors():
     if live:
         by_c = {c["campaign_id"]: c for c in live}
         cid = st.selectbox("Campaign", list(by_c), key=f"chase-campaign-{tid}",
-                           format_func=lambda k: f"{by_c[k]['job_id']} · {by_c[k].get('client_name') or by_c[k].get('xpm_client_id') or ''} · {by_c[k]['status']}")
+                           format_func=lambda k: plain(f"{by_c[k]['job_id']} · {by_c[k].get('client_name') or by_c[k].get('xpm_client_id') or ''} · {by_c[k]['status']}"))
         camp = engine.chase_campaign(s, cid)
         nxt = widgets.stamp(camp.get("next_reminder_at")) if camp.get("next_reminder_at") else "none planned"
-        st.text(f"{camp['status']}: next reminder {nxt}; cadence {camp.get('cadence') or 'default'}"
-                + (f"; {camp['stop_reason']}" if camp.get("stop_reason") else ""))
+        st.text(plain(f"{camp['status']}: next reminder {nxt}; cadence {camp.get('cadence') or 'default'}"
+                      + (f"; {camp['stop_reason']}" if camp.get("stop_reason") else ""), 1000))
         b1, b2, _ = st.columns([1, 1, 3])
         if camp["status"] == "open":
             if b1.button("Send now", icon=":material/send:", key=f"chase-send-{cid}"):
@@ -193,7 +194,7 @@ with shown_errors():
             st.rerun()
         hist = camp.get("history") or []
         if hist:
-            st.dataframe(widgets.local_times(hist, ("due_at", "next_try_at", "sent_at")), hide_index=True,
+            st.dataframe(text_rows(widgets.local_times(hist, ("due_at", "next_try_at", "sent_at"))), hide_index=True,
                          width="stretch", placeholder="",
                          column_order=("state", "why", "address", "subject", "attempts", "due_at", "next_try_at", "sent_at"))
         else:
@@ -206,15 +207,15 @@ with shown_errors():
         counts = {}
         for r in box:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
-        st.caption(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-        st.dataframe(widgets.local_times(box, ("due_at", "next_try_at", "sent_at")), hide_index=True, width="stretch",
+        st.caption(", ".join(f"{md(n)} {md(k)}" for k, n in sorted(counts.items())))
+        st.dataframe(text_rows(widgets.local_times(box, ("due_at", "next_try_at", "sent_at"))), hide_index=True, width="stretch",
                      placeholder="", column_order=("state", "why", "client_name", "job_id", "address", "subject",
                                                    "attempts", "next_try_at", "sent_at", "message_id"))
         again = [r for r in box if r["state"] in ("unconfirmed", "failed", "bounced")]
         if again:
             by_r = {r["reminder_id"]: r for r in again}
             rid = st.selectbox("Send a reminder again", list(by_r), key=f"chase-again-{tid}",
-                               format_func=lambda k: f"{by_r[k]['state']} · {by_r[k].get('client_name') or ''} · {by_r[k]['address'] or ''}")
+                               format_func=lambda k: plain(f"{by_r[k]['state']} · {by_r[k].get('client_name') or ''} · {by_r[k]['address'] or ''}"))
             if st.button("Send again", icon=":material/forward_to_inbox:", key=f"chase-again-btn-{tid}"):
                 r = engine.chase_send_again(s, rid)
                 st.session_state["_flash"] = f"Send again: {r.summary()}"
@@ -225,12 +226,12 @@ with shown_errors():
     if caught is not None:
         st.markdown("**Caught by the demo's mail server** (mock mode: nothing leaves this machine)")
         if caught:
-            st.dataframe([{k: r[k] for k in ("to", "subject", "reply_to", "message_id")} for r in caught],
+            st.dataframe(text_rows([{k: r[k] for k in ("to", "subject", "reply_to", "message_id")} for r in caught]),
                          hide_index=True, width="stretch", placeholder="")
             pick = st.selectbox("Read a caught message", range(len(caught)), key=f"chase-caught-{tid}",
-                                format_func=lambda i: f"{caught[i]['to']} · {caught[i]['subject']}")
+                                format_func=lambda i: plain(f"{caught[i]['to']} · {caught[i]['subject']}"))
             m = caught[pick]
-            st.text(f"From: {m['from']}\nTo: {m['to']}\nReply-To: {m['reply_to']}\nSubject: {m['subject']}\n"
-                    f"Message-ID: {m['message_id']}\n\n{m['body']}")
+            st.text(plain(f"From: {m['from']}\nTo: {m['to']}\nReply-To: {m['reply_to']}\nSubject: {m['subject']}\n"
+                          f"Message-ID: {m['message_id']}\n\n{m['body']}", 20000, lines=True))
         else:
             st.caption("Nothing caught yet.")

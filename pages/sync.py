@@ -6,6 +6,7 @@ from app_support.guard import say, shown_errors
 from app_support.jobs_view import REFRESH, STEP_COLUMNS, job_card, result_rows
 from xero_core.errors import LedgerlinkError
 from app_support.shell import ensure_frame
+from app_support.text import md, plain, rows
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
@@ -27,7 +28,8 @@ else:
     scope = st.radio(
         "What to sync",
         scope_options,
-        format_func=lambda v: f"{names.get(chosen, chosen)} (chosen in the sidebar)" if v == "one"
+        # radio options parse markdown
+        format_func=lambda v: f"{md(names.get(chosen, chosen))} (chosen in the sidebar)" if v == "one"
         else f"All connected organisations ({len(conns)})",
         horizontal=True,
     )
@@ -51,14 +53,14 @@ else:
         st.caption("Xero's reports change when someone edits a past transaction: rebuild one week's "
                    "P&L and cash position for the organisation chosen in the sidebar.")
         week = st.date_input("Week ending", value=None, format="YYYY-MM-DD",
-                             help=f"The last day of the week ({s.week_ends_on.capitalize()}s). Another day "
+                             help=f"The last day of the week ({md(s.week_ends_on.capitalize())}s). Another day "
                                   "is moved to the end of its week.")
         if st.button("Re-sync this week", icon=":material/sync:", disabled=not (chosen and week)):
             with shown_errors():
                 req = engine.sync_request(chosen, week_ending=week, trigger="manual", requested_by="admin app")
                 job = engine.submit_sync(s, req, tenant_name=names.get(chosen))
                 st.session_state["_sync_jobs"] = [job.job_id]
-                st.toast(f"Queued: {names.get(chosen, chosen)}, {req.describe()}.", icon=":material/schedule:")
+                st.toast(f"Queued: {md(names.get(chosen, chosen))}, {md(req.describe())}.", icon=":material/schedule:")
         if not chosen:
             st.caption("Choose an organisation in the sidebar first.")
 
@@ -69,7 +71,7 @@ def _draw_jobs() -> None:
         active = engine.active_jobs(s)
         own = [j for j in (engine.get_job(s, i) for i in mine) if j is not None]
     except LedgerlinkError as exc:
-        st.error(say(exc), icon=":material/error:")
+        st.error(md(say(exc), 1000), icon=":material/error:")
         return
     shown = {j.job_id: j for j in active}
     for j in own:
@@ -107,7 +109,7 @@ with shown_errors():
         for i, c in enumerate(conns):
             b = engine.budget_status(s, c["tenant_id"])
             col = cols[i % len(cols)]
-            col.metric(names[c["tenant_id"]], f"{b.get('remaining', 0):,} calls",
+            col.metric(md(names[c["tenant_id"]]), f"{b.get('remaining', 0):,} calls",
                        help=f"{b.get('calls_today', 0):,} used in the last 24 h of a {b.get('budget', 0):,} daily budget")
             if b.get("resumes_at"):
                 col.caption(f"Budget spent; resumes {widgets.when(b['resumes_at'])}")
@@ -121,20 +123,20 @@ with shown_errors():
     running = bool(state.get("running"))
     paused = bool(state.get("paused"))
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Scheduler", state.get("status") or ("running" if running else "not running"))
+    c1.metric("Scheduler", md(state.get("status") or ("running" if running else "not running")))
     c2.metric("Scheduled syncs", "paused" if paused else "enabled")
     c3.markdown(f"**Last heartbeat**  \n{widgets.when(state.get('heartbeat'))}")
     c4.markdown(f"**Next run**  \n{'paused' if paused else widgets.when(state.get('next_run'))}")
     cur = state.get("current")
     if isinstance(cur, dict):
-        st.caption(f"Under way: {cur.get('kind')} · {cur.get('step')} for "
-                   f"{names.get(cur.get('tenant_id'), cur.get('tenant_id') or 'all')} since {widgets.when(cur.get('since'))}")
+        st.caption(f"Under way: {md(cur.get('kind'))} · {md(cur.get('step'))} for "
+                   f"{md(names.get(cur.get('tenant_id'), cur.get('tenant_id') or 'all'))} since {widgets.when(cur.get('since'))}")
     cycle = state.get("last_result")
     if isinstance(cycle, dict):
-        outcome = "all steps ok" if cycle.get("ok") else f"{cycle.get('failed', 0)} step(s) failed"
+        outcome = "all steps ok" if cycle.get("ok") else f"{md(cycle.get('failed', 0))} step(s) failed"
         if cycle.get("skipped_reason"):
-            outcome = f"skipped: {cycle['skipped_reason']}"
-        st.caption(f"Last run ({cycle.get('kind')}) {widgets.when(state.get('last_run'))}: {outcome}.")
+            outcome = f"skipped: {md(cycle['skipped_reason'], 1000)}"
+        st.caption(f"Last run ({md(cycle.get('kind'))}) {widgets.when(state.get('last_run'))}: {outcome}.")
     if not running:
         st.caption("The scheduler process is not running: start it with `python scheduler.py` (see the README). "
                    "Sync now on this page works without it.")
@@ -154,15 +156,16 @@ with shown_errors():
         st.caption("No sync has run yet.")
     else:
         f1, f2, f3 = st.columns(3)
-        orgs = f1.multiselect("Organisation", sorted({h["organisation"] for h in hist if h["organisation"]}))
-        statuses = f2.multiselect("Status", sorted({h["status"] for h in hist if h["status"]}))
-        types = f3.multiselect("Step", sorted({h["sync_type"] for h in hist if h["sync_type"]}))
+        orgs = f1.multiselect("Organisation", sorted({h["organisation"] for h in hist if h["organisation"]}),
+                              format_func=plain)
+        statuses = f2.multiselect("Status", sorted({h["status"] for h in hist if h["status"]}), format_func=plain)
+        types = f3.multiselect("Step", sorted({h["sync_type"] for h in hist if h["sync_type"]}), format_func=plain)
         shown = [h for h in hist
                  if (not orgs or h["organisation"] in orgs)
                  and (not statuses or h["status"] in statuses)
                  and (not types or h["sync_type"] in types)]
         st.dataframe(
-            widgets.local_times(shown, ("started_at", "finished_at")), hide_index=True, width="stretch",
+            rows(widgets.local_times(shown, ("started_at", "finished_at"))), hide_index=True, width="stretch",
             column_order=("started_at", "organisation", "sync_type", "status", "rows", "api_calls",
                           "bytes_downloaded", "error", "trigger", "period_start", "period_end", "finished_at"), placeholder="",
         )

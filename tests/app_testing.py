@@ -76,7 +76,10 @@ def open_page(page: str, at: AppTest | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    """Everything a person would read on the page, as one string (for assertions)."""
+    """Everything a person would read on the page, as one string (for assertions): markdown
+    escapes resolved, as a browser shows them (names go through app_support.text.md)."""
+    from app_support.text import read_back
+
     parts = []
     for kind in ("title", "subheader", "markdown", "caption", "info", "success", "warning", "error", "text",
                  "code", "metric"):
@@ -84,16 +87,20 @@ def texts(at: AppTest) -> str:
             parts.append(str(getattr(el, "value", "")))
             if kind == "metric":
                 parts.append(str(el.label))
-    return "\n".join(parts)
+    return read_back("\n".join(parts))
 
 
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error] + [e.message for e in at.exception]
+    from app_support.text import read_back
+
+    return [read_back(e.value) for e in at.error] + [e.message for e in at.exception]
 
 
 def button(at: AppTest, label: str):
+    from app_support.text import read_back
+
     for b in at.button:
-        if b.label == label:
+        if read_back(b.label) == label:
             return b
     raise AssertionError(f"no button {label!r}; buttons: {[b.label for b in at.button]}")
 

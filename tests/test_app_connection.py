@@ -66,7 +66,7 @@ def test_consent_denied_shows_the_advice(app_settings, fake_xero):
     at = open_page("connection")
     redirect = fake.consent(_consent_link(at), allow=False)
     _land_on_callback(at, redirect)
-    msg = " ".join(e.value for e in at.error)
+    msg = " ".join(errors(at))
     assert "access_denied" in msg and "start Connect again" in msg
     assert not at.exception
 
@@ -196,7 +196,7 @@ def test_engine_errors_become_sentences_with_the_next_step(app_settings, fake_xe
 
     monkeypatch.setattr(engine, "budget_status", boom)
     at = open_page("sync")
-    msg = " ".join(e.value for e in at.error)
+    msg = " ".join(errors(at))
     assert "invalid_grant" in msg and "reconnect this organisation" in msg
     assert not at.exception
 
@@ -209,7 +209,7 @@ def test_unexpected_errors_show_no_traceback(app_settings, monkeypatch):
 
     monkeypatch.setattr(engine, "webhook_status", boom)
     at = open_page("webhooks")
-    msg = " ".join(e.value for e in at.error)
+    msg = " ".join(errors(at))
     assert "Something unexpected went wrong" in msg and "Reload the page" in msg
     assert "/secret/path" not in msg and not at.exception
 
@@ -309,7 +309,7 @@ def test_a_damaged_database_is_one_sentence_on_every_page(app_settings):
         if page != "connection":
             at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, (page, [e.message for e in at.exception])
-        shown = [e.value for e in at.error]
+        shown = errors(at)
         assert len(shown) == 1, (page, shown)
         assert str(app_settings.db_path) in shown[0] and "move it aside" in shown[0], (page, shown)
         assert "unexpected" not in texts(at)
@@ -320,7 +320,7 @@ def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
     app_settings.data_dir.write_text("in the way")
     at = new_app().run()
     assert not at.exception, [e.message for e in at.exception]
-    shown = [e.value for e in at.error]
+    shown = errors(at)
     assert shown and all("is a file, not a folder" in x and "XERO_DATA_DIR" in x for x in shown), shown
     assert "unexpected" not in texts(at)
 
@@ -333,7 +333,7 @@ def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_
         path.write_bytes(path.read_bytes()[:60])
     at = open_page("connection")
     assert not at.exception
-    shown = [e.value for e in at.error]
+    shown = errors(at)
     assert len(shown) == 2 and all("truncated" in x for x in shown), shown  # one per tenant, with the fix
     assert "cannot be read" in texts(at)
     assert sum("Unusable: syncs cannot run" in m.value for m in at.markdown) == 2, [m.value for m in at.markdown]

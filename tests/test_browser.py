@@ -48,7 +48,7 @@ def _free_port() -> int:
 class Stack:
     """The fake Xero (in this process), the admin app (a `streamlit run` child) and a browser."""
 
-    def __init__(self, tmp: Path, *, tenants: int = 1, invoices: int = 80):
+    def __init__(self, tmp: Path, *, tenants: int = 1, invoices: int = 80, before_serving=None):
         from xero_core.fake import FakeXero, serve
         from xero_core.settings import load_settings
 
@@ -56,6 +56,8 @@ class Stack:
         self.app_url = f"http://localhost:{self.app_port}"
         self.fake = FakeXero(seed=23, tenants=tenants, practices=1, invoices=invoices)
         self.fake.register_app(CLIENT_ID, CLIENT_SECRET, [self.app_url + "/callback"], name="Ledgerlink (browser test)")
+        if before_serving is not None:
+            before_serving(self.fake)  # e.g. hostile names (test_browser_hostile)
         self.server = serve(self.fake, port=0)
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("XERO_")},
