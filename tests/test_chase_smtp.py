@@ -240,3 +240,23 @@ def test_kill_9_during_sending_sends_none_twice_and_loses_none(tmp_path, make_se
         else:  # the server had it: marked unconfirmed, not sent again
             assert doc["unconfirmed"] == 1 and sorted(r["state"] for r in rows) == ["sent"] * (N - 1) + ["unconfirmed"]
             assert "most likely delivered" in next(r["why"] for r in rows if r["state"] == "unconfirmed")
+
+
+def test_the_scheduler_sends_reminders_that_waited_for_sending_hours(make_settings, mail):
+    """The daily cycle at 06:00 is in quiet hours: the scheduler's tick sends the reminder once they open."""
+    from xero_core.scheduling import CHASE_TICK_MINUTES, Scheduler
+
+    settings = make_settings(**smtp_env(mail.port))
+    clock = FakeClock(datetime(2026, 12, 8, 19, 0, tzinfo=UTC))  # Wednesday 06:00 in Sydney
+    seed(settings, opened=clock.now())
+    sched = Scheduler(settings, clock=clock)
+    sched.build()
+    assert sched._chase_job is not None and sched._chase_job.interval == CHASE_TICK_MINUTES
+    nxt, daily = sched.next_runs()
+    assert nxt == daily  # the tick is not "the next run" the app shows
+    sched._chase_tick()
+    assert mail.caught == [] and chase.outbox(settings) == []
+    assert {c["next_reminder_at"] for c in X.campaigns(settings, PM)} == {datetime(2026, 12, 8, 22, 0, tzinfo=UTC)}
+    clock.advance(timedelta(hours=3))  # 09:00: sending hours
+    sched._chase_tick()
+    assert mail.wait_for(2) and len(mail.caught) == 2

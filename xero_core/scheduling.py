@@ -555,7 +555,7 @@ class Scheduler:
         if self._paused():
             return
         try:
-            r = self._engine().chase()
+            r = Engine(self.settings, clock=self.clock).chase()  # the scheduler's clock decides sending hours
         except Exception:
             log.exception("sending chase reminders failed; the next tick tries again")
             return

@@ -534,8 +534,9 @@ def plan(con, settings: Settings, now: datetime, tenant_id: str | None = None) -
             last = k
         nd = cadence.days(last + 1)
         nxt = slot_time(camp["opened_at"], nd, window) if nd is not None else None
-        con.execute("UPDATE chase_campaigns SET cadence = ?, next_reminder_at = ? WHERE campaign_id = ?",
-                    [cadence.text(), nxt, cid])
+        if (camp.get("cadence"), camp.get("next_reminder_at")) != (cadence.text(), nxt):  # a quiet tick writes nothing
+            con.execute("UPDATE chase_campaigns SET cadence = ?, next_reminder_at = ? WHERE campaign_id = ?",
+                        [cadence.text(), nxt, cid])
     return out
 
 
