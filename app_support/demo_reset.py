@@ -43,7 +43,9 @@ def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = No
     from xero_core.practice.spool import spool_path
     from xero_core.ratelimit import db_path as ratelimit_path
 
-    for folder in (settings.vault_dir, docs_dir(settings)):
+    from xero_core.settings import demo_mail_dir
+
+    for folder in (settings.vault_dir, docs_dir(settings), demo_mail_dir(settings.data_dir)):  # + the caught mail
         _empty_folder(folder)
     from xero_core.practice.spool import Spool
 

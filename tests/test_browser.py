@@ -70,6 +70,8 @@ class Stack:
             "XERO_FAKE_PORT": str(self.server.port),
             "XERO_ENV_FILE": os.devnull,
             "XERO_TODAY": self.fake.today.isoformat(),  # the app and scheduler run on the fake's (fixed) date
+            # chase reminders: mock mode's app starts its loopback mail catcher here (never a demo's 8025)
+            "SMTP_PORT": str(_free_port()),
         }
         self.settings = load_settings(self.env)
         self.log = open(tmp / "streamlit.log", "wb")
@@ -178,6 +180,52 @@ def choose(page, label: str, option: str) -> None:
 def test_admin_app_in_a_real_browser(stack):
     workshop_flow(stack)
     scheduler_sync_and_webhook_burst_while_pages_refresh(stack)
+
+
+def test_a_campaign_opened_by_a_job_state_sends_its_first_reminder(stack):
+    """Connected (in-process, as the consent tab would), the Practice Manager page: a mapped job state
+    opens campaigns and each first reminder is in the Outbox, sent to the app's loopback SMTP server
+    (mock mode: aiosmtpd started by the app), which caught it."""
+    from app_support.demo_services import caught_mail
+    from xero_core import oauth
+    from xero_core.practice import chase, xpm
+
+    oauth.complete_connect(stack.settings, stack.fake.consent(oauth.begin_connect(stack.settings)),
+                           transport=stack.fake.transport())
+    tid = next(c["tenant_id"] for c in _connections(stack) if c["tenant_type"] == "PRACTICEMANAGER")
+    page = stack.context.new_page()
+    page.goto(stack.app_url)
+    idle(page)
+    nav(page, "Practice Manager")
+    # No quiet hours for this run (the test runs at any hour): the campaigns' first reminders go at once.
+    page.get_by_text("Template, reply-to and sending hours").click()
+    for label, value in (("Sending from (quiet before)", "00:00"), ("Sending until (quiet after; 24:00 for none)", "24:00")):
+        box = page.get_by_label(label)
+        box.fill(value)
+        box.press("Tab")
+    page.get_by_role("button", name="Save template and hours").click()
+    idle(page)
+    page.get_by_text("Template, reply-to and sending hours").click()  # the rerun closed it
+    expect(page.get_by_text("Sending hours: 00:00-24:00 Monday to Friday")).to_be_visible()
+    page.get_by_role("button", name="Sync jobs now").click()
+    expect(page.get_by_text("job(s) read")).to_be_visible(timeout=30_000)
+    jobs = xpm.list_jobs(stack.settings, tid)
+    state = max({j["state"] for j in jobs}, key=lambda s: sum(j["state"] == s for j in jobs))
+    n = sum(j["state"] == state for j in jobs)
+    choose(page, "Job states meaning “we need documents from the client”", state)
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Save mapping and apply").click()
+    expect(page.get_by_role("tab", name=f"Open ({n})")).to_be_visible(timeout=30_000)
+    no_error(page)
+    expect(page.get_by_text("Caught by the demo's mail server")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Message-ID: <rem_\w+\.chase@demo\.invalid>"))).to_be_visible()
+    page.get_by_text("Caught by the demo's mail server").scroll_into_view_if_needed()
+    shot(page, "10-practice-manager-outbox")
+    rows = chase.outbox(stack.settings, tenant_id=tid)
+    sent = [r for r in rows if r["state"] == "sent"]
+    assert {r["campaign_id"] for r in rows} == {c["campaign_id"] for c in xpm.campaigns(stack.settings, tid, "open")}
+    assert sent and all(r["state"] in ("sent", "skipped") for r in rows)
+    assert sorted(m["message_id"] for m in caught_mail(stack.settings)) == sorted(r["message_id"] for r in sent)
 
 
 # -- the workshop flow ------------------------------------------------------------------------
