@@ -27,6 +27,8 @@ def test_the_fake_tells_the_practice_story():
     customers = {c.name for c in firm.contacts if c.kind == "customer" and c.name != "Cash Sales"}
     assert customers == {n for n, _ in P.STORY_CLIENTS}  # the firm's customers are its clients, nothing else
     assert [o.name for o in client_orgs] == [n for n, _ in P.STORY_CLIENT_ORGS]
+    # the client organisations trade in foreign currencies too (sales invoices in USD, NZD, GBP, EUR)
+    assert all({i.currency for i in o.invoices} - {o.base_currency} for o in client_orgs)
     practice = fake.practice()
     chased = next(c for c in practice.clients.values() if c.name == P.STORY_CHASED)
     assert chased.email == dict(P.STORY_CLIENTS)[P.STORY_CHASED]
