@@ -21,7 +21,12 @@ ROLE_LABELS = {"practice-ledger": "Practice ledger: the practice's own Xero (its
 def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
     """An organisation's role, and for a client organisation the practice client it belongs to."""
     role, effective = org.get("role"), org.get("effective")
-    if role:
+    proposed = org.get("suggested") and not effective  # several organisations: Practice Manager's namesake
+    if proposed:
+        st.text("Role: not set. Suggested: practice ledger (it has your Practice Manager's name): confirm it if it "
+                "is the practice's own Xero.")
+        effective = "practice-ledger"
+    elif role:
         st.text(f"Role: {ROLE_LABELS[role].split(':')[0].lower()}")
     elif effective:
         st.text(f"Role: {ROLE_LABELS[effective].split(':')[0].lower()} (suggested: the only organisation connected; "
@@ -34,6 +39,7 @@ def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
     choice = c1.selectbox("Role", options, index=options.index(role or effective) if (role or effective) else None,
                           format_func=ROLE_LABELS.get, key=f"role-{tid}", placeholder="Choose a role")
     label = "Confirm role" if (choice and choice == effective and not role) else "Save role"
+    effective = None if proposed else effective  # only a suggestion: it makes no client organisation of anyone
     if c2.button(label, key=f"role-save-{tid}", disabled=choice is None or choice == role):
         with shown_errors():
             change = widgets.as_dict(engine.set_role(s, tid, choice))

@@ -261,3 +261,21 @@ def test_a_contact_webhook_of_a_client_organisation_makes_no_client(settings):
     with connect(settings.db_path) as con:
         assert con.execute("SELECT tenant_id, name FROM clients").fetchall() == [("t-ledger", "Shared Customer Pty Ltd")]
         assert con.execute("SELECT count(*) FROM contacts").fetchone()[0] == 2  # both stored, one client
+
+
+def test_with_several_organisations_practice_managers_namesake_is_suggested_never_used(settings):
+    with connect(settings.db_path) as con:
+        for tid, name, ttype in (("t-own", "Harbour & Co Chartered Accountants", "ORGANISATION"),
+                                 ("t-client", "Coastal Plumbing Pty Ltd", "ORGANISATION"),
+                                 ("t-pm", "Harbour & Co Chartered Accountants", "PRACTICEMANAGER")):
+            con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) VALUES (?, ?, ?, 'connected')",
+                        [tid, name, ttype])
+    r = R.roles(settings)
+    assert r.ledger is None and r.proposal == "t-own" and r.client_orgs == []  # nothing flows from a suggestion
+    assert "has your Practice Manager's name" in r.problem
+    assert (r.suggested_role("t-own"), r.suggested_role("t-client"), r.suggested_role("t-pm")) == ("practice-ledger", None, None)
+    with pytest.raises(R.RoleError, match="none is the practice ledger"):
+        R.require_practice_ledger(settings)
+    R.set_role(settings, "t-own", "practice-ledger")
+    r = R.roles(settings)
+    assert (r.ledger, r.proposal, r.client_orgs, r.suggested_role("t-own")) == ("t-own", None, ["t-client"], None)

@@ -91,7 +91,7 @@ def status_document(settings) -> dict:
         entry["xpm_enabled"] = bool(c["xpm_enabled"])
         # The role a person set (None until then); what an unset one is taken as, while it is only suggested.
         entry["role"] = c["role"]
-        entry["suggested_role"] = None if c["role"] else role_view.role_of(c["tenant_id"])
+        entry["suggested_role"] = role_view.suggested_role(c["tenant_id"])
         entry["practice_client_id"] = c["practice_client_id"]
         problem = None
         try:

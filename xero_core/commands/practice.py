@@ -230,8 +230,9 @@ def _roles_lines(doc: dict) -> list[str]:
     for o in doc["organisations"]:
         if o["role"]:
             what = ROLE_LABELS[o["role"]]
-        elif o["effective"]:
-            what = f"{ROLE_LABELS[o['effective']]} (suggested: confirm with `role {o['tenant_id']} {o['effective']}`)"
+        elif o["effective"] or o.get("suggested"):
+            role = o["effective"] or "practice-ledger"  # several organisations: only a suggestion, not used
+            what = f"{ROLE_LABELS[role]} (suggested: confirm with `role {o['tenant_id']} {role}`)"
         else:
             what = "no role yet"
         line = f"{o['tenant_name']} ({o['tenant_id']}): {what}"

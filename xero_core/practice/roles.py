@@ -29,7 +29,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
-from .matching import _rows, clear_candidates, load_edited
+from .matching import _rows, clear_candidates, load_edited, norm_name
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Roles:
     confirmed: bool = False  # the ledger was chosen by a person (False: the single organisation, suggested)
     has_practice_manager: bool = False
     problem: str | None = None  # why no organisation's customers become clients, and what to do
+    proposal: str | None = None  # several organisations, none chosen: the one named like Practice Manager
 
     def role_of(self, tenant_id: str) -> str | None:
         """practice-ledger | client-organisation | None (undecided, or not an organisation)."""
@@ -75,8 +76,15 @@ class Roles:
         """The tenant suggested as the practice ledger (not yet confirmed by a person)."""
         return self.ledger if self.ledger and not self.confirmed else None
 
+    def suggested_role(self, tenant_id: str) -> str | None:
+        """The role suggested for an organisation nobody gave one (None when it has one, or nothing is)."""
+        o = next((o for o in self.orgs if o["tenant_id"] == tenant_id), None)
+        if o is None or o["role"]:
+            return None
+        return PRACTICE_LEDGER if tenant_id == self.proposal else o["effective"]
+
     def as_dict(self) -> dict:
-        return {"ledger": self.ledger, "confirmed": self.confirmed, "suggested": self.suggestion,
+        return {"ledger": self.ledger, "confirmed": self.confirmed, "suggested": self.suggestion or self.proposal,
                 "problem": self.problem, "organisations": [dict(o) for o in self.orgs]}
 
 
@@ -89,6 +97,7 @@ def read_roles(con) -> Roles:
         "SELECT tenant_id, coalesce(tenant_name, tenant_id), upper(coalesce(tenant_type, 'ORGANISATION')), role "
         "FROM connections WHERE status <> 'disconnected' ORDER BY lower(tenant_name), tenant_id").fetchall()
     out = Roles(has_practice_manager=any(r[2] == PRACTICE_MANAGER for r in rows))
+    pm_names = {norm_name(r[1]) for r in rows if r[2] == PRACTICE_MANAGER} - {None}
     orgs = [{"tenant_id": r[0], "tenant_name": r[1], "role": r[3] if r[3] in ROLES else None}
             for r in rows if r[2] != PRACTICE_MANAGER]
     ledgers = [o for o in orgs if o["role"] == PRACTICE_LEDGER]
@@ -110,9 +119,17 @@ def read_roles(con) -> Roles:
             out.problem = (f"{len(ledgers)} organisations are marked as the practice ledger ({_listing(ledgers)}): "
                            "keep one with `python -m xero_core role TENANT_ID practice-ledger`.")
         elif len(orgs) > 1:
+            # A hint, never a choice: the organisation that bears Practice Manager's name is likely the
+            # practice's own books, but nothing flows from it until a person confirms.
+            named = [o for o in orgs if o["role"] is None and norm_name(o["tenant_name"]) in pm_names]
+            if len(named) == 1:
+                out.proposal = named[0]["tenant_id"]
+                named[0]["suggested"] = True
+            hint = (f" {named[0]['tenant_name']} has your Practice Manager's name: is it yours?" if out.proposal else "")
             out.problem = (f"{len(orgs)} organisations are connected and none is the practice ledger, so no "
                            "organisation's customers become clients: mark the practice's own Xero on the Connection "
-                           "page or with `python -m xero_core role TENANT_ID practice-ledger` (" + _listing(orgs) + ").")
+                           "page or with `python -m xero_core role TENANT_ID practice-ledger` (" + _listing(orgs) + ")."
+                           + hint)
     return out
 
 
