@@ -701,6 +701,15 @@ def run_chase(settings: Settings, *, tenant_id: str | None = None, clock: Clock 
               only: list[str] | None = None) -> ChaseResult:
     """Reconcile, plan and send every reminder due now (of one Practice Manager tenant, or all).
     `only`: just these reminder ids ("send now")."""
+    from .. import db
+
+    # Three committed writes a reminder on one open database (db.shared: each still its own
+    # transaction), not three opens of the file.
+    with db.shared(settings.db_path):
+        return _run_chase(settings, tenant_id, clock, only)
+
+
+def _run_chase(settings: Settings, tenant_id: str | None, clock: Clock, only: list[str] | None) -> ChaseResult:
     res = ChaseResult()
     now = clock.now()
     with connect(settings.db_path) as con, transaction(con):
