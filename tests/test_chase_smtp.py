@@ -208,7 +208,7 @@ def test_kill_9_during_sending_sends_none_twice_and_loses_none(tmp_path, make_se
     with MailCatcher(hook=hook) as mail:
         # The sender runs on a pinned Wednesday (XERO_TODAY: real time moved onto that date), sending
         # hours all day: the test does not depend on the day or hour it runs.
-        env = {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"), "XERO_ENCRYPTION_KEY": "ab" * 32,
+        env = {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"), "XERO_ENCRYPTION_KEY": bytes(range(32)).hex(),
                "XERO_ENV_FILE": os.devnull, "XERO_TODAY": "2026-12-09", **smtp_env(mail.port)}
         settings = make_settings(**env)
         now = datetime.fromtimestamp(time.time() + xclock.pin_shift(date(2026, 12, 9), time.time(), "Australia/Sydney"), UTC)

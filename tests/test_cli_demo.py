@@ -188,3 +188,56 @@ def test_every_table_in_the_admin_app_shows_blanks_not_none():
                 if not (isinstance(kw.get("placeholder"), ast.Constant) and kw["placeholder"].value == ""):
                     bare.append(f"{f.name}:{n.lineno}")
     assert not bare, bare
+
+
+# -- issue 21 item 5: a demo that cannot work says why in one sentence, never a traceback ---------
+def _one_sentence(proc) -> str:
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and "Error:" not in err.replace("error:", ""), err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _cli(tmp_path, *args, **env):
+    return subprocess.run([sys.executable, "-m", "xero_core", *args], cwd=ROOT, env=_env(tmp_path, **env),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_demo_against_a_fake_that_refuses_the_app_url_says_so(tmp_path):
+    """A fake already running for the default app URL, and XERO_APP_URL naming another port: the consent
+    page refuses the redirect URI (it was `RuntimeError: the consent page answered HTTP 400`)."""
+    from xero_core.fake import FakeXero, serve
+
+    server = serve(FakeXero(seed=3, invoices=5), port=0)
+    try:
+        proc = _cli(tmp_path, "demo", "--weeks", "1", XERO_FAKE_PORT=str(server.port),
+                    XERO_APP_URL="http://localhost:9101")
+    finally:
+        server.close()
+    assert proc.returncode == 1
+    line = _one_sentence(proc)
+    assert "http://localhost:9101/callback" in line and "XERO_APP_URL" in line and "<" not in line, line
+
+
+def test_demo_with_the_fake_port_taken_by_another_service_says_so(tmp_path):
+    import http.server
+    import threading
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        proc = _cli(tmp_path, "demo", "--weeks", "1", XERO_FAKE_PORT=str(other.server_address[1]))
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert proc.returncode == 1
+    assert "is taken by something that is not the fake Xero" in _one_sentence(proc)
+    assert "nothing answers" not in proc.stderr  # said once, not followed by the unreachable note
+
+
+def test_demo_and_run_demo_refuse_ports_outside_1_to_65535(tmp_path):
+    proc = _cli(tmp_path, "demo", "--weeks", "1", XERO_FAKE_PORT="99999")
+    assert proc.returncode == 1 and "XERO_FAKE_PORT='99999' must be a port number from 1 to 65535" in _one_sentence(proc)
+    proc = _cli(tmp_path, "run-demo", "--port", "99999")
+    assert proc.returncode == 2 and "--port 99999 is not a port number" in _one_sentence(proc)

@@ -76,7 +76,7 @@ def test_settings_read_the_demo_app_from_the_fake_without_loading_the_fake():
     code = ("import sys\nfrom xero_core import settings\nfrom xero_core.fake import demo_app\n"
             "assert (settings.DEMO_CLIENT_ID, settings.DEMO_CLIENT_SECRET) == "
             "(demo_app.DEMO_CLIENT_ID, demo_app.DEMO_CLIENT_SECRET)\n"
-            "s = settings.load_settings({'XERO_MOCK_MODE': 'true', 'XERO_ENCRYPTION_KEY': '00' * 32})\n"
+            "s = settings.load_settings({'XERO_MOCK_MODE': 'true', 'XERO_ENCRYPTION_KEY': bytes(range(32)).hex()})\n"
             "assert (s.client_id, s.client_secret) == (demo_app.DEMO_CLIENT_ID, demo_app.DEMO_CLIENT_SECRET)\n"
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('xero_core.fake'))))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -336,7 +336,7 @@ def test_a_job_that_blows_up_entirely_does_not_kill_run_pending(make_settings):
 
 def test_once_exit_code_is_nonzero_when_a_step_failed(make_settings, monkeypatch, capsys):
     settings = make_settings()
-    for k, v in {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(settings.data_dir), "XERO_ENCRYPTION_KEY": "ab" * 32,
+    for k, v in {"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(settings.data_dir), "XERO_ENCRYPTION_KEY": bytes(range(32)).hex(),
                  "XERO_ENV_FILE": os.devnull}.items():
         monkeypatch.setenv(k, v)
     entry = _load_entry_point()
@@ -475,7 +475,7 @@ def _lines(stream) -> "queue.Queue[str]":
 
 def _child(tmp_path, *args):
     env = dict(os.environ)
-    env.update(XERO_MOCK_MODE="true", XERO_DATA_DIR=str(tmp_path / "data"), XERO_ENCRYPTION_KEY="cd" * 32,
+    env.update(XERO_MOCK_MODE="true", XERO_DATA_DIR=str(tmp_path / "data"), XERO_ENCRYPTION_KEY=bytes(range(32, 64)).hex(),
                XERO_ENV_FILE=os.devnull, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args], cwd=REPO, env=env,

@@ -12,7 +12,7 @@ from xero_core.settings import (
     load_settings,
 )
 
-KEY = "ab" * 32
+KEY = bytes(range(1, 33)).hex()  # a fixed key that is not degenerate (settings refuse repeats)
 
 
 def real_env(**kw):
@@ -90,3 +90,45 @@ def test_configuration_secrets_never_reach_a_log_line(caplog):
     for leaked in (secret, KEY, base64.b64encode(s.encryption_key).decode(), s.webhook_key, s.admin_password):
         assert leaked not in text
     assert "[redacted]" in text
+
+
+# -- issue 21 item 5: settings that cannot work are refused with a sentence ---------------------
+@pytest.mark.parametrize("raw", ["99999", "0", "-1", "65536", "port"])
+def test_fake_port_outside_1_to_65535_is_refused(raw):
+    with pytest.raises(SettingsError, match=r"XERO_FAKE_PORT=.* must be a port number from 1 to 65535"):
+        load_settings(real_env(XERO_MOCK_MODE="true", XERO_FAKE_PORT=raw))
+    assert load_settings(real_env(XERO_MOCK_MODE="true", XERO_FAKE_PORT="65535")).fake_port == 65535
+
+
+@pytest.mark.parametrize("var,url", [
+    ("XERO_APP_URL", "http://localhost:99999"), ("XERO_APP_URL", "http://localhost:0"),
+    ("XERO_API_URL", "http://127.0.0.1:70000"), ("XERO_REDIRECT_URI", "http://localhost:123456/callback"),
+])
+def test_urls_with_a_port_outside_1_to_65535_are_refused(var, url):
+    with pytest.raises(SettingsError, match=f"{var}=.* port outside 1 to 65535"):
+        load_settings(real_env(**{var: url}))
+
+
+def test_a_short_admin_password_is_refused_saying_the_minimum():
+    with pytest.raises(SettingsError, match="at least 12") as info:
+        load_settings(real_env(XERO_ADMIN_PASSWORD="x"))
+    assert "'x'" not in str(info.value)  # the password itself is never echoed
+    with pytest.raises(SettingsError, match="11 character"):
+        load_settings(real_env(XERO_ADMIN_PASSWORD="a" * 11))
+    assert load_settings(real_env(XERO_ADMIN_PASSWORD="a" * 12)).admin_password == "a" * 12
+
+
+@pytest.mark.parametrize("key", ["00" * 32, "ff" * 32, "ab" * 32, "0123456789abcdef" * 4, base64.b64encode(bytes(32)).decode()])
+def test_a_degenerate_encryption_key_is_refused(key):
+    with pytest.raises(SettingsError, match="XERO_ENCRYPTION_KEY is not random"):
+        load_settings(real_env(XERO_ENCRYPTION_KEY=key))
+
+
+def test_random_keys_pass_and_the_previous_key_may_be_the_old_bad_one():
+    import secrets
+
+    for _ in range(200):  # a random key never trips the check
+        load_settings(real_env(XERO_ENCRYPTION_KEY=secrets.token_hex(32)))
+    # rotating away from a degenerate key must stay possible: the previous key is not judged
+    s = load_settings(real_env(XERO_ENCRYPTION_KEY=secrets.token_hex(32), XERO_ENCRYPTION_KEY_PREVIOUS="00" * 32))
+    assert s.encryption_key_previous == bytes(32)

@@ -325,7 +325,7 @@ def test_an_explicit_env_file_that_does_not_exist_is_an_error(tmp_path, monkeypa
         monkeypatch.delenv(k)
     monkeypatch.setenv("XERO_MOCK_MODE", "true")
     monkeypatch.setenv("XERO_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("XERO_ENCRYPTION_KEY", "ab" * 32)
+    monkeypatch.setenv("XERO_ENCRYPTION_KEY", bytes(range(32)).hex())
     load_settings()  # no XERO_ENV_FILE and no ./.env: fine
     monkeypatch.setenv("XERO_ENV_FILE", "/nonexistent")
     with pytest.raises(SettingsError) as e:

@@ -169,6 +169,44 @@ def parse_key(name: str, raw: str) -> bytes:
     return key
 
 
+MIN_KEY_BYTE_VALUES = 16  # 32 random bytes hold about 30 different values; fewer than 16 is not random
+MIN_ADMIN_PASSWORD = 12
+
+
+def check_key_random(name: str, key: bytes) -> bytes:
+    """Refuse a key that is plainly not random (all zeros, one byte repeated, a short pattern): it
+    parses, and would encrypt every token with a key anyone can guess."""
+    if len(set(key)) < MIN_KEY_BYTE_VALUES:
+        raise SettingsError(
+            f"{name} is not random (it repeats a few byte values, e.g. all zeros), so anyone could guess it. "
+            'Generate one with: python -c "import secrets; print(secrets.token_hex(32))"; tokens stored with the old '
+            "one are kept: set it as XERO_ENCRYPTION_KEY_PREVIOUS and run `python -m xero_core rotate-key`."
+        )
+    return key
+
+
+def port_number(name: str, raw: str, example: int) -> int:
+    """A TCP port from 1 to 65535, or a sentence saying so."""
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name}={raw!r} must be a port number from 1 to 65535, e.g. {example}.")
+    return port
+
+
+def _url_port_ok(name: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # urlsplit's "Port out of range 0-65535" or "Port could not be cast to integer"
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise SettingsError(f"{name}={url!r} has a port outside 1 to 65535: give a port number from 1 to 65535.")
+
+
 def key_id(key: bytes) -> str:
     """A short, non-secret fingerprint of a key, recorded in each vault file."""
     return hashlib.sha256(b"ledgerlink-key-id:" + key).hexdigest()[:16]
@@ -333,13 +371,11 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
 
     demo = _demo_urls(data_dir) if mock else {}  # a running demo's ports, unless the environment says
     fake_port_raw = get("XERO_FAKE_PORT") or demo.get("XERO_FAKE_PORT") or str(DEFAULT_FAKE_PORT)
-    try:
-        fake_port = int(fake_port_raw)
-    except ValueError:
-        raise SettingsError(f"XERO_FAKE_PORT={fake_port_raw!r} must be a port number, e.g. 8765.") from None
+    fake_port = port_number("XERO_FAKE_PORT", fake_port_raw, DEFAULT_FAKE_PORT)
     fake_base = f"http://127.0.0.1:{fake_port}"
 
     app_url = (get("XERO_APP_URL") or demo.get("XERO_APP_URL") or f"http://localhost:{DEFAULT_APP_PORT}").rstrip("/")
+    _url_port_ok("XERO_APP_URL", app_url)
     defaults = {
         "XERO_AUTHORIZE_URL": fake_base + "/identity/connect/authorize" if mock else REAL_AUTHORIZE_URL,
         "XERO_TOKEN_URL": fake_base + "/connect/token" if mock else REAL_TOKEN_URL,
@@ -368,6 +404,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         u = val(url_var)
         if not u or not (u.startswith("https://") or u.startswith("http://")):
             raise SettingsError(f"{url_var}={u!r} must be an http(s) URL.")
+        _url_port_ok(url_var, u)
     redirect = val("XERO_REDIRECT_URI")
     if redirect.startswith("http://") and not any(h in redirect for h in ("://localhost", "://127.0.0.1", "://[::1]")):
         raise SettingsError(
@@ -392,7 +429,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
 
     key_raw = get("XERO_ENCRYPTION_KEY")
     if key_raw:
-        key = parse_key("XERO_ENCRYPTION_KEY", key_raw)
+        key = check_key_random("XERO_ENCRYPTION_KEY", parse_key("XERO_ENCRYPTION_KEY", key_raw))
     elif mock:
         key = _mock_key(data_dir)
     else:
@@ -451,6 +488,14 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
             log.warning("XERO_TODAY=%s runs Ledgerlink's clock on that date; unset it to sync live Xero data "
                         "on the real date.", pinned.isoformat())
 
+    admin_password = get("XERO_ADMIN_PASSWORD")
+    if admin_password is not None and len(admin_password) < MIN_ADMIN_PASSWORD:
+        # never echoed: only its length
+        raise SettingsError(
+            f"XERO_ADMIN_PASSWORD is {len(admin_password)} character(s): it must be at least {MIN_ADMIN_PASSWORD} "
+            'long. Use a long random value, e.g. python -c "import secrets; print(secrets.token_urlsafe(18))"'
+        )
+
     from . import redaction
 
     # Whatever logs what, these never reach a log line (keys in hex and base64, as given and raw).
@@ -480,7 +525,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         daily_budget=budget,
         sync_workers=sync_workers,
         backfill_workers=backfill_workers,
-        admin_password=get("XERO_ADMIN_PASSWORD"),
+        admin_password=admin_password,
         app_url=app_url,
         fake_port=fake_port,
         unreachable_hint=(

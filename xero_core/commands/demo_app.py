@@ -41,6 +41,10 @@ def streamlit_argv(port: int) -> list[str]:
 
 def run_demo(args: argparse.Namespace) -> int:
     os.environ["XERO_MOCK_MODE"] = "true"
+    if args.port is not None and not 1 <= args.port <= 65535:
+        print(f"error: --port {args.port} is not a port number: use one from 1 to 65535, e.g. {DEFAULT_APP_PORT}.",
+              file=sys.stderr)
+        return 2
     if args.port and not os.environ.get("XERO_APP_URL"):
         # Keep the OAuth redirect (XERO_REDIRECT_URI defaults to <app url>/callback) on the chosen port.
         os.environ["XERO_APP_URL"] = f"http://localhost:{args.port}"

@@ -19,6 +19,7 @@ import time
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
 
+from ..errors import LedgerlinkError
 from ..settings import load_settings
 from .live import SAID_ABOVE, LiveProgress
 
@@ -322,6 +323,26 @@ class _ConsentForm(HTMLParser):
                 self.buttons.append((name, value))
 
 
+class DemoConsentRefused(LedgerlinkError):
+    """The fake Xero's consent page would not let the demo connect."""
+
+
+def _consent_refused(settings, status: int, body: str) -> DemoConsentRefused:
+    """One sentence for a consent page that did not offer the Allow form (never a raw HTML page)."""
+    import html
+    import re
+
+    said = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    said = " ".join(said.split())
+    if "redirect_uri" in said:
+        return DemoConsentRefused(
+            f"The fake Xero at {settings.api_url} does not accept this app's redirect URI {settings.redirect_uri} "
+            "(it follows XERO_APP_URL, or XERO_REDIRECT_URI): that fake was started for another one. Stop it and "
+            "run demo again (it starts a fake that accepts it), or unset XERO_APP_URL / XERO_REDIRECT_URI.")
+    return DemoConsentRefused(f"The fake Xero's consent page at {settings.authorize_url} answered HTTP {status}"
+                              + (f" ({said[:200]})" if said else "") + "; nothing was connected.")
+
+
 def connect_via_consent_form(settings, *, transport=None) -> list[dict]:
     """Complete the OAuth consent over HTTP with every offered tenant ticked and Allow pressed."""
     import httpx
@@ -337,15 +358,16 @@ def connect_via_consent_form(settings, *, transport=None) -> list[dict]:
             form = _ConsentForm()
             form.feed(page.text)
             if page.status_code != 200 or form.action is None:
-                raise RuntimeError(f"the consent page answered HTTP {page.status_code}: {page.text[:200]}")
+                raise _consent_refused(settings, page.status_code, page.text)
             allow = next(((n, v) for n, v in form.buttons if v.lower() == "allow"), None)
             if allow is None:
-                raise RuntimeError("the consent page has no Allow button")
+                raise DemoConsentRefused(f"The consent page at {settings.authorize_url} has no Allow button; "
+                                         "nothing was connected.")
             fields = form.hidden + form.boxes + [allow]
             resp = http.post(urljoin(url, form.action), content=urlencode(fields).encode(),
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
             if not resp.is_redirect:
-                raise RuntimeError(f"the consent form answered HTTP {resp.status_code}, not a redirect")
+                raise _consent_refused(settings, resp.status_code, resp.text)
             redirect = resp.headers["location"]
     return oauth.complete_connect(settings, redirect, transport=transport)
 
@@ -356,7 +378,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..connections import list_connections
     from ..fake.server import ensure_running
 
-    url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed)
+    try:
+        # A fake started here accepts this app's redirect URI (XERO_APP_URL may name any port).
+        url = ensure_running(settings.fake_port, settings.data_dir / "fake-xero", args.seed,
+                             extra_args=["--redirect-uri", settings.redirect_uri])
+    except RuntimeError as exc:  # the port is taken by another service, or the fake did not start
+        print(f"error: {exc}", file=sys.stderr)
+        args.said_unreachable = True
+        return 1
     print(f"Fake Xero: {url}", file=sys.stderr)
     if not [c for c in list_connections(settings) if c.get("status") == "connected"]:
         tenants = connect_via_consent_form(settings)
