@@ -29,6 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 CLIENT_ID, CLIENT_SECRET = "BROWSERTESTCLIENT000000000000000", "browser-test-secret-only-valid-on-the-fake"
+HEALTHY_WITHIN = 90  # seconds: a shared 2-core machine under load took 86 s to start streamlit
 WEBHOOK_KEY = "browserWebhookKey/0123456789abcdefghijklmnopqrstuvwxyzABCD=="
 
 if not Path(CHROMIUM).exists():
@@ -81,14 +82,24 @@ class Stack:
              "--browser.gatherUsageStats=false"],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except BaseException:  # no fixture teardown runs for a half-built stack: stop what it started
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+            self.server.close()
+            raise
         self.pw = sync_api.sync_playwright().start()
         self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         self.context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
         self.context.set_default_timeout(30_000)
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HEALTHY_WITHIN
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"streamlit exited with {self.proc.returncode}: {self.app_log()[-2000:]}")
@@ -98,7 +109,7 @@ class Stack:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)  # polling a child process's port: there is no event to wait on
-        raise RuntimeError("streamlit did not become healthy in 30 s")
+        raise RuntimeError(f"streamlit did not become healthy in {HEALTHY_WITHIN} s")
 
     def app_log(self) -> str:
         self.log.flush()
