@@ -260,3 +260,55 @@ def test_the_scheduler_sends_reminders_that_waited_for_sending_hours(make_settin
     clock.advance(timedelta(hours=3))  # 09:00: sending hours
     sched._chase_tick()
     assert mail.wait_for(2) and len(mail.caught) == 2
+
+
+def test_templates_preview_and_what_they_refuse(make_settings, mail):
+    settings = make_settings(**smtp_env(mail.port))
+    seed(settings)
+    with pytest.raises(chase.ChaseError, match=r"\{client_name\.__class__\}, which is not a field"):
+        chase.set_config(settings, PM, subject="Hi {client_name.__class__}")
+    with pytest.raises(chase.ChaseError, match="not an email address"):
+        chase.set_config(settings, PM, reply_to="office at harbour")
+    with pytest.raises(chase.ChaseError, match="end must come after"):
+        chase.set_config(settings, PM, send_from="18:00", send_until="08:00")
+    chase.set_config(settings, PM, subject="{job_id} for {client_name}\r\nBcc: x@evil.example",
+                     body="Hello {client_name}, we need {needed}. Reply to {reply_to}.", reply_to="docs@harbour.example")
+    chase.set_cadence(settings, PM, "waiting on client", "at once, 2, then every 5", "your bank statements")
+    pv = chase.preview(settings, PM)
+    assert pv["body"].startswith("Hello ") and pv["body"].endswith(", we need your bank statements. Reply to "
+                                                                   "docs@harbour.example.")
+    assert pv["body"][len("Hello "):-len(", we need your bank statements. Reply to docs@harbour.example.")] in \
+        {n for _c, n, _e, _j, _jn in CLIENTS}  # the newest open campaign's client
+    assert chase.mapping_rows(settings, PM)[0]["cadence_words"] == "at once, then 2 days, then every 5 days"
+    r = chase.run_chase(settings, clock=FakeClock(OPENED + timedelta(minutes=5)))
+    assert r.sent == 2 and mail.wait_for(2)
+    m = mail.caught[0].message
+    # A line break in a subject cannot add a header: the subject is one line, no Bcc was added.
+    assert m["Bcc"] is None and "\n" not in m["Subject"] and m["Reply-To"] == "docs@harbour.example"
+    assert "we need your bank statements" in m.get_content()
+
+
+def test_two_senders_at_once_send_each_reminder_once(make_settings, mail):
+    clients = [(f"cl_{i}", f"Client {i}", f"c{i}@example.com", f"J{i:06d}", f"Job {i}") for i in range(6)]
+    settings = make_settings(**smtp_env(mail.port))
+    seed(settings, clients)
+    clock = FakeClock(OPENED + timedelta(minutes=5))
+    results, errors = [], []
+
+    def sender():
+        try:
+            results.append(chase.run_chase(settings, clock=clock))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            import traceback
+
+            errors.append("".join(traceback.format_exception(exc)))
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(results) == 2
+    assert sum(r.sent for r in results) == 6 and mail.wait_for(6)
+    ids = [c.message_id for c in mail.caught]
+    assert len(ids) == len(set(ids)) == 6

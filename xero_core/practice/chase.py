@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import threading
+import time as _time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -648,6 +649,17 @@ def _sendable(con, now: datetime, tenant_id: str | None, only: list[str] | None,
 
 
 def _claim(settings: Settings, rid: str, now: datetime, me: str) -> dict | None:
+    import duckdb
+
+    try:
+        return _claim_once(settings, rid, now, me)
+    except duckdb.TransactionException as exc:
+        if "conflict" in str(exc).lower():
+            return None  # another sender claimed it at the same moment: it is theirs
+        raise
+
+
+def _claim_once(settings: Settings, rid: str, now: datetime, me: str) -> dict | None:
     with connect(settings.db_path) as con, transaction(con):
         got = con.execute(
             "UPDATE chase_outbox SET state = 'sending', attempts = attempts + 1, claimed_by = ?, claimed_at = ?, "
@@ -710,13 +722,25 @@ def run_chase(settings: Settings, *, tenant_id: str | None = None, clock: Clock 
 
 
 def _run_chase(settings: Settings, tenant_id: str | None, clock: Clock, only: list[str] | None) -> ChaseResult:
+    import duckdb
+
     res = ChaseResult()
     now = clock.now()
-    with connect(settings.db_path) as con, transaction(con):
-        rec = reconcile(con, now)
-        p = plan(con, settings, now, tenant_id)
-        todo, res.waiting = _sendable(con, now, tenant_id, only, settings)
-        windows = {t: _config(con, settings, t).window for t in {r["tenant_id"] for r in todo}}
+    for attempt in range(8):
+        try:
+            with connect(settings.db_path) as con, transaction(con):
+                rec = reconcile(con, now)
+                p = plan(con, settings, now, tenant_id)
+                todo, res.waiting = _sendable(con, now, tenant_id, only, settings)
+                windows = {t: _config(con, settings, t).window for t in {r["tenant_id"] for r in todo}}
+            break
+        except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
+            # Another sender planned the same campaigns at the same moment (DuckDB's optimistic
+            # concurrency, or the outbox's unique (campaign, slot)): its plan is committed, so
+            # planning again finds it done.
+            if isinstance(exc, duckdb.TransactionException) and "conflict" not in str(exc).lower() or attempt == 7:
+                raise
+            _time.sleep(0.05 * 2 ** attempt)  # the other sender's planning transaction is still open: let it end
     res.requeued, res.unconfirmed = rec["requeued"], rec["unconfirmed"]
     res.planned, res.stopped, res.skipped = p["planned"], p["stopped"], p["skipped_no_address"] + p["skipped_inactive"]
     if not todo:
