@@ -152,10 +152,13 @@ def _sign_out() -> None:
     st.session_state.pop(SIGNED_IN, None)
 
 
-def gate(settings: Settings) -> None:
-    """Stop the page here unless the visitor is signed in (when sign-in is configured)."""
+def gate(settings: Settings, hide_menu=None) -> None:
+    """Stop the page here unless the visitor is signed in (when sign-in is configured).
+    `hide_menu()` runs first when the sign-in form is shown: no page name before sign-in."""
     if oidc_configured():
         if not st.user.is_logged_in:
+            if hide_menu is not None:
+                hide_menu()
             st.title("Ledgerlink admin")
             st.write("Sign in to manage the Xero connections.")
             st.button("Sign in", type="primary", on_click=st.login)
@@ -172,6 +175,8 @@ def gate(settings: Settings) -> None:
             st.button("Sign out", on_click=_sign_out, key="_signout")
         return
 
+    if hide_menu is not None:
+        hide_menu()
     st.title("Ledgerlink admin")
     if "code" in st.query_params or "error" in st.query_params:
         st.info("Sign in to finish connecting to Xero: the consent you just gave is kept for a few minutes.")

@@ -49,7 +49,6 @@ def main() -> None:
 def _main() -> None:
     st.set_page_config(page_title="Ledgerlink admin", page_icon=":material/link:", layout="wide")
     s = widgets.settings()
-    auth.gate(s)
     pages = [st.Page(path, title=title, icon=icon, url_path=url) for path, title, icon, url in PAGES]
     # Streamlit serves the default page at "/" and ignores its url_path, so /connection would be
     # "Page not found". Every menu page keeps its own address; "/" is a hidden page that goes to
@@ -60,6 +59,10 @@ def _main() -> None:
     # Xero redirects here (XERO_REDIRECT_URI = <app>/callback); not in the menu.
     pages.append(st.Page("pages/callback.py", title="Finishing connection", icon=":material/login:",
                          url_path="callback", visibility="hidden"))
+    # Before sign-in the sidebar shows nothing: a navigation with every page hidden replaces the menu
+    # Streamlit would otherwise draw from the pages/ folder (page names), and keeps each address valid
+    # (/callback?code=… still finishes after sign-in).
+    auth.gate(s, hide_menu=lambda: st.navigation(pages, position="hidden"))
     widgets.mock_banner(s)
     page = st.navigation(pages)
     widgets.flash()

@@ -49,7 +49,8 @@ def _free_port() -> int:
 class Stack:
     """The fake Xero (in this process), the admin app (a `streamlit run` child) and a browser."""
 
-    def __init__(self, tmp: Path, *, tenants: int = 1, invoices: int = 80, before_serving=None):
+    def __init__(self, tmp: Path, *, tenants: int = 1, invoices: int = 80, before_serving=None,
+                 env: dict[str, str] | None = None):
         from xero_core.fake import FakeXero, serve
         from xero_core.settings import load_settings
 
@@ -73,6 +74,7 @@ class Stack:
             "XERO_TODAY": self.fake.today.isoformat(),  # the app and scheduler run on the fake's (fixed) date
             # chase reminders: mock mode's app starts its loopback mail catcher here (never a demo's 8025)
             "SMTP_PORT": str(_free_port()),
+            **(env or {}),
         }
         self.settings = load_settings(self.env)
         self.log = open(tmp / "streamlit.log", "wb")
