@@ -101,7 +101,14 @@ def main(argv: list[str] | None = None, *, jobs=None) -> int:
             return 0
         scheduler = Scheduler(settings, jobs=jobs)
         scheduler.install_signal_handlers()
-        return scheduler.run_once() if args.once else scheduler.run_forever()
+        if not args.once:
+            return scheduler.run_forever()
+        code = scheduler.run_once()
+        if scheduler.cycles and scheduler.cycles[-1].jobs:
+            from xero_core.commands.sync import print_jobs
+
+            print_jobs(scheduler.cycles[-1].jobs)  # each organisation's steps, as `sync` prints them
+        return code
     except (SettingsError, LedgerlinkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -161,7 +161,13 @@ def job_card(s, job: Any, names: dict[str, str], *, key: str) -> None:
         if steps:
             st.markdown("  \n".join(
                 f"{STEP_ICONS.get(str(x.get('status')), ':material/radio_button_unchecked:')} "
-                f"**{md(x.get('step'))}**: {md(x.get('message') or x.get('status'), 1000)}" for x in steps))
+                f"**{md(x.get('step'))}**: {md(_after_step(x), 1000)}" for x in steps))
+
+
+def _after_step(x: dict) -> str:
+    """A step line's words after its name (the line reads `pnl: success, 12 rows`; the name is bold)."""
+    msg = str(x.get("message") or x.get("status") or "")
+    return msg.removeprefix(f"{x.get('step')}: ")
 
 
 def result_rows(jobs: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:

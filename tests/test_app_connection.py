@@ -223,12 +223,12 @@ def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     from xero_core.practice.documents import add_document
     from xero_core.practice.webhooks import webhook_status
     from xero_core.ratelimit import budget_status
-    from xero_core.sync.runner import sync_all
+    from xero_core.engine import Engine
 
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
-    sync_all(app_settings, org, only="accounts")  # one API call, counted in the budget
+    Engine(app_settings).sync(org, only="accounts")  # one API call, counted in the budget
     cid = add_client(app_settings, "Workshop Client", "ws@example.com")
     add_document(app_settings, cid, b"%PDF-1.4 letter", file_name="letter.pdf")
     from app_support.webhook_route import _handle

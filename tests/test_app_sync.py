@@ -147,14 +147,14 @@ def test_scheduler_not_running_is_explained(app_settings):
 
 
 def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
-    from xero_core.sync.runner import sync_all
+    from xero_core.engine import Engine
 
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
     at = choose_tenant(open_page("data"), org)
     assert "run a sync" in texts(at)  # nothing synced yet
-    sync_all(app_settings, org, weeks=4, only="pnl,bank,invoices")
+    Engine(app_settings).sync(org, weeks=4, only="pnl,bank,invoices")
     import streamlit as st
 
     st.cache_data.clear()  # what the Sync page does after a sync (otherwise: fresh within 5 s)

@@ -17,7 +17,7 @@ from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
 from xero_core.practice.matching import is_government, is_placeholder, reconcile_contacts, skip_reason
-from xero_core.practice.run import reconcile_stored_contacts as run_reconcile
+from xero_core.practice.clients import reconcile_stored_contacts as run_reconcile
 from xero_core.engine import Engine
 
 TODAY = date(2026, 11, 30)

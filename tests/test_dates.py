@@ -27,7 +27,7 @@ from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.scheduling import catch_up_due, daily_slot, last_daily_slot, next_daily_run
 from xero_core.settings import WEEKDAYS, load_settings
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 from xero_core.sync.weeks import recent_weeks, week_ending_for, week_start
 
 from test_sync_e2e import small_org
@@ -181,7 +181,7 @@ def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
-    res = sync_all(s, org_id, weeks=6, transport=fake.transport(), clock=clock)  # "today" from the clock
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, weeks=6)  # "today" from the clock
     assert res.ok, res.to_dict()
     org = fake.org(org_id)
     weeks = recent_weeks(test_today, 6, s.week_ends_on)
@@ -245,7 +245,7 @@ def test_the_morning_after_a_week_ends_in_sydney_the_week_is_complete_on_a_utc_c
         tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                          transport=fake.transport(), clock=clock)
         org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
-        assert sync_all(s, org_id, only="pnl", weeks=2, transport=fake.transport(), clock=clock).ok
+        assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="pnl", weeks=2).ok
         assert sorted(r[0] for r in _rows(s, "SELECT week_ending FROM financial_weekly")) == \
             [saturday, saturday + timedelta(days=7)]  # the sync's today: Sunday, in Sydney
         with time_machine.travel(morning.astimezone(UTC), tick=False):  # UTC: a ZoneInfo would set TZ

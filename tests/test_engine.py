@@ -3,6 +3,7 @@ queues it as a durable job, and every trigger goes through them."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,26 @@ def test_sync_runs_the_whole_plan_and_submit_queues_a_job(tmp_path):
     assert eng.submit(org, only="accounts") == job_id  # joined: one job per tenant
     (job,) = eng.run_jobs([SyncRequest(org, only=frozenset({"accounts"}))], label="test")
     assert job.job_id == job_id and job.state == "done", job.to_dict()
+
+
+def test_progress_says_what_it_waits_for_and_each_step_once(tmp_path):
+    """issue 24 §3: while the rate limiter holds the sync, progress says so and when it resumes; a
+    step's line names the step once and what it read."""
+    from xero_core.ratelimit import SharedRateLimiter
+
+    s, clock, fake, org = connect(tmp_path, invoices=60)
+    eng = Engine(s, transport=fake.transport(), clock=clock)
+    assert eng.sync(org, only="accounts,pnl", weeks=3).ok
+    limiter = SharedRateLimiter(s, clock=clock)
+    clock.advance(61)  # a fresh minute, then all of it spent at once
+    for _ in range(limiter.per_minute):  # this minute's calls are spent
+        with limiter.acquire(org):
+            pass
+    events: list[dict] = []
+    res = eng.sync(org, only="pnl", weeks=3, progress=events.append)
+    assert res.ok, res.to_dict()
+    waits = [e for e in events if e["status"] == "waiting"]
+    assert waits and waits[0]["step"] == "accounts", events
+    assert re.fullmatch(r"waiting for Xero's minute limit, resumes in \d+ s", waits[0]["message"])
+    ended = {e["step"]: e["message"] for e in events if e["status"] == "success"}
+    assert ended["pnl"] == "pnl: success, 3 rows (unchanged)", ended  # read again, nothing new to write

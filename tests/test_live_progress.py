@@ -140,12 +140,22 @@ def test_many_workers_at_once_never_garble_a_line_or_reorder_a_tenants_steps():
 
 def test_the_tracker_hands_the_display_its_count_total_and_eta():
     seen: list[dict] = []
-    t = Tracker(lambda _p: None, echo=seen.append, hints={"journals_cursor": 0, "invoice_count": 1000},
-                now=lambda: 50.0)
+    clock = [50.0]
+    t = Tracker(lambda _p: None, echo=seen.append, now=lambda: clock[0])
     t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals: starting"})
-    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #300", "count": 300})
+    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #300", "count": 300,
+       "total": 2000, "estimated_total": True, "per_call": 100})
     assert (seen[-1]["count"], seen[-1]["total"], seen[-1]["estimated_total"]) == (300, 2000, True)
     assert running_text(seen[-1]).startswith("journals: 300 / ~2,000")
+    assert seen[-1]["eta_seconds"] == 17  # 17 calls of 100 left, at Xero's one a second
+    clock[0] += 10  # 5 calls in 10 s: the pace measured is the slower
+    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #800", "count": 800,
+       "total": 2000, "estimated_total": True, "per_call": 100})
+    assert seen[-1]["eta_seconds"] == 24
+    t({"tenant_id": "a", "step": "journals", "status": "waiting", "reason": "rate_limit",
+       "message": "waiting for Xero's minute limit, resumes in 38 s"})
+    assert t.state["status"] == "waiting" and t.state["message"].endswith("resumes in 38 s")
+    assert t.state["count"] == 800  # where it stood
 
 
 def test_durations_read_as_a_person_says_them():
@@ -180,7 +190,7 @@ def test_the_demo_command_prints_one_ordered_progress_display_then_the_summary(t
         # every step of the plan starts, then ends, in plan order, before the next one starts
         assert [(i, s) for i, _, _, s in placed if s in ("starting", "success")] == \
             [(i, s) for i in range(1, n + 1) for s in ("starting", "success")], mine
-        assert re.fullmatch(r"done in \d+ s", mine[-1]), mine
+        assert re.fullmatch(r"done in (\d+ min )?\d+ s|done in \d+ min", mine[-1]), mine
     org = next(t for t in tenants if t.startswith("Coastal"))
     assert any(re.search(r"clients: success, [\d,]+ rows \(imported \d+, matched \d+", x) for x in progress)
     assert any(x.startswith(f"[{org}] 4/10 invoices: success, ") for x in progress)

@@ -1,4 +1,4 @@
-"""The notebooks, end to end: the fake Xero in process → OAuth connect → sync_all (54 weeks) → the
+"""The notebooks, end to end: the fake Xero in process → OAuth connect → Engine.sync (54 weeks) → the
 analysis functions reconcile with the fake's own ledger to the cent → each notebook runs in a fresh
 `python3` kernel, run as `jupyter nbconvert --execute --to html` in a subprocess (cwd notebooks/,
 XERO_DATA_DIR pointing at the synced data), and the exported page shows those figures and every chart
@@ -33,7 +33,7 @@ from xero_core import oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.settings import load_settings
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 from xero_core.sync.weeks import week_ending_for, week_start
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -54,8 +54,7 @@ def synced(tmp_path_factory):
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
-    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices", transport=fake.transport(), clock=clock,
-                   trigger="cli", today=today)
+    res = Engine(s, transport=fake.transport(), clock=clock, today=today).sync(org_id, weeks=WEEKS, only="pnl,bank,invoices", trigger="cli")
     assert res.ok, res.to_dict()
     return s, fake.org(org_id), org_id, today
 

@@ -540,7 +540,7 @@ def test_tenant_held_by_sync_now_is_skipped_with_a_sync_log_row(tmp_path):
     from xero_core.fake.clock import FakeClock
     from xero_core.settings import load_settings
     from xero_core.sync.locks import tenant_lock
-    from xero_core.sync.runner import sync_all
+    from xero_core.engine import Engine
 
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
@@ -550,7 +550,7 @@ def test_tenant_held_by_sync_now_is_skipped_with_a_sync_log_row(tmp_path):
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
 
     def sync_tenant(settings, tenant_id, *, trigger, only=None):
-        return sync_all(settings, tenant_id, only=only, trigger=trigger, transport=fake.transport(), clock=clock)
+        return Engine(settings, transport=fake.transport(), clock=clock).sync(tenant_id, only=only, trigger=trigger)
 
     jobs = Jobs(sync_tenant=sync_tenant, sync_practices=None)  # the real list of organisations
     served = len(fake.requests)
@@ -622,7 +622,7 @@ def test_with_xero_unreachable_a_run_says_so_in_one_line_and_tries_each_tenant_o
     assert errors and set(errors) == {"not tried: Xero unreachable"}
 
 
-def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tmp_path):
+def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tmp_path, capsys, caplog):
     import httpx
 
     from xero_core.connections import set_status
@@ -646,8 +646,19 @@ def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tm
     jobs = Jobs(workers=2, pool_options={"transport": Spy(), "clock": clock})
     assert jobs.pipeline
     sch = Scheduler(s, jobs=jobs, clock=clock, heartbeat_seconds=30)
-    assert sch.run_once() == 0
+    with caplog.at_level("INFO"):
+        assert sch.run_once() == 0
     state, active = seen
+    # issue 24 §3: the summary counts organisations, steps and failures; each job's steps print as `sync`'s
+    done = sch.cycles[-1].as_dict()
+    assert (done["organisations"], done["steps_failed"]) == (2, 0) and done["steps_run"] >= 12, done
+    assert f"2 organisation(s), {done['steps_run']} step(s), 0 step(s) failed" in caplog.text
+    from xero_core.commands.sync import print_jobs
+
+    print_jobs(sch.cycles[-1].jobs)
+    printed = capsys.readouterr().err
+    assert "(ORGANISATION): success" in printed and "(PRACTICEMANAGER): success" in printed
+    assert printed.count("\n  ") >= done["steps_run"] and "  journals " in printed and "  xpm " in printed
     assert state["status"] == "running" and state["mode"] == "once" and state["pid"] == os.getpid(), state
     assert active["running_jobs"] == 2, "both tenants queued at once"
     assert read_state(s, now=clock.now())["status"] == "stopped"

@@ -23,7 +23,7 @@ from xero_core.practice import clients as C
 from xero_core.practice import documents as D
 from xero_core.engine import Engine
 from xero_core.practice import webhooks as W
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 
 CLIENT_ID = "SECURITYTESTCLIENT00000000000000"
 REDIRECT = "http://localhost:8501/callback"
@@ -88,9 +88,9 @@ def test_full_run_leaves_no_secret_in_logs_files_or_duckdb(make_settings, caplog
     t = cap.transport()
 
     # sync everything, then again after the access token aged out and after Xero expired it early
-    assert sync_all(s, org, transport=t, clock=clock).ok
+    assert Engine(s, transport=t, clock=clock).sync(org).ok
     clock.advance(1700)
-    sync_all(s, org, only="contacts,invoices", transport=t, clock=clock)
+    Engine(s, transport=t, clock=clock).sync(org, only="contacts,invoices")
     fake.expire_tokens()
     res = Engine(s, transport=t, clock=clock).sync_practices()
     assert all(r.status in ("success", "partial", "skipped") for r in res), res

@@ -1,4 +1,4 @@
-"""End to end against the fake Xero, in process: OAuth consent → tokens → sync_all through the real
+"""End to end against the fake Xero, in process: OAuth consent → tokens → Engine.sync through the real
 XeroClient and the shared rate limiter, one FakeClock shared by the fake and the product (so the
 rate-limited calls cost no real time). The 2-year backfill of the demo organisation reconciles to
 the cent with the fake's own ledger."""
@@ -17,7 +17,7 @@ from xero_core import db, oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.settings import load_settings
-from xero_core.sync.runner import sync_all, sync_all_tenants
+from xero_core.engine import Engine
 from xero_core.sync.weeks import recent_weeks, week_ending_for, week_start
 
 TODAY = date(2026, 11, 26)
@@ -54,8 +54,7 @@ def backfill(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     s, clock, fake, org_id = connect(tmp)
     t0 = clock.time()
-    res = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes", transport=fake.transport(),
-                   clock=clock, trigger="cli")
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes", trigger="cli")
     return s, clock, fake, org_id, res, clock.time() - t0
 
 
@@ -151,8 +150,7 @@ def test_revenue_ties_out_with_the_pnl_at_pinned_dates(tmp_path, today):
     """The same tie-out on a quarter of trading ending at pinned days: after 30 June, 31 December,
     Sydney's DST change (4 Oct 2026) and 29 February 2028 (the fake and the product share the day)."""
     s, clock, fake, org_id = connect(tmp_path, today, seed=17, invoices=1500, org_factory=small_org)
-    res = sync_all(s, org_id, weeks=12, only="accounts,invoices,credit_notes,pnl", transport=fake.transport(),
-                   clock=clock, today=today)
+    res = Engine(s, transport=fake.transport(), clock=clock, today=today).sync(org_id, weeks=12, only="accounts,invoices,credit_notes,pnl")
     assert res.ok, res.to_dict()
     org = fake.org(org_id)
     weeks = recent_weeks(today, 12, s.week_ends_on)
@@ -191,8 +189,7 @@ def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
     snap = lambda: {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in tables}  # noqa: E731
     before = snap()
     n0 = fake.api_calls(org_id)
-    res2 = sync_all(s, org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes", transport=fake.transport(),
-                    clock=clock)
+    res2 = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, weeks=WEEKS, only="pnl,bank,invoices,credit_notes")
     assert res2.ok and snap() == before
     for step in ("invoices", "credit_notes"):
         assert next(st.api_calls for st in res2.steps if st.step == step) == 1  # If-Modified-Since: one short page
@@ -201,10 +198,11 @@ def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
 
 def test_daily_default_and_voids_on_a_small_org(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)  # the daily default: 2 weeks, all steps
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)  # the daily default: 2 weeks, all steps
     st = {x.step: x for x in res.steps}
     assert res.ok, res.to_dict()
-    assert set(st) == {"organisation", "accounts", "contacts", "invoices", "credit_notes", "pnl", "bank", "journals"}
+    assert set(st) == {"organisation", "accounts", "contacts", "invoices", "clients", "credit_notes", "pnl", "bank",
+                       "journals", "documents", "webhooks"}
     assert st["pnl"].api_calls == 2 and st["bank"].api_calls == 2
     assert all(x.bytes_downloaded > 0 for x in res.steps)
     # journals and the weekly tie-out: a difference is explained by its cause or flagged, never hidden
@@ -223,7 +221,7 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     before = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0]
     clock.advance(3600)
     org.void_invoice(inv.id, clock.now())
-    res2 = sync_all(s, org_id, only="invoices", transport=fake.transport(), clock=clock)
+    res2 = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="invoices")
     # only what changed since the cursor (less a second, so a same-second edit is never missed)
     assert res2.ok and 1 <= next(x for x in res2.steps if x.step == "invoices").rows <= 3
     after = rows(s, "SELECT sum(total) FROM revenue_weekly WHERE week_ending = ?", we)[0][0] or Decimal("0.00")
@@ -236,12 +234,12 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     cn = org.add_credit_note(inv.contact.id, inv.date, [
         {"description": "Refund", "quantity": 1, "unit_amount": "100.00", "account_code": "205",
          "region": line.region.name, "job_type": line.job.name}], clock.now())
-    res3 = sync_all(s, org_id, only="credit_notes", transport=fake.transport(), clock=clock)
+    res3 = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="credit_notes")
     assert res3.ok and 1 <= next(x for x in res3.steps if x.step == "credit_notes").rows <= 3
     assert after - week_total() == Decimal("110.00")
     clock.advance(3600)
     org.void_credit_note(cn.id, clock.now())
-    res4 = sync_all(s, org_id, only="credit_notes", transport=fake.transport(), clock=clock)
+    res4 = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="credit_notes")
     assert res4.ok and (week_total() or Decimal("0.00")) == after
     assert rows(s, "SELECT status FROM credit_notes WHERE credit_note_id = ?", cn.id) == [("VOIDED",)]
 

@@ -10,7 +10,7 @@ import pytest
 from xero_core import db
 from xero_core.client import XeroClient
 from xero_core.ratelimit import SharedRateLimiter, budget_status
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 
 from test_sync_e2e import connect, small_org
 
@@ -43,7 +43,7 @@ def table_rows(s):
 
 def test_injected_429_5xx_timeouts_and_garbled_bodies_recover(tmp_path):
     s0, clock0, fake0, org0 = connect(tmp_path / "clean", invoices=80, org_factory=small_org)
-    assert sync_all(s0, org0, only="contacts,invoices,pnl,bank", transport=fake0.transport(), clock=clock0).ok
+    assert Engine(s0, transport=fake0.transport(), clock=clock0).sync(org0, only="contacts,invoices,pnl,bank").ok
     s, clock, fake, org_id = connect(tmp_path / "faulty", invoices=80, org_factory=small_org)
     fake.faults.add("429", path="Invoices", count=2)
     fake.faults.add("500", path="ProfitAndLoss", count=1)
@@ -51,7 +51,7 @@ def test_injected_429_5xx_timeouts_and_garbled_bodies_recover(tmp_path):
     fake.faults.add("timeout", path="Contacts", count=1)
     fake.faults.add("malformed", path="ProfitAndLoss", count=1, after=1)
     fake.faults.add("truncated", path="Accounts", count=1)
-    res = sync_all(s, org_id, only="contacts,invoices,pnl,bank", transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="contacts,invoices,pnl,bank")
     assert res.ok, res.to_dict()
     assert all(f.applied for f in fake.faults.list()), [f.public() for f in fake.faults.list()]
     assert table_rows(s) == table_rows(s0)
@@ -60,7 +60,7 @@ def test_injected_429_5xx_timeouts_and_garbled_bodies_recover(tmp_path):
 def test_day_limit_429_stops_cleanly_and_holds_for_every_process(small):
     s, clock, fake, org_id = small
     fake.faults.add("429", path="ProfitAndLoss", count=1, problem="day")
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     st = {x.step: x for x in res.steps}
     assert st["invoices"].status == "success"
     assert st["pnl"].status == "failed" and st["pnl"].error.startswith("daily budget reached, resumes at")
@@ -72,11 +72,11 @@ def test_day_limit_429_stops_cleanly_and_holds_for_every_process(small):
     assert log["pnl"] == "failed" and log["bank"] == "skipped"
     # Another run (the scheduler, the app) does not call Xero until the day resumes.
     n = fake.api_calls(org_id)
-    again = sync_all(s, org_id, transport=fake.transport(), clock=clock, trigger="scheduler")
+    again = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, trigger="scheduler")
     assert fake.api_calls(org_id) == n
     assert all(x.error and x.error.startswith("daily budget reached") for x in again.steps)
     status = budget_status(s, org_id, clock)
     assert status["remaining"] == 0 and status["resumes_at"]
     clock.advance(datetime.fromisoformat(status["resumes_at"]).timestamp() - clock.time() + 1)
-    later = sync_all(s, org_id, only="pnl", transport=fake.transport(), clock=clock)
+    later = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="pnl")
     assert later.ok, [(x.step, x.status, x.error) for x in later.steps]

@@ -8,7 +8,7 @@ from decimal import Decimal
 from test_sync_e2e import connect, rows
 
 from xero_core import db
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 from xero_core.sync.weeks import week_ending_for
 
 DATA = ("accounts", "contacts", "invoices", "invoice_lines", "credit_notes", "credit_note_lines", "financial_weekly",
@@ -24,14 +24,14 @@ def written(s) -> dict:
 
 def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
-    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id).ok
     before = written(s)
     clock.advance(86400)  # the next day, nothing new in Xero
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     assert res.ok, res.to_dict()
     assert {x.step: x.rows for x in res.steps} == {k: 0 for k in
-                                                   ("organisation", "accounts", "contacts", "invoices", "credit_notes",
-                                                    "pnl", "bank", "journals")}
+                                                   ("organisation", "accounts", "contacts", "invoices", "clients",
+                                                    "credit_notes", "pnl", "bank", "journals", "documents", "webhooks")}
     assert sum(x.api_calls for x in res.steps) >= 8  # everything was asked for, as before
     after = written(s)
     assert {t: after[t] for t in DATA} == {t: before[t] for t in DATA}  # same rows, not even re-stamped
@@ -44,7 +44,7 @@ def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path)
     was = total()
     clock.advance(3600)
     org.void_invoice(inv.id, clock.now())
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     assert res.ok and next(x for x in res.steps if x.step == "invoices").rows == 1
     assert was - (total() or Decimal("0.00")) == Decimal(inv.total) / 100
     now = written(s)
@@ -56,7 +56,7 @@ def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp
     move) come back as 'the same version': their weeks are rebuilt all the same. Report weeks
     written after the tie-out's last rebuild make it stale, and the next run rebuilds it."""
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
-    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id).ok
     want_rev = rows(s, "SELECT * EXCLUDE (synced_at) FROM revenue_weekly ORDER BY ALL")
     want_tie = rows(s, "SELECT * EXCLUDE (synced_at) FROM pnl_tieout_weekly ORDER BY ALL")
     # as a stopped run leaves them: the invoices stored, revenue_weekly and the tie-out not rebuilt
@@ -67,7 +67,7 @@ def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp
         con.execute("UPDATE sync_cursors SET cursor_value = '2000-01-01T00:00:00+00:00' "
                     "WHERE resource IN ('invoices', 'credit_notes')")
     clock.advance(86400)
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     assert res.ok, res.to_dict()
     assert next(x for x in res.steps if x.step == "invoices").rows == 0  # nothing rewritten...
     assert rows(s, "SELECT * EXCLUDE (synced_at) FROM revenue_weekly ORDER BY ALL") == want_rev  # ...all rebuilt
@@ -76,13 +76,13 @@ def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp
 
 def test_a_report_week_emptied_by_hand_is_refilled(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
-    assert sync_all(s, org_id, only="accounts,pnl,bank", transport=fake.transport(), clock=clock).ok
+    assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="accounts,pnl,bank").ok
     want = {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL")
             for t in ("financial_weekly", "pnl_lines", "cash_position_weekly")}
     with db.connect(s.db_path) as con:
         for t in want:
             con.execute(f"DELETE FROM {t}")
-    res = sync_all(s, org_id, only="accounts,pnl,bank", transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="accounts,pnl,bank")
     assert res.ok and next(x for x in res.steps if x.step == "pnl").rows == 2
     assert {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in want} == want
 
@@ -120,7 +120,7 @@ def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp
     from xero_core.sync import incremental
 
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
-    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id).ok
     opened: list[str] = []
     real_write = incremental.write
 
@@ -130,7 +130,7 @@ def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp
 
     monkeypatch.setattr(incremental, "write", counting)
     clock.advance(86400)
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     assert res.ok, res.to_dict()
     assert opened == [], f"a quiet day wrote for {opened}"
     assert {x.step for x in res.steps} >= {"accounts", "contacts", "invoices", "credit_notes"}
@@ -146,7 +146,7 @@ def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp
     acct.name = acct.name + " (renamed)"
     acct.updated = clock.now()
     opened.clear()
-    res = sync_all(s, org_id, transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)
     steps_rows = {x.step: x.rows for x in res.steps}
     assert res.ok and steps_rows["contacts"] == 1 and steps_rows["accounts"] == 1, steps_rows
     # (the P&L names accounts, so the renamed one moves its report weeks and the tie-out too)
@@ -155,5 +155,5 @@ def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp
     assert rows(s, "SELECT name FROM accounts WHERE account_id = ?", acct.id) == [(acct.name,)]
     opened.clear()
     clock.advance(86400)
-    assert sync_all(s, org_id, transport=fake.transport(), clock=clock).ok
+    assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id).ok
     assert opened == [], "quiet again the day after"

@@ -1,6 +1,7 @@
-"""sync_all's orchestration and DuckDB writes, against a stub client serving hand-made Xero payloads:
-sync_log rows, step isolation, tier skips, daily budget stop, tenant lock, cursors, voids leaving
-revenue_weekly, repeatability."""
+"""The executor's orchestration and DuckDB writes, on the production path (the pipeline's plan and
+executor, as `Engine.sync` runs it) with a stub client serving hand-made Xero payloads in place of
+the HTTP one: sync_log rows, step isolation, tier skips, daily budget stop, tenant lock, cursors,
+voids leaving revenue_weekly, repeatability."""
 from __future__ import annotations
 
 import json
@@ -15,13 +16,19 @@ from xero_core import db
 from xero_core.connections import upsert_tenants
 from xero_core.errors import DailyLimitReached, FatalError, TierRefused
 from xero_core.sync.locks import SyncBusy, tenant_lock
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
+from xero_core.pipeline.run import run_sync
 
 from test_sync_transforms import ACCOUNTS, cn_line, credit_note, invoice, li, pnl, row, section
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 TODAY = date(2026, 11, 26)  # Thursday: weeks end Sat 21 Nov and Sat 28 Nov
 MS = lambda d: int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)  # noqa: E731
+
+
+def sync_all(settings, tenant, *, client, today=TODAY, progress=None, **fields):
+    """`Engine.sync`'s path (plan, executor) with `client` in place of the HTTP client."""
+    return run_sync(settings, Engine.request(tenant, **fields), client=client, today=today, progress=progress)
 
 
 def xero_accounts():
@@ -129,7 +136,8 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     res = sync_all(s, TENANT, client=client, today=TODAY, trigger="cli", progress=events.append)
     statuses = {st.step: st.status for st in res.steps}
     assert statuses == {"organisation": "success", "accounts": "success", "contacts": "success", "invoices": "success",
-                        "credit_notes": "success", "pnl": "success", "bank": "success", "journals": "skipped"}
+                        "clients": "success", "credit_notes": "success", "pnl": "success", "bank": "success",
+                        "journals": "skipped", "documents": "success", "webhooks": "success"}
     assert res.ok, "a tier skip is not a failure"
     assert "tier" in [st for st in res.steps if st.step == "journals"][0].error
     fw = q(s, "SELECT week_ending, income, operating_expenses, gross_profit, net_profit FROM financial_weekly ORDER BY 1")

@@ -30,6 +30,8 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -57,7 +59,25 @@ APP_RECOUNT = 0.5  # seconds between reads of the app-wide count while it is und
 LOCK_TIMEOUT = 30.0
 LOCK_PATIENCE = 600.0
 
+WAIT_NOTICE = 2.0  # a hold at least this long is told to whoever listens (a job's progress says why it stands still)
+WAIT_REASONS = {"minute": "Xero's minute limit", "app": "Xero's app-wide minute limit",
+                "retry": "Xero's Retry-After"}
+
 log = logging.getLogger(__name__)
+# Who hears of a long hold in this thread: `callback(seconds, reason)` (reason a WAIT_REASONS key).
+# A context variable, not an argument: the limiter sits under the client, far from the sync that cares.
+_on_wait: ContextVar[Callable[[float, str], None] | None] = ContextVar("ledgerlink_limiter_wait", default=None)
+
+
+@contextlib.contextmanager
+def waits_reported_to(callback: Callable[[float, str], None]) -> Iterator[None]:
+    """While this block runs, every hold of WAIT_NOTICE seconds or more in this thread calls
+    `callback(seconds, reason)` before the limiter sleeps."""
+    token = _on_wait.set(callback)
+    try:
+        yield
+    finally:
+        _on_wait.reset(token)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -164,6 +184,7 @@ class SharedRateLimiter:
         self.daily_budget = int(daily_budget if daily_budget is not None else settings.daily_budget)
         self.path = Path(path) if path else db_path(settings)
         self._local = threading.local()
+        self._why = threading.local()  # why this thread's last try must wait (WAIT_REASONS)
         # The app-wide count (every tenant's calls in the last minute) is the costliest read here
         # and changes the least: re-read at most every APP_RECOUNT seconds, adding the calls this
         # process granted since. Other processes' calls in that gap are few against the 500-call
@@ -228,6 +249,12 @@ class SharedRateLimiter:
             wait, lease_id = self._try_acquire(tenant_id)
             if lease_id is not None:
                 return _Lease(self, lease_id)
+            listener = _on_wait.get()
+            if listener is not None and wait >= WAIT_NOTICE:
+                try:
+                    listener(wait, getattr(self._why, "reason", "minute"))
+                except Exception:  # progress is best effort
+                    log.debug("a limiter wait listener failed", exc_info=True)
             self.clock.sleep(max(wait, 0.001))
 
     def _try_acquire(self, tenant_id: str) -> tuple[float, str | None]:
@@ -245,6 +272,7 @@ class SharedRateLimiter:
                         tenant_id=tenant_id,
                     )
             if blocks:
+                self._why.reason = "retry"
                 return max(until for _, until, _ in blocks) - now, None
 
             day_used = self._used(con, tenant_id, now, "day")
@@ -262,10 +290,12 @@ class SharedRateLimiter:
             minute_used = self._used(con, tenant_id, now, "minute")
             if minute_used >= self.per_minute:
                 t = self._frees_at(con, tenant_id, now, "minute", minute_used - self.per_minute + 1)
+                self._why.reason = "minute"
                 return t + MINUTE - now + 0.001, None
             app_used = self._app_count(con, now)
             if app_used >= self.app_per_minute:
                 t = con.execute("SELECT min(t) FROM calls WHERE t > ? AND win != 'day'", (now - MINUTE,)).fetchone()[0]
+                self._why.reason = "app"
                 return t + MINUTE - now + 0.001, None
             lease_id = uuid.uuid4().hex
             con.execute("INSERT INTO calls (scope, t, weight, win) VALUES (?, ?, 1, 'all')", (tenant_id, now))

@@ -441,6 +441,16 @@ class CycleReport:
     interrupted: bool = False
     skipped_reason: str | None = None
     said: list[str] = field(default_factory=list)  # Xero unreachable: its sentence, once per run
+    jobs: list[Any] = field(default_factory=list)  # the finished job of each organisation (pipeline cycles)
+
+    @property
+    def job_steps(self) -> list[dict]:
+        """Every step every job of the cycle ran (its SyncResult's steps)."""
+        return [st for j in self.jobs for st in ((j.result or {}).get("steps") or [])]
+
+    @property
+    def failed_steps(self) -> int:
+        return sum(st.get("status") in ("failed", "partial") for st in self.job_steps)
 
     @property
     def ok(self) -> bool:
@@ -455,6 +465,9 @@ class CycleReport:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "failed": sum(s.status == "failed" for s in self.steps),
+            "organisations": len(self.steps),
+            "steps_run": len(self.job_steps),
+            "steps_failed": self.failed_steps,
             "unreachable": self.said[0] if self.said else None,
             "steps": [s.__dict__ for s in self.steps],
         }
@@ -677,13 +690,15 @@ class Scheduler:
             changes["last_extra_run"] = _iso(report.started_at)
         self._heartbeat(force=True, **changes)
         failed = [s for s in report.steps if s.status == "failed"]
+        counts = (f"{len(report.steps)} organisation(s), {len(report.job_steps)} step(s), "
+                  f"{report.failed_steps} step(s) failed, {len(failed)} organisation(s) failed"
+                  if report.jobs else f"{len(report.steps)} step(s), {len(failed)} failed")
         log.log(
             logging.WARNING if failed or report.interrupted else logging.INFO,
-            "%s sync %s: %d step(s), %d failed, %d busy%s",
+            "%s sync %s: %s, %d busy%s",
             kind,
             "interrupted" if report.interrupted else "finished",
-            len(report.steps),
-            len(failed),
+            counts,
             sum(s.status == "busy" for s in report.steps),
             "".join(f"\n  failed: {s.step}: {s.detail}" for s in failed if s.detail != UNREACHABLE)
             + (f"\n  not synced, {UNREACHABLE}: {_names([s.step for s in failed if s.detail == UNREACHABLE])}"
@@ -738,6 +753,8 @@ class Scheduler:
         unreachable: list[str] = []  # tenants that found nothing at Xero's address: one line for all of them
         for name, job, started in submitted:
             j = J.get(self.settings, job.job_id) or job
+            j.joined = job.joined
+            report.jobs.append(j)
             sentence = (j.result or {}).get("unreachable") if j.state == "failed" else None
             if sentence:
                 if sentence not in report.said:

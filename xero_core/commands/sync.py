@@ -409,3 +409,9 @@ def run_demo(args: argparse.Namespace) -> int:
     # Said already (mock mode's "start the fake"): cli.main need not probe and say it again.
     args.said_unreachable = any(d.get("unreachable") for d in docs)
     return _emit_docs(docs, args.json, progress.said)
+
+
+def print_jobs(jobs) -> None:
+    """Finished jobs as `sync` prints them on stderr: each tenant, then each of its steps
+    (`scheduler.py --once` too)."""
+    _print_summary([_job_doc(j) for j in jobs])

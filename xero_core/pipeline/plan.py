@@ -106,24 +106,8 @@ def step_documents(ctx: StepContext) -> StepOutcome:
     if not ctx.state.get("documents_due", 1):
         return StepOutcome(note="no document waiting")
     ctx.report(f"pushing {ctx.state['documents_due']} document(s)")
-    push_due = getattr(documents, "push_due_documents", None)
-    if push_due is not None:
-        summary = push_due(ctx.settings, ctx.tenant_id, transport=ctx.transport,
-                           clock=ctx.clock)
-    else:  # until practice.documents.push_due_documents lands: this tenant's documents, one by one
-        summary = None
-        for doc_id in ctx.state.get("documents_due_ids", []):
-            one = documents.push_documents(ctx.settings, document_id=doc_id, clock=ctx.clock,
-                                           client_factory=lambda _t: ctx.client)
-            if summary is None:
-                summary = one
-            else:
-                summary.pushed += one.pushed
-                summary.failed += one.failed
-                summary.skipped += one.skipped
-                summary.messages += one.messages
-            ctx.check_cancel()
-    d = summary.as_dict() if summary is not None and hasattr(summary, "as_dict") else {}
+    summary = documents.push_due_documents(ctx.settings, ctx.tenant_id, transport=ctx.transport, clock=ctx.clock)
+    d = summary.as_dict()
     d.pop("messages", None) if len(d.get("messages") or []) > 20 else None
     failed = int(d.get("failed") or 0)
     return StepOutcome(rows=int(d.get("pushed") or 0), status="partial" if failed else "success",
@@ -188,7 +172,7 @@ def probe(con, tenant_id: str) -> dict:
             "SELECT d.document_id FROM client_documents d JOIN clients c USING (client_id) "
             "WHERE c.tenant_id = ? AND d.status IN ('pending', 'skipped', 'failed') "
             "ORDER BY d.created_at, d.document_id", [tenant_id]).fetchall()]
-        out["documents_due"], out["documents_due_ids"] = len(ids), ids
+        out["documents_due"] = len(ids)
     except Exception:
         out["documents_due"] = 1  # unknown: let the step look
     try:

@@ -1,17 +1,13 @@
-"""A job's progress: the step under way, count / total, an ETA where Xero's pace sets it.
+"""A job's progress: the step under way, done / total, the time left where Xero's pace sets it.
 
-Xero allows 60 calls a minute per organisation, so a step that makes one call per page or per
-week cannot go faster than one unit a second: the ETA is the units left divided by the slower of
-that pace and the pace measured so far in this step.
+Steps say how far they are themselves (`StepContext.report(done=, total=, estimated=, per_call=)`:
+the journals step estimates its own total, the report steps count weeks); this tracker knows no step
+by name. Xero allows 60 calls a minute per organisation and a call brings `per_call` units (a week,
+100 journals), so a step cannot go faster than `per_call` units a second: the time left is the units
+left over the slower of that pace and the pace measured so far in this step.
 
-Totals:
-- pnl, bank: one call per report week; the total is the number of weeks.
-- journals: Xero gives no total. The step reports the newest JournalNumber seen; the total is an
-  estimate of the newest journal number in Xero: this organisation's own ratio of journals to
-  invoices at its last sync (journal cursor / stored invoice count), else 2 journals per invoice
-  (an invoice posts one, its payment another), times the invoices stored once this run's invoices
-  step has finished; never below the last cursor. Journals come 100 per call.
-- invoices, contacts: no total known before the last page; the count only.
+While the rate limiter holds the job (or another process holds the database), the progress says so
+("waiting for Xero's minute limit, resumes in 38 s") and keeps the count and total where they were.
 """
 from __future__ import annotations
 
@@ -20,14 +16,6 @@ import time
 from typing import Callable
 
 XERO_PER_MINUTE = 60
-JOURNALS_PER_CALL = 100
-DEFAULT_JOURNALS_PER_INVOICE = 2.0
-
-
-def estimate_journal_total(cursor: int, invoices_at_last_sync: int, invoices_now: int) -> int:
-    """The newest journal number Xero probably has (see the module docstring)."""
-    ratio = (cursor / invoices_at_last_sync) if cursor and invoices_at_last_sync else DEFAULT_JOURNALS_PER_INVOICE
-    return max(cursor, int(round(ratio * max(invoices_now, 0))))
 
 
 class Tracker:
@@ -35,17 +23,15 @@ class Tracker:
     event. `write` must be cheap: the worker pool keeps the newest and writes it with its next flush."""
 
     def __init__(self, write: Callable[[dict], None], *, echo: Callable[[dict], None] | None = None,
-                 hints: dict | None = None, now: Callable[[], float] = time.monotonic):
+                 now: Callable[[], float] = time.monotonic):
         self.write = write
         self.echo = echo
-        self.hints = hints if hints is not None else {}
         self.now = now
         self.lock = threading.Lock()
         self.state: dict = {"step": None, "status": "starting", "message": "starting", "count": None,
                             "total": None, "eta_seconds": None, "steps": []}
         self.step_started = self.now()
         self.step_count0: int | None = None
-        self.invoices_new = 0
 
     def __call__(self, ev: dict) -> None:
         with self.lock:
@@ -68,8 +54,8 @@ class Tracker:
     def _apply(self, ev: dict) -> None:
         step, status, msg = ev.get("step"), ev.get("status"), ev.get("message")
         st = self.state
-        if status == "waiting":  # "waiting for the database": shown, the step goes on after
-            st.update(status="waiting", message=msg)
+        if status == "waiting":  # the limiter or the database holds the job: said, the step goes on after
+            st.update(status="waiting", message=msg, eta_seconds=None)
             return
         if step != st["step"] and status == "running":
             st.update(step=step, count=None, total=None, eta_seconds=None)
@@ -77,11 +63,7 @@ class Tracker:
         if status == "running":
             st.update(status="running", message=msg)
             count, total = ev.get("count"), ev.get("total")
-            if step == "journals" and count is not None:
-                cursor = int(self.hints.get("journals_cursor") or 0)
-                total = estimate_journal_total(cursor, int(self.hints.get("invoice_count") or 0),
-                                               int(self.hints.get("invoice_count") or 0) + self.invoices_new)
-                total = max(total, count)
+            if ev.get("estimated_total") and count is not None:
                 st["estimated_total"] = True
             else:
                 st.pop("estimated_total", None)
@@ -91,25 +73,19 @@ class Tracker:
                     self.step_count0 = count
             if total is not None:
                 st["total"] = total
-            st["eta_seconds"] = self._eta(step, st.get("count"), st.get("total"))
+            st["eta_seconds"] = self._eta(st.get("count"), st.get("total"), int(ev.get("per_call") or 1))
             return
         # a step ended (success | failed | partial | skipped)
-        if step == "invoices" and status in ("success", "partial"):
-            self.invoices_new = int(ev.get("rows") or 0)
         st["steps"].append({"step": step, "status": status, "message": msg})
         st.update(status=status, message=msg, eta_seconds=None)
 
-    def _eta(self, step, count, total) -> float | None:
+    def _eta(self, count, total, per_call: int) -> float | None:
         if count is None or not total or total <= count:
             return None
-        units_left = total - count
-        if step == "journals":
-            units_left = -(-units_left // JOURNALS_PER_CALL)
-            done_units = (count - (self.step_count0 or 0)) / JOURNALS_PER_CALL
-        else:
-            done_units = count - (self.step_count0 or 0)
-        pace = XERO_PER_MINUTE / 60.0  # units a second at best
+        calls_left = -(-(total - count) // per_call)
+        calls_done = (count - (self.step_count0 or 0)) / per_call
+        pace = XERO_PER_MINUTE / 60.0  # calls a second at best
         elapsed = self.now() - self.step_started
-        if done_units > 0 and elapsed > 0:
-            pace = min(pace, done_units / elapsed)
-        return round(units_left / pace, 1)
+        if calls_done > 0 and elapsed > 0:
+            pace = min(pace, calls_done / elapsed)
+        return round(calls_left / pace, 1)

@@ -18,16 +18,9 @@ from .request import SyncRequest
 def run_sync(settings, request: SyncRequest, *, transport=None, clock: Clock | None = None,
              progress: Callable[[dict], None] | None = None, today: date | None = None,
              cancel: Callable[[], str | None] | None = None, stop: Callable[[], str | None] | None = None,
-             client=None, hints: dict | None = None) -> SyncResult:
+             client=None) -> SyncResult:
     """Run one tenant's plan for `request`. `cancel()` returns a reason to stop at the next page or
-    chunk, `stop()` one to stop after the current step. `hints` receives what the progress
-    estimates use (stored invoice count, journal cursor)."""
-
-    def probe_and_hint(con, tenant_id):
-        out = probe(con, tenant_id)
-        if hints is not None:
-            hints["invoice_count"] = out.get("invoice_count") or 0
-        return out
+    chunk, `stop()` one to stop after the current step."""
 
     def steps_for(tenant_type: str):
         return plan(tenant_type, request)
@@ -36,7 +29,7 @@ def run_sync(settings, request: SyncRequest, *, transport=None, clock: Clock | N
     with db.shared(settings.db_path):
         return execute(settings, request.tenant_id, steps_for, weeks=request.weeks, week_ending=request.week_ending,
                        trigger=request.trigger, transport=transport, clock=clock, progress=progress, today=today,
-                       client=client, cancel=cancel, stop=stop, probe=probe_and_hint, hints=hints)
+                       client=client, cancel=cancel, stop=stop, probe=probe)
 
 
 def send_reminders(settings, *, tenant_id: str | None = None, clock: Clock | None = None):

@@ -202,7 +202,7 @@ class WorkerPool:
     def _write_progress(self, job_id: str, progress: dict) -> None:
         """The Tracker's writer: progress waits for the next flush, except "waiting for the
         database", which the admin needs to see at once (nothing else moves until it clears)."""
-        if progress.get("status") != "waiting":
+        if progress.get("status") != "waiting" or "database" not in (progress.get("message") or ""):
             with self._lock:
                 self._pending[job_id] = progress
             return
@@ -245,8 +245,7 @@ class WorkerPool:
     def _run(self, job: J.Job) -> None:
         jid = job.job_id
         settings = self.settings
-        hints: dict = {}
-        tracker = Tracker(lambda p: self._write_progress(jid, p), echo=self.echo, hints=hints)
+        tracker = Tracker(lambda p: self._write_progress(jid, p), echo=self.echo)
 
         def cancel() -> str | None:
             return self._cancel.get(jid)
@@ -256,7 +255,7 @@ class WorkerPool:
 
         try:
             result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
-                              progress=tracker, today=self.today, cancel=cancel, stop=stop, hints=hints)
+                              progress=tracker, today=self.today, cancel=cancel, stop=stop)
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
             if isinstance(exc, LedgerlinkError):  # a sentence already says what and what to do
                 log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, exc)

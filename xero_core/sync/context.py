@@ -54,22 +54,41 @@ class StepContext:
     logged: bool = False
     cancel: Callable[[], str | None] | None = None  # a reason when the sync must stop at the next page
     transport: Any = None  # the HTTP transport the run's client uses (tests: the fake), for steps making their own
+    estimate_total: Callable[[int], int] | None = None  # no total from Xero: the step's guess, from what it has seen
+    done: int | None = None  # the step's last `report`: units done of total (estimated or not)
+    total: int | None = None
+    estimated: bool = False
 
     def check_cancel(self) -> None:
         reason = self.cancel() if self.cancel else None
         if reason:
             raise SyncCancelled(reason, tenant_id=self.tenant_id)
 
-    def report(self, message: str, fraction: float | None = None, status: str = "running", *,
-               count: int | None = None, total: int | None = None) -> None:
-        """Progress of the step (between pages and chunks); also where a cancel is noticed."""
+    def report(self, message: str | None = None, fraction: float | None = None, status: str = "running", *,
+               done: int | None = None, total: int | None = None, estimated: bool = False, per_call: int = 1,
+               count: int | None = None) -> None:
+        """Progress of the step (between pages and chunks); also where a cancel is noticed.
+
+        `done` of `total` units (weeks, records, journal numbers: the step's own), `estimated` when the
+        total is a guess, `per_call` units a Xero call brings (what the time left is paced by: Xero
+        allows 60 calls a minute). The tracker computes the time left from these alone; it knows no
+        step by name. `count` is `done`'s older name."""
+        done = done if done is not None else count
+        if done is not None:
+            self.done, self.total, self.estimated = done, total, estimated
         if self.progress:
             try:
                 self.progress({"tenant_id": self.tenant_id, "step": self.step, "status": status,
-                               "message": message, "fraction": fraction, "count": count, "total": total})
+                               "message": (message or f"{self.step}: {done:,}") if done is not None else message,
+                               "fraction": fraction, "count": done, "total": total, "estimated_total": estimated,
+                               "per_call": per_call})
             except Exception:  # a broken progress bar never breaks a sync
                 pass
         self.check_cancel()
+
+    def units_read(self) -> int | None:
+        """What the step read, when it said so against a known total (report weeks): None otherwise."""
+        return self.done if self.done is not None and self.total and not self.estimated else None
 
 
 @dataclass
@@ -94,6 +113,7 @@ class StepResult:
     period_end: date | None = None
     benign_skip: bool = False  # skipped for the plan's tier or by the step's own choice: not a failure
     detail: dict | None = None  # what the step adds (e.g. the clients step's linked / created / ambiguous)
+    read: int | None = None  # units read against a known total (report weeks), when it said so
 
     def to_dict(self) -> dict:
         d = asdict(self)

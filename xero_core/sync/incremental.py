@@ -159,7 +159,9 @@ def _dump(value: Any) -> str:
 
 def _report(ctx: StepContext, resource: Resource, page: int, count: int, newest: Any) -> None:
     if isinstance(resource.cursor, Offset):  # Xero gives no total: the highest number seen is the count
-        ctx.report(f"{resource.label} up to #{newest}", count=newest)
+        total = ctx.estimate_total(newest) if ctx.estimate_total and newest is not None else None
+        ctx.report(f"{resource.label} up to #{newest}", done=newest, total=total, estimated=total is not None,
+                   per_call=resource.page_size or 1)
     else:
         ctx.report(f"{resource.label} page {page}: {count} {resource.label}", count=count)
 

@@ -11,7 +11,7 @@ from .context import StepContext, StepOutcome
 from .incremental import Partial, held_cursor, read, sync_resource, sync_weeks, write
 from .resources import ACCOUNTS, BANK_SUMMARY, CONTACTS, CREDIT_NOTES, INVOICES, JOURNALS, PROFIT_AND_LOSS
 
-__all__ = ["ORGANISATION_STEPS", "ALL_STEP_NAMES", "Partial"]
+__all__ = ["ORGANISATION_STEPS", "Partial"]
 
 
 def step_organisation(ctx: StepContext) -> StepOutcome:
@@ -48,7 +48,26 @@ def step_credit_notes(ctx: StepContext) -> StepOutcome:
     return sync_resource(ctx, CREDIT_NOTES)
 
 
+DEFAULT_JOURNALS_PER_INVOICE = 2.0
+
+
+def estimate_journal_total(cursor: int, invoices_at_last_sync: int, invoices_now: int) -> int:
+    """The newest JournalNumber Xero probably has (Xero gives no total): this organisation's own ratio
+    of journals to invoices at its last sync (journal cursor / stored invoice count), else 2 journals
+    per invoice (an invoice posts one, its payment another), times the invoices stored now; never
+    below the last cursor."""
+    ratio = (cursor / invoices_at_last_sync) if cursor and invoices_at_last_sync else DEFAULT_JOURNALS_PER_INVOICE
+    return max(cursor, int(round(ratio * max(invoices_now, 0))))
+
+
 def step_journals(ctx: StepContext) -> StepOutcome:
+    # The progress total: from the invoices stored before this run (the plan's probe) and those this
+    # run's invoices step brought.
+    cursor = int((ctx.state.get("cursors") or {}).get("journals") or 0)
+    stored = int(ctx.state.get("invoice_count") or 0)
+    new = int((ctx.state.get("results") or {}).get("invoices") or 0)
+    estimate = estimate_journal_total(cursor, stored, stored + new)
+    ctx.estimate_total = lambda seen: max(seen, estimate)
     return sync_resource(ctx, JOURNALS)
 
 
@@ -88,4 +107,3 @@ ORGANISATION_STEPS = (
 )
 # The financial steps only. Practice workflows (xpm, clients, documents, webhooks) are planned by
 # xero_core.pipeline, which sits above sync/ and practice/: sync/ imports nothing of practice/.
-ALL_STEP_NAMES = tuple(n for n, _ in ORGANISATION_STEPS)
