@@ -55,7 +55,7 @@ def test_sync_runs_the_whole_plan_and_submit_queues_a_job(tmp_path):
     eng = Engine(s, transport=fake.transport(), clock=clock)
     res = eng.sync(org, weeks=1)
     assert res.ok, res.to_dict()
-    assert [x.step for x in res.steps] == ["accounts", "contacts", "invoices", "clients", "credit_notes", "pnl",
+    assert [x.step for x in res.steps] == ["organisation", "accounts", "contacts", "invoices", "clients", "credit_notes", "pnl",
                                            "bank", "journals", "documents", "webhooks"]
     with pytest.raises(ValueError, match="unknown sync step"):
         eng.sync(org, only="pnl,bnak")

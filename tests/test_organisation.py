@@ -11,7 +11,7 @@ from xero_core.fake import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.fake.ledger import generate_org
 from xero_core.settings import load_settings
-from xero_core.sync.runner import sync_all
+from xero_core.engine import Engine
 
 
 def small_org(seed, today, *, invoices=None, tenant_id=None):
@@ -52,7 +52,7 @@ def test_organisation_is_read_at_connect_and_rewritten_only_when_it_changes(tmp_
     first = org["updated_at"]
 
     fake.clear_requests()
-    res = sync_all(s, tid, only="organisation", transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(tid, only="organisation")
     step = res.steps[0]
     assert (step.step, step.status, step.rows) == ("organisation", "success", 0)   # unchanged: nothing written
     assert [r.path for r in fake.requests if r.api].count("/api.xro/2.0/Organisation") == 1
@@ -60,7 +60,7 @@ def test_organisation_is_read_at_connect_and_rewritten_only_when_it_changes(tmp_
 
     fake.org(tid).timezone = "NEWZEALANDSTANDARDTIME"
     fake.org(tid).name = "Kauri Coast Developments Ltd"
-    res = sync_all(s, tid, only="organisation", transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(tid, only="organisation")
     assert res.steps[0].rows == 1
     org = org_rows(s)[tid]
     assert (org["name"], org["timezone"]) == ("Kauri Coast Developments Ltd", "Pacific/Auckland")
@@ -75,7 +75,7 @@ def test_each_tenant_has_its_own_today_and_weeks(tmp_path):
     zones = {fake.org(t).timezone: t for t in ids}
     latest = {}
     for zone, tid in zones.items():
-        res = sync_all(s, tid, weeks=1, only="pnl", transport=fake.transport(), clock=clock)
+        res = Engine(s, transport=fake.transport(), clock=clock).sync(tid, weeks=1, only="pnl")
         assert res.ok, res.to_dict()
         with db.connect(s.db_path, read_only=True) as con:
             latest[zone] = con.execute("SELECT max(week_ending) FROM financial_weekly WHERE tenant_id = ?",
