@@ -312,3 +312,18 @@ def test_two_senders_at_once_send_each_reminder_once(make_settings, mail):
     assert sum(r.sent for r in results) == 6 and mail.wait_for(6)
     ids = [c.message_id for c in mail.caught]
     assert len(ids) == len(set(ids)) == 6
+
+
+def test_starttls_or_tls_against_a_server_without_them_is_one_sentence(make_settings, mail):
+    """The real server here speaks plain SMTP on loopback: asking for STARTTLS or TLS fails with a
+    sentence saying what to change, and the reminders wait."""
+    for security, words in (("starttls", "does not offer STARTTLS: set SMTP_SECURITY=tls"),
+                            ("tls", "could not reach the SMTP server")):
+        settings = make_settings(**{**smtp_env(mail.port), "SMTP_SECURITY": security},
+                                 XERO_DATA_DIR=str(Path(make_settings().data_dir).parent / security))
+        assert settings.smtp.problem is None
+        seed(settings)
+        r = chase.run_chase(settings, clock=FakeClock(OPENED + timedelta(minutes=5)))
+        assert r.sent == 0 and words.lower() in r.error.lower(), r.error
+        assert mail.caught == []
+        assert {x["state"] for x in chase.outbox(settings) if x["address"]} <= {"due", "failed"}
