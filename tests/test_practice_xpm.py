@@ -218,3 +218,39 @@ def test_ambiguous_xpm_client_is_listed_and_its_campaign_follows_the_resolution(
     X.sync_practice(s, PM, StubPM(routes))
     (camp,) = X.campaigns(s, PM, "open")
     assert camp["client_id"] == twins[1]
+
+
+# -- issue 21 item 5: a large job list parses in time linear in its size ------------------------
+# The times are bench/xpm_parse.py's (not a timed test here); these pin what made it slow: a search
+# per field, and strptime (three tries, two exceptions) for every date.
+def _job_list(n: int) -> bytes:
+    jobs = "".join(f"<Job><ID>J{i}</ID><Name> Job {i} </Name><Client><UUID>u{i}</UUID><Name>C{i}</Name></Client>"
+                   f"<State>Planned</State><StartDate>2026-07-01T00:00:00</StartDate><DueDate>20261031</DueDate>"
+                   f"<Name>second name, ignored</Name></Job>" for i in range(n))
+    return f'<Response api-method="Current"><Status>OK</Status><Jobs>{jobs}</Jobs></Response>'.encode()
+
+
+def test_large_job_lists_parse_without_strptime_and_read_each_field_as_before(monkeypatch):
+    import datetime as dt
+
+    from xero_core.practice import xpm_xml
+
+    calls = []
+
+    class Counting(dt.datetime):
+        @classmethod
+        def strptime(cls, *a):
+            calls.append(a)
+            return dt.datetime.strptime(*a)
+
+    monkeypatch.setattr(xpm_xml, "datetime", Counting)
+    jobs = parse_jobs(_job_list(2000))
+    assert len(jobs) == 2000 and not calls, f"{len(calls)} strptime calls for 4,000 dates"
+    j = jobs[7]
+    assert (j.job_id, j.name, j.client_id, j.client_name, j.state) == ("J7", "Job 7", "u7", "C7", "Planned")
+    assert (j.start_date, j.due_date) == (dt.date(2026, 7, 1), dt.date(2026, 10, 31))
+    assert j.raw.startswith("<Job><ID>J7</ID>")
+    # other shapes still take the general path, and a date that is no date is still refused
+    assert xpm_xml.parse_date("2026-07-01T09:30:00") == dt.date(2026, 7, 1)
+    with pytest.raises(XpmError, match="date we cannot read"):
+        xpm_xml.parse_date("20261331")
