@@ -13,6 +13,11 @@ from .text import rows as text_rows
 from .queries import TTL
 
 
+def _working():
+    """The app reads the working database (its own writes show at once), not the readers' snapshot."""
+    return engine.working_copy(load_settings())
+
+
 def chartable(frame: pl.DataFrame) -> pl.DataFrame:
     """Decimals drawn as floats (display only: the database and analysis keep Decimal)."""
     casts = [pl.col(n).cast(pl.Float64) for n, t in frame.schema.items() if isinstance(t, pl.Decimal)]
@@ -23,23 +28,23 @@ def chartable(frame: pl.DataFrame) -> pl.DataFrame:
 # are not cached, so a sync shows up at the next rerun.
 @st.cache_data(ttl=TTL, show_spinner=False)
 def weekly_pnl(db_path: str, tenant_id: str) -> pl.DataFrame:
-    return engine.weekly_pnl(load_settings(), tenant_id)
+    return engine.weekly_pnl(_working(), tenant_id)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def revenue_mix(db_path: str, tenant_id: str, weeks: int) -> pl.DataFrame:
-    return engine.revenue_mix(load_settings(), tenant_id, weeks=weeks)
+    return engine.revenue_mix(_working(), tenant_id, weeks=weeks)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def cash_position(db_path: str, tenant_id: str) -> pl.DataFrame:
-    return engine.cash_position(load_settings(), tenant_id, by_account=True)
+    return engine.cash_position(_working(), tenant_id, by_account=True)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def coverage(db_path: str, tenant_id: str) -> dict[str, Any] | None:
     """This organisation's weeks of data (from analysis.data_status), or None."""
-    status = engine.data_status(load_settings())
+    status = engine.data_status(_working())
     return next((o for o in status.organisations if o.get("tenant_id") == tenant_id), None)
 
 

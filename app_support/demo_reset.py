@@ -53,6 +53,9 @@ def reset_demo(settings: Settings, *, transport: httpx.BaseTransport | None = No
     for store in (spool_path(settings), ratelimit_path(settings)):
         _empty_sqlite(store)
     _forget_scheduler_runs(settings)
+    from xero_core import snapshot
+
+    snapshot.publish_if_changed(settings)  # notebooks see the reset too
 
 
 # What the scheduler remembers about runs of the data just deleted; its pid, heartbeat, pause and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app_support.demo_services import caught_mail  # noqa: F401  (mock mode's Outbox: the demo's mail catcher)
 
-from xero_core.analysis import cash_position, data_status, revenue_mix, weekly_pnl  # noqa: F401
+from xero_core.analysis import cash_position, data_status, revenue_mix, weekly_pnl, working_copy  # noqa: F401
 from xero_core.connections import get_connection, list_connections  # noqa: F401
 from xero_core.engine import Engine
 from xero_core.oauth import (begin_connect, complete_connect, consent_pending, disconnect,  # noqa: F401

@@ -45,8 +45,11 @@ else:
                 queued.append(engine.submit_sync(s, req, tenant_name=names.get(tid)))
             st.session_state["_sync_jobs"] = [j.job_id for j in queued]
             joined = [j for j in queued if j.joined]
+            after = [j for j in joined if j.follow_up is not None]  # the job under way does less than asked
             msg = f"Queued {len(queued) - len(joined)} sync(s)" + (
-                f"; {len(joined)} organisation(s) already had one under way: following it" if joined else "")
+                f"; {len(joined)} organisation(s) already had one under way: following it" if joined else "") + (
+                f"; {len(after)} of them do(es) fewer weeks than asked: {int(weeks)} weeks run as their own job "
+                "right after" if after else "")
             st.toast(msg + ". You can leave this page: the sync goes on.", icon=":material/schedule:")
 
     with st.expander("Re-sync one past week", icon=":material/event_repeat:"):

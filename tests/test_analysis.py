@@ -140,7 +140,7 @@ def test_latest_week_comparison_to_the_cent(db):
 
 
 def test_comparison_without_a_year_of_history_leaves_last_year_empty(settings):
-    fill(settings.db_path, skip_weeks=(52,))
+    fill(settings.snapshot_path, skip_weeks=(52,))
     df = an.latest_week_comparison(settings, today=TODAY)
     assert by_metric(df)["income"]["same_week_last_year"] is None
     assert by_metric(df)["income"]["previous_week"] == D("1200.00")
@@ -162,7 +162,7 @@ def test_margins_and_rolling_margins(db):
 
 
 def test_rolling_averages_are_exact_and_respect_gaps(settings):
-    fill(settings.db_path, skip_weeks=(30,))
+    fill(settings.snapshot_path, skip_weeks=(30,))
     df = an.rolling_averages(settings, window=4)
     at = {r["week_ending"]: r for r in df.iter_rows(named=True)}
     assert at[LATEST]["income_avg_4w"] == D("1175.01")  # 4700.02 / 4 = 1175.005
@@ -208,7 +208,7 @@ def test_cash_position_and_runway_when_burning(db):
 
 
 def test_runway_for_a_profitable_business_says_not_burning(settings):
-    fill(settings.db_path, tenants=(ORG, OTHER))
+    fill(settings.snapshot_path, tenants=(ORG, OTHER))
     r = an.cash_runway(settings, OTHER, today=TODAY).row(0, named=True)
     assert r["status"] == "not burning cash" and r["weeks_of_runway"] is None
     assert r["avg_weekly_net_outflow"] == D("-300.00")
@@ -239,7 +239,7 @@ def test_single_organisation_is_the_default_practice_tenants_ignored(db):
 
 
 def test_several_organisations_need_a_choice_never_the_first(settings):
-    fill(settings.db_path, tenants=(ORG, OTHER))
+    fill(settings.snapshot_path, tenants=(ORG, OTHER))
     with pytest.raises(an.ChooseOrganisation) as err:
         an.weekly_pnl(settings)
     msg = str(err.value)
@@ -262,7 +262,7 @@ def test_data_status_without_a_database_explains_and_creates_nothing(tmp_path):
 
 
 def test_data_status_with_connections_but_no_sync(settings):
-    with connect(settings.db_path) as con:
+    with connect(settings.snapshot_path) as con:
         con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) VALUES ('t', 'Fresh Co', 'ORGANISATION', 'connected')")
     st = an.data_status(settings)
     assert st.exists and not st.has_data and "Fresh Co" in str(st) and "Sync now" in str(st)

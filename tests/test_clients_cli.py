@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from xero_core.snapshot import working_path
 from xero_core.cli import main
 from xero_core.db import connect
 
@@ -25,7 +26,7 @@ def env(tmp_path, monkeypatch):
                 ("c-3", "Australian Taxation Office", None, False, True),
                 ("c-4", "Cash Sales", None, True, False),
                 ("c-5", "Bright Dental", "hello@bright.example", True, False)]
-    with connect(Path(values["XERO_DATA_DIR"]) / "xero.duckdb") as con:
+    with connect(working_path(values["XERO_DATA_DIR"])) as con:
         con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) "
                     "VALUES (?, 'Demo Trades', 'ORGANISATION', 'connected')", [ORG])
         for cid, name, email, cust, supp in contacts:

@@ -54,7 +54,9 @@ def synced(tmp_path_factory):
     tenants = oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)),
                                      transport=fake.transport(), clock=clock)
     org_id = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
-    res = Engine(s, transport=fake.transport(), clock=clock, today=today).sync(org_id, weeks=WEEKS, only="pnl,bank,invoices", trigger="cli")
+    # Engine.sync publishes the readers' copy the notebooks open (data/xero.duckdb)
+    res = Engine(s, transport=fake.transport(), clock=clock, today=today).sync(
+        org_id, weeks=WEEKS, only="pnl,bank,invoices", trigger="cli")
     assert res.ok, res.to_dict()
     return s, fake.org(org_id), org_id, today
 
@@ -302,7 +304,7 @@ def test_scripts_notebooks_opens_jupyterlab_on_the_data_with_the_printed_url(syn
                 break
         log = "".join(lines)
         assert "is running at" in log, log[-3000:]
-        assert f"Data found in {s.db_path}" in log, "it looked where the notebooks look, and found the data"
+        assert f"Data found in {s.snapshot_path}" in log, "it looked where the notebooks look, and found the data"
         (url,) = [w for w in log.split() if w.startswith(f"http://localhost:{port}/lab/tree/weekly_pnl.ipynb?token=")]
         token = url.split("token=", 1)[1]
         with httpx.Client(timeout=30) as http:

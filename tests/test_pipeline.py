@@ -181,3 +181,27 @@ def test_a_storage_fault_mid_sync_is_one_sentence_in_the_log_and_the_step(tmp_pa
     assert bank.status == "failed" and bank.error == sentence
     assert any(sentence in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a fault already said in a sentence"
+
+
+def test_a_raw_disk_error_mid_sync_is_translated_not_a_traceback(tmp_path, monkeypatch, caplog):
+    """issue 21 §4: a DuckDB or OS disk error a step meets before anything translated it was logged
+    with a traceback; it is the StorageError's sentence naming the file, in the log and the step."""
+    import logging
+
+    import duckdb
+
+    from xero_core.sync import steps as fin
+
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+
+    def full_disk(ctx):
+        raise duckdb.IOException(f'IO Error: Could not write file "{s.db_path}.wal": No space left on device')
+
+    monkeypatch.setattr(fin, "ORGANISATION_STEPS",
+                        tuple((n, full_disk if n == "bank" else f) for n, f in fin.ORGANISATION_STEPS))
+    with caplog.at_level(logging.ERROR):
+        res = run_sync(s, SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"),
+                       transport=fake.transport(), clock=clock)
+    bank = next(x for x in res.steps if x.step == "bank")
+    assert bank.status == "failed" and bank.error.startswith(f"The disk holding {s.db_path}.wal is full")
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a disk fault"

@@ -14,6 +14,7 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from xero_core.snapshot import working_path
 from xero_core import db, oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
@@ -101,7 +102,7 @@ def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
     info = results.get(timeout=10)
     assert info["state"] == "done", info
     n = info["checkpoints"]
-    want = snapshot(clean / "data" / "xero.duckdb")
+    want = snapshot(working_path(clean / "data"))
     assert want["journal_lines"] and want["clients"]
 
     # first page, mid-invoices, between steps, late (journals): killed, all at once
@@ -119,7 +120,7 @@ def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
         again = results.get(timeout=10)
         assert again["state"] == "done" and not again["joined"], again
     for k, d in dirs.items():
-        got = snapshot(d / "data" / "xero.duckdb")
+        got = snapshot(working_path(d / "data"))
         for t in want:
             assert got[t] == want[t], f"table {t} differs after a kill at checkpoint {k} of {n}"
 
@@ -409,3 +410,21 @@ def test_progress_is_written_in_batches_except_waiting_for_the_database(tmp_path
         done = J.wait(s, [j.job_id for j in jobs], timeout=30)
         pool.stop()
     assert [j.state for j in done] == ["done"] * 3
+
+
+def test_a_request_joining_a_job_that_does_less_is_not_lost(settings):
+    """Issue 21 §3: joining widens a queued job; a running one queues the request when it ends."""
+    from xero_core.pipeline.request import SyncRequest
+
+    daily = J.enqueue(settings, SyncRequest("t-1", trigger="scheduler"))
+    widened = J.enqueue(settings, SyncRequest("t-1", weeks=8, trigger="cli"))
+    assert widened.joined and widened.job_id == daily.job_id and J.get(settings, daily.job_id).request.weeks == 8
+    assert J.enqueue(settings, SyncRequest("t-1", weeks=4)).follow_up is None  # covered: nothing more
+
+    J.claim(settings, J.Owner(label="scheduler"))
+    joined = J.enqueue(settings, SyncRequest("t-1", weeks=26, only=frozenset({"pnl"}), trigger="manual"))
+    assert joined.job_id == daily.job_id and joined.follow_up.weeks == 26
+    J.finish(settings, daily.job_id, "done")
+    (after,) = [j for j in J.list_jobs(settings, active_only=True)]
+    assert after.request.weeks == 26 and after.request.only == frozenset({"pnl"}) and after.trigger == "manual"
+    assert after.priority == 1  # 26 weeks is a backfill: queued behind daily syncs

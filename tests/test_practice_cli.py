@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from xero_core.snapshot import working_path
 from xero_core.cli import main
 from xero_core.db import connect
 from xero_core.fake import FakeClock, FakeXero
@@ -57,7 +58,7 @@ def test_clients_and_documents_commands(env, capsys, tmp_path):
 
 
 def test_xpm_map_command(env, capsys):
-    with connect(Path(env["XERO_DATA_DIR"]) / "xero.duckdb") as con:
+    with connect(working_path(env["XERO_DATA_DIR"])) as con:
         con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) "
                     "VALUES ('pm-1', 'Harbour', 'PRACTICEMANAGER', 'connected')")
     code, doc = run_json(capsys, "xpm", "map", "--tenant", "pm-1", "--state", "Waiting on Client", "--state", "Review")

@@ -304,14 +304,49 @@ def test_failing_job_is_logged_and_the_loop_keeps_running(make_settings, caplog)
     with time_machine.travel(datetime(2026, 11, 26, 0, 0, tzinfo=UTC), tick=False) as traveller:
         sch = Scheduler(settings, jobs=engine.jobs(), heartbeat_seconds=None, max_wait=3600)
         drive(sch, traveller, until=until)
-    first, second = sch.cycles
+    first, retry, second = sch.cycles
     assert [(s.tenant_id, s.status) for s in first.steps] == [("t1", "failed"), ("t2", "ok"), (None, "ok")]
     assert "RuntimeError: Xero said no" in first.steps[0].detail
+    # the failed tenant is tried again the same day (it works by then), not left to tomorrow
+    assert retry.kind == "retry" and [(s.tenant_id, s.status) for s in retry.steps] == [("t1", "ok")]
     assert second.ok
     assert "sync Alpha Pty failed: RuntimeError: Xero said no" in caplog.text
     with connect(settings.db_path, read_only=True) as con:
         rows = con.execute("SELECT tenant_id, status, trigger, error FROM sync_log WHERE sync_type='scheduler'").fetchall()
     assert rows == [("t1", "failed", "scheduler", "RuntimeError: Xero said no")]
+
+
+def test_a_failed_daily_run_is_retried_the_same_day_with_backoff(make_settings):
+    """A tenant that fails the daily run (e.g. its database held) is retried for that tenant only,
+    after 5, 10, 20, 40 minutes, then hourly, never past the next daily run; once it works, no more."""
+    settings = make_settings()
+    engine = FakeEngine()
+    engine.fail["t1"] = RuntimeError("database held")
+    states = []
+
+    def until():
+        tries = [c[2] for c in engine.calls if c[1] == "t1"]
+        if len(tries) == 7:
+            engine.fail.clear()  # after seven failures, the next try works
+        if len(tries) == 2 and not states:
+            states.append(read_state(settings))
+        return len(engine.daily_fire_times()) >= 2
+
+    start = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        sch = Scheduler(settings, jobs=engine.jobs(), heartbeat_seconds=None, max_wait=3600)
+        drive(sch, traveller, until=until)
+    slot = datetime(2026, 11, 26, 19, 0, tzinfo=UTC)  # 06:00 in Sydney
+    tries = [c[2] for c in engine.calls if c[1] == "t1"]
+    minutes = [round((t - slot).total_seconds() / 60) for t in tries]
+    # 5, 10, 20, 40, then 60 minutes apart; the eighth try works, so the next is tomorrow's daily run
+    assert minutes == [0, 5, 15, 35, 75, 135, 195, 255, 24 * 60], minutes
+    assert [c.kind for c in sch.cycles] == ["daily"] + ["retry"] * 7 + ["daily"]
+    assert all([s.tenant_id for s in c.steps] == ["t1"] for c in sch.cycles[1:8]), "only the failed tenant is retried"
+    assert sch.cycles[7].ok
+    assert [c[1] for c in engine.calls if c[0] == "tenant"].count("t2") == 2  # t2 ran once a day
+    assert states[0]["next_retry"] == {"at": "2026-11-26T19:15:00+00:00", "attempt": 2, "tenants": ["t1"]}
+    assert read_state(settings)["next_retry"] is None
 
 
 def test_a_job_that_blows_up_entirely_does_not_kill_run_pending(make_settings):

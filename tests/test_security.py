@@ -126,7 +126,7 @@ def test_full_run_leaves_no_secret_in_logs_files_or_duckdb(make_settings, caplog
     log_text = (caplog.text + "\n".join(r.getMessage() for r in caplog.records)).encode()
     assert b"HTTP Request" in log_text  # httpx's DEBUG/INFO lines were captured at all
     files = [p for p in s.data_dir.rglob("*") if p.is_file() and s.vault_dir not in p.parents]
-    assert any(p.name == "xero.duckdb" for p in files) and len(files) >= 3
+    assert any(p == s.db_path for p in files) and len(files) >= 3
     blobs = {str(p): p.read_bytes() for p in files}
     leaks = []
     for what, secret in secrets_to_find.items():

@@ -72,11 +72,11 @@ def test_a_file_where_the_data_dir_should_be(tmp_path):
 def test_garbage_bytes_in_the_database(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "xero.duckdb").write_bytes(os.urandom(64 * 1024))
+    (data / "ledger-work.duckdb").write_bytes(os.urandom(64 * 1024))
     env = cli_env(data)
     for argv in (["status"], ["sync", "--all"]):
-        line = assert_one_sentence(run_cli(env, *argv), str(data / "xero.duckdb"), "damaged")
-        assert "move it aside" in line and "backup" in line
+        line = assert_one_sentence(run_cli(env, *argv), str(data / "ledger-work.duckdb"), "damaged")
+        assert "Move it aside" in line and "readers' copy" in line
 
 
 def test_damaged_sqlite_store_says_what_deleting_it_costs(settings):
@@ -141,7 +141,7 @@ def test_a_data_dir_without_write_permission():
             python, user = [sys.executable], None
         proc = subprocess.run([*python, "-m", "xero_core", "status"], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120, user=user)
-        line = assert_one_sentence(proc, str(data / "xero.duckdb"), "XERO_DATA_DIR", "ermission denied")
+        line = assert_one_sentence(proc, str(data / "ledger-work.duckdb"), "XERO_DATA_DIR", "ermission denied")
         assert "writable" in line
     finally:
         if data.exists():
@@ -163,7 +163,7 @@ def test_a_full_disk_during_a_write_keeps_nothing_half_done(tmp_path):
     # fails with EFBIG, as on a full disk it fails with ENOSPC). DuckDB's commit appends to its WAL.
     proc = run_cli(env, "clients", "add", "Ann Example", "--email", "ann@example.com",
                    preexec_fn=_limit_file_size(256))
-    line = assert_one_sentence(proc, "disk holding", str(data / "xero.duckdb"), "is full", "Free some space")
+    line = assert_one_sentence(proc, "disk holding", str(data / "ledger-work.duckdb"), "is full", "Free some space")
     assert "was not kept" in line
     proc = run_cli(env, "clients", "list", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -280,7 +280,7 @@ def test_data_dir_is_0700_and_every_file_0600_under_a_0022_umask(tmp_path):
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     data = tmp_path / "data"
-    for must in ("xero.duckdb", "xero.duckdb.wal", "ratelimit.sqlite", "webhook_spool.sqlite", "jobs.sqlite",
+    for must in ("ledger-work.duckdb", "ledger-work.duckdb.wal", "ratelimit.sqlite", "webhook_spool.sqlite", "jobs.sqlite",
                  "jobs.sqlite-wal", "scheduler_state.json", "vault", "locks"):
         assert must in seen, (must, sorted(seen))
     loose = {}
@@ -417,3 +417,110 @@ def test_an_unreadable_webhook_key_is_logged_once_not_per_delivery(make_settings
         assert [W.handle_webhook(s, b'{"events": []}', "sig") for _ in range(5)] == [401] * 5
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and str(path) in errors[0], errors
+
+
+# --------------------------------------------------------------------------- issue 21 §4
+
+def _connected(data: Path) -> dict:
+    """A data dir with one connected tenant whose token set lives in the vault (as `connect` leaves it)."""
+    env = cli_env(data)
+    s = load_settings(env)
+    with db.connect(s.db_path) as con:
+        con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) "
+                    "VALUES ('t-1', 'Acme Pty', 'ORGANISATION', 'connected')")
+    from xero_core.vault import Vault
+
+    Vault(s).write("grant-g1", {"tenants": ["t-1"], "access_token": "a", "refresh_token": "r", "expires_at": 0})
+    return env
+
+
+@pytest.mark.slow
+def test_a_truncated_working_database_is_one_sentence(tmp_path):
+    env = _connected(tmp_path / "data")
+    work = tmp_path / "data" / "ledger-work.duckdb"
+    with open(work, "ab") as f:
+        f.write(b"\0" * 300_000)  # big enough that truncating it cuts into what the header points to
+    db._migrated.clear()
+    with duckdb_filled(work):
+        pass
+    os.truncate(work, 100_000)
+    for argv in (["status"], ["clients", "list"], ["sync", "--all"]):
+        line = assert_one_sentence(run_cli(env, *argv), str(work), "damaged", "Move it aside", "readers' copy")
+
+
+def duckdb_filled(path: Path):
+    """Rows enough that the file's blocks reach past 100 KB."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def cm():
+        with db.connect(path) as con:
+            con.execute("CREATE TABLE IF NOT EXISTS filler AS SELECT range AS i, repeat('x', 200) AS pad FROM range(20000)")
+            con.execute("CHECKPOINT")
+        yield
+    return cm()
+
+
+@pytest.mark.slow
+def test_a_damaged_jobs_file_is_reported_by_status_and_jobs_and_stops_sync_with_a_sentence(tmp_path):
+    import sqlite3
+
+    from xero_core.pipeline import jobs as J
+    from xero_core.pipeline.request import SyncRequest
+
+    env = _connected(tmp_path / "data")
+    s = load_settings(env)
+    for i in range(200):  # a jobs file of several pages
+        j = J.enqueue(s, SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
+        J.finish(s, j.job_id, "done", result={"pad": "y" * 300})
+    con = sqlite3.connect(J.path(s))
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with open(J.path(s), "r+b") as f:  # random bytes at 8 KB
+        f.seek(8192)
+        f.write(os.urandom(4096))
+    want = (str(J.path(s)), "damaged", "move it aside", "queued jobs are lost")
+    assert_one_sentence(run_cli(env, "jobs", "--all"), *want)
+    proc = run_cli(env, "status")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert all(w in proc.stdout for w in want), proc.stdout
+    doc = json.loads(run_cli(env, "status", "--json").stdout)
+    assert not doc["ok"] and str(J.path(s)) in doc["store_problems"][0]
+
+
+@pytest.mark.slow
+def test_a_folder_where_jobs_sqlite_or_a_vault_item_should_be_and_a_file_where_the_vault_should_be(tmp_path):
+    env = _connected(tmp_path / "data")
+    data = tmp_path / "data"
+    (data / "jobs.sqlite").mkdir()
+    for argv in (["sync", "--all"], ["jobs"]):
+        assert_one_sentence(run_cli(env, *argv), str(data / "jobs.sqlite"), "is a folder", "Move that folder away")
+    (data / "jobs.sqlite").rmdir()
+
+    item = next((data / "vault").glob("grant-g1*"))
+    item.unlink()
+    item.mkdir()
+    assert_one_sentence(run_cli(env, "status"), str(item), "is a folder", "reconnect")
+    proc = run_cli(env, "sync", "--all")  # each step says it; the summary names it; no traceback
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and f"{item} is a folder" in proc.stderr
+
+    item.rmdir()
+    shutil.rmtree(data / "vault")
+    (data / "vault").write_text("not a folder")
+    line = assert_one_sentence(run_cli(env, "status"), f"XERO_DATA_DIR ({data})", f"{data / 'vault'} is a file, not a folder")
+    assert "No tokens are stored" not in line
+    proc = run_cli(env, "sync", "--all")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "No tokens are stored" not in proc.stderr
+    assert f"{data / 'vault'} is a file, not a folder" in proc.stderr
+
+
+def test_a_document_file_write_that_fails_is_one_sentence(settings):
+    from xero_core.practice.clients import add_client
+    from xero_core.practice.documents import add_document, docs_dir
+
+    client = add_client(settings, "Ann Example")
+    docs_dir(settings).parent.mkdir(parents=True, exist_ok=True)
+    docs_dir(settings).write_text("a file where the documents folder should be")
+    with pytest.raises(StorageError) as e:
+        add_document(settings, client, b"%PDF-1.4 receipts", file_name="receipts.pdf")
+    assert f"XERO_DATA_DIR ({settings.data_dir})" in str(e.value) and f"{docs_dir(settings)} is a file" in str(e.value)

@@ -66,6 +66,59 @@ def test_consent_form_then_sync_json(served, capsys):
     assert row["status"] == "needs_reconnect" and "Reconnect it" in row["status_reason"]
 
 
+def test_sync_all_names_a_tenant_it_did_not_sync_and_exits_1(served, capsys):
+    """Issue 21 §3: an organisation needing a reconnect made `sync --all` exit 0 without a word."""
+    from xero_core.connections import set_status
+
+    fake, s = served
+    tenants = connect_via_consent_form(s)
+    org = next(t for t in tenants if t["tenant_type"] == "ORGANISATION")
+    set_status(s, org["tenant_id"], "needs_reconnect", "the refresh token was revoked in Xero")
+    code = main(["sync", "--all", "--only", "xpm"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{org['tenant_name']} (ORGANISATION): not synced" in err
+    assert "needs reconnect (the refresh token was revoked in Xero); reconnect it: `python -m xero_core connect`" in err
+    assert "(PRACTICEMANAGER): success" in err  # the others still synced
+    code = main(["sync", "--all", "--only", "xpm", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and not doc["ok"]
+    assert [t["tenant_id"] for t in doc["tenants"] if not t["ok"]] == [org["tenant_id"]]
+
+
+def test_explicit_weeks_joining_a_shorter_running_job_runs_as_its_own_job_after_it(served, capsys):
+    """Issue 21 §3: `--weeks 8` joining the scheduler's running 2-week job reported success after
+    only 2 weeks; now the 8 weeks run as their own job right after, and that is what is reported."""
+    import threading
+
+    from xero_core.pipeline import jobs as J
+    from xero_core.pipeline.request import SyncRequest
+
+    fake, s = served
+    org = next(t["tenant_id"] for t in connect_via_consent_form(s) if t["tenant_type"] == "ORGANISATION")
+    running = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), trigger="scheduler"))
+    assert J.claim(s, J.Owner(label="scheduler"), job_ids=[running.job_id]).job_id == running.job_id
+    result: dict = {}
+    cli = threading.Thread(target=lambda: result.update(code=main(["sync", "--tenant", org, "--only", "pnl",
+                                                                      "--weeks", "8", "--json"])))
+    cli.start()
+    joined = J.wait(s, [running.job_id], timeout=60, poll=0.05,
+                    stop=type("E", (), {"is_set": lambda self: J.get(s, running.job_id).follow_up is not None})())
+    assert J.get(s, running.job_id).follow_up.weeks == 8, "the CLI joined the running job and asked for more"
+    J.finish(s, running.job_id, "done", result={"tenant_id": org, "status": "success", "ok": True, "steps": []})
+    cli.join(120)
+    assert not cli.is_alive() and joined
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    assert result["code"] == 0 and doc["ok"], out.err
+    (tenant,) = doc["tenants"]
+    assert tenant["job_id"] != running.job_id, "the reported job is the 8-week one, not the one it joined"
+    assert J.get(s, tenant["job_id"]).request.weeks == 8
+    assert "does not cover what was asked (full sync (only pnl; 8 weeks))" in out.err
+    pnl = next(st for st in tenant["steps"] if st["step"] == "pnl")
+    assert pnl["status"] == "success" and pnl["api_calls"] >= 8
+
+
 def test_unknown_step_is_a_usage_error(served, capsys):
     assert main(["sync", "--all", "--only", "pnl,nope"]) == 2
     assert "unknown sync step" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import multiprocessing
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+from xero_core.snapshot import working_path
 from xero_core import db, oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
@@ -97,7 +98,7 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
     assert info["ok"], info
     n = info["checkpoints"]
     assert n >= 15, f"only {n} checkpoints: the kill points would not cover the sync"
-    want = snapshot(clean / "data" / "xero.duckdb")
+    want = snapshot(working_path(clean / "data"))
     assert want["journal_lines"] and want["revenue_weekly"] and want["financial_weekly"] and want["credit_notes"]
 
     # Kill at 11+ points spread over the whole sync (first page, mid-write, between steps, last step).
@@ -112,6 +113,6 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
     oks = [results.get(timeout=10) for _ in points]
     assert all(r["ok"] for r in oks), oks
     for k, d in runs.items():
-        got = snapshot(d / "data" / "xero.duckdb")
+        got = snapshot(working_path(d / "data"))
         for t in TABLES:
             assert got[t] == want[t], f"table {t} differs after a kill at checkpoint {k} of {n}"

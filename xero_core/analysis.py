@@ -147,8 +147,23 @@ def locate_database(start: Path | str | None = None, env: dict[str, str] | None 
     return (path if path.is_absolute() else root / path) / DB_FILE
 
 
+@dataclass(frozen=True)
+class WorkingCopy:
+    """Ledgerlink's working database read with its Settings' time zone: the admin app reads this, so
+    its own writes show at once (notebooks read the snapshot, xero_core/snapshot.py)."""
+
+    db_path: Path
+    timezone: str | None = None
+
+
+def working_copy(settings: Any) -> WorkingCopy:
+    return WorkingCopy(Path(settings.db_path), getattr(settings, "timezone", None))
+
+
 def database_path(source: Any) -> Path:
     """The .duckdb file for a Settings, a data directory or the file itself."""
+    if hasattr(source, "snapshot_path"):  # Settings: the readers' copy, never the working database
+        return Path(source.snapshot_path)
     if hasattr(source, "db_path"):
         return Path(source.db_path)
     if source is None:

@@ -76,15 +76,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     rc = _run(args)
+    if args.command not in _NO_PUBLISH and not getattr(args, "failed_with_error", False):
+        _publish()
     if rc not in (0, 130) and args.command not in ("fake-xero", "run-demo") and not getattr(args, "said_unreachable", False):
         explain_unreachable()
     return rc
+
+
+# Long-running servers publish on their own; `status` only reads.
+_NO_PUBLISH = ("fake-xero", "run-demo", "status")
+
+
+def _publish() -> None:
+    """A command that changed the working database leaves the readers' copy up to date
+    (xero_core/snapshot.py); nothing is copied when nothing changed."""
+    from . import snapshot
+    from .settings import load_settings
+
+    try:
+        settings = load_settings()
+    except Exception:  # the command already said what is wrong with the settings
+        return
+    snapshot.publish_if_changed(settings)
 
 
 def _run(args) -> int:
     try:
         return int(args.handler(args) or 0)
     except (SettingsError, LedgerlinkError) as exc:
+        args.failed_with_error = True  # said once: no publish to say it again
         logging.getLogger(__name__).debug("command failed", exc_info=True)  # -v: the traceback too
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -97,6 +117,7 @@ def _run(args) -> int:
         se = as_storage_error(exc)
         if se is None:
             raise
+        args.failed_with_error = True
         logging.getLogger(__name__).debug("command failed", exc_info=True)
         print(f"error: {se}", file=sys.stderr)
         return 1

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Iterator
 
 import duckdb
 
-from . import storage
+from . import snapshot, storage
 from .errors import LedgerlinkError
 from .schema import MIGRATIONS
 
@@ -176,10 +178,7 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
         except duckdb.IOException as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
                 if _is_lock_error(exc):
-                    raise DatabaseBusy(
-                        f"The database {path} stayed locked by another Ledgerlink process for "
-                        f"{timeout:.0f} s. A long sync may be running; try again in a minute."
-                    ) from None
+                    raise DatabaseBusy(busy_sentence(path, str(exc), timeout)) from None
                 raise storage.describe(exc, path) or exc from None
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 0.25)
@@ -205,6 +204,79 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
             if se is None:
                 raise
             raise se from None
+
+
+_PID = re.compile(r"\(PID (\d+)\)")
+# Command lines that are Ledgerlink's own processes (they hold the file for short units of work).
+_OURS = ("scheduler.py", "xero_core", "streamlit", "app.py")
+
+
+def holder(path: Path, message: str = "") -> dict | None:
+    """The process holding `path` open: {pid, name, command, ours}, from the pid DuckDB names in
+    its lock error, else by looking for the file among every process's open files (psutil)."""
+    import psutil
+
+    pids: list[int] = [int(m) for m in _PID.findall(message or "")]
+    if not pids:
+        target = os.path.realpath(path)
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid == os.getpid():
+                continue
+            try:
+                if any(os.path.realpath(f.path) == target for f in proc.open_files()):
+                    pids.append(proc.pid)
+                    break
+            except (psutil.Error, OSError):
+                continue
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            cmd = proc.cmdline() or [proc.name()]
+            name = proc.name()
+        except (psutil.Error, OSError):
+            return {"pid": pid, "name": None, "command": None, "ours": False}
+        command = " ".join(cmd)
+        # a Jupyter kernel is "python -m ipykernel_launcher": name what a person recognises
+        if "ipykernel" in command:
+            name = "a Jupyter notebook kernel"
+        elif cmd and os.path.basename(cmd[0]).startswith("python"):
+            name = _python_program(cmd)
+        ours = any(o in command for o in _OURS) and "ipykernel" not in command
+        return {"pid": pid, "name": name, "command": command[:200], "ours": ours}
+    return None
+
+
+def _python_program(cmd: list[str]) -> str:
+    """'python3.11 -m jupyter', 'jupyter-lab' (a script run by python), 'python3.11 -c'."""
+    base, args = os.path.basename(cmd[0]), cmd[1:]
+    while args and args[0] in ("-B", "-u", "-O", "-OO", "-s", "-S", "-E", "-I", "-q"):
+        args = args[1:]
+    if args[:1] == ["-m"] and len(args) > 1:
+        return f"{base} -m {args[1]}"
+    if args[:1] == ["-c"] or not args:
+        return f"{base} -c" if args else base
+    return os.path.basename(args[0])
+
+
+def busy_sentence(path: Path, message: str, timeout: float) -> str:
+    """Why the database could not be opened, naming the process holding it and how to release it."""
+    try:
+        h = holder(path, message)
+    except Exception:  # finding the holder is a courtesy; the sentence stands without it
+        h = None
+    snap = snapshot.snapshot_for(path) if snapshot.is_working_path(path) else None
+    if h is None:
+        who = "another process"
+    else:
+        who = f"{h['name'] or 'a process'} (pid {h['pid']})"
+    if h is not None and h["ours"]:
+        return (f"The database {path} stayed locked by {who}, another Ledgerlink process, for {timeout:.0f} s. "
+                "A long sync may be running; try again in a minute.")
+    release = (f"close that program's connection to it (in a notebook: con.close(), or restart the kernel)"
+               + (f"; notebooks and your own tools should read the readers' copy {snap}, which never gets in "
+                  "Ledgerlink's way" if snap else ""))
+    return (f"The database {path} stayed locked by {who} for {timeout:.0f} s, so Ledgerlink could not write to it: "
+            f"{release}. Then run it again.")
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -238,6 +310,10 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
     yet create and migrate it first, so readers (notebooks, the app) never see a missing table.
     """
     path = Path(db_path)
+    if not path.exists() and snapshot.is_working_path(path):
+        # First use of the working database: start from the readers' copy when there is one (an
+        # installation from before the snapshot, or a damaged working file moved aside).
+        snapshot.adopt(path)
     key = str(path.resolve())
     con = None
     if not (read_only and path.exists()):

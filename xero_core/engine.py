@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
+from . import snapshot
 from .clock import Clock
 from .connections import list_connections
 from .pipeline import jobs as J
@@ -67,7 +68,13 @@ class Engine:
         step: each step's outcome is in the result and in sync_log). `request` is a SyncRequest, or a
         tenant id with `request()`'s keywords. `cancel()` returns a reason to stop at the next page,
         `stop()` one to stop after the current step."""
-        req = self.request(request, **fields)
+        try:
+            return self._sync(self.request(request, **fields), progress=progress, cancel=cancel, stop=stop)
+        finally:
+            snapshot.publish_if_changed(self.settings)  # readers see it (xero_core/snapshot.py)
+
+    def _sync(self, req: SyncRequest, *, progress: Progress | None = None, cancel: StopReason | None = None,
+              stop: StopReason | None = None) -> SyncResult:
         return run_sync(self.settings, req, transport=self.transport, clock=self.clock, progress=progress,
                         today=self.today, cancel=cancel, stop=stop)
 
@@ -80,8 +87,11 @@ class Engine:
         reqs = [self.request(r, **fields) for r in requests]
         if not reqs:
             return []
-        with ThreadPoolExecutor(max_workers=min(threads, len(reqs)), thread_name_prefix="sync") as pool:
-            return list(pool.map(lambda r: self.sync(r, progress=progress), reqs))
+        try:
+            with ThreadPoolExecutor(max_workers=min(threads, len(reqs)), thread_name_prefix="sync") as pool:
+                return list(pool.map(lambda r: self._sync(r, progress=progress), reqs))
+        finally:
+            snapshot.publish_if_changed(self.settings)  # once for the batch, not once a tenant
 
     def sync_practices(self, *, tenant_id: str | None = None, trigger: str = "manual") -> list[SyncResult]:
         """The practice part of each connected tenant's plan (or one tenant's): contacts and clients

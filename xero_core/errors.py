@@ -44,7 +44,7 @@ class MissingCurrencyRate(DataError):
 class StorageError(LedgerlinkError):
     """A file or folder under XERO_DATA_DIR cannot be used. Built by `xero_core.storage.describe`.
 
-    `path` is the file or folder; `problem` is one of not_a_directory, permission, read_only, full,
+    `path` is the file or folder; `problem` is one of not_a_directory, is_a_directory, permission, read_only, full,
     corrupt, io; `reason` is what the operating system or database said, shortened.
     """
 

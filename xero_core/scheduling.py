@@ -33,7 +33,9 @@ Catch-up
 Failures and signals
     Each step and each job is caught on its own (schedule's `run_pending` would die on an
     exception): the error is logged, a `sync_log` row with status `failed` is written, and the
-    loop goes on. SIGTERM/SIGINT let the current step finish, skip the rest of the cycle, and
+    loop goes on. A daily (or catch-up) run with failed tenants is retried for those tenants the
+    same day with backoff (`retry_delay`: 5, 10, 20, 40 min, then hourly) while the next daily run
+    is further away; the state file shows `next_retry`. SIGTERM/SIGINT let the current step finish, skip the rest of the cycle, and
     exit 0. An interrupted daily cycle does not count as run, so the next start catches up.
 
 Time
@@ -73,6 +75,11 @@ HEARTBEAT_SECONDS = 30.0  # how often a live scheduler rewrites its heartbeat
 STALE_AFTER_SECONDS = 120.0  # a heartbeat older than this means the scheduler is not running
 MAX_WAIT_SECONDS = 30.0  # the loop re-checks at least this often (clock jumps, heartbeat)
 MIN_EXTRA_MINUTES = 5  # Xero allows 60 calls/min and 5,000/day per tenant: no tighter loops
+# A daily run with failed tenants is tried again the same day for those tenants: after 5 minutes,
+# then 10, 20, 40, then every hour, until one succeeds or the next daily run is sooner. A held
+# database or a network outage must not cost a day of data.
+RETRY_FIRST_SECONDS = 300.0
+RETRY_MAX_SECONDS = 3600.0
 TRIGGER = "scheduler"
 
 
@@ -122,6 +129,11 @@ def next_daily_run(now: datetime, sync_time: str, tz: str) -> datetime:
 def last_daily_slot(now: datetime, sync_time: str, tz: str) -> datetime:
     """The most recent daily slot at or before `now` (aware)."""
     return max(s for s in _slots_around(now, sync_time, tz) if s <= now)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number `attempt` (1, 2, ...) of a daily run's failed tenants."""
+    return min(RETRY_FIRST_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
 
 
 def catch_up_due(last_daily: datetime | None, now: datetime, sync_time: str, tz: str) -> bool:
@@ -434,7 +446,7 @@ class StepReport:
 
 @dataclass
 class CycleReport:
-    kind: str  # daily | catch-up | once | extra:<resources>
+    kind: str  # daily | catch-up | retry | once | extra:<resources>
     started_at: datetime
     finished_at: datetime | None = None
     steps: list[StepReport] = field(default_factory=list)
@@ -512,6 +524,7 @@ class Scheduler:
         self._last_heartbeat: datetime | None = None
         self.cycles: list[CycleReport] = []
         self._pool = None  # the service's worker pool (pipeline jobs), started by run_forever
+        self._retry: dict | None = None  # {"due", "attempt", "tenants"}: a failed daily run's next try
 
     def _check_extra_resources(self) -> None:
         if not self.extras:
@@ -590,7 +603,10 @@ class Scheduler:
         daily = self._daily_job.next_run.astimezone(timezone.utc)
         runs = [j.next_run for j in self._sched.jobs if j is not getattr(self, "_chase_job", None) and j.next_run]
         nxt = min(runs) if runs else None
-        return (nxt.astimezone(timezone.utc) if nxt else daily), daily
+        nxt = nxt.astimezone(timezone.utc) if nxt else daily
+        if self._retry is not None:
+            nxt = min(nxt, self._retry["due"])
+        return nxt, daily
 
     def tick(self) -> None:
         """Run whatever is due, then refresh the heartbeat and next run in the state file."""
@@ -601,10 +617,15 @@ class Scheduler:
             log.exception("the scheduler's run_pending failed; carrying on")
         if self._daily_job.last_run is not daily_ran_before:
             self._set_daily_next_run()
+        if self._retry is not None and self.clock.now() >= self._retry["due"] and not self.stop_requested:
+            self._job("retry", tenants=self._retry["tenants"])
         self._heartbeat(force=False)
 
     def wait_seconds(self) -> float:
         idle = self._sched.idle_seconds
+        if self._retry is not None:
+            until = (self._retry["due"] - self.clock.now()).total_seconds()
+            idle = until if idle is None else min(idle, until)
         if idle is None:
             return self.max_wait
         return max(0.0, min(idle, self.max_wait))
@@ -655,15 +676,17 @@ class Scheduler:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def _job(self, kind: str, only: tuple[str, ...] | None = None) -> None:
+    def _job(self, kind: str, only: tuple[str, ...] | None = None, tenants: list[str] | None = None) -> None:
         """A schedule job: never raises, so run_pending and the loop survive anything."""
         try:
-            self.run_cycle(kind, only=only)
+            self.run_cycle(kind, only=only, tenants=tenants)
         except Exception:
             log.exception("scheduled %s job failed unexpectedly; the loop carries on", kind)
 
-    def run_cycle(self, kind: str, *, only: tuple[str, ...] | None = None, honour_pause: bool = True) -> CycleReport:
-        """One cycle: every organisation (optionally only some resources), then the practices."""
+    def run_cycle(self, kind: str, *, only: tuple[str, ...] | None = None, honour_pause: bool = True,
+                  tenants: list[str] | None = None) -> CycleReport:
+        """One cycle: every organisation (optionally only some resources, or only `tenants`: a
+        retry), then the practices."""
         daily = only is None
         report = CycleReport(kind=kind, started_at=self.clock.now())
         if honour_pause and self._paused():
@@ -680,7 +703,7 @@ class Scheduler:
 
         log.info("%s sync starting%s", kind, f" (only {', '.join(only)})" if only else "")
         with self._job_heartbeat():
-            self._run_steps(report, only)
+            self._run_steps(report, only, tenants)
         report.finished_at = self.clock.now()
         self.cycles.append(report)
         changes = {"last_run": _iso(report.started_at), "last_result": report.as_dict(), "current": None}
@@ -688,6 +711,8 @@ class Scheduler:
             changes["last_daily_run"] = _iso(report.started_at)
         if not daily:
             changes["last_extra_run"] = _iso(report.started_at)
+        if daily and not report.interrupted and self._sched is not None:  # the service; --once is cron's to retry
+            changes.update(self._plan_retry(report))
         self._heartbeat(force=True, **changes)
         failed = [s for s in report.steps if s.status == "failed"]
         counts = (f"{len(report.steps)} organisation(s), {len(report.job_steps)} step(s), "
@@ -706,7 +731,28 @@ class Scheduler:
         )
         return report
 
-    def _run_pipeline_cycle(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
+    def _plan_retry(self, report: CycleReport) -> dict:
+        """After a daily run (or a retry): its failed tenants are tried again later today."""
+        failed = [st for st in report.steps if st.status == "failed"]
+        attempt = (self._retry["attempt"] if self._retry and report.kind == "retry" else 0) + 1
+        self._retry = None
+        if not failed:
+            return {"next_retry": None}
+        due = self.clock.now() + timedelta(seconds=retry_delay(attempt))
+        daily = next_daily_run(self.clock.now(), self.settings.sync_time, self.settings.timezone)
+        if due >= daily:
+            log.warning("%d tenant(s) failed; the next daily run at %s is sooner than a retry", len(failed), _iso(daily))
+            return {"next_retry": None}
+        # a failure outside any tenant (listing them) retries them all
+        tenants = None if any(st.tenant_id is None for st in failed) else sorted({st.tenant_id for st in failed})
+        self._retry = {"due": due, "attempt": attempt, "tenants": tenants}
+        log.warning("%d tenant(s) failed: retrying %s at %s (attempt %d)", len(failed),
+                    "every tenant" if tenants is None else ", ".join(st.step.removeprefix("sync ") for st in failed),
+                    _iso(due), attempt)
+        return {"next_retry": {"at": _iso(due), "attempt": attempt, "tenants": tenants}}
+
+    def _run_pipeline_cycle(self, report: CycleReport, only: tuple[str, ...] | None,
+                            tenants: list[str] | None = None) -> None:
         """Queue one job per tenant (joining any it already has), run them concurrently in the
         worker pool, and wait for all of them. A stop request (SIGTERM) lets each running job finish
         its current step; those jobs end `interrupted` and the next run resumes them."""
@@ -723,6 +769,8 @@ class Scheduler:
             return
         only_set = parse_only(only) if only else None
         submitted: list[tuple[str, Any, datetime]] = []
+        if tenants is not None:
+            conns = [c for c in conns if c["tenant_id"] in tenants]
         for c in conns:
             name = c.get("tenant_name") or c["tenant_id"]
             started = self.clock.now()
@@ -778,9 +826,9 @@ class Scheduler:
         for sentence in report.said:
             log.error("%s (%d organisation(s) not synced: %s)", sentence, len(unreachable), _names(unreachable))
 
-    def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None) -> None:
+    def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None, tenants: list[str] | None = None) -> None:
         if self.jobs.pipeline:
-            self._run_pipeline_cycle(report, only)
+            self._run_pipeline_cycle(report, only, tenants)
             return
         try:
             orgs = self.jobs.organisations(self.settings)
@@ -789,8 +837,10 @@ class Scheduler:
             return
         steps: list[tuple[str, str | None, Callable[[], Any]]] = []
         for tenant_id, name, _status in orgs:
+            if tenants is not None and tenant_id not in tenants:
+                continue
             steps.append((f"sync {name}", tenant_id, lambda t=tenant_id: self.jobs.sync_tenant(self.settings, t, trigger=TRIGGER, only=only)))
-        if only is None and self.jobs.sync_practices is not None:
+        if only is None and tenants is None and self.jobs.sync_practices is not None:
             steps.append(("sync practices", None, lambda: self.jobs.sync_practices(self.settings, trigger=TRIGGER)))
 
         for name, tenant_id, call in steps:

@@ -249,7 +249,17 @@ class Settings:
 
     @property
     def db_path(self) -> Path:
-        return self.data_dir / "xero.duckdb"
+        """The working database: Ledgerlink's own processes only (xero_core/snapshot.py)."""
+        from .snapshot import working_path
+
+        return working_path(self.data_dir)
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The readers' copy, published after each sync: notebooks, analysis, your own tools."""
+        from .snapshot import snapshot_path
+
+        return snapshot_path(self.data_dir)
 
     @property
     def vault_dir(self) -> Path:

@@ -36,7 +36,7 @@ FILE_MODE = 0o600
 
 # What Ledgerlink itself keeps directly in the data dir (repaired on open); anything else a person
 # put there is left alone. Sub-folders named here are Ledgerlink's entirely.
-OWN_FILE_PREFIXES = ("xero.duckdb", "ratelimit.sqlite", "webhook_spool.sqlite", "jobs.sqlite", "scheduler",
+OWN_FILE_PREFIXES = ("xero.duckdb", ".xero.duckdb", "ledger-work.", ".ledger-work.", "ratelimit.sqlite", "webhook_spool.sqlite", "jobs.sqlite", "scheduler",
                      ".scheduler", "mock-encryption.key")
 OWN_SUBDIRS = ("vault", "locks", "documents", "fake-xero")
 
@@ -187,7 +187,8 @@ _DENIED = ("permission denied", "operation not permitted")
 _NOT_DIR = ("not a directory", "file exists")
 _CORRUPT = ("not a valid duckdb database file", "corrupt database file", "does not match stored checksum",
             "file is not a database", "database disk image is malformed", "unable to read database header",
-            "is not a valid duckdb", "invalid block")
+            "is not a valid duckdb", "invalid block",
+            "could not read enough bytes")  # a truncated DuckDB file (`truncate -s 100000`)
 _IO = ("disk i/o error", "input/output error", "could not write file", "could not read from file",
        "could not fsync", "could not truncate", "unable to open database file", "cannot open file")
 
@@ -220,6 +221,8 @@ def _classify(exc: BaseException) -> tuple[str, str] | None:
         code = exc.errno
         if code in (errno.ENOTDIR, errno.EEXIST):
             return "not_a_directory", reason
+        if code == errno.EISDIR:
+            return "is_a_directory", reason
         if code in (errno.EACCES, errno.EPERM):
             return "permission", reason
         if code == errno.EROFS:
@@ -270,7 +273,10 @@ def describe(exc: BaseException, path: Path | str, *, data_dir: Path | str | Non
     path = Path(path)
     data_dir = Path(data_dir) if data_dir is not None else _data_dir_for(path)
     where = f"XERO_DATA_DIR ({data_dir})"
-    if problem == "not_a_directory" or (problem in ("io", "permission") and _blocker(path, itself=False)):
+    if problem == "is_a_directory":
+        msg = (f"{path} is a folder, but Ledgerlink keeps a file there. Move that folder away (Ledgerlink creates "
+               f"the file again{_what_is_lost(path)}), then run it again.")
+    elif problem == "not_a_directory" or (problem in ("io", "permission") and _blocker(path, itself=False)):
         blocker = _blocker(path) or data_dir
         problem = "not_a_directory"
         msg = (f"Ledgerlink keeps its data in {where}, but {blocker} is a file, not a folder. Move that file "
@@ -293,7 +299,25 @@ def describe(exc: BaseException, path: Path | str, *, data_dir: Path | str | Non
     return StorageError(msg, path=path, problem=problem, reason=reason)
 
 
+def _what_is_lost(path: Path) -> str:
+    if path.name in SQLITE_CONTENTS:
+        return "; " + {"jobs.sqlite": "queued sync jobs are not kept", "ratelimit.sqlite": "nothing is lost",
+                       "webhook_spool.sqlite": "the next sync fetches what waiting deliveries announced"}[path.name]
+    if path.parent.name == "vault":
+        return "; a token set that was in it is gone: reconnect the organisations it served"
+    return ""
+
+
 def _corrupt_sentence(path: Path, reason: str) -> str:
+    if path.name.startswith("ledger-work.duckdb"):  # the working database (xero_core/snapshot.py)
+        snap = path.with_name("xero.duckdb")
+        return (f"{path}, Ledgerlink's working database, is damaged or is not a DuckDB database ({reason}). Move it "
+                f"aside (e.g. to ledger-work.duckdb.broken) and Ledgerlink starts again from the readers' copy {snap} "
+                "(the last sync's data; the next sync fetches the rest); if that is damaged too, move it aside as well "
+                "and run `python -m xero_core connect` then `sync` to rebuild from Xero (the vault's tokens are kept).")
+    if path.name == "xero.duckdb" and path.with_name("ledger-work.duckdb").exists():
+        return (f"{path}, the readers' copy of Ledgerlink's database, is damaged ({reason}); nothing is lost: the next "
+                "sync replaces it, or run `python -m xero_core sync --all` now.")
     if path.suffix == ".duckdb" or path.name.startswith("xero.duckdb"):
         return (f"{path} is damaged or is not a DuckDB database ({reason}). Restore it from a backup, or move it "
                 "aside (e.g. to xero.duckdb.broken) and run `python -m xero_core connect` then `sync` to rebuild it "

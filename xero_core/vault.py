@@ -12,6 +12,7 @@ says what to do (reconnect, or give the old key in XERO_ENCRYPTION_KEY_PREVIOUS)
 from __future__ import annotations
 
 import base64
+import errno
 import contextlib
 import binascii
 import json
@@ -106,6 +107,12 @@ class Vault:
 
     def names(self, prefix: str = "") -> list[str]:
         if not self.dir.is_dir():
+            if self.dir.exists() or self.dir.is_symlink():
+                # a file where the vault folder should be: say so, never "no tokens are stored: reconnect"
+                from . import storage
+
+                raise storage.describe(OSError(errno.ENOTDIR, "Not a directory"), self.dir / "item",
+                                       data_dir=self.dir.parent)
             return []
         out = []
         for p in self.dir.iterdir():

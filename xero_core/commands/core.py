@@ -122,19 +122,39 @@ def status_document(settings) -> dict:
         warnings.append(role_view.problem)
     scheduler = scheduler_summary(settings)
     warnings += scheduler.pop("_warnings")
+    stores = _store_problems(settings)
+    warnings += stores
     return {
         "mock_mode": settings.mock_mode,
         "api_url": settings.api_url,
         "redirect_uri": settings.redirect_uri,
         "data_dir": str(settings.data_dir),
         "database": str(settings.db_path),
+        "snapshot": str(settings.snapshot_path),  # the readers' copy (notebooks, your own tools)
+        "store_problems": stores,
         "vault_key_id": settings.key_id,
         "scopes": list(settings.scopes),
         "connections": rows,
         "scheduler": scheduler,
         "warnings": list(dict.fromkeys(warnings)),
-        "ok": all(r["usable"] for r in rows),
+        "ok": all(r["usable"] for r in rows) and not stores,
     }
+
+
+def _store_problems(settings) -> list[str]:
+    """Sentences for damaged side stores a sync would stop on (jobs.sqlite: a damaged page is only
+    met when read, so it is checked whole)."""
+    from ..pipeline import jobs as J
+    from ..storage import as_storage_error
+
+    try:
+        J.check(settings)
+    except Exception as exc:
+        se = as_storage_error(exc, J.path(settings))
+        if se is None:
+            raise
+        return [str(se)]
+    return []
 
 
 SCHEDULER_KEYS = ("status", "running", "paused", "paused_at", "paused_by", "heartbeat", "heartbeat_age_seconds",

@@ -128,18 +128,41 @@ def _emit(results, as_json: bool) -> int:
 
 def run_requests(settings, requests: list, *, names: dict, progress, transport=None, clock=None) -> list:
     """Queue the requests (or join the tenants' jobs), run the new ones here, follow the others;
-    returns the finished jobs in the order asked. Ctrl-C: stop after the current step."""
+    returns the finished jobs in the order asked. Ctrl-C: stop after the current step.
+
+    A request that joined a job doing less than it asks (e.g. `--weeks 8` joining the scheduler's
+    2-week run) is not reported done by that job: it runs as its own job right after (the jobs file
+    queues it when the joined job ends), and that job is the one reported."""
+    try:
+        out, stopped = _run_round(settings, requests, names=names, progress=progress, transport=transport, clock=clock)
+        again = [i for i, (r, j) in enumerate(zip(requests, out)) if j.joined and not j.request.covers(r)]
+        if again and not stopped:
+            more, _ = _run_round(settings, [requests[i] for i in again], names=names, progress=progress,
+                                 transport=transport, clock=clock, second=True)
+            for i, job in zip(again, more):
+                out[i] = job
+        return out
+    finally:
+        progress.close()
+
+
+def _run_round(settings, requests: list, *, names: dict, progress, transport=None, clock=None,
+               second: bool = False) -> tuple[list, bool]:
     from ..engine import Engine  # here, not at the top: `--help` and `status` need no DuckDB or polars
     from ..pipeline.worker import workers_setting
 
     eng = Engine(settings, transport=transport, clock=clock)
     submitted = eng.submit_all(requests, names=names)
-    for job in submitted:
-        if job.joined:
+    for job, req in zip(submitted, requests):
+        if job.joined and not second:
             who = (f"{job.owner_label or 'a'} process {job.owner_pid} on {job.owner_host}" if job.owner_pid
                    else "the queue")
+            then = ("" if job.request.covers(req) else
+                    f"; it does not cover what was asked ({req.describe()}): that runs as its own job right after")
             progress.say(f"[{progress.label(job.tenant_id)}] joined {job.state} job {job.job_id[:8]} "
-                         f"({job.trigger}, {job.request.describe()}) run by {who}; following it")
+                         f"({job.trigger}, {job.request.describe()}) run by {who}; following it{then}")
+        elif second:
+            progress.say(f"[{progress.label(job.tenant_id)}] now {req.describe()} as its own job {job.job_id[:8]}")
     ids = [j.job_id for j in submitted]
     pool = eng.pool(workers=min(workers_setting(settings), len(ids)), label="cli", job_ids=ids, echo=progress)
     mine: set[str] = set()
@@ -162,23 +185,38 @@ def run_requests(settings, requests: list, *, names: dict, progress, transport=N
             progress({"tenant_id": job.tenant_id, "step": p.get("step"), "status": "joined", "message": msg,
                       **{k: p.get(k) for k in ("count", "total", "eta_seconds", "estimated_total")}})
 
+    problem = None
+    stopped = False
     try:
         done = pool.run_until_done(ids, on_change=follow)
     except KeyboardInterrupt:
         progress.say("stopping after the current step (Ctrl-C again to force)...")
         pool.stop("the sync was stopped from the terminal (Ctrl-C)")
         done = [eng.job(i) for i in ids]
+        stopped = True
+    except Exception as exc:
+        # The jobs file itself failed (a full disk): no thread tracebacks, and the summary still
+        # prints, each unfinished tenant with the sentence.
+        from ..storage import as_storage_error
+
+        se = as_storage_error(exc)
+        if se is None:
+            raise
+        problem = str(se)
+        pool.stop("the jobs file could not be written", timeout=30)
+        done = []
+        stopped = True
     else:
         pool.stop()
-    finally:
-        progress.close()
-    by_id = {j.job_id: j for j in done}
+    by_id = {j.job_id: j for j in done if j is not None}
     out = []
     for j in submitted:
         job = by_id.get(j.job_id) or j
+        if problem and (job.active or job.job_id not in by_id):
+            job.state, job.error = "failed", pool.unrecorded.get(job.job_id) or problem
         job.joined = j.joined
         out.append(job)
-    return out
+    return out, stopped
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -225,15 +263,29 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"error: say which tenant: --tenant ID or --all (connected: {listed})", file=sys.stderr)
             return 2
         tenants = [connected[0]["tenant_id"]]
+    # `--all` syncs the connected tenants; one that is not (e.g. needs reconnecting) is not synced, and a
+    # script must hear it: it is named in the summary and the exit code is 1.
+    left_out = [_not_synced_doc(c) for c in conns if args.all and c.get("status") != "connected"]
     who = os.environ.get("USER") or os.environ.get("USERNAME")
     requests = [SyncRequest(t, only=only, weeks=args.weeks, week_ending=week_ending, trigger="cli",
                             requested_by=f"cli:{who}" if who else "cli") for t in tenants]
     progress = LiveProgress(names)
     jobs = run_requests(settings, requests, names=names, progress=progress)
-    docs = [_job_doc(j) for j in jobs]
+    docs = [_job_doc(j) for j in jobs] + left_out
     # Said already (mock mode's "start the fake"): cli.main need not probe and say it again.
     args.said_unreachable = any(d.get("unreachable") for d in docs)
     return _emit_docs(docs, args.json, progress.said)
+
+
+def _not_synced_doc(conn: dict) -> dict:
+    """A tenant `--all` did not sync, as its summary entry."""
+    status = conn.get("status") or "unknown"
+    why = f" ({conn['status_reason']})" if conn.get("status_reason") else ""
+    fix = ("reconnect it: `python -m xero_core connect` (or Connect on the app's Connection page)"
+           if status == "needs_reconnect" else "see `python -m xero_core status`")
+    return {"tenant_id": conn["tenant_id"], "tenant_name": conn.get("tenant_name"), "tenant_type": conn.get("tenant_type"),
+            "status": "not synced", "ok": False, "steps": [],
+            "job_error": f"not synced: it is {status.replace('_', ' ')}{why}; {fix}."}
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -282,6 +334,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     except J.JobError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    J.check(settings)  # a damaged jobs file is said, never listed as "no jobs" (issue 21 §4)
     found = J.list_jobs(settings, active_only=not args.all, tenant_id=args.tenant, limit=args.limit)
     if args.json:
         print(json.dumps({"jobs": [j.to_dict() for j in found]}, indent=2, default=str))

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .. import storage
 from ..sqlite_wal import open_wal
 from .request import SyncRequest
 
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested TEXT,                    -- who asked to cancel, or NULL
     error            TEXT,                    -- one sentence when failed / interrupted / cancelled
     progress         TEXT,                    -- JSON, see pipeline/progress.py
-    result           TEXT                     -- SyncResult.to_dict() JSON when finished
+    result           TEXT,                    -- SyncResult.to_dict() JSON when finished
+    follow_up        TEXT                     -- SyncRequest JSON queued when this job ends (a request it did not cover)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_tenant ON jobs (tenant_id) WHERE state IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority, created_at);
@@ -105,6 +107,9 @@ class Job:
     progress: dict = field(default_factory=dict)
     result: dict | None = None
     joined: bool = False  # set by enqueue when the request joined this existing job
+    # set by enqueue when the joined job does not do all the request asks: the request runs as its own
+    # job right after this one ends (queued by `finish`)
+    follow_up: SyncRequest | None = None
 
     @property
     def active(self) -> bool:
@@ -128,12 +133,13 @@ class Job:
                        "label": self.owner_label} if self.owner_pid else None),
             "cancel_requested": self.cancel_requested, "error": self.error, "progress": self.progress,
             "result": self.result, "joined": self.joined,
+            "follow_up": self.follow_up.to_dict() if self.follow_up else None,
         }
 
 
 _COLS = ("job_id", "tenant_id", "tenant_name", "request", "trigger", "requested_by", "priority", "state",
          "created_at", "started_at", "finished_at", "heartbeat_at", "owner_pid", "owner_host", "owner_id",
-         "owner_label", "cancel_requested", "error", "progress", "result")
+         "owner_label", "cancel_requested", "error", "progress", "result", "follow_up")
 _SELECT = f"SELECT {', '.join(_COLS)} FROM jobs"
 
 
@@ -142,6 +148,7 @@ def _job(row) -> Job:
     d["request"] = SyncRequest.from_json(d["request"])
     d["progress"] = json.loads(d["progress"]) if d["progress"] else {}
     d["result"] = json.loads(d["result"]) if d["result"] else None
+    d["follow_up"] = SyncRequest.from_json(d["follow_up"]) if d["follow_up"] else None
     return Job(**d)
 
 
@@ -167,12 +174,16 @@ def _ensure(p: Path) -> None:
     key = str(p)
     if key not in _ready or not p.exists():
         with _ready_lock:
-            _create(p)
-            con = open_wal(p, timeout=30)
-            try:
-                con.executescript(SCHEMA)
-            finally:
-                con.close()
+            with storage.translated(p):
+                _create(p)
+                con = open_wal(p, timeout=30)
+                try:
+                    con.executescript(SCHEMA)
+                    if "follow_up" not in {r[1] for r in con.execute("PRAGMA table_info(jobs)")}:
+                        with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                            con.execute("ALTER TABLE jobs ADD COLUMN follow_up TEXT")
+                finally:
+                    con.close()
             _ready.add(key)
 
 
@@ -184,23 +195,40 @@ def _connect(settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
     p = path(settings)
     _ensure(p)
     con = open_wal(p, timeout=30, check_same_thread=False)
+    try:
+        with storage.translated(p):  # a damaged page, a full disk: one sentence naming jobs.sqlite
+            yield from _use(con, write)
+    finally:
+        con.close()
+
+
+def _use(con: sqlite3.Connection, write: bool) -> Iterator[sqlite3.Connection]:
     # WAL with synchronous=NORMAL: a commit survives the process dying, not the machine losing
     # power mid-write; progress is written twenty times a sync and each fsync cost more than the write.
     con.execute("PRAGMA synchronous=NORMAL")
+    if not write:
+        yield con
+        return
+    con.execute("BEGIN IMMEDIATE")
     try:
-        if write:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-        else:
-            yield con
-    finally:
-        con.close()
+        yield con
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def check(settings) -> None:
+    """Raise the StorageError sentence when jobs.sqlite is damaged (`status` and `jobs` ask: a page
+    nobody has read yet would otherwise only fail the next sync)."""
+    p = path(settings)
+    if not p.exists():
+        return
+    with _connect(settings) as con:
+        bad = [r[0] for r in con.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+    if bad:
+        raise storage.describe(sqlite3.DatabaseError("database disk image is malformed"), p)
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -276,6 +304,8 @@ def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -
         if row:
             job = _job(row)
             job.joined = True
+            if not job.request.covers(request):
+                _follow_up(con, job, request)
             return job
         con.execute(
             "INSERT INTO jobs (job_id, tenant_id, tenant_name, request, trigger, requested_by, priority, state, "
@@ -285,6 +315,35 @@ def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -
         _trim(con)
     notify()
     return get(settings, job_id)
+
+
+def _follow_up(con, job: Job, request: SyncRequest) -> None:
+    """`request` joined `job`, which does not do all it asks: a queued job is widened to cover it;
+    a running one gets it as its follow-up, queued as its own job when it ends."""
+    if job.state == "queued":
+        wider = _merge(job.request, request)
+        con.execute("UPDATE jobs SET request = ?, priority = ? WHERE job_id = ?",
+                    [wider.to_json(), wider.priority, job.job_id])
+        job.request, job.priority = wider, wider.priority
+        return
+    wanted = request if job.follow_up is None else _merge(job.follow_up, request)
+    con.execute("UPDATE jobs SET follow_up = ? WHERE job_id = ?", [wanted.to_json(), job.job_id])
+    job.follow_up = wanted
+
+
+def _merge(a: SyncRequest, b: SyncRequest) -> SyncRequest:
+    """One request doing what both ask (`b`'s trigger and asker); a single past week and a run of
+    recent weeks cannot merge: `b` wins, `a` is the job already under way."""
+    if a.covers(b):
+        return a
+    if b.covers(a):
+        return b
+    only = None if a.only is None or b.only is None else a.only | b.only
+    if a.week_ending is None and b.week_ending is None:
+        return SyncRequest(b.tenant_id, only=only, weeks=max(a.weeks or 0, b.weeks or 0) or None,
+                           trigger=b.trigger, requested_by=b.requested_by)
+    return SyncRequest(b.tenant_id, only=only, weeks=b.weeks, week_ending=b.week_ending, trigger=b.trigger,
+                       requested_by=b.requested_by)
 
 
 def _trim(con) -> None:
@@ -348,11 +407,20 @@ def finish(settings, job_id: str, state: str, *, error: str | None = None, resul
            progress: dict | None = None) -> None:
     assert state in FINAL, state
     with _connect(settings, write=True) as con:
+        row = con.execute("SELECT tenant_id, tenant_name, follow_up FROM jobs WHERE job_id = ? AND state IN "
+                          "('queued', 'running')", [job_id]).fetchone()
         con.execute(
             "UPDATE jobs SET state = ?, error = ?, result = ?, finished_at = ?, progress = coalesce(?, progress) "
             "WHERE job_id = ? AND state IN ('queued', 'running')",
             [state, error, json.dumps(result, default=str) if result is not None else None, time.time(),
              json.dumps(progress, default=str) if progress is not None else None, job_id])
+        if row and row[2] and state != "cancelled":  # what a request that joined it asked beyond it
+            req = SyncRequest.from_json(row[2])
+            con.execute(
+                "INSERT INTO jobs (job_id, tenant_id, tenant_name, request, trigger, requested_by, priority, state, "
+                "created_at, progress) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                [uuid.uuid4().hex, row[0], row[1], req.to_json(), req.trigger, req.requested_by, req.priority,
+                 time.time(), json.dumps({"message": f"queued after job {job_id[:8]}, which did not cover it"})])
     notify()
 
 

@@ -40,6 +40,17 @@ class SyncRequest:
         """Lower runs first: daily syncs and Sync now (0) before backfills (1)."""
         return 1 if self.is_backfill else 0
 
+    def covers(self, other: "SyncRequest") -> bool:
+        """True when running this request does everything `other` asks (its steps, its report weeks):
+        a request joining a job that does not cover it must not be reported as done (issue 21 §3)."""
+        if self.only is not None and (other.only is None or not other.only <= self.only):
+            return False
+        if other.week_ending is not None or self.week_ending is not None:
+            return self.week_ending == other.week_ending and other.weeks is None
+        from ..sync.runner import DEFAULT_WEEKS
+
+        return (other.weeks or DEFAULT_WEEKS) <= (self.weeks or DEFAULT_WEEKS)
+
     def describe(self) -> str:
         bits = []
         if self.only is not None:

@@ -31,6 +31,7 @@ import time
 from datetime import date
 from typing import Callable, Iterable
 
+from .. import snapshot
 from ..clock import Clock
 from ..errors import LedgerlinkError
 from . import jobs as J
@@ -103,6 +104,14 @@ class WorkerPool:
         self._pending: dict[str, dict] = {}  # job id -> progress not yet in the jobs file
         self._write_lock = threading.Lock()  # a flush and an immediate write never cross
         self.finished: list[str] = []
+        # The readers' copy (xero_core/snapshot.py): when a batch of jobs ends, and at most once a
+        # minute while jobs keep running, never once per job.
+        self._publisher = snapshot.Debounced(settings)
+        # Jobs whose end could not be written to jobs.sqlite (a full disk): id -> the sentence. A
+        # waiter would otherwise wait for a state change that can never be recorded.
+        self.unrecorded: dict[str, str] = {}
+        self._unrecorded_event = threading.Event()
+        self._last_problem: str | None = None
 
     # -- control ----------------------------------------------------------------------------
     def start(self) -> "WorkerPool":
@@ -148,7 +157,22 @@ class WorkerPool:
         ids = list(job_ids)
         self.add(ids)
         self.start()
-        return J.wait(self.settings, ids, on_change=on_change, stop=stop, poll=min(self.poll, 0.5))
+        either = _Either(stop, self._unrecorded_event)
+        while True:
+            ended = J.wait(self.settings, ids, on_change=on_change, stop=either, poll=min(self.poll, 0.5))
+            if (stop is not None and stop.is_set()) or not self._unrecorded_event.is_set():
+                break
+            self._unrecorded_event.clear()  # cleared before looking: a later one sets it again
+            found = J.get_many(self.settings, ids)
+            ended = [found[i] for i in ids if i in found]
+            if not any(j.active and j.job_id not in self.unrecorded for j in ended):
+                break  # every job ended, recorded or not; else wait for the others
+        for job in ended:
+            if job.job_id in self.unrecorded and job.active:
+                job.state, job.error = "failed", self.unrecorded[job.job_id]
+        # The caller (CLI, scheduler) reports these jobs next: their data is in the readers' copy by then.
+        snapshot.publish_if_changed(self.settings)
+        return ended
 
     # -- threads ----------------------------------------------------------------------------
     def _claim(self) -> J.Job | None:
@@ -167,12 +191,25 @@ class WorkerPool:
                 self._cancel[job.job_id] = None
         return job
 
+    def _problem(self, what: str, exc: BaseException) -> None:
+        """A disk fault is its sentence, logged once while it lasts; anything else keeps its traceback."""
+        from ..storage import as_storage_error
+
+        se = as_storage_error(exc)
+        if se is None and not isinstance(exc, LedgerlinkError):
+            log.exception("%s", what)
+            return
+        sentence = str(se or exc)
+        if sentence != self._last_problem:
+            self._last_problem = sentence
+            log.error("%s: %s", what, sentence)
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 job = self._claim()
-            except Exception:
-                log.exception("could not claim a sync job; trying again")
+            except Exception as exc:
+                self._problem("could not claim a sync job; trying again", exc)
                 job = None
             if job is None:
                 self._wake.wait(self.poll)
@@ -190,6 +227,14 @@ class WorkerPool:
     def _run_and_release(self, job: J.Job) -> None:
         try:
             self._run(job)
+        except Exception as exc:  # its end could not be recorded (jobs.sqlite full or damaged)
+            from ..storage import as_storage_error
+
+            se = as_storage_error(exc)
+            self.unrecorded[job.job_id] = str(se or f"{type(exc).__name__}: {exc}")
+            self._problem(f"sync job {job.job_id[:8]} ended but could not be recorded", exc)
+            self._echo_end(job, "failed", self.unrecorded[job.job_id])
+            self._unrecorded_event.set()
         finally:
             with self._lock:
                 self._pending.pop(job.job_id, None)
@@ -197,6 +242,7 @@ class WorkerPool:
                 self._cancel.pop(job.job_id, None)
                 self.finished.append(job.job_id)
                 self._backfill_threads.discard(threading.current_thread())
+            self._publisher.job_ended()
             self._wake.set()  # a backfill slot may be free again
 
     def _write_progress(self, job_id: str, progress: dict) -> None:
@@ -225,6 +271,7 @@ class WorkerPool:
         last_beat = time.monotonic()
         while not self._stopping.wait(min(self.heartbeat_seconds, PROGRESS_FLUSH_SECONDS)):
             self._flush_progress()
+            self._publisher.tick(self.busy)
             if time.monotonic() - last_beat < self.heartbeat_seconds:
                 continue
             last_beat = time.monotonic()
@@ -257,13 +304,16 @@ class WorkerPool:
             result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
                               progress=tracker, today=self.today, cancel=cancel, stop=stop)
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
-            if isinstance(exc, LedgerlinkError):  # a sentence already says what and what to do
-                log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, exc)
+            from ..redaction import redact
+            from ..storage import as_storage_error
+
+            se = as_storage_error(exc)
+            if se is not None or isinstance(exc, LedgerlinkError):  # a sentence says what and what to do
+                log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, se or exc)
+                error = redact(str(se or exc))[:1000]
             else:
                 log.exception("sync job %s for tenant %s failed", jid, job.tenant_id)
-            from ..redaction import redact
-
-            error = redact(f"The sync stopped on an unexpected error: {type(exc).__name__}: {exc}")[:1000]
+                error = redact(f"The sync stopped on an unexpected error: {type(exc).__name__}: {exc}")[:1000]
             J.finish(settings, jid, "failed", error=error)
             self._echo_end(job, "failed", error)
             return
@@ -288,6 +338,16 @@ class WorkerPool:
                 self.echo({"tenant_id": job.tenant_id, "status": state, "message": error, "job_ended": True})
             except Exception:
                 pass
+
+
+class _Either:
+    """Set when either event is (J.wait only asks `is_set()`)."""
+
+    def __init__(self, a: threading.Event | None, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return (self.a is not None and self.a.is_set()) or self.b.is_set()
 
 
 # -- the app server's pool -----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from .. import storage
 from ..clock import SYSTEM_CLOCK, Clock
 from ..connections import mark_for_reconnect
 from ..db import connect, transaction
@@ -98,18 +99,25 @@ def _store_bytes(settings: Settings, data: bytes) -> tuple[str, Path]:
     digest = hashlib.sha256(data).hexdigest()
     dest = docs_dir(settings) / digest[:2] / digest
     if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".in-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # a full disk, a file where documents/ should be: one sentence naming it (issue 21 §4)
+        with storage.translated(dest, data_dir=settings.data_dir):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".in-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
     return digest, dest
+
+
+def _read_stored(settings: Settings, path: Path) -> bytes:
+    with storage.translated(path, data_dir=settings.data_dir):
+        return path.read_bytes()
 
 
 def add_document(settings: Settings, client_id: str, source: Path | str | bytes, *, file_name: str | None = None,
@@ -334,7 +342,7 @@ class _Pusher:
                 key = d["idempotency_key"] or idempotency_key(d["document_id"], d["sha256"])
                 resp = client.request(
                     "POST", f"{FILES}/Files/{folder_id}",
-                    files={"body": (d["file_name"], path.read_bytes(), d["mime_type"] or "application/octet-stream")},
+                    files={"body": (d["file_name"], _read_stored(settings, path), d["mime_type"] or "application/octet-stream")},
                     data={"name": d["file_name"], "filename": d["file_name"], "mimeType": d["mime_type"] or ""},
                     headers={"Idempotency-Key": key},
                 )

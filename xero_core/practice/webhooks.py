@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .. import redaction
+from .. import redaction, snapshot
 from ..clock import SYSTEM_CLOCK, Clock
 from ..connections import mark_for_reconnect
 from ..db import DatabaseBusy, connect, transaction
@@ -696,6 +696,8 @@ class Worker:
                 process_events(self.settings, transport=self.transport, clock=self.clock, db_timeout=self.db_timeout,
                                result=r, client_factory=self.client_factory, db_lock=self._db_lock)
                 _problems.clear("worker")
+                # Webhook updates reach the readers' copy at most a minute later (xero_core/snapshot.py).
+                snapshot.publish_if_changed(self.settings, min_interval=snapshot.PUBLISH_EVERY)
             except DatabaseBusy:
                 r.busy = True
             except Exception as exc:  # the loop must survive anything; one log line per distinct problem

@@ -19,7 +19,7 @@ from datetime import date, datetime, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from .. import db
+from .. import db, storage
 from ..clock import SYSTEM_CLOCK, Clock
 from ..connections import mark_for_reconnect
 from ..errors import DailyLimitReached, LedgerlinkError, ReconnectNeeded, TierRefused, XeroError, XeroUnreachable
@@ -68,7 +68,8 @@ def week_list_for(settings, today: date, weeks: int | None = None, week_ending: 
 
 
 def _wait_note(settings) -> str:
-    return (f"waiting for the database: another process holds {settings.db_path} (a notebook or a long query?); "
+    return (f"waiting for the database: another process holds {settings.db_path} (notebooks read "
+            f"{settings.snapshot_path}; is a program reading the working copy?); "
             "the sync goes on by itself when it is released")
 
 
@@ -150,6 +151,9 @@ def judge(exc: BaseException, *, step: str = "", tenant_id: str = "") -> tuple[V
     rows = 0
     if isinstance(exc, Partial):
         rows, exc = exc.rows, exc.cause
+    if isinstance(exc, Exception) and not isinstance(exc, LedgerlinkError):
+        # a raw DuckDB/SQLite/OS disk error no store translated yet: its sentence, not a traceback
+        exc = storage.as_storage_error(exc) or exc
     for kind, verdict, logged in OUTCOMES:
         if isinstance(exc, kind):
             if logged == "sentence":

@@ -1,0 +1,144 @@
+"""Issue 21 §2: a reader never stops a writer. Notebooks read the snapshot the sync publishes
+(`data/xero.duckdb`); Ledgerlink writes its working database (`data/work/ledger.duckdb`)."""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from xero_core import db, snapshot
+from xero_core.scheduling import Jobs, Scheduler
+
+from test_sync_e2e import connect as connect_fake, small_org
+
+REPO = Path(__file__).resolve().parents[1]
+
+NOTEBOOK = textwrap.dedent("""
+    import sys, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)   # a finance lead's notebook, left open all day
+    q = "SELECT count(*) FROM contacts WHERE name = 'Opened While Held Pty'"
+    print(con.execute(q).fetchone()[0], flush=True)
+    sys.stdin.readline()
+    print(con.execute(q).fetchone()[0], flush=True)
+""")
+
+
+def _count_in_another_process(path: Path) -> int:
+    out = subprocess.run([sys.executable, "-c", "import sys, duckdb; print(duckdb.connect(sys.argv[1], read_only=True)"
+                          ".execute(\"SELECT count(*) FROM contacts WHERE name = 'Opened While Held Pty'\").fetchone()[0])",
+                          str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout)
+
+
+@pytest.mark.slow
+def test_a_notebook_holding_the_snapshot_does_not_stop_the_scheduled_run(tmp_path):
+    s, clock, fake, org = connect_fake(tmp_path, invoices=30, org_factory=small_org)
+    assert snapshot.publish(s) is not None  # as yesterday's run left it
+    assert s.snapshot_path.exists() and s.snapshot_path != s.db_path
+
+    notebook = subprocess.Popen([sys.executable, "-c", NOTEBOOK, str(s.snapshot_path)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline().strip() == "0", notebook.stderr.read()  # holding it open now
+        fake.org(org).add_contact("Opened While Held Pty", at=clock.now(), email="held@example.com")
+        day = clock.now().date()
+
+        sch = Scheduler(s, jobs=Jobs(workers=2, pool_options={"transport": fake.transport(), "clock": clock}), clock=clock)
+        assert sch.run_once() == 0, [st.__dict__ for st in sch.cycles[-1].steps]
+        assert clock.now().date() == day
+        with db.connect(s.db_path, read_only=True) as con:  # landed the same day, in the working database
+            assert con.execute("SELECT count(*) FROM contacts WHERE name = 'Opened While Held Pty'").fetchone() == (1,)
+            assert con.execute("SELECT count(*) FROM sync_log WHERE trigger = 'scheduler' AND status = 'failed'"
+                               ).fetchone() == (0,)
+        # ... and published: the next connection a notebook opens sees it
+        assert _count_in_another_process(s.snapshot_path) == 1
+        notebook.stdin.write("\n")
+        notebook.stdin.flush()
+        assert notebook.stdout.readline().strip() == "0"  # the held connection keeps its old snapshot, unharmed
+        assert notebook.wait(30) == 0
+    finally:
+        notebook.kill()
+    assert stat.S_IMODE(s.snapshot_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(s.db_path.parent.stat().st_mode) == 0o700
+    assert not list(s.data_dir.glob(".xero.duckdb.*")), "no temporary copies left behind"
+
+
+def test_an_existing_database_becomes_the_working_one_with_nothing_lost(tmp_path, make_settings):
+    """An installation from before the snapshot: data/xero.duckdb (with commits still in its WAL,
+    as a crashed process leaves them) is held open by a notebook when the new version first runs."""
+    old = tmp_path / "before"
+    old.mkdir()
+    con = duckdb.connect(str(old / "xero.duckdb"))
+    db.migrate(con)
+    con.execute("INSERT INTO connections (tenant_id, tenant_name, status) VALUES ('t-1', 'Checkpointed Ltd', 'connected')")
+    con.execute("CHECKPOINT")
+    con.execute("INSERT INTO connections (tenant_id, tenant_name, status) VALUES ('t-2', 'Only In The WAL Ltd', 'connected')")
+    s = make_settings()
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("xero.duckdb", "xero.duckdb.wal"):  # copied while open: exactly what a kill -9 leaves
+        shutil.copyfile(old / name, s.data_dir / name)
+    con.close()
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True);"
+                               " print(c.execute('SELECT count(*) FROM connections').fetchone()[0], flush=True);"
+                               " sys.stdin.readline()", str(s.snapshot_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "2", holder.stderr.read()
+        from xero_core.connections import list_connections, set_status
+
+        assert sorted(c["tenant_name"] for c in list_connections(s)) == ["Checkpointed Ltd", "Only In The WAL Ltd"]
+        set_status(s, "t-1", "needs_reconnect", "test")  # a write, while the old file is held
+        assert snapshot.publish_if_changed(s) is not None
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(30)
+    assert not Path(str(s.snapshot_path) + ".wal").exists(), "the old WAL must not be replayed onto a snapshot"
+    with duckdb.connect(str(s.snapshot_path), read_only=True) as c:
+        assert c.execute("SELECT tenant_id, status FROM connections ORDER BY 1").fetchall() == [
+            ("t-1", "needs_reconnect"), ("t-2", "connected")]
+
+
+def test_a_pool_of_many_jobs_publishes_once_not_once_a_job(make_settings, monkeypatch):
+    s = make_settings()
+    with db.connect(s.db_path) as con:
+        con.execute("INSERT INTO sync_cursors VALUES ('t', 'r', 'x', now())")
+    calls = []
+    real = snapshot.publish
+    monkeypatch.setattr(snapshot, "publish", lambda settings, **kw: calls.append(1) or real(settings, **kw))
+    pub = snapshot.Debounced(s, every=60)
+    assert pub.tick(busy=0) is not None and len(calls) == 1  # no snapshot yet: the first one
+    with db.shared(s.db_path):  # as a pool's jobs share one open database
+        for i in range(200):  # two hundred jobs end while others still run
+            with db.connect(s.db_path) as con:
+                con.execute("UPDATE sync_cursors SET cursor_value = ?", [str(i)])
+            pub.job_ended()
+            pub.tick(busy=5)
+    assert len(calls) == 1, "within a minute of the last publish, running jobs publish nothing"
+    pub.tick(busy=0)  # the batch ended
+    assert len(calls) == 2
+    pub.tick(busy=0)
+    assert len(calls) == 2, "nothing changed since: nothing copied"
+    with duckdb.connect(str(s.snapshot_path), read_only=True) as c:
+        assert c.execute("SELECT cursor_value FROM sync_cursors").fetchone() == ("199",)
+
+
+def test_a_damaged_working_file_moved_aside_starts_again_from_the_snapshot(make_settings):
+    s = make_settings()
+    with db.connect(s.db_path) as con:
+        con.execute("INSERT INTO connections (tenant_id, tenant_name, status) VALUES ('t-1', 'Kept Ltd', 'connected')")
+    snapshot.publish(s)
+    os.replace(s.db_path, str(s.db_path) + ".broken")
+    db._migrated.clear()
+    from xero_core.connections import list_connections
+
+    assert [c["tenant_name"] for c in list_connections(s)] == ["Kept Ltd"]
