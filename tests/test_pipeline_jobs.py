@@ -428,3 +428,42 @@ def test_a_request_joining_a_job_that_does_less_is_not_lost(settings):
     (after,) = [j for j in J.list_jobs(settings, active_only=True)]
     assert after.request.weeks == 26 and after.request.only == frozenset({"pnl"}) and after.trigger == "manual"
     assert after.priority == 1  # 26 weeks is a backfill: queued behind daily syncs
+
+
+def test_a_full_disk_on_the_jobs_file_ends_the_run_with_its_sentence_and_no_thread_traceback(tmp_path, monkeypatch, caplog):
+    """Issue 21 §3: the jobs file full mid-run printed 'Exception in thread sync-cli-0' and 'could not
+    claim a sync job' tracebacks and no summary; now the job ends failed with the sentence."""
+    import logging
+
+    from xero_core.errors import StorageError
+
+    s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
+    sentence = f"The disk holding {J.path(s)} is full (database or disk is full); free some space."
+    escaped: list = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args))
+    real_finish = J.finish
+
+    def full(*a, **kw):
+        raise StorageError(sentence, path=J.path(s), problem="full")
+
+    monkeypatch.setattr(J, "finish", full)
+    job = J.enqueue(s, SyncRequest(org, only=frozenset({"accounts"}), trigger="cli"))
+    pool = WorkerPool(s, workers=2, label="cli", job_ids=[job.job_id], transport=fake.transport(), clock=clock)
+    tried = threading.Event()
+
+    def failing_claim(*a, **kw):
+        tried.set()
+        full()
+
+    with caplog.at_level(logging.WARNING):
+        (ended,) = pool.run_until_done([job.job_id])
+        pool.stop(timeout=30)
+        monkeypatch.setattr(J, "claim", failing_claim)  # and claiming fails too
+        other = WorkerPool(s, workers=1, label="cli", job_ids=["another"], poll=0.05).start()
+        assert tried.wait(30)
+        other.stop(timeout=30)
+    assert ended.state == "failed" and ended.error == sentence
+    assert not escaped, "no exception escaped a worker thread"
+    assert not [r for r in caplog.records if r.exc_info], "sentences, no tracebacks"
+    assert any(r.getMessage() == f"could not claim a sync job; trying again: {sentence}" for r in caplog.records)
+    monkeypatch.setattr(J, "finish", real_finish)
