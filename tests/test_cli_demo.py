@@ -241,3 +241,6 @@ def test_demo_and_run_demo_refuse_ports_outside_1_to_65535(tmp_path):
     assert proc.returncode == 1 and "XERO_FAKE_PORT='99999' must be a port number from 1 to 65535" in _one_sentence(proc)
     proc = _cli(tmp_path, "run-demo", "--port", "99999")
     assert proc.returncode == 2 and "--port 99999 is not a port number" in _one_sentence(proc)
+    for args, env in ((("fake-xero", "--port", "99999"), {}), (("fake-xero",), {"XERO_FAKE_PORT": "99999"})):
+        proc = _cli(tmp_path, *args, **env)
+        assert proc.returncode == 2 and "must be a port number from 1 to 65535" in _one_sentence(proc), proc.stderr

@@ -93,12 +93,17 @@ def build(args):
 def run(args) -> int:
     from ..fake.server import serve
 
-    port = args.port
+    port, where = args.port, "--port"
     if port is None:
         from ..settings import DEFAULT_FAKE_PORT
         import os
 
-        port = int(os.environ.get("XERO_FAKE_PORT") or DEFAULT_FAKE_PORT)
+        where = "XERO_FAKE_PORT"
+        raw = os.environ.get("XERO_FAKE_PORT") or str(DEFAULT_FAKE_PORT)
+        port = int(raw) if raw.strip().isdigit() else -1
+    if not 0 <= port <= 65535:  # socket.bind would raise OverflowError (a traceback) past 65535
+        print(f"error: {where} must be a port number from 1 to 65535 (or 0 for any free port).", file=sys.stderr)
+        return 2
     try:
         fake = build(args)
     except ValueError as exc:
