@@ -59,8 +59,11 @@ def pytest_generate_tests(metafunc):
                                  ids=[d.isoformat() for d in dates])
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the marks added here count
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.slow)  # a streamlit server and a chromium each: never the quick lane
         wants = "test_today" in getattr(item, "fixturenames", ())
         marked = item.get_closest_marker("dates") is not None
         if wants and not marked:

@@ -85,7 +85,6 @@ def api(fake: FakeXero, token: str, path: str, tenant_id: str | None, method: st
 import copy
 import functools
 import json
-from pathlib import Path
 
 from xero_reference import OPENAPI
 

@@ -1,6 +1,7 @@
 """Admin app: the Sync page (Sync now, progress, budget, scheduler, history) and the Data page."""
 from __future__ import annotations
 
+import pytest
 import os
 from datetime import datetime, timedelta, timezone
 
@@ -83,6 +84,7 @@ def test_sync_now_twice_joins_the_job_under_way(app_settings, fake_xero):
     assert J.get(app_settings, first[0]).cancel_requested
 
 
+@pytest.mark.slow
 def test_sync_all_organisations_runs_each_tenant(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -146,6 +148,7 @@ def test_scheduler_not_running_is_explained(app_settings):
     assert "not running" in texts(at) and "python scheduler.py" in texts(at)
 
 
+@pytest.mark.slow
 def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     from xero_core.engine import Engine
 

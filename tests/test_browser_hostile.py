@@ -10,7 +10,6 @@ columns a failed step writes. Then chromium walks every page.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

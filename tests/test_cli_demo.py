@@ -2,6 +2,7 @@
 status reads as sentences, and the scheduler is quiet about HTTP by default (issue 12 §4)."""
 from __future__ import annotations
 
+import pytest
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ def test_a_running_demos_urls_reach_the_cli_unless_the_environment_says_otherwis
     assert "redirect_uri=http%3A%2F%2Flocalhost%3A8511%2Fcallback" in url
 
 
+@pytest.mark.slow
 def test_with_the_fake_not_running_the_cli_says_so_and_how_to_start_it(tmp_path, make_settings):
     from xero_core import oauth
     from xero_core.fake import FakeXero, serve
@@ -109,6 +111,7 @@ def test_scheduler_once_is_quiet_about_http_unless_verbose(monkeypatch, tmp_path
         assert logging.getLogger("httpx").level == level
 
 
+@pytest.mark.slow
 def test_a_fake_the_demo_starts_ends_with_it(tmp_path):
     """scripts/demo's fake is owned: when the process that started it ends (Ctrl-C, SIGTERM, even
     SIGKILL), the fake stops too (--exit-with); a fake that was already running is left alone."""
@@ -146,6 +149,7 @@ def test_no_emoji_in_the_admin_app():
     assert not found, found
 
 
+@pytest.mark.slow
 def test_the_app_url_follows_the_real_port_and_the_fake_learns_its_redirect(tmp_path, monkeypatch):
     import httpx
 

@@ -16,7 +16,7 @@ from xero_core.db import connect, transaction
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.practice import clients as C
 from xero_core.practice import documents as D
-from xero_core.practice.matching import is_government, is_placeholder, reconcile_contacts, skip_reason
+from xero_core.practice.matching import is_government, is_placeholder, skip_reason
 from xero_core.practice.clients import reconcile_stored_contacts as run_reconcile
 from xero_core.engine import Engine
 
@@ -209,6 +209,7 @@ def test_clients_an_earlier_version_imported_from_non_customers_are_taken_out(se
 
 
 # -- the demo's seeded practice ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("xpm_first", [True, False])
 def test_the_demo_practice_mostly_matches_and_shows_a_few_ambiguous(make_settings, xpm_first):
     """The demo (seed 42, the fake's default size): most of Practice Manager's clients meet their

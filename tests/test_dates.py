@@ -172,6 +172,7 @@ def _settings(tmp: Path):
                           "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
 
 
+@pytest.mark.slow
 def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_path):
     """The fake's data ends the day before `test_today`; the sync's weeks, the stored figures and the
     analysis functions' "latest complete week" all follow from that date and nothing else."""
@@ -260,6 +261,7 @@ def test_the_morning_after_a_week_ends_in_sydney_the_week_is_complete_on_a_utc_c
         _time.tzset()
 
 
+@pytest.mark.slow
 def test_the_cli_in_a_subprocess_syncs_the_weeks_of_the_test_date(test_today, tmp_path):
     """A subprocess cannot share this process's clock: XERO_TODAY (set by test_today when a date
     is pinned) moves its clock, and its sync must pick the weeks around that date."""

@@ -3,6 +3,7 @@ end in the order they happened, each tenant's in its own plan order, count / tot
 where known, a line per job's end, and the summary only after all of it."""
 from __future__ import annotations
 
+import pytest
 import io
 import os
 import re
@@ -163,6 +164,7 @@ def test_durations_read_as_a_person_says_them():
         ["0 s", "45 s", "1 min", "1 min 35 s", "4 min 59 s", "10 min", "1 h 02 min"]
 
 
+@pytest.mark.slow
 def test_the_demo_command_prints_one_ordered_progress_display_then_the_summary(tmp_path):
     from xero_core.fake import FakeXero, serve
 

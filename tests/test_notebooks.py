@@ -41,6 +41,8 @@ CENT = Decimal("0.01")
 WEEKS = 54  # a year and a bit: "same week last year" has data
 TODAY = date(2026, 12, 5)  # a Saturday; its top mover is "Sales - Service & Maintenance"
 
+pytestmark = pytest.mark.slow  # each test starts a Jupyter kernel or the CLI on a synced database
+
 
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):

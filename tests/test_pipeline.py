@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from xero_core import db
 from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
 from xero_core.pipeline import plan as P
@@ -117,7 +116,7 @@ def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
     """issue 14: the sync_log write after a step fails (disk full): the other steps still run and are
     logged, the result names the failure, and nothing raises."""
     s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
-    from xero_core.sync import runner, store
+    from xero_core.sync import store
 
     real = store.log_finish
 

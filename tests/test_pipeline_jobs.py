@@ -3,6 +3,7 @@ two processes asking for the same tenant, a tenant needing reconnect, the DuckDB
 another process, cancel mid-step. Dates are pinned (FakeXero(today=...), FakeClock)."""
 from __future__ import annotations
 
+import pytest
 import multiprocessing
 import secrets
 import shutil
@@ -66,6 +67,7 @@ def snapshot(db_path: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
     key = secrets.token_hex(32)
     base = tmp_path / "base"

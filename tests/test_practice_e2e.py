@@ -3,7 +3,6 @@ connected through the real OAuth flow: contacts -> clients, documents -> Files, 
 and webhooks delivered by the fake to our receiver on a loopback port."""
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import httpx
@@ -132,7 +131,7 @@ def test_document_push_folder_association_failure_and_retry_without_duplicates(x
     pdf = tmp_path / "Tax return 2026.pdf"
     pdf.write_bytes(b"%PDF-1.4 tax return\n")
     doc1 = D.add_document(x.s, client_id, pdf)
-    doc2 = D.add_document(x.s, client_id, b"a,b\n1,2\n", file_name="ledger.csv")
+    D.add_document(x.s, client_id, b"a,b\n1,2\n", file_name="ledger.csv")
     exe = D.add_document(x.s, client_id, b"MZ...", file_name="setup.exe")
     unmatched = D.add_document(x.s, lonely, b"%PDF-1.4", file_name="id.pdf")
     assert exe["status"] == "skipped" and "does not accept .exe" in exe["error"]

@@ -190,6 +190,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_three_processes_share_one_tenant_within_60_a_minute(make_settings, tmp_path):
     """Three processes call one tenant of the fake (served on loopback, on the same scaled clock):
     together they never pass 60 a minute and draw no 429."""

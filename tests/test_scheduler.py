@@ -657,6 +657,7 @@ def test_with_xero_unreachable_a_run_says_so_in_one_line_and_tries_each_tenant_o
     assert errors and set(errors) == {"not tried: Xero unreachable"}
 
 
+@pytest.mark.slow
 def test_once_runs_every_tenant_as_concurrent_jobs_and_says_running_meanwhile(tmp_path, capsys, caplog):
     import httpx
 

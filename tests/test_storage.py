@@ -172,14 +172,14 @@ def test_a_full_disk_during_a_write_keeps_nothing_half_done(tmp_path):
 
 def test_full_disk_on_the_webhook_spool_answers_503_with_one_log_line(tmp_path):
     data = tmp_path / "data"
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import logging, resource, sys
         from xero_core.settings import load_settings
         from xero_core.practice import webhooks as W
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
         s = load_settings()
         W.Spool.for_settings(s)  # opened before the disk fills
-        body = b'{{"events": [{{"tenantId": "t", "eventCategory": "INVOICE", "eventType": "UPDATE", "resourceId": "r", "eventDateUtc": "2026-01-01T00:00:00"}}], "firstEventSequence": 1, "lastEventSequence": 1}}' + b" " * 20000
+        body = b'{"events": [{"tenantId": "t", "eventCategory": "INVOICE", "eventType": "UPDATE", "resourceId": "r", "eventDateUtc": "2026-01-01T00:00:00"}], "firstEventSequence": 1, "lastEventSequence": 1}' + b" " * 20000
         sig = W.sign("k" * 32, body)
         resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.RLIM_INFINITY))
         print([W.handle_webhook(s, body, sig) for _ in range(3)])

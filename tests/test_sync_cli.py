@@ -33,6 +33,7 @@ def served(tmp_path, monkeypatch):
         server.close()
 
 
+@pytest.mark.slow
 def test_consent_form_then_sync_json(served, capsys):
     fake, s = served
     tenants = connect_via_consent_form(s)

@@ -4,6 +4,7 @@ XERO_SYNC_KILL_AT), so the kill points are exact and repeatable. Each run is its
 its own copy of the data dir and of the fake's saved state (grants, tokens)."""
 from __future__ import annotations
 
+import pytest
 import secrets
 import shutil
 import signal
@@ -57,6 +58,7 @@ def snapshot(db_path: Path) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
     key = secrets.token_hex(32)
     base = tmp_path / "base"

@@ -58,6 +58,7 @@ def backfill(tmp_path_factory):
     return s, clock, fake, org_id, res, clock.time() - t0
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_backfill_succeeds_without_a_single_429(backfill):
     s, clock, fake, org_id, res, virtual_seconds = backfill
     assert res.ok, res.to_dict()
@@ -68,6 +69,7 @@ def test_backfill_succeeds_without_a_single_429(backfill):
     assert rows(s, "SELECT count(*) FROM financial_weekly") == [(WEEKS,)]
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_every_week_equals_the_fakes_profit_and_loss(backfill):
     s, clock, fake, org_id, res, _ = backfill
     org = fake.org(org_id)
@@ -87,6 +89,7 @@ def test_every_week_equals_the_fakes_profit_and_loss(backfill):
                                  (got[we][0], got[we][1], got[we][3], got[we][4])))[section]
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_revenue_weekly_equals_the_fakes_sales_net_of_credit_notes(backfill):
     s, clock, fake, org_id, res, _ = backfill
     org = fake.org(org_id)
@@ -106,6 +109,7 @@ def test_revenue_weekly_equals_the_fakes_sales_net_of_credit_notes(backfill):
     assert voided and rows(s, "SELECT count(*) FROM credit_notes WHERE status = 'VOIDED'") == [(len(voided),)]
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_weekly_revenue_ties_out_with_the_pnl_income(backfill):
     """revenue_weekly net of credit notes ties out with the P&L's Income section, week by week.
 
@@ -145,6 +149,7 @@ def test_weekly_revenue_ties_out_with_the_pnl_income(backfill):
             assert pnl_income == region_sales.get((we, opt.name), Decimal("0.00")) + cash_r, (we, opt.name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("today", [date(2026, 7, 1), date(2027, 1, 1), date(2026, 10, 5), date(2028, 3, 1)], ids=str)
 def test_revenue_ties_out_with_the_pnl_at_pinned_dates(tmp_path, today):
     """The same tie-out on a quarter of trading ending at pinned days: after 30 June, 31 December,
@@ -169,6 +174,7 @@ def test_revenue_ties_out_with_the_pnl_at_pinned_dates(tmp_path, today):
     assert credited >= 2, "the quarter's credit notes fall in the compared weeks"
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_closing_cash_equals_the_fakes_bank_balances(backfill):
     s, clock, fake, org_id, res, _ = backfill
     org = fake.org(org_id)
@@ -182,6 +188,7 @@ def test_closing_cash_equals_the_fakes_bank_balances(backfill):
     assert len(org.bank_accounts) >= 2
 
 
+@pytest.mark.slow
 def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
     s, clock, fake, org_id, res, _ = backfill
     tables = ("financial_weekly", "pnl_lines", "revenue_weekly", "cash_position_weekly", "invoices", "invoice_lines",
@@ -196,6 +203,7 @@ def test_second_run_changes_nothing_and_fetches_only_changes(backfill):
     assert fake.api_calls(org_id) - n0 == 1 + 1 + 1 + 2 * WEEKS
 
 
+@pytest.mark.slow
 def test_daily_default_and_voids_on_a_small_org(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
     res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id)  # the daily default: 2 weeks, all steps
@@ -263,6 +271,7 @@ def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     assert ("journals", "skipped", "scheduler") in log
 
 
+@pytest.mark.slow  # the module's two-year backfill (its fixture) takes a minute or more
 def test_the_tie_out_explains_every_week_of_the_fakes_books(backfill):
     """Issue 23 §4: on the fake's books (foreign-currency sales open at month-ends, an open USD bill) the
     P&L report and the journals differ in the weeks holding a month-end, by the unrealised currency gains

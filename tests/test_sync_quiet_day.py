@@ -3,6 +3,7 @@ organisation's daily sync costs is mostly DuckDB writes of what is already store
 rewrites whatever moved, and whatever a stopped run left unfinished."""
 from __future__ import annotations
 
+import pytest
 from decimal import Decimal
 
 from test_sync_e2e import connect, rows
@@ -22,6 +23,7 @@ def written(s) -> dict:
                     con.execute(f"SELECT max(synced_at) FROM {t}").fetchone()[0]) for t in DATA}
 
 
+@pytest.mark.slow
 def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
     assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id).ok
@@ -51,6 +53,7 @@ def test_a_quiet_day_rewrites_nothing_and_a_changed_invoice_is_written(tmp_path)
     assert now["accounts"] == before["accounts"] and now["contacts"] == before["contacts"]
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp_path):
     """Invoices written by a chunk whose run then stopped (no revenue_weekly rebuild, no cursor
     move) come back as 'the same version': their weeks are rebuilt all the same. Report weeks

@@ -10,12 +10,12 @@ MONEY = "DECIMAL(18,2)"
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_core",
-        f"""
+        """
         CREATE TABLE IF NOT EXISTS connections (
             tenant_id       VARCHAR PRIMARY KEY,
             tenant_name     VARCHAR,
             tenant_type     VARCHAR,            -- Xero's value: ORGANISATION, PRACTICEMANAGER, ...
-            connection_id   VARCHAR,            -- Xero's connection id (for DELETE /connections/{{id}})
+            connection_id   VARCHAR,            -- Xero's connection id (for DELETE /connections/{id})
             auth_event_id   VARCHAR,
             status          VARCHAR NOT NULL,   -- connected | needs_reconnect | disconnected
             status_reason   VARCHAR,

@@ -1091,7 +1091,7 @@ class _Generator:
     customer_list: list[tuple[str, str]] | None = None
 
     def contacts(self):
-        rng, org = self.rng, self.org
+        rng = self.rng
         n_customers = min(3000, max(80, self.n_invoices // 25))
         self.customers: dict[tuple[str, str], list[Contact]] = {}
         used = set()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 import email.policy
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formatdate, parseaddr
 from zoneinfo import ZoneInfo
 
 from ..clock import SYSTEM_CLOCK, Clock

@@ -20,7 +20,6 @@ import json
 import logging
 import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
