@@ -445,7 +445,7 @@ def test_a_truncated_working_database_is_one_sentence(tmp_path):
         pass
     os.truncate(work, 100_000)
     for argv in (["status"], ["clients", "list"], ["sync", "--all"]):
-        line = assert_one_sentence(run_cli(env, *argv), str(work), "damaged", "Move it aside", "readers' copy")
+        assert_one_sentence(run_cli(env, *argv), str(work), "damaged", "Move it aside", "readers' copy")
 
 
 def duckdb_filled(path: Path):

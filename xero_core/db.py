@@ -272,7 +272,7 @@ def busy_sentence(path: Path, message: str, timeout: float) -> str:
     if h is not None and h["ours"]:
         return (f"The database {path} stayed locked by {who}, another Ledgerlink process, for {timeout:.0f} s. "
                 "A long sync may be running; try again in a minute.")
-    release = (f"close that program's connection to it (in a notebook: con.close(), or restart the kernel)"
+    release = ("close that program's connection to it (in a notebook: con.close(), or restart the kernel)"
                + (f"; notebooks and your own tools should read the readers' copy {snap}, which never gets in "
                   "Ledgerlink's way" if snap else ""))
     return (f"The database {path} stayed locked by {who} for {timeout:.0f} s, so Ledgerlink could not write to it: "

@@ -111,8 +111,9 @@ class Vault:
                 # a file where the vault folder should be: say so, never "no tokens are stored: reconnect"
                 from . import storage
 
-                raise storage.describe(OSError(errno.ENOTDIR, "Not a directory"), self.dir / "item",
-                                       data_dir=self.dir.parent)
+                error = storage.describe(OSError(errno.ENOTDIR, "Not a directory"), self.dir / "item",
+                                         data_dir=self.dir.parent)
+                raise error or NotADirectoryError(errno.ENOTDIR, f"{self.dir} is not a directory")
             return []
         out = []
         for p in self.dir.iterdir():
