@@ -112,7 +112,7 @@ MARKDOWN_CALLS = {
 TEXT_KEYWORDS = {"label", "body", "text", "help"}
 # Calls whose result is safe inside markdown: the helper itself, and the app's own formats of
 # times, dates and numbers.
-SAFE_CALLS = {"md", "code", "when", "day", "stamp", "len", "eta_text"}
+SAFE_CALLS = {"md", "code", "when", "day", "stamp", "len", "int", "eta_text"}
 # Option labels: radio parses markdown in them; selectbox and multiselect show them as text.
 MARKDOWN_OPTIONS = {"radio"}
 PLAIN_OPTIONS = {"selectbox", "multiselect"}
