@@ -50,12 +50,60 @@ def coverage(db_path: str, tenant_id: str) -> dict[str, Any] | None:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def base_currency(db_path: str, tenant_id: str) -> str:
-    """The organisation's currency as its invoices say most often (e.g. 'AUD'); '' when unknown."""
-    from .queries import _fetch
+    """The organisation's base currency as Xero gives it (GET /Organisation, `organisations`): every
+    amount on the page is in it; '' before its first sync."""
+    return engine.organisation_currency(load_settings(), tenant_id)
 
-    rows = _fetch(db_path, "SELECT currency_code, count(*) AS n FROM invoices WHERE tenant_id = ? "
-                           "AND currency_code IS NOT NULL GROUP BY 1 ORDER BY n DESC LIMIT 1", (tenant_id,))
-    return rows[0]["currency_code"] if rows else ""
+
+@st.cache_data(ttl=TTL, show_spinner=False)
+def headline(db_path: str, tenant_id: str) -> pl.DataFrame:
+    return engine.headline(load_settings(), tenant_id)
+
+
+def signed(value, unit: str, currency: str = "") -> str:
+    """A change as a finance lead reads it: '+1,234.50', '-2.3 pts'."""
+    if value is None:
+        return "no data"
+    if unit == "percent":
+        return f"{value:+,.1f} pts"
+    return f"{value:+,.2f}"
+
+
+def figure(value, unit: str) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.1f}%" if unit == "percent" else f"{value:,.2f}"
+
+
+def week_chart(frame: pl.DataFrame, *, value: str, series: str, y_title: str, title: str) -> tuple[pl.DataFrame, dict]:
+    """(data, Vega-Lite spec) of a weekly line chart for st.vega_lite_chart: the x axis names each
+    week's last day ("21 Nov"), not the calendar ticks Vega would pick ("Mon 05, Tue 13"). A spec by
+    hand: altair's schema validation costs seconds on a busy machine, for a chart drawn every rerun."""
+    weeks = frame["week_ending"].to_list()
+    axis = engine.week_axis(weeks)
+    data = chartable(frame).with_columns(pl.col("week_ending").cast(pl.String))
+    spec = {
+        "title": title, "height": 280, "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "week_ending", "type": "temporal", "title": "Week ending (Saturday)",
+                  "axis": {"values": axis["values"], "format": axis["format"], "labelAngle": 0}},
+            "y": {"field": value, "type": "quantitative", "title": y_title},
+            "color": {"field": series, "type": "nominal", "title": None,
+                      "sort": list(dict.fromkeys(frame[series].to_list()))},
+            "tooltip": [{"field": "week", "type": "nominal", "title": "Week"} if "week" in frame.columns else
+                        {"field": "week_ending", "type": "temporal", "title": "Week ending", "format": "%d %b %Y"},
+                        {"field": series, "type": "nominal"},
+                        {"field": value, "type": "quantitative", "format": ",.2f"}],
+        },
+    }
+    return data, spec
+
+
+def pnl_trend(pnl: pl.DataFrame, columns: dict[str, str], currency: str, title: str) -> tuple[pl.DataFrame, dict]:
+    long = pnl.select("week_ending", "week", *columns).rename(columns).unpivot(
+        index=["week_ending", "week"], variable_name="Figure", value_name="amount")
+    return week_chart(long, value="amount", series="Figure", title=title,
+                      y_title=f"Amount ({currency})" if currency else "Amount")
 
 
 # Column names for people; anything not listed is shown with its underscores as spaces.
@@ -66,7 +114,8 @@ LABELS = {
     "net_profit": "Net profit", "complete": "Complete week", "region": "Region", "revenue_type": "Job type",
     "invoice_count": "Invoices", "subtotal": "Sales ex tax", "total_tax": "Tax", "total": "Sales inc tax",
     "share_pct": "Share", "bank_account_name": "Bank account", "opening": "Opening", "received": "Received",
-    "spent": "Spent", "closing": "Closing", "net_change": "Net change",
+    "spent": "Spent", "closing": "Closing", "net_change": "Net change", "week": "Week",
+    "credit_note_count": "Credit notes",
 }
 DATE_FORMAT = "D MMM YYYY"  # 5 Dec 2026, as in every date and time the app shows
 

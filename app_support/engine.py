@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from app_support.demo_services import caught_mail  # noqa: F401  (mock mode's Outbox: the demo's mail catcher)
 
-from xero_core.analysis import cash_position, data_status, revenue_mix, weekly_pnl, working_copy  # noqa: F401
+from xero_core.analysis import (cash_position, data_status, headline, revenue_mix, week_axis,  # noqa: F401
+                                weekly_pnl, working_copy)
+from xero_core.analysis import currency as organisation_currency  # noqa: F401
 from xero_core.connections import get_connection, list_connections  # noqa: F401
 from xero_core.engine import Engine
 from xero_core.oauth import (begin_connect, complete_connect, consent_pending, disconnect,  # noqa: F401

@@ -114,13 +114,45 @@ def by_metric(df: pl.DataFrame) -> dict[str, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_weekly_pnl_is_decimal_and_flags_the_unfinished_week(db):
+def test_weekly_pnl_is_decimal_and_leaves_out_the_unfinished_week(db):
+    """Issue 23 §3: complete weeks only by default (the week under way would plunge every trend at its
+    right edge); asked for, it comes last, named "to date", never as a finished week."""
     df = an.weekly_pnl(db, today=TODAY)
-    assert df.height == 61
+    assert df.height == 60 and df["complete"].all() and df["week_ending"].max() == LATEST
     assert {df.schema[m] for m in an.METRICS} == {pl.Decimal(18, 2)}
-    last_two = df.tail(2).select("week_ending", "net_profit", "complete").rows()
-    assert last_two == [(LATEST, D("459.50"), True), (date(2026, 11, 28), D("85.00"), False)]
-    assert an.weekly_pnl(db, weeks=3).height == 3
+    assert df["week"][-1] == "w/e Sat 21 Nov 2026"
+    with_current = an.weekly_pnl(db, today=TODAY, include_current=True)
+    last_two = with_current.tail(2).select("week_ending", "net_profit", "complete", "week").rows()
+    assert last_two == [(LATEST, D("459.50"), True, "w/e Sat 21 Nov 2026"),
+                        (date(2026, 11, 28), D("85.00"), False, "Sat 28 Nov 2026 (to date)")]
+    assert an.weekly_pnl(db, weeks=3, today=TODAY).height == 3
+    # every trend function: complete weeks only
+    assert an.margins(db, today=TODAY)["week_ending"].max() == LATEST
+    assert an.cash_position(db, today=TODAY)["week_ending"].max() == LATEST
+    assert an.revenue_trend(db, today=TODAY)["week_ending"].max() == LATEST
+    assert an.revenue_trend(db, today=TODAY, include_current=True)["week_ending"].max() == date(2026, 11, 28)
+    assert an.rolling_averages(db, today=TODAY)["week_ending"].max() == LATEST
+
+
+def test_headline_figures_against_last_week_and_last_year(db):
+    """Issue 23 §5: the Data page's first figures, from analysis: income, gross margin %, operating
+    expenses, net profit, cash at bank, with the change on the week before and the same week last year."""
+    h = by_metric(an.headline(db, today=TODAY))
+    assert list(h) == ["income", "gross_margin_pct", "operating_expenses", "net_profit", "cash_at_bank"]
+    inc = h["income"]
+    assert (inc["week_ending"], inc["latest"], inc["previous_week"], inc["change"], inc["change_pct"]) == \
+        (LATEST, D("1500.00"), D("1200.00"), D("300.00"), 25.0)
+    assert (inc["same_week_last_year"], inc["change_vs_last_year"], inc["change_vs_last_year_pct"]) == \
+        (D("1250.00"), D("250.00"), 20.0)
+    gm = h["gross_margin_pct"]     # 900 / 1500 = 60.00 %; 700 / 1200 = 58.33 %; last year 750 / 1250 = 60.00 %
+    assert (gm["unit"], gm["latest"], gm["previous_week"], gm["change"], gm["change_pct"]) == \
+        ("percent", D("60.00"), D("58.33"), D("1.67"), None)
+    assert gm["change_vs_last_year"] == D("0.00")
+    assert (h["operating_expenses"]["latest"], h["operating_expenses"]["change"]) == (D("450.50"), D("50.50"))
+    assert (h["net_profit"]["latest"], h["net_profit"]["previous_week"]) == (D("459.50"), D("300.00"))
+    cash = h["cash_at_bank"]        # accounts A + B: 18,500 + 6,500; the week before 26,000 + 0
+    assert (cash["latest"], cash["previous_week"], cash["change"]) == (D("25000.00"), D("26000.00"), D("-1000.00"))
+    assert cash["same_week_last_year"] is None and cash["change_vs_last_year"] is None
 
 
 def test_latest_week_comparison_to_the_cent(db):
@@ -293,3 +325,43 @@ def test_reads_are_brief_and_read_only(db):
     code = f"import duckdb; c = duckdb.connect({str(db)!r}); c.execute('CHECKPOINT'); c.close(); print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_each_organisation_has_its_own_currency_today_and_weeks(tmp_path, monkeypatch):
+    """Issue 23 §2/§3: an NZ and a UK organisation in one database. Their currency comes from
+    `organisations`, and "complete" follows each one's own zone: at 14:00 UTC on Saturday 5 Dec 2026
+    Auckland is already on Sunday (the week ending 5 Dec is done), London still on Saturday. Also across
+    NZ's DST change (27 Sep 2026, 02:00 local) and at a year end."""
+    import time_machine
+    from datetime import datetime, timezone
+
+    monkeypatch.delenv("XERO_TODAY", raising=False)
+    path = tmp_path / "data" / "xero.duckdb"
+    weeks = [date(2026, 9, 19), date(2026, 9, 26), date(2026, 11, 28), date(2026, 12, 5), date(2027, 1, 2)]
+    with connect(path) as con:
+        for t, name, cur, tz in ((ORG, "Kauri Coast", "NZD", "Pacific/Auckland"), (OTHER, "Thames Valley", "GBP", "Europe/London")):
+            con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) VALUES (?, ?, 'ORGANISATION', 'connected')",
+                        [t, name])
+            con.execute("INSERT INTO organisations (tenant_id, name, base_currency, timezone, financial_year_end_month, "
+                        "financial_year_end_day) VALUES (?, ?, ?, ?, 3, 31)", [t, name, cur, tz])
+            con.executemany("INSERT INTO financial_weekly (tenant_id, week_ending, week_start, income, cost_of_sales, gross_profit, "
+                            "other_income, operating_expenses, net_profit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [pnl_row(t, w, "100.00", "0.00", "0.00", "0.00") for w in weeks])
+    assert (an.currency(path, ORG), an.currency(path, OTHER)) == ("NZD", "GBP")
+    assert an.organisation(path, ORG)["timezone"] == "Pacific/Auckland"
+
+    def latest(t, at):
+        with time_machine.travel(at, tick=False):
+            return an.weekly_pnl(path, t)["week_ending"].max(), an.today(path, t)
+
+    sat = datetime(2026, 12, 5, 14, 0, tzinfo=timezone.utc)
+    assert latest(ORG, sat) == (date(2026, 12, 5), date(2026, 12, 6))
+    assert latest(OTHER, sat) == (date(2026, 11, 28), date(2026, 12, 5))
+    # the Saturday before NZ's clocks go forward: 11:30 UTC is 23:30 (NZST, +12), 12:30 UTC is 00:30 Sunday
+    assert latest(ORG, datetime(2026, 9, 26, 11, 30, tzinfo=timezone.utc))[0] == date(2026, 9, 19)
+    assert latest(ORG, datetime(2026, 9, 26, 12, 30, tzinfo=timezone.utc))[0] == date(2026, 9, 26)
+    # a week across the year end: 2 Jan 2027 is done on Sunday 3 Jan in Auckland (NZDT, +13)
+    assert latest(ORG, datetime(2027, 1, 2, 11, 30, tzinfo=timezone.utc))[0] == date(2027, 1, 2)
+    assert latest(OTHER, datetime(2027, 1, 2, 11, 30, tzinfo=timezone.utc))[0] == date(2026, 12, 5)
+    assert an.financial_year(path, ORG, on=date(2027, 1, 2)) == (date(2026, 4, 1), date(2027, 3, 31))
+    assert an.week_label(date(2027, 1, 2)) == "w/e Sat 2 Jan 2027"

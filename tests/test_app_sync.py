@@ -166,6 +166,22 @@ def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     charts = at.get("vega_lite_chart")
     assert len(charts) == 3  # weekly P&L, revenue mix, cash position
     assert "run a sync" not in texts(at)
+    # Issue 23 §3/§5: it opens on the latest complete week's figures, in the organisation's base
+    # currency, each with its change on the week before: the same numbers as analysis.headline.
+    from xero_core import analysis as an
+
+    head = {r["label"]: r for r in an.headline(app_settings, org).iter_rows(named=True)}
+    week = head["Income"]["week_ending"]
+    assert week < test_today and week >= test_today - timedelta(days=7)     # complete: never the week under way
+    shown = {m.label: m for m in at.metric}
+    assert list(shown) == ["Income (AUD)", "Gross margin (%)", "Operating expenses (AUD)", "Net profit (AUD)",
+                           "Cash at bank (AUD)"]
+    assert shown["Income (AUD)"].value == f"{head['Income']['latest']:,.2f}"
+    assert shown["Net profit (AUD)"].value == f"{head['Net profit']['latest']:,.2f}"
+    assert shown["Income (AUD)"].delta == f"{head['Income']['change']:+,.2f} on the week before"
+    assert f"Week ending {week:%a} {week.day} {week:%b %Y}" in [h.value for h in at.subheader]
+    table = at.dataframe[0].value
+    assert table["week_ending"].max().date() == week         # the P&L table ends with it too
 
 
 def test_data_page_needs_an_organisation_not_a_practice(app_settings, fake_xero):

@@ -78,8 +78,18 @@ def test_connect_then_status_json(env, fake, capsys):
         assert c["status"] == "connected" and c["has_tokens"] and c["refresh_warning"] is None
         assert c["access_token_expires_at"] and c["refresh_token_expires_at"] and c["last_sync_at"] is None
     assert doc["warnings"] == []
+    # this identity-only fake serves no GET /Organisation: not known yet (tests/test_organisation.py reads it)
+    org = next(c for c in doc["connections"] if c["tenant_type"] == "ORGANISATION")
+    assert org["organisation"] is None
+    from xero_core import db
+    from xero_core.settings import load_settings
+
+    with db.connect(load_settings().db_path) as con:     # as a sync's organisation step stores it
+        con.execute("INSERT INTO organisations (tenant_id, base_currency, timezone, financial_year_end_month, "
+                    "financial_year_end_day) VALUES (?, 'NZD', 'Pacific/Auckland', 3, 31)", [org["tenant_id"]])
     code, text, _ = run(capsys, "status")
     assert code == 0 and "MOCK MODE" in text and "Demo Company (AU)" in text
+    assert "base currency NZD, time zone Pacific/Auckland, financial year ends 31 Mar" in text
     assert_no_tokens(fake, outputs, out, err, text)
 
 

@@ -32,6 +32,7 @@ from xero_core import analysis as an
 from xero_core import oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
+from xero_core.fake.ledger import to_base
 from xero_core.settings import load_settings
 from xero_core.engine import Engine
 from xero_core.sync.weeks import week_ending_for, week_start
@@ -177,7 +178,8 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
 
     # every synced week, not just the latest
     pnl = an.weekly_pnl(s, today=TODAY)
-    assert pnl.height == WEEKS
+    assert pnl.height == WEEKS - 1 and pnl["week_ending"].max() == week    # complete weeks: TODAY's week still runs
+    assert an.weekly_pnl(s, today=TODAY, include_current=True).height == WEEKS
     for r in pnl.iter_rows(named=True):
         assert r["net_profit"] == truth_pnl(org, r["week_ending"])["net_profit"], r["week_ending"]
 
@@ -195,8 +197,9 @@ def test_analysis_reconciles_with_the_fakes_ledger_to_the_cent(synced):
     first = week - timedelta(days=21)
     for inv in org.invoices:
         if inv.type == "ACCREC" and inv.status in ("AUTHORISED", "PAID") and first - timedelta(days=6) <= inv.date <= week:
-            for ln in inv.lines:
-                want[(ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")] += ln.amount
+            for ln in inv.lines:    # in the base currency: each line / its invoice's rate (issue 23 §1)
+                want[(ln.region.name if ln.region else "Unassigned", ln.job.name if ln.job else "Unassigned")] += \
+                    to_base(ln.amount, inv.rate)
     assert {(r["region"], r["revenue_type"]): r["subtotal"] for r in mix.iter_rows(named=True)} == {
         k: Decimal(v) * CENT for k, v in want.items()}
     assert abs(sum(mix["share_pct"].to_list()) - 100) < 0.5
@@ -230,6 +233,14 @@ def test_weekly_pnl_html_export_shows_the_reconciled_figures_and_every_chart_as_
     assert top["account_name"][0] in page.text("movers") and money(top["change"][0]) in page.text("movers")
     assert "Residential" in page.text("mix") or "Commercial" in page.text("mix")
     page.assert_every_chart_is_an_image(7)
+    # Issue 23 §2/§5: tables a finance lead reads: headers in words with the organisation's currency
+    # (from Xero, not written in the notebook), names without quotes, blanks rather than null
+    assert f"amounts in {an.currency(s)}" in page.text("check") and an.currency(s) == "AUD"
+    for tag in ("comparison", "mix", "movers"):
+        text = page.text(tag)
+        assert "null" not in text and '"' not in text, (tag, text[:300])
+    assert "Previous week (AUD)" in shown and "Same week last year (AUD)" in shown
+    assert "Effect on profit (AUD)" in page.text("movers")
 
 
 def test_query_tables_html_export_shows_the_answers_and_its_chart(synced, exported):
@@ -254,6 +265,16 @@ def test_notebook_without_data_says_how_to_get_some_and_stops_without_a_tracebac
     later = nb.cells[nb.cells.index(check) + 1:]
     assert all(not c.get("outputs") for c in later if c.cell_type == "code"), "nothing after the check ran"
     assert not (empty / "xero.duckdb").exists(), "looking for data must not create a database"
+
+
+def test_no_currency_is_written_in_a_notebook():
+    """Every currency shown comes from the organisation (an.currency): a notebook that says "AUD" is
+    wrong for an NZ or UK organisation."""
+    import re
+
+    for path in NOTEBOOKS.glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            assert not re.search(r"\b(AUD|NZD|GBP|USD|EUR)\b", cell.source), (path.name, cell.source[:200])
 
 
 def test_notebooks_are_committed_without_outputs():

@@ -144,7 +144,9 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     assert fw == [(date(2026, 11, 21), Decimal("100.00"), Decimal("40.00"), Decimal("100.00"), Decimal("60.00")),
                   (date(2026, 11, 28), Decimal("100.00"), Decimal("40.00"), Decimal("100.00"), Decimal("60.00"))]
     pnl_params = [p for path, p, _ in client.seen if path.endswith("ProfitAndLoss")]
-    assert pnl_params == [{"fromDate": "2026-11-15", "toDate": "2026-11-21"}, {"fromDate": "2026-11-22", "toDate": "2026-11-28"}]
+    # standardLayout=true (issue 23 §5): Xero's standard sections whatever layout the organisation customised
+    assert pnl_params == [{"standardLayout": "true", "fromDate": "2026-11-15", "toDate": "2026-11-21"},
+                          {"standardLayout": "true", "fromDate": "2026-11-22", "toDate": "2026-11-28"}]
     rw = q(s, "SELECT region, revenue_type, invoice_count, subtotal, total_tax, total FROM revenue_weekly ORDER BY 1, 2")
     assert rw == [("North", "Residential", 2, Decimal("200.00"), Decimal("20.00"), Decimal("220.00")),
                   ("South", "Commercial", 1, Decimal("100.00"), Decimal("10.00"), Decimal("110.00"))]

@@ -6,7 +6,9 @@ Quick start (a notebook anywhere in the checkout; nothing to edit)::
 
     db = an.locate_database()          # <repo>/data/xero.duckdb, or XERO_DATA_DIR from the env / .env
     print(an.data_status(db))          # is there data? if not, how to get some
-    an.weekly_pnl(db)                  # one row per week: income … net_profit
+    an.organisation(db)                # name, base currency, time zone, financial year end (GET /Organisation)
+    an.headline(db)                    # income, gross margin %, opex, net profit, cash: vs last week and last year
+    an.weekly_pnl(db)                  # one row per complete week: income … net_profit
     an.latest_week_comparison(db)      # latest week vs previous week, same week last year, 4-week average
     an.margins(db)                     # gross and net margin per week, and over a rolling 4 weeks
     an.rolling_averages(db, window=4)  # trailing averages of every P&L line
@@ -34,10 +36,13 @@ Conventions
       half-up to the cent. Cast to `pl.Float64` only to draw a chart.
     * Percentages are `Float64` in percent (42.5 means 42.5 %), rounded to 0.1.
     * A week is named by its last day, `week_ending`. A week is *complete* once `today` is past
-      its last day; comparisons default to the latest complete week, because the current week is
-      still filling up. `today` is the date in XERO_TIMEZONE (the Settings' own, else the
-      environment's, else Australia/Sydney), as the sync sees it, whatever zone your computer is
-      in; pass `today=` or set `XERO_TODAY=YYYY-MM-DD` in the environment to pin it.
+      its last day; every function shows complete weeks only (the week under way would plunge every
+      trend at its right edge) unless asked `include_current=True`, which names it "… (to date)".
+      `today` is the date in the organisation's own time zone (`organisations.timezone`, from Xero;
+      XERO_TIMEZONE before its first sync), as the sync sees it, whatever zone your computer is in;
+      pass `today=` or set `XERO_TODAY=YYYY-MM-DD` in the environment to pin it.
+    * Every amount is in the organisation's base currency (`currency(db)`), foreign-currency
+      invoices converted at their own rate.
     * Costs are positive as in Xero's report: gross_profit = income − cost_of_sales;
       net_profit = gross_profit + other_income − operating_expenses.
     * "Same week last year" is 52 weeks (364 days) earlier: the same weekday, so the weeks line up.
@@ -312,17 +317,98 @@ def _sub(a: Decimal | None, b: Decimal | None) -> Decimal | None:
     return None if a is None or b is None else a - b
 
 
-def _today(today: date | None, source: Any = None) -> date:
-    """`today`, else the date in XERO_TIMEZONE (a Settings' own, else the environment's, else
-    Australia/Sydney): the date the sync used, whatever zone this computer is in."""
-    return today or clock.today(getattr(source, "timezone", None))
+def _today(today: date | None, source: Any = None, tz: str | None = None) -> date:
+    """`today`, else the date in the organisation's own time zone (`tz`, from `organisations`), else
+    XERO_TIMEZONE (a Settings' own, else the environment's, else Australia/Sydney): the date the
+    sync used for that organisation, whatever zone this computer is in."""
+    return today or clock.today(tz or getattr(source, "timezone", None))
 
 
-def _latest_complete(weeks: Sequence[date], today: date | None, source: Any = None) -> date | None:
+def _latest_complete(weeks: Sequence[date], today: date | None, source: Any = None, tz: str | None = None) -> date | None:
     if not weeks:
         return None
-    done = [w for w in weeks if w < _today(today, source)]
+    done = [w for w in weeks if w < _today(today, source, tz)]
     return max(done) if done else max(weeks)
+
+
+# ---------------------------------------------------------------------------------------------
+# The organisation's own settings (issue 23 §2): its currency, time zone and financial year
+# ---------------------------------------------------------------------------------------------
+
+_ORG_FIELDS = ("name", "base_currency", "country_code", "timezone", "financial_year_end_month",
+               "financial_year_end_day", "short_code")
+
+
+def _org_row(q, tenant: str) -> dict:
+    try:
+        df = q(f"SELECT {', '.join(_ORG_FIELDS)} FROM organisations WHERE tenant_id = ?", tenant)
+    except Exception:  # a database from before the organisations table
+        df = pl.DataFrame()
+    row = df.row(0, named=True) if df.height else {}
+    return {k: row.get(k) for k in _ORG_FIELDS}
+
+
+def _tz(q, tenant: str) -> str | None:
+    return _org_row(q, tenant).get("timezone")
+
+
+def organisation(source: Any = None, tenant_id: str | None = None) -> dict:
+    """The organisation as Xero describes it (GET /Organisation, stored by the sync): tenant_id, name,
+    base_currency (every amount here is in it), country_code, timezone (IANA: its "today" and its
+    weeks), financial_year_end_month/_day, short_code. Values are None before its first sync."""
+    with _reader(source) as q:
+        tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
+        return {"tenant_id": tenant, **_org_row(q, tenant)}
+
+
+def currency(source: Any = None, tenant_id: str | None = None) -> str:
+    """The organisation's base currency code (e.g. 'NZD'), '' before its first sync: what every
+    amount in the weekly tables is in. For labels: `f"Income ({an.currency(db)})"`."""
+    return organisation(source, tenant_id).get("base_currency") or ""
+
+
+def today(source: Any = None, tenant_id: str | None = None) -> date:
+    """Today for the organisation: the date in its own time zone (XERO_TODAY pins it)."""
+    with _reader(source) as q:
+        tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
+        return _today(None, source, _tz(q, tenant))
+
+
+def financial_year(source: Any = None, tenant_id: str | None = None, *, on: date | None = None) -> tuple[date, date]:
+    """(first day, last day) of the organisation's financial year holding `on` (default its today),
+    from its financial year end (30 June when not known)."""
+    org = organisation(source, tenant_id)
+    day = on or today(source, org["tenant_id"])
+    month, dom = org.get("financial_year_end_month") or 6, org.get("financial_year_end_day") or 30
+
+    def end_in(year: int) -> date:
+        import calendar
+
+        return date(year, month, min(dom, calendar.monthrange(year, month)[1]))
+
+    end = end_in(day.year) if day <= end_in(day.year) else end_in(day.year + 1)
+    prev = end_in(end.year - 1)
+    return prev + timedelta(days=1), end
+
+
+def week_label(week_ending: date, today: date | None = None) -> str:
+    """How a week is named for people: "w/e Sat 21 Nov 2026"; the week still under way (its last
+    day not past `today`) is "Sat 28 Nov 2026 (to date)", never shown as a finished week."""
+    text = f"{week_ending:%a} {week_ending.day} {week_ending:%b %Y}"
+    if today is not None and week_ending >= today:
+        return f"{text} (to date)"
+    return f"w/e {text}"
+
+
+def week_axis(weeks: Sequence[date], *, every: int | None = None) -> dict:
+    """Keyword arguments for an altair temporal axis that names the week-ending dates themselves
+    (a tick on each week's last day, "21 Nov"), not the calendar ticks Vega picks ("Mon 05, Tue 13"):
+    `alt.X("week_ending:T", title="Week ending", axis=alt.Axis(**an.week_axis(weeks)))`."""
+    ws = sorted(set(weeks))
+    step = every or max(1, -(-len(ws) // 13))
+    picked = ws[::-1][::step][::-1]
+    return {"values": [f"{w.isoformat()}T00:00:00" for w in picked], "format": "%d %b", "labelAngle": 0,
+            "tickCount": len(picked)}
 
 
 def comparison_weeks(week_ending: date, average_weeks: int = 4) -> dict[str, date]:
@@ -350,27 +436,44 @@ def _pnl(q, tenant: str) -> pl.DataFrame:
 
 
 def _tenant_and_pnl(source: Any, tenant_id: str | None) -> tuple[str, pl.DataFrame]:
+    tenant, df, _ = _tenant_pnl_tz(source, tenant_id)
+    return tenant, df
+
+
+def _tenant_pnl_tz(source: Any, tenant_id: str | None) -> tuple[str, pl.DataFrame, str | None]:
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
         df = _pnl(q, tenant)
+        tz = _tz(q, tenant)
     if df.height == 0:
         raise NoDataYet(f"Organisation {tenant} has no weekly P&L yet: sync it first.\n{HOW_TO_GET_DATA}")
-    return tenant, df
+    return tenant, df, tz
+
+
+def _complete_flag(df: pl.DataFrame, today: date | None, source: Any, tz: str | None) -> pl.DataFrame:
+    day = _today(today, source, tz)
+    return df.with_columns(pl.col("week_ending").lt(pl.lit(day)).alias("complete"))
 
 
 def latest_week(source: Any = None, tenant_id: str | None = None, *, today: date | None = None) -> date:
     """The latest complete week with a P&L (the latest week at all if none is complete yet)."""
-    _, df = _tenant_and_pnl(source, tenant_id)
-    return _latest_complete(df["week_ending"].to_list(), today, source)
+    _, df, tz = _tenant_pnl_tz(source, tenant_id)
+    return _latest_complete(df["week_ending"].to_list(), today, source, tz)
 
 
 def weekly_pnl(source: Any = None, tenant_id: str | None = None, *, weeks: int | None = None,
-               today: date | None = None) -> pl.DataFrame:
-    """One row per week, oldest first: week_start, week_ending, income, cost_of_sales,
-    gross_profit, other_income, operating_expenses, net_profit (Decimal), complete (bool:
-    the week is over)."""
-    _, df = _tenant_and_pnl(source, tenant_id)
-    df = df.with_columns(pl.col("week_ending").lt(pl.lit(_today(today, source))).alias("complete"))
+               today: date | None = None, include_current: bool = False) -> pl.DataFrame:
+    """One row per complete week, oldest first: week_start, week_ending, income, cost_of_sales,
+    gross_profit, other_income, operating_expenses, net_profit (Decimal), complete (bool), week
+    (how to name it: "w/e Sat 21 Nov 2026"). The week still under way (in the organisation's own time
+    zone) is left out unless `include_current=True`, and then named "… (to date)": never a point of
+    the trend. `weeks` keeps the last N rows."""
+    _, df, tz = _tenant_pnl_tz(source, tenant_id)
+    day = _today(today, source, tz)
+    df = _complete_flag(df, today, source, tz)
+    if not include_current:
+        df = df.filter(pl.col("complete"))
+    df = df.with_columns(pl.Series("week", [week_label(w, day) for w in df["week_ending"].to_list()], dtype=pl.String))
     return df.tail(weeks) if weeks else df
 
 
@@ -381,9 +484,9 @@ def latest_week_comparison(source: Any = None, tenant_id: str | None = None, *, 
     latest, previous_week, change, change_pct, same_week_last_year, change_vs_last_year,
     change_vs_last_year_pct, avg_4_weeks, change_vs_avg, change_vs_avg_pct. A comparator with no
     data is null (e.g. less than a year synced). `comparison_weeks()` names the weeks."""
-    _, df = _tenant_and_pnl(source, tenant_id)
+    _, df, tz = _tenant_pnl_tz(source, tenant_id)
     by_week = {r["week_ending"]: r for r in df.iter_rows(named=True)}
-    we = week_ending or _latest_complete(list(by_week), today, source)
+    we = week_ending or _latest_complete(list(by_week), today, source, tz)
     if we not in by_week:
         raise NoDataYet(f"No weekly P&L for the week ending {we}; weeks available: {min(by_week)} to {max(by_week)}.")
     w = comparison_weeks(we, average_weeks)
@@ -410,6 +513,62 @@ def latest_week_comparison(source: Any = None, tenant_id: str | None = None, *, 
     }).with_columns(pl.col(money).cast(MONEY))
 
 
+HEADLINE = (("income", "Income", "money"), ("gross_margin_pct", "Gross margin", "percent"),
+            ("operating_expenses", "Operating expenses", "money"), ("net_profit", "Net profit", "money"),
+            ("cash_at_bank", "Cash at bank", "money"))
+
+
+def headline(source: Any = None, tenant_id: str | None = None, *, week_ending: date | None = None,
+             today: date | None = None) -> pl.DataFrame:
+    """What a finance lead looks at first, for the latest complete week (or `week_ending`): income,
+    gross margin %, operating expenses, net profit and cash at bank (closing, all bank accounts),
+    each against the week before and the same week last year (52 weeks earlier). One row per figure:
+    metric, label, unit ("money" in the base currency, or "percent"), week_ending, latest,
+    previous_week, change, change_pct, same_week_last_year, change_vs_last_year,
+    change_vs_last_year_pct, currency. A margin's change is in percentage points (change_pct null).
+    A comparison with no data is null. The Data page shows exactly these figures."""
+    with _reader(source) as q:
+        tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
+        org = _org_row(q, tenant)
+        pnl = _pnl(q, tenant)
+        cash = q("SELECT week_ending, sum(closing)::DECIMAL(18,2) AS closing FROM cash_position_weekly "
+                 "WHERE tenant_id = ? GROUP BY 1", tenant)
+    if pnl.height == 0:
+        raise NoDataYet(f"Organisation {tenant} has no weekly P&L yet: sync it first.\n{HOW_TO_GET_DATA}")
+    by_week = {r["week_ending"]: r for r in pnl.iter_rows(named=True)}
+    closing = dict(cash.iter_rows()) if cash.height else {}
+    we = week_ending or _latest_complete(list(by_week), today, source, org.get("timezone"))
+
+    def figures(w: date) -> dict | None:
+        r = by_week.get(w)
+        if r is None:
+            return None
+        gm = None
+        if r["income"]:
+            gm = (Decimal(r["gross_profit"]) * 100 / abs(Decimal(r["income"]))).quantize(CENT, rounding=ROUND_HALF_UP)
+        return {"income": r["income"], "gross_margin_pct": gm, "operating_expenses": r["operating_expenses"],
+                "net_profit": r["net_profit"], "cash_at_bank": closing.get(w)}
+
+    now, prev, ly = figures(we), figures(we - timedelta(days=7)), figures(we - timedelta(days=364))
+    if now is None:
+        raise NoDataYet(f"No weekly P&L for the week ending {we}.")
+    rows = []
+    for metric, label, unit in HEADLINE:
+        v = now[metric]
+        p = prev[metric] if prev else None
+        y = ly[metric] if ly else None
+        pct = unit == "money"
+        rows.append({"metric": metric, "label": label, "unit": unit, "week_ending": we, "latest": v,
+                     "previous_week": p, "change": _sub(v, p), "change_pct": _pct(_sub(v, p), p) if pct else None,
+                     "same_week_last_year": y, "change_vs_last_year": _sub(v, y),
+                     "change_vs_last_year_pct": _pct(_sub(v, y), y) if pct else None,
+                     "currency": org.get("base_currency") or ""})
+    return pl.DataFrame(rows, schema={
+        "metric": pl.String, "label": pl.String, "unit": pl.String, "week_ending": pl.Date, "latest": MONEY,
+        "previous_week": MONEY, "change": MONEY, "change_pct": pl.Float64, "same_week_last_year": MONEY,
+        "change_vs_last_year": MONEY, "change_vs_last_year_pct": pl.Float64, "currency": pl.String})
+
+
 def _trailing(values: list[tuple[date, Decimal | None]], window: int) -> list[list[Decimal | None] | None]:
     """For each week, the values of the `window` weeks ending there (by date, so a missing week
     leaves a gap rather than pulling in an older one); None until a full window exists."""
@@ -422,10 +581,12 @@ def _trailing(values: list[tuple[date, Decimal | None]], window: int) -> list[li
 
 
 def rolling_averages(source: Any = None, tenant_id: str | None = None, *, window: int = 4,
-                     metrics: Sequence[str] = METRICS) -> pl.DataFrame:
+                     metrics: Sequence[str] = METRICS, today: date | None = None) -> pl.DataFrame:
     """week_ending, each metric, and `<metric>_avg_<window>w`: the average of the `window`
-    weeks ending that week (null until `window` consecutive weeks exist). Decimal, to the cent."""
-    _, df = _tenant_and_pnl(source, tenant_id)
+    weeks ending that week (null until `window` consecutive weeks exist). Decimal, to the cent.
+    Complete weeks only: the week under way would drag every average down."""
+    _, df, tz = _tenant_pnl_tz(source, tenant_id)
+    df = _complete_flag(df, today, source, tz).filter(pl.col("complete"))
     out = df.select("week_ending", *metrics)
     weeks = out["week_ending"].to_list()
     for m in metrics:
@@ -435,11 +596,14 @@ def rolling_averages(source: Any = None, tenant_id: str | None = None, *, window
 
 
 def margins(source: Any = None, tenant_id: str | None = None, *, window: int = 4,
-            today: date | None = None) -> pl.DataFrame:
-    """Per week: income, gross_profit, net_profit, gross_margin_pct, net_margin_pct (percent of
+            today: date | None = None, include_current: bool = False) -> pl.DataFrame:
+    """Per complete week: income, gross_profit, net_profit, gross_margin_pct, net_margin_pct (percent of
     income), and the same margins over the trailing `window` weeks (sums, not an average of
-    percentages: gross_margin_pct_<window>w). Null where income is zero. `complete` as in weekly_pnl."""
-    _, df = _tenant_and_pnl(source, tenant_id)
+    percentages: gross_margin_pct_<window>w). Null where income is zero. `complete` and
+    `include_current` as in weekly_pnl."""
+    _, df, tz = _tenant_pnl_tz(source, tenant_id)
+    if not include_current:
+        df = _complete_flag(df, today, source, tz).filter(pl.col("complete")).drop("complete")
     weeks = df["week_ending"].to_list()
     inc, gp, np_ = (df[c].to_list() for c in ("income", "gross_profit", "net_profit"))
     inc_w, gp_w, np_w = (_trailing(list(zip(weeks, v)), window) for v in (inc, gp, np_))
@@ -452,7 +616,7 @@ def margins(source: Any = None, tenant_id: str | None = None, *, window: int = 4
         pl.Series("net_margin_pct", [_pct(n, i) for n, i in zip(np_, inc)], dtype=pl.Float64),
         pl.Series(f"gross_margin_pct_{window}w", [_pct(ssum(g), ssum(i)) for g, i in zip(gp_w, inc_w)], dtype=pl.Float64),
         pl.Series(f"net_margin_pct_{window}w", [_pct(ssum(n), ssum(i)) for n, i in zip(np_w, inc_w)], dtype=pl.Float64),
-        pl.col("week_ending").lt(pl.lit(_today(today, source))).alias("complete"),
+        pl.col("week_ending").lt(pl.lit(_today(today, source, tz))).alias("complete"),
     )
 
 
@@ -481,7 +645,7 @@ def revenue_mix(source: Any = None, tenant_id: str | None = None, *, weeks: int 
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
         all_weeks = q("SELECT DISTINCT week_ending FROM revenue_weekly WHERE tenant_id = ?", tenant)["week_ending"].to_list()
-        end = week_ending or _latest_complete(all_weeks, today, source)
+        end = week_ending or _latest_complete(all_weeks, today, source, _tz(q, tenant))
         if end is None:
             raise NoDataYet(f"Organisation {tenant} has no sales invoices synced yet (revenue_weekly is empty).\n{HOW_TO_GET_DATA}")
         start = end - timedelta(days=7 * (weeks - 1))
@@ -501,17 +665,19 @@ def revenue_mix(source: Any = None, tenant_id: str | None = None, *, weeks: int 
 
 
 def revenue_trend(source: Any = None, tenant_id: str | None = None, *, by: str = "region",
-                  weeks: int | None = None) -> pl.DataFrame:
+                  weeks: int | None = None, today: date | None = None, include_current: bool = False) -> pl.DataFrame:
     """Weekly sales per region (or revenue_type), long format for charts: week_ending, <by>,
-    invoice_count, subtotal, total. `weeks` keeps the last N weeks."""
+    invoice_count, subtotal, total. Complete weeks only unless `include_current=True`; `weeks`
+    keeps the last N weeks."""
     (col,) = _check_by(by)
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
+        day = _today(today, source, _tz(q, tenant))
         df = q(
             f"SELECT week_ending, {col}, sum(invoice_count)::INTEGER AS invoice_count, "
             "sum(subtotal)::DECIMAL(18,2) AS subtotal, sum(total)::DECIMAL(18,2) AS total "
-            f"FROM revenue_weekly WHERE tenant_id = ? GROUP BY ALL ORDER BY week_ending, {col}",
-            tenant,
+            f"FROM revenue_weekly WHERE tenant_id = ? AND (? OR week_ending < ?) GROUP BY ALL ORDER BY week_ending, {col}",
+            tenant, include_current, day,
         )
     if weeks and df.height:
         keep = sorted(set(df["week_ending"].to_list()))[-weeks:]
@@ -524,26 +690,30 @@ def revenue_trend(source: Any = None, tenant_id: str | None = None, *, by: str =
 # ---------------------------------------------------------------------------------------------
 
 
-def cash_position(source: Any = None, tenant_id: str | None = None, *, by_account: bool = False) -> pl.DataFrame:
-    """Xero's Bank Summary per week, oldest first: opening, received, spent, closing and
+def cash_position(source: Any = None, tenant_id: str | None = None, *, by_account: bool = False,
+                  today: date | None = None, include_current: bool = False) -> pl.DataFrame:
+    """Xero's Bank Summary per complete week, oldest first: opening, received, spent, closing and
     net_change (received − spent), summed over the bank accounts (`accounts` = how many), or
-    one row per account with `by_account=True`. Amounts as Xero reports them (base currency)."""
+    one row per account with `by_account=True`. Amounts as Xero reports them (base currency).
+    The week under way only with `include_current=True`."""
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
+        day = _today(today, source, _tz(q, tenant))
         if by_account:
             df = q(
                 "SELECT week_ending, bank_account_id, bank_account_name, opening, received, spent, closing, "
                 "(received - spent)::DECIMAL(18,2) AS net_change FROM cash_position_weekly WHERE tenant_id = ? "
-                "ORDER BY week_ending, bank_account_name",
-                tenant,
+                "AND (? OR week_ending < ?) ORDER BY week_ending, bank_account_name",
+                tenant, include_current, day,
             )
         else:
             df = q(
                 "SELECT week_ending, count(*)::INTEGER AS accounts, sum(opening)::DECIMAL(18,2) AS opening, "
                 "sum(received)::DECIMAL(18,2) AS received, sum(spent)::DECIMAL(18,2) AS spent, "
                 "sum(closing)::DECIMAL(18,2) AS closing, sum(received - spent)::DECIMAL(18,2) AS net_change "
-                "FROM cash_position_weekly WHERE tenant_id = ? GROUP BY week_ending ORDER BY week_ending",
-                tenant,
+                "FROM cash_position_weekly WHERE tenant_id = ? AND (? OR week_ending < ?) GROUP BY week_ending "
+                "ORDER BY week_ending",
+                tenant, include_current, day,
             )
     return df
 
@@ -559,11 +729,11 @@ def cash_runway(source: Any = None, tenant_id: str | None = None, *, weeks: int 
     when not burning cash), status ("burning cash" | "not burning cash" | "out of cash"),
     explanation (a sentence).
     """
-    cash = cash_position(source, tenant_id)
+    cash = cash_position(source, tenant_id, today=today)   # complete weeks
     if cash.height == 0:
         raise NoDataYet(f"No bank summary synced yet (cash_position_weekly is empty).\n{HOW_TO_GET_DATA}")
     by_week = {r["week_ending"]: r for r in cash.iter_rows(named=True)}
-    end = week_ending or _latest_complete(list(by_week), today, source)
+    end = week_ending or max(by_week)
     if end not in by_week:
         raise NoDataYet(f"No bank summary for the week ending {end}.")
     span = [by_week.get(end - timedelta(days=7 * i)) for i in range(weeks)]
@@ -646,6 +816,44 @@ def use_offline_charts() -> None:
     alt.renderers.enable("ledgerlink_offline")
 
 
+_HEADERS = {
+    "label": "", "week_ending": "Week ending", "week_start": "Week start", "week": "Week",
+    "previous_week": "Previous week", "change": "Change", "change_pct": "Change %",
+    "same_week_last_year": "Same week last year", "change_vs_last_year": "Change on last year",
+    "change_vs_last_year_pct": "Change on last year %", "avg_4_weeks": "4-week average",
+    "change_vs_avg": "Change on average", "change_vs_avg_pct": "Change on average %", "revenue_type": "Job type",
+    "invoice_count": "Invoices", "subtotal": "Sales ex tax", "total_tax": "Tax", "total": "Sales inc tax",
+    "share_pct": "Share %", "bank_account_name": "Bank account", "net_change": "Net change",
+    "gross_margin_pct": "Gross margin %", "net_margin_pct": "Net margin %", "gross_margin_pct_4w": "Gross margin % (4 weeks)",
+    "net_margin_pct_4w": "Net margin % (4 weeks)", "effect_on_profit": "Effect on profit", "account_code": "Code",
+    "account_name": "Account", "closing_cash": "Closing cash", "avg_weekly_net_outflow": "Average weekly net outflow",
+    "weeks_of_runway": "Weeks of runway", "from_week_ending": "From week ending", "to_week_ending": "To week ending",
+    "previous_week_ending": "Previous week ending",
+}
+
+
+def table(frame: pl.DataFrame, currency: str = ""):
+    """A frame as a finance lead reads it in a notebook (and its HTML export): readable headers, money
+    with thousands separators under "(NZD)", percentages with one decimal, dates as "Sat 21 Nov 2026",
+    names without quotes and blanks where there is no value (not `null`). Display only: the frame
+    keeps its exact Decimals. Returns a pandas Styler."""
+    money = [c for c, t in frame.schema.items() if isinstance(t, pl.Decimal)]
+    pct = [c for c in frame.columns if c.endswith("_pct") or "_pct_" in c]
+    dates = [c for c, t in frame.schema.items() if t == pl.Date]
+
+    def header(c: str) -> str:
+        h = _HEADERS.get(c, LABELS.get(c, c.replace("_", " ").capitalize()))
+        return f"{h} ({currency})" if c in money and currency and h else h
+
+    names = {c: header(c) for c in frame.columns}
+    df = frame.to_pandas(use_pyarrow_extension_array=False).rename(columns=names)
+    fmt: dict = {}
+    fmt.update({names[c]: "{:,.2f}" for c in money})
+    fmt.update({names[c]: "{:,.1f}" for c in pct if c not in money})
+    fmt.update({names[c]: (lambda d: f"{d:%a} {d.day} {d:%b %Y}") for c in dates})
+    return df.style.hide(axis="index").format(fmt, na_rep="")
+
+
 def money_as_float(df: pl.DataFrame) -> pl.DataFrame:
     """Decimal columns as Float64, for charts only (tables and sums stay Decimal)."""
     return df.with_columns(pl.col(pl.Decimal).cast(pl.Float64))
@@ -665,7 +873,7 @@ def top_account_movers(source: Any = None, tenant_id: str | None = None, *, n: i
     with _reader(source) as q:
         tenant = pick_tenant(source, tenant_id, _orgs=q(_ORGS_SQL))
         weeks = q("SELECT DISTINCT week_ending FROM pnl_lines WHERE tenant_id = ?", tenant)["week_ending"].to_list()
-        end = week_ending or _latest_complete(weeks, today, source)
+        end = week_ending or _latest_complete(weeks, today, source, _tz(q, tenant))
         if end is None:
             raise NoDataYet(f"Organisation {tenant} has no P&L lines synced yet.\n{HOW_TO_GET_DATA}")
         prev = end - timedelta(days=7)

@@ -78,6 +78,23 @@ def _iso(v) -> str | None:
     return v.isoformat() if isinstance(v, datetime) else v
 
 
+def _organisations(settings) -> dict:
+    """tenant_id -> base_currency, timezone, financial_year_end ("30 Jun") from `organisations`."""
+    import calendar
+
+    from .. import db
+
+    try:
+        with db.connect(settings.db_path, read_only=True) as con:
+            rows = con.execute("SELECT tenant_id, base_currency, timezone, financial_year_end_month, "
+                               "financial_year_end_day FROM organisations").fetchall()
+    except Exception:  # no database yet, or one from before the table
+        return {}
+    return {t: {"base_currency": cur, "timezone": tz,
+                "financial_year_end": f"{d} {calendar.month_abbr[m]}" if m and d else None}
+            for t, cur, tz, m, d in rows}
+
+
 def status_document(settings) -> dict:
     """What `status --json` prints (and what the app may show). Never a token."""
     from ..practice.roles import roles as read_roles
@@ -85,6 +102,7 @@ def status_document(settings) -> dict:
     rows = []
     warnings = []
     role_view = read_roles(settings)
+    orgs = _organisations(settings)
     for c in connections.list_connections(settings, include_disconnected=True):
         entry = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
                                          "connection_id", "connected_at", "last_sync_at")}
@@ -93,6 +111,8 @@ def status_document(settings) -> dict:
         entry["role"] = c["role"]
         entry["suggested_role"] = role_view.suggested_role(c["tenant_id"])
         entry["practice_client_id"] = c["practice_client_id"]
+        # The organisation as Xero describes it (None until it was first read): what its figures are in.
+        entry["organisation"] = orgs.get(c["tenant_id"])
         problem = None
         try:
             t = tokens.token_summary(settings, c["tenant_id"])
@@ -244,6 +264,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not c["usable"]:
             print(f"    cannot sync: {c['problem']}")
             shown.add(c["problem"])
+        org = c.get("organisation")
+        if org:
+            print(f"    base currency {org['base_currency'] or '-'}, time zone {org['timezone'] or '-'}, financial year "
+                  f"ends {org['financial_year_end'] or '-'}")
         if c["status"] != "disconnected":
             print(f"    access token expires {c['access_token_expires_at'] or '-'}; refresh token lapses "
                   f"{c['refresh_token_expires_at'] or '-'} if unused; last sync {c['last_sync_at'] or 'never'}")

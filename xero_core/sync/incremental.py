@@ -196,7 +196,8 @@ def sync_weeks(ctx: StepContext, report: WeeklyReport, mapper: Callable[[Any], A
 
     try:
         for i, we in enumerate(ctx.weeks):
-            doc, _ = get_json(ctx.client, report.path, {"fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
+            doc, _ = get_json(ctx.client, report.path,
+                              {**report.params, "fromDate": week_start(we).isoformat(), "toDate": we.isoformat()})
             mapped = mapper(doc)
             mark = fingerprint(mapped)
             if held.get(f"{ctx.step}@{we.isoformat()}") != mark:

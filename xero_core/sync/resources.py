@@ -217,6 +217,7 @@ class WeeklyReport:
     name: str
     path: str
     write: Callable[[Any, str, list], int]
+    params: dict = field(default_factory=dict)  # asked with every week's fromDate/toDate
 
 
 def _write_pnl(con, tenant_id: str, chunk: list) -> int:
@@ -231,5 +232,7 @@ def _write_bank(con, tenant_id: str, chunk: list) -> int:
     return store.replace_weeks(con, "cash_position_weekly", frame, tenant_id, [w for w, _ in chunk])
 
 
-PROFIT_AND_LOSS = WeeklyReport("pnl", f"{ACCOUNTING}/Reports/ProfitAndLoss", _write_pnl)
+# standardLayout=true: Xero's standard sections even where the organisation customised its report
+# layout, so sections map by Xero's own titles (and account types where a title is ambiguous).
+PROFIT_AND_LOSS = WeeklyReport("pnl", f"{ACCOUNTING}/Reports/ProfitAndLoss", _write_pnl, {"standardLayout": "true"})
 BANK_SUMMARY = WeeklyReport("bank", f"{ACCOUNTING}/Reports/BankSummary", _write_bank)
