@@ -66,13 +66,14 @@ def signed(value, unit: str, currency: str = "") -> str:
         return "no data"
     if unit == "percent":
         return f"{value:+,.1f} pts"
-    return f"{value:+,.2f}"
+    return f"{value:+,.0f}"
 
 
-def figure(value, unit: str) -> str:
+def figure(value, unit: str, cents: bool = True) -> str:
+    """A headline figure: '84.4%', '271,765.42' (or '271,765' on a card, where five must fit a row)."""
     if value is None:
         return "–"
-    return f"{value:,.1f}%" if unit == "percent" else f"{value:,.2f}"
+    return f"{value:,.1f}%" if unit == "percent" else (f"{value:,.2f}" if cents else f"{value:,.0f}")
 
 
 def week_chart(frame: pl.DataFrame, *, value: str, series: str, y_title: str, title: str) -> tuple[pl.DataFrame, dict]:

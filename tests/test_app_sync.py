@@ -176,9 +176,10 @@ def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     shown = {m.label: m for m in at.metric}
     assert list(shown) == ["Income (AUD)", "Gross margin (%)", "Operating expenses (AUD)", "Net profit (AUD)",
                            "Cash at bank (AUD)"]
-    assert shown["Income (AUD)"].value == f"{head['Income']['latest']:,.2f}"
-    assert shown["Net profit (AUD)"].value == f"{head['Net profit']['latest']:,.2f}"
-    assert shown["Income (AUD)"].delta == f"{head['Income']['change']:+,.2f} on the week before"
+    assert shown["Income (AUD)"].value == f"{head['Income']['latest']:,.0f}"
+    assert shown["Net profit (AUD)"].value == f"{head['Net profit']['latest']:,.0f}"
+    assert shown["Income (AUD)"].delta == f"{head['Income']['change']:+,.0f}"
+    assert shown["Gross margin (%)"].value == f"{head['Gross margin']['latest']:,.1f}%"
     assert f"Week ending {week:%a} {week.day} {week:%b %Y}" in [h.value for h in at.subheader]
     table = at.dataframe[0].value
     assert table["week_ending"].max().date() == week         # the P&L table ends with it too
