@@ -45,17 +45,17 @@ with shown_errors():
         nothing_yet("weekly P&L")
     if head is not None and head.height:
         week = head["week_ending"][0]
-        st.subheader(f"Week ending {week:%a} {week.day} {week:%b %Y}")
+        st.subheader(md(f"Week ending {week:%a} {week.day} {week:%b %Y}"))
         st.caption("Each figure with its change on the week before; the same week last year beneath it. "
                    "Rounded to whole units here; the tables below are to the cent.")
         cols = st.columns(len(head))
         for col, r in zip(cols, head.iter_rows(named=True)):
             unit = r["unit"]
-            label = r["label"] + (" (%)" if unit == "percent" else (f" ({currency})" if currency else ""))
-            last_year = (f"Same week last year: {data_view.figure(r['same_week_last_year'], unit, cents=False)} "
-                         f"({data_view.signed(r['change_vs_last_year'], unit)})")
-            col.metric(label, data_view.figure(r["latest"], unit, cents=False),
-                       delta=data_view.signed(r["change"], unit) if r["change"] is not None else None,
+            label = md(r["label"] + (" (%)" if unit == "percent" else (f" ({currency})" if currency else "")))
+            last_year = md(f"Same week last year: {data_view.figure(r['same_week_last_year'], unit, cents=False)} "
+                           f"({data_view.signed(r['change_vs_last_year'], unit)})")
+            change = md(data_view.signed(r["change"], unit)) if r["change"] is not None else None
+            col.metric(label, md(data_view.figure(r["latest"], unit, cents=False)), delta=change,
                        delta_color="inverse" if r["metric"] == "operating_expenses" else "normal",
                        help=last_year, border=True)
             col.caption(last_year)

@@ -173,14 +173,15 @@ def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     head = {r["label"]: r for r in an.headline(app_settings, org).iter_rows(named=True)}
     week = head["Income"]["week_ending"]
     assert week < test_today and week >= test_today - timedelta(days=7)     # complete: never the week under way
-    shown = {m.label: m for m in at.metric}
+    plain = lambda x: (x or "").replace("\\", "")  # noqa: E731  (the page escapes its markdown: md())
+    shown = {plain(m.label): m for m in at.metric}
     assert list(shown) == ["Income (AUD)", "Gross margin (%)", "Operating expenses (AUD)", "Net profit (AUD)",
                            "Cash at bank (AUD)"]
-    assert shown["Income (AUD)"].value == f"{head['Income']['latest']:,.0f}"
-    assert shown["Net profit (AUD)"].value == f"{head['Net profit']['latest']:,.0f}"
-    assert shown["Income (AUD)"].delta == f"{head['Income']['change']:+,.0f}"
-    assert shown["Gross margin (%)"].value == f"{head['Gross margin']['latest']:,.1f}%"
-    assert f"Week ending {week:%a} {week.day} {week:%b %Y}" in [h.value for h in at.subheader]
+    assert plain(shown["Income (AUD)"].value) == f"{head['Income']['latest']:,.0f}"
+    assert plain(shown["Net profit (AUD)"].value) == f"{head['Net profit']['latest']:,.0f}"
+    assert plain(shown["Income (AUD)"].delta) == f"{head['Income']['change']:+,.0f}"
+    assert plain(shown["Gross margin (%)"].value) == f"{head['Gross margin']['latest']:,.1f}%"
+    assert f"Week ending {week:%a} {week.day} {week:%b %Y}" in [plain(h.value) for h in at.subheader]
     table = at.dataframe[0].value
     assert table["week_ending"].max().date() == week         # the P&L table ends with it too
 
