@@ -1,11 +1,13 @@
-"""The scheduler's loop, its state file, catch-up and the pause flag.
+"""The scheduler's loop: cycles, catch-up, retries, the pause flag, signals.
 
-`scheduler.py` (repository root) is the thin entry point; everything it does lives here so the
-admin app can read the same state and tests can drive the loop with an injected clock.
+In three parts: its time arithmetic (xero_core/schedule_time.py, pure), its state file
+(xero_core/scheduler_state.py, what the admin app reads) and this loop. `scheduler.py`
+(repository root) is the thin entry point; tests drive the loop with an injected clock. The names
+of the other two parts are importable from here as before.
 
 What runs
     Every day at `settings.sync_time` in `settings.timezone` (default 06:00 Australia/Sydney) a
-    *cycle*: one pipeline job per connected tenant (`pipeline.jobs.enqueue`, trigger
+    *cycle*: one pipeline job per connected tenant (`Engine.enqueue`, trigger
     "scheduler"), run concurrently by a worker pool (`pipeline.worker.WorkerPool`, XERO_SYNC_WORKERS
     threads); the cycle waits for all of them. The service (`run_forever`) keeps one pool for its
     whole life, which also runs jobs the app and the CLI queue; `run_once` (cron) runs a pool for
@@ -48,267 +50,54 @@ Time
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import re
 import socket
-import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 from .clock import SYSTEM_CLOCK, Clock
 from .engine import Engine
-from .errors import LedgerlinkError
+from .schedule_time import (  # noqa: F401  (the loop's names, importable from here as before)
+    CHASE_TICK_MINUTES,
+    MIN_EXTRA_MINUTES,
+    RETRY_FIRST_SECONDS,
+    RETRY_MAX_SECONDS,
+    ExtraInterval,
+    SchedulerAlreadyRunning,
+    SchedulerError,
+    catch_up_due,
+    daily_slot,
+    last_daily_slot,
+    next_daily_run,
+    parse_extra,
+    parse_sync_time,
+    retry_delay,
+)
+from .scheduler_state import (  # noqa: F401
+    STALE_AFTER_SECONDS,
+    STATE_FILE,
+    _iso,
+    _load,
+    _parse_iso,
+    read_state,
+    set_paused,
+    state_path,
+    update_state,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "scheduler_state.json"
 PROCESS_LOCK_FILE = "scheduler.lock"
 HEARTBEAT_SECONDS = 30.0  # how often a live scheduler rewrites its heartbeat
-STALE_AFTER_SECONDS = 120.0  # a heartbeat older than this means the scheduler is not running
 MAX_WAIT_SECONDS = 30.0  # the loop re-checks at least this often (clock jumps, heartbeat)
-MIN_EXTRA_MINUTES = 5  # Xero allows 60 calls/min and 5,000/day per tenant: no tighter loops
-# A daily run with failed tenants is tried again the same day for those tenants: after 5 minutes,
-# then 10, 20, 40, then every hour, until one succeeds or the next daily run is sooner. A held
-# database or a network outage must not cost a day of data.
-RETRY_FIRST_SECONDS = 300.0
-RETRY_MAX_SECONDS = 3600.0
 TRIGGER = "scheduler"
-
-
-class SchedulerError(LedgerlinkError):
-    """A scheduler setting or state problem; the message names the fix."""
-
-
-class SchedulerAlreadyRunning(SchedulerError):
-    pass
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure time arithmetic (no I/O): the daily slot, the next run, catch-up.
-# ---------------------------------------------------------------------------------------------
-
-
-CHASE_TICK_MINUTES = 15  # how often the scheduler sends chase reminders that came due between cycles
-
-
-def parse_sync_time(text: str) -> dtime:
-    m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", text or "")
-    if not m or not (0 <= int(m.group(1)) < 24 and 0 <= int(m.group(2)) < 60):
-        raise SchedulerError(f"XERO_SYNC_TIME={text!r} must be HH:MM in 24-hour time, e.g. 06:00.")
-    return dtime(int(m.group(1)), int(m.group(2)))
-
-
-def daily_slot(day: date, sync_time: str, tz: str) -> datetime:
-    """The UTC instant of `sync_time` on local calendar `day` in `tz`.
-
-    zoneinfo's fold=0 resolves a time in a DST gap with the offset before the gap (02:30 on the
-    Sydney change day is 03:30 AEDT) and an ambiguous time to its first occurrence.
-    """
-    local = datetime.combine(day, parse_sync_time(sync_time), tzinfo=ZoneInfo(tz))
-    return local.astimezone(timezone.utc)
-
-
-def _slots_around(now: datetime, sync_time: str, tz: str) -> list[datetime]:
-    today = now.astimezone(ZoneInfo(tz)).date()
-    return [daily_slot(today + timedelta(days=d), sync_time, tz) for d in (-2, -1, 0, 1, 2)]
-
-
-def next_daily_run(now: datetime, sync_time: str, tz: str) -> datetime:
-    """The first daily slot strictly after `now` (aware)."""
-    return min(s for s in _slots_around(now, sync_time, tz) if s > now)
-
-
-def last_daily_slot(now: datetime, sync_time: str, tz: str) -> datetime:
-    """The most recent daily slot at or before `now` (aware)."""
-    return max(s for s in _slots_around(now, sync_time, tz) if s <= now)
-
-
-def retry_delay(attempt: int) -> float:
-    """Seconds before retry number `attempt` (1, 2, ...) of a daily run's failed tenants."""
-    return min(RETRY_FIRST_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
-
-
-def catch_up_due(last_daily: datetime | None, now: datetime, sync_time: str, tz: str) -> bool:
-    """True when a scheduled daily run fell between the last recorded one and `now`.
-
-    No record (a first start) is not a missed run: the first sync happens at the next slot,
-    or now with `--once` / the app's "Sync now".
-    """
-    if last_daily is None:
-        return False
-    return last_daily < last_daily_slot(now, sync_time, tz)
-
-
-@dataclass(frozen=True)
-class ExtraInterval:
-    """One XERO_SYNC_EXTRA entry: sync only `resources` every `seconds`."""
-
-    resources: tuple[str, ...]
-    seconds: int
-
-    @property
-    def label(self) -> str:
-        mins = self.seconds // 60
-        every = f"{mins // 60} h" if mins % 60 == 0 else f"{mins} min"
-        return f"{'+'.join(self.resources)} every {every}"
-
-
-def parse_extra(spec: str) -> list[ExtraInterval]:
-    """Parse XERO_SYNC_EXTRA: comma-separated `resource=<n>m|<n>h`, e.g. "invoices=60m,contacts=2h".
-
-    Several resources may share an interval with `+` ("invoices+contacts=30m").
-    """
-    out: list[ExtraInterval] = []
-    for part in (p.strip() for p in (spec or "").split(",")):
-        if not part:
-            continue
-        m = re.fullmatch(r"([a-z_][a-z0-9_]*(?:\+[a-z_][a-z0-9_]*)*)\s*=\s*(\d+)\s*([mh])", part, re.I)
-        if not m:
-            raise SchedulerError(
-                f"XERO_SYNC_EXTRA entry {part!r} is not resource=<minutes>m or resource=<hours>h, "
-                'e.g. XERO_SYNC_EXTRA="invoices=60m,contacts=2h".'
-            )
-        n = int(m.group(2)) * (60 if m.group(3).lower() == "h" else 1)
-        if n < MIN_EXTRA_MINUTES:
-            raise SchedulerError(
-                f"XERO_SYNC_EXTRA entry {part!r}: the shortest interval is {MIN_EXTRA_MINUTES}m "
-                "(Xero allows 5,000 calls a day per organisation)."
-            )
-        out.append(ExtraInterval(tuple(r.lower() for r in m.group(1).split("+")), n * 60))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The state file: small JSON, atomic replace, read-modify-write under a file lock.
-# ---------------------------------------------------------------------------------------------
-
-
-def state_path(settings: Settings) -> Path:
-    return Path(settings.data_dir) / STATE_FILE
-
-
-def _iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds") if dt else None
-
-
-def _parse_iso(text: Any) -> datetime | None:
-    if not text or not isinstance(text, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def _load(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        # A damaged file must not stop the scheduler or the app: start over, say so.
-        log.warning("scheduler state %s is unreadable (%s); starting a fresh one", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".scheduler_state.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)  # owner-only, like every file in the data dir (issue 14)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-_state_thread_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _locked(settings: Settings) -> Iterator[Path]:
-    from filelock import FileLock
-
-    path = state_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _state_thread_lock, FileLock(str(path) + ".lock", timeout=10):
-        yield path
-
-
-def update_state(settings: Settings, **changes: Any) -> dict:
-    """Merge `changes` into the state file (the app's pause and the loop's heartbeat both write)."""
-    with _locked(settings) as path:
-        data = _load(path)
-        data.update(changes)
-        _write_atomic(path, data)
-        return data
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        import psutil
-
-        if not psutil.pid_exists(pid):
-            return False
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except Exception:
-        return False
-
-
-def read_state(settings: Settings, *, now: datetime | None = None) -> dict:
-    """The scheduler's state for the admin app. Never raises for a missing or damaged file.
-
-    Keys: pid, host, started_at, heartbeat, next_run, next_daily_run, last_run, last_result,
-    last_daily_run, current (the job and step under way, or None), paused, paused_at,
-    sync_time, timezone, extra; derived: `running` (heartbeat fresher than
-    STALE_AFTER_SECONDS and, on this host, the pid alive), `heartbeat_age_seconds`, and
-    `status`: "never started" | "stopped" | "not responding" | "running" | "paused".
-    """
-    data = _load(state_path(settings))
-    now = now or SYSTEM_CLOCK.now()
-    hb = _parse_iso(data.get("heartbeat"))
-    age = (now - hb).total_seconds() if hb else None
-    fresh = age is not None and -STALE_AFTER_SECONDS < age <= STALE_AFTER_SECONDS
-    same_host = data.get("host") in (None, socket.gethostname())
-    pid = data.get("pid")
-    alive = _pid_alive(pid) if same_host else fresh  # another host: only the heartbeat can tell
-    running = bool(pid) and fresh and alive
-    if not data:
-        status = "never started"
-    elif running:
-        status = "paused" if data.get("paused") else "running"
-    elif pid and alive:
-        status = "not responding"
-    else:
-        status = "stopped"
-    out = dict(data)
-    out.setdefault("paused", False)
-    out.update(running=running, heartbeat_age_seconds=age, status=status, state_file=str(state_path(settings)))
-    return out
-
-
-def set_paused(settings: Settings, paused: bool, *, by: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict:
-    """Pause or resume scheduled syncs. A running scheduler obeys at its next due job."""
-    return update_state(
-        settings, paused=bool(paused), paused_at=_iso(clock.now()) if paused else None, paused_by=by if paused else None
-    )
 
 
 # ---------------------------------------------------------------------------------------------
