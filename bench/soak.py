@@ -1,6 +1,6 @@
 """Soak: the whole product at once, in several processes, against a flaky fake Xero on loopback.
 
-    .venv/bin/python bench/soak.py [--duration 600] [--invoices 20] [--keep]
+    .venv/bin/python bench/soak.py [--duration 600 | --rounds N] [--invoices 20] [--keep]
 
 Processes (each its own DuckDB client: the file lock is per process, which is the point):
   fake       the fake Xero (3 organisations + 1 Practice Manager) served on a loopback port
@@ -15,7 +15,9 @@ revoked connection later reconnected) and sends webhook bursts (good, replayed, 
 Afterwards, with faults cleared and one last sync, it prints and checks: lock errors and
 tracebacks shown to a user (0), webhook events lost or duplicated (0), every organisation's tables
 against the fake's own ledger to the cent, 429s not injected by us (0), and each process's RSS
-at start and end. Loopback only; every loop is bounded by the duration; it stops by itself.
+at start and end. Loopback only; every loop is bounded by the duration (or, with `--rounds`, this
+process's rounds of faults and webhook bursts: a count of operations, so a slow machine makes the
+run longer, not smaller; the test uses that); it stops by itself.
 """
 from __future__ import annotations
 
@@ -294,8 +296,12 @@ def role_main(name: str, workdir: Path) -> int:
 # ------------------------------------------------------------------------------ the orchestra
 
 class Soak:
-    def __init__(self, duration: float, invoices: int = 20, workdir: Path | None = None, verbose: bool = True):
-        self.duration, self.invoices, self.verbose = duration, invoices, verbose
+    def __init__(self, duration: float | None, invoices: int = 20, workdir: Path | None = None, verbose: bool = True,
+                 rounds: int | None = None):
+        """`duration` seconds of load, or `rounds` rounds of it (faults and a webhook burst each)."""
+        if (duration is None) == (rounds is None):
+            raise ValueError("give a duration or a number of rounds")
+        self.duration, self.rounds, self.invoices, self.verbose = duration, rounds, invoices, verbose
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ledgerlink-soak-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.today = datetime.now(timezone.utc).date()
@@ -313,7 +319,8 @@ class Soak:
             "SOAK_INVOICES": str(invoices),
             "SOAK_FAKE_PORT": str(self.fake_port),
             "SOAK_WEBHOOK_PORT": str(self.webhook_port),
-            "SOAK_MAX_SECONDS": str(duration + 900),  # a backstop only: the orchestra stops every role
+            # a backstop only: the orchestra stops every role
+            "SOAK_MAX_SECONDS": str((duration if duration is not None else 10 * (rounds or 0)) + 900),
             "PYTHONPATH": str(ROOT),
         }
         self.procs: dict[str, subprocess.Popen] = {}
@@ -438,18 +445,26 @@ class Soak:
             self.start(role)
         self.wait_file("webhooks-ready")
         rng = random.Random(SEED)
-        revoked_at, reconnect_at = t_start + self.duration / 3, t_start + 2 * self.duration / 3
+        rounds = self.rounds
+        span = self.duration if rounds is None else float(rounds)
+
+        def progress() -> float:  # seconds, or rounds, done: what the revoke and reconnect are placed on
+            return time.time() - t_start if rounds is None else float(done)
+
+        revoked_at, reconnect_at = span / 3, 2 * span / 3
         victim = None
+        done = 0
         import httpx
 
         with httpx.Client(timeout=10) as http:
-            while time.time() < t_start + self.duration:
-                if victim is None and time.time() > revoked_at:
+            while progress() < span:
+                done += 1
+                if victim is None and progress() > revoked_at:
                     victim = rng.choice(orgs)
                     self.fake_admin("POST", "/revoke-connection", json={"tenant_id": victim})
                     self.actions["revoked a connection"] += 1
                     self.log(f"revoked {victim}")
-                elif victim and reconnect_at and time.time() > reconnect_at:
+                elif victim and reconnect_at and progress() > reconnect_at:
                     from xero_core.errors import OAuthError
 
                     for attempt in range(5):  # a fault may hit the consent's own calls: a person retries
@@ -681,9 +696,9 @@ def problems(rep: dict) -> list[str]:
     return out
 
 
-def run_soak(duration: float, *, invoices: int = 20, workdir: Path | None = None, keep: bool = False,
-             verbose: bool = True) -> dict:
-    soak = Soak(duration, invoices=invoices, workdir=workdir, verbose=verbose)
+def run_soak(duration: float | None = None, *, rounds: int | None = None, invoices: int = 20,
+             workdir: Path | None = None, keep: bool = False, verbose: bool = True) -> dict:
+    soak = Soak(duration, invoices=invoices, workdir=workdir, verbose=verbose, rounds=rounds)
     try:
         rep = soak.run()
     finally:
@@ -700,7 +715,9 @@ def run_soak(duration: float, *, invoices: int = 20, workdir: Path | None = None
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
+    how = ap.add_mutually_exclusive_group()
+    how.add_argument("--duration", type=float, default=None, help="seconds of load (default 600)")
+    how.add_argument("--rounds", type=int, default=None, help="rounds of faults and webhook bursts instead of seconds")
     ap.add_argument("--invoices", type=int, default=20, help="sales invoices per organisation")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, DuckDB, reports)")
     ap.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)
@@ -708,7 +725,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.role:
         return role_main(args.role, Path(args.workdir))
-    rep = run_soak(args.duration, invoices=args.invoices, keep=args.keep)
+    duration = None if args.rounds is not None else (args.duration or 600.0)
+    rep = run_soak(duration, rounds=args.rounds, invoices=args.invoices, keep=args.keep)
     print("\n".join(summary_lines(rep)))
     bad = problems(rep)
     for p in bad:

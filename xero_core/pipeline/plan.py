@@ -105,7 +105,7 @@ def step_documents(ctx: StepContext) -> StepOutcome:
 
     if not ctx.state.get("documents_due", 1):
         return StepOutcome(note="no document waiting")
-    ctx.report(f"pushing {ctx.state['documents_due']} document(s)")
+    ctx.report(f"pushing {ctx.state.get('documents_due', 'the waiting')} document(s)")
     summary = documents.push_due_documents(ctx.settings, ctx.tenant_id, transport=ctx.transport, clock=ctx.clock)
     d = summary.as_dict()
     d.pop("messages", None) if len(d.get("messages") or []) > 20 else None
@@ -121,7 +121,7 @@ def step_webhooks(ctx: StepContext) -> StepOutcome:
 
     if not ctx.state.get("webhooks_due", 1):
         return StepOutcome(note="no webhook event waiting")
-    ctx.report(f"catching up on {ctx.state['webhooks_due']} webhook event(s)")
+    ctx.report(f"catching up on {ctx.state.get('webhooks_due', 'the stored')} webhook event(s)")
     res = webhooks.process_events(ctx.settings, clock=ctx.clock, client_factory=lambda _t: ctx.client,
                                   tenant_id=ctx.tenant_id)
     d = {k: getattr(res, k) for k in ("processed", "ignored", "failed") if hasattr(res, k)}
