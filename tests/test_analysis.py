@@ -365,3 +365,11 @@ def test_each_organisation_has_its_own_currency_today_and_weeks(tmp_path, monkey
     assert latest(OTHER, datetime(2027, 1, 2, 11, 30, tzinfo=timezone.utc))[0] == date(2026, 12, 5)
     assert an.financial_year(path, ORG, on=date(2027, 1, 2)) == (date(2026, 4, 1), date(2027, 3, 31))
     assert an.week_label(date(2027, 1, 2)) == "w/e Sat 2 Jan 2027"
+
+
+def test_table_reads_as_a_finance_lead_reads_it(db):
+    """Issue 23 §5: notebook tables with readable headers (and the currency), sections as the report
+    names them, blanks rather than null, names without quotes."""
+    html = an.table(an.top_account_movers(db, today=TODAY), "NZD").to_html()
+    assert "Effect on profit (NZD)" in html and "Operating expenses" in html and "operating_expenses" not in html
+    assert "null" not in html and "&quot;" not in html and "None" not in html and "nan" not in html

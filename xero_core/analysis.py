@@ -846,6 +846,8 @@ def table(frame: pl.DataFrame, currency: str = ""):
         return f"{h} ({currency})" if c in money and currency and h else h
 
     names = {c: header(c) for c in frame.columns}
+    if "section" in frame.columns:  # "operating_expenses" -> "Operating expenses", as the report names it
+        frame = frame.with_columns(pl.col("section").replace_strict(LABELS, default=pl.col("section")))
     df = frame.to_pandas(use_pyarrow_extension_array=False).rename(columns=names)
     fmt: dict = {}
     fmt.update({names[c]: "{:,.2f}" for c in money})
