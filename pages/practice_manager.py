@@ -103,7 +103,7 @@ with shown_errors():
         edited = st.data_editor(
             [{"state": r["state"], "cadence": r["cadence"], "needed": r["needed"], "in words": r["cadence_words"]}
              for r in cad_rows],
-            key=f"chase-cadence-{tid}", hide_index=True, width="stretch", disabled=("state", "in words"),
+            key=f"chase-cadence-{tid}", hide_index=True, width="stretch", disabled=("state", "in words"), placeholder="",
             column_config={"cadence": st.column_config.TextColumn("Cadence (days)", help="e.g. 0, 3, 7, 14, then every 7"),
                            "needed": st.column_config.TextColumn("What is needed", help="{needed} in the email")})
         if st.button("Save cadences", key=f"chase-cadence-save-{tid}"):
