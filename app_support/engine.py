@@ -46,6 +46,7 @@ from xero_core.practice.chase import smtp_status as chase_smtp_status  # noqa: F
 from xero_core.practice.webhooks import Worker as webhook_worker  # noqa: F401
 from xero_core.practice.webhooks import drain as drain_webhooks  # noqa: F401
 from xero_core.practice.webhooks import handle_webhook, set_webhook_key, webhook_key_mask, webhook_status  # noqa: F401
+from xero_core.practice.webhooks import categories_to_tick as webhook_categories  # noqa: F401
 from xero_core.practice.webhooks import recent_events as recent_webhook_events  # noqa: F401
 from xero_core.practice.webhooks import retry_failed as retry_failed_webhooks  # noqa: F401
 from xero_core.practice.xpm import campaigns as list_campaigns  # noqa: F401

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
+from xero_core import timefmt
 from xero_core.settings import Settings, SettingsError, load_settings
 
 from . import engine
@@ -54,16 +55,7 @@ def as_rows(data: Any) -> list[dict[str, Any]]:
 
 def _as_datetime(value: Any) -> datetime | None:
     """A timestamp from the database, a vault file or JSON as an aware datetime (naive = UTC)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return timefmt.as_datetime(value)
 
 
 def local_zone() -> ZoneInfo:
@@ -75,27 +67,14 @@ def local_zone() -> ZoneInfo:
 
 
 def stamp(value: Any, zone: ZoneInfo | None = None) -> str:
-    """The app's one format for a moment: '5 Dec 2026 19:04 AEDT', in XERO_TIMEZONE.
-    Blank for no value; text that is not a timestamp is shown as it is."""
-    if value in (None, ""):
-        return ""
-    dt = _as_datetime(value)
-    if dt is None:
-        return str(value)
-    local = dt.astimezone(zone or local_zone())
-    return f"{local.day} {local:%b %Y %H:%M %Z}"
+    """The app's one format for a moment: '5 Dec 2026 19:04 AEDT', in XERO_TIMEZONE (xero_core.timefmt,
+    which the CLI prints too). Blank for no value; text that is not a timestamp is shown as it is."""
+    return timefmt.stamp(value, zone or local_zone())
 
 
 def day(value: Any) -> str:
     """A date for people: '5 Dec 2026' (the same day-month-year order as `stamp`)."""
-    if value in (None, ""):
-        return ""
-    if isinstance(value, str):
-        try:
-            value = date.fromisoformat(value[:10])
-        except ValueError:
-            return value
-    return f"{value.day} {value:%b %Y}" if isinstance(value, date) else str(value)
+    return timefmt.day(value)
 
 
 def when(value: Any) -> str:
@@ -179,11 +158,15 @@ def tenant_picker(s: Settings) -> None:
         ids = [c["tenant_id"] for c in conns]
         labels = {c["tenant_id"]: tenant_label(c) for c in conns}
         # The widget's own state is the source of truth while it holds a valid choice; when it has
-        # none (first run, or Streamlit dropped it), seed it from the remembered choice, or from
-        # the only organisation there is. Never from the first of several.
+        # none (first run, a new tab, or Streamlit dropped it), seed it from the remembered choice,
+        # or from the only organisation there is (a Practice Manager connection beside it is not a
+        # second organisation: the pages about figures need the organisation). Never from the first
+        # of several.
         if st.session_state.get(PICKER_KEY) not in ids:
             remembered = st.session_state.get(TENANT_KEY)
-            st.session_state[PICKER_KEY] = remembered if remembered in ids else (ids[0] if len(ids) == 1 else None)
+            orgs = [c["tenant_id"] for c in conns if c.get("tenant_type") != "PRACTICEMANAGER"]
+            only = ids[0] if len(ids) == 1 else (orgs[0] if len(orgs) == 1 else None)
+            st.session_state[PICKER_KEY] = remembered if remembered in ids else only
         chosen = st.selectbox(
             "Organisation",
             ids,
@@ -225,25 +208,39 @@ def require_tenant(s: Settings, tenant_types: Iterable[str] | None = None) -> di
     return conn
 
 
+RESET_POPOVER_KEY = "_reset_demo_popover"
+
+
+def _reset_now(s: Settings) -> None:
+    """The button's callback: it runs before the page, the one moment the popover's open state may be
+    set, so the popover closes when the reset is done (an error keeps it open, with the sentence)."""
+    from .demo_reset import reset_demo
+
+    try:
+        reset_demo(s)
+    except Exception as exc:  # noqa: BLE001 - shown in the popover as a sentence
+        st.session_state["_reset_demo_error"] = say(exc)
+        return
+    st.cache_data.clear()
+    for k in list(st.session_state.keys()):
+        if not str(k).startswith("_ledgerlink_signed_in"):
+            del st.session_state[k]
+    st.session_state[RESET_POPOVER_KEY] = False
+    st.session_state["_flash"] = "The demo is back to its starting state."
+
+
 def reset_demo_control(s: Settings) -> None:
     if not s.mock_mode:
         return
-    from .demo_reset import reset_demo
-
     with st.sidebar:
         st.divider()
-        with st.popover("Reset demo", icon=":material/restart_alt:"):
+        with st.popover("Reset demo", icon=":material/restart_alt:", key=RESET_POPOVER_KEY, on_change="rerun"):
             st.write("Back to the workshop's starting state: a fresh fake organisation, no connection, "
                      "empty tables and an empty vault.")
-            if st.button("Reset everything", type="primary", key="_reset_demo"):
-                with shown_errors():
-                    reset_demo(s)
-                    st.cache_data.clear()
-                    for k in list(st.session_state.keys()):
-                        if not str(k).startswith("_ledgerlink_signed_in"):
-                            del st.session_state[k]
-                    st.session_state["_flash"] = "The demo is back to its starting state."
-                    st.rerun()
+            st.button("Reset everything", type="primary", key="_reset_demo", on_click=_reset_now, args=(s,))
+            failed = st.session_state.pop("_reset_demo_error", None)
+            if failed:
+                st.error(failed, icon=":material/error:")
 
 
 def flash() -> None:

@@ -9,6 +9,23 @@ from xero_core.errors import LedgerlinkError
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
+# Column headers as the other pages write them: words, not field names.
+PREVIEW_HEADERS = {"job_id": "Job", "job_name": "Job name", "state": "State", "client_name": "Client in XPM",
+                   "ledgerlink_client_name": "Ledgerlink client", "due_date": "Due"}
+CAMPAIGN_HEADERS = {"job_id": "Job", "job_name": "Job name", "client_name": "Client", "job_state": "Job state",
+                    "status": "Campaign", "next_reminder_at": "Next reminder", "opened_at": "Opened",
+                    "stop_reason": "Why it stopped", "completed_at": "Completed", "completion_reason": "Why it completed"}
+
+
+def synced_sentence(detail: dict, rows: int) -> str:
+    """What the Practice Manager sync did: jobs read, campaigns opened and completed."""
+    jobs = int(detail.get("jobs", rows) or 0)
+    opened, completed = int(detail.get("campaigns_opened") or 0), int(detail.get("campaigns_completed") or 0)
+    said = f"Practice Manager synced: {jobs} job{'s' if jobs != 1 else ''} read"
+    if not detail.get("xpm_enabled", True):
+        return said + "; following jobs is off for this practice, so no campaign opened or completed."
+    return (said + f", {opened} campaign{'s' if opened != 1 else ''} opened and {completed} completed.")
+
 s = widgets.settings()
 st.title("Practice Manager")
 
@@ -59,20 +76,26 @@ with shown_errors():
     preview = widgets.as_rows(engine.xpm_preview_mapping(s, tid, chosen))
     changed = set(chosen) != current
     head = "With this mapping" if changed else "With the saved mapping"
-    st.caption(f"{head}, {len(preview)} current job(s) would be in a chasing campaign:")
-    if preview:
-        st.dataframe(text_rows(preview), hide_index=True, width="stretch",
-                     column_order=("job_id", "job_name", "state", "client_name", "ledgerlink_client_name", "due_date"), placeholder="")
+    if preview:  # the sentence ends with its list: the table right under it
+        st.caption(f"{head}, {len(preview)} current job{'s' if len(preview) != 1 else ''} would be in a "
+                   "chasing campaign:")
+        for row in preview:
+            row["due_date"] = widgets.day(row.get("due_date"))
+        st.dataframe(text_rows(preview), hide_index=True, width="stretch", column_config=PREVIEW_HEADERS,
+                     column_order=tuple(PREVIEW_HEADERS), placeholder="")
+    else:
+        st.caption(f"{head}, no current job would be in a chasing campaign.")
     if not practice.get("xpm_enabled"):
         st.caption("Following jobs is off for this practice: the mapping is kept, no campaign opens.")
     save, sync_now = st.columns([1, 1])
     if save.button("Save mapping and apply", type="primary", disabled=not changed):
         engine.xpm_set_mapping(s, tid, chosen)
-        st.session_state["_xpm_apply"] = tid
+        st.session_state["_xpm_apply"] = (tid, "Mapping saved. ")
     if sync_now.button("Sync jobs now", icon=":material/sync:"):
-        st.session_state["_xpm_apply"] = tid
+        st.session_state["_xpm_apply"] = (tid, "")
 
-if st.session_state.pop("_xpm_apply", None) == tid:
+applying = st.session_state.pop("_xpm_apply", None)
+if applying and applying[0] == tid:
     # Campaigns follow the jobs' states at each XPM sync: run that one step now, so the admin sees
     # the result of the mapping at once rather than after tomorrow's scheduled sync.
     with st.spinner("Reading the practice's jobs…"):
@@ -86,7 +109,7 @@ if st.session_state.pop("_xpm_apply", None) == tid:
             if res.busy:
                 st.warning(f"Not synced now: {md(res.busy, 1000)}")
             elif step is not None and step.status == "success":
-                st.session_state["_flash"] = f"Mapping applied: {step.rows} job(s) read."
+                st.session_state["_flash"] = applying[1] + synced_sentence(step.detail or {}, step.rows)
                 st.rerun()
             elif step is not None:
                 st.warning(f"Practice Manager sync {md(step.status)}: {md(step.error or '', 1000)}", icon=":material/warning:")
@@ -168,7 +191,7 @@ with shown_errors():
         with tab:
             if rows:
                 st.dataframe(text_rows(widgets.local_times(rows, times)), hide_index=True, width="stretch", column_order=cols,
-                             placeholder="")
+                             column_config=CAMPAIGN_HEADERS, placeholder="")
             else:
                 st.caption(empty)
     live = open_c + held_c

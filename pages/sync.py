@@ -34,8 +34,9 @@ else:
         horizontal=True,
     )
     weeks = st.number_input("Weeks of history", min_value=1, max_value=260, value=12, step=1,
-                            help="How many weeks back the weekly tables are (re)built. More than 8 is a "
-                                 "backfill: it waits behind other organisations' daily syncs.")
+                            help="How many weeks back the weekly tables are (re)built. The latest 4 come "
+                                 "first; older weeks, and a journal history never fetched, follow as a history "
+                                 "backfill with its own line below, which steps aside for any other sync.")
     if st.button("Sync now", type="primary", icon=":material/sync:"):
         targets = [chosen] if scope == "one" else [c["tenant_id"] for c in conns]
         with shown_errors():

@@ -14,7 +14,7 @@ st.title("Webhooks")
 
 st.subheader("1. Register this URL in Xero")
 st.write("In Xero's developer portal (My Apps › your app › Webhooks), add a webhook with this delivery URL "
-         "and tick Contacts and Invoices. Xero requires https; put the app behind a TLS proxy first "
+         f"and tick {engine.webhook_categories()}. Xero requires https; put the app behind a TLS proxy first "
          "(see the README's *Exposing the admin app safely*).")
 st.code(plain(s.app_url.rstrip("/") + PATH), language=None)
 st.caption("This admin app receives the webhooks itself. If you run the separate receiver instead "
@@ -60,13 +60,21 @@ with shown_errors():
     if counts or backlog:
         st.caption("Events: " + ", ".join(f"{md(n)} {md(k)}" for k, n in sorted(counts.items()))
                    + (f"; {md(backlog)} deliveries waiting in the spool" if backlog else ""))
-    b1, b2 = st.columns([1, 1])
+    b1, b2, b3 = st.columns([1, 1, 1])
     if b1.button("Process received events now", icon=":material/play_arrow:"):
         res = engine.drain_webhooks(s)
         st.session_state["_flash"] = "Processed: " + ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in widgets.as_dict(res).items()
             if isinstance(v, int) and not isinstance(v, bool) and v)
         st.rerun()
+    if s.mock_mode and b3.button("Send a test event", icon=":material/send:",
+                                 help="The fake Xero signs a delivery and posts it to this app's webhook URL, "
+                                      "as Xero does when a contact or invoice changes."):
+        from app_support.demo_events import send_test_event
+
+        with shown_errors():
+            st.session_state["_flash"] = send_test_event(s)
+            st.rerun()
     if counts.get("failed") and b2.button(f"Retry {md(counts['failed'])} failed event(s)", icon=":material/replay:"):
         n = engine.retry_failed_webhooks(s)
         st.session_state["_flash"] = f"{n} failed event(s) will be retried at the next pass."

@@ -6,6 +6,8 @@ import urllib.parse
 
 import pytest
 
+from xero_core.connections import list_connections
+
 from app_testing import (  # noqa: F401 - fixtures
     app_settings, button, choose_tenant, connect, errors, fake_xero, new_app, open_page, tenant_of, texts,
 )
@@ -57,8 +59,10 @@ def test_connect_through_consent_lands_back_connected(app_settings, fake_xero):
     for org in fake.orgs:
         assert str(org.name) in page
     assert "Connected" in page and "Mock: fake Xero" in page and "expires" in page
-    # two connections (organisation + practice): the picker must not choose one silently
-    assert at.selectbox(key="_tenant_picker").value is None
+    # one organisation beside the practice: it is chosen by itself (issue 24 §5), the practice is not
+    # a second organisation
+    org = next(c["tenant_id"] for c in list_connections(app_settings) if c["tenant_type"] == "ORGANISATION")
+    assert at.selectbox(key="_tenant_picker").value == org
 
 
 def test_consent_denied_shows_the_advice(app_settings, fake_xero):
@@ -132,8 +136,9 @@ def test_picker_choice_is_shared_by_pages(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
-    at = open_page("data")
-    assert "Choose an organisation in the sidebar" in texts(at)
+    at = open_page("data")  # a new tab: the one organisation is chosen by itself
+    assert at.selectbox(key="_tenant_picker").value == org
+    assert "Choose an organisation in the sidebar" not in texts(at)
     choose_tenant(at, org)
     assert "Choose an organisation" not in texts(at)
     at.switch_page("pages/sync.py").run()

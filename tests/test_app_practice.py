@@ -1,6 +1,7 @@
 """Admin app: Practice Manager, Webhooks (page and the mounted receiver), Clients & documents."""
 from __future__ import annotations
 
+import re
 import warnings
 
 with warnings.catch_warnings():  # starlette suggests httpx2 (once, at import); the project stays on httpx
@@ -27,7 +28,9 @@ def test_practice_manager_mapping_preview_and_campaigns(app_settings, fake_xero)
     assert "No job state seen yet" in texts(at)
     button(at, "Sync jobs now").click().run()
     assert not errors(at), errors(at)
-    assert "job(s) read" in texts(at)
+    assert re.search(r"Practice Manager synced: \d+ jobs? read, 0 campaigns opened and 0 completed\.", texts(at))
+    assert "Mapping applied" not in texts(at)
+    assert "With the saved mapping, no current job would be in a chasing campaign." in texts(at)
 
     states = at.multiselect[0].options
     assert states == xpm.known_states(app_settings, practice) and states
@@ -275,3 +278,33 @@ def test_practice_manager_chases_send_now_pause_and_the_outbox(app_settings, fak
         assert not errors(at), errors(at)
         assert {c["campaign_id"]: c for c in xpm.campaigns(app_settings, practice)}[cid]["status"] == "paused"
         assert any(t.label.startswith("Paused or stopped (") and t.label != "Paused or stopped (0)" for t in at.tabs)
+
+
+def test_send_a_test_event_in_mock_mode_is_signed_by_the_fake_and_received_by_the_real_route(
+        app_settings, fake_xero, monkeypatch):
+    """Mock mode's button asks the fake's admin route to sign and post a delivery; the receiver (the
+    product's own route, here its stand-alone server on loopback) verifies and spools it."""
+    from xero_core.practice import webhooks as W
+    from xero_core.practice.webhook_server import serve
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    receiver = serve(app_settings)
+    try:
+        monkeypatch.setenv("XERO_APP_URL", receiver.url.removesuffix("/webhooks/xero"))
+        at = open_page("webhooks")
+        assert "tick Contacts, Invoices and Credit Notes" in texts(at)
+        readme = (__import__("pathlib").Path(__file__).resolve().parents[1] / "README.md").read_text()
+        assert "tick Contacts, Invoices and Credit Notes" in readme, "the page and the README agree"
+        button(at, "Send a test event").click().run()
+        assert "Save a webhook key in step 2 first" in " ".join(e.value for e in at.error)
+        W.set_webhook_key(app_settings, "k" * 40)
+        at = open_page("webhooks")
+        button(at, "Send a test event").click().run()
+        assert not errors(at), errors(at)
+        said = " ".join(s.value for s in at.success)
+        assert re.search(r"The fake Xero signed 2 contact events and 2 invoice events .* this app answered 200", said), said
+        assert [a.public()["status"] for a in fake.webhooks.history] == [200]
+        assert W.webhook_status(app_settings)["deliveries_verified"] == 1
+    finally:
+        receiver.close()

@@ -60,8 +60,13 @@ def test_sync_now_queues_a_job_that_a_worker_runs(app_settings, fake_xero):
     at.multiselect[2].set_value(["invoices"]).run()
     assert set(at.dataframe[1].value["sync_type"]) == {"invoices"}
 
-    # the budget went down by what the sync spent, and the one GET /Organisation made at connect
-    spent = sum(r["api_calls"] or 0 for r in rows) + 1
+    # the budget went down by what the sync spent (its history backfill's journals included), and the
+    # one GET /Organisation made at connect
+    from xero_core import db
+
+    with db.connect(app_settings.db_path, read_only=True) as con:
+        spent = con.execute("SELECT sum(api_calls) FROM sync_log WHERE tenant_id = ?", [org]).fetchone()[0] + 1
+    assert spent > sum(r["api_calls"] or 0 for r in rows) + 1, "the journal history came as a backfill of its own"
     (metric,) = [m for m in at.metric if m.label == fake.org().name]
     assert metric.value == f"{app_settings.daily_budget - spent:,} calls"
 
@@ -89,7 +94,8 @@ def test_sync_all_organisations_runs_each_tenant(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
     at = open_page("sync")
-    assert at.radio[0].options == ["All connected organisations (2)"]  # nothing chosen: only "all"
+    # the one organisation (beside the practice) is chosen by itself; "all" is the other choice
+    assert at.radio[0].options == [f"{fake.org().name} (chosen in the sidebar)", "All connected organisations (2)"]
     _sync_now(at, "all", settings=app_settings)
     orgs = {r["organisation"] for r in _last_rows(at)}
     assert orgs == {fake.org().name, fake.practice().name}

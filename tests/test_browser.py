@@ -193,6 +193,25 @@ def choose(page, label: str, option: str) -> None:
 def test_admin_app_in_a_real_browser(stack):
     workshop_flow(stack)
     scheduler_sync_and_webhook_burst_while_pages_refresh(stack)
+    reset_demo_closes_its_popover(stack)
+
+
+def reset_demo_closes_its_popover(stack):
+    page = stack.context.new_page()
+    page.goto(stack.app_url + "/connection")
+    idle(page)
+    page.get_by_role("button", name="Reset demo").click()
+    button = page.get_by_role("button", name="Reset everything")
+    expect(button).to_be_visible()
+    shot(page, "12-reset-demo-open")
+    button.click()
+    idle(page)
+    expect(page.get_by_text("The demo is back to its starting state.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Reset everything")).to_be_hidden()
+    expect(page.get_by_text("No organisation is connected yet")).to_be_visible()
+    no_error(page)
+    shot(page, "13-reset-demo-done")
+    page.close()
 
 
 def test_a_campaign_opened_by_a_job_state_sends_its_first_reminder(stack):
@@ -265,6 +284,13 @@ def workshop_flow(stack):
     consent.wait_for_load_state()
     assert consent.url.startswith(stack.server.url + "/identity/connect/authorize")
     shot(consent, "02-fake-consent", streamlit=False)
+    # each scope once, with what it allows (not its name twice), in the app's colours
+    scopes = consent.locator("ul.scopes li")
+    listed = [li.inner_text() for li in scopes.all()]
+    assert len(listed) == len(set(stack.settings.scopes)) == len(set(listed)), listed
+    assert all(not li.startswith(code.inner_text()) for li, code in zip(listed, scopes.locator("code").all()))
+    assert "View your profit and loss report" in "\n".join(listed)
+    assert consent.locator("button.primary").evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(19, 181, 234)"
     consent.get_by_role("button", name="Allow access").click()
     consent.wait_for_url(re.compile(re.escape(stack.app_url) + r"/callback.*"))
     expect(consent.get_by_text("Connected:")).to_be_visible()
@@ -279,10 +305,17 @@ def workshop_flow(stack):
     expect(page.get_by_text("No organisation is connected yet")).to_have_count(0)
     expect(page.get_by_role("heading", name=practice)).to_be_visible()
     shot(page, "04-connection-connected")
+    # a new tab: the one organisation (beside the practice) is chosen by itself
+    fresh = stack.context.new_page()
+    fresh.goto(stack.app_url + "/data")
+    idle(fresh)
+    expect(fresh.get_by_role("combobox", name="Organisation")).to_have_value(f"{org} (ORGANISATION)")
+    expect(fresh.get_by_text("Choose an organisation in the sidebar first")).to_have_count(0)
+    fresh.close()
 
-    # Sync now fills the Data page
-    choose(page, "Organisation", f"{org} (ORGANISATION)")
+    # Sync now fills the Data page; the one organisation is chosen by itself in this tab too
     nav(page, "Sync")
+    expect(page.get_by_role("combobox", name="Organisation")).to_have_value(f"{org} (ORGANISATION)")
     weeks = page.get_by_role("spinbutton", name="Weeks of history")
     weeks.fill("4")
     weeks.press("Enter")
@@ -290,11 +323,11 @@ def workshop_flow(stack):
     from xero_core import db as _db
     from xero_core.pipeline import jobs as J
 
-    gate = threading.Event()  # Xero's Journals answer waits: the job is surely running when we leave
+    gate = threading.Event()  # Xero's Journals answer waits: the history job is surely running when we leave
     stack.fake.faults.add("slow", path="Journals", gate=gate, seconds=120)
     page.get_by_role("button", name="Sync now").click()
     idle(page)
-    (job,) = J.active_jobs(stack.settings)
+    (job,) = [j for j in J.active_jobs(stack.settings) if not j.request.history]
     expect(page.get_by_text("Syncs under way")).to_be_visible()  # the sidebar, on every page
     no_error(page)
     # status icons are Material icons: Debian's chromium has no emoji font (they were empty boxes)
@@ -302,15 +335,23 @@ def workshop_flow(stack):
     shot(page, "05-sync")
     # Leave the page at once: the job belongs to the app server, not to the Sync page's script run.
     nav(page, "Data")
-    assert J.get(stack.settings, job.job_id).active, "the job ended before we left the page"
-    gate.set()
+    # Figures first: the Sync now's job runs the latest weeks and queues the journal history as a
+    # backfill of its own, which the held Journals answer keeps running while we leave the page.
     (job,) = J.wait(stack.settings, [job.job_id], timeout=180)
     assert job.state == "done", job.to_dict()
-    assert job.owner_label == "app"
+    history = J.get(stack.settings, job.result["history_job"])
+    assert history.request.history and history.active, "the history ended before we left the page"
+    gate.set()
+    (history,) = J.wait(stack.settings, [history.job_id], timeout=180)
+    assert history.state == "done", history.to_dict()
+    assert job.owner_label == history.owner_label == "app"
     with _db.connect(stack.settings.db_path, read_only=True) as con:
         logged = {r[0] for r in con.execute("SELECT sync_type FROM sync_log WHERE run_id = ?",
                                             [job.result["run_id"]]).fetchall()}
-    assert {st["step"] for st in job.result["steps"]} <= logged and {"journals", "clients"} <= logged
+        logged_later = {r[0] for r in con.execute("SELECT sync_type FROM sync_log WHERE run_id = ?",
+                                                  [history.result["run_id"]]).fetchall()}
+    assert {st["step"] for st in job.result["steps"]} <= logged and "clients" in logged and "journals" not in logged
+    assert "journals" in logged_later
     nav(page, "Connection")  # the same session (a reload would start a new one, without the org chosen)
     nav(page, "Data")
     expect(page.locator('[data-testid="stVegaLiteChart"]').first).to_be_visible()
@@ -325,7 +366,10 @@ def workshop_flow(stack):
     # Practice Manager: read jobs, map a state, see a campaign open
     nav(page, "Practice Manager")
     page.get_by_role("button", name="Sync jobs now").click()
-    expect(page.get_by_text("job(s) read")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Practice Manager synced: \d+ jobs? read, \d+ campaigns? opened and \d+ "
+                                       r"completed\."))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Mapping applied")).to_have_count(0)
+    expect(page.get_by_text("no current job would be in a chasing campaign.")).to_be_visible()
     from xero_core.practice import xpm
 
     tid = next(c["tenant_id"] for c in _connections(stack) if c["tenant_type"] == "PRACTICEMANAGER")
@@ -334,9 +378,14 @@ def workshop_flow(stack):
     n = sum(j["state"] == state for j in jobs)
     choose(page, "Job states meaning “we need documents from the client”", state)
     page.keyboard.press("Escape")
-    expect(page.get_by_text(f"{n} current job(s) would be in a chasing campaign")).to_be_visible()
+    expect(page.get_by_text(f"{n} current job{'s' if n != 1 else ''} would be in a chasing campaign:")).to_be_visible()
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    for header in ("Job name", "Client in XPM", "Ledgerlink client", "Due"):  # the grid's (hidden) header row
+        expect(grid.get_by_role("columnheader", name=header, exact=True, include_hidden=True)).to_have_count(1)
+    expect(grid.get_by_role("columnheader", name="ledgerlink_client_name", include_hidden=True)).to_have_count(0)
     page.get_by_role("button", name="Save mapping and apply").click()
     expect(page.get_by_role("tab", name=f"Open ({n})")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Mapping saved\. Practice Manager synced: .* opened"))).to_be_visible()
     no_error(page)
     shot(page, "07-practice-manager")
     # the sidebar's organisation stayed chosen across the pages of this session
@@ -345,10 +394,21 @@ def workshop_flow(stack):
     # Webhooks: paste the key; Xero's Intent to Receive then passes against the app's own server
     nav(page, "Webhooks")
     expect(page.get_by_text(f"{stack.app_url}/webhooks/xero")).to_be_visible()
+    expect(page.get_by_text("tick Contacts, Invoices and Credit Notes")).to_be_visible()
+    assert "tick Contacts, Invoices and Credit Notes" in (ROOT / "README.md").read_text()
     page.get_by_label("Webhook key (from the same Xero page)").fill(WEBHOOK_KEY)
     page.get_by_role("button", name="Save key").click()
     expect(page.get_by_text("Webhook key saved")).to_be_visible()
     expect(page.get_by_text("…CD== (vault)")).to_be_visible()
+    # mock mode: the fake signs a delivery and posts it to the app's own route, no curl
+    page.get_by_role("button", name="Send a test event").click()
+    expect(page.get_by_text(re.compile(r"The fake Xero signed .* this app answered 200"))).to_be_visible()
+    no_error(page)
+    nav(page, "Sync")
+    nav(page, "Webhooks")
+    expect(page.get_by_text("No event received yet.")).to_have_count(0)
+    expect(page.locator('[data-testid="stDataFrame"]').filter(visible=True).first).to_be_visible()
+    shot(page, "08b-webhooks-test-event")
     itr = stack.fake.intent_to_receive(stack.app_url + "/webhooks/xero", WEBHOOK_KEY)
     assert itr.passed, itr.public()
     nav(page, "Clients & documents")

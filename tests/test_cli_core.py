@@ -68,7 +68,7 @@ def assert_no_tokens(fake, *texts):
 
 def test_connect_then_status_json(env, fake, capsys):
     outputs = connect(capsys, fake)
-    assert "connected: Demo Company (AU) (ORGANISATION" in outputs and "PRACTICEMANAGER" in outputs
+    assert "connected: Demo Company (AU) [ORGANISATION]" in outputs and "PRACTICEMANAGER" in outputs
     code, out, err = run(capsys, "status", "--json")
     assert code == 0
     doc = json.loads(out)  # exactly one JSON document on stdout

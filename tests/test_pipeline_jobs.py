@@ -113,7 +113,8 @@ def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
     assert wait_all({k: start(d, k) for k, d in dirs.items()}) == {k: -signal.SIGKILL for k in points}
     for k, d in dirs.items():
         ds = load_settings({**env, "XERO_DATA_DIR": str(d / "data")})
-        (job,) = J.list_jobs(ds, active_only=False)  # looking at the jobs reaps the dead owner
+        # looking at the jobs reaps the dead owner; the history backfill a first sync queues waits
+        (job,) = [j for j in J.list_jobs(ds, active_only=False) if j.state != "queued" and j.state != "done"]
         assert job.state == "interrupted", (k, job.state)
         assert "stopped before it finished" in job.error and "resumes from where it got to" in job.error
     # resumed: a new job each, ending with exactly the tables of the clean sync
@@ -137,7 +138,8 @@ def test_many_tenants_in_one_pool_respect_limits_and_run_once_each(tmp_path):
                                      transport=fake.transport(), clock=clock)
     orgs = [t["tenant_id"] for t in tenants]
     # one backfill (40 weeks: ~80 calls, more than a minute of Xero's pace) and daily syncs for the rest
-    reqs = [SyncRequest(orgs[0], weeks=40, only=frozenset({"pnl", "bank"}))] + [SyncRequest(t) for t in orgs[1:]]
+    reqs = [SyncRequest(orgs[0], weeks=40, only=frozenset({"pnl", "bank"}), history=True)] + \
+        [SyncRequest(t) for t in orgs[1:]]
     submitted = [J.enqueue(s, r) for r in reqs]
     assert J.enqueue(s, SyncRequest(orgs[1])).joined, "a second request for a busy tenant joins"
     ids = [j.job_id for j in submitted]
@@ -158,7 +160,9 @@ def test_many_tenants_in_one_pool_respect_limits_and_run_once_each(tmp_path):
                 j += 1
             assert i - j + 1 <= 60, f"tenant {tid}: {i - j + 1} calls in a minute"
     # every tenant synced exactly once (one accounts row each), the backfill did not hold the others
-    assert sorted(r[0] for r in rows(s, "SELECT tenant_id FROM sync_log WHERE sync_type = 'accounts'")) == sorted(orgs)
+    runs = [j.result["run_id"] for j in done]  # (the daily syncs' journal histories are backfills of their own)
+    assert sorted(r[0] for r in rows(s, "SELECT tenant_id FROM sync_log WHERE sync_type = 'accounts' AND run_id IN "
+                                        f"({', '.join('?' * len(runs))})", *runs)) == sorted(orgs)
     back = done[0]
     assert all(j.started_at <= back.started_at for j in done[1:]), "daily syncs are claimed before the backfill"
 
@@ -284,7 +288,7 @@ def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
                     assert pool._cancel.get(state["job"]), "the cancel reached the worker"
             return inner.handle_request(request)
 
-    job = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30))
+    job = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30, history=True))
     state["job"] = job.job_id
     pool = WorkerPool(s, workers=1, label="test", job_ids=[job.job_id], transport=CancelAtFourthWeek(), clock=clock,
                       heartbeat=0.05)
@@ -301,7 +305,7 @@ def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
 
     assert rows(s, "SELECT count(DISTINCT week_ending) FROM financial_weekly WHERE tenant_id = ?", org)[0][0] == 4
     at_cancel = weeks_written()
-    again = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30))
+    again = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), weeks=30, history=True))
     assert not again.joined
     pool = WorkerPool(s, workers=1, label="test", job_ids=[again.job_id], transport=inner, clock=clock)
     (fin,) = pool.run_until_done([again.job_id])
@@ -339,7 +343,7 @@ def test_backfills_get_threads_of_their_own_and_never_hold_a_daily_sync(tmp_path
         return SyncResult(tenant_id=request.tenant_id, run_id="r", trigger=request.trigger)
 
     monkeypatch.setattr(W, "run_sync", fake_run)
-    backs = [J.enqueue(s, SyncRequest(f"back-{i}", weeks=104)) for i in range(4)]
+    backs = [J.enqueue(s, SyncRequest(f"back-{i}", weeks=104, history=True)) for i in range(4)]
     pool = W.WorkerPool(s, workers=1, backfill_workers=3, label="test", poll=0.05)
     pool.start()
     try:
@@ -429,7 +433,7 @@ def test_a_request_joining_a_job_that_does_less_is_not_lost(settings):
     J.finish(settings, daily.job_id, "done")
     (after,) = [j for j in J.list_jobs(settings, active_only=True)]
     assert after.request.weeks == 26 and after.request.only == frozenset({"pnl"}) and after.trigger == "manual"
-    assert after.priority == 1  # 26 weeks is a backfill: queued behind daily syncs
+    assert after.priority == 0  # a sync: its older weeks become its own history backfill when it runs (issue 24 §1)
 
 
 def test_a_full_disk_on_the_jobs_file_ends_the_run_with_its_sentence_and_no_thread_traceback(tmp_path, monkeypatch, caplog):

@@ -67,6 +67,7 @@ import polars as pl
 
 from . import clock
 from .errors import LedgerlinkError
+from .pipeline.request import DEMO_WEEKS
 
 METRICS = ("income", "cost_of_sales", "gross_profit", "other_income", "operating_expenses", "net_profit")
 LABELS = {
@@ -86,7 +87,8 @@ DB_FILE = "xero.duckdb"
 HOW_TO_GET_DATA = (
     "To get data:\n"
     "  * try it with the offline fake Xero: `python -m xero_core demo` from the repository root "
-    "(mock mode: connects the demo organisation and syncs 26 weeks; add `--weeks 60` for same-week-last-year figures);\n"
+    f"(mock mode: connects the demo organisation and syncs {DEMO_WEEKS} weeks, the latest first; "
+    "`--weeks N` for fewer);\n"
     "  * or connect your Xero organisation in the admin app (`streamlit run app.py`, Connection page) and press "
     "Sync now, or run `python -m xero_core sync --all --weeks 60`; the scheduler (`python scheduler.py`) keeps it "
     "fresh.\n"

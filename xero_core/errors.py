@@ -28,6 +28,12 @@ class LedgerlinkError(Exception):
     """Base of every error Ledgerlink raises on purpose. str() is a sentence for a person."""
 
 
+class UsageError(LedgerlinkError):
+    """A command asked for something that cannot be done as given (exit code 2); str() says what to give."""
+
+    exit_code = 2
+
+
 class VaultError(LedgerlinkError):
     pass
 

@@ -9,20 +9,28 @@ import json
 import os
 import sys
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from .. import connections, oauth, tokens
+from .. import connections, oauth, timefmt, tokens
 from ..errors import LedgerlinkError, VaultError
 from ..settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("connect", help="connect Xero organisations (OAuth consent in a browser)")
+    p = sub.add_parser(
+        "connect", help="connect Xero organisations (OAuth consent in a browser)",
+        description="Connect Xero organisations (and a Practice Manager account) to Ledgerlink. Prints the "
+                    "address of Xero's consent page and opens it in a browser when there is one. Sign in, tick "
+                    "the organisations and Allow: Xero redirects to the admin app (XERO_REDIRECT_URI), which "
+                    "finishes the connection. Without the app, copy the address the browser lands on and run "
+                    "`connect --callback '<that address>'`. The link is valid for 10 minutes. In mock mode the "
+                    "consent page is the fake Xero's (`demo` does all of this without a browser).")
     p.add_argument("--url", action="store_true",
                    help="only print the consent URL (as the last line on stdout); open no browser")
     p.add_argument("--callback", metavar="URL",
                    help="finish a consent: the full address Xero redirected the browser to")
     p.add_argument("--no-browser", action="store_true", help="print the URL but do not open a browser")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON document on stdout: the consent URL, or the tenants connected by --callback")
     p.set_defaults(handler=cmd_connect)
 
     p = sub.add_parser("status", help="connections, token expiry, last sync, mock mode (never a token)")
@@ -32,10 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("disconnect", help="disconnect a tenant: revoke, delete the connection, forget its tokens")
     p.add_argument("--tenant", metavar="ID", help="the tenant id (see `status`); needed when several are connected")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout (needs --yes off a terminal)")
     p.set_defaults(handler=cmd_disconnect)
 
-    p = sub.add_parser("rotate-key", help="re-encrypt the vault under XERO_ENCRYPTION_KEY "
-                                          "(old files read with XERO_ENCRYPTION_KEY_PREVIOUS)")
+    p = sub.add_parser(
+        "rotate-key", help="re-encrypt the vault under XERO_ENCRYPTION_KEY "
+                           "(old files read with XERO_ENCRYPTION_KEY_PREVIOUS)",
+        description="Re-encrypt every vault file (tokens, the webhook key) under the current "
+                    "XERO_ENCRYPTION_KEY. To change the key: set the new key as XERO_ENCRYPTION_KEY and the old "
+                    "one as XERO_ENCRYPTION_KEY_PREVIOUS, run this once, then remove XERO_ENCRYPTION_KEY_PREVIOUS. "
+                    "Files already under the current key are left as they are; nothing is printed but counts.")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout: files re-encrypted, already current")
     p.set_defaults(handler=cmd_rotate_key)
 
 
@@ -55,10 +70,18 @@ def cmd_connect(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.callback:
         recorded = oauth.complete_connect(settings, args.callback)
+        if args.json:
+            print(json.dumps({"ok": True, "connected": [{k: r.get(k) for k in ("tenant_id", "tenant_name", "tenant_type")}
+                                                        for r in recorded]}, indent=2, default=str))
+            return 0
         for r in recorded:
-            print(f"connected: {r['tenant_name']} ({r['tenant_type']}, tenant {r['tenant_id']})")
+            print(f"connected: {r['tenant_name']} [{r['tenant_type']}], tenant {r['tenant_id']}")
         return 0
     url = oauth.begin_connect(settings)
+    if args.json:
+        print(json.dumps({"ok": True, "consent_url": url, "redirect_uri": settings.redirect_uri,
+                          "valid_minutes": 10}, indent=2))
+        return 0
     _err(f"Open this address, sign in to Xero and allow access. Xero then redirects to {settings.redirect_uri}; "
          "the admin app finishes the connection there. Without the app, copy the address the browser lands on "
          "and run: python -m xero_core connect --callback '<that address>'. The link is valid for 10 minutes.")
@@ -213,11 +236,8 @@ def _age(seconds) -> str:
 
 
 def _local(iso, tz: str) -> str:
-    """An ISO instant as the scheduler's local time, e.g. 'Sun 06 Dec 2026 06:00 AEDT'."""
-    try:
-        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%a %d %b %Y %H:%M %Z")
-    except (TypeError, ValueError):
-        return "-"
+    """An instant as the app shows it, in `tz`: '6 Dec 2026 06:00 AEDT' ('-' for none)."""
+    return timefmt.stamp(iso, tz) or "-"
 
 
 def scheduler_line(sch: dict) -> str:
@@ -269,8 +289,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"    base currency {org['base_currency'] or '-'}, time zone {org['timezone'] or '-'}, financial year "
                   f"ends {org['financial_year_end'] or '-'}")
         if c["status"] != "disconnected":
-            print(f"    access token expires {c['access_token_expires_at'] or '-'}; refresh token lapses "
-                  f"{c['refresh_token_expires_at'] or '-'} if unused; last sync {c['last_sync_at'] or 'never'}")
+            tz = settings.timezone
+            print(f"    access token expires {_local(c['access_token_expires_at'], tz)}; refresh token lapses "
+                  f"{_local(c['refresh_token_expires_at'], tz)} if unused; last sync "
+                  f"{timefmt.stamp(c['last_sync_at'], tz) or 'never'}")
     print(scheduler_line(doc["scheduler"]))
     for w in doc["warnings"]:
         if not any(w.endswith(p) for p in shown):
@@ -298,10 +320,13 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
             _err("Nothing disconnected.")
             return 1
     result = oauth.disconnect(settings, tenant_id)
+    if args.json:
+        print(json.dumps({"ok": True, "tenant_id": tenant_id, **result}, indent=2, default=str))
+        return 0
     done = ["connection deleted in Xero" if result["connection_deleted"] else "connection already gone in Xero"]
     if result["revoked"]:
         done.append("token set revoked")
-    print(f"disconnected: {result['tenant_name']} ({', '.join(done)})")
+    print(f"disconnected: {result['tenant_name']}: {', '.join(done)}")
     return 0
 
 
@@ -312,6 +337,10 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         names = ", ".join(n for n, _ in result["failed"])
         first = result["failed"][0][1]
         raise LedgerlinkError(f"{len(result['failed'])} vault file(s) could not be re-encrypted ({names}): {first}")
+    if args.json:
+        print(json.dumps({"ok": True, "key_id": settings.key_id, "rotated": len(result["rotated"]),
+                          "already_current": len(result["current"])}, indent=2))
+        return 0
     print(f"re-encrypted {len(result['rotated'])} vault file(s) under key id {settings.key_id}; "
           f"{len(result['current'])} already current.")
     if settings.encryption_key_previous and result["rotated"]:

@@ -10,6 +10,8 @@ import signal
 import sys
 import threading
 
+from .. import timefmt
+from ..errors import LedgerlinkError
 from ..settings import load_settings
 
 DEFAULT_WEBHOOK_PORT = 8766
@@ -55,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--client", required=True, metavar="ID", help="the client id (see `clients list`)")
     a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--contact", required=True, metavar="ID", help="the Xero ContactID (or XPM client ID)")
+    a.add_argument("--json", action="store_true", help="print the client as JSON")
     a.set_defaults(handler=cmd_clients_resolve)
     a = cs.add_parser("sync", help="sync contacts and Practice Manager jobs for every connected tenant now, then "
                                    "report the reconciliation (imported, matched, ambiguous, skipped and why)")
@@ -112,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = xs.add_parser("enable", help="turn document chasing on (or --off) for a Practice Manager connection")
     a.add_argument("--tenant", required=True, metavar="ID", help="the tenant id (see `python -m xero_core status`)")
     a.add_argument("--off", action="store_true", help="turn document chasing off instead of on")
+    a.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     a.set_defaults(handler=cmd_xpm_enable)
     a = xs.add_parser("campaigns", help="chase campaigns")
     a.add_argument("--tenant", metavar="ID", help="only this tenant id (default: every Practice Manager tenant; see `status`)")
@@ -158,29 +162,39 @@ def _out(args, doc, lines) -> None:
 
 
 # -- webhooks ------------------------------------------------------------------------------------
-def _when(v) -> str:
-    return v.isoformat(timespec="seconds") if hasattr(v, "isoformat") else (str(v) if v else "never")
+def webhook_status_lines(st: dict, tz: str | None = None) -> list[str]:
+    """`webhooks --status` for people (--json prints the dict itself). Never the key. One clause per
+    fact, no parenthesis inside another (the key's mask reads '…k3Xq (vault)'). Times in `tz`
+    (XERO_TIMEZONE), as the app shows them."""
 
+    def _when(v) -> str:
+        return timefmt.stamp(v, tz) or "never"
 
-def webhook_status_lines(st: dict) -> list[str]:
-    """`webhooks --status` for people (--json prints the dict itself). Never the key."""
-    key = f"set ({st['key_mask']})" if st.get("key_configured") else "not set: every delivery gets 401"
+    if st.get("key_configured"):
+        mask = str(st.get("key_mask") or "")
+        hint, _, source = mask.partition(" (")
+        source = source.rstrip(")")
+        key = "set" + (f", ending {hint.lstrip('…')}" if hint.startswith("…") else "") + (f", from {source}" if source else "")
+    else:
+        key = "not set: every delivery gets 401"
+    intent = (f"passed, last {_when(st.get('intent_to_receive_at'))}" if st.get("intent_to_receive_passed")
+              else "not yet")
     lines = [
         f"Webhook key: {key}",
-        f"Intent to Receive: {'passed, last ' + _when(st.get('intent_to_receive_at')) if st.get('intent_to_receive_passed') else 'not yet'}",
+        f"Intent to Receive: {intent}",
         f"Last event received: {_when(st.get('last_event_received_at'))}; {st.get('deliveries_verified', 0)} deliveries verified",
     ]
     if st.get("intent_probes_refused"):
         lines.append(f"  {st['intent_probes_refused']} wrongly signed Intent to Receive probe(s) refused, as Xero "
-                     "expects (it sends one good and several deliberately bad signatures): not failures")
+                     "expects: it sends one good and several deliberately bad signatures. Not failures.")
     failure = st.get("last_verification_failure")
     lines.append(f"Last refused delivery: {_when(st.get('last_verification_failure_at'))}"
-                 + (f" ({failure}); {st.get('deliveries_rejected', 0)} refused in all" if failure else ""))
+                 + (f"; why: {failure}; {st.get('deliveries_rejected', 0)} refused in all" if failure else ""))
     if st.get("deliveries_malformed"):
         lines.append(f"Signed but malformed deliveries: {st['deliveries_malformed']}")
     events = st.get("events")
     lines.append("Events in the database: " + (", ".join(f"{n} {k}" for k, n in sorted(events.items())) or "none")
-                 if events is not None else "Events in the database: not readable now (a sync holds it)")
+                 if events is not None else "Events in the database: not readable now, a sync holds it")
     lines.append(f"Waiting in the spool: {st.get('spool_backlog', 0)}")
     return lines
 
@@ -196,7 +210,7 @@ def cmd_webhooks(args) -> int:
         return 0
     if args.status:
         st = W.webhook_status(settings)
-        _out(args, st, webhook_status_lines(st))
+        _out(args, st, webhook_status_lines(st, settings.timezone))
         return 0
     from ..practice.spool import Spool
     from ..practice.webhook_server import serve
@@ -321,8 +335,10 @@ def cmd_clients_candidates(args) -> int:
 def cmd_clients_resolve(args) -> int:
     from ..practice import clients as C
 
-    C.resolve_match(load_settings(), args.client, args.tenant, args.contact)
-    print(f"client {args.client} linked to {args.contact}")
+    settings = load_settings()
+    C.resolve_match(settings, args.client, args.tenant, args.contact)
+    _out(args, C.get_client(settings, args.client) if args.json else None,
+         [f"client {args.client} linked to {args.contact}"])
     return 0
 
 
@@ -481,8 +497,7 @@ def cmd_xpm_sync(args) -> int:
     pms = [c["tenant_id"] for c in list_connections(settings) if (c.get("tenant_type") or "").upper() == "PRACTICEMANAGER"
            and (not args.tenant or c["tenant_id"] == args.tenant)]
     if not pms:
-        print("no connected Practice Manager tenant" + (f" {args.tenant}" if args.tenant else ""), file=sys.stderr)
-        return 1
+        raise LedgerlinkError("no connected Practice Manager tenant" + (f" {args.tenant}" if args.tenant else ""))
     res = []
     for tid in pms:
         res += _practice_docs(Engine(settings).sync_practices(trigger="cli", tenant_id=tid))
@@ -515,8 +530,10 @@ def cmd_xpm_map(args) -> int:
 def cmd_xpm_enable(args) -> int:
     from ..practice import xpm as X
 
-    X.set_xpm_enabled(load_settings(), args.tenant, not args.off)
-    print(f"document chasing {'off' if args.off else 'on'} for {args.tenant}")
+    settings = load_settings()
+    X.set_xpm_enabled(settings, args.tenant, not args.off)
+    _out(args, {"ok": True, "tenant_id": args.tenant, "xpm_enabled": X.is_enabled(settings, args.tenant)},
+         [f"document chasing {'off' if args.off else 'on'} for {args.tenant}"])
     return 0
 
 

@@ -15,21 +15,21 @@ import argparse
 import json
 import os
 import sys
-import time
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urljoin
 
-from ..errors import LedgerlinkError
+from .. import timefmt
+from ..errors import LedgerlinkError, UsageError
+from ..pipeline.request import DEMO_WEEKS
 from ..settings import load_settings
-from .live import SAID_ABOVE, LiveProgress
+from .live import SAID_ABOVE, LiveProgress, duration
 
 DEMO_SEED = 42
-# Measured against the fake at Xero's 60 calls/minute: the demo organisation's first sync costs
-# ~17 calls (accounts, contacts, 14,000 invoices) plus 2 per report week, so two years of weekly
-# P&L, revenue and cash for the notebooks (104 weeks, ~225 calls) take about 4 minutes. Its full
-# journal history is ~300 more calls (~5 minutes), so the demo leaves journals to `--with-journals`
-# or a later `sync --only journals`.
-DEMO_WEEKS = 104
+# The demo organisation's first sync costs ~17 calls (accounts, contacts, 14,000 invoices) plus 2 per
+# report week; at Xero's 60 calls a minute two years of weeks (~225 calls) take about 4 minutes, so the
+# latest weeks come first and the rest follows as a history backfill (pipeline.plan.split_history).
+# Its full journal history is ~300 more calls (~5 minutes): left to `--with-journals`, or to the
+# history backfill the next Sync now queues.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "documents, webhooks, xpm (practice); default: the tenant's whole plan")
     when = p.add_mutually_exclusive_group()
     when.add_argument("--weeks", type=int, metavar="N",
-                      help="report weeks to (re)fetch, ending with the current week (default 2; e.g. 104 backfills "
-                           "two years, queued behind daily syncs)")
+                      help="report weeks to (re)fetch, ending with the current week (default 2; e.g. 104 for two "
+                           "years: the latest weeks first, the older ones as a history backfill job that steps "
+                           "aside for other syncs of the organisation)")
     when.add_argument("--week-ending", metavar="YYYY-MM-DD",
                       help="re-sync one past week's reports (accounts, P&L, bank; any day of the week will do)")
     p.add_argument("--json", action="store_true", help="print one JSON document (summary per tenant and step) on stdout")
@@ -72,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("demo", help="mock mode: start the fake Xero, connect its tenants (no browser), first sync")
     d.add_argument("--weeks", type=int, default=DEMO_WEEKS, metavar="N",
-                   help="report weeks for the first sync (default %(default)s)")
+                   help="weeks of reports to sync (default %(default)s, two years; the latest come first, the older "
+                        "ones follow as a history backfill)")
     d.add_argument("--seed", type=int, default=DEMO_SEED, help="the fake's seed (default %(default)s)")
     d.add_argument("--with-journals", action="store_true",
                    help="also fetch the full journal history and the P&L tie-out (about 5 minutes more)")
@@ -188,11 +190,14 @@ def _run_round(settings, requests: list, *, names: dict, progress, transport=Non
     problem = None
     stopped = False
     try:
+        # Figures first: the older weeks and the journal history are each tenant's own backfill job,
+        # queued by its sync; run_until_done carries them through too.
         done = pool.run_until_done(ids, on_change=follow)
+        done += [eng.job(h) for h in map(pool.history_of, ids) if h]
     except KeyboardInterrupt:
         progress.say("stopping after the current step (Ctrl-C again to force)...")
         pool.stop("the sync was stopped from the terminal (Ctrl-C)")
-        done = [eng.job(i) for i in ids]
+        done = [eng.job(i) for i in ids + [h for h in map(pool.history_of, ids) if h]]
         stopped = True
     except Exception as exc:
         # The jobs file itself failed (a full disk): no thread tracebacks, and the summary still
@@ -216,6 +221,9 @@ def _run_round(settings, requests: list, *, names: dict, progress, transport=Non
             job.state, job.error = "failed", pool.unrecorded.get(job.job_id) or problem
         job.joined = j.joined
         out.append(job)
+        hist = by_id.get(pool.history_of(j.job_id) or "")
+        if hist is not None:
+            out.append(hist)
     return out, stopped
 
 
@@ -230,38 +238,32 @@ def run_sync(args: argparse.Namespace) -> int:
     try:
         only = parse_only(args.only)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     if args.weeks is not None and args.weeks < 1:
-        print("error: --weeks must be 1 or more", file=sys.stderr)
-        return 2
+        raise UsageError("--weeks must be 1 or more")
     week_ending = None
     if args.week_ending:
         try:
             week_ending = date.fromisoformat(args.week_ending)
         except ValueError:
-            print(f"error: --week-ending {args.week_ending!r} is not a date: write it as YYYY-MM-DD, e.g. 2026-11-28",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"--week-ending {args.week_ending!r} is not a date: write it as YYYY-MM-DD, "
+                             "e.g. 2026-11-28") from None
     conns = list_connections(settings)
     names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
     connected = [c for c in conns if c.get("status") == "connected"]
     if args.all:
         tenants = [c["tenant_id"] for c in connected]
         if not tenants:
-            print("error: no connected tenants: run `python -m xero_core connect` first", file=sys.stderr)
-            return 1
+            raise LedgerlinkError("no connected tenants: run `python -m xero_core connect` first")
     elif args.tenant:
         if args.tenant not in names:
-            print(f"error: tenant {args.tenant} is not connected: run `python -m xero_core connect` first "
-                  "(`python -m xero_core status` lists connected tenants)", file=sys.stderr)
-            return 1
+            raise LedgerlinkError(f"tenant {args.tenant} is not connected: run `python -m xero_core connect` first "
+                                  "(`python -m xero_core status` lists connected tenants)")
         tenants = [args.tenant]
     else:
         if len(connected) != 1:
-            listed = ", ".join(f"{c['tenant_name']} ({c['tenant_id']})" for c in connected) or "none"
-            print(f"error: say which tenant: --tenant ID or --all (connected: {listed})", file=sys.stderr)
-            return 2
+            listed = "; ".join(f"{c['tenant_name']}, {c['tenant_id']}" for c in connected) or "none"
+            raise UsageError(f"say which tenant: --tenant ID or --all. Connected: {listed}")
         tenants = [connected[0]["tenant_id"]]
     # `--all` syncs the connected tenants; one that is not (e.g. needs reconnecting) is not synced, and a
     # script must hear it: it is named in the summary and the exit code is 1.
@@ -289,30 +291,67 @@ def _not_synced_doc(conn: dict) -> dict:
 
 
 # -- jobs ------------------------------------------------------------------------------------
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    s = max(0, int(time.time() - ts))
-    return f"{s}s ago" if s < 90 else f"{s // 60}m ago" if s < 5400 else f"{s // 3600}h ago"
-
-
-def _job_line(j) -> str:
+def _job_where(j) -> str:
+    """'journals 2,300 / ~27,700, about 4 min left': the step under way, how far, how long."""
     p = j.progress or {}
-    where = p.get("step") or "-"
+    where = p.get("step") or ""
     if p.get("count") is not None:
-        where += f" {p['count']}" + (f"/{'~' if p.get('estimated_total') else ''}{p['total']}" if p.get("total") else "")
-    if p.get("eta_seconds"):
-        where += f" ETA {int(p['eta_seconds']) // 60}m{int(p['eta_seconds']) % 60:02d}s"
-    name = (j.tenant_name or j.tenant_id)[:28]
-    msg = j.error if j.state in ("failed", "interrupted", "cancelled") else (p.get("message") or "")
-    return (f"{j.job_id[:8]}  {j.state:<11} {name:<28} {where:<28} {j.trigger:<9} {_ago(j.created_at):>8}  "
-            f"{(msg or '')[:120]}")
+        where += f" {int(p['count']):,}" + (f" / {'~' if p.get('estimated_total') else ''}{int(p['total']):,}"
+                                           if p.get("total") else "")
+    if j.state == "running" and p.get("eta_seconds"):
+        where += f", about {duration(p['eta_seconds'])} left"
+    return where.strip()
+
+
+def _job_line(j, tz: str | None = None) -> str:
+    """Two lines per job: id, state, when queued, organisation and what it syncs; then where it is."""
+    name = j.tenant_name or j.tenant_id
+    msg = j.error if j.state in ("failed", "interrupted", "cancelled") else (j.progress or {}).get("message") or ""
+    where = _job_where(j)
+    detail = "; ".join(x for x in (where, msg if msg not in (where,) else "") if x)
+    return (f"{j.job_id[:8]}  {j.state:<11} {timefmt.stamp(j.created_at, tz):<22} {name} · {j.request.describe()}"
+            + (f"\n          {detail[:160]}" if detail else ""))
+
+
+def job_text(j, tz: str | None = None) -> list[str]:
+    """`jobs show ID` for people: the request, who runs it, its progress and every step."""
+    r = j.request
+    lines = [f"Job {j.job_id}", f"  organisation  {j.tenant_name or j.tenant_id} (tenant {j.tenant_id})",
+             f"  asked         {r.describe()}; {j.trigger}" + (f", by {j.requested_by}" if j.requested_by else "")
+             + (", at a lower priority" if j.priority else ""),
+             f"  state         {j.state}"]
+    for label, t in (("queued", j.created_at), ("started", j.started_at), ("finished", j.finished_at)):
+        if t:
+            lines.append(f"  {label:<13} {timefmt.stamp(t, tz)}")
+    if j.state == "running" and j.owner_pid:
+        lines.append(f"  run by        the {j.owner_label or 'worker'} process {j.owner_pid} on {j.owner_host}; "
+                     f"last heard {timefmt.stamp(j.heartbeat_at, tz)}")
+    if j.active and _job_where(j):
+        lines.append(f"  now           {_job_where(j)}")
+    if j.cancel_requested and j.active:
+        lines.append(f"  cancelling    {j.cancel_requested}")
+    if j.error:
+        lines.append(f"  error         {j.error}")
+    steps = (j.result or {}).get("steps") or []
+    if steps:
+        lines.append("  steps")
+        for st in steps:
+            said = st.get("error") or f"{int(st.get('rows') or 0):,} rows"
+            lines.append(f"    {st['step']:<13} {st['status']:<8} {said}; {int(st.get('api_calls') or 0):,} calls")
+    else:
+        for st in (j.progress or {}).get("steps") or []:
+            lines.append(f"    {st.get('step')}: {st.get('message') or st.get('status')}")
+    hist = (j.result or {}).get("history_job")
+    if hist:
+        lines.append(f"  history       queued as job {hist[:8]} (`python -m xero_core jobs show {hist[:8]}`)")
+    return lines
 
 
 def run_jobs(args: argparse.Namespace) -> int:
     from ..pipeline import jobs as J
 
     settings = load_settings()
+    tz = settings.timezone
     try:
         if args.jobs_command == "cancel":
             job = J.request_cancel(settings, args.job_id, by=f"cli:{os.environ.get('USER') or 'unknown'}")
@@ -321,19 +360,17 @@ def run_jobs(args: argparse.Namespace) -> int:
             else:
                 print(f"job {job.job_id[:8]} ({job.tenant_name or job.tenant_id}): "
                       + ("cancelled" if job.state == "cancelled" else
-                         "cancel requested: it stops at its next page or step, keeping what it saved"),
-                      file=sys.stderr)
+                         "cancel requested: it stops at its next page or step, keeping what it saved"))
             return 0
         if args.jobs_command == "show":
             job = J.find(settings, args.job_id)
             if args.json:
                 print(json.dumps(job.to_dict(), indent=2, default=str))
             else:
-                print(json.dumps(job.to_dict(), indent=2, default=str), file=sys.stderr)
+                print("\n".join(job_text(job, tz)))
             return 0
     except J.JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise LedgerlinkError(str(exc)) from None
     J.check(settings)  # a damaged jobs file is said, never listed as "no jobs" (issue 21 §4)
     found = J.list_jobs(settings, active_only=not args.all, tenant_id=args.tenant, limit=args.limit)
     if args.json:
@@ -342,9 +379,9 @@ def run_jobs(args: argparse.Namespace) -> int:
     if not found:
         print("no sync jobs queued or running" + ("" if args.all else " (--all shows finished ones)"), file=sys.stderr)
         return 0
-    print(f"{'JOB':<8}  {'STATE':<11} {'TENANT':<28} {'STEP':<28} {'TRIGGER':<9} {'QUEUED':>8}  MESSAGE")
+    print(f"{'JOB':<8}  {'STATE':<11} {'QUEUED':<22} ORGANISATION · WHAT")
     for j in found:
-        print(_job_line(j))
+        print(_job_line(j, tz))
     return 0
 
 
@@ -447,12 +484,19 @@ def run_demo(args: argparse.Namespace) -> int:
     from ..pipeline.plan import step_names
     from ..pipeline.request import SyncRequest
 
+    from ..pipeline.plan import FIGURES_WEEKS
+
     only = None if args.with_journals else frozenset(n for n in step_names() if n != "journals")
-    minutes = (20 + 2 * args.weeks + (300 if args.with_journals else 0)) / 57
-    pace = f"about {minutes:.0f} min" if minutes >= 1.5 else "under 2 min"
-    print(f"first sync: {args.weeks} weeks of reports, every invoice, credit note and contact, clients matched"
-          f"{', all journals' if args.with_journals else ''} - {pace} at Xero's 60 calls a minute",
-          file=sys.stderr)
+    if args.weeks < 1:
+        raise UsageError("--weeks must be 1 or more")
+    older = max(args.weeks - FIGURES_WEEKS, 0)
+    minutes = (2 * older + (300 if args.with_journals else 0)) / 60
+    later = " and ".join(x for x in (f"{older} older weeks" if older else "",
+                                    "the journal history" if args.with_journals else "") if x)
+    print(f"first sync: every invoice, credit note and contact, clients matched, and the latest "
+          f"{min(args.weeks, FIGURES_WEEKS)} weeks' reports in under a minute"
+          + (f"; then {later} as a history backfill, about {max(round(minutes), 1)} min at Xero's 60 calls a minute"
+             if later else ""), file=sys.stderr)
     conns = [c for c in list_connections(settings) if c.get("status") == "connected"]
     names = {c["tenant_id"]: c.get("tenant_name") or c["tenant_id"] for c in conns}
     requests = [SyncRequest(t, only=only, weeks=args.weeks, trigger="cli", requested_by="demo") for t in names]

@@ -59,7 +59,67 @@ SCOPE_LABELS = {
     "practicemanager": "View and update your Practice Manager jobs and clients",
     "practicemanager.read": "View your Practice Manager jobs and clients",
     "accounting.journals.read": "View your journals",
+    "accounting.settings.read": "View your organisation details, chart of accounts and tax rates",
+    "accounting.settings": "View and update your organisation details, chart of accounts and tax rates",
+    "accounting.transactions.read": "View your invoices, credit notes, payments and bank transactions",
+    "accounting.transactions": "View and update your invoices, credit notes, payments and bank transactions",
+    "accounting.reports.read": "View your reports",
+    "accounting.budgets.read": "View your budgets",
 }
+_THINGS = {"contacts": "contacts", "attachments": "attachments", "invoices": "invoices and credit notes",
+           "payments": "payments", "banktransactions": "bank transactions", "manualjournals": "manual journals",
+           "classicexpenses": "expense claims", "employees": "employees", "payruns": "pay runs",
+           "payslip": "payslips", "timesheets": "timesheets", "client": "clients", "job": "jobs",
+           "staff": "staff", "time": "time entries", "assets": "fixed assets", "projects": "projects"}
+_REPORTS = {"aged": "aged receivables and payables", "balancesheet": "balance sheet", "banksummary": "bank summary",
+            "budgetsummary": "budget summary", "executivesummary": "executive summary",
+            "profitandloss": "profit and loss", "trialbalance": "trial balance", "taxreports": "tax reports",
+            "tenninetynine": "1099"}
+
+
+def scope_label(scope: str) -> str:
+    """What a scope lets the app do, in the consent page's words."""
+    if scope in SCOPE_LABELS:
+        return SCOPE_LABELS[scope]
+    parts = scope.split(".")
+    read = parts[-1] == "read"
+    core = [p for p in parts if p != "read"]
+    if core[:2] == ["accounting", "reports"] and len(core) == 3:
+        return f"View your {_REPORTS.get(core[2], core[2])} report"
+    thing = _THINGS.get(core[-1], core[-1].replace("_", " "))
+    if core[0] == "payroll":
+        thing = f"payroll {thing}"
+    elif core[0] == "practicemanager":
+        thing = f"Practice Manager {thing}"
+    return f"View your {thing}" if read else f"View and update your {thing}"
+
+
+# The admin app's look (Streamlit's light theme, .streamlit/config.toml's primary colour), so the
+# consent step does not feel like another product in a workshop.
+CONSENT_CSS = """
+body { margin: 0; background: #f0f2f6; color: #31333f;
+       font-family: "Source Sans Pro", "Source Sans 3", system-ui, -apple-system, "Segoe UI", sans-serif; }
+main { max-width: 40rem; margin: 3rem auto; padding: 2rem 2.5rem; background: #fff;
+       border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; }
+h1 { font-size: 1.75rem; font-weight: 700; margin: 0.25rem 0 0.5rem; }
+h2 { font-size: 1.1rem; font-weight: 600; margin: 1.5rem 0 0.5rem; }
+.badge { display: inline-block; margin: 0; padding: 0.1rem 0.6rem; border-radius: 0.5rem;
+         background: #fffce7; color: #926c05; font-size: 0.85rem; }
+ul.scopes { padding-left: 1.2rem; line-height: 1.7; }
+ul.scopes code { margin-left: 0.4rem; padding: 0.05rem 0.3rem; border-radius: 0.25rem; background: #f0f2f6;
+                 color: #6b6f7b; font-size: 0.8rem; }
+fieldset { margin: 1.5rem 0; padding: 0.75rem 1rem; border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.5rem; }
+legend { padding: 0 0.3rem; font-weight: 600; }
+.tenant { padding: 0.25rem 0; }
+.kind { margin-left: 0.3rem; color: #6b6f7b; font-size: 0.85rem; }
+input[type=checkbox] { accent-color: #13b5ea; }
+.actions { display: flex; gap: 0.75rem; }
+button { font: inherit; padding: 0.4rem 1rem; border-radius: 0.5rem; border: 1px solid rgba(49, 51, 63, 0.2);
+         background: #fff; color: #31333f; cursor: pointer; }
+button.primary { background: #13b5ea; border-color: #13b5ea; color: #fff; }
+button:hover { border-color: #13b5ea; }
+.error { padding: 0.75rem 1rem; border-radius: 0.5rem; background: #ffecec; color: #7d353b; }
+"""
 
 DEMO_USER = {
     "xero_userid": "8b1a2c5d-6e7f-4a0b-9c1d-2e3f4a5b6c7d",
@@ -252,13 +312,14 @@ class Identity:
 
     def _consent_html(self, consent_id: str, app: App, scopes: list[str], message: str = "") -> str:
         e = htmlmod.escape
-        items = "\n".join(f"      <li>{e(SCOPE_LABELS.get(s, s))} <code>{e(s)}</code></li>" for s in scopes)
+        # Each scope once (a client may repeat one), with what it allows; the name itself small beside it.
+        items = "\n".join(f'      <li>{e(scope_label(s))} <code>{e(s)}</code></li>' for s in dict.fromkeys(scopes))
         boxes = []
         for i, t in enumerate(self.offered_tenants(scopes)):
             kind = "Practice Manager" if t.tenant_type == "PRACTICEMANAGER" else "Organisation"
             boxes.append(
-                f'      <div><input type="checkbox" id="tenant-{i}" name="tenant" value="{e(t.tenant_id)}" checked>\n'
-                f'      <label for="tenant-{i}">{e(t.name)} ({kind})</label></div>'
+                f'      <div class="tenant"><input type="checkbox" id="tenant-{i}" name="tenant" value="{e(t.tenant_id)}" checked>\n'
+                f'      <label for="tenant-{i}">{e(t.name)} <span class="kind">{kind}</span></label></div>'
             )
         alert = f'    <p role="alert" class="error">{e(message)}</p>\n' if message else ""
         return f"""<!DOCTYPE html>
@@ -267,13 +328,15 @@ class Identity:
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <title>Xero (fake) | Allow access to {e(app.name)}</title>
+  <style>{CONSENT_CSS}</style>
 </head>
 <body>
   <main>
+    <p class="badge">Offline fake Xero</p>
     <h1>{e(app.name)} wants to access your Xero data</h1>
-    <p>This is the offline fake Xero. Choose the organisations to connect, then Allow or Deny.</p>
-{alert}    <p>{e(app.name)} will be able to:</p>
-    <ul>
+    <p>Choose the organisations to connect, then allow or deny access.</p>
+{alert}    <h2>{e(app.name)} will be able to</h2>
+    <ul class="scopes">
 {items}
     </ul>
     <form method="post" action="/identity/connect/authorize">
@@ -282,8 +345,10 @@ class Identity:
         <legend>Organisations to connect</legend>
 {chr(10).join(boxes)}
       </fieldset>
-      <button type="submit" name="action" value="allow">Allow access</button>
+      <div class="actions">
+      <button type="submit" name="action" value="allow" class="primary">Allow access</button>
       <button type="submit" name="action" value="deny">Deny</button>
+      </div>
     </form>
   </main>
 </body>

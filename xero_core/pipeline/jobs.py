@@ -9,8 +9,11 @@ queued | running | done | failed | interrupted | cancelled, progress (JSON: step
 ETA, message, steps done), started / finished, error sentence, owner (pid, host, pool id) and its
 heartbeat, a cancel request, and the result (SyncResult as JSON).
 
-At most one queued or running job per tenant (a unique partial index): enqueueing for a busy tenant
-returns the job already there ("joined"). A running job whose owner died (kill -9, power cut) is
+At most one queued or running job per tenant and priority (a unique partial index): enqueueing for a
+busy tenant returns the job already there ("joined"). A tenant's history backfill (priority 1) may
+wait beside its daily sync or Sync now (priority 0), which is claimed first; a job is never claimed
+while another job of its tenant runs, and a running backfill steps back into the queue when a
+priority-0 job of its tenant arrives (`yield_wanted`, `requeue`). A running job whose owner died (kill -9, power cut) is
 turned `interrupted` with a sentence by whoever looks next (`reap`); the next run of the tenant
 resumes from the sync cursors.
 """
@@ -65,7 +68,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     result           TEXT,                    -- SyncResult.to_dict() JSON when finished
     follow_up        TEXT                     -- SyncRequest JSON queued when this job ends (a request it did not cover)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_tenant ON jobs (tenant_id) WHERE state IN ('queued', 'running');
+DROP INDEX IF EXISTS jobs_one_active_per_tenant;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_tenant_priority ON jobs (tenant_id, priority)
+    WHERE state IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority, created_at);
 """
 
@@ -293,14 +298,14 @@ def active_jobs(settings) -> list[Job]:
 
 # -- writing -----------------------------------------------------------------------------------
 def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -> Job:
-    """Queue a sync; returns at once. A tenant with a queued or running job gets that job back
-    (`job.joined` is True): one sync per tenant, whoever asks."""
+    """Queue a sync; returns at once. A tenant with a queued or running job of the same priority gets
+    that job back (`job.joined` is True): one sync (and one history backfill) per tenant, whoever asks."""
     reap(settings, tenant_id=request.tenant_id)
     now = time.time()
     job_id = uuid.uuid4().hex
     with _connect(settings, write=True) as con:
-        row = con.execute(_SELECT + " WHERE tenant_id = ? AND state IN ('queued', 'running')",
-                          [request.tenant_id]).fetchone()
+        row = con.execute(_SELECT + " WHERE tenant_id = ? AND priority = ? AND state IN ('queued', 'running')",
+                          [request.tenant_id, request.priority]).fetchone()
         if row:
             job = _job(row)
             job.joined = True
@@ -341,7 +346,8 @@ def _merge(a: SyncRequest, b: SyncRequest) -> SyncRequest:
     only = None if a.only is None or b.only is None else a.only | b.only
     if a.week_ending is None and b.week_ending is None:
         return SyncRequest(b.tenant_id, only=only, weeks=max(a.weeks or 0, b.weeks or 0) or None,
-                           trigger=b.trigger, requested_by=b.requested_by)
+                           trigger=b.trigger, requested_by=b.requested_by, history=b.history,
+                           skip_weeks=min(a.skip_weeks, b.skip_weeks))  # joins share a priority: both or neither
     return SyncRequest(b.tenant_id, only=only, weeks=b.weeks, week_ending=b.week_ending, trigger=b.trigger,
                        requested_by=b.requested_by)
 
@@ -354,7 +360,8 @@ def _trim(con) -> None:
 
 
 def claim(settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow_backfill: bool = True) -> Job | None:
-    """Take the next queued job (daily before backfill, oldest first) for `owner`; None if none."""
+    """Take the next queued job (daily before backfill, oldest first) for `owner`; None if none.
+    A tenant's job waits while another of its jobs runs (one sync at a time per organisation)."""
     ids = list(job_ids) if job_ids is not None else None
     if ids is not None and not ids:
         return None
@@ -367,7 +374,9 @@ def claim(settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow
         args += ids
     now = time.time()
     with _connect(settings, write=True) as con:
-        row = con.execute(f"SELECT job_id FROM jobs WHERE {where} ORDER BY priority, created_at LIMIT 1", args).fetchone()
+        row = con.execute(f"SELECT job_id FROM jobs q WHERE {where} AND NOT EXISTS (SELECT 1 FROM jobs r WHERE "
+                          "r.tenant_id = q.tenant_id AND r.state = 'running') ORDER BY priority, created_at LIMIT 1",
+                          args).fetchone()
         if not row:
             return None
         con.execute(
@@ -387,6 +396,41 @@ def heartbeat(settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str |
         con.execute(f"UPDATE jobs SET heartbeat_at = ? WHERE owner_id = ? AND state = 'running' AND job_id IN ({marks})",
                     [time.time(), owner.id, *ids])
         return dict(con.execute(f"SELECT job_id, cancel_requested FROM jobs WHERE job_id IN ({marks})", ids).fetchall())
+
+
+def yield_wanted(settings, tenant_ids: Iterable[str]) -> set[str]:
+    """The tenants among `tenant_ids` with a queued daily sync or Sync now: their running history
+    backfill steps aside (`requeue`) so that one runs first."""
+    ids = list(set(tenant_ids))
+    if not ids:
+        return set()
+    with _connect(settings) as con:
+        return {r[0] for r in con.execute(
+            f"SELECT DISTINCT tenant_id FROM jobs WHERE state = 'queued' AND priority = 0 AND tenant_id IN "
+            f"({', '.join('?' * len(ids))})", ids).fetchall()}
+
+
+def history_pending(settings, tenant_id: str) -> bool:
+    """Whether the tenant has a queued or running history backfill that is to fetch journals."""
+    with _connect(settings) as con:
+        rows = con.execute("SELECT request FROM jobs WHERE tenant_id = ? AND priority = 1 AND state IN "
+                           "('queued', 'running')", [tenant_id]).fetchall()
+    for (text,) in rows:
+        req = SyncRequest.from_json(text)
+        if req.only is None or "journals" in req.only:
+            return True
+    return False
+
+
+def requeue(settings, job_id: str, *, message: str, progress: dict | None = None) -> None:
+    """A running job back to the queue (a history backfill stepping aside); it resumes from the
+    tenant's cursors when claimed again."""
+    prog = dict(progress or {}, status="queued", message=message, eta_seconds=None)
+    with _connect(settings, write=True) as con:
+        con.execute("UPDATE jobs SET state = 'queued', owner_pid = NULL, owner_host = NULL, owner_id = NULL, "
+                    "owner_label = NULL, heartbeat_at = NULL, progress = ? WHERE job_id = ? AND state = 'running'",
+                    [json.dumps(prog, default=str), job_id])
+    notify()
 
 
 def set_progress(settings, job_id: str, progress: dict) -> None:

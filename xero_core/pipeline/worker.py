@@ -13,7 +13,12 @@ Each tenant stays within its own 60 calls a minute and all within the app-wide 1
 shared limiter every client uses (xero_core.ratelimit). A failing job is recorded and the worker
 takes the next: a failing tenant blocks nothing.
 
-Daily syncs and backfills (more than 8 report weeks) run on different threads:
+Figures first: a job that would fetch report weeks older than the latest few, or a journal history
+never fetched, runs the recent part and queues the rest as the tenant's history backfill
+(pipeline.plan.split_history). A running backfill steps aside (back to the queue, at its next page)
+when a daily sync or Sync now of its tenant is queued, and resumes from the cursors after it.
+
+Daily syncs and history backfills run on different threads:
 - XERO_SYNC_WORKERS threads (default 8) claim jobs, daily syncs first. A daily sync is short and
   mostly CPU and round trips; the claiming thread runs it.
 - A backfill is paced by Xero's 60 calls a minute per organisation: 26 weeks of reports take a
@@ -25,6 +30,7 @@ Daily syncs and backfills (more than 8 report weeks) run on different threads:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -101,6 +107,9 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._running: dict[str, bool] = {}  # job id -> is a backfill
         self._cancel: dict[str, str | None] = {}
+        self._yield: dict[str, str] = {}  # running backfill -> why it steps aside
+        self._tenants: dict[str, str] = {}  # running job -> tenant
+        self.spawned: dict[str, str] = {}  # job id -> the history backfill job it queued
         self._pending: dict[str, dict] = {}  # job id -> progress not yet in the jobs file
         self._write_lock = threading.Lock()  # a flush and an immediate write never cross
         self.finished: list[str] = []
@@ -153,7 +162,8 @@ class WorkerPool:
             return len(self._running)
 
     def run_until_done(self, job_ids: Iterable[str], *, on_change=None, stop: threading.Event | None = None) -> list[J.Job]:
-        """Start (if needed), then return once every job in `job_ids` has ended, whoever ran it."""
+        """Start (if needed), then return once every job in `job_ids` has ended, whoever ran it, and
+        the history backfills this pool's runs of them queued (`history_of`); returns `job_ids`' jobs."""
         ids = list(job_ids)
         self.add(ids)
         self.start()
@@ -170,9 +180,20 @@ class WorkerPool:
         for job in ended:
             if job.job_id in self.unrecorded and job.active:
                 job.state, job.error = "failed", self.unrecorded[job.job_id]
+        followed = set(ids)
+        while not (stop is not None and stop.is_set()):  # the history backfills those runs queued
+            more = [h for h in (self.spawned.get(i) for i in list(followed)) if h and h not in followed]
+            if not more:
+                break
+            followed.update(more)
+            J.wait(self.settings, more, on_change=on_change, stop=stop, poll=min(self.poll, 0.5))
         # The caller (CLI, scheduler) reports these jobs next: their data is in the readers' copy by then.
         snapshot.publish_if_changed(self.settings)
         return ended
+
+    def history_of(self, job_id: str) -> str | None:
+        """The history backfill job this pool's run of `job_id` queued, if any."""
+        return self.spawned.get(job_id)
 
     # -- threads ----------------------------------------------------------------------------
     def _claim(self) -> J.Job | None:
@@ -188,6 +209,7 @@ class WorkerPool:
         if job is not None:
             with self._lock:
                 self._running[job.job_id] = job.request.is_backfill
+                self._tenants[job.job_id] = job.tenant_id
                 self._cancel[job.job_id] = None
         return job
 
@@ -240,6 +262,8 @@ class WorkerPool:
                 self._pending.pop(job.job_id, None)
                 self._running.pop(job.job_id, None)
                 self._cancel.pop(job.job_id, None)
+                self._yield.pop(job.job_id, None)
+                self._tenants.pop(job.job_id, None)
                 self.finished.append(job.job_id)
                 self._backfill_threads.discard(threading.current_thread())
             self._publisher.job_ended()
@@ -272,6 +296,7 @@ class WorkerPool:
         while not self._stopping.wait(min(self.heartbeat_seconds, PROGRESS_FLUSH_SECONDS)):
             self._flush_progress()
             self._publisher.tick(self.busy)
+            self._check_yields()
             if time.monotonic() - last_beat < self.heartbeat_seconds:
                 continue
             last_beat = time.monotonic()
@@ -289,20 +314,45 @@ class WorkerPool:
             except Exception as exc:
                 log.warning("sync job heartbeat failed: %s", exc)
 
+    def _check_yields(self) -> None:
+        """Running backfills whose tenant has a daily sync or Sync now queued step aside."""
+        with self._lock:
+            backfills = {jid: self._tenants.get(jid) for jid, b in self._running.items() if b and jid not in self._yield}
+        if not backfills:
+            return
+        try:
+            wanted = J.yield_wanted(self.settings, [t for t in backfills.values() if t])
+        except Exception as exc:
+            log.warning("could not look for syncs waiting behind a backfill: %s", exc)
+            return
+        with self._lock:
+            for jid, tenant in backfills.items():
+                if tenant in wanted:
+                    self._yield[jid] = "paused for a sync of the same organisation; resumes after it"
+
+    def _queue_history(self, job: J.Job, request) -> str:
+        hist = J.enqueue(self.settings, request, tenant_name=job.tenant_name)
+        self.spawned[job.job_id] = hist.job_id
+        self.add([hist.job_id])
+        return hist.job_id
+
     def _run(self, job: J.Job) -> None:
         jid = job.job_id
         settings = self.settings
+        later: list = []  # the history backfill run_sync split off: queued once these figures are in
         tracker = Tracker(lambda p: self._write_progress(jid, p), echo=self.echo)
 
         def cancel() -> str | None:
-            return self._cancel.get(jid)
+            return self._cancel.get(jid) or self._yield.get(jid)
 
         def stop() -> str | None:
             return self._stop_reason if self._stopping.is_set() else None
 
         try:
             result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
-                              progress=tracker, today=self.today, cancel=cancel, stop=stop)
+                              progress=tracker, today=self.today, cancel=cancel, stop=stop,
+                              on_history=later.append,
+                              history_pending=lambda: J.history_pending(settings, job.tenant_id))
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
             from ..redaction import redact
             from ..storage import as_storage_error
@@ -318,6 +368,13 @@ class WorkerPool:
             self._echo_end(job, "failed", error)
             return
         d = result.to_dict()
+        if result.cancelled and self._yield.get(jid) and not self._cancel.get(jid) and not stop():
+            tracker.state.update(eta_seconds=None)
+            J.requeue(settings, jid, message=self._yield[jid], progress=tracker.state)
+            if self.echo:
+                with contextlib.suppress(Exception):
+                    self.echo({"tenant_id": job.tenant_id, "status": "waiting", "message": self._yield[jid]})
+            return
         if result.cancelled and cancel():
             state, error = "cancelled", f"{cancel()}; every chunk already saved is kept"
         elif result.cancelled:
@@ -326,11 +383,22 @@ class WorkerPool:
                      "from where it got to")
         elif result.ok:
             state, error = "done", None
+            if later:  # the figures are in: the history follows (not after a failure: it would fail too)
+                try:
+                    d["history_job"] = self._queue_history(job, later[0])
+                except Exception as exc:
+                    log.warning("could not queue the history backfill of %s: %s", job.tenant_id, exc)
         else:
             state, error = "failed", _first_problem(d) or "a step failed: see the steps"
         tracker.state.update(status=state, message=error or "finished", eta_seconds=None)
         J.finish(settings, jid, state, error=error, result=d, progress=tracker.state)
         self._echo_end(job, state, error)
+        if self.spawned.get(jid) and self.echo:
+            with contextlib.suppress(Exception):
+                hist = J.get(settings, self.spawned[jid])
+                self.echo({"tenant_id": job.tenant_id, "status": "waiting",
+                           "message": f"figures ready; {hist.request.describe()} follows as job {hist.job_id[:8]}, "
+                                      "at a lower priority"})
 
     def _echo_end(self, job: J.Job, state: str, error: str | None) -> None:
         if self.echo:

@@ -295,6 +295,15 @@ def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Setti
 
 
 _FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
+# The event categories processed above, as Xero's developer portal names them (its Webhooks page has a
+# box to tick for each); the admin app's Webhooks page and the README say to tick exactly these.
+PORTAL_CATEGORIES = {"CONTACT": "Contacts", "INVOICE": "Invoices", "CREDITNOTE": "Credit Notes"}
+
+
+def categories_to_tick() -> str:
+    """'Contacts, Invoices and Credit Notes'."""
+    names = [PORTAL_CATEGORIES[c] for c in _FETCH]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
 
 
 # --------------------------------------------------------------------------- worker

@@ -59,12 +59,15 @@ def _make_client(settings, tenant_id: str, transport, clock: Clock):
     return limited_client(settings, tenant_id, transport=transport, clock=clock)
 
 
-def week_list_for(settings, today: date, weeks: int | None = None, week_ending: date | None = None) -> list[date]:
+def week_list_for(settings, today: date, weeks: int | None = None, week_ending: date | None = None,
+                  skip_weeks: int = 0) -> list[date]:
     """The report weeks of a run: one chosen week (`week_ending`, any day of it), or the latest
-    `weeks` (default DEFAULT_WEEKS) ending with the current week, oldest first."""
+    `weeks` (default DEFAULT_WEEKS) ending with the current week less the newest `skip_weeks` of
+    them (a history backfill's), oldest first."""
     if week_ending is not None:
         return [week_ending_for(week_ending, settings.week_ends_on)]
-    return recent_weeks(today, weeks or DEFAULT_WEEKS, settings.week_ends_on)
+    found = recent_weeks(today, weeks or DEFAULT_WEEKS, settings.week_ends_on)
+    return found[:len(found) - skip_weeks] if skip_weeks else found
 
 
 def _wait_note(settings) -> str:
@@ -362,7 +365,8 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
             weeks: int | None = None, week_ending: date | None = None, trigger: str = "manual", transport=None,
             clock: Clock | None = None, progress: Callable[[dict], None] | None = None, today: date | None = None,
             client=None, cancel: Callable[[], str | None] | None = None, stop: Callable[[], str | None] | None = None,
-            probe=None, run_id: str | None = None) -> SyncResult:
+            probe=None, run_id: str | None = None, skip_weeks: int = 0,
+            replan: Callable[[str, dict], tuple[list, int | None] | None] | None = None) -> SyncResult:
     """Run one tenant's steps, in order: the one executor every plan goes through.
 
     `steps_for(tenant_type)` gives [(name, fn(ctx) -> StepOutcome)] (data: sync/ never imports the
@@ -370,6 +374,8 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
     `stop()` a reason to stop after the current step (a shutting-down worker). A failing step, or a
     sync_log write that fails (disk full, database held), never stops the others: every step is
     attempted or skipped with a reason, and a SyncResult always comes back.
+    `replan(tenant_type, state)`, once the cursors are read, may return (steps, weeks) to run instead
+    (the pipeline leaves a first sync's history to a backfill job this way).
     """
     clock = clock or SYSTEM_CLOCK
     run_id = run_id or uuid.uuid4().hex
@@ -387,7 +393,7 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
     result = SyncResult(tenant_id=tenant_id, tenant_name=conn.get("tenant_name"),
                         tenant_type=conn.get("tenant_type"), run_id=run_id, trigger=trigger)
     today = today or _today(settings, clock, conn.get("timezone"))
-    week_list = week_list_for(settings, today, weeks, week_ending)
+    week_list = week_list_for(settings, today, weeks, week_ending, skip_weeks)
     period = (week_start(week_list[0]), week_list[-1]) if week_list else None
     steps = steps_for(conn.get("tenant_type") or "")
     synclog = SyncLog(settings, tenant_id, run_id, trigger, emit)
@@ -415,6 +421,12 @@ def execute(settings, tenant_id: str, steps_for: Callable[[str], list[tuple[str,
             except Exception as exc:  # each step reads its own cursor instead
                 log.warning("could not read the sync state of %s: %s", tenant_id, exc)
                 state = {}
+            if replan is not None and not stop_reason:
+                changed = replan(conn.get("tenant_type") or "", state)
+                if changed is not None:
+                    steps, weeks = changed
+                    week_list = week_list_for(settings, today, weeks, week_ending, skip_weeks)
+                    period = (week_start(week_list[0]), week_list[-1]) if week_list else None
             run = Run(settings=settings, tenant_id=tenant_id, tenant_type=conn.get("tenant_type") or "", client=client,
                       weeks=week_list, period=period, today=today, clock=clock, trigger=trigger, run_id=run_id,
                       explicit_weeks=weeks is not None or week_ending is not None, state=state, log=synclog,
