@@ -281,6 +281,24 @@ def test_several_organisations_need_a_choice_never_the_first(settings):
         an.weekly_pnl(settings, "org-nope")
 
 
+def test_several_organisations_open_on_the_practice_ledger_an_admin_named(settings):
+    """A practice's notebook opens on its own books once an admin has named them (issue 25's role);
+    a role only suggested, or two ledgers, still asks."""
+    import duckdb
+
+    fill(settings.snapshot_path, tenants=(ORG, OTHER))
+    con = duckdb.connect(str(settings.snapshot_path))
+    try:
+        con.execute("UPDATE connections SET role = 'client-organisation' WHERE tenant_id = ?", [ORG])
+        with pytest.raises(an.ChooseOrganisation, match="client-organisation"):
+            an.pick_tenant(settings)
+        con.execute("UPDATE connections SET role = 'practice-ledger' WHERE tenant_id = ?", [OTHER])
+    finally:
+        con.close()
+    assert an.pick_tenant(settings) == OTHER
+    assert an.weekly_pnl(settings).height == an.weekly_pnl(settings, OTHER).height
+
+
 def test_data_status_without_a_database_explains_and_creates_nothing(tmp_path):
     st = an.data_status(tmp_path / "empty")
     assert not st.exists and not st.has_data

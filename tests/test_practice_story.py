@@ -84,3 +84,23 @@ def test_from_the_job_to_the_first_reminder_to_the_document(make_settings):
         assert r.stopped == 1
         stopped = next(c for c in X.campaigns(s, pm) if c["campaign_id"] == camps[P.STORY_CHASED]["campaign_id"])
         assert stopped["status"] == "stopped" and "bank-statements.pdf" in stopped["stop_reason"]
+
+
+def test_demo_confirms_the_proposed_practice_ledger_so_notebooks_open_on_it(make_settings, capsys):
+    """`python -m xero_core demo` clicks what the admin would: the story's firm (named like Practice
+    Manager) becomes the practice ledger, said on stderr; the analysis functions then open on it."""
+    from xero_core import analysis as an
+    from xero_core.commands.sync import _confirm_proposed_ledger
+    from xero_core.practice import roles as R
+
+    clock = FakeClock(THURSDAY_10AM_SYDNEY)
+    fake = FakeXero(clock=clock, story=True, invoices=60)
+    s = make_settings(**fake.settings_env("http://fake.test"))
+    oauth.complete_connect(s, fake.consent(oauth.begin_connect(s, clock=clock)), transport=fake.transport(), clock=clock)
+    assert R.roles(s).proposal and not R.roles(s).confirmed
+    _confirm_proposed_ledger(s)
+    view = R.roles(s)
+    assert view.confirmed and view.name_of(view.ledger) == P.STORY_FIRM
+    assert f"practice ledger: {P.STORY_FIRM}" in capsys.readouterr().err
+    orgs = an.organisations(s.db_path)
+    assert orgs.filter(orgs["role"] == "practice-ledger")["tenant_name"].to_list() == [P.STORY_FIRM]

@@ -200,12 +200,12 @@ WITH data AS (
     SELECT tenant_id, count(*) AS weeks, min(week_ending) AS first_week, max(week_ending) AS latest_week
     FROM financial_weekly GROUP BY tenant_id
 ), orgs AS (
-    SELECT tenant_id, tenant_name, status FROM connections
+    SELECT tenant_id, tenant_name, status, role FROM connections
     WHERE upper(coalesce(tenant_type, 'ORGANISATION')) <> 'PRACTICEMANAGER'
 )
 SELECT coalesce(o.tenant_id, d.tenant_id) AS tenant_id,
        coalesce(o.tenant_name, d.tenant_id) AS tenant_name,
-       coalesce(o.status, 'unknown') AS status,
+       coalesce(o.status, 'unknown') AS status, o.role,
        coalesce(d.weeks, 0)::INTEGER AS weeks, d.first_week, d.latest_week
 FROM orgs o FULL OUTER JOIN data d ON o.tenant_id = d.tenant_id
 WHERE d.tenant_id IS NOT NULL OR o.status <> 'disconnected'
@@ -215,20 +215,24 @@ ORDER BY lower(tenant_name), tenant_id
 
 def organisations(source: Any = None) -> pl.DataFrame:
     """Organisations you can analyse: connected ones and any with weekly data (even if since
-    disconnected): tenant_id, tenant_name, status, weeks, first_week, latest_week."""
+    disconnected): tenant_id, tenant_name, status, role (practice-ledger, client-organisation or
+    blank), weeks, first_week, latest_week."""
     with _reader(source) as q:
         return q(_ORGS_SQL)
 
 
 def _describe_orgs(orgs: pl.DataFrame) -> str:
     return "\n".join(
-        f"  tenant_id={r['tenant_id']!r}  # {r['tenant_name']} ({r['weeks']} weeks of data, {r['status']})"
+        f"  tenant_id={r['tenant_id']!r}  # {r['tenant_name']} ({r['weeks']} weeks of data, {r['status']}"
+        f"{', ' + r['role'] if r.get('role') else ''})"
         for r in orgs.iter_rows(named=True)
     )
 
 
 def pick_tenant(source: Any = None, tenant_id: str | None = None, *, _orgs: pl.DataFrame | None = None) -> str:
-    """`tenant_id` if known; else the only organisation; else a clear error listing them."""
+    """`tenant_id` if known; else the only organisation; else the practice ledger, when an admin has
+    named one (`python -m xero_core role`; a role only suggested is not taken); else a clear error
+    listing them. A practice's finance lead opens the notebooks on its own books first."""
     orgs = _orgs if _orgs is not None else organisations(source)
     if tenant_id is not None:
         if tenant_id in orgs["tenant_id"].to_list():
@@ -240,6 +244,9 @@ def pick_tenant(source: Any = None, tenant_id: str | None = None, *, _orgs: pl.D
     if orgs.height == 0:
         raise NoDataYet(f"No organisation is connected or synced in {database_path(source)}.\n{HOW_TO_GET_DATA}")
     if orgs.height > 1:
+        ledger = orgs.filter((pl.col("role") == "practice-ledger") & (pl.col("weeks") > 0)) if "role" in orgs.columns else orgs.clear()
+        if ledger.height == 1:
+            return ledger["tenant_id"][0]
         raise ChooseOrganisation(
             f"{orgs.height} organisations are in {database_path(source)}; say which one, e.g. "
             f"weekly_pnl(db, tenant_id=...), with one of:\n" + _describe_orgs(orgs)

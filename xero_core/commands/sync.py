@@ -481,6 +481,7 @@ def run_demo(args: argparse.Namespace) -> int:
         tenants = connect_via_consent_form(settings)
         for t in tenants:
             print(f"connected {t.get('tenant_name')} ({t.get('tenant_type')})", file=sys.stderr)
+        _confirm_proposed_ledger(settings)
     from ..pipeline.plan import step_names
     from ..pipeline.request import SyncRequest
 
@@ -506,6 +507,20 @@ def run_demo(args: argparse.Namespace) -> int:
     # Said already (mock mode's "start the fake"): cli.main need not probe and say it again.
     args.said_unreachable = any(d.get("unreachable") for d in docs)
     return _emit_docs(docs, args.json, progress.said)
+
+
+def _confirm_proposed_ledger(settings) -> None:
+    """`demo` stands in for the admin who would click through the Connection page: with several
+    organisations and the one named like Practice Manager proposed as the practice ledger, it
+    confirms that proposal and says so (a workshop's notebooks then open on the practice's books).
+    Nothing is chosen when there is no proposal."""
+    from ..practice import roles as R
+
+    view = R.roles(settings)
+    if view.proposal and not view.confirmed:
+        R.set_role(settings, view.proposal, R.PRACTICE_LEDGER)
+        print(f"practice ledger: {view.name_of(view.proposal)} (the organisation named like Practice Manager; "
+              "change it on the Connection page or with `python -m xero_core role`)", file=sys.stderr)
 
 
 def print_jobs(jobs) -> None:
