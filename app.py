@@ -23,6 +23,13 @@ else:
     from app_support.auth import refuse_unprotected_network_bind
 
     refuse_unprotected_network_bind()  # beyond loopback with no sign-in: exit before serving anyone
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # Streamlit's legacy pages/ mode stays on in a fresh server until some run calls st.navigation, so
+    # the first visit after a start ran under a menu built from pages/'s file names: /practice-manager
+    # (file practice_manager.py) drew "Page not found" over the page. The shell's navigation is the
+    # only one, from the first run on.
+    PagesManager.uses_pages_directory = False
     from app_support.guard import on_script_error
     from app_support.lifecycle import lifespan
     from app_support.webhook_route import routes

@@ -26,9 +26,9 @@ def ensure_frame() -> None:
     """First call on every page: never render a page outside app.py's frame (sign-in, banner).
 
     Streamlit's legacy `pages/` folder mode runs pages/<name>.py *directly* when a run asks for
-    /<name> before any st.navigation call has turned that mode off (the first request a fresh
-    server process gets; every AppTest run). That would skip the sign-in gate, so such a run
-    draws the whole frame here (which runs this page inside it) and ends.
+    /<name> before any st.navigation call has turned that mode off (every AppTest run; the served
+    app turns it off in app.py before its first run). That would skip the sign-in gate, so such a
+    run draws the whole frame here (which runs this page inside it) and ends.
     """
     if _IN_FRAME.get():
         return
