@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from .errors import LedgerlinkError, UsageError
+from .errors import LedgerlinkError
 from .settings import SettingsError
 
 BROKEN_PIPE = 141  # what a shell reports for a command ended by SIGPIPE (128 + 13)

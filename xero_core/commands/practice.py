@@ -568,10 +568,12 @@ def cmd_xpm_chase(args) -> int:
 def cmd_xpm_outbox(args) -> int:
     from ..practice import chase
 
-    rows = chase.outbox(load_settings(), tenant_id=args.tenant, campaign_id=args.campaign, state=args.state)
+    settings = load_settings()
+    rows = chase.outbox(settings, tenant_id=args.tenant, campaign_id=args.campaign, state=args.state)
     for r in rows:
         r.pop("body", None) if not args.json else None
-    _out(args, rows, [f"{r['reminder_id']}  {r['state']:11} {_when(r['sent_at'] or r['next_try_at'] or r['due_at'])}  "
+    when = lambda r: timefmt.stamp(r["sent_at"] or r["next_try_at"] or r["due_at"], settings.timezone) or "-"  # noqa: E731
+    _out(args, rows, [f"{r['reminder_id']}  {r['state']:11} {when(r)}  "
                       f"{r['job_id'] or ''}  {r['client_name'] or ''!s:28.28}  {r['address'] or '-'}"
                       + (f"  ({r['why']})" if r["why"] else "") for r in rows] or ["no reminders"])
     return 0
