@@ -240,7 +240,7 @@ def test_a_campaign_opened_by_a_job_state_sends_its_first_reminder(stack):
     page.get_by_text("Template, reply-to and sending hours").click()  # the rerun closed it
     expect(page.get_by_text("Sending hours: 00:00-24:00 Monday to Friday")).to_be_visible()
     page.get_by_role("button", name="Sync jobs now").click()
-    expect(page.get_by_text("job(s) read")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Practice Manager synced: \d+ jobs? read"))).to_be_visible(timeout=30_000)
     jobs = xpm.list_jobs(stack.settings, tid)
     state = max({j["state"] for j in jobs}, key=lambda s: sum(j["state"] == s for j in jobs))
     n = sum(j["state"] == state for j in jobs)
