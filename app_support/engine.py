@@ -20,6 +20,7 @@ from xero_core.pipeline.jobs import Job, active_jobs, list_jobs  # noqa: F401
 from xero_core.pipeline.jobs import get as get_job  # noqa: F401
 from xero_core.pipeline.jobs import request_cancel as cancel_job  # noqa: F401
 from xero_core.pipeline.request import SyncRequest as sync_request  # noqa: F401
+from xero_core.pipeline.stores import problems as store_problems  # noqa: F401
 from xero_core.pipeline.worker import ensure_background_pool as ensure_job_pool  # noqa: F401
 from xero_core.practice.client_orgs import (client_overview, clients_summary, link_organisation,  # noqa: F401
                                             organisations)

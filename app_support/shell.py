@@ -5,7 +5,7 @@ import contextvars
 
 import streamlit as st
 
-from . import auth, guard, jobs_view, widgets
+from . import auth, engine, guard, jobs_view, widgets
 from .guard import shown_errors
 
 PAGES = (
@@ -69,5 +69,14 @@ def _main() -> None:
     widgets.tenant_picker(s)
     jobs_view.sidebar_jobs(s)
     widgets.reset_demo_control(s)
+    _store_problems(s)
     with shown_errors():
         page.run()
+
+
+def _store_problems(s) -> None:
+    """A damaged jobs.sqlite or a file where the vault folder should be is said on every page, before
+    Sync now meets it (issue 21 §4); a page meeting the same problem adds no second copy (guard)."""
+    with shown_errors():
+        for problem in engine.store_problems(s):
+            guard.show(problem)

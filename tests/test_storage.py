@@ -524,3 +524,64 @@ def test_a_document_file_write_that_fails_is_one_sentence(settings):
     with pytest.raises(StorageError) as e:
         add_document(settings, client, b"%PDF-1.4 receipts", file_name="receipts.pdf")
     assert f"XERO_DATA_DIR ({settings.data_dir})" in str(e.value) and f"{docs_dir(settings)} is a file" in str(e.value)
+
+
+def test_the_receiver_with_a_truncated_working_database_loses_nothing_and_logs_the_sentence(make_settings, caplog,
+                                                                                              monkeypatch):
+    """Issue 21 §4, the receiver: a signed delivery is answered from the spool (fsync'd before the answer,
+    never DuckDB: so 200 is the truth, and Xero must not redeliver); the worker that moves it into DuckDB
+    logs the damaged file's sentence once, no traceback, and keeps the delivery until the file is moved aside."""
+    import base64
+    import hashlib
+    import hmac
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    if str(ROOT) not in sys.path:  # app_support is the app's package, not an installed one
+        sys.path.insert(0, str(ROOT))
+    from app_support import webhook_route
+    from xero_core.practice import webhooks as W
+    from xero_core.practice.spool import Spool
+
+    key = "k" * 40
+    s = make_settings(XERO_WEBHOOK_KEY=key)
+    with db.connect(s.db_path) as con:  # blocks reaching well past 100 KB, then `truncate -s 100000`
+        con.execute("CREATE TABLE filler AS SELECT range AS i, repeat('x', 200) AS pad FROM range(20000)")
+        con.execute("CHECKPOINT")
+    db._migrated.clear()
+    os.truncate(s.db_path, 100_000)
+
+    body = (b'{"events": [{"tenantId": "t", "eventCategory": "INVOICE", "eventType": "UPDATE", "resourceId": "r", '
+            b'"resourceUrl": "https://api.xero.com/api.xro/2.0/Invoices/r", "eventDateUtc": "2026-01-01T00:00:00"}], '
+            b'"firstEventSequence": 1, "lastEventSequence": 1}')
+    signature = base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()  # independent of W.sign
+    worker = W.Worker(s, interval=60, move_gap=0.01)
+    monkeypatch.setitem(webhook_route._worker, "settings", s)
+    monkeypatch.setitem(webhook_route._worker, "worker", worker)
+    worker.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            before = worker.moves
+            with TestClient(Starlette(routes=webhook_route.routes())) as client:
+                answer = client.post(webhook_route.PATH, content=body, headers={"x-xero-signature": signature})
+            assert answer.status_code == 200 and answer.content == b""
+            assert worker.wait_moves(before, timeout=30)  # the receiver woke it
+            if worker.last_move_error is None:  # that pass began before the delivery was spooled: the next one
+                assert worker.wait_moves(worker.moves, timeout=30)
+            assert "damaged" in worker.last_move_error
+            assert Spool.for_settings(s).backlog() == 1  # kept, not dropped
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1 and errors[0].exc_info is None, [r.getMessage() for r in errors]
+            line = errors[0].getMessage()
+            assert str(s.db_path) in line and "damaged" in line and "Move it aside" in line, line
+            assert "Traceback" not in caplog.text
+            os.replace(s.db_path, s.db_path.with_name("ledger-work.duckdb.broken"))  # what the sentence says to do
+            db._migrated.clear()
+            worker.wake()
+            assert worker.wait_moved(1, timeout=30)
+        assert Spool.for_settings(s).backlog() == 0
+        with db.connect(s.db_path, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM webhook_events WHERE resource_id = 'r'").fetchone()[0] == 1
+    finally:
+        worker.stop()

@@ -1,0 +1,28 @@
+"""The side stores a sync stops on, checked up front so a person is told before pressing a button.
+
+jobs.sqlite (a damaged page is only met when read, so it is checked whole) and the vault folder (a
+file in its place would otherwise only surface when a tenant's tokens are read). The admin app's
+frame asks on every page; each problem is its StorageError sentence naming the file and the fix.
+"""
+from __future__ import annotations
+
+from ..errors import StorageError
+from ..storage import as_storage_error
+from ..vault import Vault
+from . import jobs as J
+
+
+def problems(settings) -> list[StorageError]:
+    out: list[StorageError] = []
+    try:
+        J.check(settings)
+    except Exception as exc:
+        se = as_storage_error(exc, J.path(settings))
+        if se is None:
+            raise
+        out.append(se)
+    try:
+        Vault(settings).names()
+    except StorageError as exc:
+        out.append(exc)
+    return out
