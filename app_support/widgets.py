@@ -240,7 +240,7 @@ def reset_demo_control(s: Settings) -> None:
             st.button("Reset everything", type="primary", key="_reset_demo", on_click=_reset_now, args=(s,))
             failed = st.session_state.pop("_reset_demo_error", None)
             if failed:
-                st.error(failed, icon=":material/error:")
+                st.error(md(failed), icon=":material/error:")
 
 
 def flash() -> None:

@@ -14,7 +14,7 @@ st.title("Webhooks")
 
 st.subheader("1. Register this URL in Xero")
 st.write("In Xero's developer portal (My Apps › your app › Webhooks), add a webhook with this delivery URL "
-         f"and tick {engine.webhook_categories()}. Xero requires https; put the app behind a TLS proxy first "
+         f"and tick {md(engine.webhook_categories())}. Xero requires https; put the app behind a TLS proxy first "
          "(see the README's *Exposing the admin app safely*).")
 st.code(plain(s.app_url.rstrip("/") + PATH), language=None)
 st.caption("This admin app receives the webhooks itself. If you run the separate receiver instead "

@@ -72,7 +72,8 @@ def test_with_the_fake_not_running_the_cli_says_so_and_how_to_start_it(tmp_path,
     assert proc.stderr.index(sentence) < proc.stderr.index(": failed (Xero unreachable)"), proc.stderr  # the first step
     assert f"fake-xero --port {port}" in proc.stderr
     assert "attempts" not in proc.stderr and "calls=1 " in proc.stderr and "calls=4 " not in proc.stderr
-    for step in ("accounts", "contacts", "invoices", "pnl", "bank", "journals"):
+    # journals' history is a job of its own after a first sync that succeeded (issue 24 §1): not in this plan
+    for step in ("accounts", "contacts", "invoices", "pnl", "bank"):
         assert f"{step}: skipped (not tried: Xero unreachable)" in proc.stderr
     # with the fake answering, a failure says nothing about starting it
     assert "not running" not in load_settings(_env(tmp_path, XERO_MOCK_MODE="false", XERO_CLIENT_ID="C" * 32,

@@ -23,14 +23,18 @@ def small(tmp_path):
 def test_300_calls_no_429_and_at_least_55_a_minute(small):
     s, clock, fake, org_id = small
     client = XeroClient(s, org_id, transport=fake.transport(), clock=clock, limiter=SharedRateLimiter(s, clock))
+    def ours():  # connecting already read the organisation once (issue 23): count from here
+        return [r for r in fake.requests if r.tenant_id == org_id and r.api == "accounting"]
+
+    before, calls_before = len(ours()), budget_status(s, org_id, clock)["calls_today"]
     t0 = clock.time()
     for _ in range(300):
         client.request("GET", "/api.xro/2.0/Organisation")
     minutes = (clock.time() - t0) / 60
-    served = [r for r in fake.requests if r.tenant_id == org_id and r.api == "accounting"]
+    served = ours()[before:]
     assert len(served) == 300 and not [r for r in served if r.status == 429]
     assert 300 / minutes >= 55
-    assert budget_status(s, org_id, clock)["calls_today"] == 300
+    assert budget_status(s, org_id, clock)["calls_today"] - calls_before == 300
 
 
 def table_rows(s):
