@@ -66,6 +66,20 @@ def fraction(job: Any) -> float | None:
     return max(0.0, min(1.0, float(count) / float(total)))
 
 
+def last_sync_failure(jobs: list[Any]) -> tuple[Any, str] | None:
+    """(job, reason) when the newest finished sync of a tenant failed (the job, or one of its
+    steps); None when it succeeded or none has finished. `jobs` newest first, as list_jobs gives."""
+    last = next((j for j in jobs if not j.active), None)
+    if last is None or last.state == "cancelled":
+        return None
+    result = last.result or {}
+    if last.state == "done" and result.get("ok", True):
+        return None
+    failed = [st for st in result.get("steps") or [] if st.get("status") == "failed"]
+    reason = last.error or "; ".join(f"{st.get('step')}: {st.get('error') or 'failed'}" for st in failed[:3])
+    return last, reason or last.state
+
+
 def job_title(job: Any, names: dict[str, str]) -> str:
     org = names.get(job.tenant_id) or job.tenant_name or job.tenant_id
     what = job.request.describe() if hasattr(job.request, "describe") else ""

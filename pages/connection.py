@@ -3,7 +3,7 @@ import time
 
 import streamlit as st
 
-from app_support import demo_services, engine, widgets
+from app_support import demo_services, engine, jobs_view, widgets
 from app_support.connect import CONSENT_LINK_TTL, consent_settled, consent_url, forget_consent_url, known_oauth_errors, token_summary
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
@@ -108,7 +108,13 @@ with shown_errors():
             if c.get("status_reason") and status != "connected":
                 st.write(md(c["status_reason"], 1000))
             info = st.columns(3)
-            info[0].markdown(f"**Last sync**  \n{widgets.when(c.get('last_sync_at'))}")
+            failure = jobs_view.last_sync_failure(engine.list_jobs(s, tenant_id=tid, limit=5))
+            if failure is not None:  # issue 24 §3: a failed last sync reads as failed, with its reason
+                job, reason = failure
+                info[0].markdown(f"**Last sync**  \n:red[failed] {widgets.when(job.finished_at)}")
+                st.error(md(f"The last sync failed: {reason}", 1000), icon=":material/sync_problem:")
+            else:
+                info[0].markdown(f"**Last sync**  \n{widgets.when(c.get('last_sync_at'))}")
             info[1].markdown(f"**Connected**  \n{widgets.when(c.get('connected_at'))}")
             if status != "disconnected":
                 tok = token_summary(s, tid)
