@@ -216,7 +216,9 @@ def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_
     # the analysis functions: the current week is still filling up, the one before is the latest complete
     latest = week_ending_for(test_today, s.week_ends_on) - timedelta(days=7)
     assert an.latest_week(s) == latest
-    pnl = an.weekly_pnl(s)
+    pnl = an.weekly_pnl(s)  # complete weeks only by default (issue 23): the week under way is left out
+    assert dict(zip(pnl["week_ending"].to_list(), pnl["complete"].to_list())) == {w: True for w in weeks[:-1]}
+    pnl = an.weekly_pnl(s, include_current=True)  # asked for, it comes last and is not complete
     assert dict(zip(pnl["week_ending"].to_list(), pnl["complete"].to_list())) == {w: w != weeks[-1] for w in weeks}
     comp = {r["metric"]: r for r in an.latest_week_comparison(s).iter_rows(named=True)}["net_profit"]
     assert (comp["latest"], comp["previous_week"]) == (got[latest][4], got[latest - timedelta(days=7)][4])
@@ -252,7 +254,9 @@ def test_the_morning_after_a_week_ends_in_sydney_the_week_is_complete_on_a_utc_c
         with time_machine.travel(morning.astimezone(UTC), tick=False):  # UTC: a ZoneInfo would set TZ
             assert date.today() == saturday  # the computer: still Saturday
             assert an.latest_week(s) == saturday  # Sydney: the week ended yesterday
-            pnl = an.weekly_pnl(s)
+            pnl = an.weekly_pnl(s)  # complete weeks only: Saturday's week is in (on UTC it would not be)
+            assert dict(zip(pnl["week_ending"].to_list(), pnl["complete"].to_list())) == {saturday: True}
+            pnl = an.weekly_pnl(s, include_current=True)
             assert dict(zip(pnl["week_ending"].to_list(), pnl["complete"].to_list())) == \
                 {saturday: True, saturday + timedelta(days=7): False}
             assert an.latest_week(s.db_path) == saturday  # from a path (a notebook): XERO_TIMEZONE's default
