@@ -187,17 +187,10 @@ def status_document(settings) -> dict:
 def _store_problems(settings) -> list[str]:
     """Sentences for damaged side stores a sync would stop on (jobs.sqlite: a damaged page is only
     met when read, so it is checked whole)."""
-    from ..pipeline import jobs as J
-    from ..storage import as_storage_error
+    from ..pipeline.stores import jobs_problem
 
-    try:
-        J.check(settings)
-    except Exception as exc:
-        se = as_storage_error(exc, J.path(settings))
-        if se is None:
-            raise
-        return [str(se)]
-    return []
+    se = jobs_problem(settings)
+    return [str(se)] if se is not None else []
 
 
 SCHEDULER_KEYS = ("status", "running", "paused", "paused_at", "paused_by", "heartbeat", "heartbeat_age_seconds",

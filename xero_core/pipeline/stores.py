@@ -12,15 +12,21 @@ from ..vault import Vault
 from . import jobs as J
 
 
-def problems(settings) -> list[StorageError]:
-    out: list[StorageError] = []
+def jobs_problem(settings) -> StorageError | None:
+    """jobs.sqlite checked whole: its sentence when damaged (anything else still raises)."""
     try:
         J.check(settings)
     except Exception as exc:
         se = as_storage_error(exc, J.path(settings))
         if se is None:
             raise
-        out.append(se)
+        return se
+    return None
+
+
+def problems(settings) -> list[StorageError]:
+    jobs = jobs_problem(settings)
+    out: list[StorageError] = [jobs] if jobs is not None else []
     try:
         Vault(settings).names()
     except StorageError as exc:
