@@ -8,6 +8,7 @@ limit fails with EFBIG, as a full disk fails with ENOSPC), and garbage bytes in 
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -67,6 +68,15 @@ def test_a_file_where_the_data_dir_should_be(tmp_path):
     # mock mode without a key creates one in the data dir: the same sentence, from load_settings
     env.pop("XERO_ENCRYPTION_KEY")
     assert_one_sentence(run_cli(env, "status"), str(blocker), "is a file, not a folder")
+
+
+def test_a_data_dir_the_disk_refuses_for_another_reason_raises_that_error(tmp_path):
+    # An errno storage.describe does not classify (a name too long) was raised as `raise None`:
+    # a TypeError naming no folder. The OSError itself says what is wrong.
+    too_long = tmp_path / ("x" * 300)
+    with pytest.raises(OSError) as caught:
+        storage.secure_dir(too_long)
+    assert caught.value.errno == errno.ENAMETOOLONG
 
 
 def test_garbage_bytes_in_the_database(tmp_path):

@@ -340,6 +340,14 @@ def _latest_complete(weeks: Sequence[date], today: date | None, source: Any = No
     return max(done) if done else max(weeks)
 
 
+def _latest_of_pnl(weeks: Sequence[date], today: date | None, source: Any, tz: str | None, tenant: str) -> date:
+    """`_latest_complete` of an organisation's P&L weeks, NoDataYet (the sentence) when there are none."""
+    week = _latest_complete(weeks, today, source, tz)
+    if week is None:
+        raise NoDataYet(f"Organisation {tenant} has no weekly P&L yet: sync it first.\n{HOW_TO_GET_DATA}")
+    return week
+
+
 # ---------------------------------------------------------------------------------------------
 # The organisation's own settings (issue 23 §2): its currency, time zone and financial year
 # ---------------------------------------------------------------------------------------------
@@ -466,8 +474,8 @@ def _complete_flag(df: pl.DataFrame, today: date | None, source: Any, tz: str | 
 
 def latest_week(source: Any = None, tenant_id: str | None = None, *, today: date | None = None) -> date:
     """The latest complete week with a P&L (the latest week at all if none is complete yet)."""
-    _, df, tz = _tenant_pnl_tz(source, tenant_id)
-    return _latest_complete(df["week_ending"].to_list(), today, source, tz)
+    tenant, df, tz = _tenant_pnl_tz(source, tenant_id)
+    return _latest_of_pnl(df["week_ending"].to_list(), today, source, tz, tenant)
 
 
 def weekly_pnl(source: Any = None, tenant_id: str | None = None, *, weeks: int | None = None,
@@ -493,9 +501,9 @@ def latest_week_comparison(source: Any = None, tenant_id: str | None = None, *, 
     latest, previous_week, change, change_pct, same_week_last_year, change_vs_last_year,
     change_vs_last_year_pct, avg_4_weeks, change_vs_avg, change_vs_avg_pct. A comparator with no
     data is null (e.g. less than a year synced). `comparison_weeks()` names the weeks."""
-    _, df, tz = _tenant_pnl_tz(source, tenant_id)
+    tenant, df, tz = _tenant_pnl_tz(source, tenant_id)
     by_week = {r["week_ending"]: r for r in df.iter_rows(named=True)}
-    we = week_ending or _latest_complete(list(by_week), today, source, tz)
+    we = week_ending or _latest_of_pnl(list(by_week), today, source, tz, tenant)
     if we not in by_week:
         raise NoDataYet(f"No weekly P&L for the week ending {we}; weeks available: {min(by_week)} to {max(by_week)}.")
     w = comparison_weeks(we, average_weeks)
@@ -546,7 +554,7 @@ def headline(source: Any = None, tenant_id: str | None = None, *, week_ending: d
         raise NoDataYet(f"Organisation {tenant} has no weekly P&L yet: sync it first.\n{HOW_TO_GET_DATA}")
     by_week = {r["week_ending"]: r for r in pnl.iter_rows(named=True)}
     closing = dict(cash.iter_rows()) if cash.height else {}
-    we = week_ending or _latest_complete(list(by_week), today, source, org.get("timezone"))
+    we = week_ending or _latest_of_pnl(list(by_week), today, source, org.get("timezone"), tenant)
 
     def figures(w: date) -> dict | None:
         r = by_week.get(w)

@@ -36,10 +36,11 @@ import json as jsonlib
 import random
 import re
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Generator, Iterator, Mapping, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,12 +59,23 @@ MAX_REFRESHES = 2
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 BACKOFF_CAP_SECONDS = 60.0
 USER_AGENT = "Ledgerlink/0.1"
+# Query parameters as callers pass them (httpx's QueryParamTypes, narrowed to what Ledgerlink sends).
+Params = Mapping[str, str | int | float | bool | None]
+
+
+class Limiter(Protocol):
+    """What XeroClient asks of a limiter (ratelimit.SharedRateLimiter): a lease to hold around each
+    HTTP attempt, and every response's headers."""
+
+    def acquire(self, tenant_id: str) -> ContextManager[object]: ...
+
+    def observe(self, tenant_id: str, response: httpx.Response) -> None: ...
 
 
 class _NoLimiter:
-    """The limiter protocol's no-op: acquire(tenant) -> context manager; observe(tenant, response)."""
+    """The limiter protocol's no-op."""
 
-    def acquire(self, tenant_id: str):
+    def acquire(self, tenant_id: str) -> ContextManager[object]:
         return contextlib.nullcontext()
 
     def observe(self, tenant_id: str, response: httpx.Response) -> None:
@@ -125,7 +137,7 @@ def xero_message(response: httpx.Response, limit: int = 500) -> str | None:
 
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """Attempt 0, 1, 2 -> about 1, 2, 4 s (+ up to 100% jitter), never over 60 s."""
-    r = (rng or random).random()
+    r = rng.random() if rng is not None else random.random()
     return min(BACKOFF_CAP_SECONDS, (2 ** attempt) * (1 + r))
 
 
@@ -141,7 +153,7 @@ class Fail:
     """Raise `error(message, ...)`; `extra` adds to the error's fields (e.g. resumes_at)."""
     error: type[XeroError]
     message: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _lower(response: httpx.Response, header: str) -> str:
@@ -221,12 +233,12 @@ class XeroAuth(httpx.Auth):
 
     requires_response_body = True  # Xero says in the body whether the token expired
 
-    def __init__(self, tokens: TokenManager, tenant_id: str, method: str, endpoint: str):
+    def __init__(self, tokens: TokenManager, tenant_id: str, method: str, endpoint: str) -> None:
         self.tokens, self.tenant_id = tokens, tenant_id
         self.method, self.endpoint = method, endpoint
         self.refreshes = 0
 
-    def _vault(self, fn, *args) -> str:
+    def _vault(self, fn: Callable[..., str], *args: str) -> str:
         try:
             return fn(*args)
         except VaultError as exc:
@@ -234,7 +246,7 @@ class XeroAuth(httpx.Auth):
             raise TokensUnreadable(str(exc), tenant_id=self.tenant_id, method=self.method,
                                    endpoint=self.endpoint) from None
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         while True:
             token = self._vault(self.tokens.access_token, self.tenant_id)
             request.headers["Authorization"] = f"Bearer {token}"
@@ -252,10 +264,10 @@ class XeroAuth(httpx.Auth):
 class _HeldStream(httpx.SyncByteStream):
     """A response body that gives the limiter's lease back when it is closed (read to the end)."""
 
-    def __init__(self, stream, release):
+    def __init__(self, stream: httpx.SyncByteStream, release: Callable[[], None]) -> None:
         self._stream, self._release = stream, release
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         yield from self._stream
 
     def close(self) -> None:
@@ -270,7 +282,7 @@ class LimitedTransport(httpx.BaseTransport):
     """Each HTTP attempt under a lease of the limiter (acquire blocks until Xero's limits allow it),
     held until the body is read; `observe` sees every response's headers. Counts the attempts."""
 
-    def __init__(self, inner: httpx.BaseTransport, limiter: Any, tenant_id: str, usage: "Usage"):
+    def __init__(self, inner: httpx.BaseTransport, limiter: Limiter, tenant_id: str, usage: "Usage") -> None:
         self.inner, self.limiter, self.tenant_id, self.usage = inner, limiter, tenant_id, usage
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -283,7 +295,9 @@ class LimitedTransport(httpx.BaseTransport):
             except BaseException:
                 response.close()
                 raise
-            if not response.is_closed:  # a body still to come (in memory already: the lease ends here)
+            # A body still to come (in memory already: the lease ends here). A sync client's
+            # transports give sync streams.
+            if not response.is_closed and isinstance(response.stream, httpx.SyncByteStream):
                 response.stream = _HeldStream(response.stream, lease.pop_all().close)
         return response
 
@@ -302,11 +316,11 @@ def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(10.0, seconds))
 
 
-_ssl = None
+_ssl: ssl.SSLContext | None = None
 _ssl_lock = threading.Lock()
 
 
-def _ssl_context():
+def _ssl_context() -> ssl.SSLContext:
     """One CA bundle load per process (~25 ms each), shared by every tenant's client."""
     global _ssl
     with _ssl_lock:
@@ -317,19 +331,21 @@ def _ssl_context():
 
 class XeroClient:
     def __init__(self, settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
-                 clock: Clock = SYSTEM_CLOCK, limiter: Any = None, token_manager: TokenManager | None = None,
-                 timeout: float = 30):
+                 clock: Clock = SYSTEM_CLOCK, limiter: Limiter | None = None,
+                 token_manager: TokenManager | None = None, timeout: float = 30) -> None:
         self.settings = settings
         self.tenant_id = tenant_id
         self.clock = clock
-        self.limiter = limiter or _NoLimiter()
+        self.limiter: Limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
         self.usage = Usage()
-        self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(),
-                                  **({"transport": transport} if transport is not None else {}))
+        self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(), transport=transport)
         # httpx picks a transport per URL (proxies from the environment are mounts of their own):
         # the limiter wraps whichever it picks.
-        limit = lambda t: LimitedTransport(t, self.limiter, tenant_id, self.usage)  # noqa: E731
+
+        def limit(t: httpx.BaseTransport) -> httpx.BaseTransport:
+            return LimitedTransport(t, self.limiter, tenant_id, self.usage)
+
         self._http._transport = limit(self._http._transport)
         self._http._mounts = {k: (t if t is None else limit(t)) for k, t in self._http._mounts.items()}
         self._base = settings.api_url.rstrip("/")
@@ -349,7 +365,7 @@ class XeroClient:
     def __enter__(self) -> "XeroClient":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- URL -------------------------------------------------------------------------------
@@ -366,8 +382,8 @@ class XeroClient:
         return url
 
     # -- errors ----------------------------------------------------------------------------
-    def _err(self, cls, message: str, method: str, endpoint: str, response: httpx.Response | None = None,
-             **extra) -> XeroError:
+    def _err(self, cls: type[XeroError], message: str, method: str, endpoint: str,
+             response: httpx.Response | None = None, **extra: Any) -> XeroError:
         kw: dict[str, Any] = dict(tenant_id=self.tenant_id, method=method, endpoint=endpoint)
         if response is not None:
             kw.update(status=response.status_code,
@@ -378,8 +394,9 @@ class XeroClient:
         return cls(message, **kw)
 
     # -- the call --------------------------------------------------------------------------
-    def request(self, method: str, path_or_url: str, params=None, headers=None, json=None, content=None,
-                files=None, data=None) -> httpx.Response:
+    def request(self, method: str, path_or_url: str, params: Params | None = None,
+                headers: Mapping[str, str] | None = None, json: Any = None, content: bytes | str | None = None,
+                files: Any = None, data: Mapping[str, Any] | None = None) -> httpx.Response:
         method = method.upper()
         url = self._url(path_or_url)
         endpoint = urlsplit(url).path
@@ -415,7 +432,7 @@ class XeroClient:
             extra = {"sent_at": sent_at} if verdict.error is ReconnectNeeded else {}
             raise self._err(verdict.error, verdict.message, method, endpoint, resp, **verdict.extra, **extra)
 
-    def get_json(self, path: str, params=None, headers=None) -> Any:
+    def get_json(self, path: str, params: Params | None = None, headers: Mapping[str, str] | None = None) -> Any:
         resp = self.request("GET", path, params=params, headers=headers)
         try:
             return resp.json()
@@ -459,7 +476,7 @@ def unreachable_sentence(settings: Settings, url: str, exc: BaseException, setti
     return f"Xero at {where} ({setting}) could not be reached: {how}. Check {setting} and the network, then sync again."
 
 
-def _chain(exc: BaseException | None):
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     for _ in range(8):
         if exc is None:
             return
@@ -467,7 +484,8 @@ def _chain(exc: BaseException | None):
         exc = exc.__cause__ or exc.__context__
 
 
-def limited_client(settings: Settings, tenant_id: str, *, transport=None, clock=SYSTEM_CLOCK) -> XeroClient:
+def limited_client(settings: Settings, tenant_id: str, *, transport: httpx.BaseTransport | None = None,
+                   clock: Clock = SYSTEM_CLOCK) -> XeroClient:
     """A client pacing itself with the limits every Ledgerlink process shares for this tenant."""
     from .ratelimit import SharedRateLimiter
 

@@ -40,7 +40,7 @@ class SystemClock:
             return 0.0
         pin = self._pin
         if pin is None or pin[0] != raw:
-            pin = self._pin = (raw, pin_shift(pinned_day(), time.time()))
+            pin = self._pin = (raw, pin_shift(_parse_day(raw), time.time()))
         return pin[1]
 
     def time(self) -> float:
@@ -63,8 +63,10 @@ TODAY_ENV = "XERO_TODAY"
 def pinned_day() -> date | None:
     """`XERO_TODAY` as a date, None when unset; a malformed value raises ValueError (a sentence)."""
     pinned = (os.environ.get(TODAY_ENV) or "").strip()
-    if not pinned:
-        return None
+    return _parse_day(pinned) if pinned else None
+
+
+def _parse_day(pinned: str) -> date:
     try:
         return date.fromisoformat(pinned)
     except ValueError:

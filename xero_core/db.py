@@ -124,8 +124,9 @@ class _Shared:
         base, self.base = self.base, None
         self.draining = False
         self.closed_at = at
-        with _open_lock:
-            base.close()
+        if base is not None:  # every caller checked, under self.cv
+            with _open_lock:
+                base.close()
         self.cv.notify_all()
 
 

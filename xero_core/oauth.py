@@ -150,8 +150,7 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
         if vault.exists(name):
             vault.delete(name)  # single use, whatever happens next
     if params.get("error"):
-        code = params["error"]
-        raise _error(code, params.get("error_description"))
+        raise _error(params["error"], params.get("error_description"))
     if pending is None or not hmac.compare_digest(str(pending.get("state", "")), state):
         raise _error("state_mismatch")
     if pending.get("expires_at", 0) < clock.time():
@@ -242,7 +241,7 @@ def disconnect(settings: Settings, tenant_id: str, transport: httpx.BaseTranspor
     result = {"tenant_id": tenant_id, "tenant_name": conn["tenant_name"], "connection_deleted": False,
               "revoked": False, "status": "disconnected"}
     gid, grant = tokens.find_grant(settings, tenant_id)
-    if grant is not None:
+    if gid is not None and grant is not None:
         try:
             access = tokens.TokenManager(settings, transport=transport, clock=clock).access_token(tenant_id)
         except ReconnectNeeded as exc:

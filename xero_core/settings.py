@@ -374,7 +374,9 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
 
     storage.private_umask()  # every file this process creates from here on is owner-only
     e = _read_env(env, env_file)
-    get = lambda k: (e.get(k) or "").strip() or None  # noqa: E731
+
+    def get(name: str) -> str | None:
+        return (e.get(name) or "").strip() or None
 
     mock = _truthy("XERO_MOCK_MODE", get("XERO_MOCK_MODE"), False)
     data_dir = Path(get("XERO_DATA_DIR") or "data")
@@ -395,7 +397,9 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         "XERO_CLIENT_SECRET": DEMO_CLIENT_SECRET if mock else None,
         "XERO_REDIRECT_URI": app_url + "/callback",
     }
-    val = lambda k: get(k) or defaults.get(k)  # noqa: E731
+
+    def val(name: str) -> str | None:
+        return get(name) or defaults.get(name)
 
     client_id = val("XERO_CLIENT_ID")
     if not client_id:
@@ -410,12 +414,14 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
             "(My Apps > your app > Configuration > Generate a secret)."
         )
 
+    urls: dict[str, str] = {}
     for url_var in ("XERO_AUTHORIZE_URL", "XERO_TOKEN_URL", "XERO_REVOKE_URL", "XERO_API_URL", "XERO_REDIRECT_URI"):
         u = val(url_var)
         if not u or not (u.startswith("https://") or u.startswith("http://")):
             raise SettingsError(f"{url_var}={u!r} must be an http(s) URL.")
         _url_port_ok(url_var, u)
-    redirect = val("XERO_REDIRECT_URI")
+        urls[url_var] = u
+    redirect = urls["XERO_REDIRECT_URI"]
     if redirect.startswith("http://") and not any(h in redirect for h in ("://localhost", "://127.0.0.1", "://[::1]")):
         raise SettingsError(
             f"XERO_REDIRECT_URI={redirect!r}: Xero accepts http only for localhost. Use an https URL."
@@ -521,10 +527,10 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         encryption_key_previous=prev,
         mock_mode=mock,
         data_dir=data_dir,
-        authorize_url=val("XERO_AUTHORIZE_URL"),
-        token_url=val("XERO_TOKEN_URL"),
-        revoke_url=val("XERO_REVOKE_URL"),
-        api_url=val("XERO_API_URL").rstrip("/"),
+        authorize_url=urls["XERO_AUTHORIZE_URL"],
+        token_url=urls["XERO_TOKEN_URL"],
+        revoke_url=urls["XERO_REVOKE_URL"],
+        api_url=urls["XERO_API_URL"].rstrip("/"),
         webhook_key=get("XERO_WEBHOOK_KEY"),
         week_ends_on=week_ends_on,
         region_category=get("XERO_REGION_CATEGORY") or "Region",

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
+from .errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def publish(settings: Any, *, timeout: float = 30.0) -> dict | None:
                         break
                     log.info("a checkpoint ran while %s was being copied: copying it again", work)
                 else:
-                    raise storage.StorageError(
+                    raise StorageError(
                         f"Could not publish a consistent copy of {work} to {snap} in {COPY_ATTEMPTS} attempts "
                         "(the database kept changing); the next sync tries again.", path=snap, problem="io")
                 # A WAL beside the snapshot belongs to an older file (a pre-snapshot installation, or

@@ -132,9 +132,10 @@ def secure_dir(data_dir: Path | str) -> Path:
         try:
             data_dir.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
-            raise describe(exc, data_dir, data_dir=data_dir) from None
+            raise describe(exc, data_dir, data_dir=data_dir) or exc from None
         if not data_dir.is_dir():  # e.g. a dangling symlink
-            raise describe(OSError(errno.ENOTDIR, "Not a directory"), data_dir, data_dir=data_dir)
+            not_dir = OSError(errno.ENOTDIR, "Not a directory")
+            raise describe(not_dir, data_dir, data_dir=data_dir) or not_dir
         if key not in _secured:
             try:
                 changed = _tighten(data_dir, DIR_MODE)

@@ -270,7 +270,7 @@ class TokenManager:
             gid, data = find_grant(self.settings, tenant_id)
             if gid:
                 self._grant_of[tenant_id] = gid
-        if data is None:
+        if gid is None or data is None:
             raise ReconnectNeeded(
                 f"No tokens are stored for tenant {tenant_id}: connect it first "
                 "(python -m xero_core connect, or the app's Connections page).",

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from datetime import datetime
+from typing import Any
 
 from .. import connections, oauth, timefmt, tokens
 from ..errors import LedgerlinkError, VaultError
@@ -127,7 +128,7 @@ def status_document(settings) -> dict:
     role_view = read_roles(settings)
     orgs = _organisations(settings)
     for c in connections.list_connections(settings, include_disconnected=True):
-        entry = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
+        entry: dict[str, Any] = {k: _iso(c[k]) for k in ("tenant_id", "tenant_name", "tenant_type", "status", "status_reason",
                                          "connection_id", "connected_at", "last_sync_at")}
         entry["xpm_enabled"] = bool(c["xpm_enabled"])
         # The role a person set (None until then); what an unset one is taken as, while it is only suggested.

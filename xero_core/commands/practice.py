@@ -9,10 +9,11 @@ import json
 import signal
 import sys
 import threading
+from typing import Any
 
 from .. import timefmt
 from ..errors import LedgerlinkError
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 
 DEFAULT_WEBHOOK_PORT = 8766
 
@@ -161,6 +162,16 @@ def _out(args, doc, lines) -> None:
             print(line)
 
 
+def _client_row(settings: Settings, client_id: str) -> dict[str, Any]:
+    """The client just written, read back for printing (gone only if another process removed it since)."""
+    from ..practice import clients as C
+
+    row = C.get_client(settings, client_id)
+    if row is None:
+        raise LedgerlinkError(f"Client {client_id} was removed while this command ran; see `clients list`.")
+    return row
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 def webhook_status_lines(st: dict, tz: str | None = None) -> list[str]:
     """`webhooks --status` for people (--json prints the dict itself). Never the key. One clause per
@@ -307,7 +318,7 @@ def cmd_clients_add(args) -> int:
 
     settings = load_settings()
     cid = C.add_client(settings, args.name, args.email, args.phone)
-    row = C.get_client(settings, cid)
+    row = _client_row(settings, cid)
     _out(args, row, [f"added {cid}: {row['name']} ({row['match_status']}"
                      + (f", matched by {row['match_method']} to contact {row['xero_contact_id']}" if row["xero_contact_id"] else "")
                      + ")"])
@@ -442,7 +453,7 @@ def cmd_clients_link_contact(args) -> int:
 
     settings = load_settings()
     cid = C.add_client_from_contact(settings, args.tenant, args.contact, client_id=args.client)
-    row = C.get_client(settings, cid)
+    row = _client_row(settings, cid)
     _out(args, row, [f"client {cid} ({row['name']}) is linked to Xero contact {args.contact}"])
     return 0
 

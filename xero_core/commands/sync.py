@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin
 
 from .. import timefmt
@@ -23,6 +24,9 @@ from ..errors import LedgerlinkError, UsageError
 from ..pipeline.request import DEMO_WEEKS
 from ..settings import load_settings
 from .live import SAID_ABOVE, LiveProgress, duration
+
+if TYPE_CHECKING:  # types only: `--help` and `status` import no DuckDB or polars
+    from ..pipeline import jobs as J
 
 DEMO_SEED = 42
 # The demo organisation's first sync costs ~17 calls (accounts, contacts, 14,000 invoices) plus 2 per
@@ -189,10 +193,11 @@ def _run_round(settings, requests: list, *, names: dict, progress, transport=Non
 
     problem = None
     stopped = False
+    done: list[J.Job | None]
     try:
         # Figures first: the older weeks and the journal history are each tenant's own backfill job,
         # queued by its sync; run_until_done carries them through too.
-        done = pool.run_until_done(ids, on_change=follow)
+        done = list(pool.run_until_done(ids, on_change=follow))
         done += [eng.job(h) for h in map(pool.history_of, ids) if h]
     except KeyboardInterrupt:
         progress.say("stopping after the current step (Ctrl-C again to force)...")
