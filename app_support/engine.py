@@ -60,7 +60,7 @@ from xero_core.ratelimit import budget_status  # noqa: F401
 from xero_core.scheduling import read_state as read_scheduler_state  # noqa: F401
 from xero_core.scheduling import set_paused as set_scheduler_paused  # noqa: F401
 from xero_core.settings import Settings
-from xero_core.sync.context import SyncResult
+from xero_core.pipeline.result import SyncResult
 from xero_core.tokens import token_summary  # noqa: F401
 
 

@@ -321,7 +321,7 @@ def test_backfills_get_threads_of_their_own_and_never_hold_a_daily_sync(tmp_path
     import threading
 
     from xero_core.pipeline import worker as W
-    from xero_core.sync.context import SyncResult
+    from xero_core.pipeline.result import SyncResult
 
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
@@ -365,7 +365,7 @@ def test_progress_is_written_in_batches_except_waiting_for_the_database(tmp_path
     its jobs' latest progress together (one transaction per flush, not one per event), yet a job
     held up by the database says so in the jobs file at once."""
     from xero_core.pipeline import worker as W
-    from xero_core.sync.context import SyncResult
+    from xero_core.pipeline.result import SyncResult
 
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})

@@ -72,7 +72,7 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
 
     # Children fork from a server that imported the product once: no interpreter start per run.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["xero_core.engine", "xero_core.sync.runner", "xero_core.fake.app", "xero_core.client", __name__])
+    ctx.set_forkserver_preload(["xero_core.engine", "xero_core.pipeline.executor", "xero_core.fake.app", "xero_core.client", __name__])
     results = ctx.Queue()
 
     def clone(name: str) -> Path:

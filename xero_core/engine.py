@@ -4,7 +4,7 @@ Every trigger (the admin app's pages, the CLI, the scheduler, demo, benches, tes
 `Engine(settings, transport=, clock=)` and either runs a tenant's whole plan in this thread
 (`sync`) or queues it as a durable job that a worker pool runs (`submit`). Both end in the same
 function (`pipeline.run.run_sync`: the plan's financial steps, clients, xpm, documents, webhooks,
-through `sync.runner.execute`), so a test driving `Engine.sync` drives what production runs.
+through `pipeline.executor.execute`), so a test driving `Engine.sync` drives what production runs.
 
 What the engine holds is what every run of a process shares: settings, the HTTP transport (None:
 the network; tests and benches: the fake Xero's) and the clock (None: the system's). Like httpx's
@@ -26,7 +26,7 @@ from .pipeline.request import SyncRequest
 from .pipeline.run import run_sync
 from .pipeline.worker import WorkerPool
 from .settings import Settings
-from .sync.context import SyncResult
+from .pipeline.result import SyncResult
 
 DEFAULT_THREADS = 8  # `sync_all` in this process: tenants synced at once (each within its own Xero limit)
 

@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import duckdb
 
+from ..practice.chase import due_count, run_chase
+from ..practice.clients import reconcile_pending, reconcile_stored_contacts
+from ..practice.documents import push_due_documents
+from ..practice.matching import ReconcileResult
+from ..practice.webhooks import process_events
+from ..practice.xpm import sync_practice
 from ..sync import steps as fin
-from ..sync.context import StepContext, StepOutcome
+from ..sync.context import Outcome
 from .request import SyncRequest
+from .step import Step, StepContext
 
 PRACTICE_MANAGER = "PRACTICEMANAGER"
 PRACTICE_STEP_NAMES = ("clients", "documents", "webhooks", "xpm", "chase")
@@ -41,9 +48,10 @@ CONFLICT_ATTEMPTS = 5
 FIGURES_WEEKS = 4
 HISTORY_STEPS = ("pnl", "bank", "journals")
 _clients_lock = threading.Lock()
+T = TypeVar("T")
 
 
-def financial_steps() -> tuple[tuple[str, Callable], ...]:
+def financial_steps() -> tuple[tuple[str, Step], ...]:
     return tuple(fin.ORGANISATION_STEPS)  # read at call time: new steps (credit_notes) join by themselves
 
 
@@ -80,143 +88,127 @@ def _wanted(request: SyncRequest) -> set[str] | None:
 
 
 # -- practice steps (the practice package does the work; these adapt it to a step) ------------------
-def step_clients(ctx: StepContext) -> StepOutcome:
+def _redo_on_conflict(ctx: StepContext, fn: Callable[[], T]) -> T:
+    """`fn()`, again when DuckDB refused its commit for a write conflict with another tenant's step
+    (the transaction rolled back whole, so it is safe to redo), up to CONFLICT_ATTEMPTS times."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return fn()
+        except duckdb.TransactionException as exc:
+            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
+                raise
+            ctx.check_cancel()
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def step_clients(ctx: StepContext) -> Outcome:
     """Contacts stored since the last pass (this run's, the webhooks', a full sync's), and unlinked
     contacts whose first sales invoice arrived since -> clients; for a Practice Manager tenant, its
     clients still without a contact look for one among the organisations' contacts."""
-    from ..practice.clients import reconcile_stored_contacts
-
     results = ctx.state.get("results") or {}
     if not ctx.state.get("clients_due", True) and not any(results.get(k) for k in ("contacts", "invoices", "xpm")):
         # Skipped, not "success": the Clients page keeps showing the last pass that did something.
-        return StepOutcome(status="skipped", note="nothing new to match since the last pass")
+        return Outcome(status="skipped", note="nothing new to match since the last pass")
     ctx.report("matching contacts to clients")
-    # Tenants reconcile concurrently and touch the same client rows (a Practice Manager tenant's
-    # clients look among every organisation's contacts): one at a time in this process, and a
-    # conflict with another process (DuckDB rolls the whole transaction back) is simply redone.
-    for attempt in range(CONFLICT_ATTEMPTS):
-        try:
-            with _clients_lock:
-                res = reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
-            break
-        except duckdb.TransactionException as exc:
-            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
-                raise
-            ctx.check_cancel()
-    summary = getattr(res, "summary", None)
-    if getattr(res, "note", None) and not (res.linked or res.created or res.updated or res.unchanged):
+
+    def reconcile() -> ReconcileResult:
+        # Tenants reconcile concurrently and touch the same client rows (a Practice Manager tenant's
+        # clients look among every organisation's contacts): one at a time in this process; a
+        # conflict with another process is redone.
+        with _clients_lock:
+            return reconcile_stored_contacts(ctx.settings, ctx.tenant_id, clock=ctx.clock)
+
+    res = _redo_on_conflict(ctx, reconcile)
+    if res.note and not (res.linked or res.created or res.updated or res.unchanged):
         # A client organisation (or no practice ledger chosen yet): nothing of the practice's to do here.
-        return StepOutcome(status="skipped", note=res.summary(), detail=res.as_dict())
-    return StepOutcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(),
-                       note=summary() if callable(summary) else None)
+        return Outcome(status="skipped", note=res.summary(), detail=res.as_dict())
+    return Outcome(rows=res.linked + res.created + res.updated, detail=res.as_dict(), note=res.summary())
 
 
-def step_documents(ctx: StepContext) -> StepOutcome:
+def step_documents(ctx: StepContext) -> Outcome:
     """Documents waiting for this tenant's contacts: pushed (retries with backoff in practice.documents)."""
-    from ..practice import documents
-
     if not ctx.state.get("documents_due", 1):
-        return StepOutcome(note="no document waiting")
+        return Outcome(note="no document waiting")
     ctx.report(f"pushing {ctx.state.get('documents_due', 'the waiting')} document(s)")
-    summary = documents.push_due_documents(ctx.settings, ctx.tenant_id, transport=ctx.transport, clock=ctx.clock)
+    summary = push_due_documents(ctx.settings, ctx.tenant_id, transport=ctx.transport, clock=ctx.clock)
     d = summary.as_dict()
-    d.pop("messages", None) if len(d.get("messages") or []) > 20 else None
+    if len(d.get("messages") or []) > 20:
+        d.pop("messages")
     failed = int(d.get("failed") or 0)
-    return StepOutcome(rows=int(d.get("pushed") or 0), status="partial" if failed else "success",
-                       note=f"{failed} document(s) failed: see the Documents page" if failed else None,
-                       detail=d or None)
+    return Outcome(rows=int(d.get("pushed") or 0), status="partial" if failed else "success",
+                   note=f"{failed} document(s) failed: see the Documents page" if failed else None,
+                   detail=d or None)
 
 
-def step_webhooks(ctx: StepContext) -> StepOutcome:
+def step_webhooks(ctx: StepContext) -> Outcome:
     """Webhook events stored for this tenant and not processed yet (the receiver may be down)."""
-    from ..practice import webhooks
-
     if not ctx.state.get("webhooks_due", 1):
-        return StepOutcome(note="no webhook event waiting")
+        return Outcome(note="no webhook event waiting")
     ctx.report(f"catching up on {ctx.state.get('webhooks_due', 'the stored')} webhook event(s)")
-    res = webhooks.process_events(ctx.settings, clock=ctx.clock, client_factory=lambda _t: ctx.client,
-                                  tenant_id=ctx.tenant_id)
-    d = {k: getattr(res, k) for k in ("processed", "ignored", "failed") if hasattr(res, k)}
-    return StepOutcome(rows=int(d.get("processed") or 0), status="partial" if d.get("failed") else "success",
-                       note=("; ".join(res.errors[:3]) if getattr(res, "errors", None) else None), detail=d)
+    res = process_events(ctx.settings, clock=ctx.clock, client_factory=lambda _t: ctx.client,
+                         tenant_id=ctx.tenant_id)
+    d = {"processed": res.processed, "ignored": res.ignored, "failed": res.failed}
+    return Outcome(rows=res.processed, status="partial" if res.failed else "success",
+                   note="; ".join(res.errors[:3]) or None, detail=d)
 
 
-def step_xpm(ctx: StepContext) -> StepOutcome:
-    from ..practice.xpm import xpm_step
-
-    for attempt in range(CONFLICT_ATTEMPTS):  # its write meets an organisation's clients step: redo
-        try:
-            return xpm_step(ctx)
-        except duckdb.TransactionException as exc:
-            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
-                raise
-            ctx.check_cancel()
+def step_xpm(ctx: StepContext) -> Outcome:
+    """Practice Manager's jobs and clients, and the chase campaigns their states open and close."""
+    ctx.report("fetching Practice Manager jobs and clients")
+    # Its write meets an organisation's clients step: redone on a conflict.
+    r = _redo_on_conflict(ctx, lambda: sync_practice(ctx.settings, ctx.tenant_id, ctx.client, clock=ctx.clock))
+    return Outcome(rows=r.rows, status=r.status, note=r.note, detail=r.detail or None)
 
 
-def step_chase(ctx: StepContext) -> StepOutcome:
+def step_chase(ctx: StepContext) -> Outcome:
     """The campaigns' reminders that are due: planned, then sent by email, exactly once."""
-    from ..practice.chase import run_chase
-
     results = ctx.state.get("results") or {}
     if not ctx.state.get("chase_due", 1) and not results.get("xpm"):  # xpm may just have opened campaigns
-        return StepOutcome(status="skipped", note="no open campaign and no reminder waiting")
+        return Outcome(status="skipped", note="no open campaign and no reminder waiting")
     ctx.report("sending the chase reminders that are due")
-    for attempt in range(CONFLICT_ATTEMPTS):
-        try:
-            r = run_chase(ctx.settings, tenant_id=ctx.tenant_id, clock=ctx.clock)
-            # Settings or server trouble with nothing sent fails the step (the sentence is its error);
-            # reminders stay due, nothing is lost.
-            status = "failed" if r.error and not r.sent else ("partial" if r.error or r.failed else "success")
-            return StepOutcome(rows=r.sent, status=status, note=r.summary(), detail=r.as_dict())
-        except duckdb.TransactionException as exc:
-            if "conflict" not in str(exc).lower() or attempt + 1 == CONFLICT_ATTEMPTS:
-                raise
-            ctx.check_cancel()
+    r = _redo_on_conflict(ctx, lambda: run_chase(ctx.settings, tenant_id=ctx.tenant_id, clock=ctx.clock))
+    # Settings or server trouble with nothing sent fails the step (the sentence is its error);
+    # reminders stay due, nothing is lost.
+    status = "failed" if r.error and not r.sent else ("partial" if r.error or r.failed else "success")
+    return Outcome(rows=r.sent, status=status, note=r.summary(), detail=r.as_dict())
 
 
-def probe(con, tenant_id: str) -> dict:
+def _or(unknown: Any, read: Callable[[], Any]) -> Any:
+    """`read()`, or `unknown` (the step looks for itself) when the database could not answer."""
+    try:
+        return read()
+    except duckdb.Error:
+        return unknown
+
+
+def probe(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, Any]:
     """Read with the run's cursors, in the same open: what the practice steps would find to do, so
     a daily sync with nothing waiting opens DuckDB no more for them. Also the counts the progress
     estimates use (see progress.py)."""
-    out: dict = {}
-    try:
-        ids = [r[0] for r in con.execute(
-            "SELECT d.document_id FROM client_documents d JOIN clients c USING (client_id) "
-            "WHERE c.tenant_id = ? AND d.status IN ('pending', 'skipped', 'failed') "
-            "ORDER BY d.created_at, d.document_id", [tenant_id]).fetchall()]
-        out["documents_due"] = len(ids)
-    except Exception:
-        out["documents_due"] = 1  # unknown: let the step look
-    try:
-        from ..practice.clients import reconcile_pending
+    def count(sql: str) -> int:
+        row = con.execute(sql, [tenant_id]).fetchone()
+        return int(row[0]) if row else 0
 
-        out["clients_due"] = reconcile_pending(con, tenant_id)
-    except Exception:
-        out["clients_due"] = True  # unknown: let the step look
-    try:
-        out["webhooks_due"] = con.execute(
-            "SELECT count(*) FROM webhook_events WHERE tenant_id = ? AND status IN ('pending', 'failed')",
-            [tenant_id]).fetchone()[0]
-    except Exception:
-        out["webhooks_due"] = 1
-    try:
-        from ..practice.chase import due_count
-
-        out["chase_due"] = due_count(con, tenant_id)
-    except Exception:
-        out["chase_due"] = 1  # unknown: let the step look
-    try:
-        out["invoice_count"] = con.execute("SELECT count(*) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
-    except Exception:
-        pass
+    out: dict[str, Any] = {
+        "documents_due": _or(1, lambda: count(
+            "SELECT count(*) FROM client_documents d JOIN clients c USING (client_id) "
+            "WHERE c.tenant_id = ? AND d.status IN ('pending', 'skipped', 'failed')")),
+        "clients_due": _or(True, lambda: reconcile_pending(con, tenant_id)),
+        "webhooks_due": _or(1, lambda: count(
+            "SELECT count(*) FROM webhook_events WHERE tenant_id = ? AND status IN ('pending', 'failed')")),
+        "chase_due": _or(1, lambda: due_count(con, tenant_id)),
+    }
+    invoices = _or(None, lambda: count("SELECT count(*) FROM invoices WHERE tenant_id = ?"))
+    if invoices is not None:
+        out["invoice_count"] = invoices
     return out
 
 
-def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Callable[[StepContext], StepOutcome]]]:
+def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Step]]:
     """The steps one request runs for a tenant of `tenant_type`, in order."""
     wanted = _wanted(request)
     if (tenant_type or "").upper() == PRACTICE_MANAGER:
-        steps: list[tuple[str, Callable]] = [("xpm", step_xpm), ("chase", step_chase), ("clients", step_clients)]
+        steps: list[tuple[str, Step]] = [("xpm", step_xpm), ("chase", step_chase), ("clients", step_clients)]
     else:
         # clients after invoices: a contact becomes a client once it has a sales invoice.
         steps = []
@@ -230,7 +222,7 @@ def plan(tenant_type: str | None, request: SyncRequest) -> list[tuple[str, Calla
     return [(n, f) for n, f in steps if wanted is None or n in wanted]
 
 
-def figures_first(steps: list[tuple[str, Callable]]) -> list[tuple[str, Callable]]:
+def figures_first(steps: list[tuple[str, Step]]) -> list[tuple[str, Step]]:
     """A first sync's order: the weekly reports right after the chart of accounts (a few calls, and the
     P&L and cash are on the Data page), then the documents (revenue), and matching contacts to clients
     (seconds of work for thousands of contacts) only after the credit notes that complete the revenue."""

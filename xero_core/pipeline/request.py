@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 
 TRIGGERS = ("manual", "scheduler", "cli", "webhook", "demo")
+DEFAULT_WEEKS = 2  # the daily run: current and previous week (Xero reports change retroactively)
 # What `demo` syncs by default: two years of weekly reports (the notebooks compare a week with the same
 # week last year); the latest weeks come first, the rest as a history backfill. analysis.HOW_TO_GET_DATA
 # quotes it.
@@ -30,7 +31,7 @@ class SyncRequest:
     history: bool = False
     skip_weeks: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.only is not None and not isinstance(self.only, frozenset):
             object.__setattr__(self, "only", frozenset(self.only))
         if isinstance(self.week_ending, str):
@@ -58,8 +59,6 @@ class SyncRequest:
             return False  # a history that leaves out more of the newest weeks
         if other.week_ending is not None or self.week_ending is not None:
             return self.week_ending == other.week_ending and other.weeks is None
-        from ..sync.runner import DEFAULT_WEEKS
-
         return (other.weeks or DEFAULT_WEEKS) <= (self.weeks or DEFAULT_WEEKS)
 
     def describe(self) -> str:

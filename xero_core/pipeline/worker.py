@@ -65,20 +65,6 @@ def backfill_workers_setting(settings) -> int:
     return int(getattr(settings, "backfill_workers", None) or DEFAULT_BACKFILL_WORKERS)
 
 
-def _first_problem(result: dict) -> str | None:
-    if result.get("unreachable"):  # the one sentence, not repeated per step
-        return result["unreachable"]
-    if result.get("reconnect"):
-        return result["reconnect"]
-    if result.get("busy"):
-        return result["busy"]
-    for st in result.get("steps") or []:
-        if st.get("status") in ("failed", "partial") or (st.get("status") == "skipped" and not st.get("benign_skip")):
-            if st.get("error"):
-                return f"{st['step']}: {st['error']}"
-    return None
-
-
 class WorkerPool:
     """N threads claiming jobs from the jobs file. `job_ids` restricts it to those jobs (a CLI run,
     a cron cycle); otherwise it takes any queued job until stopped."""
@@ -389,7 +375,7 @@ class WorkerPool:
                 except Exception as exc:
                     log.warning("could not queue the history backfill of %s: %s", job.tenant_id, exc)
         else:
-            state, error = "failed", _first_problem(d) or "a step failed: see the steps"
+            state, error = "failed", result.first_problem() or "a step failed: see the steps"
         tracker.state.update(status=state, message=error or "finished", eta_seconds=None)
         J.finish(settings, jid, state, error=error, result=d, progress=tracker.state)
         self._echo_end(job, state, error)

@@ -1,6 +1,6 @@
 """Xero Practice Manager: current jobs into `xpm_jobs`, XPM clients linked to `clients`, and the
-chase campaigns that job states open and complete. `xpm_step(ctx)` is the sync runner's step for
-PRACTICEMANAGER tenants.
+chase campaigns that job states open and complete. `sync_practice` is the work of the xero_core.pipeline
+plan's xpm step for PRACTICEMANAGER tenants.
 
 Network first, then one transaction: a business error (`<Status>ERROR</Status>` in a 200),
 malformed or hostile XML fails the step with the message and writes nothing. Practice Manager needs
@@ -307,12 +307,3 @@ def sync_practice(settings: Settings, tenant_id: str, client, *, clock: Clock = 
     detail["xpm_enabled"] = enabled
     note = None if enabled else "Practice Manager chasing is off for this connection: jobs synced, no campaigns opened"
     return XpmResult("success", rows=detail["jobs"], note=note, detail=detail)
-
-
-def xpm_step(ctx) -> "object":
-    """The xpm step of a Practice Manager tenant's sync (xero_core.pipeline.plan.step_xpm adapts it)."""
-    from ..sync.context import StepOutcome
-
-    ctx.report("fetching Practice Manager jobs and clients")
-    r = sync_practice(ctx.settings, ctx.tenant_id, ctx.client, clock=ctx.clock)
-    return StepOutcome(rows=r.rows, status=r.status, note=r.note, detail=r.detail or None)

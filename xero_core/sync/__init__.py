@@ -1,1 +1,1 @@
-"""Financial sync: Xero → DuckDB, one step per resource (see runner.sync_all)."""
+"""Financial sync: Xero → DuckDB, one step per resource (steps.py; the executor is pipeline/executor.py)."""

@@ -27,7 +27,7 @@ import polars as pl
 from .. import db
 from ..errors import XeroError
 from . import marks, store
-from .context import StepContext, StepOutcome, checkpoint
+from .context import Context, Outcome, checkpoint
 from .paging import get_json, pages
 from .resources import Frames, Offset, Resource, WeeklyReport
 from .weeks import week_start
@@ -45,7 +45,7 @@ class Partial(Exception):
         self.cause = cause
 
 
-def write(ctx: StepContext, fn: Callable[[Any], int], *, final: bool = False, rows_before: int = 0) -> int:
+def write(ctx: Context, fn: Callable[[Any], int], *, final: bool = False, rows_before: int = 0) -> int:
     """One short open, one transaction; the step's last (`final`) also writes its sync_log row."""
     for attempt in range(3):
         try:
@@ -64,20 +64,20 @@ def write(ctx: StepContext, fn: Callable[[Any], int], *, final: bool = False, ro
     return n
 
 
-def read(ctx: StepContext, fn: Callable[[Any], Any]) -> Any:
+def read(ctx: Context, fn: Callable[[Any], Any]) -> Any:
     with db.connect(ctx.settings.db_path) as con:
         return fn(con)
 
 
-def held_cursor(ctx: StepContext, resource: str) -> str | None:
-    """The runner reads every cursor in one short open at the start (ctx.state); a cursor is only
+def held_cursor(ctx: Context, resource: str) -> str | None:
+    """The executor reads every cursor in one short open at the start (ctx.state); a cursor is only
     written by its own step, so the value cannot have moved since."""
     if "cursors" in ctx.state:
         return ctx.state["cursors"].get(resource)
     return read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, resource))
 
 
-def organisation_of(ctx: StepContext) -> dict:
+def organisation_of(ctx: Context) -> dict:
     """The tenant's `organisations` row (base currency, time zone, financial year): as this run's
     organisation step read it, else as stored ({} before it was first read)."""
     org = ctx.state.get("organisation")
@@ -86,7 +86,7 @@ def organisation_of(ctx: StepContext) -> dict:
     return org
 
 
-def sync_resource(ctx: StepContext, resource: Resource) -> StepOutcome:
+def sync_resource(ctx: Context, resource: Resource) -> Outcome:
     cursor = resource.cursor
     held = held_cursor(ctx, resource.name) if cursor else None
     since = cursor.parse(held) if cursor else None
@@ -142,7 +142,7 @@ def sync_resource(ctx: StepContext, resource: Resource) -> StepOutcome:
         raise Partial(rows, exc) from exc
     flush(last=True, final=True)
     note, detail = target.note()
-    return StepOutcome(rows=rows, note=note, detail=detail)
+    return Outcome(rows=rows, note=note, detail=detail)
 
 
 def _newest(cursor, newest, records: list[dict], edge) -> Any:
@@ -157,13 +157,13 @@ def _dump(value: Any) -> str:
     return value.astimezone(timezone.utc).isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _report(ctx: StepContext, resource: Resource, page: int, count: int, newest: Any) -> None:
+def _report(ctx: Context, resource: Resource, page: int, count: int, newest: Any) -> None:
     if isinstance(resource.cursor, Offset):  # Xero gives no total: the highest number seen is the count
         total = ctx.estimate_total(newest) if ctx.estimate_total and newest is not None else None
         ctx.report(f"{resource.label} up to #{newest}", done=newest, total=total, estimated=total is not None,
                    per_call=resource.page_size or 1)
     else:
-        ctx.report(f"{resource.label} page {page}: {count} {resource.label}", count=count)
+        ctx.report(f"{resource.label} page {page}: {count} {resource.label}", done=count)
 
 
 # -- weekly reports ---------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def fingerprint(mapped) -> str:
     return hashlib.sha256(repr(mapped).encode()).hexdigest()[:32]
 
 
-def sync_weeks(ctx: StepContext, report: WeeklyReport, mapper: Callable[[Any], Any]) -> StepOutcome:
+def sync_weeks(ctx: Context, report: WeeklyReport, mapper: Callable[[Any], Any]) -> Outcome:
     """One report call per week; a week whose mapped figures equal the stored ones is not rewritten
     (a daily sync refetches the current weeks, and most days only one of them moved)."""
     done: list[tuple[date, object]] = []
@@ -204,11 +204,11 @@ def sync_weeks(ctx: StepContext, report: WeeklyReport, mapper: Callable[[Any], A
                 done.append((we, mapped))
                 prints[we] = mark
             checkpoint(f"{ctx.step}:week:{we}")
-            ctx.report(f"{ctx.step} week ending {we}", (i + 1) / total if total else None, count=i + 1, total=total)
+            ctx.report(f"{ctx.step} week ending {we}", done=i + 1, total=total)
             if len(done) >= REPORT_CHUNK:
                 flush()
     except XeroError as exc:
         flush()
         raise Partial(rows, exc) from exc
     flush(final=True)
-    return StepOutcome(rows=rows)
+    return Outcome(rows=rows)

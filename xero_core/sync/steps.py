@@ -1,48 +1,50 @@
-"""The sync steps: `step(ctx) -> StepOutcome`, one per resource (sync/resources.py declares them;
+"""The sync steps: `step(ctx) -> Outcome`, one per resource (sync/resources.py declares them;
 sync/incremental.py runs them: fetch first, then a short DuckDB transaction per chunk, never during a
 network call) and one per weekly report.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import organisation
 from . import marks, store
 from . import transforms as T
-from .context import StepContext, StepOutcome
+from .context import Context, Outcome
 from .incremental import Partial, held_cursor, read, sync_resource, sync_weeks, write
 from .resources import ACCOUNTS, BANK_SUMMARY, CONTACTS, CREDIT_NOTES, INVOICES, JOURNALS, PROFIT_AND_LOSS
 
 __all__ = ["ORGANISATION_STEPS", "Partial"]
 
 
-def step_organisation(ctx: StepContext) -> StepOutcome:
+def step_organisation(ctx: Context) -> Outcome:
     """GET /Organisation: one call a sync, for the base currency, time zone and financial year every
     other step and view uses. Written only when it changed (its digest is kept with the cursors)."""
     row = organisation.fetch(ctx.client)
     ctx.state["organisation"] = row
     if held_cursor(ctx, marks.key("organisation")) == row["digest"]:
-        return StepOutcome(rows=0, note="unchanged")
+        return Outcome(rows=0, note="unchanged")
 
     def tx(con) -> int:
         n = store.save_organisation(con, ctx.tenant_id, row)
         store.set_cursor(con, ctx.tenant_id, marks.key("organisation"), row["digest"])
         return n
 
-    return StepOutcome(rows=write(ctx, tx, final=True))
+    return Outcome(rows=write(ctx, tx, final=True))
 
 
-def step_accounts(ctx: StepContext) -> StepOutcome:
+def step_accounts(ctx: Context) -> Outcome:
     return sync_resource(ctx, ACCOUNTS)
 
 
-def step_contacts(ctx: StepContext) -> StepOutcome:
+def step_contacts(ctx: Context) -> Outcome:
     return sync_resource(ctx, CONTACTS)
 
 
-def step_invoices(ctx: StepContext) -> StepOutcome:
+def step_invoices(ctx: Context) -> Outcome:
     return sync_resource(ctx, INVOICES)
 
 
-def step_credit_notes(ctx: StepContext) -> StepOutcome:
+def step_credit_notes(ctx: Context) -> Outcome:
     """Sales credit notes make revenue_weekly net; a credit note voided later leaves it on the next
     incremental run (its update carries the new status)."""
     return sync_resource(ctx, CREDIT_NOTES)
@@ -60,7 +62,7 @@ def estimate_journal_total(cursor: int, invoices_at_last_sync: int, invoices_now
     return max(cursor, int(round(ratio * max(invoices_now, 0))))
 
 
-def step_journals(ctx: StepContext) -> StepOutcome:
+def step_journals(ctx: Context) -> Outcome:
     # The progress total: from the invoices stored before this run (the plan's probe) and those this
     # run's invoices step brought.
     cursor = int((ctx.state.get("cursors") or {}).get("journals") or 0)
@@ -72,7 +74,7 @@ def step_journals(ctx: StepContext) -> StepOutcome:
 
 
 # -- weekly reports ---------------------------------------------------------------------------
-def step_pnl(ctx: StepContext) -> StepOutcome:
+def step_pnl(ctx: Context) -> Outcome:
     accounts = read(ctx, lambda con: {
         r[0]: {"Type": r[1], "Code": r[2], "Name": r[3]}
         for r in con.execute("SELECT account_id, type, code, name FROM accounts WHERE tenant_id = ?",
@@ -86,12 +88,12 @@ def step_pnl(ctx: StepContext) -> StepOutcome:
 
     out = sync_weeks(ctx, PROFIT_AND_LOSS, mapper)
     if warnings:
-        out.note = "; ".join(sorted(set(warnings))[:5])
-        out.detail = {"warnings": sorted(set(warnings))}
+        found = sorted(set(warnings))
+        out = replace(out, note="; ".join(found[:5]), detail={"warnings": found})
     return out
 
 
-def step_bank(ctx: StepContext) -> StepOutcome:
+def step_bank(ctx: Context) -> Outcome:
     return sync_weeks(ctx, BANK_SUMMARY, T.map_bank_summary)
 
 

@@ -1,0 +1,95 @@
+"""What a run returns: `SyncResult` (one tenant's run) of `StepResult`s (one per step), and their JSON
+(a job keeps it in jobs.sqlite; `--json` prints it)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+@dataclass
+class StepResult:
+    step: str
+    status: str  # success | failed | partial | skipped
+    rows: int = 0
+    api_calls: int = 0
+    bytes_downloaded: int = 0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    period_start: date | None = None
+    period_end: date | None = None
+    benign_skip: bool = False  # skipped for the plan's tier or by the step's own choice: not a failure
+    detail: dict[str, Any] | None = None  # what the step adds (e.g. the clients step's linked / created / ambiguous)
+    read: int | None = None  # units read against a known total (report weeks), when it said so
+
+    @property
+    def problem(self) -> bool:
+        """Failed, partial, or skipped for a reason that is not the plan's own choice."""
+        return self.status in ("failed", "partial") or (self.status == "skipped" and not self.benign_skip)
+
+    def note_unlogged(self, note: str | None) -> None:
+        """Its sync_log row could not be written: said on the step (the data is in; its row is not)."""
+        if note:
+            self.error = f"{self.error}; {note}" if self.error else note
+            if self.status == "success":
+                self.status = "partial"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("started_at", "finished_at", "period_start", "period_end"):
+            if d[k] is not None:
+                d[k] = d[k].isoformat()
+        return d
+
+
+@dataclass
+class SyncResult:
+    tenant_id: str
+    tenant_name: str | None = None
+    tenant_type: str | None = None
+    run_id: str = ""
+    trigger: str = "manual"
+    steps: list[StepResult] = field(default_factory=list)
+    busy: str | None = None  # another sync held the tenant: who
+    reconnect: str | None = None  # the connection needs a person: the reason and the fix
+    cancelled: str | None = None  # stopped on request (cancel or shutdown): why
+    unreachable: str | None = None  # Xero's address refused or did not resolve: the one sentence saying so
+
+    @property
+    def ok(self) -> bool:
+        """Every step succeeded; a step skipped because the plan refuses it is not a failure."""
+        if self.busy:
+            return False
+        return all(s.status == "success" or (s.status == "skipped" and s.benign_skip) for s in self.steps)
+
+    @property
+    def status(self) -> str:
+        if self.busy:
+            return "skipped"
+        if self.ok:
+            return "success"
+        if any(s.status == "success" for s in self.steps):
+            return "partial"
+        return "failed"
+
+    @property
+    def api_calls(self) -> int:
+        return sum(s.api_calls for s in self.steps)
+
+    def first_problem(self) -> str | None:
+        """The one sentence a failed job shows: Xero unreachable, a reconnect, busy, else the first
+        failing step's error."""
+        if self.unreachable or self.reconnect or self.busy:  # the one sentence, not repeated per step
+            return self.unreachable or self.reconnect or self.busy
+        return next((f"{s.step}: {s.error}" for s in self.steps if s.problem and s.error), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id, "tenant_name": self.tenant_name, "tenant_type": self.tenant_type,
+            "run_id": self.run_id, "trigger": self.trigger, "status": self.status, "ok": self.ok, "busy": self.busy,
+            "reconnect": self.reconnect, "cancelled": self.cancelled, "unreachable": self.unreachable,
+            "api_calls": self.api_calls,
+            "bytes_downloaded": sum(s.bytes_downloaded for s in self.steps),
+            "steps": [s.to_dict() for s in self.steps],
+        }
