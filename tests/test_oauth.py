@@ -247,3 +247,37 @@ def test_unreadable_pending_state_is_a_state_error_not_a_crash(settings, make_se
     with pytest.raises(OAuthError) as ei:
         oauth.complete_connect(other_key, fake.consent(url), transport=fake.transport(), clock=clock)
     assert ei.value.code == "state_mismatch" and Vault(settings).names("pending-") == []
+
+
+@pytest.mark.parametrize("answer", [200, 503])
+def test_consent_stays_pending_until_its_outcome_is_recorded(settings, fake, clock, answer):
+    """The Connection page in the tab that opened the consent redraws once consent_pending turns
+    False. It turned False as soon as the callback took the single-use state, before any connection
+    was written: the page redrew with none, stopped watching and stayed on "No organisation is
+    connected yet" (the browser test's flake). It must stay True until the connections are recorded
+    or the error is known, and the state must still be single use meanwhile."""
+    import httpx
+
+    url = oauth.begin_connect(settings, clock=clock)
+    callback = fake.consent(url)
+    fake.api_handler = None
+    seen = []
+
+    def handler(request):
+        if request.url.path == "/connections":
+            seen.append((oauth.consent_pending(settings, url), connections.list_connections(settings)))
+            with pytest.raises(OAuthError) as replay:  # the same redirect meanwhile: already used
+                oauth.complete_connect(settings, callback, transport=fake.transport(), clock=clock)
+            assert replay.value.code == "state_mismatch"
+            if answer != 200:
+                return httpx.Response(answer, json={"Detail": "ServiceNotAvailable"})
+        return fake.handle(request)
+
+    if answer == 200:
+        oauth.complete_connect(settings, callback, transport=httpx.MockTransport(handler), clock=clock)
+        assert connections.list_connections(settings)
+    else:
+        with pytest.raises(OAuthError):
+            oauth.complete_connect(settings, callback, transport=httpx.MockTransport(handler), clock=clock)
+    assert seen == [(True, [])]
+    assert not oauth.consent_pending(settings, url) and Vault(settings).names("pending-") == []

@@ -71,6 +71,11 @@ def _pending_name(state: str) -> str:
     return PENDING_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:40]
 
 
+def _finishing_name(state: str) -> str:
+    # Under PENDING_PREFIX, so a crash's leftover marker is purged like an abandoned pending state.
+    return PENDING_PREFIX + "finishing-" + hashlib.sha256(state.encode()).hexdigest()[:40]
+
+
 def _purge_expired_pending(vault: Vault, now: float) -> None:
     for name in vault.names(PENDING_PREFIX):
         try:
@@ -120,10 +125,13 @@ def begin_connect(settings: Settings, clock: Clock | None = None) -> str:
 
 def consent_pending(settings: Settings, consent_url: str) -> bool:
     """Whether the consent behind `consent_url` (from begin_connect) still waits for Xero's
-    redirect: False once complete_connect used it (or a purge dropped it). A file check, cheap
-    enough to poll."""
+    redirect: False once complete_connect has finished with it, its connections recorded or its
+    error known (or a purge dropped it). A file check, cheap enough to poll."""
     state = parse_qs(urlsplit(consent_url).query).get("state", [""])[0]
-    return bool(state) and Vault(settings).exists(_pending_name(state))
+    if not state:
+        return False
+    vault = Vault(settings)
+    return vault.exists(_pending_name(state)) or vault.exists(_finishing_name(state))
 
 
 def _params(callback_url: str) -> dict[str, str]:
@@ -139,7 +147,7 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
     params = _params(callback_url)
     vault = Vault(settings)
     state = params.get("state") or ""
-    pending = None
+    pending, finishing = None, None
     if state:
         name = _pending_name(state)
         try:
@@ -148,7 +156,22 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
             log.warning("Dropping an unreadable pending consent: %s", exc)
             pending = None
         if vault.exists(name):
-            vault.delete(name)  # single use, whatever happens next
+            # The state is single use, whatever happens next, so it goes now; until the outcome is
+            # recorded a marker keeps the consent pending for whoever watches it (the Connection page
+            # in the tab that opened it redraws once consent_pending turns False: with no marker it
+            # redrew before the connections were written, found none and stopped watching).
+            finishing = _finishing_name(state)
+            vault.write(finishing, {"expires_at": clock.time() + PENDING_TTL_SECONDS})
+            vault.delete(name)
+    try:
+        return _finish_connect(settings, params, state, pending, transport, clock)
+    finally:
+        if finishing:
+            vault.delete(finishing)
+
+
+def _finish_connect(settings: Settings, params: dict[str, str], state: str, pending: dict | None,
+                    transport: httpx.BaseTransport | None, clock: Clock) -> list[dict]:
     if params.get("error"):
         raise _error(params["error"], params.get("error_description"))
     if pending is None or not hmac.compare_digest(str(pending.get("state", "")), state):
