@@ -11,6 +11,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from duckdb import DuckDBPyConnection
+
+from .sql import Row, rows
+
 
 def norm_state(state: str | None) -> str:
     return " ".join((state or "").split()).casefold()
@@ -88,16 +92,16 @@ def plan_campaigns(jobs: dict[str, JobView], open_campaigns: list[OpenCampaign],
     return plan
 
 
-def load_open(con, tenant_id: str) -> list[OpenCampaign]:
-    rows = con.execute(
+def load_open(con: DuckDBPyConnection, tenant_id: str) -> list[OpenCampaign]:
+    found = con.execute(
         "SELECT campaign_id, job_id, xpm_client_id, client_id, job_state FROM chase_campaigns "
         "WHERE tenant_id = ? AND status IN ('open', 'paused', 'stopped') ORDER BY opened_at, campaign_id",
         [tenant_id],
     ).fetchall()
-    return [OpenCampaign(*r) for r in rows]
+    return [OpenCampaign(*r) for r in found]
 
 
-def apply_plan(con, tenant_id: str, plan: Plan, now: datetime) -> dict:
+def apply_plan(con: DuckDBPyConnection, tenant_id: str, plan: Plan, now: datetime) -> dict[str, int]:
     """Write the plan (call inside the step's transaction)."""
     for cid, reason in plan.complete:
         con.execute(
@@ -116,12 +120,15 @@ def apply_plan(con, tenant_id: str, plan: Plan, now: datetime) -> dict:
     return {"opened": len(plan.open), "completed": len(plan.complete), "updated": len(plan.restate)}
 
 
-def list_campaigns(con, tenant_id: str | None = None, status: str | None = None) -> list[dict]:
-    where, params = [], []
+def list_campaigns(con: DuckDBPyConnection, tenant_id: str | None = None, status: str | None = None) -> list[Row]:
+    where: list[str] = []
+    params: list[str] = []
     if tenant_id:
-        where.append("c.tenant_id = ?"), params.append(tenant_id)
+        where.append("c.tenant_id = ?")
+        params.append(tenant_id)
     if status:
-        where.append("c.status = ?"), params.append(status)
+        where.append("c.status = ?")
+        params.append(status)
     sql = (
         "SELECT c.*, k.name AS client_name, j.name AS job_name FROM chase_campaigns c "
         "LEFT JOIN clients k ON k.client_id = c.client_id "
@@ -129,6 +136,4 @@ def list_campaigns(con, tenant_id: str | None = None, status: str | None = None)
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY c.opened_at DESC, c.campaign_id"
     )
-    cur = con.execute(sql, params)
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return rows(con, sql, params)

@@ -40,13 +40,22 @@ from datetime import date, datetime, time, timedelta, timezone
 import email.policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
-from zoneinfo import ZoneInfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import duckdb
+import psutil
+from duckdb import DuckDBPyConnection
+
+from .. import db, redaction
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
+from ..vault import Vault
 from . import campaigns as CMP
+from . import mailer
+from .sql import Row, rows, value
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -165,7 +174,7 @@ class Window:
                              "(quiet hours are the rest of the day).")
         try:
             ZoneInfo(tz)
-        except Exception:
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # unknown, malformed, or a folder ("Australia")
             raise ChaseError(f"Time zone {tz!r} is not an IANA time zone, e.g. Australia/Sydney.") from None
         return cls(start, end, tz)
 
@@ -215,7 +224,7 @@ def slot_time(opened_at: datetime, days: int, window: Window) -> datetime:
 
 
 def schedule(opened_at: datetime, cadence: Cadence, window: Window, count: int) -> list[datetime]:
-    out = []
+    out: list[datetime] = []
     for k in range(count):
         d = cadence.days(k)
         if d is None:
@@ -248,7 +257,7 @@ def check_template(text: str, what: str) -> str:
     return text
 
 
-def render(text: str, values: dict) -> str:
+def render(text: str, values: dict[str, object]) -> str:
     """`{field}` -> its value (only the known fields; nothing else of Python's format language)."""
     return _FIELD.sub(lambda m: str(values.get(m.group(1), m.group(0)) or ""), text or "")
 
@@ -258,7 +267,7 @@ def addresses(raw: str | None) -> tuple[list[str], str | None]:
     parts = [p.strip() for p in re.split(r"[;,]", raw or "") if p.strip()]
     if not parts:
         return [], "the client has no email address"
-    out = []
+    out: list[str] = []
     for p in parts:
         addr = parseaddr(p)[1] or p
         if not _EMAIL.match(addr) or not addr.isascii():
@@ -305,7 +314,7 @@ class Config:
         return Window.of(self.send_from, self.send_until, self.timezone)
 
 
-def _config(con, settings: Settings, tenant_id: str) -> Config:
+def _config(con: DuckDBPyConnection, settings: Settings, tenant_id: str) -> Config:
     row = con.execute("SELECT subject_template, body_template, reply_to, send_from, send_until, timezone "
                       "FROM chase_settings WHERE tenant_id = ?", [tenant_id]).fetchone()
     name = con.execute("SELECT tenant_name FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
@@ -320,7 +329,7 @@ def _config(con, settings: Settings, tenant_id: str) -> Config:
     return c
 
 
-def get_config(settings: Settings, tenant_id: str) -> dict:
+def get_config(settings: Settings, tenant_id: str) -> dict[str, Any]:
     with connect(settings.db_path, read_only=True) as con:
         c = _config(con, settings, tenant_id)
     d = c.__dict__.copy()
@@ -331,7 +340,7 @@ def get_config(settings: Settings, tenant_id: str) -> dict:
 
 def set_config(settings: Settings, tenant_id: str, *, subject: str | None = None, body: str | None = None,
                reply_to: str | None = None, send_from: str | None = None, send_until: str | None = None,
-               timezone_name: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict:
+               timezone_name: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """Save the practice's templates, reply-to and sending hours (None keeps a value; "" resets it)."""
     with connect(settings.db_path) as con, transaction(con):
         cur = _config(con, settings, tenant_id)
@@ -351,20 +360,20 @@ def set_config(settings: Settings, tenant_id: str, *, subject: str | None = None
     return get_config(settings, tenant_id)
 
 
-def mapping_rows(settings: Settings, tenant_id: str) -> list[dict]:
+def mapping_rows(settings: Settings, tenant_id: str) -> list[dict[str, str]]:
     """Each "needs documents" state with its cadence (text and words) and what is needed."""
     with connect(settings.db_path, read_only=True) as con:
-        rows = con.execute("SELECT state, cadence, needed FROM xpm_status_mappings WHERE tenant_id = ? AND needs_documents "
-                           "ORDER BY lower(state)", [tenant_id]).fetchall()
-    out = []
-    for state, cadence, needed in rows:
+        found = con.execute("SELECT state, cadence, needed FROM xpm_status_mappings WHERE tenant_id = ? AND needs_documents "
+                            "ORDER BY lower(state)", [tenant_id]).fetchall()
+    out: list[dict[str, str]] = []
+    for state, cadence, needed in found:
         c = parse_cadence(cadence)
         out.append({"state": state, "cadence": c.text(), "cadence_words": c.words(), "needed": needed or DEFAULT_NEEDED})
     return out
 
 
 def set_cadence(settings: Settings, tenant_id: str, state: str, cadence: str | None = None,
-                needed: str | None = None) -> dict:
+                needed: str | None = None) -> dict[str, str]:
     """A mapped state's cadence and "what is needed" (None keeps; "" resets to the default)."""
     c = parse_cadence(cadence) if cadence else None
     with connect(settings.db_path) as con, transaction(con):
@@ -382,16 +391,12 @@ def set_cadence(settings: Settings, tenant_id: str, state: str, cadence: str | N
 # --------------------------------------------------------------------------- SMTP password (vault)
 
 
-def _vault(settings: Settings):
-    from ..vault import Vault
-
+def _vault(settings: Settings) -> Vault:
     return Vault(settings)
 
 
 def set_smtp_password(settings: Settings, password: str | None) -> None:
     """Keep SMTP_PASSWORD in the encrypted vault (it wins over the environment); None/"" removes it."""
-    from .. import redaction
-
     v = _vault(settings)
     if not password:
         v.delete(VAULT_NAME)
@@ -402,18 +407,16 @@ def set_smtp_password(settings: Settings, password: str | None) -> None:
 
 def smtp_password(settings: Settings) -> tuple[str | None, str]:
     """(password, where it came from: 'vault' | 'SMTP_PASSWORD' | '')."""
-    from .. import redaction
-
     v = _vault(settings)
     if v.exists(VAULT_NAME):
-        pw = (v.read(VAULT_NAME) or {}).get("password")
+        pw: str | None = (v.read(VAULT_NAME) or {}).get("password")
         if pw:
             redaction.register(pw)
             return pw, "vault"
     return settings.smtp.password, ("SMTP_PASSWORD" if settings.smtp.password else "")
 
 
-def smtp_status(settings: Settings) -> dict:
+def smtp_status(settings: Settings) -> dict[str, Any]:
     """What the page shows about sending (never the password)."""
     s = settings.smtp
     pw, source = smtp_password(settings)
@@ -424,42 +427,36 @@ def smtp_status(settings: Settings) -> dict:
 # --------------------------------------------------------------------------- planning (DB)
 
 
-def _rows(con, sql: str, params=()) -> list[dict]:
-    cur = con.execute(sql, list(params))
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
-def _stop_where_documents_arrived(con, now: datetime, tenant_id: str | None) -> int:
-    rows = con.execute(
+def _stop_where_documents_arrived(con: DuckDBPyConnection, now: datetime, tenant_id: str | None) -> int:
+    found = con.execute(
         "SELECT c.campaign_id, d.file_name, d.created_at FROM chase_campaigns c "
         "JOIN client_documents d ON d.client_id = c.client_id "
         "AND d.created_at > coalesce(c.resumed_at, c.opened_at) "
         "WHERE c.status = 'open' AND (? IS NULL OR c.tenant_id = ?) "
         "QUALIFY row_number() OVER (PARTITION BY c.campaign_id ORDER BY d.created_at, d.document_id) = 1",
         [tenant_id, tenant_id]).fetchall()
-    for cid, fname, at in rows:
+    for cid, fname, at in found:
         con.execute("UPDATE chase_campaigns SET status = 'stopped', stopped_at = ?, stop_reason = ?, next_reminder_at = NULL "
                     "WHERE campaign_id = ? AND status = 'open'",
                     [now, f"documents arrived: {fname} recorded {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC", cid])
-    return len(rows)
+    return len(found)
 
 
-def _skip_inactive(con, now: datetime, tenant_id: str | None) -> int:
-    rows = con.execute(
+def _skip_inactive(con: DuckDBPyConnection, now: datetime, tenant_id: str | None) -> int:
+    found = con.execute(
         "SELECT o.reminder_id, c.status, coalesce(c.completion_reason, c.stop_reason) FROM chase_outbox o "
         "JOIN chase_campaigns c USING (campaign_id) WHERE o.state IN ('due', 'failed') AND o.next_try_at IS NOT NULL "
         "AND c.status <> 'open' AND (? IS NULL OR o.tenant_id = ?)", [tenant_id, tenant_id]).fetchall()
-    for rid, status, reason in rows:
+    for rid, status, reason in found:
         why = {"paused": "the campaign was paused", "stopped": f"the campaign stopped: {reason}"}.get(
             status, f"the campaign ended: {reason}")
         con.execute("UPDATE chase_outbox SET state = 'skipped', why = ?, next_try_at = NULL, updated_at = ? "
                     "WHERE reminder_id = ?", [why, now, rid])
-    return len(rows)
+    return len(found)
 
 
-def _mapping(con, tenant_id: str) -> dict[str, tuple[Cadence, str]]:
-    out = {}
+def _mapping(con: DuckDBPyConnection, tenant_id: str) -> dict[str, tuple[Cadence, str]]:
+    out: dict[str, tuple[Cadence, str]] = {}
     for state, cadence, needed in con.execute(
             "SELECT state, cadence, needed FROM xpm_status_mappings WHERE tenant_id = ? AND needs_documents",
             [tenant_id]).fetchall():
@@ -471,29 +468,30 @@ def _mapping(con, tenant_id: str) -> dict[str, tuple[Cadence, str]]:
     return out
 
 
-def _campaign_view(con, campaign_id: str) -> dict | None:
-    rows = _rows(con,
+def _campaign_view(con: DuckDBPyConnection, campaign_id: str) -> Row | None:
+    found = rows(con,
                  "SELECT c.*, coalesce(k.name, j.client_name) AS client_name, k.email AS client_email, "
                  "j.name AS job_name FROM chase_campaigns c LEFT JOIN clients k ON k.client_id = c.client_id "
                  "LEFT JOIN xpm_jobs j ON j.tenant_id = c.tenant_id AND j.job_id = c.job_id WHERE c.campaign_id = ?",
                  [campaign_id])
-    return rows[0] if rows else None
+    return found[0] if found else None
 
 
-def _new_row(con, settings: Settings, cfg: Config, camp: dict, needed: str, seq: int, due_at: datetime,
+def _new_row(con: DuckDBPyConnection, settings: Settings, cfg: Config, camp: Row, needed: str, seq: int, due_at: datetime,
              now: datetime, *, forced: bool = False) -> str:
     rid = "rem_" + uuid.uuid4().hex[:20]
     domain = (parseaddr(settings.smtp.sender or "")[1].rpartition("@")[2] or "ledgerlink.invalid").lower()
     sender_addr = parseaddr(settings.smtp.sender or "")[1] or None
     reply_to = cfg.reply_to or sender_addr
-    values = {"client_name": camp.get("client_name") or "", "job_name": camp.get("job_name") or camp["job_id"],
-              "job_id": camp["job_id"], "needed": needed, "reply_to": reply_to or "", "practice_name": cfg.practice_name}
+    values: dict[str, object] = {
+        "client_name": camp.get("client_name") or "", "job_name": camp.get("job_name") or camp["job_id"],
+        "job_id": camp["job_id"], "needed": needed, "reply_to": reply_to or "", "practice_name": cfg.practice_name}
     to, why = addresses(camp.get("client_email"))
     if camp.get("client_id") is None:
         to, why = [], "the Practice Manager client is not linked to a Ledgerlink client"
     elif to and not forced:
-        bounced = con.execute("SELECT max(updated_at) FROM chase_outbox WHERE campaign_id = ? AND state = 'bounced' "
-                              "AND address = ?", [camp["campaign_id"], ", ".join(to)]).fetchone()[0]
+        bounced = value(con, "SELECT max(updated_at) FROM chase_outbox WHERE campaign_id = ? AND state = 'bounced' "
+                             "AND address = ?", [camp["campaign_id"], ", ".join(to)])
         if bounced is not None:
             to, why = [], (f"{', '.join(to)} bounced on {bounced.astimezone(UTC):%Y-%m-%d}: correct the client's email "
                            "address (Clients page), or use Send now to try it again")
@@ -508,29 +506,30 @@ def _new_row(con, settings: Settings, cfg: Config, camp: dict, needed: str, seq:
     return rid
 
 
-def plan(con, settings: Settings, now: datetime, tenant_id: str | None = None) -> dict:
+def plan(con: DuckDBPyConnection, settings: Settings, now: datetime, tenant_id: str | None = None) -> dict[str, int]:
     """Steps 1-3 of the module doc, in the caller's transaction. Counts of what changed."""
     out = {"stopped": _stop_where_documents_arrived(con, now, tenant_id), "skipped_inactive": 0, "planned": 0,
            "skipped_no_address": 0}
     out["skipped_inactive"] = _skip_inactive(con, now, tenant_id)
-    camps = _rows(con, "SELECT campaign_id FROM chase_campaigns WHERE status = 'open' AND (? IS NULL OR tenant_id = ?) "
+    camps = rows(con, "SELECT campaign_id FROM chase_campaigns WHERE status = 'open' AND (? IS NULL OR tenant_id = ?) "
                        "ORDER BY opened_at, campaign_id", [tenant_id, tenant_id])
     cfgs: dict[str, Config] = {}
-    maps: dict[str, dict] = {}
+    maps: dict[str, dict[str, tuple[Cadence, str]]] = {}
     for (cid,) in [(c["campaign_id"],) for c in camps]:
-        camp = _campaign_view(con, cid)
+        camp = _campaign_or_fail(con, cid)  # open a moment ago, in this transaction
         t = camp["tenant_id"]
         if t not in cfgs:
             cfgs[t], maps[t] = _config(con, settings, t), _mapping(con, t)
         cfg, mapping = cfgs[t], maps[t]
         cadence, needed = mapping.get(CMP.norm_state(camp.get("job_state")), (parse_cadence(None), DEFAULT_NEEDED))
         window = cfg.window
-        last = con.execute("SELECT max(seq) FROM chase_outbox WHERE campaign_id = ? AND seq >= 0", [cid]).fetchone()[0]
-        last = -1 if last is None else last
+        last_seq = value(con, "SELECT max(seq) FROM chase_outbox WHERE campaign_id = ? AND seq >= 0", [cid])
+        last: int = -1 if last_seq is None else last_seq
         k = latest_slot(camp["opened_at"], cadence, window, last, now)
-        if k is not None:
-            rid = _new_row(con, settings, cfg, camp, needed, k, slot_time(camp["opened_at"], cadence.days(k), window), now)
-            state = con.execute("SELECT state FROM chase_outbox WHERE reminder_id = ?", [rid]).fetchone()[0]
+        days = cadence.days(k) if k is not None else None
+        if k is not None and days is not None:  # latest_slot gives only slots the cadence has
+            rid = _new_row(con, settings, cfg, camp, needed, k, slot_time(camp["opened_at"], days, window), now)
+            state = value(con, "SELECT state FROM chase_outbox WHERE reminder_id = ?", [rid])
             out["planned" if state == "due" else "skipped_no_address"] += 1
             last = k
         nd = cadence.days(last + 1)
@@ -550,10 +549,8 @@ _inflight_lock = threading.Lock()
 
 def _me() -> str:
     try:
-        import psutil
-
         started = psutil.Process().create_time()
-    except Exception:  # psutil is a dependency; an odd platform still gets a usable id
+    except (psutil.Error, OSError, NotImplementedError):  # an odd platform still gets a usable id
         started = 0.0
     return f"{os.getpid()}:{started:.3f}"
 
@@ -569,15 +566,13 @@ def _claimer_alive(claimed_by: str | None) -> bool:
     if pid == os.getpid():
         return claimed_by == _me()  # this process: in flight only if a thread here holds it (checked by caller)
     try:
-        import psutil
-
         p = psutil.Process(pid)
-        return abs(p.create_time() - started) < 0.01 and p.status() != psutil.STATUS_ZOMBIE
-    except Exception:
+        return abs(p.create_time() - started) < 0.01 and bool(p.status() != psutil.STATUS_ZOMBIE)
+    except (psutil.Error, OSError, NotImplementedError):  # gone, not ours to see, or an odd platform
         return False
 
 
-def reconcile(con, now: datetime) -> dict:
+def reconcile(con: DuckDBPyConnection, now: datetime) -> dict[str, int]:
     """Claims left in `sending` by a process that is gone: back to `due` if the message never
     reached its final byte, `unconfirmed` if it did (see the module doc)."""
     out = {"requeued": 0, "unconfirmed": 0}
@@ -617,7 +612,7 @@ class ChaseResult:
     error: str | None = None  # why sending stopped (settings, server): one sentence
     messages: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def summary(self) -> str:
@@ -628,16 +623,19 @@ class ChaseResult:
         return ", ".join(parts) + (f"; {self.error}" if self.error else "")
 
 
-def _sendable(con, now: datetime, tenant_id: str | None, only: list[str] | None, settings: Settings) -> tuple[list[dict], int]:
-    rows = _rows(con,
+def _sendable(con: DuckDBPyConnection, now: datetime, tenant_id: str | None, only: list[str] | None,
+              settings: Settings) -> tuple[list[Row], int]:
+    due = rows(con,
                  "SELECT o.reminder_id, o.tenant_id, o.forced, o.next_try_at FROM chase_outbox o "
                  "JOIN chase_campaigns c USING (campaign_id) WHERE o.state IN ('due', 'failed') "
                  "AND o.next_try_at IS NOT NULL AND c.status = 'open' AND (? IS NULL OR o.tenant_id = ?) "
                  "ORDER BY o.next_try_at, o.reminder_id", [tenant_id, tenant_id])
     if only is not None:
-        rows = [r for r in rows if r["reminder_id"] in only]
-    out, waiting, windows = [], 0, {}
-    for r in rows:
+        due = [r for r in due if r["reminder_id"] in only]
+    out: list[Row] = []
+    waiting = 0
+    windows: dict[str, Window] = {}
+    for r in due:
         t = r["tenant_id"]
         if t not in windows:
             windows[t] = _config(con, settings, t).window
@@ -648,9 +646,7 @@ def _sendable(con, now: datetime, tenant_id: str | None, only: list[str] | None,
     return out, waiting
 
 
-def _claim(settings: Settings, rid: str, now: datetime, me: str) -> dict | None:
-    import duckdb
-
+def _claim(settings: Settings, rid: str, now: datetime, me: str) -> Row | None:
     try:
         return _claim_once(settings, rid, now, me)
     except duckdb.TransactionException as exc:
@@ -659,7 +655,7 @@ def _claim(settings: Settings, rid: str, now: datetime, me: str) -> dict | None:
         raise
 
 
-def _claim_once(settings: Settings, rid: str, now: datetime, me: str) -> dict | None:
+def _claim_once(settings: Settings, rid: str, now: datetime, me: str) -> Row | None:
     with connect(settings.db_path) as con, transaction(con):
         got = con.execute(
             "UPDATE chase_outbox SET state = 'sending', attempts = attempts + 1, claimed_by = ?, claimed_at = ?, "
@@ -668,17 +664,17 @@ def _claim_once(settings: Settings, rid: str, now: datetime, me: str) -> dict | 
             [me, now, now, rid]).fetchall()
         if not got:
             return None
-        return _rows(con, "SELECT * FROM chase_outbox WHERE reminder_id = ?", [rid])[0]
+        return rows(con, "SELECT * FROM chase_outbox WHERE reminder_id = ?", [rid])[0]
 
 
-def _record(settings: Settings, rid: str, me: str, sets: dict) -> None:
+def _record(settings: Settings, rid: str, me: str, sets: dict[str, object]) -> None:
     cols = ", ".join(f"{k} = ?" for k in sets)
     with connect(settings.db_path) as con:
         con.execute(f"UPDATE chase_outbox SET {cols} WHERE reminder_id = ? AND claimed_by = ? AND state = 'sending'",
                     [*sets.values(), rid, me])
 
 
-def _after_failure(row: dict, outcome, now: datetime, window: Window) -> dict:
+def _after_failure(row: Row, outcome: mailer.Outcome, now: datetime, window: Window) -> dict[str, object]:
     attempts = int(row["attempts"])
     if outcome.retry and attempts < MAX_ATTEMPTS:
         nxt = now + RETRY_AFTER[attempts - 1]
@@ -688,16 +684,19 @@ def _after_failure(row: dict, outcome, now: datetime, window: Window) -> dict:
     return {"state": "failed", "why": why, "next_try_at": None}
 
 
-def send_one(settings: Settings, row: dict, password: str | None, me: str, clock: Clock, window: Window):
-    from . import mailer
-
+def send_one(settings: Settings, row: Row, password: str | None, me: str, clock: Clock,
+             window: Window) -> mailer.Outcome:
+    sender = settings.smtp.sender
+    if not sender:  # read_smtp's `problem` says so, and run_chase stops on it before sending
+        raise ChaseError(settings.smtp.problem or "CHASE_FROM is not set.")
     rid = row["reminder_id"]
     to = [a.strip() for a in (row["address"] or "").split(",") if a.strip()]
-    message = build_message(settings.smtp.sender, to, row["reply_to"], row["subject"] or "", row["body"] or "",
+    message = build_message(sender, to, row["reply_to"], row["subject"] or "", row["body"] or "",
                             row["message_id"], clock.now())
-    outcome = mailer.send(settings.smtp, password, parseaddr(settings.smtp.sender)[1], to, message,
+    outcome = mailer.send(settings.smtp, password, parseaddr(sender)[1], to, message,
                           on_handed=lambda: _record(settings, rid, me, {"handed_at": clock.now()}))
     now = clock.now()
+    sets: dict[str, object]
     if outcome.state == "sent":
         sets = {"state": "sent", "sent_at": now, "why": None, "next_try_at": None, "smtp_reply": outcome.reply}
     elif outcome.state in ("bounced", "unconfirmed"):
@@ -713,8 +712,6 @@ def run_chase(settings: Settings, *, tenant_id: str | None = None, clock: Clock 
               only: list[str] | None = None) -> ChaseResult:
     """Reconcile, plan and send every reminder due now (of one Practice Manager tenant, or all).
     `only`: just these reminder ids ("send now")."""
-    from .. import db
-
     # Three committed writes a reminder on one open database (db.shared: each still its own
     # transaction), not three opens of the file.
     with db.shared(settings.db_path):
@@ -722,8 +719,6 @@ def run_chase(settings: Settings, *, tenant_id: str | None = None, clock: Clock 
 
 
 def _run_chase(settings: Settings, tenant_id: str | None, clock: Clock, only: list[str] | None) -> ChaseResult:
-    import duckdb
-
     res = ChaseResult()
     now = clock.now()
     for attempt in range(8):
@@ -771,7 +766,8 @@ def _run_chase(settings: Settings, tenant_id: str | None, clock: Clock, only: li
         if outcome.why:
             res.messages.append(f"{row['address'] or row['reminder_id']}: {outcome.why}")
         if outcome.state == "failed" and outcome.server_problem:
-            res.error = outcome.why[0].upper() + outcome.why[1:]
+            why = outcome.why or "the SMTP server failed"
+            res.error = why[0].upper() + why[1:]
             res.waiting += len(todo) - i - 1
             break
     return res
@@ -780,14 +776,14 @@ def _run_chase(settings: Settings, tenant_id: str | None, clock: Clock, only: li
 # --------------------------------------------------------------------------- admin actions
 
 
-def _campaign_or_fail(con, campaign_id: str) -> dict:
+def _campaign_or_fail(con: DuckDBPyConnection, campaign_id: str) -> Row:
     camp = _campaign_view(con, campaign_id)
     if camp is None:
         raise ChaseError(f"No campaign {campaign_id!r}: see `python -m xero_core xpm campaigns`.")
     return camp
 
 
-def pause(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict:
+def pause(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> Row:
     now = clock.now()
     with connect(settings.db_path) as con, transaction(con):
         camp = _campaign_or_fail(con, campaign_id)
@@ -799,7 +795,7 @@ def pause(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) 
     return campaign(settings, campaign_id)
 
 
-def resume(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> dict:
+def resume(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOCK) -> Row:
     """A paused campaign, or one stopped because documents arrived, chases again (documents recorded
     before now no longer stop it)."""
     now = clock.now()
@@ -824,17 +820,18 @@ def send_now(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOC
         cfg = _config(con, settings, camp["tenant_id"])
         cadence, needed = _mapping(con, camp["tenant_id"]).get(CMP.norm_state(camp.get("job_state")),
                                                               (parse_cadence(None), DEFAULT_NEEDED))
-        low = con.execute("SELECT least(min(seq), 0) FROM chase_outbox WHERE campaign_id = ?", [campaign_id]).fetchone()[0]
+        low = value(con, "SELECT least(min(seq), 0) FROM chase_outbox WHERE campaign_id = ?", [campaign_id])
         rid = _new_row(con, settings, cfg, camp, needed, (low or 0) - 1, now, now, forced=True)
         # The slot that has come counts as sent by this one: the cadence goes on from the next.
-        last = con.execute("SELECT max(seq) FROM chase_outbox WHERE campaign_id = ? AND seq >= 0", [campaign_id]).fetchone()[0]
+        last = value(con, "SELECT max(seq) FROM chase_outbox WHERE campaign_id = ? AND seq >= 0", [campaign_id])
         k = latest_slot(camp["opened_at"], cadence, cfg.window, -1 if last is None else last, now)
-        if k is not None:
+        days = cadence.days(k) if k is not None else None
+        if k is not None and days is not None:  # latest_slot gives only slots the cadence has
             con.execute("INSERT INTO chase_outbox (reminder_id, campaign_id, tenant_id, client_id, seq, message_id, state, "
                         "why, attempts, due_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'skipped', ?, 0, ?, ?, ?)",
                         ["rem_" + uuid.uuid4().hex[:20], campaign_id, camp["tenant_id"], camp.get("client_id"), k,
                          f"<slot{k}.{campaign_id}@ledgerlink.invalid>", "replaced by a reminder sent with Send now",
-                         slot_time(camp["opened_at"], cadence.days(k), cfg.window), now, now])
+                         slot_time(camp["opened_at"], days, cfg.window), now, now])
     state = outbox(settings, reminder_id=rid)[0]
     if state["state"] == "skipped":
         return ChaseResult(skipped=1, messages=[state["why"]])
@@ -859,8 +856,9 @@ def send_again(settings: Settings, reminder_id: str, *, clock: Clock = SYSTEM_CL
 
 
 def outbox(settings: Settings, *, tenant_id: str | None = None, campaign_id: str | None = None,
-           state: str | None = None, reminder_id: str | None = None, limit: int = 500) -> list[dict]:
-    where, params = [], []
+           state: str | None = None, reminder_id: str | None = None, limit: int = 500) -> list[Row]:
+    where: list[str] = []
+    params: list[object] = []
     for col, val in (("o.tenant_id", tenant_id), ("o.campaign_id", campaign_id), ("o.state", state),
                      ("o.reminder_id", reminder_id)):
         if val:
@@ -873,10 +871,10 @@ def outbox(settings: Settings, *, tenant_id: str | None = None, campaign_id: str
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY coalesce(o.sent_at, o.next_try_at, o.due_at, o.created_at) DESC, o.created_at DESC LIMIT ?")
     with connect(settings.db_path, read_only=True) as con:
-        return _rows(con, sql, [*params, limit])
+        return rows(con, sql, [*params, limit])
 
 
-def campaign(settings: Settings, campaign_id: str) -> dict:
+def campaign(settings: Settings, campaign_id: str) -> Row:
     with connect(settings.db_path, read_only=True) as con:
         camp = _campaign_or_fail(con, campaign_id)
     camp["history"] = outbox(settings, campaign_id=campaign_id)
@@ -884,7 +882,7 @@ def campaign(settings: Settings, campaign_id: str) -> dict:
 
 
 def preview(settings: Settings, tenant_id: str, subject: str | None = None, body: str | None = None,
-            campaign_id: str | None = None) -> dict:
+            campaign_id: str | None = None) -> dict[str, Any]:
     """The reminder these templates make for a campaign of this practice (its newest open one, or a sample)."""
     with connect(settings.db_path, read_only=True) as con:
         cfg = _config(con, settings, tenant_id)
@@ -897,8 +895,9 @@ def preview(settings: Settings, tenant_id: str, subject: str | None = None, body
     camp = camp or {"client_name": "Example Client Pty Ltd", "job_name": "Annual Accounts", "job_id": "J000001",
                     "client_email": "client@example.com"}
     reply_to = cfg.reply_to or parseaddr(settings.smtp.sender or "")[1]
-    values = {"client_name": camp.get("client_name") or "", "job_name": camp.get("job_name") or camp.get("job_id"),
-              "job_id": camp.get("job_id"), "needed": needed, "reply_to": reply_to, "practice_name": cfg.practice_name}
+    values: dict[str, object] = {
+        "client_name": camp.get("client_name") or "", "job_name": camp.get("job_name") or camp.get("job_id"),
+        "job_id": camp.get("job_id"), "needed": needed, "reply_to": reply_to, "practice_name": cfg.practice_name}
     subject = check_template(subject if subject is not None else cfg.subject, "subject")
     body = check_template(body if body is not None else cfg.body, "message")
     to, why = addresses(camp.get("client_email"))
@@ -906,10 +905,11 @@ def preview(settings: Settings, tenant_id: str, subject: str | None = None, body
             "subject": " ".join(render(subject, values).split()), "body": render(body, values)}
 
 
-def due_count(con, tenant_id: str) -> int:
+def due_count(con: DuckDBPyConnection, tenant_id: str) -> int:
     """For the sync's probe: open campaigns and unsent reminders of this tenant (0: the step has nothing to do)."""
-    return con.execute(
-        "SELECT (SELECT count(*) FROM chase_campaigns WHERE tenant_id = ? AND status = 'open') + "
+    n: int = value(
+        con, "SELECT (SELECT count(*) FROM chase_campaigns WHERE tenant_id = ? AND status = 'open') + "
         "(SELECT count(*) FROM chase_outbox WHERE tenant_id = ? AND state IN ('due', 'failed', 'sending') "
-        "AND next_try_at IS NOT NULL)", [tenant_id, tenant_id]).fetchone()[0]
+        "AND next_try_at IS NOT NULL)", [tenant_id, tenant_id])
+    return n
 

@@ -6,12 +6,17 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from duckdb import DuckDBPyConnection
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
+from ..connections import list_connections
 from ..errors import LedgerlinkError
 from ..settings import Settings
 from .roles import CLIENT_ORGANISATION, read_roles, retire_foreign_clients
@@ -19,7 +24,6 @@ from .matching import (
     SKIP_REASONS,
     MatchError,
     ReconcileResult,
-    _rows,
     clear_candidates,
     contact_fields,
     invoice_evidence,
@@ -31,6 +35,7 @@ from .matching import (
     norm_email,
     norm_name,
 )
+from .sql import Row, one, rows, value
 
 EDITABLE = ("name", "email", "phone", "archived")
 MAX_CSV_BYTES = 5 * 1024 * 1024
@@ -40,7 +45,7 @@ class ClientError(LedgerlinkError):
     pass
 
 
-def _clean(value) -> str | None:
+def _clean(value: object) -> str | None:
     if value is None:
         return None
     v = str(value).strip()
@@ -52,13 +57,13 @@ def _check_email(email: str | None, where: str = "") -> None:
         raise ClientError(f"{where}email {email!r} does not look like an email address (it needs an @).")
 
 
-def _org_tenants(con) -> list[str]:
+def _org_tenants(con: DuckDBPyConnection) -> list[str]:
     """The organisations whose contacts can be clients: the practice ledger only (practice.roles)."""
     ledger = read_roles(con).ledger
     return [ledger] if ledger else []
 
 
-def list_clients(settings: Settings, *, include_archived: bool = True) -> list[dict]:
+def list_clients(settings: Settings, *, include_archived: bool = True) -> list[Row]:
     with connect(settings.db_path, read_only=True) as con:
         sql = (
             "SELECT client_id, name, email, phone, tenant_id, xero_contact_id, xpm_client_id, match_status, "
@@ -66,21 +71,22 @@ def list_clients(settings: Settings, *, include_archived: bool = True) -> list[d
         )
         if not include_archived:
             sql += " WHERE NOT coalesce(archived, FALSE)"
-        return _rows(con, sql + " ORDER BY lower(name), client_id")
+        return rows(con, sql + " ORDER BY lower(name), client_id")
 
 
-def get_client(settings: Settings, client_id: str) -> dict | None:
+def get_client(settings: Settings, client_id: str) -> Row | None:
     with connect(settings.db_path, read_only=True) as con:
-        rows = _rows(con, "SELECT * FROM clients WHERE client_id = ?", [client_id])
-    return rows[0] if rows else None
+        found = rows(con, "SELECT * FROM clients WHERE client_id = ?", [client_id])
+    return found[0] if found else None
 
 
 def add_client(settings: Settings, name: str, email: str | None = None, phone: str | None = None, *,
                clock: Clock = SYSTEM_CLOCK) -> str:
     """Create a client by hand; it is matched at once against contacts already synced."""
-    name, email, phone = _clean(name), _clean(email), _clean(phone)
-    if not name:
+    name_, email, phone = _clean(name), _clean(email), _clean(phone)
+    if not name_:
         raise ClientError("A client needs a name.")
+    name = name_
     _check_email(email)
     now = clock.now()
     cid = new_client_id()
@@ -99,7 +105,7 @@ def add_client(settings: Settings, name: str, email: str | None = None, phone: s
     return cid
 
 
-def edit_client(settings: Settings, client_id: str, *, clock: Clock = SYSTEM_CLOCK, **changes) -> dict:
+def edit_client(settings: Settings, client_id: str, *, clock: Clock = SYSTEM_CLOCK, **changes: object) -> dict[str, Any]:
     """Change fields by hand; each edited field is recorded so no sync overwrites it."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
@@ -110,14 +116,17 @@ def edit_client(settings: Settings, client_id: str, *, clock: Clock = SYSTEM_CLO
         if row is None:
             raise ClientError(f"No client {client_id!r}. List clients with: python -m xero_core clients list")
         edited = load_edited(row[0])
-        values = {}
+        values: dict[str, object] = {}
         for f, v in changes.items():
-            v = bool(v) if f == "archived" else _clean(v)
-            if f == "name" and not v:
-                raise ClientError("A client's name cannot be empty.")
-            if f == "email":
-                _check_email(v)
-            values[f] = v
+            if f == "archived":
+                values[f] = bool(v)
+            else:
+                text = _clean(v)
+                if f == "name" and not text:
+                    raise ClientError("A client's name cannot be empty.")
+                if f == "email":
+                    _check_email(text)
+                values[f] = text
             edited[f] = now.isoformat()
         sets = ", ".join(f"{f} = ?" for f in values)
         con.execute(
@@ -134,7 +143,7 @@ class ImportResult:
     linked: int = 0
     ambiguous: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -205,10 +214,10 @@ def import_csv(settings: Settings, source: Path | str | bytes, *, clock: Clock =
     return res
 
 
-def list_candidates(settings: Settings) -> list[dict]:
+def list_candidates(settings: Settings) -> list[Row]:
     """Ambiguous matches waiting for an admin, with both sides' names."""
     with connect(settings.db_path, read_only=True) as con:
-        return _rows(
+        return rows(
             con,
             "SELECT m.client_id, k.name AS client_name, k.email AS client_email, m.tenant_id, m.contact_id, "
             "coalesce(c.name, x.client_name) AS contact_name, c.email AS contact_email, m.reason, m.created_at "
@@ -262,7 +271,7 @@ INVOICE_CURSOR = "clients_reconcile_invoices"  # the newest invoices.synced_at l
 PRACTICE_MANAGER = "PRACTICEMANAGER"
 
 
-def _cursor(con, tenant_id: str, resource: str) -> datetime | None:
+def _cursor(con: DuckDBPyConnection, tenant_id: str, resource: str) -> datetime | None:
     row = con.execute("SELECT cursor_value FROM sync_cursors WHERE tenant_id = ? AND resource = ?",
                       [tenant_id, resource]).fetchone()
     try:
@@ -271,16 +280,16 @@ def _cursor(con, tenant_id: str, resource: str) -> datetime | None:
         return None
 
 
-def _set_cursor(con, tenant_id: str, resource: str, value: datetime, now: datetime) -> None:
+def _set_cursor(con: DuckDBPyConnection, tenant_id: str, resource: str, value: datetime, now: datetime) -> None:
     con.execute("INSERT OR REPLACE INTO sync_cursors (tenant_id, resource, cursor_value, updated_at) VALUES (?, ?, ?, ?)",
                 [tenant_id, resource, value.isoformat(), now])
 
 
-def _contact_record(raw, row: tuple) -> dict | None:
+def _contact_record(raw: object, row: tuple[Any, ...]) -> dict[str, Any] | None:
     """The contact as Xero sent it (raw JSON); the stored columns when raw is missing or unreadable."""
     if raw is not None:
         try:
-            rec = json.loads(raw) if isinstance(raw, str) else dict(raw)
+            rec = json.loads(raw) if isinstance(raw, str) else dict(raw) if isinstance(raw, Mapping) else None
             if isinstance(rec, dict) and rec.get("ContactID"):
                 return rec
         except (TypeError, ValueError):
@@ -292,17 +301,17 @@ def _contact_record(raw, row: tuple) -> dict | None:
             "IsCustomer": is_customer, "IsSupplier": is_supplier, "MergedToContactID": merged}
 
 
-def reset_reconcile_cursors(con, tenant_id: str) -> None:
+def reset_reconcile_cursors(con: DuckDBPyConnection, tenant_id: str) -> None:
     """The next pass over this tenant looks at every stored contact (it has just become the ledger)."""
     con.execute("DELETE FROM sync_cursors WHERE tenant_id = ? AND resource IN (?, ?)", [tenant_id, CURSOR, INVOICE_CURSOR])
 
 
-def _tenant_type(con, tenant_id: str) -> str:
+def _tenant_type(con: DuckDBPyConnection, tenant_id: str) -> str:
     row = con.execute("SELECT upper(coalesce(tenant_type, '')) FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
-    return row[0] if row else ""
+    return str(row[0]) if row else ""
 
 
-def _match_open_clients(con, tenant_ids: list[str], res: ReconcileResult, *, clock: Clock) -> None:
+def _match_open_clients(con: DuckDBPyConnection, tenant_ids: list[str], res: ReconcileResult, *, clock: Clock) -> None:
     """Clients still without a Xero contact (added by hand, from CSV, or by Practice Manager after the
     contacts were reconciled) look for theirs among every stored contact of these tenants."""
     open_ids = [r[0] for r in con.execute(
@@ -344,7 +353,7 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
             inv_since = None if full else _cursor(con, tenant_id, INVOICE_CURSOR)
             cols = "c.raw, c.contact_id, c.name, c.email, c.status, c.is_customer, c.is_supplier, c.merged_to_contact_id, c.synced_at"
             sql = f"SELECT {cols} FROM contacts c WHERE c.tenant_id = ?"
-            params: list = [tenant_id]
+            params: list[object] = [tenant_id]
             if since is not None:
                 # Changed contacts, and unlinked ones whose sales evidence is newer than the last pass.
                 sql += (" AND (c.synced_at > ? OR (c.contact_id IN (SELECT contact_id FROM invoices WHERE tenant_id = ? "
@@ -355,34 +364,35 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
             rows = con.execute(sql + " ORDER BY c.synced_at, c.contact_id", params).fetchall()
             records = [r for r in (_contact_record(row[0], row[1:8]) for row in rows) if r]
             res.add(reconcile_contacts(con, tenant_id, records, clock=clock))
-            newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+            newest = value(con, "SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id])
             newest = max([t for t in (newest, since) if t is not None], default=None)
             if newest is not None:
                 _set_cursor(con, tenant_id, CURSOR, newest, now)
-            inv_newest = con.execute("SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+            inv_newest = value(con, "SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id])
             if inv_newest is not None:
                 _set_cursor(con, tenant_id, INVOICE_CURSOR, inv_newest, now)
             _match_open_clients(con, [tenant_id], res, clock=clock)
-        res.waiting = con.execute(
-            "SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+        res.waiting = value(
+            con, "SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?", [tenant_id])
     return res
 
 
-def reconcile_pending(con, tenant_id: str) -> bool:
+def reconcile_pending(con: DuckDBPyConnection, tenant_id: str) -> bool:
     """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
     since the last pass, or a client still looking for its contact)."""
     if _tenant_type(con, tenant_id) != PRACTICE_MANAGER and read_roles(con).ledger != tenant_id:
         return False  # a client organisation (or undecided): its contacts make no clients
     since = _cursor(con, tenant_id, CURSOR)
-    newest = con.execute("SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    newest = value(con, "SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id])
     if newest is not None and (since is None or newest > since):
         return True
     inv_since = _cursor(con, tenant_id, INVOICE_CURSOR)
-    inv_newest = con.execute("SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id]).fetchone()[0]
+    inv_newest = value(con, "SELECT max(synced_at) FROM invoices WHERE tenant_id = ?", [tenant_id])
     if inv_newest is not None and (inv_since is None or inv_newest > inv_since):
         return True
-    return con.execute("SELECT count(*) FROM clients WHERE xero_contact_id IS NULL AND NOT coalesce(archived, FALSE) "
-                       "AND coalesce(match_status, 'unmatched') = 'unmatched'").fetchone()[0] > 0
+    unmatched: int = value(con, "SELECT count(*) FROM clients WHERE xero_contact_id IS NULL AND NOT coalesce(archived, FALSE) "
+                                "AND coalesce(match_status, 'unmatched') = 'unmatched'")
+    return unmatched > 0
 
 
 def _log_reconciliation(settings: Settings, tenant_id: str, trigger: str, started: datetime, finished: datetime,
@@ -398,24 +408,23 @@ def _log_reconciliation(settings: Settings, tenant_id: str, trigger: str, starte
 
 
 def match_clients_now(settings: Settings, *, tenant_id: str | None = None, trigger: str = "manual",
-                      clock: Clock = SYSTEM_CLOCK) -> list[dict]:
+                      clock: Clock = SYSTEM_CLOCK) -> list[dict[str, Any]]:
     """A full reconciliation of the stored contacts of every connected tenant (or one), now, with no
     call to Xero; each logged as a `clients` step. Returns one report per tenant:
     {tenant_id, tenant_name, tenant_type, status, error, report (ReconcileResult.as_dict()), summary}."""
-    from ..connections import list_connections
-
-    out = []
+    out: list[dict[str, Any]] = []
     for conn in list_connections(settings):
         if conn.get("status") != "connected" or (tenant_id and conn["tenant_id"] != tenant_id):
             continue
         tid = conn["tenant_id"]
         started = clock.now()
-        res, error = None, None
+        res: ReconcileResult | None = None
+        error: str | None = None
         try:
             res = reconcile_stored_contacts(settings, tid, clock=clock, full=True)
         except LedgerlinkError as exc:
             error = str(exc)
-        status = "failed" if error else ("skipped" if res.note else "success")
+        status = "failed" if res is None else ("skipped" if res.note else "success")
         if status != "skipped":  # the Clients page keeps showing the last pass that reconciled something
             _log_reconciliation(settings, tid, trigger, started, clock.now(), res, error)
         out.append({"tenant_id": tid, "tenant_name": conn.get("tenant_name"), "tenant_type": conn.get("tenant_type"),
@@ -424,80 +433,80 @@ def match_clients_now(settings: Settings, *, tenant_id: str | None = None, trigg
     return out
 
 
-def last_reconciliations(settings: Settings) -> list[dict]:
+def last_reconciliations(settings: Settings) -> list[Row]:
     """The newest `clients` step per tenant (a sync's or a "Match clients now"): when, how, its report."""
     with connect(settings.db_path, read_only=True) as con:
-        rows = _rows(
+        found = rows(
             con,
             "SELECT l.tenant_id, c.tenant_name, c.tenant_type, l.status, l.error, l.trigger, l.finished_at, l.detail "
             "FROM sync_log l LEFT JOIN connections c USING (tenant_id) WHERE l.sync_type = 'clients' "
             "AND l.status IN ('success', 'failed', 'partial') "
             "QUALIFY row_number() OVER (PARTITION BY l.tenant_id ORDER BY l.finished_at DESC NULLS LAST) = 1 "
             "ORDER BY c.tenant_name, l.tenant_id")
-    for r in rows:
+    for r in found:
         detail = r.pop("detail")
         try:
             r["report"] = json.loads(detail) if isinstance(detail, str) else detail
         except ValueError:
             r["report"] = None
-    return rows
+    return found
 
 
-def reconciliation_state(settings: Settings) -> list[dict]:
+def reconciliation_state(settings: Settings) -> list[dict[str, Any]]:
     """Where the clients come from, as they stand (not what the last pass changed): for the practice
     ledger and each Practice Manager tenant, {tenant_id, tenant_name, tenant_type, clients (linked to it),
     imported (created from it), matched (existing clients it was matched to), waiting (clients waiting for
     a choice), not_clients (the ledger's active contacts that are no client)}, plus its last pass
     (`last_reconciliations`)."""
     last = {r["tenant_id"]: r for r in last_reconciliations(settings)}
-    out = []
+    out: list[dict[str, Any]] = []
     with connect(settings.db_path, read_only=True) as con:
         roles = read_roles(con)
-        sources = [(roles.ledger, roles.name_of(roles.ledger), "ORGANISATION")] if roles.ledger else []
+        sources: list[tuple[Any, ...]] = [(roles.ledger, roles.name_of(roles.ledger), "ORGANISATION")] if roles.ledger else []
         sources += con.execute("SELECT tenant_id, coalesce(tenant_name, tenant_id), 'PRACTICEMANAGER' FROM connections "
                                "WHERE upper(tenant_type) = ? AND status <> 'disconnected' ORDER BY 2",
                                [PRACTICE_MANAGER]).fetchall()
         for tid, name, ttype in sources:
             if ttype == PRACTICE_MANAGER:
-                clients, imported = con.execute(
-                    "SELECT count(*), count(*) FILTER (WHERE source = 'xpm') FROM clients WHERE xpm_client_id IS NOT NULL "
-                    "AND NOT coalesce(archived, FALSE)").fetchone()
+                clients, imported = one(
+                    con, "SELECT count(*), count(*) FILTER (WHERE source = 'xpm') FROM clients WHERE xpm_client_id IS NOT NULL "
+                    "AND NOT coalesce(archived, FALSE)")
                 not_clients = 0
             else:
-                clients, imported = con.execute(
-                    "SELECT count(*), count(*) FILTER (WHERE source = 'xero') FROM clients WHERE tenant_id = ? "
-                    "AND xero_contact_id IS NOT NULL AND NOT coalesce(archived, FALSE)", [tid]).fetchone()
-                not_clients = con.execute(
-                    "SELECT count(*) FROM contacts c WHERE c.tenant_id = ? AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
+                clients, imported = one(
+                    con, "SELECT count(*), count(*) FILTER (WHERE source = 'xero') FROM clients WHERE tenant_id = ? "
+                    "AND xero_contact_id IS NOT NULL AND NOT coalesce(archived, FALSE)", [tid])
+                not_clients = value(
+                    con, "SELECT count(*) FROM contacts c WHERE c.tenant_id = ? AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
                     "AND (c.merged_to_contact_id IS NULL OR c.merged_to_contact_id = '' OR "
                     "c.merged_to_contact_id = '00000000-0000-0000-0000-000000000000') "
                     "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id "
-                    "AND k.xero_contact_id = c.contact_id)", [tid]).fetchone()[0]
-            waiting = con.execute("SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?",
-                                  [tid]).fetchone()[0]
+                    "AND k.xero_contact_id = c.contact_id)", [tid])
+            waiting = value(con, "SELECT count(DISTINCT client_id) FROM client_match_candidates WHERE tenant_id = ?",
+                            [tid])
             out.append({"tenant_id": tid, "tenant_name": name, "tenant_type": ttype, "confirmed": roles.confirmed,
                         "clients": clients, "imported": imported, "matched": clients - imported, "waiting": waiting,
                         "not_clients": not_clients, "last": last.get(tid)})
     return out
 
 
-def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[dict]:
+def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[dict[str, Any]]:
     """Active stored contacts with no client and the reason they were not imported, for a person to
     add by hand (`add_client_from_contact`)."""
     with connect(settings.db_path, read_only=True) as con:
-        evidence_by_tenant: dict[str, dict] = {}
+        evidence_by_tenant: dict[str, dict[str, tuple[bool, bool]]] = {}
         ledger = read_roles(con).ledger
         if ledger is None or (tenant_id is not None and tenant_id != ledger):
             return []  # only the practice ledger's contacts can be clients
         tenant_id = ledger
-        rows = con.execute(
+        found = con.execute(
             "SELECT c.tenant_id, c.raw, c.contact_id, c.name, c.email, c.status, c.is_customer, c.is_supplier, "
             "c.merged_to_contact_id FROM contacts c WHERE (? IS NULL OR c.tenant_id = ?) "
             "AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
             "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id AND k.xero_contact_id = c.contact_id) "
             "ORDER BY lower(c.name), c.contact_id", [tenant_id, tenant_id]).fetchall()
-        out = []
-        for row in rows:
+        out: list[dict[str, Any]] = []
+        for row in found:
             tid = row[0]
             if tid not in evidence_by_tenant:
                 evidence_by_tenant[tid] = invoice_evidence(con, tid)
@@ -508,7 +517,7 @@ def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[d
             reason = skip_reason(rec, has_sales=sales, has_purchases=bills)
             out.append({"tenant_id": tid, "contact_id": rec["ContactID"], "name": rec.get("Name"),
                         "email": rec.get("EmailAddress") or None, "reason": reason,
-                        "why": SKIP_REASONS.get(reason, "a customer not reconciled yet (Match clients now)")})
+                        "why": SKIP_REASONS.get(reason or "", "a customer not reconciled yet (Match clients now)")})
     return out
 
 
@@ -520,10 +529,10 @@ def add_client_from_contact(settings: Settings, tenant_id: str, contact_id: str,
     with connect(settings.db_path) as con, transaction(con):
         row = con.execute("SELECT raw, contact_id, name, email, status, is_customer, is_supplier, merged_to_contact_id "
                           "FROM contacts WHERE tenant_id = ? AND contact_id = ?", [tenant_id, contact_id]).fetchone()
-        if row is None:
+        rec = _contact_record(row[0], row[1:8]) if row is not None else None
+        if rec is None:
             raise ClientError(f"No Xero contact {contact_id} in tenant {tenant_id}: sync contacts first "
                               "(python -m xero_core sync --only contacts).")
-        rec = _contact_record(row[0], row[1:8])
         roles = read_roles(con)
         if roles.ledger != tenant_id:
             raise ClientError(f"{roles.name_of(tenant_id) or tenant_id} is not the practice ledger: only the practice's "

@@ -16,17 +16,25 @@ import tempfile
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
+
+import httpx
+from duckdb import DuckDBPyConnection
 
 from .. import storage
+from ..client import XeroClient, limited_client
 from ..clock import SYSTEM_CLOCK, Clock
 from ..connections import mark_for_reconnect
 from ..db import connect, transaction
-from ..errors import LedgerlinkError, XeroError
+from ..errors import FatalError, LedgerlinkError, XeroError
 from ..settings import Settings
-from .matching import _rows
 from .roles import Roles, read_roles
+from .sql import Row, rows
+
+ClientFactory = Callable[[str], XeroClient]  # tenant id -> the client to push with (tests, a sync's own client)
 
 FILES = "/files.xro/1.0"  # relative to settings.api_url (settings.files_url is the same place)
 FOLDER_NAME = "Ledgerlink Uploads"
@@ -121,7 +129,7 @@ def _read_stored(settings: Settings, path: Path) -> bytes:
 
 
 def add_document(settings: Settings, client_id: str, source: Path | str | bytes, *, file_name: str | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> dict:
+                 clock: Clock = SYSTEM_CLOCK) -> Row:
     """Keep a file for a client. Returns the document row; a type or size Xero refuses is recorded as
     `skipped` with the reason. The same bytes added twice for one client return the first document."""
     if isinstance(source, (str, Path)):
@@ -147,8 +155,8 @@ def add_document(settings: Settings, client_id: str, source: Path | str | bytes,
     doc_id = "doc_" + uuid.uuid4().hex[:16]
     mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
     with connect(settings.db_path) as con, transaction(con):
-        same = _rows(con, "SELECT * FROM client_documents WHERE client_id = ? AND sha256 = ? AND file_name = ?",
-                     [client_id, digest, name])
+        same = rows(con, "SELECT * FROM client_documents WHERE client_id = ? AND sha256 = ? AND file_name = ?",
+                    [client_id, digest, name])
         if same:
             return same[0]
         con.execute(
@@ -158,18 +166,19 @@ def add_document(settings: Settings, client_id: str, source: Path | str | bytes,
             [doc_id, client_id, name, mime, len(data), digest, str(dest.relative_to(settings.data_dir)),
              "skipped" if problem else "pending", problem, idempotency_key(doc_id, digest), now, now],
         )
-        return _rows(con, "SELECT * FROM client_documents WHERE document_id = ?", [doc_id])[0]
+        return rows(con, "SELECT * FROM client_documents WHERE document_id = ?", [doc_id])[0]
 
 
-def list_documents(settings: Settings, client_id: str | None = None, status: str | None = None) -> list[dict]:
-    where, params = [], []
-    if client_id:
-        where.append("d.client_id = ?"), params.append(client_id)
-    if status:
-        where.append("d.status = ?"), params.append(status)
+def list_documents(settings: Settings, client_id: str | None = None, status: str | None = None) -> list[Row]:
+    where: list[str] = []
+    params: list[str] = []
+    for col, val in (("d.client_id", client_id), ("d.status", status)):
+        if val:
+            where.append(f"{col} = ?")
+            params.append(val)
     with connect(settings.db_path, read_only=True) as con:
-        return _rows(con, "SELECT d.*, c.name AS client_name FROM client_documents d LEFT JOIN clients c USING (client_id)"
-                     + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.created_at, d.document_id", params)
+        return rows(con, "SELECT d.*, c.name AS client_name FROM client_documents d LEFT JOIN clients c USING (client_id)"
+                    + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY d.created_at, d.document_id", params)
 
 
 # --------------------------------------------------------------------------- push
@@ -189,7 +198,8 @@ def retry_delay(attempts: int) -> timedelta | None:
     """How long after the `attempts`-th failure the next try waits; None: give up."""
     if attempts >= MAX_ATTEMPTS:
         return None
-    return min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
+    factor: int = 2 ** max(0, attempts - 1)
+    return min(RETRY_BASE * factor, RETRY_CAP)
 
 
 @dataclass
@@ -202,7 +212,7 @@ class PushSummary:
     messages: list[str] = field(default_factory=list)
     api_calls: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -213,22 +223,22 @@ def _xero_text(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def find_or_create_folder(client) -> str:
+def find_or_create_folder(client: XeroClient) -> str:
     """The "Ledgerlink Uploads" folder's id: found by name, created only when missing."""
     def find() -> str | None:
-        folders = client.request("GET", f"{FILES}/Folders").json()
+        folders: Any = client.request("GET", f"{FILES}/Folders").json()
         if isinstance(folders, dict):  # tolerate an envelope, though Xero sends a bare array
             folders = folders.get("Folders") or folders.get("Items") or []
         for f in folders or []:
             if str(f.get("Name", "")).strip().casefold() == FOLDER_NAME.casefold() and not f.get("IsInbox"):
-                return f["Id"]
+                return str(f["Id"])
         return None
 
     found = find()
     if found:
         return found
     try:
-        return client.request("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME}).json()["Id"]
+        return str(client.request("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME}).json()["Id"])
     except XeroError:
         # Another process may have created it a moment ago ("already exists"): use that one.
         found = find()
@@ -241,15 +251,15 @@ _SELECT = ("SELECT d.*, c.tenant_id AS c_tenant, c.xero_contact_id AS c_contact,
            "c.match_status AS c_match FROM client_documents d LEFT JOIN clients c USING (client_id) ")
 
 
-def _select(con, document_id: str | None, retry_failed: bool) -> list[dict]:
+def _select(con: DuckDBPyConnection, document_id: str | None, retry_failed: bool) -> list[Row]:
     if document_id:
-        return _rows(con, _SELECT + "WHERE d.document_id = ?", [document_id])
+        return rows(con, _SELECT + "WHERE d.document_id = ?", [document_id])
     statuses = ["pending", "skipped"] + (["failed"] if retry_failed else [])
-    return _rows(con, _SELECT + f"WHERE d.status IN ({', '.join('?' * len(statuses))}) ORDER BY d.created_at, d.document_id",
-                 statuses)
+    return rows(con, _SELECT + f"WHERE d.status IN ({', '.join('?' * len(statuses))}) ORDER BY d.created_at, d.document_id",
+                statuses)
 
 
-def _update(settings: Settings, document_id: str, now, **cols) -> None:
+def _update(settings: Settings, document_id: str, now: datetime, **cols: object) -> None:
     sets = ", ".join(f"{k} = ?" for k in cols)  # names from this module only
     with connect(settings.db_path) as con:
         con.execute(f"UPDATE client_documents SET {sets}, updated_at = ? WHERE document_id = ?", [*cols.values(), now, document_id])
@@ -260,7 +270,7 @@ def _roles(settings: Settings) -> Roles:
         return read_roles(con)
 
 
-def not_ready(d: dict, roles: Roles | None = None) -> str | None:
+def not_ready(d: Row, roles: Roles | None = None) -> str | None:
     """Why this document cannot go to Xero yet (a sentence saying what to do), or None. Documents go
     to the practice ledger (practice.roles), attached to the client's contact there."""
     problem = check_uploadable(d["file_name"], int(d["size_bytes"] or 0))
@@ -285,33 +295,30 @@ def not_ready(d: dict, roles: Roles | None = None) -> str | None:
 
 def _fatal(exc: Exception) -> bool:
     """A failure no retry will cure (Xero refused the request itself, or the stored copy is gone)."""
-    from ..errors import FatalError
-
     return isinstance(exc, (FatalError, DocumentError))
 
 
 class _Pusher:
     """Pushes documents one by one, one rate-limited client and one folder look-up per tenant."""
 
-    def __init__(self, settings: Settings, transport, clock: Clock, client_factory=None):
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None, clock: Clock,
+                 client_factory: ClientFactory | None = None) -> None:
         self.settings, self.transport, self.clock, self.client_factory = settings, transport, clock, client_factory
-        self.clients: dict[str, object] = {}
+        self.clients: dict[str, XeroClient] = {}
         self.folders: dict[str, str] = {}
         self.summary = PushSummary()
         self.roles = _roles(settings)
 
-    def client_for(self, tenant_id: str):
+    def client_for(self, tenant_id: str) -> XeroClient:
         if tenant_id not in self.clients:
             if self.client_factory is not None:
                 self.clients[tenant_id] = self.client_factory(tenant_id)
             else:
-                from ..client import limited_client
-
                 self.clients[tenant_id] = limited_client(self.settings, tenant_id, transport=self.transport,
                                                          clock=self.clock)
         return self.clients[tenant_id]
 
-    def push(self, d: dict) -> None:
+    def push(self, d: Row) -> None:
         settings, summary = self.settings, self.summary
         now = self.clock.now()
         client_name = d.get("c_name") or d["client_id"]
@@ -390,7 +397,8 @@ def _span(delay: timedelta) -> str:
 
 
 def push_documents(settings: Settings, *, document_id: str | None = None, retry_failed: bool = False,
-                   transport=None, clock: Clock = SYSTEM_CLOCK, client_factory=None) -> PushSummary:
+                   transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK,
+                   client_factory: ClientFactory | None = None) -> PushSummary:
     """A person's push: pending documents (plus failed ones with retry_failed, or exactly one with
     document_id, whatever its state, given-up included). Failures are scheduled for retry as in
     push_due_documents."""
@@ -404,8 +412,8 @@ def push_documents(settings: Settings, *, document_id: str | None = None, retry_
     return pusher.done()
 
 
-def push_due_documents(settings: Settings, tenant_id: str, *, transport=None, clock: Clock | None = None,
-                       client_factory=None) -> PushSummary:
+def push_due_documents(settings: Settings, tenant_id: str, *, transport: httpx.BaseTransport | None = None,
+                       clock: Clock | None = None, client_factory: ClientFactory | None = None) -> PushSummary:
     """Every sync's `documents` step: push this tenant's pending documents and the failed ones whose
     backoff has run out (`retry_delay`); failed ones not due yet are counted as `deferred`, given-up
     ones wait for a person. Documents of clients with no Xero contact yet (no tenant) are marked as
@@ -413,8 +421,8 @@ def push_due_documents(settings: Settings, tenant_id: str, *, transport=None, cl
     clock = clock or SYSTEM_CLOCK
     now = clock.now()
     with connect(settings.db_path, read_only=True) as con:
-        docs = _rows(con, _SELECT + "WHERE (c.tenant_id = ? OR c.tenant_id IS NULL OR c.xero_contact_id IS NULL) "
-                     "AND d.status IN ('pending', 'skipped', 'failed') ORDER BY d.created_at, d.document_id", [tenant_id])
+        docs = rows(con, _SELECT + "WHERE (c.tenant_id = ? OR c.tenant_id IS NULL OR c.xero_contact_id IS NULL) "
+                    "AND d.status IN ('pending', 'skipped', 'failed') ORDER BY d.created_at, d.document_id", [tenant_id])
     pusher = _Pusher(settings, transport, clock, client_factory)
     for d in docs:
         due = d["next_attempt_at"]
@@ -432,14 +440,14 @@ def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def push_queue(settings: Settings, *, now: datetime | None = None) -> list[dict]:
+def push_queue(settings: Settings, *, now: datetime | None = None) -> list[Row]:
     """Documents not in Xero yet, with why they wait and when the next attempt is, for the app and CLI:
     {document_id, file_name, client_id, client_name, status, attempts, why, next_attempt_at, last_attempt_at}."""
     with connect(settings.db_path, read_only=True) as con:
-        docs = _rows(con, _SELECT + "WHERE d.status IN ('pending', 'skipped', 'failed', 'gave_up') "
-                     "ORDER BY d.created_at, d.document_id")
+        docs = rows(con, _SELECT + "WHERE d.status IN ('pending', 'skipped', 'failed', 'gave_up') "
+                    "ORDER BY d.created_at, d.document_id")
         roles = read_roles(con)
-    out = []
+    out: list[Row] = []
     for d in docs:
         problem = not_ready(d, roles)
         status = d["status"]

@@ -48,17 +48,21 @@ def _data_bytes(message: bytes) -> bytes:
     return data
 
 
-def _connect(cfg: SmtpSettings) -> smtplib.SMTP:
+def _connect(cfg: SmtpSettings, host: str, port: int) -> smtplib.SMTP:
     if cfg.security == "tls":
-        return smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=TIMEOUT, context=ssl.create_default_context())
-    return smtplib.SMTP(cfg.host, cfg.port, timeout=TIMEOUT)
+        return smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=ssl.create_default_context())
+    return smtplib.SMTP(host, port, timeout=TIMEOUT)
 
 
 def send(cfg: SmtpSettings, password: str | None, sender: str, recipients: list[str], message: bytes,
          on_handed: Callable[[], None]) -> Outcome:
     where = _where(cfg)
+    if not cfg.host or cfg.port is None:
+        # read_smtp said so in `problem`, and chasing stops on it before sending; smtplib given no
+        # host would not connect and fail later with "please run connect() first".
+        return Outcome("failed", cfg.problem or "SMTP_HOST is not set.", retry=False, server_problem=True)
     try:
-        smtp = _connect(cfg)
+        smtp = _connect(cfg, cfg.host, cfg.port)
     except (OSError, smtplib.SMTPException) as exc:
         why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return Outcome("failed", f"could not reach the SMTP server {where}: {why}", server_problem=True)
@@ -91,7 +95,7 @@ def send(cfg: SmtpSettings, password: str | None, sender: str, recipients: list[
         if code != 250:
             return Outcome("failed", f"the SMTP server {where} refused CHASE_FROM {sender} ({_reply(code, msg)})",
                            retry=code < 500, server_problem=True)
-        refused = []
+        refused: list[tuple[str, int, bytes]] = []
         for rcpt in recipients:
             code, msg = smtp.rcpt(rcpt)
             if code not in (250, 251):

@@ -16,11 +16,16 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Any, TypedDict
+
+import duckdb
+from duckdb import DuckDBPyConnection
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import LedgerlinkError
+from .sql import Row, rows
 
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 SYNCED_FIELDS = ("name", "email", "phone")
@@ -71,7 +76,7 @@ class Rec:
     n_email: str | None = field(init=False, repr=False, compare=False)
     n_name: str | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "n_email", norm_email(self.email))
         object.__setattr__(self, "n_name", norm_name(self.name))
 
@@ -88,7 +93,7 @@ class Decision:
 class Index:
     """Records indexed by normalised email and name, for quick candidate look-up."""
 
-    def __init__(self, recs: Iterable[Rec] = ()):
+    def __init__(self, recs: Iterable[Rec] = ()) -> None:
         self.recs: dict[str, Rec] = {}
         self.by_email: dict[str, dict[str, Rec]] = {}
         self.by_name: dict[str, dict[str, Rec]] = {}
@@ -156,7 +161,16 @@ def decide(subject: Rec, others: Index, rivals: Index, others_are: str = "client
     return Decision("none")
 
 
-def contact_fields(contact: dict) -> dict:
+class ContactFields(TypedDict):
+    name: str | None
+    email: str | None
+    phone: str | None
+
+
+Contact = Mapping[str, Any]  # a Xero Contact as the API sends it (JSON)
+
+
+def contact_fields(contact: Contact) -> ContactFields:
     """name/email/phone from a Xero Contact as the API sends it."""
     phone = None
     phones = contact.get("Phones") or []
@@ -171,18 +185,19 @@ def contact_fields(contact: dict) -> dict:
     return {"name": (contact.get("Name") or "").strip() or None, "email": email, "phone": phone}
 
 
-def merged_target(contact: dict) -> str | None:
-    m = (contact.get("MergedToContactID") or "").strip()
+def merged_target(contact: Contact) -> str | None:
+    m: str = (contact.get("MergedToContactID") or "").strip()
     return m if m and m != ZERO_GUID else None
 
 
-def is_active(contact: dict) -> bool:
+def is_active(contact: Contact) -> bool:
     return (contact.get("ContactStatus") or "ACTIVE").upper() == "ACTIVE" and not merged_target(contact)
 
 
-def merge_fields(current: dict, incoming: dict, edited: dict, follow_source: bool) -> dict:
+def merge_fields(current: Mapping[str, object], incoming: Mapping[str, object], edited: Mapping[str, object],
+                 follow_source: bool) -> dict[str, object]:
     """The field updates a sync may make: never an edited field; fill empties; follow Xero on its own rows."""
-    out = {}
+    out: dict[str, object] = {}
     for f in SYNCED_FIELDS:
         new = incoming.get(f)
         if f in edited or new is None:
@@ -193,11 +208,14 @@ def merge_fields(current: dict, incoming: dict, edited: dict, follow_source: boo
     return out
 
 
-def load_edited(value) -> dict:
+def load_edited(value: object) -> dict[str, Any]:
+    """clients.edited_fields ({field: when edited}), as stored (JSON text) or already read."""
     if not value:
         return {}
     if isinstance(value, dict):
         return value
+    if not isinstance(value, (str, bytes)):
+        return {}
     try:
         d = json.loads(value)
     except (TypeError, ValueError):
@@ -237,7 +255,7 @@ _PLACEHOLDER_RE = re.compile(
 )
 
 
-def flag(value) -> bool | None:
+def flag(value: object) -> bool | None:
     """Xero's IsCustomer/IsSupplier as sent: true/false (JSON), "true"/"false" (XML), or absent."""
     if value is None or value == "":
         return None
@@ -261,7 +279,7 @@ def is_placeholder(name: str | None) -> bool:
     return bool(n and _PLACEHOLDER_RE.match(n))
 
 
-def skip_reason(contact: dict, *, has_sales: bool = False, has_purchases: bool = False) -> str | None:
+def skip_reason(contact: Contact, *, has_sales: bool = False, has_purchases: bool = False) -> str | None:
     """None when this contact should become a client by itself, else why not (a SKIP_REASONS key).
 
     Real Xero derives IsCustomer/IsSupplier (true once an ACCREC/ACCPAY document exists) and may leave
@@ -284,7 +302,7 @@ def skip_reason(contact: dict, *, has_sales: bool = False, has_purchases: bool =
     return "not_customer"
 
 
-def describe_skips(skipped: dict) -> str:
+def describe_skips(skipped: Mapping[str, int]) -> str:
     """{"supplier_only": 23, "government": 1} -> "23 suppliers only (bills, no sales), 1 government ..."."""
     return ", ".join(f"{n} {SKIP_REASONS.get(k, k)}" for k, n in sorted(skipped.items(), key=lambda kv: -kv[1]) if n)
 
@@ -296,12 +314,6 @@ _CLIENT_COLS = (
     "client_id, name, email, phone, tenant_id, xero_contact_id, xpm_client_id, match_status, "
     "match_method, archived, source, edited_fields"
 )
-
-
-def _rows(con, sql: str, params: Sequence = ()) -> list[dict]:
-    cur = con.execute(sql, list(params))
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def new_client_id() -> str:
@@ -329,8 +341,8 @@ class ReconcileResult:
     full: bool = False
     role: str | None = None  # the organisation's role when it is not the practice ledger
     note: str | None = None  # why nothing was reconciled (a client organisation, no practice ledger yet)
-    skipped: dict = field(default_factory=dict)  # reason -> count
-    examples: dict = field(default_factory=dict)  # reason -> up to 5 contact names
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> up to 5 contact names
 
     def skip(self, reason: str, name: str | None) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -350,7 +362,7 @@ class ReconcileResult:
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """The report (app, CLI --json, sync_log detail): imported, matched, ambiguous, skipped and why."""
         d = {k: v for k, v in self.__dict__.items() if k not in ("skipped", "examples")}
         d.update(imported=self.created, matched=self.linked, already_linked=self.unchanged + self.updated,
@@ -373,14 +385,14 @@ class ReconcileResult:
         return text
 
 
-def _update_client(con, client_id: str, changes: dict, now: datetime) -> None:
+def _update_client(con: DuckDBPyConnection, client_id: str, changes: Mapping[str, object], now: datetime) -> None:
     if not changes:
         return
     cols = ", ".join(f"{c} = ?" for c in changes)  # column names come from our own code only
     con.execute(f"UPDATE clients SET {cols}, updated_at = ? WHERE client_id = ?", [*changes.values(), now, client_id])
 
 
-def set_candidates(con, tenant_id: str, contact_key: str, client_ids: list[str], reason: str, now: datetime,
+def set_candidates(con: DuckDBPyConnection, tenant_id: str, contact_key: str, client_ids: list[str], reason: str, now: datetime,
                     *, mark: bool = True) -> None:
     for cid in client_ids:
         con.execute(
@@ -396,16 +408,15 @@ def set_candidates(con, tenant_id: str, contact_key: str, client_ids: list[str],
             )
 
 
-def clear_candidates(con, *, tenant_id: str | None = None, contact_id: str | None = None,
+def clear_candidates(con: DuckDBPyConnection, *, tenant_id: str | None = None, contact_id: str | None = None,
                      client_id: str | None = None, now: datetime | None = None) -> None:
     """Drop candidate rows; clients left with none go back to 'unmatched'."""
-    where, params = [], []
-    if tenant_id is not None:
-        where.append("tenant_id = ?"), params.append(tenant_id)
-    if contact_id is not None:
-        where.append("contact_id = ?"), params.append(contact_id)
-    if client_id is not None:
-        where.append("client_id = ?"), params.append(client_id)
+    where: list[str] = []
+    params: list[str] = []
+    for col, val in (("tenant_id", tenant_id), ("contact_id", contact_id), ("client_id", client_id)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
     if not where:
         return
     affected = [r[0] for r in con.execute(
@@ -421,36 +432,36 @@ def clear_candidates(con, *, tenant_id: str | None = None, contact_id: str | Non
         )
 
 
-def _unlinked_clients(con, where_col: str) -> list[dict]:
-    return _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE {where_col} IS NULL AND NOT coalesce(archived, FALSE)")
+def _unlinked_clients(con: DuckDBPyConnection, where_col: str) -> list[Row]:
+    return rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE {where_col} IS NULL AND NOT coalesce(archived, FALSE)")
 
 
-def _unlinked_contacts(con, tenant_id: str) -> list[Rec]:
-    rows = con.execute(
+def _unlinked_contacts(con: DuckDBPyConnection, tenant_id: str) -> list[Rec]:
+    found = con.execute(
         "SELECT c.contact_id, c.name, c.email FROM contacts c WHERE c.tenant_id = ? "
         "AND upper(coalesce(c.status, 'ACTIVE')) = 'ACTIVE' "
         "AND (c.merged_to_contact_id IS NULL OR c.merged_to_contact_id IN ('', ?)) "
         "AND NOT EXISTS (SELECT 1 FROM clients k WHERE k.tenant_id = c.tenant_id AND k.xero_contact_id = c.contact_id)",
         [tenant_id, ZERO_GUID],
     ).fetchall()
-    return [Rec(r[0], r[1], r[2]) for r in rows]
+    return [Rec(r[0], r[1], r[2]) for r in found]
 
 
-def invoice_evidence(con, tenant_id: str) -> dict[str, tuple[bool, bool]]:
+def invoice_evidence(con: DuckDBPyConnection, tenant_id: str) -> dict[str, tuple[bool, bool]]:
     """contact_id -> (has a sales invoice, has a bill) from the invoices stored for the tenant."""
     try:
-        rows = con.execute(
+        found = con.execute(
             "SELECT contact_id, bool_or(upper(type) = 'ACCREC'), bool_or(upper(type) = 'ACCPAY') FROM invoices "
             "WHERE tenant_id = ? AND contact_id IS NOT NULL GROUP BY contact_id", [tenant_id]).fetchall()
-    except Exception:  # no invoices table in a bare test database: no evidence
+    except duckdb.CatalogException:  # no invoices table in a bare test database: no evidence
         return {}
-    return {r[0]: (bool(r[1]), bool(r[2])) for r in rows}
+    return {r[0]: (bool(r[1]), bool(r[2])) for r in found}
 
 
 _REMOVABLE = ("supplier_only", "government", "placeholder")
 
 
-def _removable(con, row: dict, contact: dict, reason: str | None) -> bool:
+def _removable(con: DuckDBPyConnection, row: Row, contact: Contact, reason: str | None) -> bool:
     """A client an earlier version imported from a contact that is no client (every contact used to
     become one): made by Xero, never touched by a person, linked to nothing else. Safe to take out."""
     if reason is None or not is_active(contact):
@@ -468,12 +479,12 @@ def _removable(con, row: dict, contact: dict, reason: str | None) -> bool:
         try:
             if con.execute(sql, [cid]).fetchall():
                 return False
-        except Exception:
+        except duckdb.CatalogException:  # a bare test database without that table: keep the client
             return False
     return True
 
 
-def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Clock = SYSTEM_CLOCK,
+def reconcile_contacts(con: DuckDBPyConnection, tenant_id: str, contacts: Sequence[Contact], *, clock: Clock = SYSTEM_CLOCK,
                        evidence: dict[str, tuple[bool, bool]] | None = None) -> ReconcileResult:
     """Reconcile Xero contacts (raw API dicts) with `clients`. Call inside a transaction.
 
@@ -492,8 +503,8 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
     if evidence is None:
         evidence = invoice_evidence(con, tenant_id)
     batch_ids = {c["ContactID"] for c in contacts}
-    linked_by_contact: dict[str, list[dict]] = {}
-    for r in _rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id IS NOT NULL",
+    linked_by_contact: dict[str, list[Row]] = {}
+    for r in rows(con, f"SELECT {_CLIENT_COLS} FROM clients WHERE tenant_id = ? AND xero_contact_id IS NOT NULL",
                    [tenant_id]):
         linked_by_contact.setdefault(r["xero_contact_id"], []).append(r)
     with_cands = {r[0] for r in con.execute(
@@ -505,16 +516,16 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
         if is_active(c) and c["ContactID"] not in linked_by_contact:
             f = contact_fields(c)
             rivals_idx.add(Rec(c["ContactID"], f["name"], f["email"]))
-    new_rows: list[tuple] = []
+    new_rows: list[tuple[str, str | None, str | None, str | None, str]] = []
 
     def clear_for(contact_id: str) -> None:
         if contact_id in with_cands:
             clear_candidates(con, tenant_id=tenant_id, contact_id=contact_id, now=now)
             with_cands.discard(contact_id)
 
-    deferred: list[tuple] = []
+    deferred: list[tuple[Contact, str, ContactFields, str | None]] = []
 
-    def place(c: dict, cid: str, fields: dict, reason: str | None) -> str:
+    def place(c: Contact, cid: str, fields: ContactFields, reason: str | None) -> str:
         """An active contact with no client: link it, queue it, import it or skip it."""
         d = decide(Rec(cid, fields["name"], fields["email"]), clients_idx, rivals_idx)
         clear_for(cid)
@@ -626,11 +637,12 @@ def reconcile_contacts(con, tenant_id: str, contacts: list[dict], *, clock: Cloc
     return res
 
 
-def _insert_new_clients(con, tenant_id: str, rows: list[tuple], now: datetime) -> None:
+def _insert_new_clients(con: DuckDBPyConnection, tenant_id: str,
+                        new: list[tuple[str, str | None, str | None, str | None, str]], now: datetime) -> None:
     """Clients created from contacts, in one statement (row-by-row inserts manage ~1,500/s)."""
-    import pyarrow as pa
+    import pyarrow as pa  # here: a second to import, and only a batch of new clients needs it
 
-    cols = list(zip(*rows))
+    cols = list(zip(*new))
     table = pa.table({
         "client_id": pa.array(cols[0], pa.string()), "name": pa.array(cols[1], pa.string()),
         "email": pa.array(cols[2], pa.string()), "phone": pa.array(cols[3], pa.string()),
@@ -649,7 +661,7 @@ def _insert_new_clients(con, tenant_id: str, rows: list[tuple], now: datetime) -
         con.unregister(name)
 
 
-def match_clients_to_contacts(con, client_ids: Iterable[str], tenant_ids: Iterable[str], *,
+def match_clients_to_contacts(con: DuckDBPyConnection, client_ids: Iterable[str], tenant_ids: Iterable[str], *,
                               clock: Clock = SYSTEM_CLOCK) -> ReconcileResult:
     """A client added in the app or from CSV looks for its contact among already-synced ones."""
     now = clock.now()

@@ -24,12 +24,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypedDict
+
+from duckdb import DuckDBPyConnection
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
-from .matching import _rows, clear_candidates, load_edited, norm_name
+from .matching import clear_candidates, load_edited, norm_name
+from .sql import Row, rows, value
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,21 @@ class RoleError(LedgerlinkError):
     pass
 
 
+class Org(TypedDict):
+    """A connected organisation (not Practice Manager) and its role, as `Roles.orgs` lists it."""
+
+    tenant_id: str
+    tenant_name: str
+    role: str | None  # as stored (None: nobody said)
+    effective: str | None  # what it counts as
+    suggested: bool  # the role is the suggestion, not a person's choice
+
+
 @dataclass
 class Roles:
-    """The roles as they stand. `orgs`: the organisations not disconnected, each {tenant_id,
-    tenant_name, role (as stored), effective (what it counts as), suggested (True when the role is the
-    suggestion, not a person's choice)}."""
+    """The roles as they stand. `orgs`: the organisations not disconnected."""
 
-    orgs: list[dict] = field(default_factory=list)
+    orgs: list[Org] = field(default_factory=list)
     ledger: str | None = None  # the tenant whose customers are the clients (None: none yet)
     confirmed: bool = False  # the ledger was chosen by a person (False: the single organisation, suggested)
     has_practice_manager: bool = False
@@ -83,23 +95,24 @@ class Roles:
             return None
         return PRACTICE_LEDGER if tenant_id == self.proposal else o["effective"]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"ledger": self.ledger, "confirmed": self.confirmed, "suggested": self.suggestion or self.proposal,
                 "problem": self.problem, "organisations": [dict(o) for o in self.orgs]}
 
 
-def _listing(orgs: list[dict]) -> str:
+def _listing(orgs: list[Org]) -> str:
     return ", ".join(f"{o['tenant_name']} = {o['tenant_id']}" for o in orgs)
 
 
-def read_roles(con) -> Roles:
-    rows = con.execute(
+def read_roles(con: DuckDBPyConnection) -> Roles:
+    found = con.execute(
         "SELECT tenant_id, coalesce(tenant_name, tenant_id), upper(coalesce(tenant_type, 'ORGANISATION')), role "
         "FROM connections WHERE status <> 'disconnected' ORDER BY lower(tenant_name), tenant_id").fetchall()
-    out = Roles(has_practice_manager=any(r[2] == PRACTICE_MANAGER for r in rows))
-    pm_names = {norm_name(r[1]) for r in rows if r[2] == PRACTICE_MANAGER} - {None}
-    orgs = [{"tenant_id": r[0], "tenant_name": r[1], "role": r[3] if r[3] in ROLES else None}
-            for r in rows if r[2] != PRACTICE_MANAGER]
+    out = Roles(has_practice_manager=any(r[2] == PRACTICE_MANAGER for r in found))
+    pm_names = {norm_name(r[1]) for r in found if r[2] == PRACTICE_MANAGER} - {None}
+    # effective and suggested are decided below, once the ledger is known
+    orgs = [Org(tenant_id=r[0], tenant_name=r[1], role=r[3] if r[3] in ROLES else None, effective=None, suggested=False)
+            for r in found if r[2] != PRACTICE_MANAGER]
     ledgers = [o for o in orgs if o["role"] == PRACTICE_LEDGER]
     if len(ledgers) == 1:
         out.ledger, out.confirmed = ledgers[0]["tenant_id"], True
@@ -163,10 +176,10 @@ class RoleChange:
     tenant_name: str
     role: str
     demoted: list[str] = field(default_factory=list)  # organisations no longer the practice ledger
-    removed: list[dict] = field(default_factory=list)  # clients taken out (see retire_foreign_clients)
-    kept: list[dict] = field(default_factory=list)  # clients kept and unlinked from a client organisation
+    removed: list[Row] = field(default_factory=list)  # clients taken out (see retire_foreign_clients)
+    kept: list[Row] = field(default_factory=list)  # clients kept and unlinked from a client organisation
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     def lines(self) -> list[str]:
@@ -204,7 +217,7 @@ def set_role(settings: Settings, tenant_id: str, role: str, *, clock: Clock = SY
                         "practice_client_at = NULL WHERE tenant_id = ?", [tenant_id])
         con.execute("UPDATE connections SET role = ?, updated_at = ? WHERE tenant_id = ?", [role, now, tenant_id])
         if role == PRACTICE_LEDGER:
-            from .clients import reset_reconcile_cursors
+            from .clients import reset_reconcile_cursors  # here: clients imports this module
 
             reset_reconcile_cursors(con, tenant_id)  # its next pass looks at every stored contact
         change.removed, change.kept = retire_foreign_clients(con, now)
@@ -214,11 +227,8 @@ def set_role(settings: Settings, tenant_id: str, role: str, *, clock: Clock = SY
 # --------------------------------------------------------------------------- clients of client organisations
 
 
-def _has_any(con, sql: str, client_id: str) -> bool:
-    try:
-        return bool(con.execute(sql, [client_id]).fetchall())
-    except Exception:  # a table another feature adds later is missing: nothing hangs on it
-        return False
+def _has_any(con: DuckDBPyConnection, sql: str, client_id: str) -> bool:
+    return bool(con.execute(sql, [client_id]).fetchall())
 
 
 _HOLDS = (
@@ -229,7 +239,7 @@ _HOLDS = (
 )
 
 
-def why_kept(con, row: dict) -> str | None:
+def why_kept(con: DuckDBPyConnection, row: Row) -> str | None:
     """Why a client imported from a client organisation must stay (None: nothing of the practice's
     hangs on it, it can go)."""
     if load_edited(row.get("edited_fields")):
@@ -244,7 +254,7 @@ def why_kept(con, row: dict) -> str | None:
     return None
 
 
-def retire_foreign_clients(con, now: datetime) -> tuple[list[dict], list[dict]]:
+def retire_foreign_clients(con: DuckDBPyConnection, now: datetime) -> tuple[list[Row], list[Row]]:
     """Clients linked to a contact of a client organisation (an earlier version imported every
     organisation's customers): removed, and recorded in `client_removals`, unless something of the
     practice's hangs on them (`why_kept`); those stay, unlinked from that contact, so they look for
@@ -254,10 +264,11 @@ def retire_foreign_clients(con, now: datetime) -> tuple[list[dict], list[dict]]:
     if not foreign:
         return [], []
     marks = ", ".join("?" * len(foreign))
-    rows = _rows(con, "SELECT client_id, name, email, tenant_id, xero_contact_id, xpm_client_id, source, edited_fields "
-                      f"FROM clients WHERE tenant_id IN ({marks}) ORDER BY lower(name), client_id", foreign)
-    removed, kept = [], []
-    for row in rows:
+    linked = rows(con, "SELECT client_id, name, email, tenant_id, xero_contact_id, xpm_client_id, source, edited_fields "
+                       f"FROM clients WHERE tenant_id IN ({marks}) ORDER BY lower(name), client_id", foreign)
+    removed: list[Row] = []
+    kept: list[Row] = []
+    for row in linked:
         entry = {"client_id": row["client_id"], "name": row["name"], "email": row["email"],
                  "tenant_id": row["tenant_id"], "tenant_name": r.name_of(row["tenant_id"]),
                  "xero_contact_id": row["xero_contact_id"]}
@@ -286,8 +297,8 @@ def retire_foreign_clients(con, now: datetime) -> tuple[list[dict], list[dict]]:
     return removed, kept
 
 
-def describe_retired(removed: list[dict], kept: list[dict], limit: int = 10) -> list[str]:
-    out = []
+def describe_retired(removed: list[Row], kept: list[Row], limit: int = 10) -> list[str]:
+    out: list[str] = []
     if removed:
         names = ", ".join(str(x["name"]) for x in removed[:limit]) + (", ..." if len(removed) > limit else "")
         out.append(f"removed {len(removed)} client(s) imported from client organisations' customers: {names}")
@@ -298,18 +309,18 @@ def describe_retired(removed: list[dict], kept: list[dict], limit: int = 10) -> 
     return out
 
 
-def removal_report(settings: Settings, *, include_acknowledged: bool = False) -> list[dict]:
+def removal_report(settings: Settings, *, include_acknowledged: bool = False) -> list[Row]:
     """Clients taken out because they were a client organisation's customers (newest first)."""
     with connect(settings.db_path, read_only=True) as con:
-        return _rows(con, "SELECT client_id, name, email, tenant_id, tenant_name, xero_contact_id, reason, removed_at, "
-                          "acknowledged_at FROM client_removals"
-                     + ("" if include_acknowledged else " WHERE acknowledged_at IS NULL")
-                     + " ORDER BY removed_at DESC, lower(name)")
+        return rows(con, "SELECT client_id, name, email, tenant_id, tenant_name, xero_contact_id, reason, removed_at, "
+                         "acknowledged_at FROM client_removals"
+                    + ("" if include_acknowledged else " WHERE acknowledged_at IS NULL")
+                    + " ORDER BY removed_at DESC, lower(name)")
 
 
 def acknowledge_removals(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> int:
     """An admin has read the report: it stops being shown (the rows stay)."""
     with connect(settings.db_path) as con:
-        n = con.execute("SELECT count(*) FROM client_removals WHERE acknowledged_at IS NULL").fetchone()[0]
+        n: int = value(con, "SELECT count(*) FROM client_removals WHERE acknowledged_at IS NULL")
         con.execute("UPDATE client_removals SET acknowledged_at = ? WHERE acknowledged_at IS NULL", [clock.now()])
     return n

@@ -14,10 +14,16 @@ import functools
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from .. import storage
+from ..settings import Settings
 from ..sqlite_wal import open_wal
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -36,28 +42,36 @@ PRUNE_EVERY_SECONDS = 600  # the 7-day clean-up scans the table: at most every 1
 WAL_BACKSTOP_PAGES = 20000  # the worker checkpoints after each move; this only bounds a WAL nobody moves
 
 
-def _locked(method):
+def _locked(method: Callable[Concatenate[Spool, _P], _R]) -> Callable[Concatenate[Spool, _P], _R]:
     """Under the spool's lock; a disk problem (full, read-only, damaged file) is a StorageError."""
     @functools.wraps(method)
-    def wrapper(self, *a, **kw):
+    def wrapper(self: Spool, /, *a: _P.args, **kw: _P.kwargs) -> _R:
         with self._mutex, storage.translated(self.path):
             return method(self, *a, **kw)
 
     return wrapper
 
 
-def spool_path(settings) -> Path:
+def spool_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "webhook_spool.sqlite"
 
 
 class _Pending:
     __slots__ = ("body", "now", "id", "error", "done")
 
-    def __init__(self, body: bytes, now: float):
+    def __init__(self, body: bytes, now: float) -> None:
         self.body, self.now = body, now
         self.id: int | None = None
         self.error: BaseException | None = None
         self.done = False
+
+    def result(self) -> int:
+        """Its id once its commit is done, or the commit's error."""
+        if self.error is not None:
+            raise self.error
+        if self.id is None:  # pragma: no cover - a commit without error gave every row its id
+            raise RuntimeError("a spooled delivery was committed without an id")
+        return self.id
 
 
 class Spool:
@@ -78,7 +92,7 @@ class Spool:
     _resolved: dict[str, str] = {}
     _lock = threading.Lock()
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._mutex = threading.RLock()
         self._conn = open_wal(self.path, timeout=4.0, check_same_thread=False)
@@ -98,7 +112,7 @@ class Spool:
         self.commits = 0  # transactions that wrote deliveries (the group commit's effect, for tests)
 
     @classmethod
-    def for_settings(cls, settings) -> "Spool":
+    def for_settings(cls, settings: Settings) -> Spool:
         path = str(spool_path(settings))
         key = cls._resolved.get(path)
         if key is None:  # one instance per file however it is spelt (its notes live in memory)
@@ -126,9 +140,7 @@ class Spool:
                     break
                 self._gc.wait()
             else:
-                if mine.error is not None:
-                    raise mine.error
-                return int(mine.id)
+                return mine.result()
         try:  # this thread leads: one transaction for everyone queued
             self._write(batch)
         except BaseException as exc:
@@ -140,9 +152,7 @@ class Spool:
                     p.done = True
                 self._committing = False
                 self._gc.notify_all()
-        if mine.error is not None:
-            raise mine.error
-        return int(mine.id)
+        return mine.result()
 
     @_locked
     def _write(self, batch: list[_Pending]) -> None:
@@ -161,7 +171,7 @@ class Spool:
             raise
         self.commits += 1
 
-    def note(self, counter: str, stamp_key: str, extra: dict | None = None, now: float | None = None) -> None:
+    def note(self, counter: str, stamp_key: str, extra: dict[str, object] | None = None, now: float | None = None) -> None:
         """Count a verification failure, an Intent to Receive, a malformed delivery, with its time.
 
         In memory only (no fsync on the request path): written with the next commit, or by the

@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import httpx
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..settings import Settings
@@ -19,7 +23,7 @@ log = logging.getLogger(__name__)
 PATH = "/webhooks/xero"
 
 
-def _handler_class(settings: Settings, worker: Worker | None):
+def _handler_class(settings: Settings, worker: Worker | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "Ledgerlink"
         sys_version = ""
@@ -60,7 +64,7 @@ def _handler_class(settings: Settings, worker: Worker | None):
 
         do_PUT = do_DELETE = do_PATCH = do_GET
 
-        def log_message(self, fmt: str, *args) -> None:  # never the body or headers
+        def log_message(self, fmt: str, *args: Any) -> None:  # never the body or headers
             log.debug("webhook %s - %s", self.address_string(), fmt % args)
 
     return Handler
@@ -73,8 +77,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class WebhookServer:
-    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, *, transport=None,
-                 clock: Clock = SYSTEM_CLOCK, worker: bool = True, worker_interval: float = 5.0):
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0, *,
+                 transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK, worker: bool = True,
+                 worker_interval: float = 5.0) -> None:
         self.worker = Worker(settings, transport=transport, clock=clock, interval=worker_interval) if worker else None
         self.httpd = _Server((host, port), _handler_class(settings, self.worker))
         self.host, self.port = self.httpd.server_address[:2]
@@ -99,10 +104,11 @@ class WebhookServer:
     def __enter__(self) -> "WebhookServer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 0, **kw) -> WebhookServer:
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 0, **kw: Any) -> WebhookServer:
     """Start the receiver in background threads; `.url` is the full webhook URL, `.close()` stops it."""
     return WebhookServer(settings, host, port, **kw).start()

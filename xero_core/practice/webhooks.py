@@ -21,17 +21,31 @@ import logging
 import re
 import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, NamedTuple, TypedDict
+
+import httpx
+from duckdb import DuckDBPyConnection
 
 from .. import redaction, snapshot
+from ..client import XeroClient, limited_client
 from ..clock import SYSTEM_CLOCK, Clock
 from ..connections import mark_for_reconnect
 from ..db import DatabaseBusy, connect, transaction
 from ..errors import LedgerlinkError
 from ..settings import Settings
-from .matching import _rows
+from ..storage import as_storage_error
+from ..vault import Vault
+from .matching import reconcile_contacts
+from .roles import read_roles
 from .spool import Spool
+from .sql import Row, rows, value
+
+Record = dict[str, Any]  # a Xero resource as the API sends it (JSON)
+ClientFactory = Callable[[str], XeroClient]  # tenant id -> the client to fetch with (tests, a sync's own client)
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +66,7 @@ class WebhookError(LedgerlinkError):
 _key_cache: dict[str, tuple[int, str | None]] = {}
 
 
-def _vault(settings: Settings):
-    from ..vault import Vault  # the core's vault (issue 2)
-
+def _vault(settings: Settings) -> Vault:
     return Vault(settings)
 
 
@@ -70,7 +82,7 @@ def get_webhook_key(settings: Settings) -> str | None:
     hit = _key_cache.get(cache_key)
     if hit is not None and hit[0] == stamp and stamp != -1:
         return hit[1]
-    key = None
+    key: str | None = None
     if stamp != -1:
         data = v.read(VAULT_NAME) or {}
         key = data.get("key") or None
@@ -131,7 +143,8 @@ def refuse_oversized(settings: Settings) -> int:
     return 413
 
 
-def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *, on_spooled=None) -> int:
+def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *,
+                   on_spooled: Callable[[], None] | None = None) -> int:
     """The whole receiver: returns the status to send with an EMPTY body (and no cookies).
 
     Only what Xero's answer depends on happens here: the size, the signature (constant time, before
@@ -201,13 +214,13 @@ def parse_event_date(value: str | None) -> datetime | None:
         dt = datetime.fromisoformat(main)
     except ValueError:
         return None
-    if frac:
-        digits = re.match(r"\d*", frac).group(0)[:6].ljust(6, "0")
-        dt = dt.replace(microsecond=int(digits))
+    digits = re.match(r"\d*", frac)  # always matches (perhaps nothing)
+    if digits and digits.group(0):
+        dt = dt.replace(microsecond=int(digits.group(0)[:6].ljust(6, "0")))
     return dt.replace(tzinfo=timezone.utc)
 
 
-def event_key(ev: dict) -> str:
+def event_key(ev: Record) -> str:
     """A replay of a delivery is a duplicate; two events on one resource at different times are not."""
     when = parse_event_date(ev.get("eventDateUtc"))
     stamp = when.isoformat() if when else str(ev.get("eventDateUtc"))
@@ -215,11 +228,11 @@ def event_key(ev: dict) -> str:
     return hashlib.sha256("|".join(parts).encode("utf-8")).hexdigest()
 
 
-def event_rows(body: bytes, received_at: float) -> list[dict]:
+def event_rows(body: bytes, received_at: float) -> list[Row]:
     return _rows_of(json.loads(body).get("events") or [], received_at)
 
 
-def _batch_events(body: bytes) -> list | None:
+def _batch_events(body: bytes) -> list[Any] | None:
     """The `events` list of a delivery, or None when it is not a Xero event batch."""
     try:
         doc = json.loads(body)
@@ -229,13 +242,15 @@ def _batch_events(body: bytes) -> list | None:
     return events if isinstance(events, list) else None
 
 
-def _rows_of(events: list, received_at: float) -> list[dict]:
-    out = []
+def _rows_of(events: list[Any], received_at: float) -> list[Row]:
+    out: list[Row] = []
     received = datetime.fromtimestamp(received_at, timezone.utc)
     for ev in events:
         if not isinstance(ev, dict):
             continue
-        text = lambda k: None if ev.get(k) in (None, "") else str(ev.get(k))  # noqa: E731 (fields as Xero spells them)
+        def text(k: str, ev: Record = ev) -> str | None:  # fields as Xero spells them
+            return None if ev.get(k) in (None, "") else str(ev.get(k))
+
         out.append(
             {
                 "event_key": event_key(ev),
@@ -255,46 +270,50 @@ def _rows_of(events: list, received_at: float) -> list[dict]:
 # --------------------------------------------------------------------------- fetchers (adapters)
 
 
-def _fetch_contact(client, contact_id: str) -> list[dict]:
+# The imports from sync/ below stay in the functions: sync/ is practice/'s peer layer (neither imports
+# the other at module level; docs/internals.md), and only an event of that kind needs its resource.
+
+
+def _fetch_contact(client: XeroClient, contact_id: str) -> list[Record]:
     """One contact through the sync helper's fetcher; the path is ours, the id validated."""
     from ..sync.contacts import fetch_contact
 
     return fetch_contact(client, contact_id)
 
 
-def _save_contacts(con, tenant_id: str, records: list[dict]) -> None:
+def _save_contacts(con: DuckDBPyConnection, tenant_id: str, records: list[Record]) -> None:
     from ..sync.contacts import save_contacts
 
     save_contacts(con, tenant_id, records)
 
 
-def _fetch_invoice(client, invoice_id: str) -> list[dict]:
+def _fetch_invoice(client: XeroClient, invoice_id: str) -> list[Record]:
     from ..sync.invoices import fetch_invoice
 
     found = fetch_invoice(client, invoice_id)
     return [found] if found else []
 
 
-def _save_invoices(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+def _save_invoices(con: DuckDBPyConnection, tenant_id: str, records: list[Record], settings: Settings) -> None:
     from ..sync.invoices import save_invoices
 
     save_invoices(con, tenant_id, records, settings)
 
 
-def _fetch_credit_note(client, credit_note_id: str) -> list[dict]:
+def _fetch_credit_note(client: XeroClient, credit_note_id: str) -> list[Record]:
     from ..sync.credit_notes import fetch_credit_note
 
     found = fetch_credit_note(client, credit_note_id)
     return [found] if found else []
 
 
-def _save_credit_notes(con, tenant_id: str, records: list[dict], settings: Settings) -> None:
+def _save_credit_notes(con: DuckDBPyConnection, tenant_id: str, records: list[Record], settings: Settings) -> None:
     from ..sync.credit_notes import save_credit_notes
 
     save_credit_notes(con, tenant_id, records, settings)
 
 
-_FETCH = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
+_FETCH: dict[str, Callable[[XeroClient, str], list[Record]]] = {"CONTACT": _fetch_contact, "INVOICE": _fetch_invoice, "CREDITNOTE": _fetch_credit_note}
 # The event categories processed above, as Xero's developer portal names them (its Webhooks page has a
 # box to tick for each); the admin app's Webhooks page and the README say to tick exactly these.
 PORTAL_CATEGORIES = {"CONTACT": "Contacts", "INVOICE": "Invoices", "CREDITNOTE": "Credit Notes"}
@@ -321,7 +340,7 @@ class DrainResult:
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
@@ -329,12 +348,12 @@ _EVENT_COLS = ("event_key", "tenant_id", "tenant_type", "event_category", "event
                "event_date_utc", "received_at", "payload")
 
 
-def _insert_events(con, rows: list[dict]) -> None:
+def _insert_events(con: DuckDBPyConnection, events: list[Row]) -> None:
     """One set-wise insert (DuckDB's row-by-row inserts manage ~1,500 rows/s); replays are absorbed."""
-    import pyarrow as pa
+    import pyarrow as pa  # here: a second to import, and the receiver's request path never needs it
 
     ts = pa.timestamp("us", tz="UTC")
-    table = pa.table({c: pa.array([r[c] for r in rows], type=ts if c in ("event_date_utc", "received_at") else pa.string())
+    table = pa.table({c: pa.array([r[c] for r in events], type=ts if c in ("event_date_utc", "received_at") else pa.string())
                       for c in _EVENT_COLS})
     name = f"_events_{uuid.uuid4().hex[:8]}"
     con.register(name, table)
@@ -346,7 +365,8 @@ def _insert_events(con, rows: list[dict]) -> None:
         con.unregister(name)
 
 
-def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500, db_lock=None) -> tuple[int, int, int]:
+def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500,
+               db_lock: threading.Lock | None = None) -> tuple[int, int, int]:
     """Spool -> webhook_events (idempotent by event_key). Returns (deliveries, new, duplicates).
 
     Deliveries are classified here, not on the request path: an empty batch is Xero's Intent to
@@ -357,7 +377,8 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
         items = spool.unmoved(batch)
         if not items:
             return moved, new, dup
-        rows, ids = [], []
+        found: list[Row] = []
+        ids: list[int] = []
         for did, received_at, body in items:
             ids.append(did)
             events = _batch_events(bytes(body))
@@ -367,29 +388,50 @@ def move_spool(settings: Settings, *, db_timeout: float = 30.0, batch: int = 500
             elif not events:
                 spool.note("intent", "intent_to_receive_at", now=received_at)
             else:
-                rows.extend(_rows_of(events, received_at))
-        unique = list({r["event_key"]: r for r in reversed(rows)}.values())[::-1]  # first occurrence wins
+                found.extend(_rows_of(events, received_at))
+        unique = list({r["event_key"]: r for r in reversed(found)}.values())[::-1]  # first occurrence wins
         added = 0
         if unique:
             with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
-                before = con.execute("SELECT count(*) FROM webhook_events").fetchall()[0][0]
+                before: int = value(con, "SELECT count(*) FROM webhook_events")
                 _insert_events(con, unique)
-                added = con.execute("SELECT count(*) FROM webhook_events").fetchone()[0] - before
+                added = value(con, "SELECT count(*) FROM webhook_events") - before
         # Only after DuckDB committed: a crash in between re-inserts, which ON CONFLICT absorbs.
         spool.mark_moved(ids)
         moved += len(ids)
         new += added
-        dup += len(rows) - added
+        dup += len(found) - added
 
 
-def _held(lock):
+def _held(lock: threading.Lock | None) -> AbstractContextManager[object]:
     return lock if lock is not None else contextlib.nullcontext()
 
 
+class Group(TypedDict):
+    """The due events that name one resource of one tenant: fetched once, marked together."""
+
+    tenant_id: str | None
+    category: str | None
+    resource_id: str | None
+    keys: list[str]  # webhook_events.event_key
+    attempts: int
+    conn: tuple[str, str] | None  # the tenant's connection (status, TENANT_TYPE); None: no such connection
+
+
+class Outcome(NamedTuple):
+    """What fetching a group came to: its status and error, whether it counts as an attempt, and
+    what to save ((category, tenant_id, records); None: nothing)."""
+
+    status: str  # processed | ignored | failed
+    error: str | None
+    bump: bool
+    payload: tuple[str, str, list[Record]] | None
+
+
 def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id: str | None = None,
-                db_lock=None) -> list[dict]:
+                db_lock: threading.Lock | None = None) -> list[Group]:
     with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con:
-        rows = _rows(
+        due = rows(
             con,
             "SELECT event_key, tenant_id, event_category, resource_id, status, attempts, processed_at "
             "FROM webhook_events WHERE (status = 'pending' OR (status = 'failed' AND attempts < ?)) "
@@ -398,22 +440,22 @@ def _due_groups(settings: Settings, now: datetime, db_timeout: float, tenant_id:
         )
         conns = {r[0]: (r[1], (r[2] or "").upper()) for r in con.execute(
             "SELECT tenant_id, status, tenant_type FROM connections").fetchall()}
-    groups: dict[tuple, dict] = {}
-    for r in rows:
+    groups: dict[tuple[str | None, str | None, str | None], Group] = {}
+    for r in due:
         if r["status"] == "failed" and r["processed_at"] is not None:
             wait = RETRY_BASE_SECONDS * (2 ** max(0, r["attempts"] - 1))
             last = r["processed_at"]
             if (now - last).total_seconds() < wait:
                 continue
         k = (r["tenant_id"], r["event_category"], r["resource_id"])
-        g = groups.setdefault(k, {"tenant_id": k[0], "category": k[1], "resource_id": k[2], "keys": [],
-                                  "attempts": 0, "conn": conns.get(k[0])})
+        g = groups.setdefault(k, Group(tenant_id=k[0], category=k[1], resource_id=k[2], keys=[], attempts=0,
+                                       conn=conns.get(k[0]) if k[0] is not None else None))
         g["keys"].append(r["event_key"])
         g["attempts"] = max(g["attempts"], r["attempts"] or 0)
     return list(groups.values())
 
 
-def _mark(con, keys: list[str], status: str, error: str | None, now: datetime, bump: bool) -> None:
+def _mark(con: DuckDBPyConnection, keys: list[str], status: str, error: str | None, now: datetime, bump: bool) -> None:
     con.execute(
         "UPDATE webhook_events SET status = ?, error = ?, processed_at = ?, attempts = attempts + ? "
         "WHERE event_key IN (SELECT unnest(?::VARCHAR[]))",
@@ -424,37 +466,36 @@ def _mark(con, keys: list[str], status: str, error: str | None, now: datetime, b
 APPLY_CHUNK = 100
 
 
-def _outcome(g: dict, client_for, refused=None):
+def _outcome(g: Group, client_for: ClientFactory,
+             refused: Callable[[Exception], None] | None = None) -> tuple[Group, Outcome]:
     """Fetch what one event group needs (network only): (status, error, bump, payload). `refused(exc)`
     sees each error (the caller marks a connection Xero refuses for reconnection)."""
     tenant_id, cat, rid, conn = g["tenant_id"], g["category"], g["resource_id"], g["conn"]
-    if conn is None:
-        return g, ("ignored", "unknown tenant: no connection for this tenantId", False, None)
-    if cat not in _FETCH:
-        return g, ("ignored", f"{cat} events are not used by Ledgerlink", False, None)
+    if conn is None or tenant_id is None:
+        return g, Outcome("ignored", "unknown tenant: no connection for this tenantId", False, None)
+    if cat is None or cat not in _FETCH:
+        return g, Outcome("ignored", f"{cat} events are not used by Ledgerlink", False, None)
     if not rid or not GUID_RE.match(str(rid)):
-        return g, ("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
+        return g, Outcome("ignored", "resourceId is not a Xero id; nothing fetched", False, None)
     if conn[0] != "connected":
-        return g, ("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
+        return g, Outcome("failed", f"the connection is {conn[0]}: reconnect it, then the event is retried", True, None)
     try:
         client = client_for(tenant_id)
         records = _FETCH[cat](client, rid)
     except Exception as exc:  # recorded on the event, retried later
         if refused is not None:
             refused(exc)
-        return g, ("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
+        return g, Outcome("failed", (str(exc) or type(exc).__name__)[:1000], True, None)
     if not records:
-        return g, ("failed", f"Xero returned no {cat.lower()} {rid}", True, None)
-    return g, ("processed", None, True, (cat, tenant_id, records))
+        return g, Outcome("failed", f"Xero returned no {cat.lower()} {rid}", True, None)
+    return g, Outcome("processed", None, True, (cat, tenant_id, records))
 
 
-def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings) -> None:
+def _apply(con: DuckDBPyConnection, outcomes: list[tuple[Group, Outcome]], now: datetime, clock: Clock,
+           settings: Settings) -> None:
     """Write a chunk's records (one save per tenant and kind) and mark its events, set-wise."""
-    from .matching import reconcile_contacts
-    from .roles import read_roles
-
     ledger = None
-    batches: dict[tuple[str, str], list[dict]] = {}
+    batches: dict[tuple[str, str], list[Record]] = {}
     for _, (_, _, _, payload) in outcomes:
         if payload is not None:
             batches.setdefault((payload[0], payload[1]), []).extend(payload[2])
@@ -468,15 +509,15 @@ def _apply(con, outcomes: list, now: datetime, clock: Clock, settings: Settings)
             _save_credit_notes(con, tenant_id, records, settings)
         else:
             _save_invoices(con, tenant_id, records, settings)
-    marks: dict[tuple, list[str]] = {}
+    marks: dict[tuple[str, str | None, bool], list[str]] = {}
     for g, (status, error, bump, _) in outcomes:
         marks.setdefault((status, error, bump), []).extend(g["keys"])
     for (status, error, bump), keys in marks.items():
         _mark(con, keys, status, error, now, bump)
 
 
-def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Clock, g: dict, o: tuple,
-                 db_lock=None):
+def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Clock, g: Group, o: Outcome,
+                 db_lock: threading.Lock | None = None) -> tuple[Group, Outcome]:
     """A chunk failed to write: apply its groups one by one so one bad record fails alone."""
     try:
         with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
@@ -485,20 +526,22 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
     except DatabaseBusy:
         raise
     except Exception as exc:
-        failed = ("failed", f"could not save: {exc}"[:1000], True, None)
+        failed = Outcome("failed", f"could not save: {exc}"[:1000], True, None)
         with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
             _apply(con, [(g, failed)], now, clock, settings)
         return g, failed
 
 
-def _chunks(groups: list[dict], client_for, refused=None):
+def _chunks(groups: list[Group], client_for: ClientFactory,
+            refused: Callable[[Exception], None] | None = None) -> Iterator[list[tuple[Group, Outcome]]]:
     """Outcomes in chunks of APPLY_CHUNK groups that asked Xero: events settled without a fetch
     (ignored) ride along, so a burst of them costs one DuckDB transaction, not one per hundred."""
-    chunk, asked = [], 0
+    chunk: list[tuple[Group, Outcome]] = []
+    asked = 0
     for g in groups:
         o = _outcome(g, client_for, refused)
         chunk.append(o)
-        asked += 1 if o[1][2] else 0  # bump: an attempt (a fetch, or a connection to reconnect)
+        asked += 1 if o[1].bump else 0  # bump: an attempt (a fetch, or a connection to reconnect)
         if asked >= APPLY_CHUNK or len(chunk) >= 20 * APPLY_CHUNK:
             yield chunk
             chunk, asked = [], 0
@@ -506,9 +549,10 @@ def _chunks(groups: list[dict], client_for, refused=None):
         yield chunk
 
 
-def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-                   result: DrainResult | None = None, client_factory=None, tenant_id: str | None = None,
-                   db_lock=None) -> DrainResult:
+def process_events(settings: Settings, *, transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK,
+                   db_timeout: float = 30.0, result: DrainResult | None = None,
+                   client_factory: ClientFactory | None = None, tenant_id: str | None = None,
+                   db_lock: threading.Lock | None = None) -> DrainResult:
     """Process pending (and due failed) events (of one tenant with `tenant_id`: the pipeline's
     webhooks step); each resource fetched once however many events name it.
 
@@ -516,15 +560,13 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
     `db_lock`, shared with the worker's mover, is held only around the short transactions."""
     res = result or DrainResult()
     now = clock.now()
-    clients: dict[str, object] = {}
+    clients: dict[str, XeroClient] = {}
 
-    def client_for(tenant_id: str):
+    def client_for(tenant_id: str) -> XeroClient:
         if tenant_id not in clients:
             if client_factory is not None:
                 clients[tenant_id] = client_factory(tenant_id)
             else:
-                from ..client import limited_client
-
                 clients[tenant_id] = limited_client(settings, tenant_id, transport=transport, clock=clock)
         return clients[tenant_id]
 
@@ -554,8 +596,8 @@ def process_events(settings: Settings, *, transport=None, clock: Clock = SYSTEM_
     return res
 
 
-def drain(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db_timeout: float = 30.0,
-          client_factory=None) -> DrainResult:
+def drain(settings: Settings, *, transport: httpx.BaseTransport | None = None, clock: Clock = SYSTEM_CLOCK,
+          db_timeout: float = 30.0, client_factory: ClientFactory | None = None) -> DrainResult:
     """Move the spool into DuckDB, then process. A busy database is not an error: try again later."""
     res = DrainResult()
     try:
@@ -570,7 +612,7 @@ def drain(settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, db
 def retry_failed(settings: Settings) -> int:
     """Give failed events a fresh set of attempts (the app's 'retry' button)."""
     with connect(settings.db_path) as con, transaction(con):
-        n = con.execute("SELECT count(*) FROM webhook_events WHERE status = 'failed'").fetchone()[0]
+        n = value(con, "SELECT count(*) FROM webhook_events WHERE status = 'failed'")
         con.execute("UPDATE webhook_events SET attempts = 0, processed_at = NULL WHERE status = 'failed'")
     return int(n)
 
@@ -608,8 +650,6 @@ _problems = _Problems()
 
 
 def _sentence(exc: BaseException) -> str:
-    from ..storage import as_storage_error
-
     return str(as_storage_error(exc) or exc) or type(exc).__name__
 
 
@@ -623,8 +663,9 @@ class Worker:
     for retries. The two take turns on DuckDB (`db_lock`, around short transactions only).
     """
 
-    def __init__(self, settings: Settings, *, transport=None, clock: Clock = SYSTEM_CLOCK, interval: float = 5.0,
-                 db_timeout: float = 2.0, move_gap: float = 1.0, client_factory=None):
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
+                 clock: Clock = SYSTEM_CLOCK, interval: float = 5.0, db_timeout: float = 2.0, move_gap: float = 1.0,
+                 client_factory: ClientFactory | None = None) -> None:
         self.settings, self.transport, self.clock = settings, transport, clock
         self.interval, self.db_timeout, self.move_gap = interval, db_timeout, move_gap
         self.client_factory = client_factory
@@ -661,13 +702,14 @@ class Worker:
         self._mover.join(timeout)
 
     def _move_loop(self) -> None:
-        spool = None
+        spool: Spool | None = None
         while not self._stop.is_set():
             self._move_wake.wait(self.interval)
             self._move_wake.clear()
             if self._stop.is_set():
                 break
-            busy, error, moved = False, None, (0, 0, 0)
+            busy, moved = False, (0, 0, 0)
+            error: str | None = None
             try:
                 spool = spool or Spool.for_settings(self.settings)
                 moved = move_spool(self.settings, db_timeout=self.db_timeout, db_lock=self._db_lock)
@@ -738,15 +780,15 @@ class Worker:
 # --------------------------------------------------------------------------- for the app
 
 
-def webhook_status(settings: Settings) -> dict:
+def webhook_status(settings: Settings) -> dict[str, Any]:
     spool = Spool.for_settings(settings)
     meta = spool.meta()
 
-    def stamp(k):
+    def stamp(k: str) -> datetime | None:
         v = meta.get(k)
         return datetime.fromtimestamp(float(v), timezone.utc) if v else None
 
-    out = {
+    out: dict[str, Any] = {
         "key_configured": bool(get_webhook_key(settings)),
         "key_mask": webhook_key_mask(settings),
         "last_event_received_at": stamp("last_event_received_at"),
@@ -771,9 +813,9 @@ def webhook_status(settings: Settings) -> dict:
     return out
 
 
-def recent_events(settings: Settings, limit: int = 50) -> list[dict]:
+def recent_events(settings: Settings, limit: int = 50) -> list[Row]:
     with connect(settings.db_path, read_only=True) as con:
-        return _rows(
+        return rows(
             con,
             "SELECT event_key, tenant_id, event_category, event_type, resource_id, event_date_utc, received_at, "
             "status, attempts, error, processed_at FROM webhook_events ORDER BY received_at DESC, event_key LIMIT ?",

@@ -10,15 +10,21 @@ kept on `connections.tier_note` for the app, instead of a failure every night.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
+from duckdb import DuckDBPyConnection
+
+from ..client import XeroClient
 from ..clock import SYSTEM_CLOCK, Clock
 from ..db import connect, transaction
 from ..errors import LedgerlinkError, ReconnectNeeded, TierRefused, XeroError
 from ..settings import Settings
 from . import campaigns as CMP
-from .matching import Decision, Index, Rec, _rows, decide, new_client_id, set_candidates, clear_candidates
+from .matching import Decision, Index, Rec, clear_candidates, decide, new_client_id, set_candidates
+from .sql import Row, rows
 from .xmlsafe import UnsafeXml
 from .xpm_xml import XpmClient, XpmError, XpmJob, parse_clients, parse_jobs
 
@@ -39,7 +45,7 @@ class XpmConfigError(LedgerlinkError):
 # --------------------------------------------------------------------------- settings for the app
 
 
-def _practice_tenant(con, tenant_id: str) -> None:
+def _practice_tenant(con: DuckDBPyConnection, tenant_id: str) -> None:
     row = con.execute("SELECT upper(coalesce(tenant_type, '')) FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
     if row is None:
         raise XpmConfigError(f"No connection {tenant_id}. Connect Xero Practice Manager first.")
@@ -84,33 +90,33 @@ def is_enabled(settings: Settings, tenant_id: str) -> bool:
 def known_states(settings: Settings, tenant_id: str) -> list[str]:
     """States seen in synced jobs plus those configured, for the mapping picker."""
     with connect(settings.db_path, read_only=True) as con:
-        rows = con.execute(
+        found = con.execute(
             "SELECT state FROM xpm_jobs WHERE tenant_id = ? AND state IS NOT NULL "
             "UNION SELECT state FROM xpm_status_mappings WHERE tenant_id = ?", [tenant_id, tenant_id]).fetchall()
-    return sorted({r[0] for r in rows}, key=str.casefold)
+    return sorted({r[0] for r in found}, key=str.casefold)
 
 
-def preview_mapping(settings: Settings, tenant_id: str, states) -> list[dict]:
+def preview_mapping(settings: Settings, tenant_id: str, states: Iterable[str]) -> list[Row]:
     """The current jobs (and their clients) that these states would enrol in chase campaigns."""
     wanted = {CMP.norm_state(s) for s in states}
     with connect(settings.db_path, read_only=True) as con:
-        rows = _rows(con,
-                     "SELECT j.job_id, j.name AS job_name, j.state, j.client_id AS xpm_client_id, j.client_name, "
-                     "j.ledgerlink_client_id AS client_id, k.name AS ledgerlink_client_name, j.due_date "
-                     "FROM xpm_jobs j LEFT JOIN clients k ON k.client_id = j.ledgerlink_client_id "
-                     "WHERE j.tenant_id = ? AND coalesce(j.is_current, TRUE) ORDER BY j.job_id", [tenant_id])
-    return [r for r in rows if CMP.norm_state(r["state"]) in wanted]
+        jobs = rows(con,
+                    "SELECT j.job_id, j.name AS job_name, j.state, j.client_id AS xpm_client_id, j.client_name, "
+                    "j.ledgerlink_client_id AS client_id, k.name AS ledgerlink_client_name, j.due_date "
+                    "FROM xpm_jobs j LEFT JOIN clients k ON k.client_id = j.ledgerlink_client_id "
+                    "WHERE j.tenant_id = ? AND coalesce(j.is_current, TRUE) ORDER BY j.job_id", [tenant_id])
+    return [r for r in jobs if CMP.norm_state(r["state"]) in wanted]
 
 
-def list_jobs(settings: Settings, tenant_id: str | None = None) -> list[dict]:
+def list_jobs(settings: Settings, tenant_id: str | None = None) -> list[Row]:
     with connect(settings.db_path, read_only=True) as con:
         sql = ("SELECT tenant_id, job_id, name, state, client_id, client_name, ledgerlink_client_id, start_date, due_date, "
                "completed_date, is_current FROM xpm_jobs")
-        return _rows(con, sql + (" WHERE tenant_id = ?" if tenant_id else "") + " ORDER BY tenant_id, job_id",
-                     [tenant_id] if tenant_id else [])
+        return rows(con, sql + (" WHERE tenant_id = ?" if tenant_id else "") + " ORDER BY tenant_id, job_id",
+                    [tenant_id] if tenant_id else [])
 
 
-def campaigns(settings: Settings, tenant_id: str | None = None, status: str | None = None) -> list[dict]:
+def campaigns(settings: Settings, tenant_id: str | None = None, status: str | None = None) -> list[Row]:
     with connect(settings.db_path, read_only=True) as con:
         return CMP.list_campaigns(con, tenant_id, status)
 
@@ -125,12 +131,12 @@ class Fetched:
     gone: dict[str, XpmJob | None] = field(default_factory=dict)  # job_id -> its state now, None if unknown
 
 
-def _get_xml(client, path: str) -> bytes:
+def _get_xml(client: XeroClient, path: str) -> bytes:
     resp = client.request("GET", path, headers=XML_HEADERS)
     return resp.content
 
 
-def fetch_practice(client, gone_ids: list[str]) -> Fetched:
+def fetch_practice(client: XeroClient, gone_ids: list[str]) -> Fetched:
     jobs = parse_jobs(_get_xml(client, JOBS_CURRENT))
     xclients = parse_clients(_get_xml(client, CLIENTS_LIST))
     current = {j.job_id for j in jobs}
@@ -149,12 +155,22 @@ def fetch_practice(client, gone_ids: list[str]) -> Fetched:
 # --------------------------------------------------------------------------- save (one transaction)
 
 
-def link_xpm_clients(con, tenant_id: str, xclients: list[XpmClient], now: datetime) -> dict:
+@dataclass
+class ClientLinks:
+    """What `link_xpm_clients` did, and every XPM client id's Ledgerlink client afterwards."""
+
+    client_of: dict[str, str]  # xpm_client_id -> clients.client_id
+    linked: int = 0
+    created: int = 0
+    ambiguous: int = 0
+
+
+def link_xpm_clients(con: DuckDBPyConnection, tenant_id: str, xclients: list[XpmClient], now: datetime) -> ClientLinks:
     """XPM clients -> `clients`: xpm_client_id first, then email, then name; ambiguity listed."""
-    out = {"linked": 0, "created": 0, "ambiguous": 0}
-    linked_ids = {r[0]: r[1] for r in con.execute(
+    linked_ids: dict[str, str] = {r[0]: r[1] for r in con.execute(
         "SELECT xpm_client_id, client_id FROM clients WHERE xpm_client_id IS NOT NULL").fetchall()}
-    open_rows = _rows(con, "SELECT client_id, name, email FROM clients WHERE xpm_client_id IS NULL AND NOT coalesce(archived, FALSE)")
+    out = ClientLinks(linked_ids)
+    open_rows = rows(con, "SELECT client_id, name, email FROM clients WHERE xpm_client_id IS NULL AND NOT coalesce(archived, FALSE)")
     clients_idx = Index(Rec(r["client_id"], r["name"], r["email"]) for r in open_rows)
     live = [x for x in xclients if not (x.archived or x.deleted)]
     rivals_idx = Index(Rec(x.xpm_client_id, x.name, x.email) for x in live if x.xpm_client_id not in linked_ids)
@@ -174,11 +190,11 @@ def link_xpm_clients(con, tenant_id: str, xclients: list[XpmClient], now: dateti
             clients_idx.remove(cid)
             rivals_idx.remove(x.xpm_client_id)
             linked_ids[x.xpm_client_id] = cid
-            out["linked"] += 1
+            out.linked += 1
         elif d.kind == "ambiguous":
             # Listed for an admin (resolve_match with this XPM tenant); the Xero-contact status is untouched.
             set_candidates(con, tenant_id, x.xpm_client_id, d.keys, "Practice Manager: " + d.reason, now, mark=False)
-            out["ambiguous"] += 1
+            out.ambiguous += 1
         else:
             cid = new_client_id()
             con.execute(
@@ -188,8 +204,7 @@ def link_xpm_clients(con, tenant_id: str, xclients: list[XpmClient], now: dateti
             )
             rivals_idx.remove(x.xpm_client_id)
             linked_ids[x.xpm_client_id] = cid
-            out["created"] += 1
-    out["_map"] = linked_ids
+            out.created += 1
     return out
 
 
@@ -197,14 +212,18 @@ _JOB_COLS = ("job_id", "name", "description", "client_id", "client_name", "state
              "due_date", "completed_date", "ledgerlink_client_id", "raw", "is_current")
 
 
-def _upsert_jobs(con, tenant_id: str, rows: list[tuple], now: datetime) -> None:
+JobRow = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, date | None, date | None,
+               date | None, str | None, str, bool]  # _JOB_COLS' values
+
+
+def _upsert_jobs(con: DuckDBPyConnection, tenant_id: str, jobs: list[JobRow], now: datetime) -> None:
     """All jobs in one statement (a large practice has thousands of current jobs)."""
-    if not rows:
+    if not jobs:
         return
-    import pyarrow as pa
+    import pyarrow as pa  # here: a second to import, and only a sync of Practice Manager needs it
 
     types = {"start_date": pa.date32(), "due_date": pa.date32(), "completed_date": pa.date32(), "is_current": pa.bool_()}
-    cols = list(zip(*rows))
+    cols = list(zip(*jobs))
     table = pa.table({c: pa.array(cols[i], types.get(c, pa.string())) for i, c in enumerate(_JOB_COLS)})
     name = f"_xpm_jobs_{uuid.uuid4().hex[:8]}"
     con.register(name, table)
@@ -216,20 +235,24 @@ def _upsert_jobs(con, tenant_id: str, rows: list[tuple], now: datetime) -> None:
         con.unregister(name)
 
 
-def _job_row(j: XpmJob, client_id: str | None, current: bool) -> tuple:
+def _job_row(j: XpmJob, client_id: str | None, current: bool) -> JobRow:
     return (j.job_id, j.name, j.description, j.client_id, j.client_name, j.state, j.job_type, j.start_date,
             j.due_date, j.completed_date, client_id, j.raw, current)
 
 
-def save_practice(con, tenant_id: str, f: Fetched, *, enabled: bool, mapped: set[str], now: datetime) -> dict:
+def save_practice(con: DuckDBPyConnection, tenant_id: str, f: Fetched, *, enabled: bool, mapped: set[str],
+                  now: datetime) -> dict[str, Any]:
     link = link_xpm_clients(con, tenant_id, f.clients, now)
-    cmap = link.pop("_map")
+
+    def client_of(xpm_client_id: str | None) -> str | None:
+        return link.client_of.get(xpm_client_id) if xpm_client_id else None
+
     current_ids = {j.job_id for j in f.jobs}
-    rows = {j.job_id: _job_row(j, cmap.get(j.client_id), True) for j in f.jobs}
+    jobs = {j.job_id: _job_row(j, client_of(j.client_id), True) for j in f.jobs}
     for job_id, j in f.gone.items():
-        if j is not None and j.job_id not in rows:
-            rows[j.job_id] = _job_row(j, cmap.get(j.client_id), False)
-    _upsert_jobs(con, tenant_id, list(rows.values()), now)
+        if j is not None and j.job_id not in jobs:
+            jobs[j.job_id] = _job_row(j, client_of(j.client_id), False)
+    _upsert_jobs(con, tenant_id, list(jobs.values()), now)
     # Everything else that left the list stays as history, no longer current.
     stale = con.execute(
         "SELECT count(*) FROM xpm_jobs WHERE tenant_id = ? AND coalesce(is_current, TRUE) "
@@ -238,13 +261,13 @@ def save_practice(con, tenant_id: str, f: Fetched, *, enabled: bool, mapped: set
         con.execute("UPDATE xpm_jobs SET is_current = FALSE, synced_at = ? WHERE tenant_id = ? "
                     "AND coalesce(is_current, TRUE) AND job_id NOT IN (SELECT unnest(?::VARCHAR[]))",
                     [now, tenant_id, sorted(current_ids)])
-    views = {j.job_id: CMP.JobView(j.job_id, j.state, j.client_id, cmap.get(j.client_id)) for j in f.jobs}
+    views = {j.job_id: CMP.JobView(j.job_id, j.state, j.client_id, client_of(j.client_id)) for j in f.jobs}
     gone_states = {k: (v.state if v is not None else None) for k, v in f.gone.items()}
     plan = CMP.plan_campaigns(views, CMP.load_open(con, tenant_id), mapped, gone_states, enabled=enabled)
     counts = CMP.apply_plan(con, tenant_id, plan, now)
     con.execute("UPDATE connections SET tier_note = NULL WHERE tenant_id = ? AND tier_note IS NOT NULL", [tenant_id])
-    return {"jobs": len(f.jobs), "clients": len(f.clients), "clients_linked": link["linked"],
-            "clients_created": link["created"], "clients_ambiguous": link["ambiguous"],
+    return {"jobs": len(f.jobs), "clients": len(f.clients), "clients_linked": link.linked,
+            "clients_created": link.created, "clients_ambiguous": link.ambiguous,
             "campaigns_opened": counts["opened"], "campaigns_completed": counts["completed"],
             "left_current": stale}
 
@@ -257,10 +280,10 @@ class XpmResult:
     status: str  # success | failed | skipped
     rows: int = 0
     note: str | None = None
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
-def _looks_like_tier_refusal(client, settings: Settings) -> bool:
+def _looks_like_tier_refusal(client: XeroClient, settings: Settings) -> bool:
     """A 401 on Practice Manager with a token that works elsewhere is Xero refusing the plan."""
     try:
         client.request("GET", settings.connections_url)
@@ -274,7 +297,7 @@ def _record_tier(settings: Settings, tenant_id: str, note: str | None) -> None:
         con.execute("UPDATE connections SET tier_note = ? WHERE tenant_id = ?", [note, tenant_id])
 
 
-def sync_practice(settings: Settings, tenant_id: str, client, *, clock: Clock = SYSTEM_CLOCK) -> XpmResult:
+def sync_practice(settings: Settings, tenant_id: str, client: XeroClient, *, clock: Clock = SYSTEM_CLOCK) -> XpmResult:
     with connect(settings.db_path, read_only=True) as con:
         row = con.execute("SELECT coalesce(xpm_enabled, FALSE) FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
         enabled = bool(row and row[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from lxml import etree
 
@@ -90,17 +91,17 @@ def _id(el: etree._Element | None) -> str | None:
     return text(el, "ID") or text(el, "UUID")
 
 
-def _children(el: etree._Element | None) -> dict:
+def _children(el: etree._Element | None) -> dict[str, Any]:
     """{tag: child} of an element's children, the first of each tag (as `find` takes it), in one pass:
     a job's fields read this way cost one walk of its children instead of a search per field."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     if el is not None:
         for child in el:
             out.setdefault(child.tag, child)
     return out
 
 
-def _text(children: dict, tag: str) -> str | None:
+def _text(children: dict[str, Any], tag: str) -> str | None:
     found = children.get(tag)
     if found is None or found.text is None:
         return None
