@@ -11,6 +11,8 @@ from typing import Any
 
 import streamlit as st
 
+from xero_core.pipeline.progress import StepLine
+
 from . import engine, widgets
 from .guard import say
 from .text import md
@@ -40,27 +42,26 @@ def eta_text(seconds: Any) -> str:
 
 def progress_line(job: Any) -> str:
     """'journals · 2,300 / ~27,700 · about 7 min left' — the step, how far, how long."""
-    p = job.progress or {}
-    parts = [str(p.get("step") or "")] if p.get("step") else []
-    count, total = p.get("count"), p.get("total")
+    p = job.progress
+    parts = [str(p.step)] if p.step else []
+    count, total = p.count, p.total
     if count is not None and total:
-        approx = "~" if p.get("estimated_total") else ""  # journals: Xero gives no total
+        approx = "~" if p.estimated else ""  # journals: Xero gives no total
         parts.append(f"{int(count):,} / {approx}{int(total):,}")
     elif count is not None:
         parts.append(f"{int(count):,}")
-    if job.state == "running" and p.get("eta_seconds") is not None:
-        parts.append(eta_text(p["eta_seconds"]))
-    if p.get("status") == "waiting" and p.get("message"):
-        parts.append(str(p["message"]))
-    elif not parts and p.get("message"):
-        parts.append(str(p["message"]))
+    if job.state == "running" and p.eta_seconds is not None:
+        parts.append(eta_text(p.eta_seconds))
+    if p.status == "waiting" and p.message:
+        parts.append(str(p.message))
+    elif not parts and p.message:
+        parts.append(str(p.message))
     return " · ".join(x for x in parts if x)
 
 
 def fraction(job: Any) -> float | None:
     """How far the current step is (count / total), when Xero lets us know or estimate a total."""
-    p = job.progress or {}
-    count, total = p.get("count"), p.get("total")
+    count, total = job.progress.count, job.progress.total
     if job.state != "running" or count is None or not total:
         return None
     return max(0.0, min(1.0, float(count) / float(total)))
@@ -171,17 +172,17 @@ def job_card(s, job: Any, names: dict[str, str], *, key: str) -> None:
                 st.caption(md(line))
         if job.error:
             (st.warning if job.state in ("cancelled", "interrupted") else st.error)(md(job.error, 1000), icon=":material/info:")
-        steps = (job.progress or {}).get("steps") or []
+        steps = job.progress.steps
         if steps:
             st.markdown("  \n".join(
-                f"{STEP_ICONS.get(str(x.get('status')), ':material/radio_button_unchecked:')} "
-                f"**{md(x.get('step'))}**: {md(_after_step(x), 1000)}" for x in steps))
+                f"{STEP_ICONS.get(str(x.status), ':material/radio_button_unchecked:')} "
+                f"**{md(x.step)}**: {md(_after_step(x), 1000)}" for x in steps))
 
 
-def _after_step(x: dict) -> str:
+def _after_step(x: StepLine) -> str:
     """A step line's words after its name (the line reads `pnl: success, 12 rows`; the name is bold)."""
-    msg = str(x.get("message") or x.get("status") or "")
-    return msg.removeprefix(f"{x.get('step')}: ")
+    msg = str(x.message or x.status or "")
+    return msg.removeprefix(f"{x.step}: ")
 
 
 def result_rows(jobs: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:

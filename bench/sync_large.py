@@ -106,14 +106,14 @@ def main(argv=None) -> int:
     current = {"step": None, "t": 0.0, "fake": 0.0}
 
     def progress(ev):
-        if ev["status"] == "running" and ev["step"] != current["step"]:
-            current.update(step=ev["step"], t=time.perf_counter(), fake=timed.seconds, v=clock.time())
-        elif ev["status"] != "running" and ev["step"] == current["step"]:
-            step_times[ev["step"]] = {"wall": time.perf_counter() - current["t"],
-                                      "fake": timed.seconds - current["fake"],
-                                      "virtual": clock.time() - current["v"]}
+        if ev.status == "running" and ev.step != current["step"]:
+            current.update(step=ev.step, t=time.perf_counter(), fake=timed.seconds, v=clock.time())
+        elif ev.status != "running" and ev.step == current["step"]:
+            step_times[ev.step] = {"wall": time.perf_counter() - current["t"],
+                                   "fake": timed.seconds - current["fake"],
+                                   "virtual": clock.time() - current["v"]}
             current["step"] = None
-            print(f"  {ev['message']}", file=sys.stderr)
+            print(f"  {ev.message}", file=sys.stderr)
 
     rss0 = psutil.Process().memory_info().rss
     v0 = clock.time()

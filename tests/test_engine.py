@@ -10,6 +10,7 @@ import pytest
 
 from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
+from xero_core.pipeline.progress import ProgressEvent
 from xero_core.pipeline.request import SyncRequest
 
 from test_sync_e2e import connect
@@ -79,11 +80,11 @@ def test_progress_says_what_it_waits_for_and_each_step_once(tmp_path):
     for _ in range(limiter.per_minute):  # this minute's calls are spent
         with limiter.acquire(org):
             pass
-    events: list[dict] = []
+    events: list[ProgressEvent] = []
     res = eng.sync(org, only="pnl", weeks=3, progress=events.append)
     assert res.ok, res.to_dict()
-    waits = [e for e in events if e["status"] == "waiting"]
-    assert waits and waits[0]["step"] == "accounts", events
-    assert re.fullmatch(r"waiting for Xero's minute limit, resumes in \d+ s", waits[0]["message"])
-    ended = {e["step"]: e["message"] for e in events if e["status"] == "success"}
+    waits = [e for e in events if e.status == "waiting"]
+    assert waits and waits[0].step == "accounts" and waits[0].waiting_for == "rate_limit", events
+    assert re.fullmatch(r"waiting for Xero's minute limit, resumes in \d+ s", waits[0].message or "")
+    ended = {e.step: e.message for e in events if e.status == "success"}
     assert ended["pnl"] == "pnl: success, 3 rows (unchanged)", ended  # read again, nothing new to write

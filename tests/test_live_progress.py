@@ -17,10 +17,16 @@ from pathlib import Path
 from test_cli_demo import _free_port
 
 from xero_core.commands.live import LiveProgress, duration, running_text
-from xero_core.pipeline.progress import Tracker
+from xero_core.pipeline.progress import ProgressEvent, Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 CSI = re.compile(r"\x1b\[(\d+)F\x1b\[J")
+
+
+def E(d: dict) -> ProgressEvent:
+    """An event written as the dict it used to be."""
+    names = {"estimated_total": "estimated", "reason": "waiting_for"}
+    return ProgressEvent(**{names.get(k, k): v for k, v in d.items()})
 
 
 class Clock:
@@ -42,15 +48,15 @@ def screen(raw: str) -> list[str]:
     return lines + raw[pos:].splitlines()
 
 
-def steps(tenant: str, names: list[str]) -> list[dict]:
+def steps(tenant: str, names: list[str]) -> list[ProgressEvent]:
     out = []
     for i, n in enumerate(names, 1):
-        out.append({"tenant_id": tenant, "step": n, "status": "running", "message": f"{n}: starting",
-                    "index": i, "steps": len(names)})
-        out.append({"tenant_id": tenant, "step": n, "status": "running", "message": f"{n} page 1", "count": 10})
-        out.append({"tenant_id": tenant, "step": n, "status": "success", "message": f"{n}: success, 10 rows",
-                    "rows": 10, "index": i, "steps": len(names)})
-    out.append({"tenant_id": tenant, "status": "done", "job_ended": True})
+        out.append(E({"tenant_id": tenant, "step": n, "status": "running", "message": f"{n}: starting",
+                    "index": i, "steps": len(names)}))
+        out.append(E({"tenant_id": tenant, "step": n, "status": "running", "message": f"{n} page 1", "count": 10}))
+        out.append(E({"tenant_id": tenant, "step": n, "status": "success", "message": f"{n}: success, 10 rows",
+                    "rows": 10, "index": i, "steps": len(names)}))
+    out.append(E({"tenant_id": tenant, "status": "done", "job_ended": True}))
     return out
 
 
@@ -79,12 +85,12 @@ def test_off_a_terminal_a_long_step_says_it_is_moving_every_few_seconds_not_ever
     clock = Clock()
     out = io.StringIO()
     p = LiveProgress({"a": "Alpha"}, stream=out, tty=False, now=clock, every=5)
-    p({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals: starting",
-       "index": 8, "steps": 9})
+    p(E({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals: starting",
+       "index": 8, "steps": 9}))
     for n in range(1, 31):  # a page a second
         clock.t += 1
-        p({"tenant_id": "a", "step": "journals", "status": "running", "message": f"journals up to #{n * 100}",
-           "count": n * 100, "total": 9000, "estimated_total": True, "eta_seconds": 90 - n})
+        p(E({"tenant_id": "a", "step": "journals", "status": "running", "message": f"journals up to #{n * 100}",
+           "count": n * 100, "total": 9000, "estimated_total": True, "eta_seconds": 90 - n}))
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 + 6
     assert lines[1] == "[Alpha] 8/9 journals: 500 / ~9,000, about 1 min 25 s left"
@@ -94,18 +100,18 @@ def test_on_a_terminal_the_block_is_redrawn_below_the_finished_steps():
     clock = Clock()
     out = io.StringIO()
     p = LiveProgress({"a": "Alpha", "b": "Beta"}, stream=out, tty=True, now=clock, width=200)
-    p({"tenant_id": "a", "step": "pnl", "status": "running", "message": "pnl: starting", "index": 6, "steps": 9})
-    p({"tenant_id": "b", "step": "xpm", "status": "running", "message": "xpm: starting", "index": 1, "steps": 2})
-    p({"tenant_id": "a", "step": "pnl", "status": "running", "message": "pnl week ending 2026-11-28",
-       "count": 3, "total": 4, "eta_seconds": 1})
+    p(E({"tenant_id": "a", "step": "pnl", "status": "running", "message": "pnl: starting", "index": 6, "steps": 9}))
+    p(E({"tenant_id": "b", "step": "xpm", "status": "running", "message": "xpm: starting", "index": 1, "steps": 2}))
+    p(E({"tenant_id": "a", "step": "pnl", "status": "running", "message": "pnl week ending 2026-11-28",
+       "count": 3, "total": 4, "eta_seconds": 1}))
     assert screen(out.getvalue()) == ["[Alpha] 6/9 [############....] pnl: 3 / 4, about 1 s left",
                                       "[Beta] 1/2 xpm: starting"]
-    p({"tenant_id": "b", "step": "xpm", "status": "success", "message": "xpm: success, 29 rows",
-       "index": 1, "steps": 2})
+    p(E({"tenant_id": "b", "step": "xpm", "status": "success", "message": "xpm: success, 29 rows",
+       "index": 1, "steps": 2}))
     assert screen(out.getvalue()) == ["[Beta] 1/2 xpm: success, 29 rows",  # permanent, above the block
                                       "[Alpha] 6/9 [############....] pnl: 3 / 4, about 1 s left",
                                       "[Beta] 1/2 xpm: success, 29 rows"]
-    p({"tenant_id": "b", "status": "failed", "message": "a step failed: see the steps", "job_ended": True})
+    p(E({"tenant_id": "b", "status": "failed", "message": "a step failed: see the steps", "job_ended": True}))
     p.say("stopping after the current step (Ctrl-C again to force)...")
     p.close()
     assert screen(out.getvalue()) == ["[Beta] 1/2 xpm: success, 29 rows",
@@ -140,23 +146,23 @@ def test_many_workers_at_once_never_garble_a_line_or_reorder_a_tenants_steps():
 
 
 def test_the_tracker_hands_the_display_its_count_total_and_eta():
-    seen: list[dict] = []
+    seen: list[ProgressEvent] = []
     clock = [50.0]
     t = Tracker(lambda _p: None, echo=seen.append, now=lambda: clock[0])
-    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals: starting"})
-    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #300", "count": 300,
-       "total": 2000, "estimated_total": True, "per_call": 100})
-    assert (seen[-1]["count"], seen[-1]["total"], seen[-1]["estimated_total"]) == (300, 2000, True)
+    t(E({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals: starting"}))
+    t(E({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #300", "count": 300,
+       "total": 2000, "estimated_total": True, "per_call": 100}))
+    assert (seen[-1].count, seen[-1].total, seen[-1].estimated) == (300, 2000, True)
     assert running_text(seen[-1]).startswith("journals: 300 / ~2,000")
-    assert seen[-1]["eta_seconds"] == 17  # 17 calls of 100 left, at Xero's one a second
+    assert seen[-1].eta_seconds == 17  # 17 calls of 100 left, at Xero's one a second
     clock[0] += 10  # 5 calls in 10 s: the pace measured is the slower
-    t({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #800", "count": 800,
-       "total": 2000, "estimated_total": True, "per_call": 100})
-    assert seen[-1]["eta_seconds"] == 24
-    t({"tenant_id": "a", "step": "journals", "status": "waiting", "reason": "rate_limit",
-       "message": "waiting for Xero's minute limit, resumes in 38 s"})
-    assert t.state["status"] == "waiting" and t.state["message"].endswith("resumes in 38 s")
-    assert t.state["count"] == 800  # where it stood
+    t(E({"tenant_id": "a", "step": "journals", "status": "running", "message": "journals up to #800", "count": 800,
+       "total": 2000, "estimated_total": True, "per_call": 100}))
+    assert seen[-1].eta_seconds == 24
+    t(E({"tenant_id": "a", "step": "journals", "status": "waiting", "reason": "rate_limit",
+       "message": "waiting for Xero's minute limit, resumes in 38 s"}))
+    assert t.state.status == "waiting" and t.state.message.endswith("resumes in 38 s")
+    assert t.state.count == 800  # where it stood
 
 
 def test_durations_read_as_a_person_says_them():

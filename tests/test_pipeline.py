@@ -100,7 +100,7 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
     ids = [j.job_id for j in submitted]
     pool = WorkerPool(s, workers=4, label="test", job_ids=ids, transport=fake.transport(), clock=clock)
     seen = []
-    done = pool.run_until_done(ids, on_change=lambda j: seen.append((j.job_id, j.state, j.progress.get("step"))))
+    done = pool.run_until_done(ids, on_change=lambda j: seen.append((j.job_id, j.state, j.progress.step)))
     pool.stop()
     assert [j.state for j in done] == ["done", "done"], [j.error for j in done]
     org_job = next(j for j in done if j.tenant_id == org)
@@ -110,7 +110,7 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
                   org, org_job.result["run_id"])
     assert dict(logged) == {name: 1 for name in steps}, "one sync_log row per step, clients included"
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id IS NOT NULL")[0][0] > 0, "Sync now matches clients"
-    assert [st["step"] for st in org_job.progress["steps"]] == steps, "the job's progress lists every step"
+    assert [st.step for st in org_job.progress.steps] == steps, "the job's progress lists every step"
     assert seen and seen[-1][1] == "done"
 
 

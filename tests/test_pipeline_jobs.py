@@ -20,6 +20,7 @@ from xero_core import db, oauth
 from xero_core.fake.app import FakeXero
 from xero_core.fake.clock import FakeClock
 from xero_core.pipeline import jobs as J
+from xero_core.pipeline.progress import ProgressEvent
 from xero_core.pipeline.request import SyncRequest
 from xero_core.pipeline.worker import WorkerPool
 from xero_core.settings import load_settings
@@ -219,9 +220,9 @@ def test_with_xero_unreachable_a_job_says_so_once_and_tries_nothing_else(tmp_pat
     (done,) = pool.run_until_done([job.job_id])
     pool.stop()
     assert done.state == "failed" and done.error == s.unreachable_hint and len(refused.calls) == 1
-    steps = done.progress["steps"]
-    assert steps[0]["message"] == f"{steps[0]['step']}: failed (Xero unreachable)"
-    assert len(steps) > 5 and all(x["message"].endswith("skipped (not tried: Xero unreachable)") for x in steps[1:])
+    steps = done.progress.steps
+    assert steps[0].message == f"{steps[0].step}: failed (Xero unreachable)"
+    assert len(steps) > 5 and all((x.message or "").endswith("skipped (not tried: Xero unreachable)") for x in steps[1:])
     assert done.result["unreachable"] == s.unreachable_hint
 
 
@@ -247,8 +248,8 @@ def test_database_held_by_another_process_makes_the_job_wait_then_finish(tmp_pat
         waiting = threading.Event()
 
         def on_change(j):
-            if j.progress.get("status") == "waiting" and not waiting.is_set():
-                assert "waiting for the database" in j.progress["message"]
+            if j.progress.status == "waiting" and not waiting.is_set():
+                assert "waiting for the database" in (j.progress.message or "")
                 assert j.state == "running"
                 waiting.set()
                 holder.stdin.write("go\n")  # the notebook lets go
@@ -375,21 +376,21 @@ def test_progress_is_written_in_batches_except_waiting_for_the_database(tmp_path
 
     def counting_many(settings, progress):
         if progress:
-            flushes.append({jid: dict(p) for jid, p in progress.items()})
+            flushes.append({jid: p.to_dict() for jid, p in progress.items()})
         real_many(settings, progress)
-        if any(p.get("step") == "pnl" for p in progress.values()):
+        if any(p.step == "pnl" for p in progress.values()):
             flushed_pnl.set()
 
     seen_waiting = {}
 
     def fake_run(settings, request, *, progress, **kw):
         for step in ("accounts", "contacts", "invoices"):
-            progress({"step": step, "status": "running", "message": f"{step}…"})
-            progress({"step": step, "status": "success", "message": "0 rows", "rows": 0})
+            progress(ProgressEvent("running", request.tenant_id, step, f"{step}…"))
+            progress(ProgressEvent("success", request.tenant_id, step, "0 rows", rows=0))
         jid = next(j.job_id for j in J.active_jobs(settings) if j.tenant_id == request.tenant_id)
-        progress({"step": "pnl", "status": "waiting", "message": "waiting for the database (held by a notebook)"})
+        progress(ProgressEvent("waiting", request.tenant_id, "pnl", "waiting for the database (held by a notebook)"))
         seen_waiting[request.tenant_id] = J.get(settings, jid).progress  # before any flush could carry it
-        progress({"step": "pnl", "status": "running", "message": "week 1 of 5", "count": 1, "total": 5})
+        progress(ProgressEvent("running", request.tenant_id, "pnl", "week 1 of 5", count=1, total=5))
         assert release.wait(30), "the test never let the job finish"
         return SyncResult(tenant_id=request.tenant_id, run_id="r", trigger=request.trigger)
 
@@ -402,11 +403,11 @@ def test_progress_is_written_in_batches_except_waiting_for_the_database(tmp_path
         for _ in range(200):  # each flush is one transaction; wait for those that carry all three at pnl
             flushed_pnl.clear()
             now = {j.job_id: J.get(s, j.job_id).progress for j in jobs}
-            if all(p.get("step") == "pnl" and p.get("status") == "running" for p in now.values()):
+            if all(p.step == "pnl" and p.status == "running" for p in now.values()):
                 break
             assert flushed_pnl.wait(10), ("a flush carried the pnl step", now, flushes)
-        assert all(p.get("step") == "pnl" and p.get("count") == 1 and p.get("total") == 5 for p in now.values()), now
-        assert {t: p["status"] for t, p in seen_waiting.items()} == {f"org-{i}": "waiting" for i in range(3)}, \
+        assert all(p.step == "pnl" and p.count == 1 and p.total == 5 for p in now.values()), now
+        assert {t: p.status for t, p in seen_waiting.items()} == {f"org-{i}": "waiting" for i in range(3)}, \
             "waiting for the database is in the jobs file the moment it is reported"
         events = 3 * 8  # per job: six step events and two pnl events go through the flushes
         carried = sum(len(f) for f in flushes)

@@ -156,7 +156,7 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     assert all(r[5] == "cli" for r in log)
     assert dict((r[0], r[3]) for r in log)["pnl"] == 2
     assert q(s, "SELECT last_sync_at IS NOT NULL FROM connections") == [(True,)]
-    assert {e["step"] for e in events} >= {"accounts", "pnl", "journals"}
+    assert {e.step for e in events} >= {"accounts", "pnl", "journals"}
     d = res.to_dict()
     assert d["ok"] and d["steps"][0]["step"] == "organisation" and json.dumps(d)
     assert q(s, "SELECT base_currency, timezone FROM organisations") == [("AUD", "Australia/Sydney")]

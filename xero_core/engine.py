@@ -22,6 +22,7 @@ from .clock import Clock
 from .connections import list_connections
 from .pipeline import jobs as J
 from .pipeline.plan import PRACTICE_MANAGER, parse_only
+from .pipeline.progress import ProgressEvent
 from .pipeline.request import SyncRequest
 from .pipeline.run import run_sync
 from .pipeline.worker import WorkerPool
@@ -30,7 +31,7 @@ from .pipeline.result import SyncResult
 
 DEFAULT_THREADS = 8  # `sync_all` in this process: tenants synced at once (each within its own Xero limit)
 
-Progress = Callable[[dict], None]
+Progress = Callable[[ProgressEvent], None]
 StopReason = Callable[[], "str | None"]
 
 

@@ -19,9 +19,10 @@ import threading
 import time
 from typing import Callable, TextIO
 
+from ..pipeline.progress import JOB_ENDED, ProgressEvent
+
 ENDED = ("success", "partial", "failed", "skipped")
 SAID_ABOVE = "Xero unreachable (see above)"
-JOB_ENDED = ("done", "failed", "cancelled", "interrupted")
 
 
 def duration(seconds: float | None) -> str:
@@ -38,18 +39,17 @@ def duration(seconds: float | None) -> str:
     return f"{h} h {r // 60:02d} min"
 
 
-def running_text(ev: dict) -> str:
+def running_text(ev: ProgressEvent) -> str:
     """What a step under way is doing: count / total and the time left when they are known."""
-    step = ev.get("step") or ""
-    count, total = ev.get("count"), ev.get("total")
+    step = ev.step or ""
+    count, total = ev.count, ev.total
     if count is not None and total:
-        est = "~" if ev.get("estimated_total") else ""
+        est = "~" if ev.estimated else ""
         text = f"{step}: {int(count):,} / {est}{int(total):,}"
-        eta = ev.get("eta_seconds")
-        if eta:
-            text += f", about {duration(eta)} left"
+        if ev.eta_seconds:
+            text += f", about {duration(ev.eta_seconds)} left"
         return text
-    msg = ev.get("message") or f"{step}: working"
+    msg = ev.message or f"{step}: working"
     return msg if not step or msg.startswith(step) else f"{step}: {msg}"
 
 
@@ -79,40 +79,40 @@ class LiveProgress:
         return name if len(name) <= 24 else name[:23] + "…"
 
     # -- events ---------------------------------------------------------------------------------
-    def __call__(self, ev: dict) -> None:
+    def __call__(self, ev: ProgressEvent) -> None:
         if self.quiet:
             return
-        tenant = ev.get("tenant_id") or ""
-        status = ev.get("status")
+        tenant = ev.tenant_id
+        status = ev.status
         head = f"[{self.label(tenant)}]"
         with self.lock:
             self.started.setdefault(tenant, self.now())
             permanent: list[str] = []
-            sentence = ev.get("unreachable")
+            sentence = ev.unreachable
             if sentence and sentence not in self.said:
                 self.said.add(sentence)
                 permanent.append(sentence)
-            if status in JOB_ENDED and ev.get("job_ended"):
+            if status in JOB_ENDED and ev.job_ended:
                 took = duration(self.now() - self.started.pop(tenant, self.now()))
-                why = f": {self.once(ev['message'])}" if ev.get("message") and status != "done" else ""
+                why = f": {self.once(ev.message)}" if ev.message and status != "done" else ""
                 permanent.append(f"{head} {status} in {took}{why}")
                 self.active.pop(tenant, None)
                 self.last_plain.pop(tenant, None)
                 self.position.pop(tenant, None)
             elif status in ENDED:
-                said = ev.get("message") or f"{ev.get('step')}: {status}"
+                said = ev.message or f"{ev.step}: {status}"
                 line = f"{head} {self._position(ev)}{said}"
                 permanent.append(line)
                 self.active[tenant] = line
-                self.last_plain[tenant] = (self.now(), ev.get("step"))
+                self.last_plain[tenant] = (self.now(), ev.step)
             else:  # running, waiting, a followed job's news
                 line = f"{head} {self._position(ev)}{self._bar(ev)}{running_text(ev)}"
                 self.active[tenant] = line
                 when, step = self.last_plain.get(tenant, (-1e9, None))
-                news = status == "waiting" or step != ev.get("step") or (ev.get("message") or "").endswith(": starting")
+                news = status == "waiting" or step != ev.step or (ev.message or "").endswith(": starting")
                 if not self.tty and (news or self.now() - when >= self.every):
                     permanent.append(line)
-                    self.last_plain[tenant] = (self.now(), ev.get("step"))
+                    self.last_plain[tenant] = (self.now(), ev.step)
             self._render(permanent)
 
     def once(self, text: str) -> str:
@@ -131,18 +131,18 @@ class LiveProgress:
             self._render([])
 
     # -- drawing --------------------------------------------------------------------------------
-    def _position(self, ev: dict) -> str:
+    def _position(self, ev: ProgressEvent) -> str:
         """`3/9 `: the step's place in the tenant's plan (start and end events carry it)."""
-        tenant, step = ev.get("tenant_id") or "", ev.get("step")
-        if ev.get("index") and ev.get("steps"):
-            self.position[tenant] = (step, ev["index"], ev["steps"])
+        tenant, step = ev.tenant_id, ev.step
+        if ev.index and ev.steps:
+            self.position[tenant] = (step, ev.index, ev.steps)
         known = self.position.get(tenant)
         return f"{known[1]}/{known[2]} " if known and known[0] == step else ""
 
-    def _bar(self, ev: dict) -> str:
+    def _bar(self, ev: ProgressEvent) -> str:
         if not self.tty:
             return ""
-        count, total = ev.get("count"), ev.get("total")
+        count, total = ev.count, ev.total
         frac = (count / total) if count is not None and total else None
         if frac is None:
             return ""

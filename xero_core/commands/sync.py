@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urljoin
 
 from .. import timefmt
 from ..errors import LedgerlinkError, UsageError
+from ..pipeline.progress import ProgressEvent
 from ..pipeline.request import DEMO_WEEKS
 from ..settings import load_settings
 from .live import SAID_ABOVE, LiveProgress, duration
@@ -182,14 +183,14 @@ def _run_round(settings, requests: list, *, names: dict, progress, transport=Non
         if not job.active:
             if last_msg.get(job.job_id) != job.state:
                 last_msg[job.job_id] = job.state
-                progress({"tenant_id": job.tenant_id, "status": job.state, "message": job.error, "job_ended": True})
+                progress(ProgressEvent(job.state, job.tenant_id, message=job.error, job_ended=True))
             return
-        p = job.progress or {}
-        msg = p.get("message")
+        p = job.progress
+        msg = p.message
         if msg and last_msg.get(job.job_id) != msg:
             last_msg[job.job_id] = msg
-            progress({"tenant_id": job.tenant_id, "step": p.get("step"), "status": "joined", "message": msg,
-                      **{k: p.get(k) for k in ("count", "total", "eta_seconds", "estimated_total")}})
+            progress(ProgressEvent("joined", job.tenant_id, p.step, msg, count=p.count, total=p.total,
+                                   eta_seconds=p.eta_seconds, estimated=p.estimated))
 
     problem = None
     stopped = False
@@ -298,20 +299,19 @@ def _not_synced_doc(conn: dict) -> dict:
 # -- jobs ------------------------------------------------------------------------------------
 def _job_where(j) -> str:
     """'journals 2,300 / ~27,700, about 4 min left': the step under way, how far, how long."""
-    p = j.progress or {}
-    where = p.get("step") or ""
-    if p.get("count") is not None:
-        where += f" {int(p['count']):,}" + (f" / {'~' if p.get('estimated_total') else ''}{int(p['total']):,}"
-                                           if p.get("total") else "")
-    if j.state == "running" and p.get("eta_seconds"):
-        where += f", about {duration(p['eta_seconds'])} left"
+    p = j.progress
+    where = p.step or ""
+    if p.count is not None:
+        where += f" {int(p.count):,}" + (f" / {'~' if p.estimated else ''}{int(p.total):,}" if p.total else "")
+    if j.state == "running" and p.eta_seconds:
+        where += f", about {duration(p.eta_seconds)} left"
     return where.strip()
 
 
 def _job_line(j, tz: str | None = None) -> str:
     """Two lines per job: id, state, when queued, organisation and what it syncs; then where it is."""
     name = j.tenant_name or j.tenant_id
-    msg = j.error if j.state in ("failed", "interrupted", "cancelled") else (j.progress or {}).get("message") or ""
+    msg = j.error if j.state in ("failed", "interrupted", "cancelled") else j.progress.message or ""
     where = _job_where(j)
     detail = "; ".join(x for x in (where, msg if msg not in (where,) else "") if x)
     return (f"{j.job_id[:8]}  {j.state:<11} {timefmt.stamp(j.created_at, tz):<22} {name} · {j.request.describe()}"
@@ -344,8 +344,8 @@ def job_text(j, tz: str | None = None) -> list[str]:
             said = st.get("error") or f"{int(st.get('rows') or 0):,} rows"
             lines.append(f"    {st['step']:<13} {st['status']:<8} {said}; {int(st.get('api_calls') or 0):,} calls")
     else:
-        for st in (j.progress or {}).get("steps") or []:
-            lines.append(f"    {st.get('step')}: {st.get('message') or st.get('status')}")
+        for line in j.progress.steps:
+            lines.append(f"    {line.step}: {line.message or line.status}")
     hist = (j.result or {}).get("history_job")
     if hist:
         lines.append(f"  history       queued as job {hist[:8]} (`python -m xero_core jobs show {hist[:8]}`)")

@@ -34,6 +34,7 @@ from ..sync.context import checkpoint
 from ..sync.incremental import Partial
 from ..sync.locks import SyncBusy, tenant_lock
 from ..sync.weeks import recent_weeks, week_ending_for, week_start
+from .progress import ProgressEvent
 from .request import DEFAULT_WEEKS, SyncRequest
 from .result import StepResult, SyncResult
 from .step import Step, StepContext, SyncCancelled
@@ -47,7 +48,7 @@ DB_MAX_WAIT = 6 * 3600.0  # a notebook left open over lunch: wait, never fail; a
 DB_STEP_ATTEMPTS = 3  # a step that met a held database is run again (from its cursor) this often
 NOT_TRIED = "not tried: Xero unreachable"  # the steps after one that found nothing at Xero's address
 
-Progress = Callable[[dict[str, Any]], None]
+Progress = Callable[[ProgressEvent], None]
 Reason = Callable[[], "str | None"]
 Plan = list[tuple[str, Step]]
 T = TypeVar("T")
@@ -91,11 +92,12 @@ class Emitter:
     def __init__(self, tenant_id: str, progress: Progress | None):
         self.tenant_id, self.progress = tenant_id, progress
 
-    def __call__(self, step: str, status: str, message: str, **extra: Any) -> None:
+    def __call__(self, step: str, status: str, message: str, *, index: int | None = None, steps: int | None = None,
+                 rows: int | None = None, waiting_for: str | None = None, unreachable: str | None = None) -> None:
         if self.progress:
             try:
-                self.progress({"tenant_id": self.tenant_id, "step": step, "status": status, "message": message,
-                               **extra})
+                self.progress(ProgressEvent(status, self.tenant_id, step, message, index=index, steps=steps,
+                                            rows=rows, waiting_for=waiting_for, unreachable=unreachable))
             except Exception:  # last-resort boundary: a broken progress display never breaks a sync
                 pass
 
@@ -121,7 +123,7 @@ def with_db(settings: Settings, fn: Callable[[float], T], emit: Emitter, cancel:
             if time.monotonic() >= deadline:
                 raise
             if not told:
-                emit("database", "waiting", _wait_note(settings), reason="database")
+                emit("database", "waiting", _wait_note(settings), waiting_for="database")
                 told = True
             reason = cancel() if cancel else None
             if reason:
@@ -525,29 +527,28 @@ def _run_steps(run: Run, steps: Plan, result: SyncResult) -> None:
 
     def held(seconds: float, why: str) -> None:
         emit(run.current, "waiting", f"waiting for {WAIT_REASONS.get(why, why)}, resumes in "
-             f"{max(1, round(seconds))} s", reason="rate_limit", resumes_in=round(seconds, 1))
+             f"{max(1, round(seconds))} s", waiting_for="rate_limit")
 
     with waits_reported_to(held):
         for i, (name, fn) in enumerate(steps):
-            place = {"index": i + 1, "steps": len(steps)}
             run.stop_reason = run.stop_reason or x.stop_reason()
             if run.stop_reason:
                 step_period = run.period if name in REPORT_STEPS else None
                 result.steps.append(run.log.skipped(name, run.stop_reason, x.clock.now(), step_period))
-                emit(name, "skipped", f"{name}: skipped ({run.stop_reason})", **place)
+                emit(name, "skipped", f"{name}: skipped ({run.stop_reason})", index=i + 1, steps=len(steps))
                 continue
             run.current = name
-            emit(name, "running", f"{name}: starting", fraction=i / max(len(steps), 1), **place)
+            emit(name, "running", f"{name}: starting", index=i + 1, steps=len(steps))
             sr, stops = run_step(run, name, fn)
             run.stop_reason = run.stop_reason or stops
             result.steps.append(sr)
             run.state.setdefault("results", {})[name] = sr.rows if sr.status in ("success", "partial") else 0
-            extra, line = {}, step_line(sr)
+            line, unreachable = step_line(sr), None
             if run.stop_reason == NOT_TRIED and result.unreachable is None and sr.error:
                 # The sentence travels once, beside the event; the step's own line stays short.
-                result.unreachable = extra["unreachable"] = sr.error
+                result.unreachable = unreachable = sr.error
                 line = f"{name}: {sr.status} (Xero unreachable)"
-            emit(name, sr.status, line, fraction=(i + 1) / max(len(steps), 1), rows=sr.rows, **place, **extra)
+            emit(name, sr.status, line, index=i + 1, steps=len(steps), rows=sr.rows, unreachable=unreachable)
             checkpoint(f"step:{name}:done")
     if run.stop_reason and x.stop_reason():
         result.cancelled = run.stop_reason

@@ -27,13 +27,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .. import storage
 from ..sqlite_wal import open_wal
+from .progress import JobProgress
 from .request import SyncRequest
 
 FILE = "jobs.sqlite"
@@ -109,7 +110,7 @@ class Job:
     owner_label: str | None = None
     cancel_requested: str | None = None
     error: str | None = None
-    progress: dict = field(default_factory=dict)
+    progress: JobProgress = field(default_factory=JobProgress)
     result: dict | None = None
     joined: bool = False  # set by enqueue when the request joined this existing job
     # set by enqueue when the joined job does not do all the request asks: the request runs as its own
@@ -136,7 +137,7 @@ class Job:
             "heartbeat_at": iso(self.heartbeat_at),
             "owner": ({"pid": self.owner_pid, "host": self.owner_host, "pool": self.owner_id,
                        "label": self.owner_label} if self.owner_pid else None),
-            "cancel_requested": self.cancel_requested, "error": self.error, "progress": self.progress,
+            "cancel_requested": self.cancel_requested, "error": self.error, "progress": self.progress.to_dict(),
             "result": self.result, "joined": self.joined,
             "follow_up": self.follow_up.to_dict() if self.follow_up else None,
         }
@@ -151,7 +152,7 @@ _SELECT = f"SELECT {', '.join(_COLS)} FROM jobs"
 def _job(row) -> Job:
     d = dict(zip(_COLS, row))
     d["request"] = SyncRequest.from_json(d["request"])
-    d["progress"] = json.loads(d["progress"]) if d["progress"] else {}
+    d["progress"] = JobProgress.from_dict(json.loads(d["progress"]) if d["progress"] else None)
     d["result"] = json.loads(d["result"]) if d["result"] else None
     d["follow_up"] = SyncRequest.from_json(d["follow_up"]) if d["follow_up"] else None
     return Job(**d)
@@ -422,10 +423,10 @@ def history_pending(settings, tenant_id: str) -> bool:
     return False
 
 
-def requeue(settings, job_id: str, *, message: str, progress: dict | None = None) -> None:
+def requeue(settings, job_id: str, *, message: str, progress: JobProgress | None = None) -> None:
     """A running job back to the queue (a history backfill stepping aside); it resumes from the
     tenant's cursors when claimed again."""
-    prog = dict(progress or {}, status="queued", message=message, eta_seconds=None)
+    prog = replace(progress or JobProgress(), status="queued", message=message, eta_seconds=None).to_dict()
     with _connect(settings, write=True) as con:
         con.execute("UPDATE jobs SET state = 'queued', owner_pid = NULL, owner_host = NULL, owner_id = NULL, "
                     "owner_label = NULL, heartbeat_at = NULL, progress = ? WHERE job_id = ? AND state = 'running'",
@@ -433,22 +434,22 @@ def requeue(settings, job_id: str, *, message: str, progress: dict | None = None
     notify()
 
 
-def set_progress(settings, job_id: str, progress: dict) -> None:
+def set_progress(settings, job_id: str, progress: JobProgress) -> None:
     set_progress_many(settings, {job_id: progress})
 
 
-def set_progress_many(settings, progress: dict[str, dict]) -> None:
+def set_progress_many(settings, progress: dict[str, JobProgress]) -> None:
     """Several running jobs' progress in one write (a pool flushes its jobs' progress together)."""
     if not progress:
         return
     now = time.time()
     with _connect(settings, write=True) as con:
         con.executemany("UPDATE jobs SET progress = ?, heartbeat_at = ? WHERE job_id = ? AND state = 'running'",
-                        [(json.dumps(p, default=str), now, jid) for jid, p in progress.items()])
+                        [(json.dumps(p.to_dict(), default=str), now, jid) for jid, p in progress.items()])
 
 
 def finish(settings, job_id: str, state: str, *, error: str | None = None, result: dict | None = None,
-           progress: dict | None = None) -> None:
+           progress: JobProgress | None = None) -> None:
     assert state in FINAL, state
     with _connect(settings, write=True) as con:
         row = con.execute("SELECT tenant_id, tenant_name, follow_up FROM jobs WHERE job_id = ? AND state IN "
@@ -457,7 +458,7 @@ def finish(settings, job_id: str, state: str, *, error: str | None = None, resul
             "UPDATE jobs SET state = ?, error = ?, result = ?, finished_at = ?, progress = coalesce(?, progress) "
             "WHERE job_id = ? AND state IN ('queued', 'running')",
             [state, error, json.dumps(result, default=str) if result is not None else None, time.time(),
-             json.dumps(progress, default=str) if progress is not None else None, job_id])
+             json.dumps(progress.to_dict(), default=str) if progress is not None else None, job_id])
         if row and row[2] and state != "cancelled":  # what a request that joined it asked beyond it
             req = SyncRequest.from_json(row[2])
             con.execute(
@@ -525,8 +526,7 @@ def reap(settings, *, tenant_id: str | None = None) -> list[Job]:
         return []
     with _connect(settings, write=True) as con:
         for job, sentence in gone:
-            prog = dict(job.progress or {})
-            prog["message"] = "interrupted"
+            prog = replace(job.progress, message="interrupted").to_dict()
             con.execute("UPDATE jobs SET state = 'interrupted', error = ?, finished_at = ?, progress = ? "
                         "WHERE job_id = ? AND state = 'running' AND coalesce(heartbeat_at, 0) = coalesce(?, 0)",
                         [sentence, now, json.dumps(prog, default=str), job.job_id, job.heartbeat_at])
@@ -554,7 +554,7 @@ def wait(settings, job_ids: Iterable[str], *, timeout: float | None = None, poll
         for j in jobs_now:
             if j is None:
                 continue
-            sig = json.dumps([j.state, j.progress], sort_keys=True, default=str)
+            sig = json.dumps([j.state, j.progress.to_dict()], sort_keys=True, default=str)
             if seen.get(j.job_id) != sig:
                 seen[j.job_id] = sig
                 if on_change:

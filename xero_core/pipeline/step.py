@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 from ..clock import Clock
 from ..errors import XeroError
 from ..settings import Settings
+from .progress import ProgressEvent
 
 
 class SyncCancelled(XeroError):
@@ -58,7 +59,7 @@ class StepContext:
     state: dict[str, Any] = field(default_factory=dict)  # read once per run before any fetch (cursors)
     log_in_tx: Callable[[Any, int], None] | None = None  # writes this step's success row in a transaction
     logged: bool = False
-    progress: Callable[[dict[str, Any]], None] | None = None
+    progress: Callable[[ProgressEvent], None] | None = None
     cancel: Callable[[], str | None] | None = None  # a reason when the sync must stop at the next page
     transport: Any = None  # the HTTP transport the run's client uses (tests: the fake), for steps making their own
     estimate_total: Callable[[int], int] | None = None  # no total from Xero: the step's guess, from what it has seen
@@ -83,10 +84,10 @@ class StepContext:
             self.done, self.total, self.estimated = done, total, estimated
         if self.progress:
             try:
-                self.progress({"tenant_id": self.tenant_id, "step": self.step, "status": "running",
-                               "message": (message or f"{self.step}: {done:,}") if done is not None else message,
-                               "count": done, "total": total, "estimated_total": estimated,
-                               "per_call": per_call})
+                self.progress(ProgressEvent(
+                    "running", self.tenant_id, self.step,
+                    (message or f"{self.step}: {done:,}") if done is not None else message,
+                    count=done, total=total, estimated=estimated, per_call=per_call))
             except Exception:  # last-resort boundary: a broken progress bar never breaks a sync
                 pass
         self.check_cancel()

@@ -30,7 +30,6 @@ Daily syncs and history backfills run on different threads:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -41,7 +40,7 @@ from .. import snapshot
 from ..clock import Clock
 from ..errors import LedgerlinkError
 from . import jobs as J
-from .progress import Tracker
+from .progress import JobProgress, ProgressEvent, Tracker
 from .run import run_sync
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class WorkerPool:
 
     def __init__(self, settings, *, workers: int | None = None, label: str = "worker",
                  job_ids: Iterable[str] | None = None, transport=None, clock: Clock | None = None,
-                 today: date | None = None, echo: Callable[[dict], None] | None = None,
+                 today: date | None = None, echo: Callable[[ProgressEvent], None] | None = None,
                  poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS,
                  claimable: Callable[[], Iterable[str] | None] | None = None,
                  backfill_workers: int | None = None):
@@ -96,7 +95,7 @@ class WorkerPool:
         self._yield: dict[str, str] = {}  # running backfill -> why it steps aside
         self._tenants: dict[str, str] = {}  # running job -> tenant
         self.spawned: dict[str, str] = {}  # job id -> the history backfill job it queued
-        self._pending: dict[str, dict] = {}  # job id -> progress not yet in the jobs file
+        self._pending: dict[str, JobProgress] = {}  # job id -> progress not yet in the jobs file
         self._write_lock = threading.Lock()  # a flush and an immediate write never cross
         self.finished: list[str] = []
         # The readers' copy (xero_core/snapshot.py): when a batch of jobs ends, and at most once a
@@ -255,10 +254,10 @@ class WorkerPool:
             self._publisher.job_ended()
             self._wake.set()  # a backfill slot may be free again
 
-    def _write_progress(self, job_id: str, progress: dict) -> None:
+    def _write_progress(self, job_id: str, progress: JobProgress) -> None:
         """The Tracker's writer: progress waits for the next flush, except "waiting for the
         database", which the admin needs to see at once (nothing else moves until it clears)."""
-        if progress.get("status") != "waiting" or "database" not in (progress.get("message") or ""):
+        if progress.status != "waiting" or "database" not in (progress.message or ""):
             with self._lock:
                 self._pending[job_id] = progress
             return
@@ -355,11 +354,8 @@ class WorkerPool:
             return
         d = result.to_dict()
         if result.cancelled and self._yield.get(jid) and not self._cancel.get(jid) and not stop():
-            tracker.state.update(eta_seconds=None)
-            J.requeue(settings, jid, message=self._yield[jid], progress=tracker.state)
-            if self.echo:
-                with contextlib.suppress(Exception):
-                    self.echo({"tenant_id": job.tenant_id, "status": "waiting", "message": self._yield[jid]})
+            J.requeue(settings, jid, message=self._yield[jid], progress=tracker.end("queued", self._yield[jid]))
+            self._echo(ProgressEvent("waiting", job.tenant_id, message=self._yield[jid]))
             return
         if result.cancelled and cancel():
             state, error = "cancelled", f"{cancel()}; every chunk already saved is kept"
@@ -376,22 +372,28 @@ class WorkerPool:
                     log.warning("could not queue the history backfill of %s: %s", job.tenant_id, exc)
         else:
             state, error = "failed", result.first_problem() or "a step failed: see the steps"
-        tracker.state.update(status=state, message=error or "finished", eta_seconds=None)
-        J.finish(settings, jid, state, error=error, result=d, progress=tracker.state)
+        J.finish(settings, jid, state, error=error, result=d, progress=tracker.end(state, error or "finished"))
         self._echo_end(job, state, error)
         if self.spawned.get(jid) and self.echo:
-            with contextlib.suppress(Exception):
+            try:
                 hist = J.get(settings, self.spawned[jid])
-                self.echo({"tenant_id": job.tenant_id, "status": "waiting",
-                           "message": f"figures ready; {hist.request.describe()} follows as job {hist.job_id[:8]}, "
-                                      "at a lower priority"})
+            except Exception:  # last-resort boundary: the job is recorded; only the display's note is lost
+                return
+            if hist is None:
+                return
+            self._echo(ProgressEvent("waiting", job.tenant_id,
+                                     message=f"figures ready; {hist.request.describe()} follows as job "
+                                             f"{hist.job_id[:8]}, at a lower priority"))
 
-    def _echo_end(self, job: J.Job, state: str, error: str | None) -> None:
+    def _echo(self, ev: ProgressEvent) -> None:
         if self.echo:
             try:
-                self.echo({"tenant_id": job.tenant_id, "status": state, "message": error, "job_ended": True})
-            except Exception:
+                self.echo(ev)
+            except Exception:  # last-resort boundary: a broken display never fails the job
                 pass
+
+    def _echo_end(self, job: J.Job, state: str, error: str | None) -> None:
+        self._echo(ProgressEvent(state, job.tenant_id, message=error, job_ended=True))
 
 
 class _Either:
