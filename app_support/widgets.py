@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import streamlit as st
 
 from xero_core import timefmt
+from xero_core.clock import SYSTEM_CLOCK
 from xero_core.settings import Settings, SettingsError, load_settings
 
 from . import engine
@@ -84,7 +85,8 @@ def when(value: Any) -> str:
     dt = _as_datetime(value)
     if dt is None:
         return str(value)
-    delta = (datetime.now(timezone.utc) - dt).total_seconds()
+    # the product's clock: under XERO_TODAY (a workshop's pinned day) the stamps were written by it
+    delta = (SYSTEM_CLOCK.now() - dt).total_seconds()
     ago = _span(abs(delta))
     rel = f"{ago} ago" if delta >= 0 else f"in {ago}"
     return f"{stamp(dt)} ({rel})"

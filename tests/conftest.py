@@ -111,3 +111,29 @@ def make_settings(tmp_path):
 @pytest.fixture
 def settings(make_settings) -> Settings:
     return make_settings()
+
+
+# LEDGERLINK_TEST_CPU=file.jsonl records each test's CPU seconds (this process and the children it
+# waited for, i.e. servers and subprocesses it started and stopped): what decides the quick lane
+# (`slow`), since wall time on a shared 2-core machine says more about the neighbours than the test.
+_CPU_LOG = os.environ.get("LEDGERLINK_TEST_CPU")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _CPU_LOG:
+        yield
+        return
+    import json
+    import resource
+
+    def cpu() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    start, wall = cpu(), time.monotonic()
+    yield
+    with open(_CPU_LOG, "a") as f:
+        f.write(json.dumps({"test": item.nodeid, "cpu": round(cpu() - start, 2),
+                            "wall": round(time.monotonic() - wall, 2),
+                            "slow": item.get_closest_marker("slow") is not None}) + "\n")

@@ -339,3 +339,15 @@ def test_a_malformed_xero_today_stops_with_a_sentence(monkeypatch, tmp_path):
     monkeypatch.setenv("XERO_ENV_FILE", "/dev/null")
     with pytest.raises(SettingsError, match=r"XERO_TODAY='29/02/2028' must be a date as YYYY-MM-DD"):
         load_settings()
+
+
+def test_the_apps_ago_counts_from_the_products_clock_under_a_pinned_day(monkeypatch):
+    """A workshop pins XERO_TODAY; stamps are written by the product's clock, so "3 h ago" must be
+    counted from that clock too (the computer's clock put them months in the future)."""
+    from app_support.widgets import when
+    from xero_core.clock import SYSTEM_CLOCK
+
+    monkeypatch.setenv("XERO_TODAY", "2028-02-29")
+    stamp = SYSTEM_CLOCK.now() - timedelta(hours=3, minutes=5)
+    assert stamp.date() in (date(2028, 2, 28), date(2028, 2, 29))
+    assert when(stamp.isoformat()).endswith("(3 h ago)")

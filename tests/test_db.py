@@ -44,7 +44,8 @@ def _held_by_another_process(path):
     p = ctx.Process(target=_hold, args=(path, ready, release))
     p.start()
     try:
-        assert ready.wait(20)
+        # a bound, not a pause: a spawned interpreter importing duckdb takes seconds on a busy machine
+        assert ready.wait(120), "the holding process never opened the database"
         yield release
     finally:
         release.set()
