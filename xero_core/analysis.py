@@ -61,13 +61,19 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
 from . import clock
 from .errors import LedgerlinkError
 from .pipeline.request import DEMO_WEEKS
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+# A read of the database: q(sql, *params) -> a polars frame (`_reader`).
+Query = Callable[..., pl.DataFrame]
 
 METRICS = ("income", "cost_of_sales", "gross_profit", "other_income", "operating_expenses", "net_profit")
 LABELS = {
@@ -180,7 +186,7 @@ def database_path(source: Any) -> Path:
 
 
 @contextlib.contextmanager
-def _reader(source: Any) -> Iterator[Callable[..., pl.DataFrame]]:
+def _reader(source: Any) -> Iterator[Query]:
     """One brief read-only connection; yields q(sql, *params) -> polars frame."""
     from .db import connect
 
@@ -246,12 +252,12 @@ def pick_tenant(source: Any = None, tenant_id: str | None = None, *, _orgs: pl.D
     if orgs.height > 1:
         ledger = orgs.filter((pl.col("role") == "practice-ledger") & (pl.col("weeks") > 0)) if "role" in orgs.columns else orgs.clear()
         if ledger.height == 1:
-            return ledger["tenant_id"][0]
+            return str(ledger["tenant_id"][0])
         raise ChooseOrganisation(
             f"{orgs.height} organisations are in {database_path(source)}; say which one, e.g. "
             f"weekly_pnl(db, tenant_id=...), with one of:\n" + _describe_orgs(orgs)
         )
-    return orgs["tenant_id"][0]
+    return str(orgs["tenant_id"][0])
 
 
 @dataclass
@@ -260,7 +266,7 @@ class DataStatus:
 
     database: Path
     exists: bool
-    organisations: list[dict] = field(default_factory=list)
+    organisations: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
 
     @property
@@ -356,7 +362,7 @@ _ORG_FIELDS = ("name", "base_currency", "country_code", "timezone", "financial_y
                "financial_year_end_day", "short_code")
 
 
-def _org_row(q, tenant: str) -> dict:
+def _org_row(q: Query, tenant: str) -> dict[str, Any]:
     try:
         df = q(f"SELECT {', '.join(_ORG_FIELDS)} FROM organisations WHERE tenant_id = ?", tenant)
     except Exception:  # a database from before the organisations table
@@ -365,11 +371,12 @@ def _org_row(q, tenant: str) -> dict:
     return {k: row.get(k) for k in _ORG_FIELDS}
 
 
-def _tz(q, tenant: str) -> str | None:
-    return _org_row(q, tenant).get("timezone")
+def _tz(q: Query, tenant: str) -> str | None:
+    tz = _org_row(q, tenant).get("timezone")
+    return tz if isinstance(tz, str) else None
 
 
-def organisation(source: Any = None, tenant_id: str | None = None) -> dict:
+def organisation(source: Any = None, tenant_id: str | None = None) -> dict[str, Any]:
     """The organisation as Xero describes it (GET /Organisation, stored by the sync): tenant_id, name,
     base_currency (every amount here is in it), country_code, timezone (IANA: its "today" and its
     weeks), financial_year_end_month/_day, short_code. Values are None before its first sync."""
@@ -417,7 +424,7 @@ def week_label(week_ending: date, today: date | None = None) -> str:
     return f"w/e {text}"
 
 
-def week_axis(weeks: Sequence[date], *, every: int | None = None) -> dict:
+def week_axis(weeks: Sequence[date], *, every: int | None = None) -> dict[str, Any]:
     """Keyword arguments for an altair temporal axis that names the week-ending dates themselves
     (a tick on each week's last day, "21 Nov"), not the calendar ticks Vega picks ("Mon 05, Tue 13"):
     `alt.X("week_ending:T", title="Week ending", axis=alt.Axis(**an.week_axis(weeks)))`."""
@@ -444,7 +451,7 @@ def comparison_weeks(week_ending: date, average_weeks: int = 4) -> dict[str, dat
 # ---------------------------------------------------------------------------------------------
 
 
-def _pnl(q, tenant: str) -> pl.DataFrame:
+def _pnl(q: Query, tenant: str) -> pl.DataFrame:
     return q(
         f"SELECT week_start, week_ending, {', '.join(METRICS)} FROM financial_weekly "
         "WHERE tenant_id = ? ORDER BY week_ending",
@@ -556,7 +563,7 @@ def headline(source: Any = None, tenant_id: str | None = None, *, week_ending: d
     closing = dict(cash.iter_rows()) if cash.height else {}
     we = week_ending or _latest_of_pnl(list(by_week), today, source, org.get("timezone"), tenant)
 
-    def figures(w: date) -> dict | None:
+    def figures(w: date) -> dict[str, Any] | None:
         r = by_week.get(w)
         if r is None:
             return None
@@ -625,8 +632,11 @@ def margins(source: Any = None, tenant_id: str | None = None, *, window: int = 4
     inc, gp, np_ = (df[c].to_list() for c in ("income", "gross_profit", "net_profit"))
     inc_w, gp_w, np_w = (_trailing(list(zip(weeks, v)), window) for v in (inc, gp, np_))
 
-    def ssum(xs):
-        return sum(xs, Decimal(0)) if xs is not None and all(x is not None for x in xs) else None
+    def ssum(xs: list[Decimal | None] | None) -> Decimal | None:
+        if xs is None:
+            return None
+        known = [x for x in xs if x is not None]
+        return sum(known, Decimal(0)) if len(known) == len(xs) else None
 
     return df.select("week_ending", "income", "gross_profit", "net_profit").with_columns(
         pl.Series("gross_margin_pct", [_pct(g, i) for g, i in zip(gp, inc)], dtype=pl.Float64),
@@ -788,7 +798,7 @@ VEGALITE_MIME_TYPES = ("application/vnd.vegalite.v6+json", "application/vnd.vega
 CHART_IMAGE_SCALE = 2  # the PNG is drawn at twice its display size, so it stays sharp on high-DPI screens
 
 
-def chart_mimebundle(spec: dict, **_meta: Any) -> tuple[dict, dict]:
+def chart_mimebundle(spec: dict[str, Any], **_meta: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """An altair renderer: the chart's interactive Vega-Lite spec and a static PNG of it, side by side.
 
     Front ends pick what they can draw: JupyterLab and VS Code the interactive spec (under the v6 and
@@ -849,7 +859,7 @@ _HEADERS = {
 }
 
 
-def table(frame: pl.DataFrame, currency: str = ""):
+def table(frame: pl.DataFrame, currency: str = "") -> Styler:
     """A frame as a finance lead reads it in a notebook (and its HTML export): readable headers, money
     with thousands separators under "(NZD)", percentages with one decimal, dates as "Sat 21 Nov 2026",
     names without quotes and blanks where there is no value (not `null`). Display only: the frame
@@ -866,7 +876,7 @@ def table(frame: pl.DataFrame, currency: str = ""):
     if "section" in frame.columns:  # "operating_expenses" -> "Operating expenses", as the report names it
         frame = frame.with_columns(pl.col("section").replace_strict(LABELS, default=pl.col("section")))
     df = frame.to_pandas(use_pyarrow_extension_array=False).rename(columns=names)
-    fmt: dict = {}
+    fmt: dict[str, Any] = {}
     fmt.update({names[c]: "{:,.2f}" for c in money})
     fmt.update({names[c]: "{:,.1f}" for c in pct if c not in money})
     fmt.update({names[c]: (lambda d: f"{d:%a} {d.day} {d:%b %Y}") for c in dates})

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from .errors import LedgerlinkError
 from .settings import SettingsError
@@ -28,7 +29,7 @@ class _ArgumentError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, except that a usage error is raised (main prints it, as JSON under --json)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise _ArgumentError(f"{self.prog}: {message}")
 
 COMMAND_MODULES = (
@@ -150,14 +151,14 @@ def _publish() -> None:
     snapshot.publish_if_changed(settings)
 
 
-def _fail(args, message: str, code: int = 1) -> int:
+def _fail(args: argparse.Namespace, message: str, code: int = 1) -> int:
     print(f"error: {message}", file=sys.stderr)
     if getattr(args, "json", False):
         json_error(message)
     return code
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except BrokenPipeError:

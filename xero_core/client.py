@@ -138,7 +138,7 @@ def xero_message(response: httpx.Response, limit: int = 500) -> str | None:
 def backoff_seconds(attempt: int, rng: random.Random | None = None) -> float:
     """Attempt 0, 1, 2 -> about 1, 2, 4 s (+ up to 100% jitter), never over 60 s."""
     r = rng.random() if rng is not None else random.random()
-    return min(BACKOFF_CAP_SECONDS, (2 ** attempt) * (1 + r))
+    return min(BACKOFF_CAP_SECONDS, (2.0 ** attempt) * (1 + r))
 
 
 # -- the policy: what a response or a transport failure means (pure) ---------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from . import db
 from .errors import ReconnectNeeded, TokensUnreadable
@@ -33,13 +33,13 @@ def parse_xero_timestamp(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def _row(cols: Iterable[str], values: tuple) -> dict[str, Any]:
+def _row(cols: Iterable[str], values: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(cols, values))
 
 
-def upsert_tenants(settings: Settings, tenants: list[dict], at: datetime) -> list[dict]:
+def upsert_tenants(settings: Settings, tenants: Iterable[Mapping[str, Any]], at: datetime) -> list[dict[str, Any]]:
     """Record every tenant from GET /connections as connected (ORGANISATION, PRACTICEMANAGER, ...)."""
-    recorded = []
+    recorded: list[dict[str, Any]] = []
     with db.connect(settings.db_path) as con, db.transaction(con):
         for t in tenants:
             tenant_id = t.get("tenantId")
@@ -74,7 +74,7 @@ def upsert_tenants(settings: Settings, tenants: list[dict], at: datetime) -> lis
     return recorded
 
 
-def list_connections(settings: Settings, include_disconnected: bool = False) -> list[dict]:
+def list_connections(settings: Settings, include_disconnected: bool = False) -> list[dict[str, Any]]:
     sql = f"SELECT {', '.join(_COLUMNS)} FROM connections"
     if not include_disconnected:
         sql += " WHERE status <> 'disconnected'"
@@ -83,7 +83,7 @@ def list_connections(settings: Settings, include_disconnected: bool = False) -> 
         return [_row(_COLUMNS, r) for r in con.execute(sql).fetchall()]
 
 
-def get_connection(settings: Settings, tenant_id: str) -> dict | None:
+def get_connection(settings: Settings, tenant_id: str) -> dict[str, Any] | None:
     with db.connect(settings.db_path) as con:
         r = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM connections WHERE tenant_id = ?", [tenant_id]).fetchone()
     return _row(_COLUMNS, r) if r else None

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import duckdb
 
@@ -212,7 +212,7 @@ _PID = re.compile(r"\(PID (\d+)\)")
 _OURS = ("scheduler.py", "xero_core", "streamlit", "app.py")
 
 
-def holder(path: Path, message: str = "") -> dict | None:
+def holder(path: Path, message: str = "") -> dict[str, Any] | None:
     """The process holding `path` open: {pid, name, command, ours}, from the pid DuckDB names in
     its lock error, else by looking for the file among every process's open files (psutil)."""
     import psutil

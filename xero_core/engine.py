@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import snapshot
 from .clock import Clock
@@ -28,6 +28,9 @@ from .pipeline.run import run_sync
 from .pipeline.worker import WorkerPool
 from .settings import Settings
 from .pipeline.result import SyncResult
+
+if TYPE_CHECKING:  # practice/ is imported when a chase runs, not with the engine
+    from .practice.chase import ChaseResult
 
 DEFAULT_THREADS = 8  # `sync_all` in this process: tenants synced at once (each within its own Xero limit)
 
@@ -147,9 +150,10 @@ class Engine:
         return J.get(self.settings, job_id)
 
     # -- chase reminders ---------------------------------------------------------------------------
-    def chase(self, *, tenant_id: str | None = None):
+    def chase(self, *, tenant_id: str | None = None) -> ChaseResult:
         """Send the chase reminders due now (every Practice Manager tenant's, or one's): no Xero call.
         A ChaseResult (sent, failed, bounced, skipped, unconfirmed, waiting, error)."""
         from .pipeline.run import send_reminders
 
-        return send_reminders(self.settings, tenant_id=tenant_id, clock=self.clock)
+        result: ChaseResult = send_reminders(self.settings, tenant_id=tenant_id, clock=self.clock)
+        return result

@@ -22,6 +22,8 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 
 class LedgerlinkError(Exception):
@@ -54,7 +56,7 @@ class StorageError(LedgerlinkError):
     corrupt, io; `reason` is what the operating system or database said, shortened.
     """
 
-    def __init__(self, message: str, *, path=None, problem: str = "io", reason: str = ""):
+    def __init__(self, message: str, *, path: Path | str | None = None, problem: str = "io", reason: str = "") -> None:
         super().__init__(message)
         self.path = path
         self.problem = problem
@@ -130,7 +132,7 @@ class XeroUnreachable(RetriableError):
 
 
 class DailyLimitReached(XeroError):
-    def __init__(self, message: str, *, resumes_at: datetime | None = None, **kw):
+    def __init__(self, message: str, *, resumes_at: datetime | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.resumes_at = resumes_at
 
@@ -139,7 +141,7 @@ class ReconnectNeeded(XeroError):
     """`sent_at`: when the refused call was sent. The caller marks the connection (connections.
     mark_for_reconnect), unless it was reconnected after that: the refusal was about the old grant."""
 
-    def __init__(self, message: str, *, sent_at: datetime | None = None, **kw):
+    def __init__(self, message: str, *, sent_at: datetime | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.sent_at = sent_at
 

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -106,6 +107,7 @@ def begin_connect(settings: Settings, clock: Clock | None = None) -> str:
         settings, scope=" ".join(settings.scopes), redirect_uri=settings.redirect_uri,
         code_challenge_method="S256",
     )
+    url: str
     try:
         url, _ = client.create_authorization_url(settings.authorize_url, state=state, code_verifier=verifier)
     finally:
@@ -141,7 +143,7 @@ def _params(callback_url: str) -> dict[str, str]:
 
 
 def complete_connect(settings: Settings, callback_url: str, transport: httpx.BaseTransport | None = None,
-                     clock: Clock | None = None) -> list[dict]:
+                     clock: Clock | None = None) -> list[dict[str, Any]]:
     """Finish the flow from the URL Xero redirected to. Returns the tenants recorded."""
     clock = clock or SYSTEM_CLOCK
     params = _params(callback_url)
@@ -170,8 +172,8 @@ def complete_connect(settings: Settings, callback_url: str, transport: httpx.Bas
             vault.delete(finishing)
 
 
-def _finish_connect(settings: Settings, params: dict[str, str], state: str, pending: dict | None,
-                    transport: httpx.BaseTransport | None, clock: Clock) -> list[dict]:
+def _finish_connect(settings: Settings, params: dict[str, str], state: str, pending: dict[str, Any] | None,
+                    transport: httpx.BaseTransport | None, clock: Clock) -> list[dict[str, Any]]:
     if params.get("error"):
         raise _error(params["error"], params.get("error_description"))
     if pending is None or not hmac.compare_digest(str(pending.get("state", "")), state):
@@ -232,7 +234,8 @@ def _http(transport: httpx.BaseTransport | None) -> httpx.Client:
     return httpx.Client(transport=transport, timeout=HTTP_TIMEOUT) if transport else httpx.Client(timeout=HTTP_TIMEOUT)
 
 
-def _get_connections(settings: Settings, access_token: str, transport) -> list[dict]:
+def _get_connections(settings: Settings, access_token: str,
+                     transport: httpx.BaseTransport | None) -> list[dict[str, Any]]:
     with _http(transport) as http:
         try:
             resp = http.get(settings.connections_url, headers={
@@ -251,7 +254,7 @@ def _get_connections(settings: Settings, access_token: str, transport) -> list[d
 
 
 def disconnect(settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
-               clock: Clock | None = None) -> dict:
+               clock: Clock | None = None) -> dict[str, Any]:
     """Disconnect one tenant: DELETE its Xero connection, revoke the token set when no other
     tenant still uses it (revoking kills every connection of the set), forget its tokens, and
     mark it disconnected. A dead token marks the tenant needs_reconnect and raises ReconnectNeeded.

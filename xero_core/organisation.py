@@ -10,11 +10,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypedDict
 
 import orjson
 
+from .clock import SYSTEM_CLOCK, Clock
 from .timezones import iana_timezone
+
+if TYPE_CHECKING:  # types only: importing this module loads no DuckDB or httpx
+    import duckdb
+    import httpx
+
+    from .client import XeroClient
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 PATH = "/api.xro/2.0/Organisation"
@@ -26,6 +34,25 @@ ORGANISATION_COLUMNS = (
 )
 
 
+class OrganisationRow(TypedDict):
+    """An `organisations` row as `organisation_row` builds it from Xero's record (ORGANISATION_COLUMNS)."""
+    organisation_id: str | None
+    name: str | None
+    legal_name: str | None
+    base_currency: str | None
+    country_code: str | None
+    timezone: str | None
+    xero_timezone: str | None
+    financial_year_end_month: int | None
+    financial_year_end_day: int | None
+    short_code: str | None
+    organisation_type: str | None
+    sales_tax_basis: str | None
+    version: str | None
+    digest: str
+    raw: str
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -33,7 +60,7 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
-def organisation_row(record: dict) -> dict:
+def organisation_row(record: Mapping[str, Any]) -> OrganisationRow:
     """One `organisations` row from GET /Organisation's record (`Organisations[0]`). `timezone` is the
     IANA name for Xero's Timezone value (None when unknown: the caller keeps XERO_TIMEZONE); `digest`
     is what an unchanged organisation is recognised by (its JSON, keys sorted)."""
@@ -57,7 +84,7 @@ def organisation_row(record: dict) -> dict:
     }
 
 
-def fetch(client) -> dict:
+def fetch(client: XeroClient) -> OrganisationRow:
     """GET /Organisation through a XeroClient -> the `organisations` row."""
     resp = client.request("GET", PATH)
     records = (orjson.loads(resp.content) or {}).get("Organisations") or []
@@ -68,7 +95,7 @@ def fetch(client) -> dict:
     return organisation_row(records[0])
 
 
-def save(con, tenant_id: str, row: dict, at: datetime | None = None) -> int:
+def save(con: duckdb.DuckDBPyConnection, tenant_id: str, row: OrganisationRow, at: datetime | None = None) -> int:
     """Store the organisation (one row per tenant); `updated_at` is when this version was stored."""
     at = at or datetime.now(timezone.utc)
     cols = list(ORGANISATION_COLUMNS)
@@ -78,14 +105,14 @@ def save(con, tenant_id: str, row: dict, at: datetime | None = None) -> int:
     return 1
 
 
-def read(con, tenant_id: str) -> dict | None:
+def read(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, Any] | None:
     """The stored organisation of a tenant (None before it was first read)."""
     cur = con.execute("SELECT * FROM organisations WHERE tenant_id = ?", [tenant_id])
     row = cur.fetchone()
     return dict(zip([d[0] for d in cur.description], row)) if row else None
 
 
-def save_if_changed(con, tenant_id: str, row: dict) -> int:
+def save_if_changed(con: duckdb.DuckDBPyConnection, tenant_id: str, row: OrganisationRow) -> int:
     """Store the row unless the same version is stored; its digest also becomes the sync's mark
     (sync_cursors `organisation#mark`), so the sync's organisation step knows it without a read."""
     held = con.execute("SELECT digest FROM organisations WHERE tenant_id = ?", [tenant_id]).fetchone()
@@ -97,7 +124,8 @@ def save_if_changed(con, tenant_id: str, row: dict) -> int:
     return 1
 
 
-def read_at_connect(settings, tenant_ids, *, transport=None, clock=None) -> None:
+def read_at_connect(settings: Settings, tenant_ids: Iterable[str], *, transport: httpx.BaseTransport | None = None,
+                    clock: Clock | None = None) -> None:
     """Read each newly connected organisation at once, so its base currency, time zone and
     financial year are known before its first sync. A failure here never fails the connection:
     the first sync reads it again (and says so if it cannot)."""
@@ -106,7 +134,7 @@ def read_at_connect(settings, tenant_ids, *, transport=None, clock=None) -> None
 
     for tid in tenant_ids:
         try:
-            client = limited_client(settings, tid, transport=transport, **({"clock": clock} if clock else {}))
+            client = limited_client(settings, tid, transport=transport, clock=clock or SYSTEM_CLOCK)
             row = fetch(client)
             with db.connect(settings.db_path) as con:
                 save_if_changed(con, tid, row)

@@ -34,12 +34,17 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import storage
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import DailyLimitReached, StorageError
 from .sqlite_wal import open_wal
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .settings import Settings
 
 XERO_PER_MINUTE = 60
 XERO_PER_DAY = 5000
@@ -92,7 +97,7 @@ CREATE TABLE IF NOT EXISTS blocks (
 """
 
 
-def db_path(settings) -> Path:
+def db_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "ratelimit.sqlite"
 
 
@@ -147,14 +152,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 class _Lease:
-    def __init__(self, limiter: "SharedRateLimiter", lease_id: str):
+    def __init__(self, limiter: "SharedRateLimiter", lease_id: str) -> None:
         self._limiter = limiter
         self.lease_id = lease_id
 
     def __enter__(self) -> "_Lease":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._limiter._release(self.lease_id)
 
 
@@ -167,7 +172,7 @@ class SharedRateLimiter:
 
     def __init__(
         self,
-        settings,
+        settings: Settings,
         clock: Clock = SYSTEM_CLOCK,
         *,
         per_minute: int = 57,
@@ -175,7 +180,7 @@ class SharedRateLimiter:
         concurrent: int = XERO_CONCURRENT,
         daily_budget: int | None = None,
         path: Path | None = None,
-    ):
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.per_minute = per_minute
@@ -313,9 +318,9 @@ class SharedRateLimiter:
     @staticmethod
     def _used(con: sqlite3.Connection, scope: str, now: float, win: str) -> int:
         since = now - (DAY if win == "day" else MINUTE)
-        return con.execute(
+        return int(con.execute(
             "SELECT coalesce(sum(weight), 0) FROM calls WHERE scope = ? AND t > ? AND win IN ('all', ?)",
-            (scope, since, win)).fetchone()[0]
+            (scope, since, win)).fetchone()[0])
 
     @staticmethod
     def _frees_at(con: sqlite3.Connection, scope: str, now: float, win: str, need: int) -> float:
@@ -347,8 +352,8 @@ class SharedRateLimiter:
 
     @staticmethod
     def _app_used(con: sqlite3.Connection, now: float) -> int:
-        return con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ? AND win != 'day'",
-                           (now - MINUTE,)).fetchone()[0]
+        return int(con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ? AND win != 'day'",
+                               (now - MINUTE,)).fetchone()[0])
 
     def _reap(self, con: sqlite3.Connection, now: float) -> None:
         con.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
@@ -361,7 +366,7 @@ class SharedRateLimiter:
         con.execute("DELETE FROM calls WHERE t <= ?", (now - DAY - MINUTE,))
         con.execute("DELETE FROM blocks WHERE until <= ?", (now,))
 
-    def observe(self, tenant_id: str, response) -> None:
+    def observe(self, tenant_id: str, response: httpx.Response) -> None:
         """Correct the local counts from Xero's headers; record 429 waits for every process."""
         h = response.headers
         now = self.clock.time()
@@ -401,7 +406,7 @@ class SharedRateLimiter:
                     self._counted(gap)
 
     @staticmethod
-    def _record_429(con: sqlite3.Connection, tenant_id: str, h, now: float) -> None:
+    def _record_429(con: sqlite3.Connection, tenant_id: str, h: httpx.Headers, now: float) -> None:
         """A 429's Retry-After is Xero's own word on when its window reopens: trust it over any
         count (its X-*Remaining headers read 0 and would otherwise block a whole day)."""
         try:
@@ -428,7 +433,7 @@ class SharedRateLimiter:
         )
 
     # -- reporting -------------------------------------------------------------------------
-    def status(self, tenant_id: str) -> dict:
+    def status(self, tenant_id: str) -> dict[str, Any]:
         now = self.clock.time()
         with self._tx() as con:
             used = self._used(con, tenant_id, now, "day")
@@ -453,6 +458,6 @@ class SharedRateLimiter:
         }
 
 
-def budget_status(settings, tenant_id: str, clock: Clock = SYSTEM_CLOCK) -> dict:
+def budget_status(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """Calls used in the last 24 hours, what remains of the daily budget, and when it resumes."""
     return SharedRateLimiter(settings, clock).status(tenant_id)

@@ -15,6 +15,7 @@ import re
 import threading
 import urllib.parse
 from collections import OrderedDict
+from typing import Any, Iterable
 
 MASK = "[redacted]"
 _MIN_LEN = 12  # shorter strings are not tokens and would mangle ordinary text
@@ -49,7 +50,7 @@ def _variants(secret: str) -> set[str]:
     return {v for v in out if len(v) >= _MIN_LEN}
 
 
-def _all_variants(secrets) -> set[str]:
+def _all_variants(secrets: Iterable[str | None]) -> set[str]:
     new: set[str] = set()
     for s in secrets:
         if s and len(s) >= _MIN_LEN:
@@ -102,7 +103,7 @@ def install() -> None:
             return
         previous = logging.getLogRecordFactory()
 
-        def factory(*args, **kwargs):
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
             try:
                 message = record.getMessage()

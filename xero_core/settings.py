@@ -13,7 +13,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 # The fake Xero's demo app, mock mode's default credentials. The fake owns them (it imports nothing
 # of the product); its demo_app module loads nothing else of the fake.
@@ -94,7 +94,7 @@ class SmtpSettings:
     problem: str | None = "SMTP_HOST is not set."
 
 
-def read_smtp(get, mock: bool, mail_port: str | None = None) -> SmtpSettings:
+def read_smtp(get: Callable[[str], str | None], mock: bool, mail_port: str | None = None) -> SmtpSettings:
     """SMTP_HOST, SMTP_PORT, SMTP_SECURITY, SMTP_USERNAME, SMTP_PASSWORD, CHASE_FROM. Mock mode's
     defaults point at the demo's loopback mail catcher (nothing leaves the machine); the
     environment and .env still win."""

@@ -49,7 +49,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import storage
 from .errors import StorageError
@@ -129,9 +129,9 @@ def adopt(work: Path) -> bool:
 # ------------------------------------------------------------------------------------ publishing
 
 
-def _fingerprint(work: Path) -> list:
+def _fingerprint(work: Path) -> list[int | None]:
     """What changes whenever something is committed or checkpointed (reads change nothing)."""
-    out: list = []
+    out: list[int | None] = []
     for p in (work, Path(str(work) + ".wal")):
         try:
             st = p.stat()
@@ -145,7 +145,7 @@ def _record_path(work: Path) -> Path:
     return work.parent / PUBLISHED_FILE
 
 
-def last_published(work: Path) -> dict:
+def last_published(work: Path) -> dict[str, Any]:
     try:
         data = json.loads(_record_path(work).read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
@@ -174,7 +174,7 @@ def _copy(src: Path, dst: Path) -> None:
         os.fsync(g.fileno())
 
 
-def _sendfile(f, g) -> None:
+def _sendfile(f: BinaryIO, g: BinaryIO) -> None:
     size = os.fstat(f.fileno()).st_size
     sent = 0
     try:
@@ -198,7 +198,7 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
 
 
-def publish(settings: Any, *, timeout: float = 30.0) -> dict | None:
+def publish(settings: Any, *, timeout: float = 30.0) -> dict[str, Any] | None:
     """Copy the working database onto the readers' snapshot, atomically. Returns
     {seconds, bytes, snapshot}, or None when there is no working database yet.
     Raises StorageError (one sentence) when the disk refuses; callers that publish on the side of
@@ -252,7 +252,7 @@ def publish(settings: Any, *, timeout: float = 30.0) -> dict | None:
     return {"seconds": record["seconds"], "bytes": size, "snapshot": str(snap)}
 
 
-def publish_if_changed(settings: Any, *, min_interval: float = 0.0, quiet: bool = True) -> dict | None:
+def publish_if_changed(settings: Any, *, min_interval: float = 0.0, quiet: bool = True) -> dict[str, Any] | None:
     """Publish when the working database changed since the last publish and that was at least
     `min_interval` seconds ago. With `quiet`, a failure is a logged sentence, never an exception:
     a snapshot that could not be made must not fail the sync that asked for it."""
@@ -291,7 +291,7 @@ class Debounced:
     def job_ended(self) -> None:
         self._ended.set()
 
-    def tick(self, busy: int) -> dict | None:
+    def tick(self, busy: int) -> dict[str, Any] | None:
         if busy == 0 and self._ended.is_set():
             self._ended.clear()
             return publish_if_changed(self.settings)

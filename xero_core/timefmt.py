@@ -46,8 +46,9 @@ def day(value: Any) -> str:
     if value in (None, ""):
         return ""
     if isinstance(value, str):
+        text: str = value
         try:
-            value = date.fromisoformat(value[:10])
+            value = date.fromisoformat(text[:10])
         except ValueError:
-            return value
+            return text
     return f"{value.day} {value:%b %Y}" if isinstance(value, date) else str(value)

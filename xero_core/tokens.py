@@ -19,7 +19,7 @@ import os
 import threading
 import uuid
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Mapping, NoReturn, NotRequired, TypedDict
 
 import httpx
 from filelock import FileLock, Timeout
@@ -27,7 +27,10 @@ from filelock import FileLock, Timeout
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import FatalError, OAuthError, ReconnectNeeded, RetriableError, VaultError, XeroUnreachable
 from .settings import Settings
-from .vault import Vault
+from .vault import RotateResult, Vault
+
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import OAuth2Client
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,21 @@ REFRESH_TOKEN_LIFETIME_DAYS = 60      # Xero drops a refresh token unused for 60
 REFRESH_WARN_AFTER_DAYS = 45          # warn from day 45: two weeks to act
 LOCK_TIMEOUT_SECONDS = 60.0
 GRANT_PREFIX = "grant-"
+
+# A token set as the vault holds it: grant_id, tenant_ids, created_at, dead (the reason Xero refused
+# it, else None), access_token, refresh_token, token_type, scope, expires_at, refresh_issued_at.
+Grant = dict[str, Any]
+
+
+class TokenSummary(TypedDict):
+    """What status and the app may show about a tenant's tokens (`token_summary`). Never a token."""
+    has_tokens: bool
+    grant_id: NotRequired[str | None]
+    access_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    refresh_warning: str | None
+    dead: str | None
+
 
 _thread_locks: dict[str, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
@@ -67,9 +85,9 @@ def grant_lock(settings: Settings, grant_id: str) -> Iterator[None]:
         tlock.release()
 
 
-def _vault_lock(settings: Settings):
+def _vault_lock(settings: Settings) -> Callable[[str], ContextManager[None]]:
     """A lock factory for Vault.rotate: grants take their grant lock, other items none."""
-    def lock(name: str):
+    def lock(name: str) -> ContextManager[None]:
         if name.startswith(GRANT_PREFIX):
             return grant_lock(settings, name[len(GRANT_PREFIX):])
         return contextlib.nullcontext()
@@ -81,7 +99,7 @@ def _grant_name(grant_id: str) -> str:
     return GRANT_PREFIX + grant_id
 
 
-def _token_fields(token: dict, now: float) -> dict:
+def _token_fields(token: Mapping[str, Any], now: float) -> dict[str, Any]:
     expires_in = token.get("expires_in")
     try:
         expires_at = now + float(expires_in) if expires_in is not None else float(token.get("expires_at") or now + 1800)
@@ -100,7 +118,7 @@ def _token_fields(token: dict, now: float) -> dict:
     }
 
 
-def save_new_grant(settings: Settings, token: dict, clock: Clock = SYSTEM_CLOCK) -> str:
+def save_new_grant(settings: Settings, token: Mapping[str, Any], clock: Clock = SYSTEM_CLOCK) -> str:
     """Store a fresh token set (from a code exchange). Tenants are assigned afterwards."""
     grant_id = uuid.uuid4().hex
     now = clock.time()
@@ -109,11 +127,11 @@ def save_new_grant(settings: Settings, token: dict, clock: Clock = SYSTEM_CLOCK)
     return grant_id
 
 
-def read_grant(settings: Settings, grant_id: str) -> dict | None:
+def read_grant(settings: Settings, grant_id: str) -> Grant | None:
     return Vault(settings).read(_grant_name(grant_id))
 
 
-def write_grant(settings: Settings, data: dict) -> None:
+def write_grant(settings: Settings, data: Grant) -> None:
     Vault(settings).write(_grant_name(data["grant_id"]), data)
 
 
@@ -121,14 +139,14 @@ def grant_ids(settings: Settings) -> list[str]:
     return [n[len(GRANT_PREFIX):] for n in Vault(settings).names(GRANT_PREFIX)]
 
 
-def find_grant(settings: Settings, tenant_id: str) -> tuple[str | None, dict | None]:
+def find_grant(settings: Settings, tenant_id: str) -> tuple[str | None, Grant | None]:
     """The newest token set serving `tenant_id`, or (None, None).
 
     A vault file that cannot be opened (tampered, wrong key) is raised as its VaultError only when
     no readable set serves the tenant: a reconnect writes a new set, and an old broken file left
     beside it must not keep the freshly reconnected organisation unusable.
     """
-    best: tuple[str | None, dict | None] = (None, None)
+    best: tuple[str | None, Grant | None] = (None, None)
     unreadable: VaultError | None = None
     for gid in grant_ids(settings):
         try:
@@ -183,7 +201,7 @@ def remove_tenant(settings: Settings, tenant_id: str) -> None:
                 Vault(settings).delete(_grant_name(gid))
 
 
-def rotate_vault_key(settings: Settings) -> dict[str, list]:
+def rotate_vault_key(settings: Settings) -> RotateResult:
     """Re-encrypt every vault file under the current key (grants under their refresh lock)."""
     return Vault(settings).rotate(lock=_vault_lock(settings))
 
@@ -192,7 +210,7 @@ def _utc(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc) if ts else None
 
 
-def token_summary(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOCK) -> dict:
+def token_summary(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOCK) -> TokenSummary:
     """What status/the app may show about a tenant's tokens. Never a token."""
     gid, data = find_grant(settings, tenant_id)
     if data is None:
@@ -219,7 +237,7 @@ def token_summary(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOC
 
 
 # -- refresh ---------------------------------------------------------------------------------
-def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = None, **kw):
+def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = None, **kw: Any) -> OAuth2Client:
     """authlib's httpx client, authenticating to the token endpoint with HTTP Basic."""
     import warnings
 
@@ -230,7 +248,7 @@ def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = Non
         warnings.simplefilter("ignore", DeprecationWarning)
         from authlib.integrations.httpx_client import OAuth2Client
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         client_id=settings.client_id,
         client_secret=settings.client_secret,
         token_endpoint_auth_method="client_secret_basic",
@@ -244,22 +262,23 @@ def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = Non
 
 
 def authlib_error_code(exc: BaseException) -> str | None:
-    return getattr(exc, "error", None)
+    code = getattr(exc, "error", None)
+    return code if isinstance(code, str) else None
 
 
 class TokenManager:
     """Access tokens per tenant, refreshed early and never twice for one expiry."""
 
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None,
-                 clock: Clock = SYSTEM_CLOCK):
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
         self.transport = transport
         self.clock = clock
         self.refreshes = 0  # refreshes this manager performed (tests, figures)
         self._grant_of: dict[str, str] = {}  # tenant -> grant id, so a call reads one file, not all
-        self._read_cache: dict[str, tuple[tuple, dict]] = {}  # grant id -> (file signature, its data)
+        self._read_cache: dict[str, tuple[tuple[int, int, int], Grant]] = {}  # grant id -> (file signature, its data)
 
-    def _grant(self, tenant_id: str) -> tuple[str, dict]:
+    def _grant(self, tenant_id: str) -> tuple[str, Grant]:
         gid, data = None, None
         cached = self._grant_of.get(tenant_id)
         if cached:
@@ -280,7 +299,7 @@ class TokenManager:
             raise ReconnectNeeded(data["dead"], tenant_id=tenant_id)
         return gid, data
 
-    def _read(self, gid: str) -> dict | None:
+    def _read(self, gid: str) -> Grant | None:
         """The token set, decrypted again only when its file changed (a refresh here or in another
         process replaces the file: a new inode): a sync's every call used to decrypt it afresh."""
         path = Vault(self.settings).path(_grant_name(gid))
@@ -297,13 +316,13 @@ class TokenManager:
             self._read_cache[gid] = (sig, data)
         return data
 
-    def _expiring(self, data: dict) -> bool:
-        return data.get("expires_at", 0) - self.clock.time() <= REFRESH_MARGIN_SECONDS
+    def _expiring(self, data: Grant) -> bool:
+        return bool(data.get("expires_at", 0) - self.clock.time() <= REFRESH_MARGIN_SECONDS)
 
     def access_token(self, tenant_id: str) -> str:
         gid, data = self._grant(tenant_id)
         if not self._expiring(data):
-            return data["access_token"]
+            return str(data["access_token"])
         return self._refresh(gid, tenant_id, stale=None)
 
     def force_refresh(self, tenant_id: str, stale_access_token: str) -> str:
@@ -331,9 +350,9 @@ class TokenManager:
             if data.get("dead"):
                 raise ReconnectNeeded(data["dead"], tenant_id=tenant_id)
             if stale is None and not self._expiring(data):
-                return data["access_token"]
+                return str(data["access_token"])
             if stale is not None and data["access_token"] != stale:
-                return data["access_token"]
+                return str(data["access_token"])
             if not data.get("refresh_token"):
                 self._mark_dead(data, "Xero issued no refresh token (offline_access missing), so the "
                                       "connection lapsed after 30 minutes. Reconnect.", tenant_id)
@@ -348,9 +367,9 @@ class TokenManager:
             write_grant(self.settings, data)  # saved before anyone uses it
             self.refreshes += 1
             log.info("Refreshed the Xero token set for %d tenant(s).", len(data["tenant_ids"]))
-            return data["access_token"]
+            return str(data["access_token"])
 
-    def _call_refresh(self, data: dict, tenant_id: str) -> dict:
+    def _call_refresh(self, data: Grant, tenant_id: str) -> dict[str, Any]:
         client = oauth_client(self.settings, self.transport)
         try:
             token = dict(client.refresh_token(self.settings.token_url, refresh_token=data["refresh_token"]))
@@ -407,7 +426,7 @@ class TokenManager:
         finally:
             client.close()
 
-    def _mark_dead(self, data: dict, reason: str, tenant_id: str) -> None:
+    def _mark_dead(self, data: Grant, reason: str, tenant_id: str) -> NoReturn:
         """Record that the set is dead, so no caller retries it (no loops), then raise."""
         from . import connections
 

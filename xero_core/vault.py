@@ -23,7 +23,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, TypedDict
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -45,6 +45,22 @@ _STALE_TMP_SECONDS = 3600
 SECRET_FIELDS = ("access_token", "refresh_token", "id_token", "code_verifier")
 
 RECONNECT_ADVICE = "Delete it and reconnect the organisation (python -m xero_core connect, or the app's Connections page)."
+
+
+class _Envelope(TypedDict):
+    """A vault file's header, checked, with its nonce and ciphertext decoded."""
+    version: int
+    key_id: str
+    nonce: bytes
+    ct: bytes
+
+
+class RotateResult(TypedDict):
+    """What `Vault.rotate` did: items re-encrypted, items already under the current key, and the
+    (name, reason) of each that could not be opened (left as it was)."""
+    rotated: list[str]
+    current: list[str]
+    failed: list[tuple[str, str]]
 
 
 def _aad(name: str, kid: str, version: int) -> bytes:
@@ -125,7 +141,7 @@ class Vault:
         return self.path(name).exists()
 
     # -- crypto --------------------------------------------------------------------------
-    def _encrypt(self, name: str, data: dict) -> bytes:
+    def _encrypt(self, name: str, data: dict[str, Any]) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         plaintext = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
         ct = AESGCM(self._key).encrypt(nonce, plaintext, _aad(name, self.key_id, VERSION))
@@ -139,7 +155,7 @@ class Vault:
         }
         return (json.dumps(envelope, indent=1) + "\n").encode()
 
-    def _envelope(self, name: str, path: Path, blob: bytes) -> dict:
+    def _envelope(self, name: str, path: Path, blob: bytes) -> _Envelope:
         def broken(why: str) -> VaultError:
             return VaultError(
                 f"Vault file {path} is truncated or is not a Ledgerlink vault file ({why}). {RECONNECT_ADVICE}"
@@ -171,11 +187,12 @@ class Vault:
             raise broken("nonce or ciphertext missing or damaged") from None
         if len(nonce) != NONCE_BYTES or len(ct) < _TAG_BYTES:
             raise broken("ciphertext too short")
-        if not isinstance(env.get("key_id"), str):
+        key_id = env.get("key_id")
+        if not isinstance(key_id, str):
             raise broken("no key id")
-        return {"version": version, "key_id": env["key_id"], "nonce": nonce, "ct": ct}
+        return {"version": version, "key_id": key_id, "nonce": nonce, "ct": ct}
 
-    def _decrypt(self, name: str, path: Path, env: dict) -> dict:
+    def _decrypt(self, name: str, path: Path, env: _Envelope) -> dict[str, Any]:
         kid = env["key_id"]
         if kid == self.key_id:
             key = self._key
@@ -200,11 +217,13 @@ class Vault:
         try:
             data = json.loads(plaintext)
         except ValueError:
-            raise VaultError(f"Vault file {path} decrypted to unreadable content. {RECONNECT_ADVICE}") from None
+            data = None
+        if not isinstance(data, dict):  # every item is written from a dict (`write`)
+            raise VaultError(f"Vault file {path} decrypted to unreadable content. {RECONNECT_ADVICE}")
         return data
 
     # -- public API ----------------------------------------------------------------------
-    def read(self, name: str) -> dict | None:
+    def read(self, name: str) -> dict[str, Any] | None:
         """The item, or None when there is no such file. Raises VaultError when it cannot be opened."""
         path = self.path(name)
         try:
@@ -232,7 +251,7 @@ class Vault:
         path = self.path(name)
         return self._envelope(name, path, path.read_bytes())["key_id"]
 
-    def write(self, name: str, data: dict) -> None:
+    def write(self, name: str, data: dict[str, Any]) -> None:
         """Replace the item atomically: readers see the old file or the new one, never a mix."""
         _register_secrets(data)
         path = self.path(name)
@@ -295,7 +314,7 @@ class Vault:
                 pass
         return n
 
-    def rotate(self, lock: Callable[[str], ContextManager] | None = None) -> dict[str, list]:
+    def rotate(self, lock: Callable[[str], ContextManager[object]] | None = None) -> RotateResult:
         """Re-encrypt every item under the current key, reading old ones with the previous key.
 
         `lock(name)` (optional) is held around each read-modify-write, so a token refresh in
@@ -303,13 +322,13 @@ class Vault:
         "current": [...], "failed": [(name, reason), ...]}. A file that cannot be opened is left as
         it is and reported; nothing is lost.
         """
-        result: dict[str, list] = {"rotated": [], "current": [], "failed": []}
+        result: RotateResult = {"rotated": [], "current": [], "failed": []}
         for name in self.names():
             with (lock(name) if lock else contextlib.nullcontext()):
                 self._rotate_one(name, result)
         return result
 
-    def _rotate_one(self, name: str, result: dict[str, list]) -> None:
+    def _rotate_one(self, name: str, result: RotateResult) -> None:
         try:
             if self.file_key_id(name) == self.key_id:
                 self.read(name)  # prove it opens; a tampered file is reported, not skipped

@@ -9,14 +9,14 @@ import json
 import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from .. import connections, oauth, timefmt, tokens
 from ..errors import LedgerlinkError, VaultError
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "connect", help="connect Xero organisations (OAuth consent in a browser)",
         description="Connect Xero organisations (and a Practice Manager account) to Ledgerlink. Prints the "
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_rotate_key)
 
 
-def _err(*args) -> None:
+def _err(*args: object) -> None:
     print(*args, file=sys.stderr)
 
 
@@ -98,11 +98,12 @@ def cmd_connect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _iso(v) -> str | None:
+def _iso(v: Any) -> Any:
+    """A datetime as ISO text for JSON; anything else as it is."""
     return v.isoformat() if isinstance(v, datetime) else v
 
 
-def _organisations(settings) -> dict:
+def _organisations(settings: Settings) -> dict[str, dict[str, Any]]:
     """tenant_id -> base_currency, timezone, financial_year_end ("30 Jun") from `organisations`."""
     import calendar
 
@@ -119,7 +120,7 @@ def _organisations(settings) -> dict:
             for t, cur, tz, m, d in rows}
 
 
-def status_document(settings) -> dict:
+def status_document(settings: Settings) -> dict[str, Any]:
     """What `status --json` prints (and what the app may show). Never a token."""
     from ..practice.roles import roles as read_roles
 
@@ -185,7 +186,7 @@ def status_document(settings) -> dict:
     }
 
 
-def _store_problems(settings) -> list[str]:
+def _store_problems(settings: Settings) -> list[str]:
     """Sentences for damaged side stores a sync would stop on (jobs.sqlite: a damaged page is only
     met when read, so it is checked whole)."""
     from ..pipeline.stores import jobs_problem
@@ -198,7 +199,7 @@ SCHEDULER_KEYS = ("status", "running", "paused", "paused_at", "paused_by", "hear
                   "next_run", "next_daily_run", "last_run", "last_daily_run", "last_result", "current")
 
 
-def scheduler_summary(settings) -> dict:
+def scheduler_summary(settings: Settings) -> dict[str, Any]:
     """The scheduler's state for `status` (scheduling.read_state, the same as the app's Sync page):
     status "never started" | "stopped" | "not responding" | "running" | "paused", its times as ISO
     strings, the last cycle's result, and the daily time it syncs at."""
@@ -223,18 +224,18 @@ def scheduler_summary(settings) -> dict:
     return out
 
 
-def _age(seconds) -> str:
+def _age(seconds: float | None) -> str:
     if seconds is None:
         return "an unknown time"
     return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
-def _local(iso, tz: str) -> str:
+def _local(iso: Any, tz: str) -> str:
     """An instant as the app shows it, in `tz`: '6 Dec 2026 06:00 AEDT' ('-' for none)."""
     return timefmt.stamp(iso, tz) or "-"
 
 
-def scheduler_line(sch: dict) -> str:
+def scheduler_line(sch: Mapping[str, Any]) -> str:
     """One line for the human `status`: what the scheduler does, when it runs next, how it last went."""
     tz = sch["timezone"]
     daily = f"daily at {sch['sync_time']} {tz}"

@@ -19,7 +19,7 @@ APP = ROOT / "app.py"
 DEFAULT_SEED = 42
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run-demo", help="start the fake Xero and the admin app in mock mode (localhost only)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="the fake organisation's seed (default %(default)s)")
     p.add_argument("--port", type=int, default=None,

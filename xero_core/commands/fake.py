@@ -10,9 +10,14 @@ import signal
 import sys
 import threading
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the fake is imported when it is asked for, not with the CLI
+    from ..fake import FakeXero
+    from ..fake.app import ServedRequest
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("fake-xero", help="run the offline fake Xero (identity, Accounting, Files, XPM, webhooks)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -63,7 +68,7 @@ def _exit_with(pid: int, stop: threading.Event) -> None:
             pass  # alive, owned by someone else
 
 
-def build(args):
+def build(args: argparse.Namespace) -> FakeXero:
     from ..fake import FakeXero
     from ..fake.clock import OffsetClock
     from ..fake.faults import parse_spec
@@ -90,7 +95,7 @@ def build(args):
     return fake
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..fake.server import serve
 
     port, where = args.port, "--port"
@@ -110,7 +115,7 @@ def run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    def log_request(rec) -> None:
+    def log_request(rec: ServedRequest) -> None:
         tenant = f" tenant={rec.tenant_id}" if rec.tenant_id else ""
         fault = f" fault={rec.fault}" if rec.fault else ""
         print(f"{rec.at:%Y-%m-%dT%H:%M:%SZ} {rec.method} {rec.path}{tenant} -> {rec.status or 'no answer'} "

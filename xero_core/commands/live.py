@@ -17,7 +17,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import Callable, TextIO
+from typing import Callable, Mapping, TextIO
 
 from ..pipeline.progress import JOB_ENDED, ProgressEvent
 
@@ -56,7 +56,7 @@ def running_text(ev: ProgressEvent) -> str:
 class LiveProgress:
     """The `echo` of a worker pool: call it with progress events; `close()` when the jobs ended."""
 
-    def __init__(self, names: dict | None = None, *, stream: TextIO | None = None, tty: bool | None = None,
+    def __init__(self, names: Mapping[str, str] | None = None, *, stream: TextIO | None = None, tty: bool | None = None,
                  quiet: bool = False, every: float = 5.0, now: Callable[[], float] = time.monotonic,
                  width: int | None = None):
         self.stream = stream or sys.stderr
@@ -69,8 +69,8 @@ class LiveProgress:
         self.lock = threading.Lock()
         self.active: dict[str, str] = {}  # tenant -> its line in the live block (insertion order kept)
         self.started: dict[str, float] = {}
-        self.last_plain: dict[str, tuple] = {}  # tenant -> (when, step) of its last line off a terminal
-        self.position: dict[str, tuple] = {}  # tenant -> (step, its number, steps in the plan)
+        self.last_plain: dict[str, tuple[float, str | None]] = {}  # tenant -> (when, step) of its last line off a terminal
+        self.position: dict[str, tuple[str | None, int, int]] = {}  # tenant -> (step, its number, steps in the plan)
         self.drawn = 0  # lines of the live block on screen now
         self.said: set[str] = set()  # sentences printed once already (Xero unreachable)
 

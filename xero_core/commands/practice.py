@@ -9,16 +9,19 @@ import json
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .. import timefmt
 from ..errors import LedgerlinkError
 from ..settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from ..pipeline.result import SyncResult
+
 DEFAULT_WEBHOOK_PORT = 8766
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("webhooks", help="serve POST /webhooks/xero (verify, spool, process Xero's webhook events)")
     p.add_argument("--port", type=int, default=DEFAULT_WEBHOOK_PORT, help=f"port (default {DEFAULT_WEBHOOK_PORT}; 0 = any)")
     p.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; put HTTPS in front for Xero)")
@@ -154,7 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.set_defaults(handler=cmd_xpm_campaign_action, action_name=name)
 
 
-def _out(args, doc, lines) -> None:
+def _out(args: argparse.Namespace, doc: Any, lines: Iterable[str]) -> None:
     if getattr(args, "json", False):
         print(json.dumps(doc, default=str, indent=2))
     else:
@@ -173,12 +176,12 @@ def _client_row(settings: Settings, client_id: str) -> dict[str, Any]:
 
 
 # -- webhooks ------------------------------------------------------------------------------------
-def webhook_status_lines(st: dict, tz: str | None = None) -> list[str]:
+def webhook_status_lines(st: Mapping[str, Any], tz: str | None = None) -> list[str]:
     """`webhooks --status` for people (--json prints the dict itself). Never the key. One clause per
     fact, no parenthesis inside another (the key's mask reads '…k3Xq (vault)'). Times in `tz`
     (XERO_TIMEZONE), as the app shows them."""
 
-    def _when(v) -> str:
+    def _when(v: Any) -> str:
         return timefmt.stamp(v, tz) or "never"
 
     if st.get("key_configured"):
@@ -210,7 +213,7 @@ def webhook_status_lines(st: dict, tz: str | None = None) -> list[str]:
     return lines
 
 
-def cmd_webhooks(args) -> int:
+def cmd_webhooks(args: argparse.Namespace) -> int:
     from ..practice import webhooks as W
 
     settings = load_settings()
@@ -248,7 +251,7 @@ def cmd_webhooks(args) -> int:
 
 
 # -- roles ---------------------------------------------------------------------------------------
-def _roles_lines(doc: dict) -> list[str]:
+def _roles_lines(doc: Mapping[str, Any]) -> list[str]:
     from ..practice.roles import ROLE_LABELS
 
     lines = []
@@ -272,7 +275,7 @@ def _roles_lines(doc: dict) -> list[str]:
     return lines or ["no organisation is connected"]
 
 
-def cmd_role(args) -> int:
+def cmd_role(args: argparse.Namespace) -> int:
     from ..errors import LedgerlinkError
     from ..practice import client_orgs as O
     from ..practice import roles as R
@@ -303,7 +306,7 @@ def cmd_role(args) -> int:
 
 
 # -- clients -------------------------------------------------------------------------------------
-def cmd_clients_list(args) -> int:
+def cmd_clients_list(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     rows = C.list_clients(load_settings())
@@ -313,7 +316,7 @@ def cmd_clients_list(args) -> int:
     return 0
 
 
-def cmd_clients_add(args) -> int:
+def cmd_clients_add(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     settings = load_settings()
@@ -325,7 +328,7 @@ def cmd_clients_add(args) -> int:
     return 0
 
 
-def cmd_clients_import(args) -> int:
+def cmd_clients_import(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     res = C.import_csv(load_settings(), args.csv)
@@ -334,7 +337,7 @@ def cmd_clients_import(args) -> int:
     return 0
 
 
-def cmd_clients_candidates(args) -> int:
+def cmd_clients_candidates(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     rows = C.list_candidates(load_settings())
@@ -343,7 +346,7 @@ def cmd_clients_candidates(args) -> int:
     return 0
 
 
-def cmd_clients_resolve(args) -> int:
+def cmd_clients_resolve(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     settings = load_settings()
@@ -353,7 +356,7 @@ def cmd_clients_resolve(args) -> int:
     return 0
 
 
-def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
+def _report_lines(tenant_name: str, report: Mapping[str, Any] | None, when: str | None = None) -> list[str]:
     from ..practice.matching import SKIP_REASONS
 
     if not report:
@@ -373,7 +376,7 @@ def _report_lines(tenant_name, report: dict | None, when=None) -> list[str]:
     return lines
 
 
-def _practice_docs(results) -> list[dict]:
+def _practice_docs(results: Iterable[SyncResult]) -> list[dict[str, Any]]:
     """SyncResults of the practice steps as the commands print them (and their --json)."""
     out = []
     for result in results:
@@ -388,7 +391,7 @@ def _practice_docs(results) -> list[dict]:
     return out
 
 
-def cmd_practice_sync(args) -> int:
+def cmd_practice_sync(args: argparse.Namespace) -> int:
     from ..engine import Engine
     from ..practice import clients as C
     from ..practice.roles import require_practice_ledger
@@ -412,7 +415,7 @@ def cmd_practice_sync(args) -> int:
     return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
 
 
-def cmd_clients_match(args) -> int:
+def cmd_clients_match(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     res = C.match_clients_now(load_settings(), tenant_id=args.tenant, trigger="cli")
@@ -428,7 +431,7 @@ def cmd_clients_match(args) -> int:
     return 0 if res and all(r["status"] in ("success", "skipped") for r in res) else 1
 
 
-def cmd_clients_skipped(args) -> int:
+def cmd_clients_skipped(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     from ..practice.roles import roles
@@ -448,7 +451,7 @@ def cmd_clients_skipped(args) -> int:
     return 0
 
 
-def cmd_clients_link_contact(args) -> int:
+def cmd_clients_link_contact(args: argparse.Namespace) -> int:
     from ..practice import clients as C
 
     settings = load_settings()
@@ -459,7 +462,7 @@ def cmd_clients_link_contact(args) -> int:
 
 
 # -- documents -----------------------------------------------------------------------------------
-def cmd_documents_add(args) -> int:
+def cmd_documents_add(args: argparse.Namespace) -> int:
     from ..practice import documents as D
 
     row = D.add_document(load_settings(), args.client, args.file)
@@ -468,7 +471,7 @@ def cmd_documents_add(args) -> int:
     return 1 if row["status"] == "skipped" else 0
 
 
-def cmd_documents_push(args) -> int:
+def cmd_documents_push(args: argparse.Namespace) -> int:
     from ..practice import documents as D
 
     s = D.push_documents(load_settings(), document_id=args.document, retry_failed=args.retry_failed)
@@ -477,7 +480,7 @@ def cmd_documents_push(args) -> int:
     return 1 if s.failed else 0
 
 
-def cmd_documents_queue(args) -> int:
+def cmd_documents_queue(args: argparse.Namespace) -> int:
     from ..clock import SYSTEM_CLOCK
     from ..practice import documents as D
 
@@ -489,7 +492,7 @@ def cmd_documents_queue(args) -> int:
     return 0
 
 
-def cmd_documents_list(args) -> int:
+def cmd_documents_list(args: argparse.Namespace) -> int:
     from ..practice import documents as D
 
     rows = D.list_documents(load_settings(), args.client, args.status)
@@ -500,7 +503,7 @@ def cmd_documents_list(args) -> int:
 
 
 # -- xpm -----------------------------------------------------------------------------------------
-def cmd_xpm_sync(args) -> int:
+def cmd_xpm_sync(args: argparse.Namespace) -> int:
     from ..connections import list_connections
     from ..engine import Engine
 
@@ -517,7 +520,7 @@ def cmd_xpm_sync(args) -> int:
     return 0 if all(r["status"] in ("success", "skipped") for r in res) else 1
 
 
-def cmd_xpm_map(args) -> int:
+def cmd_xpm_map(args: argparse.Namespace) -> int:
     from ..practice import xpm as X
 
     settings = load_settings()
@@ -538,7 +541,7 @@ def cmd_xpm_map(args) -> int:
     return 0
 
 
-def cmd_xpm_enable(args) -> int:
+def cmd_xpm_enable(args: argparse.Namespace) -> int:
     from ..practice import xpm as X
 
     settings = load_settings()
@@ -548,7 +551,7 @@ def cmd_xpm_enable(args) -> int:
     return 0
 
 
-def cmd_xpm_campaigns(args) -> int:
+def cmd_xpm_campaigns(args: argparse.Namespace) -> int:
     from ..practice import xpm as X
 
     rows = X.campaigns(load_settings(), args.tenant, args.status)
@@ -558,7 +561,7 @@ def cmd_xpm_campaigns(args) -> int:
     return 0
 
 
-def _chase_lines(r: dict) -> list[str]:
+def _chase_lines(r: Mapping[str, Any]) -> list[str]:
     lines = [f"{r['sent']} sent, {r['failed']} failed, {r['bounced']} bounced, {r['skipped']} skipped, "
              f"{r['unconfirmed']} unconfirmed, {r['waiting']} waiting (quiet hours or a later retry)"
              + (f", {r['stopped']} campaign(s) stopped: documents arrived" if r["stopped"] else "")]
@@ -568,7 +571,7 @@ def _chase_lines(r: dict) -> list[str]:
     return lines
 
 
-def cmd_xpm_chase(args) -> int:
+def cmd_xpm_chase(args: argparse.Namespace) -> int:
     from ..engine import Engine
 
     r = Engine(load_settings()).chase(tenant_id=args.tenant).as_dict()
@@ -576,21 +579,24 @@ def cmd_xpm_chase(args) -> int:
     return 1 if r["error"] or r["failed"] else 0
 
 
-def cmd_xpm_outbox(args) -> int:
+def cmd_xpm_outbox(args: argparse.Namespace) -> int:
     from ..practice import chase
 
     settings = load_settings()
     rows = chase.outbox(settings, tenant_id=args.tenant, campaign_id=args.campaign, state=args.state)
     for r in rows:
         r.pop("body", None) if not args.json else None
-    when = lambda r: timefmt.stamp(r["sent_at"] or r["next_try_at"] or r["due_at"], settings.timezone) or "-"  # noqa: E731
+
+    def when(r: Mapping[str, Any]) -> str:
+        return timefmt.stamp(r["sent_at"] or r["next_try_at"] or r["due_at"], settings.timezone) or "-"
+
     _out(args, rows, [f"{r['reminder_id']}  {r['state']:11} {when(r)}  "
                       f"{r['job_id'] or ''}  {r['client_name'] or ''!s:28.28}  {r['address'] or '-'}"
                       + (f"  ({r['why']})" if r["why"] else "") for r in rows] or ["no reminders"])
     return 0
 
 
-def cmd_xpm_cadence(args) -> int:
+def cmd_xpm_cadence(args: argparse.Namespace) -> int:
     from ..practice import chase
 
     settings = load_settings()
@@ -604,7 +610,7 @@ def cmd_xpm_cadence(args) -> int:
     return 0
 
 
-def cmd_xpm_campaign_action(args) -> int:
+def cmd_xpm_campaign_action(args: argparse.Namespace) -> int:
     from ..practice import chase
 
     settings = load_settings()

@@ -16,18 +16,22 @@ import json
 import os
 import sys
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urlencode, urljoin
 
 from .. import timefmt
 from ..errors import LedgerlinkError, UsageError
 from ..pipeline.progress import ProgressEvent
 from ..pipeline.request import DEMO_WEEKS
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 from .live import SAID_ABOVE, LiveProgress, duration
 
 if TYPE_CHECKING:  # types only: `--help` and `status` import no DuckDB or polars
+    import httpx
+
+    from ..clock import Clock
     from ..pipeline import jobs as J
+    from ..pipeline.request import SyncRequest
 
 DEMO_SEED = 42
 # The demo organisation's first sync costs ~17 calls (accounts, contacts, 14,000 invoices) plus 2 per
@@ -37,7 +41,7 @@ DEMO_SEED = 42
 # history backfill the next Sync now queues.
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sync", help="sync Xero data into DuckDB: queue a job per tenant and run it here, showing progress",
         description="Queue one sync job per tenant and run it in this process with live progress. If the tenant "
@@ -87,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(handler=run_demo)
 
 
-def _print_summary(docs: list[dict], said: set[str] | frozenset = frozenset()) -> None:
+def _print_summary(docs: list[dict[str, Any]], said: set[str] | frozenset[str] = frozenset()) -> None:
     """Per tenant and step. A sentence said already (Xero unreachable) is said once, first."""
     said = set(said)
     for r in docs:
@@ -109,7 +113,7 @@ def _print_summary(docs: list[dict], said: set[str] | frozenset = frozenset()) -
                   f"bytes={s.get('bytes_downloaded', 0)}{extra}", file=sys.stderr)
 
 
-def _job_doc(job) -> dict:
+def _job_doc(job: J.Job) -> dict[str, Any]:
     """A finished job as the `sync --json` summary of its tenant."""
     d = dict(job.result or {"tenant_id": job.tenant_id, "tenant_name": job.tenant_name, "tenant_type": None,
                             "status": job.state, "ok": False, "steps": []})
@@ -120,7 +124,7 @@ def _job_doc(job) -> dict:
     return d
 
 
-def _emit_docs(docs: list[dict], as_json: bool, said: set[str] | frozenset = frozenset()) -> int:
+def _emit_docs(docs: list[dict[str, Any]], as_json: bool, said: set[str] | frozenset[str] = frozenset()) -> int:
     ok = bool(docs) and all(d.get("ok") for d in docs)
     if as_json:
         print(json.dumps({"ok": ok, "tenants": docs}, indent=2, default=str))
@@ -129,11 +133,8 @@ def _emit_docs(docs: list[dict], as_json: bool, said: set[str] | frozenset = fro
     return 0 if ok else 1
 
 
-def _emit(results, as_json: bool) -> int:
-    return _emit_docs([r.to_dict() for r in results], as_json)
-
-
-def run_requests(settings, requests: list, *, names: dict, progress, transport=None, clock=None) -> list:
+def run_requests(settings: Settings, requests: list[SyncRequest], *, names: dict[str, str], progress: LiveProgress,
+                 transport: httpx.BaseTransport | None = None, clock: Clock | None = None) -> list[J.Job]:
     """Queue the requests (or join the tenants' jobs), run the new ones here, follow the others;
     returns the finished jobs in the order asked. Ctrl-C: stop after the current step.
 
@@ -153,8 +154,9 @@ def run_requests(settings, requests: list, *, names: dict, progress, transport=N
         progress.close()
 
 
-def _run_round(settings, requests: list, *, names: dict, progress, transport=None, clock=None,
-               second: bool = False) -> tuple[list, bool]:
+def _run_round(settings: Settings, requests: list[SyncRequest], *, names: dict[str, str], progress: LiveProgress,
+               transport: httpx.BaseTransport | None = None, clock: Clock | None = None,
+               second: bool = False) -> tuple[list[J.Job], bool]:
     from ..engine import Engine  # here, not at the top: `--help` and `status` need no DuckDB or polars
     from ..pipeline.worker import workers_setting
 
@@ -175,7 +177,7 @@ def _run_round(settings, requests: list, *, names: dict, progress, transport=Non
     mine: set[str] = set()
     last_msg: dict[str, str] = {}
 
-    def follow(job) -> None:
+    def follow(job: J.Job) -> None:
         """Progress of jobs another process runs (ours print through `echo`)."""
         if job.owner_id == pool.owner.id:
             mine.add(job.job_id)
@@ -285,7 +287,7 @@ def run_sync(args: argparse.Namespace) -> int:
     return _emit_docs(docs, args.json, progress.said)
 
 
-def _not_synced_doc(conn: dict) -> dict:
+def _not_synced_doc(conn: Mapping[str, Any]) -> dict[str, Any]:
     """A tenant `--all` did not sync, as its summary entry."""
     status = conn.get("status") or "unknown"
     why = f" ({conn['status_reason']})" if conn.get("status_reason") else ""
@@ -297,7 +299,7 @@ def _not_synced_doc(conn: dict) -> dict:
 
 
 # -- jobs ------------------------------------------------------------------------------------
-def _job_where(j) -> str:
+def _job_where(j: J.Job) -> str:
     """'journals 2,300 / ~27,700, about 4 min left': the step under way, how far, how long."""
     p = j.progress
     where = p.step or ""
@@ -308,7 +310,7 @@ def _job_where(j) -> str:
     return where.strip()
 
 
-def _job_line(j, tz: str | None = None) -> str:
+def _job_line(j: J.Job, tz: str | None = None) -> str:
     """Two lines per job: id, state, when queued, organisation and what it syncs; then where it is."""
     name = j.tenant_name or j.tenant_id
     msg = j.error if j.state in ("failed", "interrupted", "cancelled") else j.progress.message or ""
@@ -318,7 +320,7 @@ def _job_line(j, tz: str | None = None) -> str:
             + (f"\n          {detail[:160]}" if detail else ""))
 
 
-def job_text(j, tz: str | None = None) -> list[str]:
+def job_text(j: J.Job, tz: str | None = None) -> list[str]:
     """`jobs show ID` for people: the request, who runs it, its progress and every step."""
     r = j.request
     lines = [f"Job {j.job_id}", f"  organisation  {j.tenant_name or j.tenant_id} (tenant {j.tenant_id})",
@@ -394,14 +396,14 @@ def run_jobs(args: argparse.Namespace) -> int:
 class _ConsentForm(HTMLParser):
     """The fake's consent page is a plain form: hidden fields, a checkbox per tenant, Allow/Deny."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.action: str | None = None
         self.hidden: list[tuple[str, str]] = []
         self.boxes: list[tuple[str, str]] = []
         self.buttons: list[tuple[str, str]] = []
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         if tag == "form":
             self.action = a.get("action") or ""
@@ -422,7 +424,7 @@ class DemoConsentRefused(LedgerlinkError):
     """The fake Xero's consent page would not let the demo connect."""
 
 
-def _consent_refused(settings, status: int, body: str) -> DemoConsentRefused:
+def _consent_refused(settings: Settings, status: int, body: str) -> DemoConsentRefused:
     """One sentence for a consent page that did not offer the Allow form (never a raw HTML page)."""
     import html
     import re
@@ -438,7 +440,7 @@ def _consent_refused(settings, status: int, body: str) -> DemoConsentRefused:
                               + (f" ({said[:200]})" if said else "") + "; nothing was connected.")
 
 
-def connect_via_consent_form(settings, *, transport=None) -> list[dict]:
+def connect_via_consent_form(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> list[dict[str, Any]]:
     """Complete the OAuth consent over HTTP with every offered tenant ticked and Allow pressed."""
     import httpx
 
@@ -514,7 +516,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return _emit_docs(docs, args.json, progress.said)
 
 
-def _confirm_proposed_ledger(settings) -> None:
+def _confirm_proposed_ledger(settings: Settings) -> None:
     """`demo` stands in for the admin who would click through the Connection page: with several
     organisations and the one named like Practice Manager proposed as the practice ledger, it
     confirms that proposal and says so (a workshop's notebooks then open on the practice's books).
@@ -528,7 +530,7 @@ def _confirm_proposed_ledger(settings) -> None:
               "change it on the Connection page or with `python -m xero_core role`)", file=sys.stderr)
 
 
-def print_jobs(jobs) -> None:
+def print_jobs(jobs: Iterable[J.Job]) -> None:
     """Finished jobs as `sync` prints them on stderr: each tenant, then each of its steps
     (`scheduler.py --once` too)."""
     _print_summary([_job_doc(j) for j in jobs])
