@@ -80,6 +80,16 @@ def test_file_copied_over_another_is_refused(settings):
         v.read("grant-b")
 
 
+def test_an_item_that_decrypts_to_json_other_than_an_object_is_unreadable(settings):
+    # Every caller reads an item as an object (grant.get(...)): a list was handed back and failed
+    # later, far from the file. It is the vault's sentence naming the file.
+    v = Vault(settings)
+    v.ensure_dir()
+    v.path("grant-list").write_bytes(v._encrypt("grant-list", ["not", "an", "object"]))
+    with pytest.raises(VaultError, match="grant-list.*decrypted to unreadable content"):
+        v.read("grant-list")
+
+
 def test_previous_key_reads_and_rotate_reencrypts(settings, make_settings, tmp_path):
     old_hex = settings.encryption_key.hex()
     Vault(settings).write("grant-r", SECRET)
