@@ -72,6 +72,8 @@ from .pipeline.request import DEMO_WEEKS
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
+    from .settings import Settings
+
 # A read of the database: q(sql, *params) -> a polars frame (`_reader`).
 Query = Callable[..., pl.DataFrame]
 
@@ -169,7 +171,7 @@ class WorkingCopy:
     timezone: str | None = None
 
 
-def working_copy(settings: Any) -> WorkingCopy:
+def working_copy(settings: Settings) -> WorkingCopy:
     return WorkingCopy(Path(settings.db_path), getattr(settings, "timezone", None))
 
 

@@ -49,10 +49,13 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import storage
 from .errors import StorageError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ def last_published(work: Path) -> dict[str, Any]:
         return {}
 
 
-def changed_since_publish(settings: Any) -> bool:
+def changed_since_publish(settings: Settings) -> bool:
     work = Path(settings.db_path)
     if not work.exists():
         return False
@@ -198,7 +201,7 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
 
 
-def publish(settings: Any, *, timeout: float = 30.0) -> dict[str, Any] | None:
+def publish(settings: Settings, *, timeout: float = 30.0) -> dict[str, Any] | None:
     """Copy the working database onto the readers' snapshot, atomically. Returns
     {seconds, bytes, snapshot}, or None when there is no working database yet.
     Raises StorageError (one sentence) when the disk refuses; callers that publish on the side of
@@ -252,7 +255,7 @@ def publish(settings: Any, *, timeout: float = 30.0) -> dict[str, Any] | None:
     return {"seconds": record["seconds"], "bytes": size, "snapshot": str(snap)}
 
 
-def publish_if_changed(settings: Any, *, min_interval: float = 0.0, quiet: bool = True) -> dict[str, Any] | None:
+def publish_if_changed(settings: Settings, *, min_interval: float = 0.0, quiet: bool = True) -> dict[str, Any] | None:
     """Publish when the working database changed since the last publish and that was at least
     `min_interval` seconds ago. With `quiet`, a failure is a logged sentence, never an exception:
     a snapshot that could not be made must not fail the sync that asked for it."""
@@ -284,7 +287,7 @@ class Debounced:
     periodic thread. Publishes when no job runs any more (a batch ended), else at most every
     `every` seconds while jobs keep running."""
 
-    def __init__(self, settings: Any, every: float = PUBLISH_EVERY):
+    def __init__(self, settings: Settings, every: float = PUBLISH_EVERY):
         self.settings, self.every = settings, every
         self._ended = threading.Event()
 
