@@ -41,6 +41,15 @@ def _pushed(summary) -> None:
     _done(msg)
 
 
+def _section(title: str, table: list[dict], empty: str, key: str) -> None:
+    """One part of a client's overview: a heading of ours, then its rows as text cells, or `empty`."""
+    st.markdown(f"**{md(title)}**")
+    if table:
+        st.dataframe(rows(table), hide_index=True, width="stretch", placeholder="", key=key)
+    else:
+        st.caption(md(empty))
+
+
 def orgs_name(doc: dict, tenant_id: str | None) -> str:
     return next((o["tenant_name"] for o in doc.get("organisations") or [] if o["tenant_id"] == tenant_id), tenant_id or "")
 
@@ -155,28 +164,16 @@ if clients:
         pick = st.selectbox("Client", list(names), format_func=lambda k: plain(names[k]["name"]), key="overview_pick")
         with shown_errors():
             view = widgets.as_dict(engine.client_overview(s, pick))
-            st.markdown("**Jobs**")
-            if view.get("jobs"):
-                st.dataframe(rows([{"job": j.get("job_id"), "name": j.get("name"), "state": j.get("state"),
-                                    "due": widgets.day(j.get("due_date")), "current": bool(j.get("is_current"))}
-                                   for j in view["jobs"]]), hide_index=True, width="stretch", placeholder="", key="ov_jobs")
-            else:
-                st.caption("No Practice Manager job.")
-            st.markdown("**Documents**")
-            if view.get("documents"):
-                st.dataframe(rows([{"file": d.get("file_name"), "status": d.get("status"), "error": d.get("error"),
+            _section("Jobs", [{"job": j.get("job_id"), "name": j.get("name"), "state": j.get("state"),
+                               "due": widgets.day(j.get("due_date")), "current": bool(j.get("is_current"))}
+                              for j in view.get("jobs") or []], "No Practice Manager job.", "ov_jobs")
+            _section("Documents", [{"file": d.get("file_name"), "status": d.get("status"), "error": d.get("error"),
                                     "pushed": widgets.when(d.get("pushed_at")) if d.get("pushed_at") else None}
-                                   for d in view["documents"]]), hide_index=True, width="stretch", placeholder="", key="ov_docs")
-            else:
-                st.caption("No document.")
-            st.markdown("**Campaigns**")
-            if view.get("campaigns"):
-                st.dataframe(rows([{"job": m.get("job_id"), "state": m.get("job_state"), "status": m.get("status"),
+                                   for d in view.get("documents") or []], "No document.", "ov_docs")
+            _section("Campaigns", [{"job": m.get("job_id"), "state": m.get("job_state"), "status": m.get("status"),
                                     "opened": widgets.when(m.get("opened_at")),
                                     "closed": widgets.when(m.get("completed_at")) if m.get("completed_at") else None}
-                                   for m in view["campaigns"]]), hide_index=True, width="stretch", placeholder="", key="ov_camps")
-            else:
-                st.caption("No chase campaign.")
+                                   for m in view.get("campaigns") or []], "No chase campaign.", "ov_camps")
             st.markdown("**Latest weekly figures**")
             if not view.get("organisations"):
                 st.caption("No client organisation of theirs is connected (or linked to them on the Connection page).")
