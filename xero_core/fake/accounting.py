@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, overload
 
 from xero_core.fake import chart, query, reports, wire
 from xero_core.fake.ledger import (Account, BankTransaction, Contact, CreditNote, Invoice, Journal, Org,
@@ -450,8 +450,8 @@ class _BadRequest(Exception):
 
 def _lower_params(params: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for k in params.keys():
-        out.setdefault(k.lower(), params.get(k))
+    for k, v in params.items():
+        out.setdefault(k.lower(), v)
     return out
 
 
@@ -476,6 +476,10 @@ def parse_if_modified_since(value: str) -> datetime:
     return dt.astimezone(UTC).replace(microsecond=0)
 
 
+@overload
+def _int_param(p: dict, name: str, default: int) -> int: ...
+@overload
+def _int_param(p: dict, name: str, default: None) -> int | None: ...
 def _int_param(p: dict, name: str, default: int | None) -> int | None:
     v = p.get(name.lower())
     if v in (None, ""):

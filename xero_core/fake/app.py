@@ -22,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 from urllib.parse import parse_qsl
 
 import httpx
@@ -340,23 +340,22 @@ class FakeXero:
         if api == "admin":
             from .admin import handle_admin
 
-            reply = handle_admin(self, request, path)
-            rec.status, rec.bytes = reply.status, len(reply.body)
-            return reply, corr, None
+            admin_reply = handle_admin(self, request, path)
+            rec.status, rec.bytes = admin_reply.status, len(admin_reply.body)
+            return admin_reply, corr, None
         is_api = api in ("accounting", "files", "practice", "connections")
         hits = self.faults.take(path, request.headers.get("xero-tenant-id"), api=is_api)
         post = None
         for f in hits:
             if f.kind == "timeout":
                 rec.fault = "timeout"
-                exc = httpx.ReadTimeout(f"fake Xero: injected timeout on {path}", request=request)
-                exc.fake_hold = f.seconds  # how long the loopback server keeps the connection silent
-                raise exc
+                raise faultsmod.InjectedTimeout(f"fake Xero: injected timeout on {path}", request=request,
+                                                fake_hold=f.seconds)
             if f.kind == "slow":
                 rec.fault = "slow"
         slow = [f for f in hits if f.kind == "slow"]
         for f in hits:
-            reply = None
+            reply: Reply | None = None
             if f.kind == "429":
                 h = {"Retry-After": str(int(f.seconds or 30)), "X-Rate-Limit-Problem": f.problem}
                 exhausted = {"minute": "X-MinLimit-Remaining", "day": "X-DayLimit-Remaining",
@@ -406,7 +405,7 @@ class FakeXero:
         rec.status, rec.bytes = reply.status, len(reply.body)
         return reply, corr, declared
 
-    def _delay(self, slow: list) -> None:
+    def _delay(self, slow: Sequence[faultsmod.Fault]) -> None:
         """A slow answer: the time passes on the fake's clock (or until a test opens the gate)."""
         for f in slow:
             if f.gate is not None:
@@ -415,7 +414,7 @@ class FakeXero:
                 self.clock.sleep(f.seconds if f.seconds is not None else 10.0)
 
     def _route(self, request: httpx.Request, path: str, api: str | None, corr: str, rec: ServedRequest,
-               slow: list = ()) -> Reply:
+               slow: Sequence[faultsmod.Fault] = ()) -> Reply:
         method = request.method
         low = path.lower().rstrip("/")
         if api in ("accounting", "files", "practice"):
@@ -480,7 +479,7 @@ class FakeXero:
         return Reply(reply.status, {**reply.headers, **d.headers}, reply.body)
 
     def _tenant_api(self, request: httpx.Request, path: str, api: str, corr: str, rec: ServedRequest,
-                    slow: list = ()) -> Reply:
+                    slow: Sequence[faultsmod.Fault] = ()) -> Reply:
         auth = self._auth(request, corr)
         if isinstance(auth, Reply):
             return auth
@@ -532,7 +531,7 @@ class FakeXero:
 
     def _app_name(self, request: httpx.Request) -> str:
         auth = self.identity.authenticate(request.headers.get("authorization"))
-        return auth.grant and self.identity.apps[auth.client_id].name if not isinstance(auth, str) else "Ledgerlink"
+        return self.identity.apps[auth.client_id].name if not isinstance(auth, str) else "Ledgerlink"
 
     def _dispatch(self, api: str, target, request: httpx.Request, subpath: str, corr: str) -> Reply:
         now = self.clock.now()

@@ -22,10 +22,21 @@ import itertools
 import threading
 from dataclasses import dataclass, field
 
+import httpx
+
 KINDS = ("429", "500", "503", "slow", "timeout", "truncated", "malformed", "expired_token", "revoked", "invalid_grant")
 ALIASES = {"rate_limit": "429", "storm": "429", "ratelimit": "429", "server_error": "500", "unavailable": "503",
            "expired": "expired_token", "revoke": "revoked", "delay": "slow"}
 _ids = itertools.count(1)
+
+
+class InjectedTimeout(httpx.ReadTimeout):
+    """The ``timeout`` fault raised in-process; `fake_hold` is how long the loopback server keeps the
+    connection silent before dropping it (None: the server's default)."""
+
+    def __init__(self, message: str, *, request: httpx.Request, fake_hold: float | None) -> None:
+        super().__init__(message, request=request)
+        self.fake_hold = fake_hold
 
 
 @dataclass

@@ -13,6 +13,7 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from .identity import xero_timestamp
 from .responses import Reply, json_reply, not_found
@@ -100,7 +101,7 @@ class FilesStore:
                 "Id": f.id}
 
     def association_json(self, a: Association, full: bool) -> dict:
-        out = {"FileId": a.file_id, "ObjectId": a.object_id, "ObjectType": a.object_type, "ObjectGroup": a.object_group}
+        out: dict[str, Any] = {"FileId": a.file_id, "ObjectId": a.object_id, "ObjectType": a.object_type, "ObjectGroup": a.object_group}
         if full:  # Name, Size, dates and SendWithObject only on /Associations/{ObjectId} (spec)
             f = self.files.get(a.file_id)
             out = {"SendWithObject": a.send_with_object, "Name": f.name if f else "", "Size": f.size if f else 0,
@@ -287,9 +288,10 @@ def _files(store: FilesStore, method: str, rest: list[str], params, headers, bod
         if method == "PUT":
             data = _json_body(body) or {}
             if "FolderId" in data:
-                if (_uuid(str(data["FolderId"])) or "") not in store.folders:
+                folder_id = _uuid(str(data["FolderId"]))
+                if folder_id is None or folder_id not in store.folders:
                     return errors(400, f"Folder {data['FolderId']} does not exist.")
-                f.folder_id = _uuid(str(data["FolderId"]))
+                f.folder_id = folder_id
             if data.get("Name"):
                 f.name = str(data["Name"])
             f.updated = now

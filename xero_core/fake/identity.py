@@ -393,7 +393,7 @@ class Identity:
 
     # ---- token endpoint -----------------------------------------------------------------------
     def _client(self, authorization: str | None, form: dict[str, str]) -> App | Reply:
-        creds = basic_credentials(authorization)
+        creds: tuple[str, str | None] | None = basic_credentials(authorization)
         if creds is None:
             creds = (form.get("client_id", ""), form.get("client_secret"))
         cid, secret = creds
@@ -456,9 +456,9 @@ class Identity:
         if now - (rt.superseded_at or 0) > REFRESH_GRACE:
             return oauth_error("invalid_grant")
         # Within the grace period: a valid set again, carrying the newest refresh token.
-        head = rt.successor
-        while self.refresh[head].successor is not None:
-            head = self.refresh[head].successor
+        head, nxt = rt.successor, self.refresh[rt.successor].successor
+        while nxt is not None:
+            head, nxt = nxt, self.refresh[nxt].successor
         return self._token_set(grant, now, refresh_token=head)
 
     def _new_refresh(self, grant: Grant, now: float) -> str:

@@ -18,6 +18,7 @@ import uuid
 from array import array
 from bisect import bisect_left
 from datetime import date, datetime, time, timedelta, timezone
+from datetime import date as _Date  # for annotations in classes with a `date` attribute
 from decimal import Decimal
 from itertools import accumulate
 from typing import Callable, Iterable
@@ -137,6 +138,18 @@ class _Doc:
     creation, so the totals are computed once."""
     __slots__ = ("id", "type", "contact", "date", "status", "lines", "updated", "reference", "subtotal",
                  "total_tax", "total")
+    # What every kind of document sets in its __init__ (declared here for the type checker).
+    id: str
+    type: str
+    contact: Contact | None
+    date: _Date
+    status: str
+    lines: list[Line]
+    updated: datetime
+    reference: str
+    subtotal: int
+    total_tax: int
+    total: int
 
     def _totals(self) -> None:
         self.subtotal = sum(l.amount for l in self.lines)
@@ -153,6 +166,7 @@ class Invoice(_Doc):
     that currency per 1 AUD; the journal carries the AUD value at that rate. `credit_allocations`
     are the credit notes applied to it (AmountCredited)."""
     __slots__ = ("number", "due_date", "payments", "sent", "credit_allocations", "currency", "rate")
+    contact: Contact  # every invoice has one (only a transfer's bank transactions have none)
 
     def __init__(self, id, type, number, contact, d, due, status, lines, updated, reference="",
                  currency="AUD", rate=None):
@@ -196,6 +210,7 @@ class CreditNote(_Doc):
     AmountDue falls, the credit note's RemainingCredit falls, and a fully allocated credit note is
     PAID. Voiding a posted credit note appends a reversing journal dated on its own date."""
     __slots__ = ("number", "allocations", "currency", "rate")
+    contact: Contact
 
     def __init__(self, id, type, number, contact, d, status, lines, updated, reference="", currency="AUD",
                  rate=None):
@@ -242,6 +257,8 @@ class BankTransaction(_Doc):
 class Transfer:
     """A bank transfer: one TRANSFER journal, seen as a SPEND-TRANSFER and a RECEIVE-TRANSFER."""
     __slots__ = ("id", "date", "amount", "from_bank", "to_bank", "updated", "spend", "receive")
+    spend: BankTransaction  # set by Org.transfer, with `receive`, right after the transfer is made
+    receive: BankTransaction
 
     def __init__(self, id, d, amount, from_bank, to_bank, updated):
         self.id, self.date, self.amount = id, d, amount
@@ -391,9 +408,10 @@ class Org:
         return path[min(max((d - self.origin).days, 0), self.horizon_days - 1)]
 
     @property
-    def fx_rates(self) -> dict[date, Decimal]:
-        """Month-end USD rates (units per base unit) used for revaluation, up to yesterday."""
-        out = {}
+    def fx_rates(self) -> dict[date, Decimal | None]:
+        """Month-end USD rates (units per base unit) used for revaluation, up to yesterday (None when
+        the base currency is USD itself)."""
+        out: dict[date, Decimal | None] = {}
         d = _month_end(self.start)
         while d < self.today:
             out[d] = self.rate("USD", d)
@@ -501,7 +519,8 @@ class Org:
         self._reval_dirty = False
         n = self.horizon_days
         self._report_only = {}
-        docs = [x for x in (*self.invoices, *self.credit_notes)
+        every: tuple[Invoice | CreditNote, ...] = (*self.invoices, *self.credit_notes)
+        docs = [x for x in every
                 if getattr(x, "rate", None) is not None and x.status not in ("DRAFT", "SUBMITTED", "VOIDED", "DELETED")]
         self._prefix_cache.clear()
         if not docs:
@@ -617,7 +636,7 @@ class Org:
         section counts them: `cash_sales` gives those."""
         acc: dict[tuple[str, str], list[int]] = {}
         # In the base currency, each line converted on its own (as the journals carry it).
-        docs = [(i, 1) for i in self.invoices if i.type == "ACCREC"]
+        docs: list[tuple[Invoice | CreditNote, int]] = [(i, 1) for i in self.invoices if i.type == "ACCREC"]
         docs += [(c, -1) for c in self.credit_notes if c.type == "ACCRECCREDIT"]
         for doc, sign in docs:
             if not (doc.posts and d_from <= doc.date <= d_to):

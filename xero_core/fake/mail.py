@@ -23,7 +23,10 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from aiosmtpd.controller import Controller
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +97,7 @@ class MailCatcher:
         self.hook = hook
         self.caught: list[Caught] = []
         self._lock = threading.Lock()
-        self._controller = None
+        self._controller: Controller | None = None
         self.received = threading.Condition(self._lock)
 
     def _keep(self, c: Caught) -> None:
@@ -113,7 +116,7 @@ class MailCatcher:
             return self.received.wait_for(lambda: len(self.caught) >= count, timeout)
 
     def start(self) -> "MailCatcher":
-        from aiosmtpd.controller import Controller
+        from aiosmtpd.controller import Controller  # here: only a mail catcher that starts needs aiosmtpd
 
         self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10)
         self._controller.start()

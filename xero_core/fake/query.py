@@ -50,6 +50,8 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         if not m or m.end() == pos:
             raise QueryError(f"Syntax error in where clause at position {pos}: {text[pos:pos + 20]!r}")
         kind = m.lastgroup
+        if kind is None:  # every alternative of _TOKEN is a named group
+            raise QueryError(f"Syntax error in where clause at position {pos}: {text[pos:pos + 20]!r}")
         val = m.group(kind)
         if kind == "str":
             val = re.sub(r"\\(.)", r"\1", val[1:-1])
@@ -274,9 +276,9 @@ def compile_where(text: str, fields: dict[str, Field], type_name: str) -> Callab
     return _Parser(text, fields, type_name).parse()
 
 
-def order_key(text: str, fields: dict[str, Field], type_name: str) -> list[tuple[Callable, bool]]:
-    """`"UpdatedDateUTC DESC, Name"` -> [(getter, descending)], applied right to left."""
-    keys = []
+def order_key(text: str, fields: dict[str, Field], type_name: str) -> list[tuple[Field, bool]]:
+    """`"UpdatedDateUTC DESC, Name"` -> [(field, descending)], applied right to left."""
+    keys: list[tuple[Field, bool]] = []
     lower = {k.lower(): f for k, f in fields.items()}
     for part in text.split(","):
         words = part.split()

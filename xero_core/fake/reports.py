@@ -7,6 +7,7 @@ out, as Xero does. The P&L includes report-only revaluations (see ledger.fx_reva
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from xero_core.fake import chart, wire
 from xero_core.fake.ledger import Account, Org, _month_end
@@ -85,7 +86,7 @@ def _summary(label: str, values: list[int]) -> dict:
 
 def _report(org: Org, report_id: str | None, name: str, type_: str, titles: list[str], now: datetime,
             rows: list) -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     if report_id:
         out["ReportID"] = report_id
     out.update({"ReportName": name, "ReportType": type_, "ReportTitles": titles,
@@ -138,7 +139,7 @@ def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
     cat2, opt2 = _option(org, p.get("trackingcategoryid2"), p.get("trackingoptionid2"))
     base = {**_filter(opt), **_filter(opt2)}
     # Columns: (label, from, to, filter); newest period first.
-    cols = []
+    cols: list[tuple[str, date, date, dict | None]] = []
     if cat is not None and opt is None:
         for o in cat.options:
             cols.append((o.name, d_from, d_to, {**base, **_filter(o)}))

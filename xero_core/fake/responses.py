@@ -6,7 +6,7 @@ httpx.Response and adds the headers every Xero response carries.
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NOT_FOUND_TEXT = "The resource you're looking for cannot be found"
 JSON_CT = "application/json; charset=utf-8"
@@ -30,7 +30,7 @@ def json_reply(status: int, payload, headers: dict | None = None) -> Reply:
 def problem(status: int, detail: str, correlation_id: str, *, www_authenticate: str | None = None) -> Reply:
     """The gateway's 401/403/503 body (xero-notes §3): same shape for every API."""
     title = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable", 500: "Internal Server Error"}.get(status, "Error")
-    body = {"Type": None, "Title": title, "Status": status, "Detail": detail, "Instance": correlation_id, "Extensions": {}}
+    body: dict[str, Any] = {"Type": None, "Title": title, "Status": status, "Detail": detail, "Instance": correlation_id, "Extensions": {}}
     headers = {"WWW-Authenticate": www_authenticate} if www_authenticate else None
     return json_reply(status, body, headers)
 

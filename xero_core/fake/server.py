@@ -48,7 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         fake = self.owner.fake
         body = self._read_body()
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        addr = self.server.server_address
+        host = self.headers.get("Host") or (f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr))
         headers = [(k, v) for k, v in self.headers.items() if k.lower() not in ("content-length", "transfer-encoding")]
         req = httpx.Request(self.command, f"http://{host}{self.path}", headers=headers, content=body)
         try:

@@ -71,7 +71,7 @@ def encode(payload: Any) -> bytes:
 
 def envelope(plural: str, items: list, now: datetime, *, provider: str, pagination: dict | None = None,
              correlation_id: str | None = None) -> dict:
-    body = {"Id": correlation_id or str(uuid.uuid4()), "Status": "OK", "ProviderName": provider,
+    body: dict[str, Any] = {"Id": correlation_id or str(uuid.uuid4()), "Status": "OK", "ProviderName": provider,
             "DateTimeUTC": msdate(now, offset=False)}
     if pagination is not None:
         body["pagination"] = pagination
