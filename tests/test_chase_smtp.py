@@ -327,3 +327,45 @@ def test_starttls_or_tls_against_a_server_without_them_is_one_sentence(make_sett
         assert r.sent == 0 and words.lower() in r.error.lower(), r.error
         assert mail.caught == []
         assert {x["state"] for x in chase.outbox(settings) if x["address"]} <= {"due", "failed"}
+
+
+def test_a_claim_made_by_another_thread_while_a_run_starts_is_not_taken_for_abandoned(make_settings, mail, monkeypatch):
+    """Two senders in one process (the app server's pool running a sync's chase step while a page's
+    Send now runs): a thread marks a reminder in flight, then claims it. A run reconciling at that
+    moment read the in-flight set before its query's snapshot, saw the fresh claim as abandoned, put it
+    back to `due` and sent it too: the client got the reminder twice."""
+    settings = make_settings(**smtp_env(mail.port))
+    seed(settings, CLIENTS[:1])
+    clock = FakeClock(OPENED + timedelta(minutes=5))
+    with connect(settings.db_path) as con:
+        chase.plan(con, settings, clock.now())
+    (rid,) = [r["reminder_id"] for r in chase.outbox(settings) if r["state"] == "due"]
+    other: dict = {}
+
+    class Lock:  # the module's lock, with the other thread's claim landing right after its first use
+        def __init__(self):
+            self.lock, self.fired = threading.Lock(), False
+
+        def __enter__(self):
+            self.lock.acquire()
+
+        def __exit__(self, *exc):
+            self.lock.release()
+            if not self.fired:
+                self.fired = True
+                chase._inflight.add(rid)  # what run_chase does before claiming
+                other["row"] = chase._claim(settings, rid, clock.now(), chase._me())
+
+    monkeypatch.setattr(chase, "_inflight_lock", Lock())
+    first = chase.run_chase(settings, clock=clock)
+    assert other["row"] is not None and (first.sent, first.requeued) == (0, 0)
+    with connect(settings.db_path, read_only=True) as con:
+        window = chase._config(con, settings, PM).window
+    try:
+        assert chase.send_one(settings, other["row"], None, chase._me(), clock, window).state == "sent"
+    finally:
+        chase._inflight.discard(rid)
+    assert mail.wait_for(1) and [r["state"] for r in chase.outbox(settings)] == ["sent"]
+    assert chase.run_chase(settings, clock=clock).sent == 0
+    assert [c.message_id for c in mail.caught] == [chase.outbox(settings)[0]["message_id"]]
+

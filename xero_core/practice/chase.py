@@ -576,10 +576,14 @@ def reconcile(con: DuckDBPyConnection, now: datetime) -> dict[str, int]:
     """Claims left in `sending` by a process that is gone: back to `due` if the message never
     reached its final byte, `unconfirmed` if it did (see the module doc)."""
     out = {"requeued": 0, "unconfirmed": 0}
+    claims = con.execute("SELECT reminder_id, claimed_by, handed_at FROM chase_outbox WHERE state = 'sending'").fetchall()
+    # Which claims of this process are in flight, read after the query: DuckDB takes the snapshot at
+    # the query, not at BEGIN, and a thread here marks a reminder in flight before claiming it. Read
+    # before, a claim another thread here committed in between looked abandoned: it went back to
+    # `due` while that thread sent it, and this run sent it a second time.
     with _inflight_lock:
         mine = set(_inflight)
-    for rid, claimed_by, handed in con.execute(
-            "SELECT reminder_id, claimed_by, handed_at FROM chase_outbox WHERE state = 'sending'").fetchall():
+    for rid, claimed_by, handed in claims:
         if rid in mine or (_claimer_alive(claimed_by) and not claimed_by == _me()):
             continue
         if handed is None:
