@@ -251,3 +251,6 @@ def flash() -> None:
     msg = st.session_state.pop("_flash", None)
     if msg:
         st.success(md(msg, 1000), icon=":material/check_circle:")
+    warn = st.session_state.pop("_flash_warning", None)  # an action that did not do what was asked, and why
+    if warn:
+        st.warning(md(warn, 1000), icon=":material/warning:")

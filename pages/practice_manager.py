@@ -207,7 +207,9 @@ with shown_errors():
         if camp["status"] == "open":
             if b1.button("Send now", icon=":material/send:", key=f"chase-send-{cid}"):
                 r = engine.chase_send_now(s, cid)
-                st.session_state["_flash"] = f"Send now: {r.summary()}"
+                why = f" ({'; '.join(r.messages)})" if r.messages else ""
+                # No reminder went (no address, a refusing server): say why, not in a success's green.
+                st.session_state["_flash" if r.sent else "_flash_warning"] = f"Send now: {r.summary()}{why}"
                 st.rerun()
             if b2.button("Pause", icon=":material/pause:", key=f"chase-pause-{cid}"):
                 engine.chase_pause(s, cid)

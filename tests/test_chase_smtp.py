@@ -369,3 +369,33 @@ def test_a_claim_made_by_another_thread_while_a_run_starts_is_not_taken_for_aban
     assert chase.run_chase(settings, clock=clock).sent == 0
     assert [c.message_id for c in mail.caught] == [chase.outbox(settings)[0]["message_id"]]
 
+
+def test_send_now_says_so_when_another_sender_took_its_reminder(make_settings, mail, monkeypatch):
+    """Send now's reminder claimed by another sender between Send now's commit and its own claim
+    goes once, by that sender; Send now says so instead of a bare "0 sent" inviting a second press."""
+    settings = make_settings(**smtp_env(mail.port))
+    seed(settings, CLIENTS[:1])
+    clock = FakeClock(OPENED + timedelta(minutes=5))
+    (camp,) = X.campaigns(settings, PM)
+    taken: dict = {}
+
+    class Lock:
+        def __init__(self):
+            self.lock, self.fired = threading.Lock(), False
+
+        def __enter__(self):
+            self.lock.acquire()
+
+        def __exit__(self, *exc):
+            self.lock.release()
+            if not self.fired:
+                self.fired = True
+                (row,) = [r for r in chase.outbox(settings) if r["forced"]]
+                taken["row"] = chase._claim(settings, row["reminder_id"], clock.now(), "4242:1.000")
+
+    monkeypatch.setattr(chase, "_inflight_lock", Lock())
+    res = chase.send_now(settings, camp["campaign_id"], clock=clock)
+    assert taken["row"] is not None and res.sent == 0
+    assert res.messages == ["another sender (the scheduler or a sync's chase step) took this reminder at the same "
+                            "moment and is sending it"]
+    assert [r["state"] for r in chase.outbox(settings) if r["forced"]] == ["sending"]

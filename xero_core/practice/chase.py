@@ -839,7 +839,15 @@ def send_now(settings: Settings, campaign_id: str, *, clock: Clock = SYSTEM_CLOC
     state = outbox(settings, reminder_id=rid)[0]
     if state["state"] == "skipped":
         return ChaseResult(skipped=1, messages=[state["why"]])
-    return run_chase(settings, tenant_id=camp["tenant_id"], clock=clock, only=[rid])
+    res = run_chase(settings, tenant_id=camp["tenant_id"], clock=clock, only=[rid])
+    if not any((res.sent, res.failed, res.bounced, res.unconfirmed, res.waiting, res.error)):
+        # Another sender (the scheduler, a sync's chase step) claimed it between our commit and our
+        # claim: it goes once, by them. Say so, or "0 sent" invites a second Send now.
+        now_state = outbox(settings, reminder_id=rid)[0]["state"]
+        if now_state in ("sending", "sent"):
+            res.messages.append("another sender (the scheduler or a sync's chase step) took this reminder at "
+                                f"the same moment and {'sent it' if now_state == 'sent' else 'is sending it'}")
+    return res
 
 
 def send_again(settings: Settings, reminder_id: str, *, clock: Clock = SYSTEM_CLOCK) -> ChaseResult:
