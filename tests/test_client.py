@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -112,6 +112,13 @@ def test_429_waits_retry_after_then_gives_up_after_three(settings, tenant, fake,
         c.request("GET", "/api.xro/2.0/Contacts")
     assert clock.sleeps == [7.0] * 4 and ei.value.retry_after == 7.0 and ei.value.status == 429
     assert isinstance(ei.value, RetriableError)
+
+
+def test_retry_after_as_an_http_date_in_utc_or_minus_0000():
+    # "-0000" parses as a naive datetime: subtracting the aware clock raised TypeError mid-call.
+    now = datetime(2026, 12, 7, 15, 0, tzinfo=timezone.utc)
+    for stamp in ("Mon, 07 Dec 2026 15:00:30 GMT", "Mon, 07 Dec 2026 15:00:30 -0000"):
+        assert clientmod.retry_after_seconds(httpx.Response(429, headers={"retry-after": stamp}), now) == 30.0
 
 
 def test_429_without_retry_after_backs_off_with_jitter_capped(settings, tenant, fake, clock):

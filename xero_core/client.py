@@ -39,7 +39,7 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, ContextManager, Generator, Iterator, Mapping, Protocol
 from urllib.parse import urlsplit
 
@@ -97,6 +97,8 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
         return None
     if when is None or now is None:
         return None
+    if when.tzinfo is None:  # "-0000" parses naive (RFC 2822: UTC, source unknown)
+        when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - now).total_seconds())
 
 
