@@ -12,6 +12,7 @@ after unescaping.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import subprocess
@@ -341,3 +342,57 @@ def test_scripts_notebooks_opens_jupyterlab_on_the_data_with_the_printed_url(syn
         os.killpg(proc.pid, signal.SIGTERM)  # the script's own process group (JupyterLab after exec)
         proc.wait(timeout=60)
         proc.stdout.close()
+
+
+def test_scripts_notebooks_stopped_while_its_demo_loads_stops_the_fake_it_started(tmp_path):
+    """With no data the script runs the demo, which starts the fake Xero in a session of its own (it
+    outlives the demo, for the app). The script stops it once the demo is done; stopped meanwhile
+    (Ctrl-C, a test's timeout) it left the fake listening on its port (8765 by default) for good."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    fake_port, lab_port = ports
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XERO_")}
+    env.update(XERO_DATA_DIR=str(tmp_path / "data"), XERO_ENV_FILE=os.devnull, XERO_FAKE_PORT=str(fake_port),
+               XERO_ENCRYPTION_KEY=secrets.token_hex(32), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+
+    def fake_answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{fake_port}/_fake/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_until(condition, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)  # another process's port: there is no event to wait on
+        return True
+
+    proc = subprocess.Popen(["bash", str(NOTEBOOKS.parent / "scripts" / "notebooks"), "--port", str(lab_port),
+                             "--no-install", "--weeks", "1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pidfile = tmp_path / "data" / "fake-xero" / "fake-xero.pid"
+    try:
+        assert wait_until(lambda: fake_answers() and pidfile.exists(), 180), "the demo started no fake Xero"
+        os.killpg(proc.pid, signal.SIGTERM)  # what a test runner's timeout (or Ctrl-C: SIGINT) does
+        log, _ = proc.communicate(timeout=60)
+        assert wait_until(lambda: not fake_answers(), 30), log[-2000:]
+        assert "Stopped the fake Xero the demo started." in log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+        if pidfile.exists():  # before the fix: the fake this test made the script start
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pidfile.read_text()), signal.SIGTERM)
