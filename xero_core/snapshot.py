@@ -14,7 +14,8 @@ Two files in the data dir (`XERO_DATA_DIR`):
   existing tools keep working and stop getting in the way). Ledgerlink never opens it to write.
 
 `publish(settings)` makes a new snapshot: CHECKPOINT the working database (everything committed
-lands in the main file), copy that file to a temporary file beside the snapshot, fsync, and
+lands in the main file), copy that file (in a child process: see _COPIER) to a temporary file
+beside the snapshot, fsync, and
 `os.replace` it onto `xero.duckdb`. A reader holding the old file keeps its old inode (POSIX) and
 its old data, and is never in the way; the next connection it opens sees the new snapshot.
 
@@ -41,15 +42,15 @@ i.e. the last publish, and the next sync fetches what came after.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
-import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from . import storage
 from .errors import StorageError
@@ -116,11 +117,20 @@ def adopt(work: Path) -> bool:
         tmp = work.with_name(f".{work.name}.adopting")
         with storage.translated(work):
             _copy(snap, tmp)
-            wal = Path(str(snap) + ".wal")
+            wal, work_wal = Path(str(snap) + ".wal"), Path(str(work) + ".wal")
             if wal.exists():  # commits an old process had not checkpointed: replayed on first open
                 tmp_wal = Path(str(work) + ".wal.adopting")
                 _copy(wal, tmp_wal)
-                os.replace(tmp_wal, str(work) + ".wal")
+                os.replace(tmp_wal, work_wal)
+            elif work_wal.exists():
+                # The WAL of a working file moved aside without it (the damaged-file sentence names
+                # only the .duckdb): DuckDB would replay it onto the snapshot, and one from a later
+                # checkpoint makes the new working file refuse to open ("WAL checkpoint iteration
+                # does not match"). Kept beside it, not deleted: it is the only copy of its commits.
+                aside = work_wal.with_name(f"{work_wal.name}.{time.strftime('%Y%m%d-%H%M%S')}.{os.getpid()}.aside")
+                os.replace(work_wal, aside)
+                log.warning("%s belonged to a working database that is no longer there: moved to %s so it is "
+                            "not replayed onto the copy of %s.", work_wal, aside.name, snap.name)
             os.replace(tmp, work)
             _fsync_dir(work.parent)
         log.warning("Ledgerlink's working database is now %s, copied from %s (%.1f MB in %.2f s); %s stays "
@@ -165,31 +175,59 @@ def changed_since_publish(settings: Settings) -> bool:
     return last_published(work).get("fingerprint") != _fingerprint(work)
 
 
-def _head(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(HEADER_BYTES)
-
-
-def _copy(src: Path, dst: Path) -> None:
+# The bytes are read by a child process. POSIX drops every lock a process holds on a file (fcntl
+# locks, which is what DuckDB's is) when that process closes ANY descriptor of the file, not only
+# the one that took the lock. Reading the working file here, even read-only, while this process's
+# connection holds it, released DuckDB's lock: another Ledgerlink process (a CLI sync, the app, the
+# scheduler) could then open the working file for writing while this one still had it open, and
+# two processes writing one DuckDB file damage it ("checksum mismatch", "No more data remaining in
+# MetadataReader"; tests/test_snapshot.py). A child's descriptors are its own: closing them drops
+# nothing of ours. (storage.create_private_file avoids the same trap for SQLite files.)
+_COPIER = """
+import json, os, shutil, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+try:
     with open(src, "rb") as f, open(dst, "wb") as g:
-        _sendfile(f, g)  # in the kernel: nothing passes through Python's memory
+        size, sent = os.fstat(f.fileno()).st_size, 0
+        try:
+            while sent < size:
+                k = os.sendfile(g.fileno(), f.fileno(), sent, size - sent)
+                if k == 0:
+                    break
+                sent += k
+        except OSError as exc:
+            if sent or exc.errno not in (22, 38):  # EINVAL, ENOSYS: a file system without sendfile
+                raise
+            shutil.copyfileobj(f, g, 1 << 20)
         g.flush()
         os.fsync(g.fileno())
+    with open(src, "rb") as f, open(dst, "rb") as g:
+        same = f.read(n) == g.read(n)
+except OSError as exc:
+    print(json.dumps([exc.errno, exc.strerror, exc.filename]))
+    sys.exit(2)
+sys.exit(0 if same else 3)
+"""
 
 
-def _sendfile(f: BinaryIO, g: BinaryIO) -> None:
-    size = os.fstat(f.fileno()).st_size
-    sent = 0
+def _copy(src: Path, dst: Path) -> bool:
+    """Copy src to dst (fsynced), in a child process. True when src's headers after the copy are
+    the ones copied, i.e. no checkpoint rewrote them meanwhile: the copy is consistent."""
     try:
-        while sent < size:
-            n = os.sendfile(g.fileno(), f.fileno(), sent, size - sent)
-            if n == 0:
-                break
-            sent += n
-    except OSError as exc:
-        if sent or exc.errno not in (errno.EINVAL, errno.ENOSYS):
-            raise
-        shutil.copyfileobj(f, g, 1 << 20)  # a file system without sendfile
+        done = subprocess.run([sys.executable, "-I", "-S", "-c", _COPIER, str(src), str(dst), str(HEADER_BYTES)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    except OSError as exc:  # no python to start (a full process table, ...)
+        raise StorageError(f"Could not start the copy of {src} to {dst} ({exc}); the next sync tries again.",
+                           path=dst, problem="io") from exc
+    if done.returncode in (0, 3):
+        return done.returncode == 0
+    if done.returncode == 2:
+        with contextlib.suppress(ValueError, TypeError):
+            code, reason, filename = json.loads(done.stdout)
+            raise OSError(code, reason, filename)
+    raise StorageError(f"Copying {src} to {dst} failed (exit {done.returncode}: "
+                       f"{(done.stderr or done.stdout).strip()[-200:]}); the next sync tries again.",
+                       path=dst, problem="io")
 
 
 def _fsync_dir(d: Path) -> None:
@@ -225,9 +263,8 @@ def publish(settings: Settings, *, timeout: float = 30.0) -> dict[str, Any] | No
                 for _ in range(COPY_ATTEMPTS):
                     with storage.translated(work):  # a full disk fails here: the working file's sentence
                         con.execute("CHECKPOINT")
-                    fingerprint, head = _fingerprint(work), _head(work)
-                    _copy(work, tmp)
-                    if _head(work) == head:
+                    fingerprint = _fingerprint(work)
+                    if _copy(work, tmp):
                         break
                     log.info("a checkpoint ran while %s was being copied: copying it again", work)
                 else:
