@@ -43,5 +43,6 @@ def test_declared_keys_and_cursors_are_what_the_tables_and_the_loop_read(make_se
             columns = {c[0] for c in con.execute(f"DESCRIBE {res.name}").fetchall()}
             assert R.key_column(res.key) in columns, res.name
     assert R.key_column("CreditNoteID") == "credit_note_id" and R.key_column("AccountID") == "account_id"
-    assert [r.cursor_field for r in (R.ACCOUNTS, R.CONTACTS, R.JOURNALS)] == [None, "UpdatedDateUTC", "JournalNumber"]
+    assert [r.cursor and r.cursor.field for r in (R.ACCOUNTS, R.CONTACTS, R.JOURNALS)] == \
+        [None, "UpdatedDateUTC", "JournalNumber"]
     assert not R.UpdatedSince().per_chunk and R.Offset().per_chunk  # the cursor moves with the last / each chunk

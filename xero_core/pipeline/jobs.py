@@ -30,9 +30,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .. import storage
+from ..settings import Settings
 from ..sqlite_wal import open_wal
 from .progress import JobProgress
 from .request import SyncRequest
@@ -76,6 +77,12 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, priority, created_at);
 """
 
 
+class Stoppable(Protocol):
+    """What `wait` asks of its `stop`: a threading.Event, or anything set the same way."""
+
+    def is_set(self) -> bool: ...
+
+
 class JobError(Exception):
     """A job command that cannot be done (unknown id, already finished); str() is a sentence."""
 
@@ -111,7 +118,7 @@ class Job:
     cancel_requested: str | None = None
     error: str | None = None
     progress: JobProgress = field(default_factory=JobProgress)
-    result: dict | None = None
+    result: dict[str, Any] | None = None
     joined: bool = False  # set by enqueue when the request joined this existing job
     # set by enqueue when the joined job does not do all the request asks: the request runs as its own
     # job right after this one ends (queued by `finish`)
@@ -125,8 +132,8 @@ class Job:
     def ok(self) -> bool:
         return self.state == "done"
 
-    def to_dict(self) -> dict:
-        def iso(t):
+    def to_dict(self) -> dict[str, Any]:
+        def iso(t: float | None) -> str | None:
             return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds") if t else None
 
         return {
@@ -149,7 +156,7 @@ _COLS = ("job_id", "tenant_id", "tenant_name", "request", "trigger", "requested_
 _SELECT = f"SELECT {', '.join(_COLS)} FROM jobs"
 
 
-def _job(row) -> Job:
+def _job(row: tuple[Any, ...]) -> Job:
     d = dict(zip(_COLS, row))
     d["request"] = SyncRequest.from_json(d["request"])
     d["progress"] = JobProgress.from_dict(json.loads(d["progress"]) if d["progress"] else None)
@@ -158,7 +165,7 @@ def _job(row) -> Job:
     return Job(**d)
 
 
-def path(settings) -> Path:
+def path(settings: Settings) -> Path:
     return Path(settings.data_dir) / FILE
 
 
@@ -194,7 +201,7 @@ def _ensure(p: Path) -> None:
 
 
 @contextlib.contextmanager
-def _connect(settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+def _connect(settings: Settings, *, write: bool = False) -> Iterator[sqlite3.Connection]:
     """A connection per use, closed after. (Kept-open connections were tried: a read left
     unfinished holds its old snapshot, so the app server read stale heartbeats and reaped live
     jobs. Hundreds of jobs are read in one query instead: `get_many`, `_count_active`.)"""
@@ -225,7 +232,7 @@ def _use(con: sqlite3.Connection, write: bool) -> Iterator[sqlite3.Connection]:
     con.execute("COMMIT")
 
 
-def check(settings) -> None:
+def check(settings: Settings) -> None:
     """Raise the StorageError sentence when jobs.sqlite is damaged (`status` and `jobs` ask: a page
     nobody has read yet would otherwise only fail the next sync)."""
     p = path(settings)
@@ -234,17 +241,26 @@ def check(settings) -> None:
     with _connect(settings) as con:
         bad = [r[0] for r in con.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
     if bad:
-        raise storage.describe(sqlite3.DatabaseError("database disk image is malformed"), p)
+        damaged = sqlite3.DatabaseError("database disk image is malformed")
+        raise storage.describe(damaged, p) or damaged
 
 
 # -- reading -----------------------------------------------------------------------------------
-def get(settings, job_id: str) -> Job | None:
+def _existing(settings: Settings, job_id: str) -> Job:
+    """A job just written: it is there unless jobs.sqlite was replaced meanwhile."""
+    job = get(settings, job_id)
+    if job is None:
+        raise JobError(f"Job {job_id[:8]} is no longer in {path(settings)}: was the file replaced?")
+    return job
+
+
+def get(settings: Settings, job_id: str) -> Job | None:
     with _connect(settings) as con:
         row = con.execute(_SELECT + " WHERE job_id = ?", [job_id]).fetchone()
     return _job(row) if row else None
 
 
-def get_many(settings, job_ids: list[str]) -> dict[str, Job]:
+def get_many(settings: Settings, job_ids: list[str]) -> dict[str, Job]:
     """Several jobs in one read (a waiter following hundreds of jobs polls them all at once)."""
     out: dict[str, Job] = {}
     with _connect(settings) as con:
@@ -257,7 +273,7 @@ def get_many(settings, job_ids: list[str]) -> dict[str, Job]:
     return out
 
 
-def _count_active(settings, job_ids: list[str]) -> int:
+def _count_active(settings: Settings, job_ids: list[str]) -> int:
     n = 0
     with _connect(settings) as con:
         for i in range(0, len(job_ids), 500):
@@ -267,7 +283,7 @@ def _count_active(settings, job_ids: list[str]) -> int:
     return n
 
 
-def find(settings, prefix: str) -> Job:
+def find(settings: Settings, prefix: str) -> Job:
     """A job by id or an unambiguous prefix of it (as `jobs` prints them)."""
     with _connect(settings) as con:
         rows = con.execute(_SELECT + " WHERE job_id LIKE ? LIMIT 2", [prefix.strip() + "%"]).fetchall()
@@ -278,7 +294,7 @@ def find(settings, prefix: str) -> Job:
     return _job(rows[0])
 
 
-def list_jobs(settings, *, active_only: bool = False, tenant_id: str | None = None, limit: int = 50) -> list[Job]:
+def list_jobs(settings: Settings, *, active_only: bool = False, tenant_id: str | None = None, limit: int = 50) -> list[Job]:
     """Newest first; queued and running ones first of all."""
     reap(settings)
     where, args = [], []
@@ -293,12 +309,12 @@ def list_jobs(settings, *, active_only: bool = False, tenant_id: str | None = No
         return [_job(r) for r in con.execute(sql, [*args, limit]).fetchall()]
 
 
-def active_jobs(settings) -> list[Job]:
+def active_jobs(settings: Settings) -> list[Job]:
     return list_jobs(settings, active_only=True, limit=10_000)
 
 
 # -- writing -----------------------------------------------------------------------------------
-def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -> Job:
+def enqueue(settings: Settings, request: SyncRequest, *, tenant_name: str | None = None) -> Job:
     """Queue a sync; returns at once. A tenant with a queued or running job of the same priority gets
     that job back (`job.joined` is True): one sync (and one history backfill) per tenant, whoever asks."""
     reap(settings, tenant_id=request.tenant_id)
@@ -320,10 +336,10 @@ def enqueue(settings, request: SyncRequest, *, tenant_name: str | None = None) -
              request.priority, now, json.dumps({"message": "waiting for a worker"})])
         _trim(con)
     notify()
-    return get(settings, job_id)
+    return _existing(settings, job_id)
 
 
-def _follow_up(con, job: Job, request: SyncRequest) -> None:
+def _follow_up(con: sqlite3.Connection, job: Job, request: SyncRequest) -> None:
     """`request` joined `job`, which does not do all it asks: a queued job is widened to cover it;
     a running one gets it as its follow-up, queued as its own job when it ends."""
     if job.state == "queued":
@@ -353,21 +369,21 @@ def _merge(a: SyncRequest, b: SyncRequest) -> SyncRequest:
                        requested_by=b.requested_by)
 
 
-def _trim(con) -> None:
+def _trim(con: sqlite3.Connection) -> None:
     n = con.execute("SELECT count(*) FROM jobs WHERE state NOT IN ('queued', 'running')").fetchone()[0]
     if n > KEEP_FINISHED:
         con.execute("DELETE FROM jobs WHERE job_id IN (SELECT job_id FROM jobs WHERE state NOT IN ('queued', 'running') "
                     "ORDER BY created_at LIMIT ?)", [n - KEEP_FINISHED])
 
 
-def claim(settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow_backfill: bool = True) -> Job | None:
+def claim(settings: Settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow_backfill: bool = True) -> Job | None:
     """Take the next queued job (daily before backfill, oldest first) for `owner`; None if none.
     A tenant's job waits while another of its jobs runs (one sync at a time per organisation)."""
     ids = list(job_ids) if job_ids is not None else None
     if ids is not None and not ids:
         return None
     where = "state = 'queued'"
-    args: list = []
+    args: list[Any] = []
     if not allow_backfill:
         where += " AND priority = 0"
     if ids is not None:
@@ -387,7 +403,7 @@ def claim(settings, owner: Owner, *, job_ids: Iterable[str] | None = None, allow
     return get(settings, row[0])
 
 
-def heartbeat(settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str | None]:
+def heartbeat(settings: Settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str | None]:
     """Refresh the heartbeat of `owner`'s running jobs; returns their cancel requests."""
     ids = list(job_ids)
     if not ids:
@@ -399,7 +415,7 @@ def heartbeat(settings, owner: Owner, job_ids: Iterable[str]) -> dict[str, str |
         return dict(con.execute(f"SELECT job_id, cancel_requested FROM jobs WHERE job_id IN ({marks})", ids).fetchall())
 
 
-def yield_wanted(settings, tenant_ids: Iterable[str]) -> set[str]:
+def yield_wanted(settings: Settings, tenant_ids: Iterable[str]) -> set[str]:
     """The tenants among `tenant_ids` with a queued daily sync or Sync now: their running history
     backfill steps aside (`requeue`) so that one runs first."""
     ids = list(set(tenant_ids))
@@ -411,7 +427,7 @@ def yield_wanted(settings, tenant_ids: Iterable[str]) -> set[str]:
             f"({', '.join('?' * len(ids))})", ids).fetchall()}
 
 
-def history_pending(settings, tenant_id: str) -> bool:
+def history_pending(settings: Settings, tenant_id: str) -> bool:
     """Whether the tenant has a queued or running history backfill that is to fetch journals."""
     with _connect(settings) as con:
         rows = con.execute("SELECT request FROM jobs WHERE tenant_id = ? AND priority = 1 AND state IN "
@@ -423,7 +439,7 @@ def history_pending(settings, tenant_id: str) -> bool:
     return False
 
 
-def requeue(settings, job_id: str, *, message: str, progress: JobProgress | None = None) -> None:
+def requeue(settings: Settings, job_id: str, *, message: str, progress: JobProgress | None = None) -> None:
     """A running job back to the queue (a history backfill stepping aside); it resumes from the
     tenant's cursors when claimed again."""
     prog = replace(progress or JobProgress(), status="queued", message=message, eta_seconds=None).to_dict()
@@ -434,11 +450,11 @@ def requeue(settings, job_id: str, *, message: str, progress: JobProgress | None
     notify()
 
 
-def set_progress(settings, job_id: str, progress: JobProgress) -> None:
+def set_progress(settings: Settings, job_id: str, progress: JobProgress) -> None:
     set_progress_many(settings, {job_id: progress})
 
 
-def set_progress_many(settings, progress: dict[str, JobProgress]) -> None:
+def set_progress_many(settings: Settings, progress: dict[str, JobProgress]) -> None:
     """Several running jobs' progress in one write (a pool flushes its jobs' progress together)."""
     if not progress:
         return
@@ -448,7 +464,7 @@ def set_progress_many(settings, progress: dict[str, JobProgress]) -> None:
                         [(json.dumps(p.to_dict(), default=str), now, jid) for jid, p in progress.items()])
 
 
-def finish(settings, job_id: str, state: str, *, error: str | None = None, result: dict | None = None,
+def finish(settings: Settings, job_id: str, state: str, *, error: str | None = None, result: dict[str, Any] | None = None,
            progress: JobProgress | None = None) -> None:
     assert state in FINAL, state
     with _connect(settings, write=True) as con:
@@ -469,7 +485,7 @@ def finish(settings, job_id: str, state: str, *, error: str | None = None, resul
     notify()
 
 
-def request_cancel(settings, job_id: str, *, by: str | None = None) -> Job:
+def request_cancel(settings: Settings, job_id: str, *, by: str | None = None) -> Job:
     """Cancel a job: a queued one at once; a running one at its next page, chunk or step (its
     owner sees the flag with its heartbeat), keeping every chunk already written."""
     job = find(settings, job_id)
@@ -480,10 +496,10 @@ def request_cancel(settings, job_id: str, *, by: str | None = None) -> Job:
         con.execute("UPDATE jobs SET state = 'cancelled', cancel_requested = ?, error = ?, finished_at = ? "
                     "WHERE job_id = ? AND state = 'queued'", [who, f"{who} before it started", time.time(), job.job_id])
         con.execute("UPDATE jobs SET cancel_requested = ? WHERE job_id = ? AND state = 'running'", [who, job.job_id])
-    return get(settings, job.job_id)
+    return _existing(settings, job.job_id)
 
 
-def _pid_alive(pid) -> bool:
+def _pid_alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -507,7 +523,7 @@ def dead_owner_sentence(job: Job, *, stale_for: float | None = None) -> str:
             "organisation resumes from where it got to, without duplicating anything.")
 
 
-def reap(settings, *, tenant_id: str | None = None) -> list[Job]:
+def reap(settings: Settings, *, tenant_id: str | None = None) -> list[Job]:
     """Mark `interrupted` every running job whose owner is gone: on this host its pid is dead; on
     any host its heartbeat is older than STALE_SECONDS."""
     here = socket.gethostname()
@@ -530,11 +546,11 @@ def reap(settings, *, tenant_id: str | None = None) -> list[Job]:
             con.execute("UPDATE jobs SET state = 'interrupted', error = ?, finished_at = ?, progress = ? "
                         "WHERE job_id = ? AND state = 'running' AND coalesce(heartbeat_at, 0) = coalesce(?, 0)",
                         [sentence, now, json.dumps(prog, default=str), job.job_id, job.heartbeat_at])
-    return [get(settings, j.job_id) for j, _ in gone]
+    return [j for j in (get(settings, g.job_id) for g, _ in gone) if j is not None]
 
 
-def wait(settings, job_ids: Iterable[str], *, timeout: float | None = None, poll: float = 0.5,
-         on_change=None, stop: threading.Event | None = None) -> list[Job]:
+def wait(settings: Settings, job_ids: Iterable[str], *, timeout: float | None = None, poll: float = 0.5,
+         on_change: Callable[[Job], None] | None = None, stop: Stoppable | None = None) -> list[Job]:
     """Until every job is finished (or `timeout`, or `stop` set); `on_change(job)` sees each new state
     or progress. Jobs run by other processes are followed through the file."""
     ids = list(job_ids)

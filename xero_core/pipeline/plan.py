@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import duckdb
 
@@ -60,7 +60,7 @@ def step_names() -> tuple[str, ...]:
     return tuple(names + [n for n in PRACTICE_STEP_NAMES if n not in names])
 
 
-def parse_only(only) -> frozenset[str] | None:
+def parse_only(only: str | Iterable[str] | None) -> frozenset[str] | None:
     """"pnl,bank" or an iterable -> a validated set of step names (None: the whole plan)."""
     if only is None:
         return None
@@ -238,7 +238,7 @@ def figures_first(steps: list[tuple[str, Step]]) -> list[tuple[str, Step]]:
     return head + rest
 
 
-def split_history(request: SyncRequest, tenant_type: str | None, cursors: dict, *,
+def split_history(request: SyncRequest, tenant_type: str | None, cursors: dict[str, Any], *,
                   history_pending: bool = False) -> tuple[SyncRequest, SyncRequest | None]:
     """(what to run now, the history backfill to queue or None). The history takes the report weeks
     older than the latest FIGURES_WEEKS, and the journals when none were ever fetched (two years of

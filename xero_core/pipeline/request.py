@@ -1,6 +1,8 @@
 """What a sync is asked to do: `SyncRequest`, plain data with a JSON round-trip (jobs store it)."""
 from __future__ import annotations
 
+from typing import Any
+
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -78,7 +80,7 @@ class SyncRequest:
             bits.append(f"{self.weeks} weeks")
         return "full sync" + (f" ({'; '.join(bits)})" if bits else "")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"tenant_id": self.tenant_id, "only": sorted(self.only) if self.only is not None else None,
                 "weeks": self.weeks, "week_ending": self.week_ending.isoformat() if self.week_ending else None,
                 "trigger": self.trigger, "requested_by": self.requested_by,
@@ -88,7 +90,7 @@ class SyncRequest:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SyncRequest":
+    def from_dict(cls, d: dict[str, Any]) -> "SyncRequest":
         return cls(tenant_id=d["tenant_id"], only=frozenset(d["only"]) if d.get("only") is not None else None,
                    weeks=d.get("weeks"), week_ending=date.fromisoformat(d["week_ending"]) if d.get("week_ending") else None,
                    trigger=d.get("trigger") or "manual", requested_by=d.get("requested_by"),

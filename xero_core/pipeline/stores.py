@@ -7,12 +7,13 @@ frame asks on every page; each problem is its StorageError sentence naming the f
 from __future__ import annotations
 
 from ..errors import StorageError
+from ..settings import Settings
 from ..storage import as_storage_error
 from ..vault import Vault
 from . import jobs as J
 
 
-def jobs_problem(settings) -> StorageError | None:
+def jobs_problem(settings: Settings) -> StorageError | None:
     """jobs.sqlite checked whole: its sentence when damaged (anything else still raises)."""
     try:
         J.check(settings)
@@ -24,7 +25,7 @@ def jobs_problem(settings) -> StorageError | None:
     return None
 
 
-def problems(settings) -> list[StorageError]:
+def problems(settings: Settings) -> list[StorageError]:
     jobs = jobs_problem(settings)
     out: list[StorageError] = [jobs] if jobs is not None else []
     try:

@@ -34,13 +34,17 @@ import logging
 import threading
 import time
 from datetime import date
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .. import snapshot
 from ..clock import Clock
 from ..errors import LedgerlinkError
+from ..redaction import redact
+from ..settings import Settings
+from ..storage import as_storage_error
 from . import jobs as J
 from .progress import JobProgress, ProgressEvent, Tracker
+from .request import SyncRequest
 from .run import run_sync
 
 log = logging.getLogger(__name__)
@@ -54,12 +58,12 @@ POLL_SECONDS = 1.0  # how often an idle pool looks for jobs queued by other proc
 PROGRESS_FLUSH_SECONDS = 1.0
 
 
-def workers_setting(settings) -> int:
+def workers_setting(settings: Settings) -> int:
     """XERO_SYNC_WORKERS (default 8, checked by load_settings): threads per pool."""
     return int(getattr(settings, "sync_workers", None) or DEFAULT_WORKERS)
 
 
-def backfill_workers_setting(settings) -> int:
+def backfill_workers_setting(settings: Settings) -> int:
     """XERO_BACKFILL_WORKERS (default 200, checked by load_settings): backfills running at once per pool."""
     return int(getattr(settings, "backfill_workers", None) or DEFAULT_BACKFILL_WORKERS)
 
@@ -68,8 +72,8 @@ class WorkerPool:
     """N threads claiming jobs from the jobs file. `job_ids` restricts it to those jobs (a CLI run,
     a cron cycle); otherwise it takes any queued job until stopped."""
 
-    def __init__(self, settings, *, workers: int | None = None, label: str = "worker",
-                 job_ids: Iterable[str] | None = None, transport=None, clock: Clock | None = None,
+    def __init__(self, settings: Settings, *, workers: int | None = None, label: str = "worker",
+                 job_ids: Iterable[str] | None = None, transport: Any=None, clock: Clock | None = None,
                  today: date | None = None, echo: Callable[[ProgressEvent], None] | None = None,
                  poll: float = POLL_SECONDS, heartbeat: float = J.HEARTBEAT_SECONDS,
                  claimable: Callable[[], Iterable[str] | None] | None = None,
@@ -146,7 +150,8 @@ class WorkerPool:
         with self._lock:
             return len(self._running)
 
-    def run_until_done(self, job_ids: Iterable[str], *, on_change=None, stop: threading.Event | None = None) -> list[J.Job]:
+    def run_until_done(self, job_ids: Iterable[str], *, on_change: Callable[[J.Job], None] | None = None,
+                       stop: threading.Event | None = None) -> list[J.Job]:
         """Start (if needed), then return once every job in `job_ids` has ended, whoever ran it, and
         the history backfills this pool's runs of them queued (`history_of`); returns `job_ids`' jobs."""
         ids = list(job_ids)
@@ -200,8 +205,6 @@ class WorkerPool:
 
     def _problem(self, what: str, exc: BaseException) -> None:
         """A disk fault is its sentence, logged once while it lasts; anything else keeps its traceback."""
-        from ..storage import as_storage_error
-
         se = as_storage_error(exc)
         if se is None and not isinstance(exc, LedgerlinkError):
             log.exception("%s", what)
@@ -235,8 +238,6 @@ class WorkerPool:
         try:
             self._run(job)
         except Exception as exc:  # its end could not be recorded (jobs.sqlite full or damaged)
-            from ..storage import as_storage_error
-
             se = as_storage_error(exc)
             self.unrecorded[job.job_id] = str(se or f"{type(exc).__name__}: {exc}")
             self._problem(f"sync job {job.job_id[:8]} ended but could not be recorded", exc)
@@ -315,7 +316,7 @@ class WorkerPool:
                 if tenant in wanted:
                     self._yield[jid] = "paused for a sync of the same organisation; resumes after it"
 
-    def _queue_history(self, job: J.Job, request) -> str:
+    def _queue_history(self, job: J.Job, request: SyncRequest) -> str:
         hist = J.enqueue(self.settings, request, tenant_name=job.tenant_name)
         self.spawned[job.job_id] = hist.job_id
         self.add([hist.job_id])
@@ -324,7 +325,7 @@ class WorkerPool:
     def _run(self, job: J.Job) -> None:
         jid = job.job_id
         settings = self.settings
-        later: list = []  # the history backfill run_sync split off: queued once these figures are in
+        later: list[Any] = []  # the history backfill run_sync split off: queued once these figures are in
         tracker = Tracker(lambda p: self._write_progress(jid, p), echo=self.echo)
 
         def cancel() -> str | None:
@@ -333,15 +334,13 @@ class WorkerPool:
         def stop() -> str | None:
             return self._stop_reason if self._stopping.is_set() else None
 
+        error: str | None
         try:
             result = run_sync(settings, job.request, transport=self.transport, clock=self.clock,
                               progress=tracker, today=self.today, cancel=cancel, stop=stop,
                               on_history=later.append,
                               history_pending=lambda: J.history_pending(settings, job.tenant_id))
         except Exception as exc:  # the job fails with a sentence; the worker takes the next one
-            from ..redaction import redact
-            from ..storage import as_storage_error
-
             se = as_storage_error(exc)
             if se is not None or isinstance(exc, LedgerlinkError):  # a sentence says what and what to do
                 log.error("sync job %s for tenant %s failed: %s", jid, job.tenant_id, se or exc)
@@ -411,7 +410,7 @@ _pools: dict[str, WorkerPool] = {}
 _pools_lock = threading.Lock()
 
 
-def ensure_background_pool(settings, **kw) -> WorkerPool:
+def ensure_background_pool(settings: Settings, **kw: Any) -> WorkerPool:
     """One pool per process and data dir, started on first call (idempotent): the app server runs
     queued jobs in background threads, outside any page's script run."""
     key = str(settings.data_dir)

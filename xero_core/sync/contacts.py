@@ -1,6 +1,8 @@
 """Contacts: fetch (network) apart from save (database). The practice module matches clients on these."""
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
 from ..errors import XeroError
@@ -10,7 +12,7 @@ from .paging import get_json
 from .resources import CONTACTS
 
 
-def fetch_contact(client, contact_id: str) -> list[dict]:
+def fetch_contact(client: Any, contact_id: str) -> list[dict[str, Any]]:
     """One contact (a webhook's CONTACT event): [] if Xero has no such contact. (The contacts step
     pages through sync/incremental.py.)"""
     try:
@@ -22,6 +24,6 @@ def fetch_contact(client, contact_id: str) -> list[dict]:
     return list((doc or {}).get(CONTACTS.collection) or [])
 
 
-def save_contacts(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict]) -> int:
+def save_contacts(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict[str, Any]]) -> int:
     """Upsert contacts (call inside a transaction). Returns the number of contacts written."""
     return store.upsert_new_versions(con, "contacts", T.contacts_frame(records), tenant_id, "contact_id")

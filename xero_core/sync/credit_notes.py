@@ -2,18 +2,20 @@
 weeks a credit note entered or left, so a voided or deleted credit note leaves the totals."""
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
+from ..errors import XeroError
+from ..settings import Settings
 from . import store
 from . import transforms as T
 from .paging import get_json
 from .resources import CREDIT_NOTES
 
 
-def fetch_credit_note(client, credit_note_id: str) -> dict | None:
+def fetch_credit_note(client: Any, credit_note_id: str) -> dict[str, Any] | None:
     """One credit note (e.g. for a webhook's CREDITNOTE event); None if Xero has no such credit note."""
-    from ..errors import XeroError
-
     try:
         doc, _ = get_json(client, f"{CREDIT_NOTES.path}/{credit_note_id}")
     except XeroError as exc:
@@ -24,7 +26,7 @@ def fetch_credit_note(client, credit_note_id: str) -> dict | None:
     return found[0] if found else None
 
 
-def save_credit_notes(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict], settings) -> int:
+def save_credit_notes(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict[str, Any]], settings: Settings) -> int:
     """Upsert credit notes with their lines and refresh revenue_weekly (call inside a transaction)."""
     if not records:
         return 0

@@ -24,12 +24,12 @@ from typing import Any, Callable
 import duckdb
 import polars as pl
 
-from .. import db
+from .. import db, organisation
 from ..errors import XeroError
 from . import marks, store
 from .context import Context, Outcome, checkpoint
 from .paging import get_json, pages
-from .resources import Frames, Offset, Resource, WeeklyReport
+from .resources import Frames, Offset, Resource, UpdatedSince, WeeklyReport
 from .weeks import week_start
 
 CHUNK = 10_000  # records per transaction: memory stays flat on a backfill
@@ -73,16 +73,18 @@ def held_cursor(ctx: Context, resource: str) -> str | None:
     """The executor reads every cursor in one short open at the start (ctx.state); a cursor is only
     written by its own step, so the value cannot have moved since."""
     if "cursors" in ctx.state:
-        return ctx.state["cursors"].get(resource)
-    return read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, resource))
+        held: str | None = ctx.state["cursors"].get(resource)
+        return held
+    stored: str | None = read(ctx, lambda con: store.get_cursor(con, ctx.tenant_id, resource))
+    return stored
 
 
-def organisation_of(ctx: Context) -> dict:
+def organisation_of(ctx: Context) -> dict[str, Any]:
     """The tenant's `organisations` row (base currency, time zone, financial year): as this run's
     organisation step read it, else as stored ({} before it was first read)."""
     org = ctx.state.get("organisation")
     if org is None:
-        org = ctx.state["organisation"] = read(ctx, lambda con: store.organisation(con, ctx.tenant_id)) or {}
+        org = ctx.state["organisation"] = read(ctx, lambda con: organisation.read(con, ctx.tenant_id)) or {}
     return org
 
 
@@ -108,12 +110,12 @@ def sync_resource(ctx: Context, resource: Resource) -> Outcome:
         value = _dump(newest) if moved and newest is not None else None
         value = None if value == held else value  # unmoved: nothing to write
         mark = edge.mark() if final and edge is not None else None
-        if mark is not None and mark == held_mark:
+        if mark is not None and edge is not None and mark == held_mark:
             mark = None  # unmoved: nothing to write
             if (since or cursor is None) and not rows and edge.complete:
                 frames = None  # only what is stored already, unchanged: nothing to write or rebuild
 
-        def tx(con) -> int:
+        def tx(con: duckdb.DuckDBPyConnection) -> int:
             n = target.write(con, frames) if frames is not None else 0
             if last:
                 target.finish(con, final)  # also after an error: derived tables match what is stored
@@ -145,11 +147,13 @@ def sync_resource(ctx: Context, resource: Resource) -> Outcome:
     return Outcome(rows=rows, note=note, detail=detail)
 
 
-def _newest(cursor, newest, records: list[dict], edge) -> Any:
+def _newest(cursor: UpdatedSince | Offset | None, newest: Any, records: list[dict[str, Any]],
+            edge: marks.Whole | marks.Edge | None) -> Any:
     if cursor is None:
         return None
     if isinstance(cursor, Offset):
         return cursor.newest(records, newest)
+    assert isinstance(edge, marks.Edge)  # an UpdatedSince cursor's edge
     return edge.newest if edge.newest is not None and (newest is None or edge.newest > newest) else newest
 
 
@@ -167,7 +171,7 @@ def _report(ctx: Context, resource: Resource, page: int, count: int, newest: Any
 
 
 # -- weekly reports ---------------------------------------------------------------------------
-def fingerprint(mapped) -> str:
+def fingerprint(mapped: object) -> str:
     """What a report week's stored rows are made from: its mapped figures (not Xero's raw document,
     whose ReportDate and UpdatedDateUTC change on every fetch), so a new mapping rewrites it too."""
     return hashlib.sha256(repr(mapped).encode()).hexdigest()[:32]
@@ -187,7 +191,7 @@ def sync_weeks(ctx: Context, report: WeeklyReport, mapper: Callable[[Any], Any])
         chunk, done = done, []
         weeks, prints = prints, {}
         if chunk:
-            def tx(con) -> int:
+            def tx(con: duckdb.DuckDBPyConnection) -> int:
                 n = report.write(con, ctx.tenant_id, chunk)
                 store.set_report_fingerprints(con, ctx.tenant_id, ctx.step, weeks)
                 return n

@@ -2,18 +2,20 @@
 weeks an invoice entered or left, so a voided or deleted invoice leaves the totals."""
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 
+from ..errors import XeroError
+from ..settings import Settings
 from . import store
 from . import transforms as T
 from .paging import get_json
 from .resources import INVOICES
 
 
-def fetch_invoice(client, invoice_id: str) -> dict | None:
+def fetch_invoice(client: Any, invoice_id: str) -> dict[str, Any] | None:
     """One invoice (e.g. for a webhook's INVOICE event); None if Xero has no such invoice."""
-    from ..errors import XeroError
-
     try:
         doc, _ = get_json(client, f"{INVOICES.path}/{invoice_id}")
     except XeroError as exc:
@@ -24,7 +26,7 @@ def fetch_invoice(client, invoice_id: str) -> dict | None:
     return found[0] if found else None
 
 
-def save_invoices(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict], settings) -> int:
+def save_invoices(con: duckdb.DuckDBPyConnection, tenant_id: str, records: list[dict[str, Any]], settings: Settings) -> int:
     """Upsert invoices with their lines and refresh revenue_weekly (call inside a transaction)."""
     if not records:
         return 0

@@ -7,22 +7,23 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import filelock
 
 from ..errors import LedgerlinkError
+from ..settings import Settings
 
 
 class SyncBusy(LedgerlinkError):
     """Another sync holds this tenant. `holder` says who (pid, trigger, since)."""
 
-    def __init__(self, message: str, holder: dict | None = None):
+    def __init__(self, message: str, holder: dict[str, Any] | None = None):
         super().__init__(message)
         self.holder = holder or {}
 
 
-def _lock_dir(settings) -> Path:
+def _lock_dir(settings: Settings) -> Path:
     d = Path(settings.data_dir) / "locks"
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -33,7 +34,7 @@ def _safe(tenant_id: str) -> str:
 
 
 @contextlib.contextmanager
-def tenant_lock(settings, tenant_id: str, wait: float = 0, *, trigger: str = "manual") -> Iterator[None]:
+def tenant_lock(settings: Settings, tenant_id: str, wait: float = 0, *, trigger: str = "manual") -> Iterator[None]:
     """Hold the tenant's sync lock; raises SyncBusy naming the holder when it is taken after `wait` s."""
     base = _lock_dir(settings) / f"sync-{_safe(tenant_id)}"
     lock = filelock.FileLock(str(base) + ".lock", is_singleton=False)

@@ -14,6 +14,8 @@ path, which compares versions row by row. Pure functions; no I/O.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import json
 from datetime import datetime, timedelta
@@ -32,12 +34,12 @@ def refetch_from(since: datetime) -> datetime:
     return (since - timedelta(seconds=1)).replace(microsecond=0)
 
 
-def _one(record: dict) -> bytes:
+def _one(record: dict[str, Any]) -> bytes:
     return hashlib.blake2b(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode(),
                            digest_size=16).digest()
 
 
-def digest(records: list[dict]) -> str:
+def digest(records: list[dict[str, Any]]) -> str:
     return hashlib.blake2b(b"".join(sorted(_one(r) for r in records)), digest_size=16).hexdigest()
 
 
@@ -50,9 +52,9 @@ class Edge:
     def __init__(self) -> None:
         self.newest: datetime | None = None
         self.seen = 0
-        self._kept: list[tuple[datetime, dict]] = []
+        self._kept: list[tuple[datetime, dict[str, Any]]] = []
 
-    def see(self, records: list[dict]) -> None:
+    def see(self, records: list[dict[str, Any]]) -> None:
         for r in records:
             self.seen += 1
             t = parse_xero_datetime(r.get("UpdatedDateUTC"))
@@ -65,7 +67,7 @@ class Edge:
         if len(self._kept) > self.PRUNE_AT:
             self._kept = self._edge()
 
-    def _edge(self) -> list[tuple[datetime, dict]]:
+    def _edge(self) -> list[tuple[datetime, dict[str, Any]]]:
         if self.newest is None:
             return []
         start = refetch_from(self.newest)
@@ -93,7 +95,7 @@ class Whole:
         self.seen = 0
         self._parts: list[bytes] = []
 
-    def see(self, records: list[dict]) -> None:
+    def see(self, records: list[dict[str, Any]]) -> None:
         self.seen += len(records)
         self._parts += [_one(r) for r in records]
 

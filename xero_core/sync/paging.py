@@ -20,12 +20,12 @@ BAD_BODY_RETRIES = 2
 
 @dataclass
 class Page:
-    records: list[dict]
+    records: list[dict[str, Any]]
     nbytes: int
     number: int
 
 
-def get_json(client, path: str, params: dict | None = None, headers: dict | None = None) -> tuple[Any, int]:
+def get_json(client: Any, path: str, params: dict[str, Any] | None = None, headers: dict[str, Any] | None = None) -> tuple[Any, int]:
     """GET and decode, retrying a body cut short or garbled on the way (a proxy's error page, a
     dropped connection); returns (document, bytes received)."""
     for attempt in range(BAD_BODY_RETRIES + 1):
@@ -42,13 +42,13 @@ def get_json(client, path: str, params: dict | None = None, headers: dict | None
     raise AssertionError("unreachable")
 
 
-def _records(body: Any, collection: str) -> list[dict]:
+def _records(body: Any, collection: str) -> list[dict[str, Any]]:
     if isinstance(body, dict):
         return list(body.get(collection) or [])
     return []
 
 
-def pages(client, resource, headers: dict, start: Any = None) -> Iterator[Page]:
+def pages(client: Any, resource: Any, headers: dict[str, Any], start: Any = None) -> Iterator[Page]:
     """The pages of `resource` (sync/resources.py): one page when it has no page size; by `offset`
     from `start` for an Offset cursor; else by page number."""
     if resource.page_size is None:
@@ -58,13 +58,13 @@ def pages(client, resource, headers: dict, start: Any = None) -> Iterator[Page]:
     return _numbered(client, resource, headers)
 
 
-def _single(client, resource, headers: dict) -> Iterator[Page]:
+def _single(client: Any, resource: Any, headers: dict[str, Any]) -> Iterator[Page]:
     checkpoint(f"{resource.collection}:page:1")
     body, nbytes = get_json(client, resource.path, dict(resource.params), headers)
     yield Page(_records(body, resource.collection), nbytes, 1)
 
 
-def _numbered(client, resource, headers: dict) -> Iterator[Page]:
+def _numbered(client: Any, resource: Any, headers: dict[str, Any]) -> Iterator[Page]:
     page, size = 1, resource.page_size
     while True:
         checkpoint(f"{resource.collection}:page:{page}")
@@ -79,7 +79,7 @@ def _numbered(client, resource, headers: dict) -> Iterator[Page]:
         page += 1
 
 
-def _by_offset(client, resource, headers: dict, start: Any) -> Iterator[Page]:
+def _by_offset(client: Any, resource: Any, headers: dict[str, Any], start: Any) -> Iterator[Page]:
     offset, n, field = int(start or 0), 1, resource.cursor.field
     while True:
         checkpoint(f"{resource.collection}:offset:{offset}")

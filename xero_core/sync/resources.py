@@ -16,14 +16,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
+import duckdb
 import polars as pl
 
+from ..settings import Settings
 from . import store
 from . import transforms as T
+from .context import Context
 from .marks import refetch_from
 
 ACCOUNTING = "/api.xro/2.0"
 Frames = tuple[pl.DataFrame, ...]
+# (a page's records, settings, the tenant's organisations row) -> the frames they become
+FrameBuilder = Callable[[list[dict[str, Any]], Settings, dict[str, Any]], Frames]
 
 
 # -- cursors ----------------------------------------------------------------------------------
@@ -37,10 +42,12 @@ class UpdatedSince:
     def parse(self, held: str | None) -> datetime | None:
         return datetime.fromisoformat(held) if held else None
 
-    def headers(self, since: datetime | None) -> dict:
+    def headers(self, since: datetime | int | None) -> dict[str, Any]:
         """Xero compares at second precision: a second back, so an edit in the cursor's own second
         is fetched again (upserts make the repeat harmless)."""
-        return {"If-Modified-Since": refetch_from(since).strftime("%Y-%m-%dT%H:%M:%S")} if since else {}
+        if not isinstance(since, datetime):  # never read yet: everything
+            return {}
+        return {"If-Modified-Since": refetch_from(since).strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 @dataclass(frozen=True)
@@ -53,10 +60,10 @@ class Offset:
     def parse(self, held: str | None) -> int:
         return int(held or 0)
 
-    def headers(self, since: Any) -> dict:
+    def headers(self, since: Any) -> dict[str, Any]:
         return {}
 
-    def newest(self, records: list[dict], newest: int) -> int:
+    def newest(self, records: list[dict[str, Any]], newest: int) -> int:
         return max([newest, *(int(r.get(self.field) or 0) for r in records)])
 
 
@@ -65,20 +72,20 @@ class Target:
     """One resource's writes in a run: `write` what one chunk fetched (inside its transaction);
     `finish` once, with the last chunk (also after an error mid-paging), what is rebuilt from it."""
 
-    def __init__(self, ctx, resource: "Resource", since):
+    def __init__(self, ctx: Context, resource: "Resource", since: Any):
         self.ctx, self.resource, self.since = ctx, resource, since
 
-    def write(self, con, frames: Frames) -> int:
+    def write(self, con: duckdb.DuckDBPyConnection, frames: Frames) -> int:
         raise NotImplementedError
 
     def must_finish(self, final: bool) -> bool:
         """`finish` has work even when nothing new came (a transaction is opened for it)."""
         return False
 
-    def finish(self, con, final: bool) -> None:
+    def finish(self, con: duckdb.DuckDBPyConnection, final: bool) -> None:
         return None
 
-    def note(self) -> tuple[str | None, dict | None]:
+    def note(self) -> tuple[str | None, dict[str, Any] | None]:
         """The step's note and detail."""
         if isinstance(self.resource.cursor, UpdatedSince):
             return ("incremental" if self.since else "full"), None
@@ -88,7 +95,7 @@ class Target:
 class NewVersions(Target):
     """Rows whose content changed, upserted by the resource's key (accounts, contacts)."""
 
-    def write(self, con, frames: Frames) -> int:
+    def write(self, con: duckdb.DuckDBPyConnection, frames: Frames) -> int:
         return store.upsert_new_versions(con, self.resource.name, frames[0], self.ctx.tenant_id,
                                          key_column(self.resource.key))
 
@@ -97,22 +104,22 @@ class RevenueDocuments(Target):
     """Invoices or credit notes with their lines; revenue_weekly is rebuilt once, with the last chunk,
     for every week a document entered or left (so totals always match what is stored)."""
 
-    def __init__(self, ctx, resource: "Resource", since, save: Callable):
+    def __init__(self, ctx: Context, resource: "Resource", since: Any, save: Callable[..., Any]):
         super().__init__(ctx, resource, since)
         self.save = save  # store.save_invoice_frames / save_credit_note_frames
-        self.weeks: set = set()
+        self.weeks: set[Any] = set()
 
-    def write(self, con, frames: Frames) -> int:
+    def write(self, con: duckdb.DuckDBPyConnection, frames: Frames) -> int:
         docs, lines = frames
         n, weeks = self.save(con, self.ctx.tenant_id, docs, lines, self.ctx.settings.week_ends_on, rebuild=False,
                              settled_to=self.since)
         self.weeks.update(weeks)
-        return n
+        return int(n)
 
     def must_finish(self, final: bool) -> bool:
         return bool(self.weeks)
 
-    def finish(self, con, final: bool) -> None:
+    def finish(self, con: duckdb.DuckDBPyConnection, final: bool) -> None:
         store.rebuild_revenue_weekly(con, self.ctx.tenant_id, self.weeks, self.ctx.settings.week_ends_on)
 
 
@@ -121,7 +128,7 @@ class JournalLines(Target):
 
     flagged = 0
 
-    def write(self, con, frames: Frames) -> int:
+    def write(self, con: duckdb.DuckDBPyConnection, frames: Frames) -> int:
         return store.upsert(con, "journal_lines", frames[0], self.ctx.tenant_id)
 
     def must_finish(self, final: bool) -> bool:
@@ -133,15 +140,16 @@ class JournalLines(Target):
     explained = 0
     causes = ""
 
-    def finish(self, con, final: bool) -> None:
+    def finish(self, con: duckdb.DuckDBPyConnection, final: bool) -> None:
         if final:
             store.rebuild_tieout(con, self.ctx.tenant_id)
-            self.flagged, self.explained = con.execute(
+            row = con.execute(
                 "SELECT count(*) FILTER (WHERE flagged), count(*) FILTER (WHERE explained) FROM pnl_tieout_weekly "
                 "WHERE tenant_id = ?", [self.ctx.tenant_id]).fetchone()
+            self.flagged, self.explained = (int(row[0]), int(row[1])) if row else (0, 0)
             self.causes = store.tieout_cause_names(con, self.ctx.tenant_id)
 
-    def note(self) -> tuple[str | None, dict | None]:
+    def note(self) -> tuple[str | None, dict[str, Any] | None]:
         if not self.flagged and not self.explained:
             return None, None
         parts = []
@@ -173,20 +181,24 @@ class Resource:
     key: str               # the record's id field
     cursor: UpdatedSince | Offset | None  # None: the whole list every time (its mark says if it changed)
     page_size: int | None  # None: one page
-    frames: Callable[[list[dict], Any, dict], Frames]
-    target: Callable[..., Target]  # (ctx, resource, since) -> Target
-    params: dict = field(default_factory=dict)
+    frames: FrameBuilder
+    target: Callable[[Context, Resource, Any], Target]  # (ctx, resource, since) -> Target
+    params: dict[str, Any] = field(default_factory=dict)
     label: str = ""        # in progress lines
 
-    @property
-    def cursor_field(self) -> str | None:
-        return self.cursor.field if self.cursor else None
 
-
-def _documents(builder):
+def _documents(builder: Callable[..., Frames]) -> FrameBuilder:
     # Amounts stay in each document's own currency; base-currency amounts go beside them.
     return lambda records, settings, org: builder(records, settings.region_category, settings.revenue_type_category,
                                                   (org or {}).get("base_currency"))
+
+
+def _invoices(ctx: Context, resource: Resource, since: Any) -> Target:
+    return RevenueDocuments(ctx, resource, since, store.save_invoice_frames)
+
+
+def _credit_notes(ctx: Context, resource: Resource, since: Any) -> Target:
+    return RevenueDocuments(ctx, resource, since, store.save_credit_note_frames)
 
 
 ACCOUNTS = Resource("accounts", f"{ACCOUNTING}/Accounts", "Accounts", "AccountID", None, None,
@@ -198,11 +210,10 @@ CONTACTS = Resource("contacts", f"{ACCOUNTING}/Contacts", "Contacts", "ContactID
                     label="contacts")
 INVOICES = Resource("invoices", f"{ACCOUNTING}/Invoices", "Invoices", "InvoiceID", UpdatedSince(), 1000,
                     _documents(T.invoice_frames),
-                    lambda *a: RevenueDocuments(*a, store.save_invoice_frames), label="invoices")
+                    _invoices, label="invoices")
 CREDIT_NOTES = Resource("credit_notes", f"{ACCOUNTING}/CreditNotes", "CreditNotes", "CreditNoteID", UpdatedSince(),
                         1000, _documents(T.credit_note_frames),
-                        lambda *a: RevenueDocuments(*a, store.save_credit_note_frames),
-                        label="credit notes")
+                        _credit_notes, label="credit notes")
 JOURNALS = Resource("journals", f"{ACCOUNTING}/Journals", "Journals", "JournalID", Offset("JournalNumber"), 100,
                     lambda records, settings, org: (T.journal_lines_frame(records),),
                     JournalLines, label="journals")
@@ -216,18 +227,18 @@ class WeeklyReport:
     `write(con, tenant_id, [(week_ending, mapped)]) -> rows` replaces those weeks."""
     name: str
     path: str
-    write: Callable[[Any, str, list], int]
-    params: dict = field(default_factory=dict)  # asked with every week's fromDate/toDate
+    write: Callable[[Any, str, list[Any]], int]
+    params: dict[str, Any] = field(default_factory=dict)  # asked with every week's fromDate/toDate
 
 
-def _write_pnl(con, tenant_id: str, chunk: list) -> int:
+def _write_pnl(con: duckdb.DuckDBPyConnection, tenant_id: str, chunk: list[Any]) -> int:
     fw, lines = T.pnl_frames(tenant_id, chunk)
     weeks = [w for w, _ in chunk]
     store.replace_weeks(con, "pnl_lines", lines, tenant_id, weeks)
     return store.replace_weeks(con, "financial_weekly", fw, tenant_id, weeks)
 
 
-def _write_bank(con, tenant_id: str, chunk: list) -> int:
+def _write_bank(con: duckdb.DuckDBPyConnection, tenant_id: str, chunk: list[Any]) -> int:
     frame = T.bank_frame(tenant_id, chunk)
     return store.replace_weeks(con, "cash_position_weekly", frame, tenant_id, [w for w, _ in chunk])
 

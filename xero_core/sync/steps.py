@@ -5,6 +5,9 @@ network call) and one per weekly report.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
+
+import duckdb
 
 from .. import organisation
 from . import marks, store
@@ -24,8 +27,8 @@ def step_organisation(ctx: Context) -> Outcome:
     if held_cursor(ctx, marks.key("organisation")) == row["digest"]:
         return Outcome(rows=0, note="unchanged")
 
-    def tx(con) -> int:
-        n = store.save_organisation(con, ctx.tenant_id, row)
+    def tx(con: duckdb.DuckDBPyConnection) -> int:
+        n = organisation.save(con, ctx.tenant_id, row)
         store.set_cursor(con, ctx.tenant_id, marks.key("organisation"), row["digest"])
         return n
 
@@ -81,7 +84,7 @@ def step_pnl(ctx: Context) -> Outcome:
                              [ctx.tenant_id]).fetchall()})
     warnings: list[str] = []
 
-    def mapper(doc):
+    def mapper(doc: dict[str, Any]) -> T.PnL:
         p = T.map_profit_and_loss(doc, accounts)
         warnings.extend(p.warnings)
         return p

@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date, datetime, timezone
-from typing import Iterable
+from typing import Any, Iterable
 
 import duckdb
 import polars as pl
 
 from . import transforms as T
+from .weeks import week_ending_for
 
 # The key of each table the sync writes (the DuckDB contract, ../shared/design.md).
 KEYS = {
@@ -32,6 +33,13 @@ KEYS = {
     "organisations": ("tenant_id",),
     "report_fingerprints": ("tenant_id", "report", "week_ending"),
 }
+
+
+def _frame(data: Any) -> pl.DataFrame:
+    """An Arrow table read from DuckDB as a polars DataFrame (pl.from_arrow of a table is one)."""
+    frame = pl.from_arrow(data)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _with_tenant(frame: pl.DataFrame, tenant_id: str, synced_at: datetime) -> pl.DataFrame:
@@ -65,7 +73,7 @@ def upsert_new_versions(con: duckdb.DuckDBPyConnection, table: str, frame: pl.Da
         return 0
     con.register("_ids", pl.DataFrame({"id": frame[id_col]}).to_arrow())
     try:
-        stored = pl.from_arrow(con.sql(
+        stored = _frame(con.sql(
             f"SELECT {id_col} AS id, updated_at FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)",
             params=[tenant_id]).to_arrow_table())
     finally:
@@ -128,25 +136,24 @@ def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenan
 # -- invoices, credit notes + revenue_weekly --------------------------------------------------
 def _save_documents(con: duckdb.DuckDBPyConnection, tenant_id: str, table: str, lines_table: str, id_col: str,
                     docs: pl.DataFrame, lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None,
-                    rebuild: bool, settled_to: datetime | None = None) -> tuple[int, set]:
+                    rebuild: bool, settled_to: datetime | None = None) -> tuple[int, set[Any]]:
     """`settled_to`: the resource's cursor. revenue_weekly was rebuilt, in the transaction that
     moved the cursor there, for every document updated up to it; a stored document updated after it
     was written by a run that stopped before its rebuild, so its week is rebuilt now."""
     if docs.height == 0:
         return 0, set()
-    from .weeks import week_ending_for
 
     docs = docs.unique(subset=[id_col], keep="last", maintain_order=True)
     con.register("_ids", pl.DataFrame({"id": docs[id_col]}).to_arrow())
     try:
-        stored = pl.from_arrow(con.sql(
+        stored = _frame(con.sql(
             f"SELECT {id_col} AS id, updated_at, date FROM {table} WHERE tenant_id = ? AND {id_col} IN (SELECT id FROM _ids)",
             params=[tenant_id]).to_arrow_table())
         # Xero's If-Modified-Since hands back the newest documents already stored (the cursor is
         # their time): a document whose UpdatedDateUTC we hold is that version, so it is not written
         # again. A daily sync with nothing new then writes nothing here.
         same = _same_version(docs, stored, id_col)
-        unsettled: set = set()
+        unsettled: set[Any] = set()
         if same:
             held = docs.filter(pl.col(id_col).is_in(same))
             if settled_to is not None:
@@ -187,7 +194,7 @@ def _same_version(docs: pl.DataFrame, stored: pl.DataFrame, id_col: str) -> list
 
 def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices: pl.DataFrame,
                         lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
-                        *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set]:
+                        *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set[Any]]:
     """Upsert invoices and their lines, then rebuild revenue_weekly for every week an invoice
     entered or left (its old and new dates), from the invoices table. Returns (invoices, weeks).
 
@@ -200,7 +207,7 @@ def save_invoice_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, invoices
 
 def save_credit_note_frames(con: duckdb.DuckDBPyConnection, tenant_id: str, credit_notes: pl.DataFrame,
                             lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None = None,
-                            *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set]:
+                            *, rebuild: bool = True, settled_to: datetime | None = None) -> tuple[int, set[Any]]:
     """The same for credit notes: a credit note voided, deleted or moved to another date leaves
     (or moves within) revenue_weekly when its update is saved."""
     return _save_documents(con, tenant_id, "credit_notes", "credit_note_lines", "credit_note_id", credit_notes,
@@ -216,7 +223,7 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
         return 0
     con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(weeks, dtype=pl.Date)}).to_arrow())
     try:
-        def docs(table: str, id_col: str, typ: str):
+        def docs(table: str, id_col: str, typ: str) -> Any:
             return con.sql(
                 f"""SELECT d.{id_col}, d.type, d.status, d.date, d.line_amount_types, d.base_subtotal, d.base_total_tax,
                            d.base_total
@@ -224,7 +231,7 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
                     WHERE d.tenant_id = ? AND d.type = '{typ}' AND d.status IN {T.REVENUE_STATUSES}""",
                 params=[tenant_id]).to_arrow_table()
 
-        def lines(table: str, lines_table: str, id_col: str, typ: str):
+        def lines(table: str, lines_table: str, id_col: str, typ: str) -> Any:
             return con.sql(
                 f"""SELECT l.{id_col}, l.base_line_amount, l.base_tax_amount, l.region, l.revenue_type
                     FROM {lines_table} l JOIN {table} d ON d.tenant_id = l.tenant_id AND d.{id_col} = l.{id_col}
@@ -239,13 +246,9 @@ def rebuild_revenue_weekly(con: duckdb.DuckDBPyConnection, tenant_id: str, weeks
         cn_lines = lines("credit_notes", "credit_note_lines", "credit_note_id", credits)
     finally:
         con.unregister("_weeks")
-    frame = T.revenue_weekly_frame(tenant_id, pl.from_arrow(inv), pl.from_arrow(inv_lines), week_ends_on,
-                                   pl.from_arrow(cn), pl.from_arrow(cn_lines))
+    frame = T.revenue_weekly_frame(tenant_id, _frame(inv), _frame(inv_lines), week_ends_on,
+                                   _frame(cn), _frame(cn_lines))
     return replace_weeks(con, "revenue_weekly", frame, tenant_id, weeks, synced_at)
-
-
-# -- the organisation -------------------------------------------------------------------------
-from ..organisation import read as organisation, save as save_organisation  # noqa: E402,F401
 
 
 # -- cursors and sync_log -------------------------------------------------------------------
@@ -278,13 +281,13 @@ _LOG_COLUMNS = ("sync_id", "run_id", "tenant_id", "sync_type", "period_start", "
 
 def _log_values(sync_id: str, run_id: str, tenant_id: str, sync_type: str, trigger: str, status: str, rows: int,
                 api_calls: int, bytes_downloaded: int, error: str | None, started_at: datetime,
-                finished_at: datetime, period: tuple[date, date] | None = None, detail: dict | None = None) -> list:
+                finished_at: datetime, period: tuple[date, date] | None = None, detail: dict[str, Any] | None = None) -> list[Any]:
     return [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
             status, rows, api_calls, bytes_downloaded, error, trigger, started_at, finished_at,
             json.dumps(detail, default=str) if detail else None]
 
 
-def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict], *, replace: bool = True) -> None:
+def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], *, replace: bool = True) -> None:
     """sync_log rows (each as `log_finish`'s keywords) in one INSERT. `replace`: some may be there
     already (a step logs inside its last write, then its outcome adds to the row). DuckDB's INSERT OR
     REPLACE costs ~2.5 ms a row; a DELETE and a plain many-row INSERT cost ~1.5 ms for a whole run."""
@@ -298,7 +301,7 @@ def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict], *, replace: bool 
                 [v for r in rows for v in _log_values(**r)])
 
 
-def log_finish(con: duckdb.DuckDBPyConnection, **row) -> None:
+def log_finish(con: duckdb.DuckDBPyConnection, **row: Any) -> None:
     """One step's sync_log row (replacing one of the same sync_id)."""
     log_rows(con, [row])
 
@@ -306,13 +309,14 @@ def log_finish(con: duckdb.DuckDBPyConnection, **row) -> None:
 def tieout_stale(con: duckdb.DuckDBPyConnection, tenant_id: str) -> bool:
     """Has anything the P&L tie-out reads (report weeks, accounts, journals) been written since it
     was last rebuilt? (A run stopped between those writes and the rebuild leaves it stale.)"""
-    return bool(con.execute(
+    row = con.execute(
         """SELECT coalesce(greatest(
                       (SELECT max(synced_at) FROM financial_weekly WHERE tenant_id = $1),
                       (SELECT max(synced_at) FROM accounts WHERE tenant_id = $1),
                       (SELECT max(updated_at) FROM sync_cursors WHERE tenant_id = $1 AND resource = 'journals'))
                   > coalesce((SELECT max(synced_at) FROM pnl_tieout_weekly WHERE tenant_id = $1),
-                             TIMESTAMPTZ '1970-01-01 00:00:00+00'), FALSE)""", [tenant_id]).fetchone()[0])
+                             TIMESTAMPTZ '1970-01-01 00:00:00+00'), FALSE)""", [tenant_id]).fetchone()
+    return bool(row and row[0])
 
 
 def touch_last_sync(con: duckdb.DuckDBPyConnection, tenant_id: str, when: datetime) -> None:
@@ -343,9 +347,9 @@ def rebuild_tieout(con: duckdb.DuckDBPyConnection, tenant_id: str, synced_at: da
         FROM financial_weekly f JOIN j USING (week_ending) WHERE f.tenant_id = ? ORDER BY 1
         """, [list(pnl_types), tenant_id, tenant_id]).fetchall()
     differing = [w for w, report, journal, _ in weeks if report != journal]
-    report_lines: dict = {}
-    journal_lines: dict = {}
-    accounts: dict = {}
+    report_lines: dict[str, Any] = {}
+    journal_lines: dict[str, Any] = {}
+    accounts: dict[str, Any] = {}
     journals_synced = None
     if differing:
         con.register("_weeks", pl.DataFrame({"week_ending": pl.Series(differing, dtype=pl.Date)}).to_arrow())
@@ -379,7 +383,7 @@ def rebuild_tieout(con: duckdb.DuckDBPyConnection, tenant_id: str, synced_at: da
         row = con.execute("SELECT updated_at FROM sync_cursors WHERE tenant_id = ? AND resource = 'journals'",
                           [tenant_id]).fetchone()
         journals_synced = row[0] if row else None
-    out = {k: [] for k in ("week_ending", "report_net_profit", "journal_net_profit", "difference", "flagged",
+    out: dict[str, list[Any]] = {k: [] for k in ("week_ending", "report_net_profit", "journal_net_profit", "difference", "flagged",
                            "explained", "cause", "causes", "note")}
     for we, report, journal, report_synced in weeks:
         diff = report - journal
@@ -390,7 +394,7 @@ def rebuild_tieout(con: duckdb.DuckDBPyConnection, tenant_id: str, synced_at: da
         out["journal_net_profit"].append(journal)
         out["difference"].append(diff)
         out["explained"].append(None if found is None else found.explained)
-        out["flagged"].append(bool(diff) and not found.explained)
+        out["flagged"].append(bool(diff) and found is not None and not found.explained)
         out["cause"].append(None if found is None else found.sentence)
         out["causes"].append(None if found is None else json.dumps(found.accounts, default=str))
         out["note"].append(None if found is None else found.sentence)

@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any, Iterable, overload
 
 import orjson
 import polars as pl
+
+from ..errors import MissingCurrencyRate
+from .weeks import week_ending_for
 
 MONEY = pl.Decimal(18, 2)
 QTY = pl.Decimal(18, 4)
@@ -82,7 +85,7 @@ def _num_text(value: Any) -> str | None:
     return str(value)
 
 
-def _money_col(values: list) -> pl.Series:
+def _money_col(values: list[Any]) -> pl.Series:
     return pl.Series([_num_text(v) for v in values], dtype=pl.String).cast(MONEY, strict=False)
 
 
@@ -90,7 +93,7 @@ def _dumps(record: Any) -> str:
     return orjson.dumps(record, default=str).decode()
 
 
-def _dt_col(name: str, values: list) -> pl.Series:
+def _dt_col(name: str, values: list[Any]) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Datetime("us", "UTC"))
 
 
@@ -105,7 +108,7 @@ TYPE_SECTION = {
 PNL_CLASSES = ("REVENUE", "EXPENSE")
 
 
-def accounts_frame(accounts: Iterable[dict]) -> pl.DataFrame:
+def accounts_frame(accounts: Iterable[dict[str, Any]]) -> pl.DataFrame:
     rows = list(accounts)
     return pl.DataFrame(
         {
@@ -153,7 +156,7 @@ def section_from_title(title: str | None) -> tuple[str | None, bool]:
     return None, False
 
 
-def _row_account(row: dict) -> str | None:
+def _row_account(row: dict[str, Any]) -> str | None:
     for cell in row.get("Cells") or []:
         for attr in cell.get("Attributes") or []:
             if (attr.get("Id") or "").lower() in ("account", "accountid") and attr.get("Value"):
@@ -161,7 +164,7 @@ def _row_account(row: dict) -> str | None:
     return None
 
 
-def _cell(row: dict, i: int) -> Any:
+def _cell(row: dict[str, Any], i: int) -> Any:
     cells = row.get("Cells") or []
     return cells[i].get("Value") if i < len(cells) else None
 
@@ -176,11 +179,11 @@ class PnL:
     operating_expenses: Decimal = ZERO
     gross_profit: Decimal = ZERO
     net_profit: Decimal = ZERO
-    lines: list[dict] = field(default_factory=list)  # account_id, section, account_code, account_name, account_type, amount
+    lines: list[dict[str, Any]] = field(default_factory=list)  # account_id, section, account_code, account_name, account_type, amount
     warnings: list[str] = field(default_factory=list)
 
 
-def map_profit_and_loss(report_doc: dict, accounts: dict[str, dict] | None = None) -> PnL:
+def map_profit_and_loss(report_doc: dict[str, Any], accounts: dict[str, dict[str, Any]] | None = None) -> PnL:
     """Map a ProfitAndLoss report (the response body, or its `Reports[0]`) to sections.
 
     Sections are read from the rows' structure: each titled (or untitled) Section holds account
@@ -260,8 +263,8 @@ def map_profit_and_loss(report_doc: dict, accounts: dict[str, dict] | None = Non
     if xero_net is not None and xero_net != net:
         out.warnings.append(f"Xero's Net Profit {xero_net} differs from the mapped sections' {net}")
     # One row per account and week: the same account id in two sections (FXGROUPID) is kept apart.
-    seen: dict[str, dict] = {}
-    merged: list[dict] = []
+    seen: dict[str, dict[str, Any]] = {}
+    merged: list[dict[str, Any]] = []
     for line in out.lines:
         key = line["account_id"]
         prev = seen.get(key)
@@ -300,12 +303,12 @@ def pnl_frames(tenant_id: str, weeks: list[tuple[date, PnL]]) -> tuple[pl.DataFr
 
 
 # -- BankSummary -----------------------------------------------------------------------------
-def map_bank_summary(report_doc: dict) -> list[dict]:
+def map_bank_summary(report_doc: dict[str, Any]) -> list[dict[str, Any]]:
     """One dict per bank account row: bank_account_id, bank_account_name, opening, received, spent, closing.
     Columns are found by their header labels (falling back to Xero's usual order)."""
     report = (report_doc.get("Reports") or [report_doc])[0]
     cols = {"opening": 1, "received": 2, "spent": 3, "closing": 4}
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for row in report.get("Rows") or []:
         if row.get("RowType") == "Header":
             for i, c in enumerate(row.get("Cells") or []):
@@ -328,7 +331,7 @@ def map_bank_summary(report_doc: dict) -> list[dict]:
     return out
 
 
-def bank_frame(tenant_id: str, weeks: list[tuple[date, list[dict]]]) -> pl.DataFrame:
+def bank_frame(tenant_id: str, weeks: list[tuple[date, list[dict[str, Any]]]]) -> pl.DataFrame:
     rows = [(w, r) for w, rs in weeks for r in rs]
     return pl.DataFrame({
         "tenant_id": pl.Series([tenant_id] * len(rows), dtype=pl.String),
@@ -343,7 +346,7 @@ def bank_frame(tenant_id: str, weeks: list[tuple[date, list[dict]]]) -> pl.DataF
 RATE = pl.Decimal(18, 6)
 
 
-def document_rate(doc: dict, base_currency: str | None, *, kind: str = "Invoice") -> Decimal | None:
+def document_rate(doc: dict[str, Any], base_currency: str | None, *, kind: str = "Invoice") -> Decimal | None:
     """The rate to divide a document's amounts by to get the base currency (Xero's CurrencyRate:
     units of the document's currency per unit of base), or None when it is in the base currency.
 
@@ -357,7 +360,8 @@ def document_rate(doc: dict, base_currency: str | None, *, kind: str = "Invoice"
         return None
     raw = doc.get("CurrencyRate")
     try:
-        rate = Decimal(_num_text(raw)) if _num_text(raw) is not None else None
+        text = _num_text(raw)
+        rate = Decimal(text) if text is not None else None
     except InvalidOperation:
         rate = None
     if rate is None or rate <= 0:
@@ -365,8 +369,6 @@ def document_rate(doc: dict, base_currency: str | None, *, kind: str = "Invoice"
             number = doc.get(f"{kind}Number") or doc.get("InvoiceNumber") or doc.get("CreditNoteNumber")
             ident = doc.get(f"{kind}ID") or doc.get("InvoiceID") or doc.get("CreditNoteID")
             label = f"{kind} {number} ({ident})" if number else f"{kind} {ident}"
-            from ..errors import MissingCurrencyRate
-
             raise MissingCurrencyRate(
                 f"{label} is in {code}, not the organisation's base currency {base}, and Xero sent "
                 f"{'no CurrencyRate' if raw in (None, '') else f'CurrencyRate {raw!r}'}: its {base} amounts "
@@ -375,6 +377,10 @@ def document_rate(doc: dict, base_currency: str | None, *, kind: str = "Invoice"
     return None if rate == 1 else rate
 
 
+@overload
+def to_base(amount: Decimal, rate: Decimal | None) -> Decimal: ...
+@overload
+def to_base(amount: None, rate: Decimal | None) -> None: ...
 def to_base(amount: Decimal | None, rate: Decimal | None) -> Decimal | None:
     """A document-currency amount in the base currency: amount / rate, rounded to the cent half away
     from zero (ROUND_HALF_UP on the magnitude), the way the ledger converts each line."""
@@ -383,7 +389,7 @@ def to_base(amount: Decimal | None, rate: Decimal | None) -> Decimal | None:
     return (amount / rate).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _base_columns(docs: list[dict], rates: list[Decimal | None]) -> dict[str, pl.Series]:
+def _base_columns(docs: list[dict[str, Any]], rates: list[Decimal | None]) -> dict[str, pl.Series]:
     """base_subtotal / base_total_tax / base_total of each document: the sum of its lines' converted
     amounts when its lines add up to it in its own currency (so the base figures are what the journals
     carry, line by line), else its own SubTotal / TotalTax converted."""
@@ -407,7 +413,7 @@ def _base_columns(docs: list[dict], rates: list[Decimal | None]) -> dict[str, pl
 
 
 # -- Invoices --------------------------------------------------------------------------------
-def tracking_option(tracking: list[dict] | None, category: str) -> str:
+def tracking_option(tracking: list[dict[str, Any]] | None, category: str) -> str:
     want = category.strip().lower()
     for t in tracking or []:
         if str(t.get("Name") or "").strip().lower() == want and t.get("Option"):
@@ -422,7 +428,7 @@ INVOICE_COLUMNS = (
 )
 
 
-def invoice_frames(invoices: list[dict], region_category: str = "Region",
+def invoice_frames(invoices: list[dict[str, Any]], region_category: str = "Region",
                    revenue_type_category: str = "Job Type",
                    base_currency: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(invoices rows, invoice_lines rows). Lines carry region/revenue_type from tracking. Amounts stay
@@ -458,7 +464,7 @@ def invoice_frames(invoices: list[dict], region_category: str = "Region",
     return inv_df, lines_df
 
 
-def _line_frame(docs: list[dict], id_field: str, parent_col: str, region_category: str,
+def _line_frame(docs: list[dict[str, Any]], id_field: str, parent_col: str, region_category: str,
                 revenue_type_category: str, rates: list[Decimal | None] | None = None) -> pl.DataFrame:
     """The line items of invoices or credit notes. A line without a LineItemID (older payloads,
     the spec's own examples) gets `<document id>:<n>`; a line without Tracking is Unassigned.
@@ -502,11 +508,11 @@ def _line_frame(docs: list[dict], id_field: str, parent_col: str, region_categor
 
 
 # -- Credit notes ----------------------------------------------------------------------------
-def _allocated(doc: dict, key: str) -> Decimal:
+def _allocated(doc: dict[str, Any], key: str) -> Decimal:
     return sum((money(a.get("Amount")) for a in doc.get(key) or [] if not a.get("IsDeleted")), ZERO)
 
 
-def credit_note_frames(credit_notes: list[dict], region_category: str = "Region",
+def credit_note_frames(credit_notes: list[dict[str, Any]], region_category: str = "Region",
                        revenue_type_category: str = "Job Type",
                        base_currency: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(credit_notes rows, credit_note_lines rows), read as real Xero sends them: `/Date(ms)/`
@@ -596,11 +602,10 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
     `lines` needs invoice_id, line_amount, tax_amount, region, revenue_type; `credit_notes` and
     `credit_lines` the same with credit_note_id.
     """
-    from .weeks import week_ending_for
-
-    acc: dict[tuple, list[int]] = {}
+    acc: dict[tuple[Any, ...], list[int]] = {}
     week_cache: dict[date, date] = {}
-    sources = [(invoices, lines, "invoice_id", REVENUE_TYPES, 1)]
+    sources: list[tuple[pl.DataFrame, pl.DataFrame | None, str, tuple[str, ...], int]] = [
+        (invoices, lines, "invoice_id", REVENUE_TYPES, 1)]
     if credit_notes is not None and credit_notes.height:
         sources.append((credit_notes, credit_lines, "credit_note_id", CREDIT_TYPES, -1))
     for docs, doc_lines, id_col, types, sign in sources:
@@ -609,6 +614,7 @@ def revenue_weekly_frame(tenant_id: str, invoices: pl.DataFrame, lines: pl.DataF
                            & pl.col("date").is_not_null())
         if docs.height == 0:
             continue
+        assert doc_lines is not None, "documents come with their lines"
         groups = _doc_parts(docs, doc_lines, id_col)
         lat = "line_amount_types" in docs.columns
         cols = [id_col, "date", "subtotal", "total_tax"] + (["line_amount_types"] if lat else [])
@@ -677,7 +683,7 @@ from ..organisation import ORGANISATION_COLUMNS, organisation_row  # noqa: E402,
 
 
 # -- Contacts --------------------------------------------------------------------------------
-def contacts_frame(contacts: list[dict]) -> pl.DataFrame:
+def contacts_frame(contacts: list[dict[str, Any]]) -> pl.DataFrame:
     c = contacts
     return pl.DataFrame({
         "contact_id": pl.Series([x.get("ContactID") for x in c], dtype=pl.String),
@@ -695,8 +701,8 @@ def contacts_frame(contacts: list[dict]) -> pl.DataFrame:
 
 
 # -- Journals --------------------------------------------------------------------------------
-def journal_lines_frame(journals: list[dict]) -> pl.DataFrame:
-    cols: dict[str, list] = {k: [] for k in (
+def journal_lines_frame(journals: list[dict[str, Any]]) -> pl.DataFrame:
+    cols: dict[str, list[Any]] = {k: [] for k in (
         "journal_line_id", "journal_id", "journal_number", "journal_date", "created_at", "source_type",
         "source_id", "reference", "account_id", "account_code", "account_type", "account_name",
         "description", "net_amount", "gross_amount", "tax_amount", "tax_type", "tracking")}
@@ -754,10 +760,10 @@ CAUSES = {
 class TieoutCauses:
     explained: bool
     sentence: str
-    accounts: list[dict]     # account_id, account_code, account_name, difference, cause (None: not found)
+    accounts: list[dict[str, Any]]     # account_id, account_code, account_name, difference, cause (None: not found)
 
 
-def tieout_causes(difference: Decimal, report_lines: list[dict], journal_lines: list[dict], accounts: dict[str, dict],
+def tieout_causes(difference: Decimal, report_lines: list[dict[str, Any]], journal_lines: list[dict[str, Any]], accounts: dict[str, dict[str, Any]],
                   *, report_synced_at: datetime | None = None, journals_synced_at: datetime | None = None) -> TieoutCauses:
     """Why a week's P&L report and its journals disagree, account by account.
 
@@ -776,7 +782,7 @@ def tieout_causes(difference: Decimal, report_lines: list[dict], journal_lines: 
         return "fx" if (aid == "FXGROUPID" or a.get("system") in FX_SYSTEM_ACCOUNTS) else (aid or "")
 
     report: dict[str, Decimal] = {}
-    info: dict[str, dict] = {}
+    info: dict[str, dict[str, Any]] = {}
     for ln in report_lines:
         k = key(ln["account_id"])
         report[k] = report.get(k, ZERO) + PROFIT_SIGN.get(ln["section"], -1) * (ln["amount"] or ZERO)
@@ -796,7 +802,7 @@ def tieout_causes(difference: Decimal, report_lines: list[dict], journal_lines: 
             late[k] = late.get(k, ZERO) + effect
         info.setdefault(k, {"account_id": ln["account_id"], "account_code": ln.get("account_code"),
                             "account_name": ln.get("account_name")})
-    found: list[dict] = []
+    found: list[dict[str, Any]] = []
     for k in sorted(set(report) | set(journal), key=lambda x: (info[x].get("account_code") or "", x)):
         d = report.get(k, ZERO) - journal.get(k, ZERO)
         if not d:
