@@ -17,7 +17,7 @@ def jobs_problem(settings: Settings) -> StorageError | None:
     """jobs.sqlite checked whole: its sentence when damaged (anything else still raises)."""
     try:
         J.check(settings)
-    except Exception as exc:
+    except Exception as exc:  # whatever the damage raised: its sentence if it is about the disk, else re-raised
         se = as_storage_error(exc, J.path(settings))
         if se is None:
             raise

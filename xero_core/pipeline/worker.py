@@ -218,7 +218,7 @@ class WorkerPool:
         while not self._stopping.is_set():
             try:
                 job = self._claim()
-            except Exception as exc:
+            except Exception as exc:  # last-resort boundary: a claiming thread must outlive any fault; said once
                 self._problem("could not claim a sync job; trying again", exc)
                 job = None
             if job is None:
@@ -297,7 +297,7 @@ class WorkerPool:
                 if time.monotonic() - last_reap > 30:
                     last_reap = time.monotonic()
                     J.reap(self.settings)
-            except Exception as exc:
+            except Exception as exc:  # last-resort boundary: the heartbeat thread must live, or the jobs look dead
                 log.warning("sync job heartbeat failed: %s", exc)
 
     def _check_yields(self) -> None:
@@ -308,7 +308,7 @@ class WorkerPool:
             return
         try:
             wanted = J.yield_wanted(self.settings, [t for t in backfills.values() if t])
-        except Exception as exc:
+        except Exception as exc:  # last-resort boundary (the heartbeat thread); the next beat asks again
             log.warning("could not look for syncs waiting behind a backfill: %s", exc)
             return
         with self._lock:
@@ -367,7 +367,8 @@ class WorkerPool:
             if later:  # the figures are in: the history follows (not after a failure: it would fail too)
                 try:
                     d["history_job"] = self._queue_history(job, later[0])
-                except Exception as exc:
+                except Exception as exc:  # last-resort boundary: the figures are in and the job is done; only
+                    # its follow-up is lost, so it is logged, not failed
                     log.warning("could not queue the history backfill of %s: %s", job.tenant_id, exc)
         else:
             state, error = "failed", result.first_problem() or "a step failed: see the steps"

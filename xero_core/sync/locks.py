@@ -44,7 +44,9 @@ def tenant_lock(settings: Settings, tenant_id: str, wait: float = 0, *, trigger:
     except filelock.Timeout:
         try:
             holder = json.loads(holder_file.read_text())
-        except Exception:
+        except (OSError, ValueError):  # gone, unreadable or half-written by the holder: say "another process"
+            holder = {}
+        if not isinstance(holder, dict):
             holder = {}
         who = (f"process {holder.get('pid')} on {holder.get('host')} ({holder.get('trigger')} sync since "
                f"{holder.get('since')})") if holder else "another process"
