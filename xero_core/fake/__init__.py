@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .app import FakeXero
     from .clock import FakeClock
+    from .server import FakeServer
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # Lazy, so `xero_core.fake.demo_app` (read by the product's settings) loads nothing else.
     if name == "FakeXero":
         from .app import FakeXero
@@ -25,8 +26,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def serve(fake, host: str = "127.0.0.1", port: int = 0):
-    from .server import serve as _serve
+def serve(fake: FakeXero, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
+    from .server import serve as _serve  # here: lazy, as __getattr__ above
 
     return _serve(fake, host, port)
 

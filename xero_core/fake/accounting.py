@@ -1,4 +1,4 @@
-"""`/api.xro/2.0` for the fake: list and single GETs over the ledger model, in Xero's wire format.
+"""`/api.xro/2.0` for the fake: list[Any] and single GETs over the ledger model, in Xero's wire format.
 
 `handle_accounting(org, method, subpath, params, headers, body, now)` is called by the platform
 (fake/app.py) after it has checked the token, tenant, limits and scopes (`required_scopes`).
@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping, overload
+from typing import Any, Callable, Mapping, Protocol, overload
 
 from xero_core.fake import chart, query, reports, wire
-from xero_core.fake.ledger import (Account, BankTransaction, Contact, CreditNote, Invoice, Journal, Org,
+from xero_core.fake.ledger import (Account, Allocation, BankTransaction, Contact, CreditNote, Invoice, Journal, Line, Org,
                                    Payment, TrackingCategory, cents_to_decimal, derived_id)
 from xero_core.fake.query import Field, QueryError
 
@@ -79,12 +79,12 @@ def required_scopes(method: str, subpath: str) -> list[frozenset[str]]:
 # Serialisers (model -> wire dicts; money and dates as wire markers)
 # --------------------------------------------------------------------------------------------
 
-def contact_ref(c: Contact) -> dict:
+def contact_ref(c: Contact) -> dict[str, Any]:
     return {"ContactID": c.id, "Name": c.name, "Addresses": [], "Phones": [], "ContactGroups": [],
             "ContactPersons": [], "HasValidationErrors": False}
 
 
-def contact_json(org: Org, c: Contact, summary: bool = False) -> dict:
+def contact_json(org: Org, c: Contact, summary: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"ContactID": c.id}
     if c.merged_to:
         out["MergedToContactID"] = c.merged_to
@@ -126,8 +126,8 @@ def contact_json(org: Org, c: Contact, summary: bool = False) -> dict:
     return out
 
 
-def _tracking(line) -> list:
-    out = []
+def _tracking(line: Line) -> list[Any]:
+    out: list[Any] = []
     for opt in (line.region, line.job):
         if opt is not None:
             out.append({"Name": opt.category.name, "Option": opt.name,
@@ -135,7 +135,7 @@ def _tracking(line) -> list:
     return out
 
 
-def line_json(org: Org, line, unitdp: int = 2) -> dict:
+def line_json(org: Org, line: Line, unitdp: int = 2) -> dict[str, Any]:
     unit = wire.money(line.unit) if unitdp == 2 else wire.number(cents_to_decimal(line.unit), 4)
     return {"LineItemID": org.line_item_id(line), "Description": line.description, "Quantity": wire.number(line.qty, 4),
             "UnitAmount": unit, "TaxType": line.tax_type, "TaxAmount": wire.money(line.tax),
@@ -143,13 +143,13 @@ def line_json(org: Org, line, unitdp: int = 2) -> dict:
             "AccountID": line.account.id, "Tracking": _tracking(line)}
 
 
-def _payment_ref(p: Payment) -> dict:
+def _payment_ref(p: Payment) -> dict[str, Any]:
     return {"PaymentID": p.id, "Date": wire.msdate(p.date), "Amount": wire.money(p.amount),
             "Reference": p.reference, "CurrencyRate": wire.number(p.rate or 1, 6), "HasAccount": False,
             "HasValidationErrors": False}
 
 
-def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = False, unitdp: int = 2) -> dict:
+def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = False, unitdp: int = 2) -> dict[str, Any]:
     out: dict[str, Any] = {"Type": inv.type, "InvoiceID": inv.id, "InvoiceNumber": inv.number,
                            "Reference": inv.reference}
     if not summary:
@@ -188,11 +188,11 @@ def invoice_json(org: Org, inv: Invoice, *, lines: bool = True, summary: bool = 
     return out
 
 
-def _bank_ref(a: Account) -> dict:
+def _bank_ref(a: Account) -> dict[str, Any]:
     return {"AccountID": a.id, "Code": a.code, "Name": a.name}
 
 
-def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines: bool = True) -> dict:
+def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"BankTransactionID": bt.id, "Type": bt.type}
     if bt.contact is not None:
         out["Contact"] = contact_ref(bt.contact)
@@ -214,7 +214,7 @@ def bank_transaction_json(org: Org, bt: BankTransaction, unitdp: int = 2, lines:
     return out
 
 
-def payment_json(org: Org, p: Payment) -> dict:
+def payment_json(org: Org, p: Payment) -> dict[str, Any]:
     inv = p.invoice
     # Amount is in the invoice's currency, BankAmount in the bank account's (the base currency here).
     return {"PaymentID": p.id, "Date": wire.msdate(p.date), "BankAmount": wire.money(p.base),
@@ -230,7 +230,7 @@ def payment_json(org: Org, p: Payment) -> dict:
             "HasValidationErrors": False}
 
 
-def _allocation_json(a) -> dict:
+def _allocation_json(a: Allocation) -> dict[str, Any]:
     inv = a.invoice
     return {"AllocationID": a.id, "Amount": wire.money(a.amount), "Date": wire.msdate(a.date),
             "Invoice": {"InvoiceID": inv.id, "InvoiceNumber": inv.number, "Payments": [], "CreditNotes": [],
@@ -238,7 +238,7 @@ def _allocation_json(a) -> dict:
                         "LineItems": []}}
 
 
-def _applied_credit_json(a) -> dict:
+def _applied_credit_json(a: Allocation) -> dict[str, Any]:
     """A credit note as it appears in an invoice's CreditNotes array: what was applied, when."""
     cn = a.credit_note
     return {"CreditNoteID": cn.id, "CreditNoteNumber": cn.number, "AppliedAmount": wire.money(a.amount),
@@ -246,7 +246,7 @@ def _applied_credit_json(a) -> dict:
             "Total": wire.money(cn.total)}
 
 
-def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
+def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict[str, Any]:
     out = {"CreditNoteID": cn.id, "CreditNoteNumber": cn.number, "Type": cn.type, "Reference": cn.reference,
            "RemainingCredit": wire.money(cn.remaining), "Allocations": [_allocation_json(a) for a in cn.allocations],
            "Payments": [], "HasAttachments": False, "HasErrors": False, "Contact": contact_ref(cn.contact),
@@ -260,7 +260,7 @@ def credit_note_json(org: Org, cn: CreditNote, unitdp: int = 2) -> dict:
     return out
 
 
-def account_json(org: Org, a: Account) -> dict:
+def account_json(org: Org, a: Account) -> dict[str, Any]:
     out = {"AccountID": a.id, "Code": a.code, "Name": a.name, "Status": a.status, "Type": a.type,
            "TaxType": a.tax_type, "Class": a.cls, "EnablePaymentsToAccount": False,
            "ShowInExpenseClaims": a.type in ("OVERHEADS", "EXPENSE"), "CurrencyCode": org.base_currency,
@@ -278,17 +278,17 @@ def _reporting_code(a: Account) -> str:
     return {"ASSET": "ASS", "LIABILITY": "LIA", "EQUITY": "EQU", "REVENUE": "REV", "EXPENSE": "EXP"}[a.cls]
 
 
-def tracking_json(org: Org, cat: TrackingCategory) -> dict:
+def tracking_json(org: Org, cat: TrackingCategory) -> dict[str, Any]:
     return {"Name": cat.name, "Status": cat.status, "TrackingCategoryID": cat.id,
             "Options": [{"TrackingOptionID": o.id, "Name": o.name, "Status": "ACTIVE"} for o in cat.options]}
 
 
-def journal_json(org: Org, j: Journal) -> dict:
+def journal_json(org: Org, j: Journal) -> dict[str, Any]:
     src = j.source
     ref = getattr(src, "reference", "") or getattr(src, "narration", "") or ""
-    lines = []
+    lines: list[dict[str, Any]] = []
     for k, l in enumerate(org.journal_lines(j)):
-        row = {"JournalLineID": derived_id(j.id, str(k)), "AccountID": l.account.id, "AccountCode": l.account.code,
+        row: dict[str, Any] = {"JournalLineID": derived_id(j.id, str(k)), "AccountID": l.account.id, "AccountCode": l.account.code,
                "AccountType": l.account.type, "AccountName": l.account.name, "Description": l.description,
                "NetAmount": wire.money(l.net), "GrossAmount": wire.money(l.gross), "TaxAmount": wire.money(l.tax)}
         if l.tax or l.tax_type != "BASEXCLUDED":
@@ -307,7 +307,7 @@ def _tax_name(tax_type: str) -> str:
     return chart.TAX_RATES.get(tax_type, (tax_type, 0))[0]
 
 
-def organisation_json(org: Org) -> dict:
+def organisation_json(org: Org) -> dict[str, Any]:
     return {"OrganisationID": org.organisation_id, "APIKey": "", "Name": org.name, "LegalName": org.legal_name,
             "PaysTax": True, "Version": org.version, "OrganisationType": org.organisation_type,
             "BaseCurrency": org.base_currency,
@@ -334,7 +334,7 @@ def _money(get: Callable[[Any], int]) -> Field:
     return Field(lambda r: cents_to_decimal(get(r)), "money")
 
 
-def _contact_id(r):
+def _contact_id(r: Any) -> str | None:
     return r.contact.id if r.contact is not None else None
 
 
@@ -402,23 +402,29 @@ TRACKING_FIELDS = {
 }
 
 
+class Envelope(Protocol):
+    """Wraps a response's items in Xero's envelope (Id, Status, ..., pagination when paged)."""
+
+    def __call__(self, plural: str, items: list[Any], pag: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Resource:
     plural: str
     type_name: str
     model: type
-    items: Callable[[Org], list]
-    serialize: Callable[..., dict]
+    items: Callable[[Org], list[Any]]
+    serialize: Callable[..., dict[str, Any]]
     fields: dict[str, Field]
     paged: bool
     by_number: Callable[[Org, str], Any] | None = None
 
 
-def _by_invoice_number(org: Org, key: str):
+def _by_invoice_number(org: Org, key: str) -> Invoice | None:
     return next((i for i in org.invoices if i.number.lower() == key.lower()), None)
 
 
-def _by_contact_number(org: Org, key: str):
+def _by_contact_number(org: Org, key: str) -> Contact | None:
     return next((c for c in org.contacts if c.number and c.number.lower() == key.lower()), None)
 
 
@@ -477,10 +483,10 @@ def parse_if_modified_since(value: str) -> datetime:
 
 
 @overload
-def _int_param(p: dict, name: str, default: int) -> int: ...
+def _int_param(p: dict[str, Any], name: str, default: int) -> int: ...
 @overload
-def _int_param(p: dict, name: str, default: None) -> int | None: ...
-def _int_param(p: dict, name: str, default: int | None) -> int | None:
+def _int_param(p: dict[str, Any], name: str, default: None) -> int | None: ...
+def _int_param(p: dict[str, Any], name: str, default: int | None) -> int | None:
     v = p.get(name.lower())
     if v in (None, ""):
         return default
@@ -490,11 +496,11 @@ def _int_param(p: dict, name: str, default: int | None) -> int | None:
         raise _BadRequest(f"The parameter '{name}' must be a whole number, got '{v}'") from None
 
 
-def _bool_param(p: dict, name: str) -> bool:
+def _bool_param(p: dict[str, Any], name: str) -> bool:
     return (p.get(name.lower()) or "").strip().lower() == "true"
 
 
-def _csv(p: dict, name: str) -> list[str] | None:
+def _csv(p: dict[str, Any], name: str) -> list[str] | None:
     v = p.get(name.lower())
     if not v:
         return None
@@ -535,7 +541,7 @@ def _plain(status: int, corr: str, text: str | None = None) -> Result:
     return status, {"Content-Type": TEXT_CT, "Xero-Correlation-Id": corr}, (text or NOT_FOUND_TEXT).encode()
 
 
-def _out(status: int, payload: dict, as_json: bool, corr: str) -> Result:
+def _out(status: int, payload: dict[str, Any], as_json: bool, corr: str) -> Result:
     if as_json:
         return status, {"Content-Type": JSON_CT, "Xero-Correlation-Id": corr}, wire.encode(payload)
     # Xero's XML errors are <ApiException> documents (as SDK error logs show).
@@ -543,13 +549,14 @@ def _out(status: int, payload: dict, as_json: bool, corr: str) -> Result:
     return status, {"Content-Type": XML_CT, "Xero-Correlation-Id": corr}, wire.encode_xml(payload, root)
 
 
-def _dispatch(org: Org, parts: list[str], p: dict, headers: dict, now: datetime, provider: str,
-              corr: str) -> dict | None:
+def _dispatch(org: Org, parts: list[str], p: dict[str, Any], headers: dict[str, Any], now: datetime, provider: str,
+              corr: str) -> dict[str, Any] | None:
     if not parts:
         return None
     head = parts[0].lower()
-    env = lambda plural, items, pag=None: wire.envelope(plural, items, now, provider=provider,  # noqa: E731
-                                                        pagination=pag, correlation_id=corr)
+    def env(plural: str, items: list[Any], pag: dict[str, Any] | None = None) -> dict[str, Any]:
+        return wire.envelope(plural, items, now, provider=provider, pagination=pag, correlation_id=corr)
+
     if head == "organisation" and len(parts) == 1:
         return env("Organisations", [organisation_json(org)])
     if _bool_param(p, "paymentsOnly"):
@@ -577,7 +584,7 @@ def _dispatch(org: Org, parts: list[str], p: dict, headers: dict, now: datetime,
     return _list(org, res, p, headers, env, unitdp)
 
 
-def _serialize(org, res: Resource, obj, *, lines: bool, summary: bool, unitdp: int) -> dict:
+def _serialize(org: Org, res: Resource, obj: Any, *, lines: bool, summary: bool, unitdp: int) -> dict[str, Any]:
     if res.model is Invoice:
         return invoice_json(org, obj, lines=lines, summary=summary, unitdp=unitdp)
     if res.model is Contact:
@@ -587,7 +594,7 @@ def _serialize(org, res: Resource, obj, *, lines: bool, summary: bool, unitdp: i
     return res.serialize(org, obj)
 
 
-def _list(org: Org, res: Resource, p: dict, headers: dict, env, unitdp: int) -> dict:
+def _list(org: Org, res: Resource, p: dict[str, Any], headers: dict[str, Any], env: Envelope, unitdp: int) -> dict[str, Any]:
     items = res.items(org)
     if res.model is Invoice:
         ids, numbers = _csv(p, "IDs"), _csv(p, "InvoiceNumbers")
@@ -649,7 +656,7 @@ def _list(org: Org, res: Resource, p: dict, headers: dict, env, unitdp: int) -> 
     return env(res.plural, [_serialize(org, res, x, lines=lines, summary=summary, unitdp=unitdp) for x in items], pag)
 
 
-def _journals(org: Org, parts: list[str], p: dict, headers: dict, env) -> dict | None:
+def _journals(org: Org, parts: list[str], p: dict[str, Any], headers: dict[str, Any], env: Envelope) -> dict[str, Any] | None:
     if len(parts) == 2:
         key = parts[1]
         if key.isdigit():

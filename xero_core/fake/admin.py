@@ -19,8 +19,12 @@ POST /_fake/contacts                    {"Name","EmailAddress"?} adds, {"contact
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .app import FakeXero
 
 from .faults import parse_spec
 from .responses import Reply, json_reply, not_found
@@ -30,7 +34,7 @@ def _bad(message: str) -> Reply:
     return json_reply(400, {"error": message})
 
 
-def handle_admin(fake, request: httpx.Request, path: str) -> Reply:
+def handle_admin(fake: FakeXero, request: httpx.Request, path: str) -> Reply:
     route = path.lower().rstrip("/")[len("/_fake"):] or "/"
     method = request.method
     try:
@@ -45,7 +49,7 @@ def handle_admin(fake, request: httpx.Request, path: str) -> Reply:
         return _bad(str(exc).strip('"'))
 
 
-def _route(fake, method: str, route: str, data: dict, request: httpx.Request) -> Reply:
+def _route(fake: FakeXero, method: str, route: str, data: dict[str, Any], request: httpx.Request) -> Reply:
     if route in ("/", "/health") and method == "GET":
         return json_reply(200, {
             "ok": True, "seed": fake.seed, "tier": fake.tier, "now": fake.clock.now().isoformat(),

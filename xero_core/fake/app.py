@@ -22,17 +22,22 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from urllib.parse import parse_qsl
 
 import httpx
 
 from . import faults as faultsmod
-from .clock import FakeClock
+from .clock import Clock, FakeClock
 from .demo_app import DEMO_APP_NAME, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS
-from .identity import Auth, Identity, TenantInfo, parse_form
+from .identity import App, Auth, Identity, TenantInfo, parse_form
 from .limits import Limits
 from .responses import HTML_CT, JSON_CT, Reply, json_reply, not_found, oauth_error, problem
+
+if TYPE_CHECKING:
+    from .practice import Practice
+    from .webhooks import Result
 
 log = logging.getLogger("xero_core.fake")
 
@@ -64,13 +69,13 @@ class ServedRequest:
     api: str | None  # accounting | files | practice | connections | identity | None
     fault: str | None = None
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "method": self.method, "path": self.path, "tenant_id": self.tenant_id,
                 "status": self.status, "bytes": self.bytes, "client_id": self.client_id,
                 "correlation_id": self.correlation_id, "api": self.api, "fault": self.fault}
 
 
-def _field(obj, name: str, default=None):
+def _field(obj: object, name: str, default: Any = None) -> Any:
     """Read a field from a dict-like or attribute-style record (the ledger's Org is built alongside)."""
     if isinstance(obj, dict):
         return obj.get(name, default)
@@ -90,11 +95,11 @@ def scopes_satisfied(required: list[frozenset[str]] | None, granted: frozenset[s
 class FakeXero:
     """All of Xero as one handler; the interface is documented in docs/internals.md (Fake Xero)."""
 
-    def __init__(self, seed: int = 42, today: date | None = None, clock=None, tier: str = "advanced",
+    def __init__(self, seed: int = 42, today: date | None = None, clock: Clock | None = None, tier: str = "advanced",
                  legacy_scopes: bool = False, invoices: int | None = None, tenants: int = 1, practices: int = 1,
-                 apps: Iterable[dict] | None = None, *, org_factory: Callable | None = None,
-                 state_dir=None, webhook_url: str | None = None, webhook_key: str | None = None,
-                 timeout_hold: float = 30.0, story: bool = False):
+                 apps: Iterable[dict[str, Any]] | None = None, *, org_factory: Callable[..., Any] | None = None,
+                 state_dir: str | Path | None = None, webhook_url: str | None = None, webhook_key: str | None = None,
+                 timeout_hold: float = 30.0, story: bool = False) -> None:
         self.clock = clock if clock is not None else FakeClock(today)
         self.today = today or self.clock.now().date()
         self.seed, self.invoices, self.n_tenants, self.n_practices = seed, invoices, tenants, practices
@@ -112,7 +117,7 @@ class FakeXero:
         self.faults = faultsmod.Faults()
         # The log keeps the latest REQUEST_LOG_MAX entries; the API-call counters count everything.
         self._requests: deque[ServedRequest] = deque(maxlen=REQUEST_LOG_MAX)
-        self._api_counts: Counter = Counter()
+        self._api_counts: Counter[str | None] = Counter()  # by tenant (None: /connections)
         self.on_request: list[Callable[[ServedRequest], None]] = []
         self.register_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URIS, legacy_scopes=legacy_scopes,
                           name=DEMO_APP_NAME)
@@ -137,7 +142,7 @@ class FakeXero:
             from .ledger import generate_org
 
             factory = generate_org
-        self._orgs = {}
+        self._orgs: dict[str, Any] = {}  # ledger.Org, or what an org_factory makes
         from . import practice as P
 
         if self.story:
@@ -159,7 +164,7 @@ class FakeXero:
                 self._orgs[tid] = org
 
         orgs = list(self._orgs.values())
-        self._practices = {}
+        self._practices: dict[str, Practice] = {}
         for i in range(self.n_practices):
             tid = tenant_uuid(self.seed, "practice", i)
             self._practices[tid] = P.Practice.generate(self.seed + i, self.today, tid,
@@ -180,27 +185,27 @@ class FakeXero:
         return out
 
     @property
-    def orgs(self) -> list:
+    def orgs(self) -> list[Any]:
         return list(self._orgs.values())
 
     @property
-    def practices(self) -> list:
+    def practices(self) -> list[Any]:
         return list(self._practices.values())
 
-    def org(self, tenant_id: str | None = None):
+    def org(self, tenant_id: str | None = None) -> Any:
         """The organisation with this tenant id (default: the first)."""
         if tenant_id is None:
             return next(iter(self._orgs.values()))
         return self._orgs[tenant_id]
 
-    def practice(self, tenant_id: str | None = None):
+    def practice(self, tenant_id: str | None = None) -> Practice:
         if tenant_id is None:
             return next(iter(self._practices.values()))
         return self._practices[tenant_id]
 
     # ---- knobs -----------------------------------------------------------------------------------
     def register_app(self, client_id: str, client_secret: str | None, redirect_uris: Iterable[str],
-                     legacy_scopes: bool = False, name: str = "Ledgerlink"):
+                     legacy_scopes: bool = False, name: str = "Ledgerlink") -> App:
         return self.identity.register_app(client_id, client_secret, redirect_uris, legacy_scopes, name)
 
     def set_tier(self, tier: str) -> None:
@@ -234,7 +239,7 @@ class FakeXero:
         }
 
     @property
-    def primary_app(self):
+    def primary_app(self) -> App:
         """The app given to the constructor last (the CLI's --client-id), else the demo app."""
         return self.identity.apps[self._primary_client_id]
 
@@ -275,10 +280,11 @@ class FakeXero:
 
         return drive_consent(self.handle, authorize_url, allow=allow, tenant_ids=tenant_ids)
 
-    def deliver_webhooks(self, url: str | None = None, key: str | None = None, events=None, **kw):
+    def deliver_webhooks(self, url: str | None = None, key: str | None = None, events: list[Any] | None = None,
+                         **kw: Any) -> Result:
         return self.webhooks.deliver(url or self.webhook_url, key or self.webhook_key, events, **kw)
 
-    def intent_to_receive(self, url: str | None = None, key: str | None = None, **kw):
+    def intent_to_receive(self, url: str | None = None, key: str | None = None, **kw: Any) -> Result:
         return self.webhooks.intent_to_receive(url or self.webhook_url, key or self.webhook_key, **kw)
 
     def _save(self) -> None:
@@ -336,7 +342,8 @@ class FakeXero:
             return "identity"
         return None
 
-    def _serve(self, request: httpx.Request, path: str, api: str | None, corr: str, rec: ServedRequest):
+    def _serve(self, request: httpx.Request, path: str, api: str | None, corr: str,
+               rec: ServedRequest) -> tuple[Reply, str, int | None]:
         if api == "admin":
             from .admin import handle_admin
 
@@ -533,7 +540,7 @@ class FakeXero:
         auth = self.identity.authenticate(request.headers.get("authorization"))
         return self.identity.apps[auth.client_id].name if not isinstance(auth, str) else "Ledgerlink"
 
-    def _dispatch(self, api: str, target, request: httpx.Request, subpath: str, corr: str) -> Reply:
+    def _dispatch(self, api: str, target: Any, request: httpx.Request, subpath: str, corr: str) -> Reply:
         now = self.clock.now()
         if api == "files":
             from .files import handle_files
@@ -557,7 +564,7 @@ class FakeXero:
         return Reply(status, dict(h or {}), body)
 
 
-def target_id(org) -> str:
+def target_id(org: object) -> str:
     return str(_field(org, "tenant_id"))
 
 

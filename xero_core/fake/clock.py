@@ -7,6 +7,17 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime, time, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What the fake asks of a clock: FakeClock, OffsetClock, or the product's (same methods)."""
+
+    def time(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def now(self) -> datetime: ...
 
 
 class FakeClock:

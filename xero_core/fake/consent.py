@@ -12,17 +12,18 @@ import httpx
 
 
 class _Form(HTMLParser):
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
-        self.action, self.method = None, "get"
+        self.action: str | None = None
+        self.method = "get"
         self.hidden: list[tuple[str, str]] = []
         self.boxes: list[tuple[str, str, bool]] = []  # name, value, checked
         self.buttons: list[tuple[str, str]] = []
         self.alerts: list[str] = []
         self._in_alert = False
 
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}  # `<input checked>`: an attribute without a value reads as ""
         if tag == "form" and self.action is None:
             self.action, self.method = a.get("action", ""), (a.get("method") or "get").lower()
         elif tag == "input":
@@ -36,10 +37,10 @@ class _Form(HTMLParser):
         elif a.get("role") == "alert":
             self._in_alert = True
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         self._in_alert = False
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if self._in_alert and data.strip():
             self.alerts.append(data.strip())
 

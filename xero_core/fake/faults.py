@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -53,13 +54,13 @@ class Fault:
     seen: int = 0
     applied: int = 0
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "path": self.path, "tenant_id": self.tenant_id, "count": self.count,
                 "after": self.after, "seconds": self.seconds, "problem": self.problem, "applied": self.applied}
 
 
 class Faults:
-    def __init__(self):
+    def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
 
@@ -117,11 +118,11 @@ class Faults:
         return len(self.list())
 
 
-def parse_spec(spec: str) -> dict:
+def parse_spec(spec: str) -> dict[str, Any]:
     """``KIND[:key=value,...]`` (CLI --fault and /_fake/faults), e.g. ``503:path=Invoices,count=2``,
     ``429:count=10,seconds=30``, ``slow:seconds=5``, ``timeout:path=Journals,after=3``."""
     kind, _, rest = spec.strip().partition(":")
-    out: dict = {"kind": kind}
+    out: dict[str, Any] = {"kind": kind}
     for item in filter(None, (x.strip() for x in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep:

@@ -13,7 +13,10 @@ import re
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
+
+from .clock import Clock
 
 from .identity import xero_timestamp
 from .responses import Reply, json_reply, not_found
@@ -68,7 +71,7 @@ def errors(status: int, detail: str, title: str = "Validation failure", type_: s
 class FilesStore:
     """One organisation's files."""
 
-    def __init__(self, tenant_id: str, clock, seed: int = 0):
+    def __init__(self, tenant_id: str, clock: Clock, seed: int = 0) -> None:
         self.tenant_id, self.clock = tenant_id, clock
         inbox_id = str(uuid.uuid5(_NS, f"{seed}:{tenant_id}:inbox"))
         slug = uuid.uuid5(_NS, f"{seed}:{tenant_id}:mail").hex[:16]
@@ -80,14 +83,14 @@ class FilesStore:
             self.folders[fid] = Folder(fid, name)
         self.files: dict[str, StoredFile] = {}
         self.associations: list[Association] = []
-        self.idempotent: dict[str, list] = {}  # key -> [status, headers, body(str)]
+        self.idempotent: dict[str, list[Any]] = {}  # key -> [status, headers, body(str)]
 
     @property
     def inbox(self) -> Folder:
         return next(f for f in self.folders.values() if f.is_inbox)
 
     # ---- wire shapes ------------------------------------------------------------------------------
-    def folder_json(self, f: Folder) -> dict:
+    def folder_json(self, f: Folder) -> dict[str, Any]:
         out = {"Name": f.name, "FileCount": sum(1 for x in self.files.values() if x.folder_id == f.id)}
         if f.is_inbox:
             out["Email"] = f.email
@@ -95,12 +98,12 @@ class FilesStore:
         return out
 
     @staticmethod
-    def file_json(f: StoredFile) -> dict:
+    def file_json(f: StoredFile) -> dict[str, Any]:
         return {"Name": f.name, "MimeType": f.mime_type, "Size": f.size, "CreatedDateUtc": xero_timestamp(f.created),
                 "UpdatedDateUtc": xero_timestamp(f.updated), "User": dict(FILES_USER), "FolderId": f.folder_id,
                 "Id": f.id}
 
-    def association_json(self, a: Association, full: bool) -> dict:
+    def association_json(self, a: Association, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"FileId": a.file_id, "ObjectId": a.object_id, "ObjectType": a.object_type, "ObjectGroup": a.object_group}
         if full:  # Name, Size, dates and SendWithObject only on /Associations/{ObjectId} (spec)
             f = self.files.get(a.file_id)
@@ -110,11 +113,11 @@ class FilesStore:
         return out
 
     # ---- persistence --------------------------------------------------------------------------------
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return {"folders": [asdict(f) for f in self.folders.values()], "files": [asdict(f) for f in self.files.values()],
                 "associations": [asdict(a) for a in self.associations], "idempotent": self.idempotent}
 
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         self.folders = {f["id"]: Folder(**f) for f in data.get("folders", [])} or self.folders
         self.files = {f["id"]: StoredFile(**f) for f in data.get("files", [])}
         self.associations = [Association(**a) for a in data.get("associations", [])]
@@ -156,7 +159,8 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, tuple[bytes, st
     return out
 
 
-def handle_files(store: FilesStore, method: str, subpath: str, params, headers, body: bytes, now: datetime) -> Reply:
+def handle_files(store: FilesStore, method: str, subpath: str, params: Mapping[str, str], headers: Mapping[str, str],
+                 body: bytes, now: datetime) -> Reply:
     key = headers.get("idempotency-key")
     if key and method in ("POST", "PUT"):
         if len(key) > 128:
@@ -172,7 +176,8 @@ def handle_files(store: FilesStore, method: str, subpath: str, params, headers, 
     return _route(store, method, subpath, params, headers, body, now.timestamp())
 
 
-def _route(store: FilesStore, method: str, subpath: str, params, headers, body: bytes, now: float) -> Reply:
+def _route(store: FilesStore, method: str, subpath: str, params: Mapping[str, str], headers: Mapping[str, str],
+           body: bytes, now: float) -> Reply:
     parts = [p for p in subpath.split("/") if p]
     if not parts:
         return not_found()
@@ -193,7 +198,7 @@ def _route(store: FilesStore, method: str, subpath: str, params, headers, body: 
     return not_found()
 
 
-def _page_slice(rows: list, params) -> list:
+def _page_slice(rows: list[Any], params: Mapping[str, str]) -> list[Any]:
     try:
         size = min(100, max(1, int(params.get("pagesize") or 100)))
         page = max(1, int(params.get("page") or 1))
@@ -202,7 +207,7 @@ def _page_slice(rows: list, params) -> list:
     return rows[(page - 1) * size: page * size]
 
 
-def _json_body(body: bytes) -> dict | None:
+def _json_body(body: bytes) -> dict[str, Any] | None:
     try:
         data = json.loads(body or b"{}")
     except ValueError:
@@ -210,7 +215,7 @@ def _json_body(body: bytes) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _folders(store: FilesStore, method: str, rest: list[str], params, body: bytes) -> Reply:
+def _folders(store: FilesStore, method: str, rest: list[str], params: Mapping[str, str], body: bytes) -> Reply:
     if not rest:
         if method == "GET":
             folders = list(store.folders.values())
@@ -266,7 +271,8 @@ def _bad_folder_name(store: FilesStore, name: str, own_id: str | None = None) ->
     return None
 
 
-def _files(store: FilesStore, method: str, rest: list[str], params, headers, body: bytes, now: float) -> Reply:
+def _files(store: FilesStore, method: str, rest: list[str], params: Mapping[str, str], headers: Mapping[str, str],
+           body: bytes, now: float) -> Reply:
     if not rest:
         if method == "GET":
             return _list_files(store, params)
@@ -317,7 +323,7 @@ def _files(store: FilesStore, method: str, rest: list[str], params, headers, bod
     return not_found()
 
 
-def _list_files(store: FilesStore, params) -> Reply:
+def _list_files(store: FilesStore, params: Mapping[str, str]) -> Reply:
     try:
         size = int(params.get("pagesize") or params.get("pageSize") or 100)
         page = int(params.get("page") or 1)
@@ -333,14 +339,16 @@ def _list_files(store: FilesStore, params) -> Reply:
                             "Items": [store.file_json(f) for f in items]})
 
 
-def _upload(store: FilesStore, folder: Folder, headers, body: bytes, now: float) -> Reply:
+def _upload(store: FilesStore, folder: Folder, headers: Mapping[str, str], body: bytes, now: float) -> Reply:
     parts = parse_multipart(headers.get("content-type", ""), body)
     if parts is None:
         return errors(400, "Upload as multipart/form-data with the fields body, name and filename.")
     if "body" not in parts:
         return errors(400, "The multipart field 'body' (the file's bytes) is missing.")
     content, part_filename, part_type = parts["body"]
-    text = lambda k: parts[k][0].decode("utf-8", "replace").strip() if k in parts else ""  # noqa: E731
+    def text(k: str) -> str:
+        return parts[k][0].decode("utf-8", "replace").strip() if k in parts else ""
+
     name = text("name") or text("filename") or (part_filename or "")
     if not name:
         return errors(400, "The multipart field 'name' (the file's name) is missing.")

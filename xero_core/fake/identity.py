@@ -18,9 +18,10 @@ import secrets
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit, parse_qsl
 
+from .clock import Clock
 from .responses import Reply, html, json_reply, not_found, oauth_error, redirect
 
 CODE_LIFETIME = 300
@@ -194,7 +195,7 @@ class Connection:
 
 @dataclass
 class Pending:
-    params: dict
+    params: dict[str, Any]
     expires: float
 
 
@@ -240,7 +241,7 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 
 
 class Identity:
-    def __init__(self, clock, tenants: Callable[[], list[TenantInfo]]):
+    def __init__(self, clock: Clock, tenants: Callable[[], list[TenantInfo]]) -> None:
         self.clock = clock
         self.tenants = tenants
         self.apps: dict[str, App] = {}
@@ -466,7 +467,7 @@ class Identity:
         self.refresh[token] = RefreshToken(grant.id, now)
         return token
 
-    def _jwt(self, claims: dict) -> str:
+    def _jwt(self, claims: dict[str, Any]) -> str:
         header = {"alg": "HS256", "kid": "fake-xero", "typ": "JWT"}
         signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
         sig = hmac.new(self.signing_key, signing_input.encode(), hashlib.sha256).digest()
@@ -571,7 +572,7 @@ class Identity:
             del self.codes[k]
 
     # ---- persistence ----------------------------------------------------------------------------
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return {
             "signing_key": self.signing_key.hex(),
             "apps": {k: asdict(v) for k, v in self.apps.items()},
@@ -583,7 +584,7 @@ class Identity:
             "pending": {k: asdict(v) for k, v in self.pending.items()},
         }
 
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         self.signing_key = bytes.fromhex(data["signing_key"])
         # Apps given on the command line win over remembered ones (a new secret, new redirect URIs).
         for k, v in data.get("apps", {}).items():
@@ -593,7 +594,7 @@ class Identity:
             getattr(self, name).update({k: cls(**v) for k, v in data.get(name, {}).items()})
 
 
-def _with_params(url: str, **params) -> str:
+def _with_params(url: str, **params: str | None) -> str:
     parts = urlsplit(url)
     q = parse_qsl(parts.query, keep_blank_values=True)
     q += [(k, v) for k, v in params.items() if v is not None]

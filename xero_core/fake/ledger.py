@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from datetime import date as _Date  # for annotations in classes with a `date` attribute
 from decimal import Decimal
 from itertools import accumulate
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from xero_core.fake import chart
 
@@ -68,11 +68,16 @@ def midnight(d: date) -> datetime:
 # Model objects (slots: the 100,000-invoice benchmark keeps a million of them in memory)
 # --------------------------------------------------------------------------------------------
 
+_T = TypeVar("_T")
+Region = tuple[str, float, int, float, float, tuple[float, float, float]]  # chart.REGIONS: name, weight, peak month, amplitude, growth, job mix
+
+
 class Account:
     __slots__ = ("idx", "id", "code", "name", "type", "cls", "tax_type", "system", "bank_type",
                  "bank_number", "status", "updated")
 
-    def __init__(self, idx, id, code, name, type, tax_type, system, bank_type, bank_number, updated):
+    def __init__(self, idx: int, id: str, code: str, name: str, type: str, tax_type: str, system: str | None,
+                 bank_type: str | None, bank_number: str | None, updated: datetime) -> None:
         self.idx, self.id, self.code, self.name, self.type = idx, id, code, name, type
         self.cls = chart.TYPE_CLASS[type]
         self.tax_type, self.system, self.bank_type, self.bank_number = tax_type, system, bank_type, bank_number
@@ -83,15 +88,16 @@ class Account:
 class TrackingOption:
     __slots__ = ("id", "name", "category")
 
-    def __init__(self, id, name, category):
+    def __init__(self, id: str, name: str, category: TrackingCategory) -> None:
         self.id, self.name, self.category = id, name, category
 
 
 class TrackingCategory:
     __slots__ = ("id", "name", "options", "status", "updated")
 
-    def __init__(self, id, name, updated=None):
-        self.id, self.name, self.options, self.status, self.updated = id, name, [], "ACTIVE", updated
+    def __init__(self, id: str, name: str, updated: datetime | None = None) -> None:
+        self.id, self.name, self.status, self.updated = id, name, "ACTIVE", updated
+        self.options: list[TrackingOption] = []
 
 
 class Contact:
@@ -99,11 +105,13 @@ class Contact:
                  "is_supplier", "updated", "number", "region", "city", "postcode", "street", "phone",
                  "account_number", "kind", "currency")
 
-    def __init__(self, id, name, email, updated, *, first_name="", last_name="", kind="customer",
-                 region="", city="", postcode="", street="", phone="", number=""):
+    def __init__(self, id: str, name: str, email: str, updated: datetime, *, first_name: str = "", last_name: str = "",
+                 kind: str = "customer", region: str = "", city: str = "", postcode: str = "", street: str = "",
+                 phone: str = "", number: str = "") -> None:
         self.id, self.name, self.email, self.updated = id, name, email, updated
         self.first_name, self.last_name, self.kind = first_name, last_name, kind
-        self.status, self.merged_to = "ACTIVE", None
+        self.status = "ACTIVE"
+        self.merged_to: str | None = None
         self.is_customer = kind == "customer"
         self.is_supplier = kind == "supplier"
         self.region, self.city, self.postcode, self.street, self.phone = region, city, postcode, street, phone
@@ -125,7 +133,8 @@ class Line:
     line number; the LineItemID is derived from it when served (`Org.line_item_id`)."""
     __slots__ = ("id", "description", "qty", "unit", "account", "tax_type", "amount", "tax", "region", "job")
 
-    def __init__(self, id, description, qty, unit, account, tax_type, region=None, job=None):
+    def __init__(self, id: int, description: str, qty: int, unit: int, account: Account, tax_type: str,
+                 region: TrackingOption | None = None, job: TrackingOption | None = None) -> None:
         self.id, self.description, self.qty, self.unit = id, description, qty, unit
         self.account, self.tax_type = account, tax_type
         self.amount = qty * unit
@@ -168,8 +177,9 @@ class Invoice(_Doc):
     __slots__ = ("number", "due_date", "payments", "sent", "credit_allocations", "currency", "rate")
     contact: Contact  # every invoice has one (only a transfer's bank transactions have none)
 
-    def __init__(self, id, type, number, contact, d, due, status, lines, updated, reference="",
-                 currency="AUD", rate=None):
+    def __init__(self, id: str, type: str, number: str, contact: Contact, d: _Date, due: _Date, status: str,
+                 lines: list[Line], updated: datetime, reference: str = "", currency: str = "AUD",
+                 rate: Decimal | None = None) -> None:
         self.id, self.type, self.number, self.contact = id, type, number, contact
         self.date, self.due_date, self.status, self.lines = d, due, status, lines
         self.updated, self.reference = updated, reference
@@ -212,8 +222,8 @@ class CreditNote(_Doc):
     __slots__ = ("number", "allocations", "currency", "rate")
     contact: Contact
 
-    def __init__(self, id, type, number, contact, d, status, lines, updated, reference="", currency="AUD",
-                 rate=None):
+    def __init__(self, id: str, type: str, number: str, contact: Contact, d: _Date, status: str, lines: list[Line],
+                 updated: datetime, reference: str = "", currency: str = "AUD", rate: Decimal | None = None) -> None:
         self.id, self.type, self.number, self.contact = id, type, number, contact
         self.date, self.status, self.lines, self.updated, self.reference = d, status, lines, updated, reference
         self._totals()
@@ -239,19 +249,20 @@ class Allocation:
     """A credit note applied to an invoice (Xero's Allocation: Amount, Date, Invoice)."""
     __slots__ = ("id", "credit_note", "invoice", "amount", "date")
 
-    def __init__(self, id, credit_note, invoice, amount, d):
+    def __init__(self, id: str, credit_note: CreditNote, invoice: Invoice, amount: int, d: _Date) -> None:
         self.id, self.credit_note, self.invoice, self.amount, self.date = id, credit_note, invoice, amount, d
 
 
 class BankTransaction(_Doc):
     __slots__ = ("bank", "reconciled", "transfer")
 
-    def __init__(self, id, type, contact, bank, d, lines, updated, reference="", status="AUTHORISED"):
+    def __init__(self, id: str, type: str, contact: Contact | None, bank: Account, d: _Date, lines: list[Line],
+                 updated: datetime, reference: str = "", status: str = "AUTHORISED") -> None:
         self.id, self.type, self.contact, self.bank = id, type, contact, bank
         self.date, self.lines, self.updated, self.reference, self.status = d, lines, updated, reference, status
         self._totals()
         self.reconciled = True
-        self.transfer = None
+        self.transfer: Transfer | None = None
 
 
 class Transfer:
@@ -260,7 +271,7 @@ class Transfer:
     spend: BankTransaction  # set by Org.transfer, with `receive`, right after the transfer is made
     receive: BankTransaction
 
-    def __init__(self, id, d, amount, from_bank, to_bank, updated):
+    def __init__(self, id: str, d: _Date, amount: int, from_bank: Account, to_bank: Account, updated: datetime) -> None:
         self.id, self.date, self.amount = id, d, amount
         self.from_bank, self.to_bank, self.updated = from_bank, to_bank, updated
 
@@ -272,8 +283,10 @@ class Payment:
     difference is a realised currency gain or loss. Both are fixed when the payment is made."""
     __slots__ = ("id", "invoice", "date", "amount", "bank", "updated", "status", "reference", "rate", "base",
                  "cleared")
+    cleared: int  # set in __init__; declared for the earlier payments' sum there
 
-    def __init__(self, id, invoice, d, amount, bank, updated, reference="", rate=None):
+    def __init__(self, id: str, invoice: Invoice, d: _Date, amount: int, bank: Account, updated: datetime,
+                 reference: str = "", rate: Decimal | None = None) -> None:
         self.id, self.invoice, self.date, self.amount, self.bank = id, invoice, d, amount, bank
         self.updated, self.status, self.reference = updated, "AUTHORISED", reference
         self.rate = rate if invoice.rate is not None else None
@@ -294,7 +307,7 @@ class Payment:
 class ManualJournal:
     __slots__ = ("id", "date", "narration", "entries", "updated")
 
-    def __init__(self, id, d, narration, entries, updated):
+    def __init__(self, id: str, d: _Date, narration: str, entries: list[tuple[Account, int]], updated: datetime) -> None:
         self.id, self.date, self.narration, self.entries, self.updated = id, d, narration, entries, updated
 
 
@@ -302,7 +315,8 @@ class JLine:
     """A journal line, materialised on demand from the journal's source document."""
     __slots__ = ("account", "net", "tax", "tax_type", "description", "region", "job")
 
-    def __init__(self, account, net, tax=0, tax_type="BASEXCLUDED", description="", region=None, job=None):
+    def __init__(self, account: Account, net: int, tax: int = 0, tax_type: str = "BASEXCLUDED", description: str = "",
+                 region: TrackingOption | None = None, job: TrackingOption | None = None) -> None:
         self.account, self.net, self.tax, self.tax_type = account, net, tax, tax_type
         self.description, self.region, self.job = description, region, job
 
@@ -316,7 +330,8 @@ class Journal:
     org has over a quarter of a million journals, and most are never asked for by id."""
     __slots__ = ("number", "salt", "date", "created", "source_type", "source", "reversal")
 
-    def __init__(self, number, salt, d, created, source_type, source, reversal=False):
+    def __init__(self, number: int, salt: str, d: _Date, created: datetime, source_type: str, source: Any,
+                 reversal: bool = False) -> None:  # source: the document posted, of the kind source_type names
         self.number, self.salt, self.date, self.created = number, salt, d, created
         self.source_type, self.source, self.reversal = source_type, source, reversal
 
@@ -328,6 +343,8 @@ class Journal:
 SOURCE_TYPE = {"ACCREC": "ACCREC", "ACCPAY": "ACCPAY", "ACCRECCREDIT": "ACCRECCREDIT",
                "ACCPAYCREDIT": "ACCPAYCREDIT", "RECEIVE": "CASHREC", "SPEND": "CASHPAID"}
 # +1: the document's lines are credits (income side); -1: debits (cost side).
+# A journal line before it is materialised: (account, net, tax, tax type, description, region, job).
+Posting = tuple[Account, int, int, str, str, "TrackingOption | None", "TrackingOption | None"]
 DIRECTION = {"ACCREC": 1, "ACCPAYCREDIT": 1, "RECEIVE": 1, "ACCPAY": -1, "ACCRECCREDIT": -1, "SPEND": -1}
 
 
@@ -366,12 +383,12 @@ class Org:
         self.listeners: list[Callable[[str, str, str, datetime], None]] = []
         self._by_id: dict[str, object] = {}
         # (account idx, region option or None, job option or None) -> net cents per day
-        self._daily: dict[tuple, array] = {}
+        self._daily: dict[tuple[Any, ...], array[int]] = {}
         # bank account idx -> (received per day, spent per day), both positive
-        self._bank_flows: dict[int, tuple[array, array]] = {}
+        self._bank_flows: dict[int, tuple[array[int], array[int]]] = {}
         # Report-only amounts: unrealised FX revaluation, shown in reports but never journalled.
-        self._report_only: dict[tuple, array] = {}
-        self._prefix_cache: dict = {}
+        self._report_only: dict[tuple[Any, ...], array[int]] = {}
+        self._prefix_cache: dict[tuple[Any, ...], list[int]] = {}
         self._journal_index: dict[str, Journal] = {}
         self._lines = 0
         self._rng_ids = random.Random(seed ^ 0x5EED)
@@ -430,11 +447,11 @@ class Org:
     def line_item_id(self, line: Line) -> str:
         return derived_id(self.tenant_id, "line", str(line.id))
 
-    def get(self, kind: type, id_: str):
+    def get(self, kind: type[_T], id_: str) -> _T | None:
         obj = self._by_id.get(id_.lower()) if isinstance(id_, str) else None
         return obj if isinstance(obj, kind) else None
 
-    def _register(self, obj) -> None:
+    def _register(self, obj: Any) -> None:  # any record with an id
         self._by_id[obj.id] = obj
 
     def account(self, code: str) -> Account:
@@ -478,7 +495,7 @@ class Org:
         return [JLine(a, sign * net, sign * tax, tt, desc, r, jb)
                 for a, net, tax, tt, desc, r, jb in _postings(self, j.source_type, j.source)]
 
-    def _post(self, source_type: str, source, d: date, created: datetime, reversal: bool = False) -> Journal:
+    def _post(self, source_type: str, source: Any, d: date, created: datetime, reversal: bool = False) -> Journal:
         j = Journal(len(self.journals) + 1, self.tenant_id, d, created, source_type, source, reversal)
         self._apply(j)
         self.journals.append(j)
@@ -562,7 +579,7 @@ class Org:
 
     # ---- truth helpers (sums over the ledger; reports are built from these) -----------------
 
-    def _prefix(self, key) -> list[int]:
+    def _prefix(self, key: tuple[Any, ...]) -> list[int]:
         p = self._prefix_cache.get(key)
         if p is None:
             kind, acct_idx, region, job = key
@@ -584,13 +601,14 @@ class Org:
             p = self._prefix_cache[key] = [0, *accumulate(total)]
         return p
 
-    def _range(self, key, d_from: date | None, d_to: date) -> int:
+    def _range(self, key: tuple[Any, ...], d_from: date | None, d_to: date) -> int:
         p = self._prefix(key)
         hi = min(max((d_to - self.origin).days + 1, 0), self.horizon_days)
         lo = 0 if d_from is None else min(max((d_from - self.origin).days, 0), self.horizon_days)
         return p[hi] - p[lo] if hi > lo else 0
 
-    def account_net(self, account: Account, d_from: date | None, d_to: date, *, region=None, job=None,
+    def account_net(self, account: Account, d_from: date | None, d_to: date, *, region: TrackingOption | None = None,
+                    job: TrackingOption | None = None,
                     include_report_only: bool = True) -> int:
         """Sum of journal NetAmounts (debit +) on the account for the dates, inclusive.
 
@@ -608,7 +626,8 @@ class Org:
         spent = self._range(("bank_out", account.idx, None, None), d_from, d_to)
         return opening, received, spent, opening + received - spent
 
-    def profit_and_loss(self, d_from: date, d_to: date, *, region=None, job=None,
+    def profit_and_loss(self, d_from: date, d_to: date, *, region: TrackingOption | None = None,
+                        job: TrackingOption | None = None,
                         include_report_only: bool = True) -> dict[str, Decimal]:
         """Totals per P&L line as Xero's report shows them (costs positive), as Decimals."""
         sums = {"income": 0, "cost_of_sales": 0, "other_income": 0, "operating_expenses": 0}
@@ -628,7 +647,7 @@ class Org:
         out["net_profit"] = cents_to_decimal(net)
         return out
 
-    def sales_revenue(self, d_from: date, d_to: date) -> dict[tuple[str, str], dict]:
+    def sales_revenue(self, d_from: date, d_to: date) -> dict[tuple[str, str], dict[str, Any]]:
         """Sales invoices (ACCREC) less sales credit notes (ACCRECCREDIT), AUTHORISED or PAID, each
         by its own date, per (region, job type) option name ("Unassigned" without tracking):
         {invoices, credit_notes, subtotal, total_tax, total} (money as Decimal). What revenue_weekly
@@ -695,7 +714,7 @@ class Org:
                        "LastName": "last_name", "ContactStatus": "status", "AccountNumber": "account_number",
                        "ContactNumber": "number"}
 
-    def update_contact(self, contact_id: str, at: datetime, **fields) -> Contact:
+    def update_contact(self, contact_id: str, at: datetime, **fields: Any) -> Contact:
         c = self._contact(contact_id)
         for k, v in fields.items():
             attr = self._CONTACT_FIELDS.get(k, k)
@@ -727,7 +746,7 @@ class Org:
         self._emit("CONTACT", "UPDATE", dst.id, at)
         return dst
 
-    def add_invoice(self, contact_id: str, d: date, lines: Iterable[dict], at: datetime, *,
+    def add_invoice(self, contact_id: str, d: date, lines: Iterable[dict[str, Any]], at: datetime, *,
                     type: str = "ACCREC", status: str = "AUTHORISED", due_date: date | None = None,
                     reference: str = "", currency: str | None = None, rate: Decimal | str | None = None) -> Invoice:
         """lines: dicts with description, quantity (int), unit_amount (Decimal/str), account_code,
@@ -801,7 +820,7 @@ class Org:
         self._emit("INVOICE", "UPDATE", inv.id, at)
         return p
 
-    def add_credit_note(self, contact_id: str, d: date, lines: Iterable[dict], at: datetime, *,
+    def add_credit_note(self, contact_id: str, d: date, lines: Iterable[dict[str, Any]], at: datetime, *,
                         type: str = "ACCRECCREDIT", status: str = "AUTHORISED", reference: str = "",
                         currency: str | None = None, rate: Decimal | str | None = None) -> CreditNote:
         """lines, currency and rate as for add_invoice. An AUTHORISED credit note posts at once (on its date)."""
@@ -871,16 +890,16 @@ class Org:
         self._emit("INVOICE", "UPDATE", inv.id, at)
         return a
 
-    def _currency(self, currency: str | None, rate, d: date) -> tuple[str, Decimal | None]:
+    def _currency(self, currency: str | None, rate: object, d: date) -> tuple[str, Decimal | None]:
         currency = (currency or self.base_currency).upper()
         if currency == self.base_currency:
             return currency, None
-        rate = Decimal(str(rate)) if rate is not None else self.rate(currency, d)
-        if rate <= 0:
-            raise ValueError(f"a {currency} document needs a positive rate, got {rate}")
-        return currency, rate
+        value = Decimal(str(rate)) if rate is not None else self.rate(currency, d)
+        if value is None or value <= 0:  # self.rate is None only for the base currency, handled above
+            raise ValueError(f"a {currency} document needs a positive rate, got {value}")
+        return currency, value
 
-    def _line(self, spec: dict) -> Line:
+    def _line(self, spec: dict[str, Any]) -> Line:
         acct = self.account(spec["account_code"])
         unit = int((Decimal(str(spec["unit_amount"])) * 100).to_integral_value())
         return Line(self.next_line_no(), spec.get("description", ""), int(spec.get("quantity", 1)), unit,
@@ -906,7 +925,7 @@ class Org:
             raise KeyError(f"no invoice {invoice_id} in {self.name}")
         return inv
 
-    def _option(self, cat: TrackingCategory, name: str | None):
+    def _option(self, cat: TrackingCategory, name: str | None) -> TrackingOption | None:
         if name is None:
             return None
         for o in cat.options:
@@ -923,7 +942,7 @@ def to_base(cents: int, rate: Decimal | None) -> int:
     return int((Decimal(cents) / rate).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
 
 
-def doc_base_total(doc) -> int:
+def doc_base_total(doc: _Doc) -> int:
     """The base value a document books to its control account: the sum of its lines' converted net
     and tax amounts (each rounded), which is what its journal carries."""
     rate = getattr(doc, "rate", None)
@@ -953,10 +972,10 @@ def _rate_path(seed: int, currency: str, days: int) -> list[Decimal]:
 _BX = "BASEXCLUDED"
 
 
-def _doc_postings(org: Org, doc, control: Account) -> list[tuple]:
+def _doc_postings(org: Org, doc: _Doc, control: Account) -> list[Posting]:
     d = DIRECTION[doc.type]
     rate = getattr(doc, "rate", None)
-    out = []
+    out: list[Posting] = []
     tax_total = total = 0
     for l in doc.lines:
         net, tax = (l.amount, l.tax) if rate is None else (to_base(l.amount, rate), to_base(l.tax, rate))
@@ -969,7 +988,7 @@ def _doc_postings(org: Org, doc, control: Account) -> list[tuple]:
     return out
 
 
-def _postings(org: Org, source_type: str, src) -> list[tuple]:
+def _postings(org: Org, source_type: str, src: Any) -> list[Posting]:
     if source_type in ("ACCREC", "ACCRECCREDIT"):
         return _doc_postings(org, src, org.account_by_code["610"])
     if source_type in ("ACCPAY", "ACCPAYCREDIT"):
@@ -982,7 +1001,7 @@ def _postings(org: Org, source_type: str, src) -> list[tuple]:
         # REALISEDCURRENCYGAIN account, in the payment's journal).
         d = 1 if source_type == "ACCRECPAYMENT" else -1
         control = org.account_by_code["610" if d == 1 else "800"]
-        out = [(src.bank, d * src.base, 0, _BX, "", None, None),
+        out: list[Posting] = [(src.bank, d * src.base, 0, _BX, "", None, None),
                (control, -d * src.cleared, 0, _BX, "", None, None)]
         if src.base != src.cleared:
             out.append((org.realised_fx_account, -d * (src.base - src.cleared), 0, _BX, "", None, None))
@@ -1023,7 +1042,8 @@ def generate_org(seed: int, today: date, *, years: float = 2.0, invoices: int | 
 
 
 class _Generator:
-    def __init__(self, seed, today, years, invoices, name, tenant_id):
+    def __init__(self, seed: int, today: date, years: float, invoices: int | None, name: str | None,
+                 tenant_id: str | None) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.today = today
@@ -1040,7 +1060,7 @@ class _Generator:
         short = "!" + "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789") for _ in range(5))
         self.org = Org(tenant_id=tid, name=org_name, short_code=short, today=today, start=self.start, seed=seed)
         self.weekly_income = WEEKLY_INCOME_CENTS
-        self.events: list[tuple] = []     # (created datetime, seq, source_type, source, date)
+        self.events: list[tuple[datetime, int, str, Any, date]] = []  # (created, seq, source_type, source, date)
 
     # -- helpers --
 
@@ -1055,7 +1075,7 @@ class _Generator:
         ms = self.rng.randrange(int(lo_h * 3_600_000), int(hi_h * 3_600_000))
         return midnight(d) + timedelta(milliseconds=ms)
 
-    def day_weight(self, d: date, region) -> float:
+    def day_weight(self, d: date, region: Region) -> float:
         _, weight, peak, amp, growth, _ = region
         wd = d.weekday()
         w = (1.0, 1.05, 1.05, 1.0, 0.95, 0.22, 0.03)[wd]
@@ -1063,7 +1083,8 @@ class _Generator:
             w *= 0.12    # Christmas shutdown
         season = 1 + amp * math.cos(2 * math.pi * ((d.month - 1 + d.day / 31) - (peak - 1)) / 12)
         t = (d - self.start).days / 365.0 - (len(self.days) / 365.0) / 2
-        return weight * w * season * (1 + growth) ** t
+        weighted: float = weight * w * season * (1 + growth) ** t
+        return weighted
 
     def build(self) -> Org:
         self.chart()
@@ -1084,7 +1105,7 @@ class _Generator:
         self.fx_revaluation()
         return self.org
 
-    def chart(self):
+    def chart(self) -> None:
         org = self.org
         for idx, (code, name, type_, tax, system, btype, bnum) in enumerate(chart.ACCOUNTS):
             a = Account(idx, self.uid(), code, name, type_, tax, system, btype, bnum,
@@ -1094,7 +1115,7 @@ class _Generator:
             org.account_by_id[a.id] = a
             org._register(a)
 
-    def tracking(self):
+    def tracking(self) -> None:
         org = self.org
         for cat_name, names in (("Region", [r[0] for r in chart.REGIONS]), ("Job Type", chart.JOB_TYPES)):
             cat = TrackingCategory(self.uid(), cat_name, org.created + timedelta(hours=1))
@@ -1109,11 +1130,11 @@ class _Generator:
 
     customer_list: list[tuple[str, str]] | None = None
 
-    def contacts(self):
+    def contacts(self) -> None:
         rng = self.rng
         n_customers = min(3000, max(80, self.n_invoices // 25))
         self.customers: dict[tuple[str, str], list[Contact]] = {}
-        used = set()
+        used: set[str] = set()
         given = self.customer_list
         if given is not None:
             n_customers = 0
@@ -1172,18 +1193,18 @@ class _Generator:
         if given is None:
             self.ambiguity()
 
-    def add_contact(self, c: Contact):
+    def add_contact(self, c: Contact) -> None:
         self.org.contacts.append(c)
         self.org.contact_by_id[c.id] = c
         self.org._register(c)
 
-    def ambiguity(self):
+    def ambiguity(self) -> None:
         """Contacts a practice's matching must handle: shared emails, near-identical names, an
         archived contact and a merged one."""
         rng = self.rng
         regions = [r[0] for r in chart.REGIONS]
 
-        def biz(name, email, region):
+        def biz(name: str, email: str, region: str) -> Contact:
             city, pc = rng.choice(chart.CITIES[region])
             c = Contact(self.uid(), name, email, self.stamp(self.start - timedelta(days=rng.randrange(10, 300))),
                         kind="customer", region=region, city=city, postcode=pc,
@@ -1204,7 +1225,7 @@ class _Generator:
         dup = biz("Banksia Child Care Centre", "accounts@banksiacare.example.com.au", regions[4])
         self.merge_later = (dup, kept)
 
-    def pick_region(self):
+    def pick_region(self) -> Region:
         r = self.rng.random()
         acc = 0.0
         for region in chart.REGIONS:
@@ -1221,7 +1242,7 @@ class _Generator:
 
     # -- opening balances --
 
-    def opening_balances(self):
+    def opening_balances(self) -> None:
         org = self.org
         scale = self.weekly_income
         entries = [(org.account("090"), 2 * scale), (org.account("091"), 4 * scale),
@@ -1234,14 +1255,16 @@ class _Generator:
         org._register(mj)
         self.event(mj.updated, "MANJOURNAL", mj, org.origin)
 
-    def event(self, created: datetime, source_type: str, source, d: date):
+    def event(self, created: datetime, source_type: str, source: Any, d: date) -> None:
         self.events.append((created, len(self.events), source_type, source, d))
 
     # -- sales invoices --
 
-    def weighted_days(self):
+    def weighted_days(self) -> tuple[list[tuple[date, Region]], list[float]]:
         """Cumulative (day, region) weights for sampling when documents happen."""
-        cells, cum, acc = [], [], 0.0
+        cells: list[tuple[date, Region]] = []
+        cum: list[float] = []
+        acc = 0.0
         for d in self.days:
             for region in chart.REGIONS:
                 acc += self.day_weight(d, region)
@@ -1249,7 +1272,7 @@ class _Generator:
                 cum.append(acc)
         return cells, cum
 
-    def sample_cells(self, n: int) -> list[tuple[date, tuple]]:
+    def sample_cells(self, n: int) -> list[tuple[date, Region]]:
         cells, cum = self.cells
         total = cum[-1]
         rnd = self.rng.random
@@ -1257,12 +1280,12 @@ class _Generator:
         picks.sort(key=lambda c: c[0])
         return picks
 
-    def pick_job(self, region) -> str:
+    def pick_job(self, region: Region) -> str:
         mix = region[5]
         r = self.rng.random()
         return "Residential" if r < mix[0] else ("Commercial" if r < mix[0] + mix[1] else "Retrospective")
 
-    def sales_invoices(self):
+    def sales_invoices(self) -> None:
         rng, org = self.rng, self.org
         self.cells = self.weighted_days()
         weeks = len(self.days) / 7
@@ -1286,10 +1309,10 @@ class _Generator:
                 line_net = max(5000, int(target * share))
                 qty = rng.choice((1, 1, 1, 2, 3, 4, 5, 8, 10))
                 unit = max(100, line_net // qty)
-                rname = other if (split and k % 2 == 1) else region[0]
+                rname = other if (other is not None and k % 2 == 1) else region[0]
                 lines.append(Line(self.line_no(), rng.choice(chart.LINE_TEXT[acct]), qty, unit, org.account(acct),
                                   "OUTPUT", self.region_opt[rname], self.job_opt[job]))
-            if split and len(lines) == 1:
+            if other is not None and len(lines) == 1:
                 first = lines[0]
                 half = max(1, first.qty // 2) if first.qty > 1 else 1
                 lines.append(Line(self.line_no(), first.description, half, first.unit, first.account, "OUTPUT",
@@ -1319,12 +1342,12 @@ class _Generator:
                 if inv.updated.date() > last:
                     inv.updated = created + timedelta(minutes=30)
 
-    def register_invoice(self, inv: Invoice):
+    def register_invoice(self, inv: Invoice) -> None:
         self.org.invoices.append(inv)
         self.org.invoice_by_id[inv.id] = inv
         self.org._register(inv)
 
-    def maybe_pay(self, inv: Invoice, terms: int, bad_debt: float, bank_code: str = "090"):
+    def maybe_pay(self, inv: Invoice, terms: int, bad_debt: float, bank_code: str = "090") -> None:
         rng = self.rng
         if rng.random() < bad_debt:
             return
@@ -1350,7 +1373,7 @@ class _Generator:
 
     # -- cash sales (RECEIVE bank transactions coded to revenue) --
 
-    def cash_sales(self):
+    def cash_sales(self) -> None:
         rng, org = self.rng, self.org
         weeks = len(self.days) / 7
         n = max(1, self.n_invoices // 6)
@@ -1368,7 +1391,7 @@ class _Generator:
                 bt.status = "DELETED"       # keyed twice and deleted: served, never posted
             self.add_bank(bt)
 
-    def add_bank(self, bt: BankTransaction, post: bool = True):
+    def add_bank(self, bt: BankTransaction, post: bool = True) -> None:
         self.org.bank_transactions.append(bt)
         self.org._register(bt)
         if post and bt.posts:
@@ -1376,7 +1399,7 @@ class _Generator:
 
     # -- bills: cost of sales --
 
-    def cost_bills(self):
+    def cost_bills(self) -> None:
         rng, org = self.rng, self.org
         n = max(1, self.n_invoices // 3)
         # Cost of sales near 30% of the trading income actually invoiced and taken in cash.
@@ -1406,7 +1429,7 @@ class _Generator:
 
     # -- overheads: monthly bills --
 
-    def overheads(self):
+    def overheads(self) -> None:
         rng, org = self.rng, self.org
         monthly = self.weekly_income * 52 / 12
         share = {"469": 0.030, "433": 0.008, "445": 0.006, "489": 0.004, "412": 0.006, "400": 0.012,
@@ -1436,7 +1459,7 @@ class _Generator:
 
     # -- wages, super, card spending, bank fees, interest, drawings, transfers --
 
-    def wages_and_card(self):
+    def wages_and_card(self) -> None:
         rng, org = self.rng, self.org
         cheque, savings, card = org.account("090"), org.account("091"), org.account("092")
         staff = Contact(self.uid(), "Payroll - Staff Wages", "", self.stamp(self.start - timedelta(days=100)),
@@ -1451,7 +1474,8 @@ class _Generator:
             self.add_contact(c)
         weekly = self.weekly_income
 
-        def spend(d, contact, bank_acct, acct, net, desc, region=None, tax=None, kind="SPEND"):
+        def spend(d: date, contact: Contact, bank_acct: Account, acct: str, net: int, desc: str,
+                  region: TrackingOption | None = None, tax: str | None = None, kind: str = "SPEND") -> None:
             line = Line(self.line_no(), desc, 1, net, org.account(acct), tax or org.account(acct).tax_type, region)
             self.add_bank(BankTransaction(self.uid(), kind, contact, bank_acct, d, [line], self.stamp(d), desc))
 
@@ -1486,7 +1510,7 @@ class _Generator:
             if d.day == 5 and d.month in (1, 4, 7, 10):
                 self.transfer(d, cheque, savings, int(weekly * 1.0), "Quarterly sweep to savings")
 
-    def transfer(self, d: date, from_bank: Account, to_bank: Account, amount: int, ref: str):
+    def transfer(self, d: date, from_bank: Account, to_bank: Account, amount: int, ref: str) -> None:
         org = self.org
         created = self.stamp(d)
         t = Transfer(self.uid(), d, amount, from_bank, to_bank, created)
@@ -1503,7 +1527,7 @@ class _Generator:
 
     # -- credit notes --
 
-    def credit_notes(self):
+    def credit_notes(self) -> None:
         rng, org = self.rng, self.org
         sales = [i for i in org.invoices if i.type == "ACCREC" and i.status in ("AUTHORISED", "PAID")]
         n = max(2, len(sales) // 200)
@@ -1556,7 +1580,7 @@ class _Generator:
 
     # -- posting and after-posting documents --
 
-    def post_all(self):
+    def post_all(self) -> None:
         org = self.org
         self.events.sort(key=lambda e: (e[0], e[1]))
         for created, _, st, src, d in self.events:
@@ -1581,7 +1605,7 @@ class _Generator:
         org.payments.sort(key=lambda p: (p.date, p.updated))
         org.credit_notes.sort(key=lambda c: (c.date, c.number))
 
-    def gst_payments(self):
+    def gst_payments(self) -> None:
         """Quarterly BAS: pay the GST owed at each quarter end 28 days later."""
         org = self.org
         gst_acct = org.account("820")
@@ -1608,7 +1632,7 @@ class _Generator:
                 ("Thames Valley Facilities Ltd", "GBP", "payables@thamesvalleyfm.example.co.uk"),
                 ("Alpenblick Hotels GmbH", "EUR", "buchhaltung@alpenblick.example.de"))
 
-    def foreign_sales(self):
+    def foreign_sales(self) -> None:
         """Sales invoices and credit notes in foreign currencies, at the day's rate: most are paid
         weeks later at that day's rate (a realised gain or loss in the payment's journal), the rest
         stay open and are revalued at each month-end (unrealised gains, in reports only). Drawn from
@@ -1673,7 +1697,7 @@ class _Generator:
             org._register(cn)
             self.event(created, "ACCRECCREDIT", cn, d)
 
-    def usd_bill(self):
+    def usd_bill(self) -> None:
         """An imported test-and-tag rig billed in USD and still unpaid: an open foreign balance."""
         org = self.org
         supplier = Contact(self.uid(), "Fluke Pacific Inc", "ar@flukepacific.example.com",
@@ -1692,7 +1716,7 @@ class _Generator:
         self.event(created, "ACCPAY", bill, d)
         self.usd = bill
 
-    def fx_revaluation(self):
+    def fx_revaluation(self) -> None:
         """Unrealised currency gains: see `Org._revalue` (computed from the open foreign documents,
         again whenever a posting or an allocation changes them)."""
         self.org._reval_dirty = True

@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import Clock
 
 MINUTE = 60.0
 DAY = 86400.0
@@ -37,7 +40,7 @@ class Decision:
 
 
 class Limits:
-    def __init__(self, clock, per_minute: int = 60, per_day: int = 5000, concurrent: int = 5,
+    def __init__(self, clock: Clock, per_minute: int = 60, per_day: int = 5000, concurrent: int = 5,
                  app_per_minute: int = 10000):
         self.clock = clock
         self.per_minute, self.per_day, self.concurrent, self.app_per_minute = per_minute, per_day, concurrent, app_per_minute
@@ -147,11 +150,11 @@ class Limits:
             self._day.clear()
             self._app.clear()
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         with self._cond:
             return {"day": [[c, t, w.start, w.used] for (c, t), w in self._day.items()]}
 
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         with self._cond:
             for c, t, start, used in data.get("day", []):
                 self._day[(c, t)] = Window(DAY, start, used)

@@ -23,7 +23,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from aiosmtpd.controller import Controller
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def port_answers(port: int, host: str = "127.0.0.1") -> bool:
@@ -43,6 +44,11 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
             return s.recv(3) == b"220"
     except OSError:
         return False
+
+
+# A test's say in the conversation: (stage "rcpt" | "data", envelope, address | Caught) -> an SMTP
+# reply to answer instead ("550 ..."), or None to accept.
+MailHook = Callable[[str, Any, Any], "str | None"]
 
 
 @dataclass
@@ -61,23 +67,25 @@ class Caught:
 
 
 class _Handler:
-    def __init__(self, catcher: "MailCatcher"):
+    def __init__(self, catcher: "MailCatcher") -> None:
         self.catcher = catcher
 
-    async def _hook(self, stage: str, envelope, extra=None):
+    # aiosmtpd's handler protocol: its server, session and envelope objects are untyped.
+    async def _hook(self, stage: str, envelope: Any, extra: object = None) -> str | None:
         hook = self.catcher.hook
         if hook is None:
             return None
         return await asyncio.get_running_loop().run_in_executor(None, hook, stage, envelope, extra)
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
         refused = await self._hook("rcpt", envelope, address)
         if refused:
             return refused
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         caught = Caught(envelope.mail_from, list(envelope.rcpt_tos), bytes(raw))
         self.catcher._keep(caught)
@@ -89,7 +97,7 @@ class MailCatcher:
     """`with MailCatcher() as m:` ... `m.port`, `m.caught`. Loopback only."""
 
     def __init__(self, port: int | None = None, maildir: Path | str | None = None, host: str = "127.0.0.1",
-                 hook: Callable | None = None):
+                 hook: MailHook | None = None) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("the mail catcher listens on loopback only")
         self.host, self.port = host, port or free_port(host)
@@ -133,6 +141,6 @@ class MailCatcher:
     def __enter__(self) -> "MailCatcher":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 

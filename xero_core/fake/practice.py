@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from collections.abc import Mapping
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from .responses import XML_CT, Reply, not_found
@@ -95,7 +97,7 @@ class Job:
     tasks: list[Task] = field(default_factory=list)
 
 
-def _get(obj, *names: str, default=""):
+def _get(obj: object, *names: str, default: Any = "") -> Any:
     """The first present field among names (dict keys or attributes): the ledger's records are
     attribute-style (`.id`, `.email`), Xero-shaped dicts use `ContactID`, `EmailAddress`."""
     for name in names:
@@ -107,9 +109,9 @@ def _get(obj, *names: str, default=""):
     return default
 
 
-def _shared_mailboxes(contacts: list) -> list[list]:
+def _shared_mailboxes(contacts: list[Any]) -> list[list[Any]]:
     """Groups of active, unmerged contacts with one email address (sorted by address)."""
-    groups: dict[str, list] = {}
+    groups: dict[str, list[Any]] = {}
     for c in contacts:
         email = str(_get(c, "EmailAddress", "email") or "").strip().lower()
         active = str(_get(c, "ContactStatus", "status", default="ACTIVE") or "ACTIVE").upper() == "ACTIVE"
@@ -137,7 +139,7 @@ class Practice:
 
     # ---- generation ------------------------------------------------------------------------------
     @classmethod
-    def generate(cls, seed: int, today: date, tenant_id: str, org=None, index: int = 0) -> "Practice":
+    def generate(cls, seed: int, today: date, tenant_id: str, org: object = None, index: int = 0) -> Practice:
         rng = random.Random(f"practice:{seed}")
         raw = _get(org, "contacts", default=[]) if org is not None else []
         contacts = list(raw.values() if isinstance(raw, dict) else raw)
@@ -200,7 +202,7 @@ class Practice:
         return cls(tenant_id, name, clients, jobs)
 
     @staticmethod
-    def _client(cid: int, name: str, email: str, rng: random.Random, contact_id, kind) -> Client:
+    def _client(cid: int, name: str, email: str, rng: random.Random, contact_id: str | None, kind: str) -> Client:
         first = rng.choice(["Alex", "Sam", "Jordan", "Casey", "Morgan", "Riley", "Jamie", "Taylor"])
         last = rng.choice(["Smith", "Brown", "Wilson", "Taylor", "Martin", "Lee", "Walker", "Hall"])
         return Client(cid, name, email, f"02 9{rng.randint(100, 999)} {rng.randint(1000, 9999)}",
@@ -208,7 +210,7 @@ class Practice:
                       rng.choice(["Sydney", "Parramatta", "Newcastle", "Wollongong"]), str(rng.randint(2000, 2999)),
                       f"{first} {last}", contact_id if contact_id not in ("", "None") else None, kind)
 
-    def tell_story(self, org, today: date) -> None:
+    def tell_story(self, org: object, today: date) -> None:
         """The walk-through's client: known to Practice Manager by the ledger's name and email (other
         clients keep their generated near-misses for the matching), with one job waiting on its
         documents and the others done."""
@@ -258,11 +260,11 @@ class Practice:
         job.completed = (today or job.due) if name == "Completed" else None
         return job
 
-    def dump(self) -> dict:
+    def dump(self) -> dict[str, Any]:
         return {"jobs": {j.id: {"state": j.state, "completed": j.completed.isoformat() if j.completed else None}
                          for j in self.jobs.values()}}
 
-    def load(self, data: dict) -> None:
+    def load(self, data: dict[str, Any]) -> None:
         for jid, s in data.get("jobs", {}).items():
             if jid in self.jobs:
                 self.jobs[jid].state = s["state"]
@@ -274,7 +276,7 @@ def _d(x: date | None) -> str:
     return f"{x.isoformat()}T00:00:00" if x else ""
 
 
-def _sub(parent: ET.Element, tag: str, text=None) -> ET.Element:
+def _sub(parent: ET.Element, tag: str, text: object = None) -> ET.Element:
     el = ET.SubElement(parent, tag)
     if text is not None:
         el.text = str(text)
@@ -375,7 +377,8 @@ def _parse_day(raw: str | None) -> date | None:
         return None
 
 
-def handle_practice(p: Practice, method: str, subpath: str, params, body: bytes, now: datetime) -> Reply:
+def handle_practice(p: Practice, method: str, subpath: str, params: Mapping[str, str], body: bytes,
+                    now: datetime) -> Reply:
     parts = [x for x in subpath.split("/") if x]
     if len(parts) < 2:
         return not_found()

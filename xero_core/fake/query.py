@@ -62,18 +62,21 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     return out
 
 
+Predicate = Callable[[Any], bool]  # a record -> whether the where clause keeps it
+
+
 class _Parser:
-    def __init__(self, text: str, fields: dict[str, Field], type_name: str):
+    def __init__(self, text: str, fields: dict[str, Field], type_name: str) -> None:
         self.toks = _tokenize(text)
         self.i = 0
         self.fields = {k.lower(): (k, f) for k, f in fields.items()}
         self.type_name = type_name
 
-    def peek(self, k=0):
+    def peek(self, k: int = 0) -> tuple[str, str]:
         j = self.i + k
         return self.toks[j] if j < len(self.toks) else ("end", "")
 
-    def take(self, kind=None, value=None):
+    def take(self, kind: str | None = None, value: str | None = None) -> tuple[str, str]:
         tok = self.peek()
         if (kind and tok[0] != kind) or (value is not None and tok[1].upper() != value.upper()):
             want = value or kind
@@ -81,11 +84,11 @@ class _Parser:
         self.i += 1
         return tok
 
-    def is_word(self, *words):
+    def is_word(self, *words: str) -> bool:
         k, v = self.peek()
         return (k == "name" and v.upper() in words) or (k == "op" and v in words)
 
-    def parse(self):
+    def parse(self) -> Predicate:
         if not self.toks:
             raise QueryError("The where clause is empty")
         pred = self.expr()
@@ -93,21 +96,27 @@ class _Parser:
             raise QueryError(f"Syntax error in where clause: unexpected {self.peek()[1]!r}")
         return pred
 
-    def expr(self):
+    def expr(self) -> Predicate:
         parts = [self.conj()]
         while self.is_word("OR", "||"):
             self.i += 1
             parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else (lambda r, ps=tuple(parts): any(p(r) for p in ps))
+        if len(parts) == 1:
+            return parts[0]
+        ps = tuple(parts)
+        return lambda r: any(p(r) for p in ps)
 
-    def conj(self):
+    def conj(self) -> Predicate:
         parts = [self.unary()]
         while self.is_word("AND", "&&"):
             self.i += 1
             parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else (lambda r, ps=tuple(parts): all(p(r) for p in ps))
+        if len(parts) == 1:
+            return parts[0]
+        ps = tuple(parts)
+        return lambda r: all(p(r) for p in ps)
 
-    def unary(self):
+    def unary(self) -> Predicate:
         if self.is_word("NOT", "!"):
             self.i += 1
             inner = self.unary()
@@ -119,7 +128,7 @@ class _Parser:
             return inner
         return self.compare()
 
-    def field(self):
+    def field(self) -> tuple[str, Field]:
         if self.peek()[0] != "name":
             raise QueryError("Expression expected")
         parts = [self.take("name")[1]]
@@ -133,7 +142,7 @@ class _Parser:
             raise QueryError(f"No property or field '{path}' exists in type '{self.type_name}'")
         return hit
 
-    def literal(self):
+    def literal(self) -> tuple[str, Any]:
         kind, val = self.peek()
         if kind == "str":
             self.i += 1
@@ -172,7 +181,8 @@ class _Parser:
                 if len(nums) not in (3, 6):
                     raise QueryError("DateTime() takes (year, month, day) or (year, month, day, hour, minute, second)")
                 try:
-                    return "datetime", datetime(*nums, tzinfo=UTC)
+                    y, mo, d, h, mi, sec = (*nums, 0, 0, 0)[:6]  # 3 or 6 numbers (checked above)
+                    return "datetime", datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
                 except ValueError as e:
                     raise QueryError(f"DateTime{tuple(nums)} is not a valid date: {e}") from None
             if up == "GUID":
@@ -186,7 +196,7 @@ class _Parser:
         raise QueryError("Expression expected" if kind in ("end", "op") else
                          f"No property or field '{val}' exists in type '{self.type_name}'")
 
-    def compare(self):
+    def compare(self) -> Predicate:
         name, f = self.field()
         get = f.getter
         if self.peek() == ("op", ".") and self.peek(1)[0] == "name":
@@ -195,8 +205,7 @@ class _Parser:
             if method in ("tolower", "toupper"):
                 self.take("op", "(")
                 self.take("op", ")")
-                base, g0 = get, (str.lower if method == "tolower" else str.upper)
-                get = lambda r, base=base, g0=g0: g0(base(r) or "")  # noqa: E731
+                get = _cased(get, str.lower if method == "tolower" else str.upper)
                 if self.peek() == ("op", ".") and self.peek(1)[0] == "name":
                     self.i += 1
                     method = self.take("name")[1].lower()
@@ -213,7 +222,7 @@ class _Parser:
             return lambda r: fn(get(r) or "", arg)
         return self._binary(name, Field(get, f.kind))
 
-    def _binary(self, name, f: Field):
+    def _binary(self, name: str, f: Field) -> Predicate:
         k, op = self.peek()
         if k != "op" or op not in ("==", "!=", ">=", "<=", ">", "<", "="):
             if f.kind == "bool":
@@ -230,7 +239,7 @@ class _Parser:
         elif f.kind == "guid":
             raw = get
             get = lambda r: (raw(r) or "").lower() or None  # noqa: E731
-        cmp = {
+        cmp: Predicate = {
             "==": lambda a: a == value, "!=": lambda a: a != value,
             ">=": lambda a: a is not None and a >= value, "<=": lambda a: a is not None and a <= value,
             ">": lambda a: a is not None and a > value, "<": lambda a: a is not None and a < value,
@@ -238,7 +247,12 @@ class _Parser:
         return lambda r: cmp(get(r))
 
 
-def _as_datetime(v):
+def _cased(get: Callable[[Any], Any], case: Callable[[str], str]) -> Callable[[Any], str]:
+    """ToLower()/ToUpper() on a field: None reads as ""."""
+    return lambda r: case(get(r) or "")
+
+
+def _as_datetime(v: Any) -> datetime | None:
     if v is None or isinstance(v, datetime):
         return v
     return datetime(v.year, v.month, v.day, tzinfo=UTC)
@@ -249,7 +263,7 @@ _NET_FIELD = {"str": "String", "guid": "Guid", "date": "DateTime", "datetime": "
 _NET_LITERAL = {"str": "String", "num": "Decimal", "datetime": "DateTime", "guid": "Guid", "bool": "Boolean"}
 
 
-def _coerce(name, kind, lk, lv, op):
+def _coerce(name: str, kind: str, lk: str, lv: Any, op: str) -> Any:
     if lk == "null":
         if op not in ("==", "!="):
             raise QueryError(f"Operator '{op}' incompatible with null ({name})")
@@ -291,7 +305,7 @@ def order_key(text: str, fields: dict[str, Field], type_name: str) -> list[tuple
     return keys
 
 
-def apply_order(items: list, keys: list[tuple[Field, bool]]) -> list:
+def apply_order(items: list[Any], keys: list[tuple[Field, bool]]) -> list[Any]:
     items = list(items)
     for f, desc in reversed(keys):
         get = f.getter
@@ -300,7 +314,7 @@ def apply_order(items: list, keys: list[tuple[Field, bool]]) -> list:
     return items
 
 
-def _sortable(v):
+def _sortable(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, datetime):

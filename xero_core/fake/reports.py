@@ -6,18 +6,19 @@ rows (Gross Profit, Net Profit, totals) have no attributes. Sections with no acc
 out, as Xero does. The P&L includes report-only revaluations (see ledger.fx_revaluation)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from xero_core.fake import chart, wire
-from xero_core.fake.ledger import Account, Org, _month_end
+from xero_core.fake.ledger import Account, Org, TrackingCategory, TrackingOption, _month_end
 
 
 class ReportError(ValueError):
     """Bad report parameters; served as a 400 ValidationException."""
 
 
-def build(org: Org, name: str, p: dict, now: datetime) -> dict | None:
+def build(org: Org, name: str, p: dict[str, Any], now: datetime) -> dict[str, Any] | None:
     fn = {"profitandloss": profit_and_loss, "banksummary": bank_summary, "balancesheet": balance_sheet,
           "trialbalance": trial_balance}.get(name.lower())
     return None if fn is None else fn(org, p, now)
@@ -25,7 +26,7 @@ def build(org: Org, name: str, p: dict, now: datetime) -> dict | None:
 
 # ---- helpers ----------------------------------------------------------------------------------
 
-def _date(p: dict, name: str, default: date) -> date:
+def _date(p: dict[str, Any], name: str, default: date) -> date:
     v = p.get(name.lower())
     if not v:
         return default
@@ -57,7 +58,7 @@ def shift_months(d: date, months: int) -> date:
     return date(y, m, min(d.day, _month_end(date(y, m, 1)).day))
 
 
-def _periods(p: dict) -> tuple[int, int]:
+def _periods(p: dict[str, Any]) -> tuple[int, int]:
     raw = p.get("periods")
     try:
         n = int(raw) if raw not in (None, "") else 0
@@ -72,20 +73,20 @@ def _periods(p: dict) -> tuple[int, int]:
     return n, step
 
 
-def _acct_cell(a: Account, value: str, attr_id: str = "account") -> dict:
+def _acct_cell(a: Account, value: str, attr_id: str = "account") -> dict[str, Any]:
     return {"Value": value, "Attributes": [{"Value": a.id, "Id": attr_id}]}
 
 
-def _row(cells: list) -> dict:
+def _row(cells: list[Any]) -> dict[str, Any]:
     return {"RowType": "Row", "Cells": cells}
 
 
-def _summary(label: str, values: list[int]) -> dict:
+def _summary(label: str, values: list[int]) -> dict[str, Any]:
     return {"RowType": "SummaryRow", "Cells": [{"Value": label}] + [{"Value": wire.money_text(v)} for v in values]}
 
 
 def _report(org: Org, report_id: str | None, name: str, type_: str, titles: list[str], now: datetime,
-            rows: list) -> dict:
+            rows: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if report_id:
         out["ReportID"] = report_id
@@ -95,7 +96,8 @@ def _report(org: Org, report_id: str | None, name: str, type_: str, titles: list
     return out
 
 
-def _option(org: Org, cat_id: str | None, opt_id: str | None):
+def _option(org: Org, cat_id: str | None,
+            opt_id: str | None) -> tuple[TrackingCategory | None, TrackingOption | None]:
     """(category, option) from the tracking parameters; unknown ids are a 400 as in Xero."""
     if not cat_id and not opt_id:
         return None, None
@@ -112,7 +114,7 @@ def _option(org: Org, cat_id: str | None, opt_id: str | None):
     return cat, None
 
 
-def _filter(opt) -> dict:
+def _filter(opt: TrackingOption | None) -> dict[str, Any]:
     if opt is None:
         return {}
     return {"region": opt} if opt.category.name == "Region" else {"job": opt}
@@ -120,7 +122,7 @@ def _filter(opt) -> dict:
 
 # ---- ProfitAndLoss ----------------------------------------------------------------------------
 
-def _range(p: dict, today: date) -> tuple[date, date]:
+def _range(p: dict[str, Any], today: date) -> tuple[date, date]:
     """No dates: this month. Only fromDate: up to today. Only toDate: from the 1st of its month."""
     has_from, has_to = bool(p.get("fromdate")), bool(p.get("todate"))
     if not has_from and not has_to:
@@ -132,14 +134,14 @@ def _range(p: dict, today: date) -> tuple[date, date]:
     return d_from, d_to
 
 
-def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
+def profit_and_loss(org: Org, p: dict[str, Any], now: datetime) -> dict[str, Any]:
     d_from, d_to = _range(p, now.date())
     n, step = _periods(p)
     cat, opt = _option(org, p.get("trackingcategoryid"), p.get("trackingoptionid"))
     cat2, opt2 = _option(org, p.get("trackingcategoryid2"), p.get("trackingoptionid2"))
     base = {**_filter(opt), **_filter(opt2)}
     # Columns: (label, from, to, filter); newest period first.
-    cols: list[tuple[str, date, date, dict | None]] = []
+    cols: list[tuple[str, date, date, dict[str, Any] | None]] = []
     if cat is not None and opt is None:
         for o in cat.options:
             cols.append((o.name, d_from, d_to, {**base, **_filter(o)}))
@@ -150,17 +152,20 @@ def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
             f, t = shift_months(d_from, -k * step), shift_months(d_to, -k * step)
             cols.append((_label(t), f, t, dict(base)))
 
-    def value(a: Account, col) -> int:
+    def value(a: Account, col: tuple[str, date, date, dict[str, Any] | None]) -> int:
         _, f, t, flt = col
         if flt is None:    # "Unassigned": total less every option of the category
             tot = org.account_net(a, f, t, **base)
-            assigned = sum(org.account_net(a, f, t, **{**base, **_filter(o)}) for o in cat.options)
+            options = cat.options if cat is not None else []  # the "Unassigned" column comes with a category
+            assigned = 0
+            for o in options:
+                assigned += org.account_net(a, f, t, **{**base, **_filter(o)})
             v = tot - assigned
         else:
             v = org.account_net(a, f, t, **flt)
         return -v if a.cls == "REVENUE" else v
 
-    rows: list = [{"RowType": "Header", "Cells": [{"Value": ""}] + [{"Value": c[0]} for c in cols]}]
+    rows: list[Any] = [{"RowType": "Header", "Cells": [{"Value": ""}] + [{"Value": c[0]} for c in cols]}]
     totals = {}
     for title, types in chart.PNL_SECTIONS:
         sec_rows = []
@@ -192,9 +197,9 @@ def profit_and_loss(org: Org, p: dict, now: datetime) -> dict:
 
 # ---- BankSummary ------------------------------------------------------------------------------
 
-def bank_summary(org: Org, p: dict, now: datetime) -> dict:
+def bank_summary(org: Org, p: dict[str, Any], now: datetime) -> dict[str, Any]:
     d_from, d_to = _range(p, now.date())
-    rows: list = [{"RowType": "Header", "Cells": [{"Value": v} for v in
+    rows: list[Any] = [{"RowType": "Header", "Cells": [{"Value": v} for v in
                                                   ("Bank Accounts", "Opening Balance", "Cash Received",
                                                    "Cash Spent", "Closing Balance")]}]
     sec = []
@@ -227,14 +232,15 @@ def _profit(org: Org, d_from: date | None, d_to: date) -> int:
     return -sum(org.account_net(a, d_from, d_to) for a in org.accounts if a.type in chart.PNL_TYPES)
 
 
-def balance_sheet(org: Org, p: dict, now: datetime) -> dict:
+def balance_sheet(org: Org, p: dict[str, Any], now: datetime) -> dict[str, Any]:
     d = _date(p, "date", _month_end(now.date()))
     n, step = _periods(p)
     dates = [shift_months(d, -k * step) for k in range(n + 1)]
-    rows: list = [{"RowType": "Header", "Cells": [{"Value": ""}] + [{"Value": _label(x, True)} for x in dates]}]
+    rows: list[Any] = [{"RowType": "Header", "Cells": [{"Value": ""}] + [{"Value": _label(x, True)} for x in dates]}]
 
-    def section(title, types, sign):
-        out, sums = [], [0] * len(dates)
+    def section(title: str, types: Iterable[str], sign: int) -> list[int]:
+        out: list[Any] = []
+        sums = [0] * len(dates)
         for a in org.accounts:
             if a.type not in types:
                 continue
@@ -248,7 +254,7 @@ def balance_sheet(org: Org, p: dict, now: datetime) -> dict:
             rows.append({"RowType": "Section", "Title": title, "Rows": out})
         return sums
 
-    def computed(label, vals):
+    def computed(label: str, vals: list[int]) -> None:
         rows.append({"RowType": "Section", "Title": "",
                      "Rows": [_row([{"Value": label}] + [{"Value": wire.money_text(v)} for v in vals])]})
 
@@ -290,11 +296,11 @@ _TB_SECTIONS = [("Revenue", "REVENUE"), ("Expenses", "EXPENSE"), ("Assets", "ASS
                 ("Liabilities", "LIABILITY"), ("Equity", "EQUITY")]
 
 
-def trial_balance(org: Org, p: dict, now: datetime) -> dict:
+def trial_balance(org: Org, p: dict[str, Any], now: datetime) -> dict[str, Any]:
     d = _date(p, "date", now.date())
     fy = fy_start(d)
     month = d.replace(day=1)
-    rows: list = [{"RowType": "Header", "Cells": [{"Value": v} for v in
+    rows: list[Any] = [{"RowType": "Header", "Cells": [{"Value": v} for v in
                                                   ("Account", "Debit", "Credit", "YTD Debit", "YTD Credit")]}]
     re_acct = next(a for a in org.accounts if a.system == "RETAINEDEARNINGS")
     tot = [0, 0, 0, 0]

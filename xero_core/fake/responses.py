@@ -17,11 +17,11 @@ TEXT_CT = "text/plain; charset=utf-8"
 
 class Reply(NamedTuple):
     status: int
-    headers: dict
+    headers: dict[str, Any]
     body: bytes
 
 
-def json_reply(status: int, payload, headers: dict | None = None) -> Reply:
+def json_reply(status: int, payload: Any, headers: dict[str, Any] | None = None) -> Reply:
     h = {"Content-Type": JSON_CT}
     h.update(headers or {})
     return Reply(status, h, json.dumps(payload, separators=(",", ":")).encode())
@@ -46,7 +46,7 @@ def oauth_error(error: str, description: str | None = None, status: int = 400) -
     return json_reply(status, body, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-def html(status: int, text: str, headers: dict | None = None) -> Reply:
+def html(status: int, text: str, headers: dict[str, Any] | None = None) -> Reply:
     h = {"Content-Type": HTML_CT}
     h.update(headers or {})
     return Reply(status, h, text.encode())

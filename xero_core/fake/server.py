@@ -16,8 +16,12 @@ import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .app import FakeXero
 
 log = logging.getLogger("xero_core.fake.server")
 
@@ -29,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     owner: "FakeServer"  # set on the subclass per server
 
-    def log_message(self, fmt, *args):  # the fake logs served requests itself
+    def log_message(self, fmt: str, *args: Any) -> None:  # the fake logs served requests itself
         log.debug("%s " + fmt, self.address_string(), *args)
 
     def _read_body(self) -> bytes:
@@ -84,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeServer:
-    def __init__(self, fake, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, fake: FakeXero, host: str = "127.0.0.1", port: int = 0) -> None:
         self.fake = fake
         self.closing = threading.Event()
         handler = type("FakeXeroHandler", (_Handler,), {"owner": self})
@@ -105,11 +109,11 @@ class FakeServer:
     def __enter__(self) -> "FakeServer":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def serve(fake, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
+def serve(fake: FakeXero, host: str = "127.0.0.1", port: int = 0) -> FakeServer:
     return FakeServer(fake, host, port)
 
 
@@ -125,7 +129,7 @@ def _probe(url: str) -> str:
         return "other"
 
 
-def ensure_running(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0.1", timeout: float = 60.0,
+def ensure_running(port: int, state_dir: Path | str, seed: int = 42, *, host: str = "127.0.0.1", timeout: float = 60.0,
                    extra_args: list[str] | None = None) -> str:
     """The URL of a fake on host:port, starting a detached `python -m xero_core fake-xero` if none
     answers. Its state lives in state_dir, so it survives restarts; its log is state_dir/fake-xero.log."""
@@ -135,7 +139,7 @@ def ensure_running(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0
 class FakeProcess:
     """A fake found on a port, or one this process started (`started`: then `stop()` ends it)."""
 
-    def __init__(self, url: str, proc: subprocess.Popen | None = None):
+    def __init__(self, url: str, proc: subprocess.Popen[bytes] | None = None) -> None:
         self.url, self.proc = url, proc
 
     @property
@@ -153,7 +157,7 @@ class FakeProcess:
             self.proc.wait(timeout)
 
 
-def start_fake(port: int, state_dir, seed: int = 42, *, host: str = "127.0.0.1", timeout: float = 60.0,
+def start_fake(port: int, state_dir: Path | str, seed: int = 42, *, host: str = "127.0.0.1", timeout: float = 60.0,
                extra_args: list[str] | None = None, owned: bool = False) -> FakeProcess:
     """The fake on host:port: the one already answering there, or a new `python -m xero_core fake-xero`.
 

@@ -11,6 +11,10 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import FakeXero
 
 log = logging.getLogger("xero_core.fake")
 
@@ -18,12 +22,12 @@ VERSION = 1
 
 
 class StateStore:
-    def __init__(self, state_dir):
+    def __init__(self, state_dir: Path | str) -> None:
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "fake-xero-state.json"
 
-    def snapshot(self, fake) -> dict:
+    def snapshot(self, fake: FakeXero) -> dict[str, Any]:
         return {
             "version": VERSION,
             "seed": fake.seed,
@@ -36,7 +40,7 @@ class StateStore:
             "webhook_sequence": fake.webhooks.sequence,
         }
 
-    def _files_without_content(self, dumped: dict) -> dict:
+    def _files_without_content(self, dumped: dict[str, Any]) -> dict[str, Any]:
         """Uploaded bytes go to blobs/<file id> once; the JSON (rewritten on every change) stays small."""
         blobs = self.dir / "blobs"
         for f in dumped["files"]:
@@ -47,7 +51,7 @@ class StateStore:
             f["content_b64"] = None
         return dumped
 
-    def _with_content(self, dumped: dict) -> dict:
+    def _with_content(self, dumped: dict[str, Any]) -> dict[str, Any]:
         kept = []
         for f in dumped.get("files", []):
             path = self.dir / "blobs" / f["id"]
@@ -59,7 +63,7 @@ class StateStore:
             kept.append(f)
         return {**dumped, "files": kept}
 
-    def save(self, fake) -> None:
+    def save(self, fake: FakeXero) -> None:
         data = json.dumps(self.snapshot(fake), separators=(",", ":"))
         # Atomic: a crash mid-write must not lose every grant (the file holds fake tokens only).
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".fake-state-")
@@ -72,7 +76,7 @@ class StateStore:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def restore(self, fake) -> bool:
+    def restore(self, fake: FakeXero) -> bool:
         if not self.path.exists():
             return False
         try:

@@ -16,8 +16,12 @@ import string
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from .app import FakeXero
 
 RECEIVER_TIMEOUT = 5.0
 RESOURCE_PATHS = {"CONTACT": "Contacts", "INVOICE": "Invoices", "CREDITNOTE": "CreditNotes"}
@@ -27,13 +31,14 @@ def sign(key: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(key.encode(), body, hashlib.sha256).digest()).decode()
 
 
-def event_time(at) -> str:
+def event_time(at: datetime | float) -> str:
     """`2024-06-21T01:15:39.902` (the spec's form: milliseconds, no zone)."""
     if isinstance(at, (int, float)):
         at = datetime.fromtimestamp(at, tz=timezone.utc)
     if at.tzinfo is not None:
         at = at.astimezone(timezone.utc)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+    stamp: str = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}"
+    return stamp
 
 
 @dataclass
@@ -53,7 +58,7 @@ class Answer:
         return (self.error is None and self.status == self.expected_status and self.body_empty
                 and not self.set_cookie and self.elapsed <= RECEIVER_TIMEOUT)
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return {"kind": self.kind, "signed_correctly": self.signed_correctly, "expected_status": self.expected_status,
                 "status": self.status, "body_empty": self.body_empty, "set_cookie": self.set_cookie,
                 "elapsed": round(self.elapsed, 3), "error": self.error, "events": self.events, "ok": self.ok}
@@ -62,42 +67,43 @@ class Answer:
 @dataclass
 class Result:
     answers: list[Answer] = field(default_factory=list)
-    payloads: list[dict] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return bool(self.answers) and all(a.ok for a in self.answers)
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return {"passed": self.passed, "answers": [a.public() for a in self.answers]}
 
 
 class Webhooks:
-    def __init__(self, fake):
+    def __init__(self, fake: FakeXero) -> None:
         self.fake = fake
-        self.pending: list[dict] = []
+        self.pending: list[dict[str, Any]] = []
         self.history: list[Answer] = []
         self.sequence = 0
         self._lock = threading.Lock()
 
-    def watch(self, org) -> None:
+    def watch(self, org: object) -> None:
         listeners = getattr(org, "listeners", None)
         if listeners is None:
             return
         tenant_id = str(getattr(org, "tenant_id", ""))
 
-        def on_change(category, event_type, resource_id, at=None, _tenant=tenant_id):
+        def on_change(category: str, event_type: str, resource_id: str, at: datetime | float | None = None,
+                      _tenant: str = tenant_id) -> None:
             self.queue(_tenant, category, event_type, resource_id, at)
 
         listeners.append(on_change)
 
-    def queue(self, tenant_id: str, category: str, event_type: str, resource_id: str, at=None) -> dict:
+    def queue(self, tenant_id: str, category: str, event_type: str, resource_id: str, at: datetime | float | None = None) -> dict[str, Any]:
         ev = self.event(tenant_id, category, event_type, resource_id, at)
         with self._lock:
             self.pending.append(ev)
         return ev
 
-    def event(self, tenant_id: str, category: str, event_type: str, resource_id: str, at=None) -> dict:
+    def event(self, tenant_id: str, category: str, event_type: str, resource_id: str, at: datetime | float | None = None) -> dict[str, Any]:
         category, event_type = category.upper(), event_type.upper()
         return {
             "resourceUrl": f"https://api.xero.com/api.xro/2.0/{RESOURCE_PATHS.get(category, category.title() + 's')}/{resource_id}",
@@ -109,7 +115,7 @@ class Webhooks:
             "tenantType": "ORGANISATION",
         }
 
-    def sample_events(self) -> list[dict]:
+    def sample_events(self) -> list[dict[str, Any]]:
         """CONTACT and INVOICE, CREATE and UPDATE, on real records of the first organisation."""
         org = self.fake.org()
         tid = str(getattr(org, "tenant_id", ""))
@@ -124,7 +130,7 @@ class Webhooks:
         rng = random.Random(self.fake.clock.time() + self.sequence)
         return "".join(rng.choice(string.ascii_uppercase) for _ in range(20))
 
-    def _post(self, client: httpx.Client, url: str, key: str, payload: dict, good: bool, kind: str) -> Answer:
+    def _post(self, client: httpx.Client, url: str, key: str, payload: dict[str, Any], good: bool, kind: str) -> Answer:
         body = json.dumps(payload, separators=(",", ":")).encode()
         signature = sign(key if good else key + "-wrong", body)
         expected = 200 if good else 401
@@ -140,7 +146,7 @@ class Webhooks:
             self.history.append(ans)
         return ans
 
-    def deliver(self, url: str | None, key: str | None, events=None, *, bad_signature: bool = False,
+    def deliver(self, url: str | None, key: str | None, events: list[Any] | None = None, *, bad_signature: bool = False,
                 transport: httpx.BaseTransport | None = None) -> Result:
         """POST one signed batch. events: None = everything queued by org changes (or, if
         nothing changed, a sample of CONTACT/INVOICE CREATE/UPDATE); else dicts or tuples
@@ -180,13 +186,13 @@ class Webhooks:
         return result
 
 
-def _records(raw) -> list:
+def _records(raw: Any) -> list[Any]:  # an org's records: a dict by id, or a list
     if isinstance(raw, dict):
         return list(raw.values())
     return list(raw or [])
 
 
-def _id(rec, name: str) -> str:
+def _id(rec: object, name: str) -> str:
     if isinstance(rec, dict):
         return str(rec.get(name) or rec.get("id"))
     return str(getattr(rec, name, None) or getattr(rec, "id", ""))

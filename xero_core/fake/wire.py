@@ -69,8 +69,8 @@ def encode(payload: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def envelope(plural: str, items: list, now: datetime, *, provider: str, pagination: dict | None = None,
-             correlation_id: str | None = None) -> dict:
+def envelope(plural: str, items: list[Any], now: datetime, *, provider: str, pagination: dict[str, Any] | None = None,
+             correlation_id: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"Id": correlation_id or str(uuid.uuid4()), "Status": "OK", "ProviderName": provider,
             "DateTimeUTC": msdate(now, offset=False)}
     if pagination is not None:
@@ -79,13 +79,13 @@ def envelope(plural: str, items: list, now: datetime, *, provider: str, paginati
     return body
 
 
-def pagination(page: int, page_size: int, item_count: int) -> dict:
+def pagination(page: int, page_size: int, item_count: int) -> dict[str, Any]:
     page_count = (item_count + page_size - 1) // page_size
     return {"page": page, "pageSize": page_size, "pageCount": page_count, "itemCount": item_count}
 
 
-def validation_error(message: str, elements: list | None = None, *, error_number: int = 10,
-                     type_: str = "ValidationException") -> dict:
+def validation_error(message: str, elements: list[Any] | None = None, *, error_number: int = 10,
+                     type_: str = "ValidationException") -> dict[str, Any]:
     return {"ErrorNumber": error_number, "Type": type_, "Message": message, "Elements": elements or []}
 
 
@@ -115,7 +115,7 @@ def _xml_value(v: Any) -> str:
     return xml_escape(str(v))
 
 
-def _xml(name: str, v: Any, out: list) -> None:
+def _xml(name: str, v: Any, out: list[Any]) -> None:
     if v is None:
         return
     if isinstance(v, dict):
@@ -132,7 +132,7 @@ def _xml(name: str, v: Any, out: list) -> None:
         out.append(f"<{name}>{_xml_value(v)}</{name}>")
 
 
-def encode_xml(payload: dict, root: str = "Response") -> bytes:
+def encode_xml(payload: dict[str, Any], root: str = "Response") -> bytes:
     """A minimal rendering of the same payload as Xero's XML (`<Response>` root, plural lists of
     singular elements, ISO dates). Enough for a caller that forgot `Accept: application/json`
     to see what it got; the product always asks for JSON."""
