@@ -179,7 +179,7 @@ def handle_webhook(settings: Settings, raw_body: bytes, signature: str | None, *
         return 401
     try:
         spool.put(raw_body)
-    except Exception as exc:
+    except Exception as exc:  # whatever stops the durable write: 503, and Xero delivers it again
         _problems.report("spool", f"webhook spool write failed: {exc}")
         return 503
     _problems.clear("spool")
@@ -525,7 +525,7 @@ def _apply_alone(settings: Settings, db_timeout: float, now: datetime, clock: Cl
         return g, o
     except DatabaseBusy:
         raise
-    except Exception as exc:
+    except Exception as exc:  # this record's own failure (bad data, a constraint): it fails alone, recorded
         failed = Outcome("failed", f"could not save: {exc}"[:1000], True, None)
         with _held(db_lock), connect(settings.db_path, timeout=db_timeout) as con, transaction(con):
             _apply(con, [(g, failed)], now, clock, settings)
@@ -581,7 +581,7 @@ def process_events(settings: Settings, *, transport: httpx.BaseTransport | None 
                 _apply(con, outcomes, now, clock, settings)
         except DatabaseBusy:
             raise
-        except Exception:
+        except Exception:  # one bad record must not fail its chunk: _apply_alone finds and records it
             log.exception("webhook chunk failed to save; saving its events one by one")
             outcomes = [_apply_alone(settings, db_timeout, now, clock, g, o, db_lock) for g, o in outcomes]
         for g, (status, error, _, _) in outcomes:
