@@ -123,16 +123,6 @@ def replace_weeks(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
     return upsert(con, table, frame, tenant_id, synced_at)
 
 
-def delete_by_ids(con: duckdb.DuckDBPyConnection, table: str, column: str, tenant_id: str, ids: list[str]) -> None:
-    if not ids:
-        return
-    con.register("_ids", pl.DataFrame({"id": pl.Series(ids, dtype=pl.String)}).to_arrow())
-    try:
-        con.execute(f"DELETE FROM {table} WHERE tenant_id = ? AND {column} IN (SELECT id FROM _ids)", [tenant_id])
-    finally:
-        con.unregister("_ids")
-
-
 # -- invoices, credit notes + revenue_weekly --------------------------------------------------
 def _save_documents(con: duckdb.DuckDBPyConnection, tenant_id: str, table: str, lines_table: str, id_col: str,
                     docs: pl.DataFrame, lines: pl.DataFrame, week_ends_on: str, synced_at: datetime | None,
@@ -264,15 +254,6 @@ def set_cursor(con: duckdb.DuckDBPyConnection, tenant_id: str, resource: str, va
     con.execute(
         "INSERT OR REPLACE INTO sync_cursors (tenant_id, resource, cursor_value, updated_at) VALUES (?, ?, ?, now())",
         [tenant_id, resource, value])
-
-
-def log_start(con: duckdb.DuckDBPyConnection, *, sync_id: str, run_id: str, tenant_id: str, sync_type: str,
-              trigger: str, started_at: datetime, period: tuple[date, date] | None = None) -> None:
-    con.execute(
-        """INSERT OR REPLACE INTO sync_log (sync_id, run_id, tenant_id, sync_type, period_start, period_end,
-           status, trigger, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)""",
-        [sync_id, run_id, tenant_id, sync_type, period[0] if period else None, period[1] if period else None,
-         trigger, started_at])
 
 
 _LOG_COLUMNS = ("sync_id", "run_id", "tenant_id", "sync_type", "period_start", "period_end", "status", "rows",
