@@ -474,3 +474,27 @@ def test_a_full_disk_on_the_jobs_file_ends_the_run_with_its_sentence_and_no_thre
     assert not [r for r in caplog.records if r.exc_info], "sentences, no tracebacks"
     assert any(r.getMessage() == f"could not claim a sync job; trying again: {sentence}" for r in caplog.records)
     monkeypatch.setattr(J, "finish", real_finish)
+
+
+def test_preparing_jobs_sqlite_again_keeps_this_process_s_locks_on_it(tmp_path):
+    """POSIX drops every lock a process holds on a file when it closes any descriptor of it. _create
+    opened and closed an existing jobs.sqlite, so a second preparation (the same file under another
+    spelling of its path) released the SQLite locks of connections already open in this process:
+    another process could then switch the file out of WAL mode under them."""
+    import os
+
+    from xero_core.pipeline import jobs as J
+    from xero_core.sqlite_wal import open_wal
+
+    p = tmp_path / "data" / "jobs.sqlite"
+    J._ensure(p)
+    held = open_wal(p, timeout=5)  # a connection another thread of this process is using
+    try:
+        J._ensure(Path(os.path.relpath(p)))  # the same file, prepared again
+        probe = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0.2);"
+                                " print(c.execute('PRAGMA journal_mode=DELETE').fetchone()[0])", str(p)],
+                               capture_output=True, text=True, timeout=120)
+        assert "database is locked" in probe.stderr, probe.stdout  # before the fix: 'delete'
+        assert held.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        held.close()

@@ -176,11 +176,10 @@ _ready_lock = threading.Lock()
 def _create(p: Path) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     # Created 0600 before SQLite opens it (its -wal and -shm files copy the mode): progress names
-    # organisations and the results carry error texts.
-    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.chmod(p, 0o600)
+    # organisations and the results carry error texts. Never by opening an existing file: closing
+    # that descriptor dropped every SQLite lock this process held on jobs.sqlite (other threads'
+    # connections), letting another process switch it out of WAL mode under them (test).
+    storage.create_private_file(p)
 
 
 def _ensure(p: Path) -> None:
