@@ -7,6 +7,10 @@ import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+# Imported here, not when the first response is validated: building its URI grammar takes 3-4 s of
+# CPU, which on a loaded machine ran past a loopback request's 10 s timeout inside the fake's
+# server thread (test_fake_server's consent flow timed out at load 30).
+import jsonschema
 
 from xero_core.fake import FakeClock, FakeXero
 from xero_core.settings import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
@@ -114,8 +118,6 @@ def response_schema(spec_name: str, path: str, method: str, status: int) -> dict
 
 @functools.lru_cache(maxsize=None)
 def _validator(spec_name: str, path: str, method: str, status: int):
-    import jsonschema
-
     schema = response_schema(spec_name, path, method, status)
     return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker(formats=("uuid",)))
 
