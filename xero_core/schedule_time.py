@@ -66,7 +66,7 @@ def last_daily_slot(now: datetime, sync_time: str, tz: str) -> datetime:
 
 def retry_delay(attempt: int) -> float:
     """Seconds before retry number `attempt` (1, 2, ...) of a daily run's failed tenants."""
-    return min(RETRY_FIRST_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
+    return min(RETRY_FIRST_SECONDS * 2.0 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
 
 
 def catch_up_due(last_daily: datetime | None, now: datetime, sync_time: str, tz: str) -> bool:

@@ -44,7 +44,7 @@ def _parse_iso(text: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def _load(path: Path) -> dict:
+def _load(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -56,7 +56,7 @@ def _load(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_atomic(path: Path, data: dict) -> None:
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".scheduler_state.", dir=path.parent)
     try:
@@ -85,7 +85,7 @@ def _locked(settings: Settings) -> Iterator[Path]:
         yield path
 
 
-def update_state(settings: Settings, **changes: Any) -> dict:
+def update_state(settings: Settings, **changes: Any) -> dict[str, Any]:
     """Merge `changes` into the state file (the app's pause and the loop's heartbeat both write)."""
     with _locked(settings) as path:
         data = _load(path)
@@ -102,12 +102,12 @@ def _pid_alive(pid: Any) -> bool:
 
         if not psutil.pid_exists(pid):
             return False
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except Exception:
         return False
 
 
-def read_state(settings: Settings, *, now: datetime | None = None) -> dict:
+def read_state(settings: Settings, *, now: datetime | None = None) -> dict[str, Any]:
     """The scheduler's state for the admin app. Never raises for a missing or damaged file.
 
     Keys: pid, host, started_at, heartbeat, next_run, next_daily_run, last_run, last_result,
@@ -139,7 +139,7 @@ def read_state(settings: Settings, *, now: datetime | None = None) -> dict:
     return out
 
 
-def set_paused(settings: Settings, paused: bool, *, by: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict:
+def set_paused(settings: Settings, paused: bool, *, by: str | None = None, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """Pause or resume scheduled syncs. A running scheduler obeys at its next due job."""
     return update_state(
         settings, paused=bool(paused), paused_at=_iso(clock.now()) if paused else None, paused_by=by if paused else None
