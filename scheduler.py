@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None, *, jobs=None) -> int:
-    """Entry point. `jobs` replaces the sync functions (tests only)."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: the settings from the environment, the engine on the network (mock mode: the
+    fake Xero's loopback server), the loop."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None, *, jobs=None) -> int:
         # One INFO line per HTTP request drowns what the scheduler did; -v brings them back.
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    from xero_core.engine import Engine
     from xero_core.errors import LedgerlinkError
     from xero_core.scheduling import Scheduler, read_state, set_paused
     from xero_core.settings import SettingsError, load_settings
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None, *, jobs=None) -> int:
             set_paused(settings, args.pause, by="scheduler.py")
             print("scheduled syncs paused" if args.pause else "scheduled syncs resumed", file=sys.stderr)
             return 0
-        scheduler = Scheduler(settings, jobs=jobs)
+        scheduler = Scheduler(Engine(settings))
         scheduler.install_signal_handlers()
         if not args.once:
             return scheduler.run_forever()

@@ -244,12 +244,13 @@ def test_kill_9_during_sending_sends_none_twice_and_loses_none(tmp_path, make_se
 
 def test_the_scheduler_sends_reminders_that_waited_for_sending_hours(make_settings, mail):
     """The daily cycle at 06:00 is in quiet hours: the scheduler's tick sends the reminder once they open."""
+    from xero_core.engine import Engine
     from xero_core.scheduling import CHASE_TICK_MINUTES, Scheduler
 
     settings = make_settings(**smtp_env(mail.port))
     clock = FakeClock(datetime(2026, 12, 8, 19, 0, tzinfo=UTC))  # Wednesday 06:00 in Sydney
     seed(settings, opened=clock.now())
-    sched = Scheduler(settings, clock=clock)
+    sched = Scheduler(Engine(settings, clock=clock))
     sched.build()
     assert sched._chase_job is not None and sched._chase_job.interval == CHASE_TICK_MINUTES
     nxt, daily = sched.next_runs()

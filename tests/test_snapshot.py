@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 from xero_core import db, snapshot
-from xero_core.scheduling import Jobs, Scheduler
+from xero_core.engine import Engine
+from xero_core.scheduling import Scheduler
 
 from test_sync_e2e import connect as connect_fake, small_org
 
@@ -51,7 +52,7 @@ def test_a_notebook_holding_the_snapshot_does_not_stop_the_scheduled_run(tmp_pat
         fake.org(org).add_contact("Opened While Held Pty", at=clock.now(), email="held@example.com")
         day = clock.now().date()
 
-        sch = Scheduler(s, jobs=Jobs(workers=2, pool_options={"transport": fake.transport(), "clock": clock}), clock=clock)
+        sch = Scheduler(Engine(s, transport=fake.transport(), clock=clock), workers=2)
         assert sch.run_once() == 0, [st.__dict__ for st in sch.cycles[-1].steps]
         assert clock.now().date() == day
         with db.connect(s.db_path, read_only=True) as con:  # landed the same day, in the working database

@@ -2,8 +2,9 @@
 
 In three parts: its time arithmetic (xero_core/schedule_time.py, pure), its state file
 (xero_core/scheduler_state.py, what the admin app reads) and this loop. `scheduler.py`
-(repository root) is the thin entry point; tests drive the loop with an injected clock. The names
-of the other two parts are importable from here as before.
+(repository root) is the thin entry point. There is one path: the loop runs an `Engine`'s jobs, and
+tests give it `Engine(settings, transport=<the fake Xero's>, clock=<pinned>)`, so what they drive
+is what production runs. The names of the other two parts are importable from here as before.
 
 What runs
     Every day at `settings.sync_time` in `settings.timezone` (default 06:00 Australia/Sydney) a
@@ -13,12 +14,11 @@ What runs
     whole life, which also runs jobs the app and the CLI queue; `run_once` (cron) runs a pool for
     its cycle's jobs only, and its state file says "running" (mode "once") meanwhile.
     `settings.sync_extra` (XERO_SYNC_EXTRA, e.g. "invoices=60m,contacts=30m") adds interval jobs
-    that sync only those steps. Tests inject plain callables (`Jobs(sync_tenant=...)`): those run
-    one after another, which is what the loop's timing tests need.
+    that sync only those steps.
 
 One sync per tenant
     A tenant has at most one queued or running job (jobs.sqlite); a cycle joins one that is already
-    there. Injected callables that meet the tenant lock (`sync.locks.tenant_lock`) record *busy*.
+    there. A tenant held by a sync started outside the jobs (`sync.locks.tenant_lock`) is *busy*.
 
 State (for the admin app)
     A small JSON file, `<data_dir>/scheduler_state.json`, written atomically (never DuckDB: the
@@ -58,11 +58,19 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from types import FrameType
+from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
+import schedule
+
 from .clock import SYSTEM_CLOCK, Clock
+from .connections import list_connections
 from .engine import Engine
+from .pipeline import jobs as J
+from .pipeline.plan import parse_only
+from .pipeline.request import SyncRequest
+from .pipeline.worker import WorkerPool
 from .schedule_time import (  # noqa: F401  (the loop's names, importable from here as before)
     CHASE_TICK_MINUTES,
     MIN_EXTRA_MINUTES,
@@ -90,7 +98,14 @@ from .scheduler_state import (  # noqa: F401
     state_path,
     update_state,
 )
-from .settings import Settings
+
+__all__ = [  # the loop's own names, and the other two parts' that callers import from here
+    "CHASE_TICK_MINUTES", "HEARTBEAT_SECONDS", "MAX_WAIT_SECONDS", "MIN_EXTRA_MINUTES", "RETRY_FIRST_SECONDS",
+    "RETRY_MAX_SECONDS", "STALE_AFTER_SECONDS", "STATE_FILE", "CycleReport", "ExtraInterval", "Retry", "Scheduler",
+    "SchedulerAlreadyRunning", "SchedulerError", "StepReport", "catch_up_due", "daily_slot", "last_daily_slot",
+    "next_daily_run", "parse_extra", "parse_sync_time", "read_state", "retry_delay", "set_paused", "state_path",
+    "update_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,101 +113,7 @@ PROCESS_LOCK_FILE = "scheduler.lock"
 HEARTBEAT_SECONDS = 30.0  # how often a live scheduler rewrites its heartbeat
 MAX_WAIT_SECONDS = 30.0  # the loop re-checks at least this often (clock jumps, heartbeat)
 TRIGGER = "scheduler"
-
-
-# ---------------------------------------------------------------------------------------------
-# The jobs the scheduler calls (injected; production defaults import lazily).
-# ---------------------------------------------------------------------------------------------
-
-
-def _default_organisations(settings: Settings) -> list[tuple[str, str, str]]:
-    """(tenant_id, name, status) of every tenant not disconnected, except Practice Manager ones
-    (the practices step syncs those). Tenants needing a reconnect are included: sync_all records
-    why it skips them, so the app shows it."""
-    from .connections import list_connections
-
-    return [
-        (c["tenant_id"], c.get("tenant_name") or c["tenant_id"], c.get("status") or "connected")
-        for c in list_connections(settings)
-        if (c.get("tenant_type") or "").upper() != "PRACTICEMANAGER"
-    ]
-
-
-def _default_sync_tenant(settings: Settings, tenant_id: str, *, trigger: str, only: Iterable[str] | None = None) -> Any:
-    """One tenant's whole pipeline, in this thread (cycles of the real engine go through jobs)."""
-    return Engine(settings).sync(tenant_id, only=list(only) if only else None, trigger=trigger)
-
-
-def _default_sync_practices(settings: Settings, *, trigger: str) -> Any:
-    """Nothing left to do: each tenant's pipeline job runs its practice steps (clients, xpm, ...)."""
-    return None
-
-
-def _default_busy() -> tuple[type[BaseException], ...]:
-    try:
-        from .sync.locks import SyncBusy
-    except ImportError:
-        return ()
-    return (SyncBusy,)
-
-
-@dataclass
-class Jobs:
-    """What a cycle calls. Tests pass fakes; `Jobs()` calls the real engine.
-
-    organisations(settings) -> [(tenant_id, name, status)]
-    sync_tenant(settings, tenant_id, *, trigger, only) -> result (SyncResult or None)
-    sync_practices(settings, *, trigger) -> result, or None to skip practices
-    busy: exception types meaning "this tenant is already syncing elsewhere"
-    """
-
-    organisations: Callable[[Settings], list[tuple[str, str, str]]] = _default_organisations
-    sync_tenant: Callable[..., Any] = _default_sync_tenant
-    sync_practices: Callable[..., Any] | None = _default_sync_practices
-    busy: tuple[type[BaseException], ...] | None = None
-    workers: int | None = None  # pipeline cycles: threads in the pool (default XERO_SYNC_WORKERS)
-    pool_options: dict = field(default_factory=dict)  # pipeline cycles: WorkerPool keywords (tests: transport, clock)
-
-    @property
-    def pipeline(self) -> bool:
-        """The real engine: a cycle queues one pipeline job per tenant and a worker pool runs them
-        concurrently. Injected callables (tests) run one after another instead."""
-        return self.sync_tenant is _default_sync_tenant
-
-    def busy_types(self) -> tuple[type[BaseException], ...]:
-        if self.busy is None:
-            self.busy = _default_busy()
-        return self.busy
-
-
-def result_status(result: Any) -> tuple[str, str]:
-    """(status, detail) of what a sync function returned: ok | failed | busy | skipped.
-
-    Duck-typed over the engine's SyncResult (`busy`, `status`, `ok`) and the practices' list of
-    dicts, so fakes in tests can return None or a plain dict.
-    """
-    if result is None:
-        return "ok", ""
-    if isinstance(result, (list, tuple)):
-        parts = [(r, *result_status(r)) for r in result]
-        bad = [f"{_name_of(r)}: {d or s}" for r, s, d in parts if s == "failed"]
-        busy = [f"{_name_of(r)}: {d}" for r, s, d in parts if s == "busy"]
-        if bad:
-            return "failed", "; ".join(bad)
-        return "ok", "; ".join(busy)
-    get = result.get if isinstance(result, dict) else (lambda k: getattr(result, k, None))
-    if get("busy"):
-        return "busy", str(get("busy"))
-    status = get("status")
-    status = status.lower() if isinstance(status, str) else None
-    detail = _first_error(result, get)
-    if status in ("failed", "partial", "error"):
-        return "failed", detail or status
-    if status == "skipped":
-        return "skipped", detail
-    if get("ok") is False:
-        return "failed", detail or "the sync reported a problem"
-    return "ok", ""
+STOPPED = "the scheduler was stopped (SIGTERM or Ctrl-C)"
 
 
 UNREACHABLE = "Xero unreachable"
@@ -202,20 +123,6 @@ def _names(names: list[str], most: int = 5) -> str:
     """`a, b, c and 12 more`: a run's list of organisations on one line."""
     names = [n.removeprefix("sync ") for n in names]
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def _name_of(r: Any) -> str:
-    get = r.get if isinstance(r, dict) else (lambda k: getattr(r, k, None))
-    return str(get("tenant_name") or get("tenant_id") or "practice")
-
-
-def _first_error(result: Any, get: Callable[[str], Any]) -> str:
-    """The first failing step's error, e.g. "pnl: HTTP 500 ...", for the state file and the log."""
-    for st in get("steps") or []:
-        sget = st.get if isinstance(st, dict) else (lambda k, st=st: getattr(st, k, None))
-        if sget("status") in ("failed", "partial", "skipped") and sget("error"):
-            return f"{sget('step') or sget('name') or 'step'}: {sget('error')}"[:500]
-    return str(get("error") or "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,10 +149,10 @@ class CycleReport:
     interrupted: bool = False
     skipped_reason: str | None = None
     said: list[str] = field(default_factory=list)  # Xero unreachable: its sentence, once per run
-    jobs: list[Any] = field(default_factory=list)  # the finished job of each organisation (pipeline cycles)
+    jobs: list[J.Job] = field(default_factory=list)  # the finished job of each organisation
 
     @property
-    def job_steps(self) -> list[dict]:
+    def job_steps(self) -> list[dict[str, Any]]:
         """Every step every job of the cycle ran (its SyncResult's steps)."""
         return [st for j in self.jobs for st in ((j.result or {}).get("steps") or [])]
 
@@ -257,7 +164,7 @@ class CycleReport:
     def ok(self) -> bool:
         return not any(s.status == "failed" for s in self.steps)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
             "ok": self.ok,
@@ -274,32 +181,48 @@ class CycleReport:
         }
 
 
+@dataclass
+class Retry:
+    """A failed daily run's next try: when, which attempt, and its tenants (None: every tenant)."""
+
+    due: datetime
+    attempt: int
+    tenants: list[str] | None
+
+
 def _naive_local(dt: datetime) -> datetime:
     """schedule compares naive datetimes in the machine's local time."""
     return dt.astimezone().replace(tzinfo=None)
 
 
 class Scheduler:
-    """The scheduler loop. `run_forever()` for the service, `run_once()` for cron.
+    """The scheduler loop over an `Engine`. `run_forever()` for the service, `run_once()` for cron.
 
-    `clock` gives this module's notion of now (tests use time-machine, which also moves the
-    `schedule` library's clock); `wait(seconds)` is the interruptible pause between ticks
-    (default: the stop event's wait, so a signal ends it at once).
+    The engine's transport and clock are the scheduler's (production: the network and the
+    system's; tests: the fake Xero's transport and a pinned clock, so they drive this same path).
+    `schedule` reads the computer's clock itself, so tests of the loop pin that with time-machine
+    and give the engine a clock reading the same time. `wait(seconds)` is the interruptible pause
+    between ticks (default: the stop event's wait, so a signal ends it at once). `workers`: threads
+    in the worker pool (default XERO_SYNC_WORKERS). `chase_minutes`: how often the service looks for
+    chase reminders that came due between cycles (None: only the daily cycle sends them; a test of
+    days of daily runs leaves the tick out, as each look opens the database).
     """
 
     def __init__(
         self,
-        settings: Settings,
+        engine: Engine,
         *,
-        jobs: Jobs | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        wait: Callable[[float], Any] | None = None,
+        workers: int | None = None,
+        wait: Callable[[float], object] | None = None,
         heartbeat_seconds: float | None = HEARTBEAT_SECONDS,
         max_wait: float = MAX_WAIT_SECONDS,
-    ):
-        self.settings = settings
-        self.jobs = jobs or Jobs()
-        self.clock = clock
+        chase_minutes: int | None = CHASE_TICK_MINUTES,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings = engine.settings
+        self.clock: Clock = engine.clock or SYSTEM_CLOCK
+        self.workers = workers
+        self.chase_minutes = chase_minutes
         self.extras = parse_extra(settings.sync_extra)
         self._check_extra_resources()
         parse_sync_time(settings.sync_time)
@@ -308,20 +231,16 @@ class Scheduler:
         self._wait = wait or self._stop.wait
         self.heartbeat_seconds = heartbeat_seconds
         self.max_wait = max_wait
-        self._sched = None
-        self._daily_job = None
+        self._sched: schedule.Scheduler | None = None
+        self._daily_job: schedule.Job | None = None
+        self._chase_job: schedule.Job | None = None
         self._last_heartbeat: datetime | None = None
         self.cycles: list[CycleReport] = []
-        self._pool = None  # the service's worker pool (pipeline jobs), started by run_forever
-        self._retry: dict | None = None  # {"due", "attempt", "tenants"}: a failed daily run's next try
+        self._pool: WorkerPool | None = None  # the service's worker pool, started by run_forever
+        self._cycle_pool: WorkerPool | None = None  # --once: the pool running this cycle's jobs
+        self._retry: Retry | None = None  # a failed daily run's next try
 
     def _check_extra_resources(self) -> None:
-        if not self.extras:
-            return
-        try:
-            from .pipeline.plan import parse_only
-        except ImportError:  # the engine validates when called
-            return
         for e in self.extras:
             try:
                 parse_only(e.resources)
@@ -331,8 +250,13 @@ class Scheduler:
     # -- control -------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Ask the loop to stop after the current step (signal-handler safe)."""
+        """Ask the loop to stop after the current step (signal-handler safe: events only)."""
         self._stop.set()
+        # The pool's jobs check its own flag between steps: set it now, not when the cycle's wait
+        # next looks (up to half a second later, time for the next step to start).
+        for pool in (self._pool, self._cycle_pool):
+            if pool is not None:
+                pool.stop(STOPPED, wait=False)
 
     @property
     def stop_requested(self) -> bool:
@@ -342,7 +266,7 @@ class Scheduler:
         """SIGTERM/SIGINT finish the current step, then the loop exits cleanly."""
         import signal
 
-        def _handler(signum, _frame):
+        def _handler(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s: finishing the current step, then stopping", signal.Signals(signum).name)
             self.request_stop()
 
@@ -352,25 +276,27 @@ class Scheduler:
     # -- schedule ------------------------------------------------------------------------------
 
     def build(self) -> None:
-        import schedule
-
         s = self.settings
         self._sched = schedule.Scheduler()
         self._daily_job = self._sched.every().day.at(s.sync_time, s.timezone).do(self._job, "daily")
         self._set_daily_next_run()
         for extra in self.extras:
             self._sched.every(extra.seconds).seconds.do(self._job, "extra:" + "+".join(extra.resources), extra.resources)
-        self._chase_job = None
-        if self.jobs.pipeline:
-            # The daily cycle sends the reminders due then; those held by quiet hours or a retry time
-            # go when they come due, at the next tick (no Xero call, one short DuckDB write).
-            self._chase_job = self._sched.every(CHASE_TICK_MINUTES).minutes.do(self._chase_tick)
+        # The daily cycle sends the reminders due then; those held by quiet hours or a retry time
+        # go when they come due, at the next tick (no Xero call, one short DuckDB write).
+        if self.chase_minutes:
+            self._chase_job = self._sched.every(self.chase_minutes).minutes.do(self._chase_tick)
+
+    def _built(self) -> tuple[schedule.Scheduler, schedule.Job]:
+        if self._sched is None or self._daily_job is None:
+            raise RuntimeError("the scheduler's jobs are not built yet: call build() first")
+        return self._sched, self._daily_job
 
     def _chase_tick(self) -> None:
         if self._paused():
             return
         try:
-            r = Engine(self.settings, clock=self.clock).chase()  # the scheduler's clock decides sending hours
+            r = self.engine.chase()  # the engine's clock decides sending hours
         except Exception:
             log.exception("sending chase reminders failed; the next tick tries again")
             return
@@ -382,38 +308,40 @@ class Scheduler:
 
         Only at start and right after the daily job ran: touching it otherwise could push a slot
         that came due during a long interval job to tomorrow."""
+        _, daily = self._built()
         nxt = next_daily_run(self.clock.now(), self.settings.sync_time, self.settings.timezone)
-        self._daily_job.next_run = _naive_local(nxt)
+        daily.next_run = _naive_local(nxt)
 
     def next_runs(self) -> tuple[datetime | None, datetime | None]:
         """(next run of any job, next daily run), aware UTC."""
-        if self._sched is None:
+        if self._sched is None or self._daily_job is None or self._daily_job.next_run is None:
             return None, None
         daily = self._daily_job.next_run.astimezone(timezone.utc)
-        runs = [j.next_run for j in self._sched.jobs if j is not getattr(self, "_chase_job", None) and j.next_run]
-        nxt = min(runs) if runs else None
-        nxt = nxt.astimezone(timezone.utc) if nxt else daily
+        runs = [j.next_run for j in self._sched.jobs if j is not self._chase_job and j.next_run]
+        nxt = min(runs).astimezone(timezone.utc) if runs else daily
         if self._retry is not None:
-            nxt = min(nxt, self._retry["due"])
+            nxt = min(nxt, self._retry.due)
         return nxt, daily
 
     def tick(self) -> None:
         """Run whatever is due, then refresh the heartbeat and next run in the state file."""
-        daily_ran_before = self._daily_job.last_run
+        sched, daily = self._built()
+        daily_ran_before = daily.last_run
         try:
-            self._sched.run_pending()
+            sched.run_pending()
         except Exception:  # _job catches everything; this guards schedule itself
             log.exception("the scheduler's run_pending failed; carrying on")
-        if self._daily_job.last_run is not daily_ran_before:
+        if daily.last_run is not daily_ran_before:
             self._set_daily_next_run()
-        if self._retry is not None and self.clock.now() >= self._retry["due"] and not self.stop_requested:
-            self._job("retry", tenants=self._retry["tenants"])
+        if self._retry is not None and self.clock.now() >= self._retry.due and not self.stop_requested:
+            self._job("retry", tenants=self._retry.tenants)
         self._heartbeat(force=False)
 
     def wait_seconds(self) -> float:
-        idle = self._sched.idle_seconds
+        sched, _ = self._built()
+        idle = sched.idle_seconds
         if self._retry is not None:
-            until = (self._retry["due"] - self.clock.now()).total_seconds()
+            until = (self._retry.due - self.clock.now()).total_seconds()
             idle = until if idle is None else min(idle, until)
         if idle is None:
             return self.max_wait
@@ -441,15 +369,16 @@ class Scheduler:
         self._safe_update(heartbeat=_iso(now), next_run=_iso(nxt), next_daily_run=_iso(daily), **extra)
 
     @contextlib.contextmanager
-    def _job_heartbeat(self) -> Iterator[None]:
-        """Keep the heartbeat fresh while a long step runs (wall time, independent of the loop)."""
-        if not self.heartbeat_seconds or self._sched is None:  # --once has no heartbeat of its own
+    def _beating(self, every: float | None) -> Iterator[None]:
+        """A heartbeat every `every` seconds of wall time while the block runs (a long cycle would
+        otherwise look like a dead scheduler to the app); None: none."""
+        if not every:
             yield
             return
         done = threading.Event()
 
         def beat() -> None:
-            while not done.wait(self.heartbeat_seconds):
+            while not done.wait(every):
                 self._safe_update(heartbeat=_iso(self.clock.now()))
 
         t = threading.Thread(target=beat, name="scheduler-heartbeat", daemon=True)
@@ -474,8 +403,8 @@ class Scheduler:
 
     def run_cycle(self, kind: str, *, only: tuple[str, ...] | None = None, honour_pause: bool = True,
                   tenants: list[str] | None = None) -> CycleReport:
-        """One cycle: every organisation (optionally only some resources, or only `tenants`: a
-        retry), then the practices."""
+        """One cycle: a job per connected tenant (optionally only some resources, or only
+        `tenants`: a retry)."""
         daily = only is None
         report = CycleReport(kind=kind, started_at=self.clock.now())
         if honour_pause and self._paused():
@@ -491,8 +420,9 @@ class Scheduler:
             return report
 
         log.info("%s sync starting%s", kind, f" (only {', '.join(only)})" if only else "")
-        with self._job_heartbeat():
-            self._run_steps(report, only, tenants)
+        # --once has no heartbeat of its own here (_once_state beats for it)
+        with self._beating(self.heartbeat_seconds if self._sched is not None else None):
+            self._run_jobs(report, only, tenants)
         report.finished_at = self.clock.now()
         self.cycles.append(report)
         changes = {"last_run": _iso(report.started_at), "last_result": report.as_dict(), "current": None}
@@ -503,10 +433,13 @@ class Scheduler:
         if daily and not report.interrupted and self._sched is not None:  # the service; --once is cron's to retry
             changes.update(self._plan_retry(report))
         self._heartbeat(force=True, **changes)
+        self._log_cycle(kind, report)
+        return report
+
+    def _log_cycle(self, kind: str, report: CycleReport) -> None:
         failed = [s for s in report.steps if s.status == "failed"]
         counts = (f"{len(report.steps)} organisation(s), {len(report.job_steps)} step(s), "
-                  f"{report.failed_steps} step(s) failed, {len(failed)} organisation(s) failed"
-                  if report.jobs else f"{len(report.steps)} step(s), {len(failed)} failed")
+                  f"{report.failed_steps} step(s) failed, {len(failed)} organisation(s) failed")
         log.log(
             logging.WARNING if failed or report.interrupted else logging.INFO,
             "%s sync %s: %s, %d busy%s",
@@ -518,12 +451,11 @@ class Scheduler:
             + (f"\n  not synced, {UNREACHABLE}: {_names([s.step for s in failed if s.detail == UNREACHABLE])}"
                if any(s.detail == UNREACHABLE for s in failed) else ""),
         )
-        return report
 
-    def _plan_retry(self, report: CycleReport) -> dict:
+    def _plan_retry(self, report: CycleReport) -> dict[str, Any]:
         """After a daily run (or a retry): its failed tenants are tried again later today."""
         failed = [st for st in report.steps if st.status == "failed"]
-        attempt = (self._retry["attempt"] if self._retry and report.kind == "retry" else 0) + 1
+        attempt = (self._retry.attempt if self._retry and report.kind == "retry" else 0) + 1
         self._retry = None
         if not failed:
             return {"next_retry": None}
@@ -533,31 +465,26 @@ class Scheduler:
             log.warning("%d tenant(s) failed; the next daily run at %s is sooner than a retry", len(failed), _iso(daily))
             return {"next_retry": None}
         # a failure outside any tenant (listing them) retries them all
-        tenants = None if any(st.tenant_id is None for st in failed) else sorted({st.tenant_id for st in failed})
-        self._retry = {"due": due, "attempt": attempt, "tenants": tenants}
+        ids = [st.tenant_id for st in failed]
+        tenants = sorted({t for t in ids if t is not None}) if None not in ids else None
+        self._retry = Retry(due, attempt, tenants)
         log.warning("%d tenant(s) failed: retrying %s at %s (attempt %d)", len(failed),
                     "every tenant" if tenants is None else ", ".join(st.step.removeprefix("sync ") for st in failed),
                     _iso(due), attempt)
         return {"next_retry": {"at": _iso(due), "attempt": attempt, "tenants": tenants}}
 
-    def _run_pipeline_cycle(self, report: CycleReport, only: tuple[str, ...] | None,
-                            tenants: list[str] | None = None) -> None:
+    def _run_jobs(self, report: CycleReport, only: tuple[str, ...] | None, tenants: list[str] | None = None) -> None:
         """Queue one job per tenant (joining any it already has), run them concurrently in the
         worker pool, and wait for all of them. A stop request (SIGTERM) lets each running job finish
         its current step; those jobs end `interrupted` and the next run resumes them."""
-        from .connections import list_connections
-        from .pipeline import jobs as J
-        from .pipeline.plan import parse_only
-        from .pipeline.request import SyncRequest
-
-        engine = self._engine()
         try:
             conns = list_connections(self.settings)
         except Exception as exc:
             self._failed(report, "list organisations", None, exc)
             return
+        engine = self.engine
         only_set = parse_only(only) if only else None
-        submitted: list[tuple[str, Any, datetime]] = []
+        submitted: list[tuple[str, J.Job, datetime]] = []
         if tenants is not None:
             conns = [c for c in conns if c["tenant_id"] in tenants]
         for c in conns:
@@ -577,14 +504,16 @@ class Scheduler:
         ids = [j.job_id for _, j, _ in submitted]
         self._safe_update(current={"kind": report.kind, "step": f"syncing {len(ids)} tenant(s)", "jobs": ids,
                                    "since": _iso(self.clock.now())})
-        own = self._pool is None
-        pool = self._pool or engine.pool(workers=self.jobs.workers, label="scheduler", job_ids=ids,
-                                         **self._pool_options())
+        pool = self._pool
+        if pool is None:
+            pool = self._cycle_pool = engine.pool(workers=self.workers, label="scheduler", job_ids=ids)
         try:
-            pool.run_until_done(ids, stop=self._stop)
+            if not self.stop_requested:
+                pool.run_until_done(ids, stop=self._stop)
         finally:
-            if own:
-                pool.stop("the scheduler was stopped (SIGTERM or Ctrl-C)" if self.stop_requested else None)
+            if pool is self._cycle_pool:
+                self._cycle_pool = None
+                pool.stop(STOPPED if self.stop_requested else None)
         if self.stop_requested:
             report.interrupted = True
         unreachable: list[str] = []  # tenants that found nothing at Xero's address: one line for all of them
@@ -592,7 +521,8 @@ class Scheduler:
             j = J.get(self.settings, job.job_id) or job
             j.joined = job.joined
             report.jobs.append(j)
-            sentence = (j.result or {}).get("unreachable") if j.state == "failed" else None
+            result = j.result or {}
+            sentence = result.get("unreachable") if j.state == "failed" else None
             if sentence:
                 if sentence not in report.said:
                     report.said.append(sentence)
@@ -600,63 +530,32 @@ class Scheduler:
                 report.steps.append(StepReport(f"sync {name}", j.tenant_id, "failed", UNREACHABLE, _iso(started),
                                                _iso(self.clock.now())))
                 continue
-            if j.state == "done":
-                status, detail = "ok", ("joined the job already queued" if job.joined else "")
-            elif j.state == "failed":
-                status, detail = "failed", j.error or "failed"
-            elif self.stop_requested and j.state in ("queued", "running", "interrupted"):
-                status, detail = "skipped", j.error or "not started: the scheduler was stopped"
-            else:  # cancelled by a person, or interrupted by another process dying
-                status, detail = ("skipped" if j.state == "cancelled" else "failed"), j.error or j.state
+            status, detail = self._job_status(j, joined=job.joined)
             if status == "failed":
                 log.error("sync %s failed: %s", name, detail)
+            elif status == "busy":
+                log.info("sync %s skipped: %s", name, detail)
             report.steps.append(StepReport(f"sync {name}", j.tenant_id, status, detail, _iso(started),
                                            _iso(self.clock.now())))
         for sentence in report.said:
             log.error("%s (%d organisation(s) not synced: %s)", sentence, len(unreachable), _names(unreachable))
 
-    def _run_steps(self, report: CycleReport, only: tuple[str, ...] | None, tenants: list[str] | None = None) -> None:
-        if self.jobs.pipeline:
-            self._run_pipeline_cycle(report, only, tenants)
-            return
-        try:
-            orgs = self.jobs.organisations(self.settings)
-        except Exception as exc:
-            self._failed(report, "list organisations", None, exc)
-            return
-        steps: list[tuple[str, str | None, Callable[[], Any]]] = []
-        for tenant_id, name, _status in orgs:
-            if tenants is not None and tenant_id not in tenants:
-                continue
-            steps.append((f"sync {name}", tenant_id, lambda t=tenant_id: self.jobs.sync_tenant(self.settings, t, trigger=TRIGGER, only=only)))
-        if only is None and tenants is None and self.jobs.sync_practices is not None:
-            steps.append(("sync practices", None, lambda: self.jobs.sync_practices(self.settings, trigger=TRIGGER)))
+    def _job_status(self, j: J.Job, *, joined: bool) -> tuple[str, str]:
+        """(status, detail) of a tenant's finished job: ok | failed | busy | skipped."""
+        busy = (j.result or {}).get("busy")
+        if busy:  # a sync started outside the jobs held the tenant (its lock): not a failure
+            return "busy", str(busy)
+        if j.state == "done":
+            return "ok", ("joined the job already queued" if joined else "")
+        if j.state == "failed":
+            return "failed", j.error or "failed"
+        if self.stop_requested and j.state in ("queued", "running", "interrupted"):
+            return "skipped", j.error or "not started: the scheduler was stopped"
+        # cancelled by a person, or interrupted by another process dying
+        return ("skipped" if j.state == "cancelled" else "failed"), j.error or j.state
 
-        for name, tenant_id, call in steps:
-            if self.stop_requested:
-                report.interrupted = True
-                log.info("stop requested: not starting %s", name)
-                break
-            started = self.clock.now()
-            self._safe_update(current={"kind": report.kind, "step": name, "tenant_id": tenant_id, "since": _iso(started)})
-            try:
-                status, detail = result_status(call())
-            except self.jobs.busy_types() as exc:
-                status, detail = "busy", str(exc) or "already syncing in another process"
-                log.info("%s skipped: %s", name, detail)
-            except Exception as exc:
-                self._failed(report, name, tenant_id, exc, started)
-                continue
-            report.steps.append(StepReport(name, tenant_id, status, detail, _iso(started), _iso(self.clock.now())))
-
-    def _engine(self) -> Engine:
-        opts = self.jobs.pool_options
-        return Engine(self.settings, transport=opts.get("transport"), clock=opts.get("clock"))
-
-    def _pool_options(self) -> dict:
-        return {k: v for k, v in self.jobs.pool_options.items() if k not in ("transport", "clock")}
-
-    def _failed(self, report: CycleReport, name: str, tenant_id: str | None, exc: Exception, started: datetime | None = None) -> None:
+    def _failed(self, report: CycleReport, name: str, tenant_id: str | None, exc: Exception,
+                started: datetime | None = None) -> None:
         from .redaction import redact
 
         started = started or self.clock.now()
@@ -666,7 +565,7 @@ class Scheduler:
         self._log_failure(tenant_id, detail, started)
 
     def _log_failure(self, tenant_id: str | None, error: str, started: datetime) -> None:
-        """A sync_log row for a failure the engine could not record itself (it raised)."""
+        """A sync_log row for a failure no job could record (listing the tenants, queueing a job)."""
         try:
             from .db import connect
 
@@ -708,10 +607,8 @@ class Scheduler:
             s = self.settings
             now = self.clock.now()
             prior = _load(state_path(s))
-            if self.jobs.pipeline:
-                # Runs the daily cycles' jobs and whatever the app or the CLI queues, until stopped.
-                self._pool = self._engine().pool(workers=self.jobs.workers, label="scheduler",
-                                                 **self._pool_options()).start()
+            # Runs the daily cycles' jobs and whatever the app or the CLI queues, until stopped.
+            self._pool = self.engine.pool(workers=self.workers, label="scheduler").start()
             self._heartbeat(
                 force=True,
                 pid=os.getpid(),
@@ -724,16 +621,18 @@ class Scheduler:
                 timezone=s.timezone,
                 extra=[e.label for e in self.extras],
             )
-            nxt, daily = self.next_runs()
+            _, daily = self.next_runs()
             log.info(
                 "scheduler started (pid %d): daily sync at %s %s; next daily run %s%s",
-                os.getpid(), s.sync_time, s.timezone, daily.astimezone(ZoneInfo(s.timezone)).isoformat(timespec="minutes"),
+                os.getpid(), s.sync_time, s.timezone,
+                daily.astimezone(ZoneInfo(s.timezone)).isoformat(timespec="minutes") if daily else "?",
                 "".join(f"; {e.label}" for e in self.extras),
             )
             try:
                 last_daily = _parse_iso(prior.get("last_daily_run"))
                 if catch_up_due(last_daily, now, s.sync_time, s.timezone):
-                    log.info("a scheduled run was missed while the scheduler was down (last run %s): catching up once", _iso(last_daily))
+                    log.info("a scheduled run was missed while the scheduler was down (last run %s): catching up once",
+                             _iso(last_daily))
                     self._job("catch-up")
                 while not self.stop_requested:
                     self.tick()
@@ -742,9 +641,10 @@ class Scheduler:
                     self._wait(self.wait_seconds())
             finally:
                 if self._pool is not None:
-                    self._pool.stop("the scheduler was stopped (SIGTERM or Ctrl-C)")
+                    self._pool.stop(STOPPED)
                     self._pool = None
-                self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None, heartbeat=_iso(self.clock.now()))
+                self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None,
+                                  heartbeat=_iso(self.clock.now()))
                 log.info("scheduler stopped")
         return 0
 
@@ -759,20 +659,10 @@ class Scheduler:
         now = self.clock.now()
         self._safe_update(pid=os.getpid(), host=socket.gethostname(), mode="once", started_at=_iso(now),
                           stopped_at=None, heartbeat=_iso(now))
-        done = threading.Event()
-        every = self.heartbeat_seconds or HEARTBEAT_SECONDS
-
-        def beat() -> None:
-            while not done.wait(every):
-                self._safe_update(heartbeat=_iso(self.clock.now()))
-
-        t = threading.Thread(target=beat, name="scheduler-once-heartbeat", daemon=True)
-        t.start()
         try:
-            yield
+            with self._beating(self.heartbeat_seconds or HEARTBEAT_SECONDS):
+                yield
         finally:
-            done.set()
-            t.join(timeout=5)
             self._safe_update(pid=None, stopped_at=_iso(self.clock.now()), current=None,
                               heartbeat=_iso(self.clock.now()))
 
@@ -780,7 +670,7 @@ class Scheduler:
         """One daily cycle now (cron/systemd timers): every tenant's job, concurrently. 0 if no
         step failed, else 1."""
         if self._paused():
-            report = self.run_cycle("once")  # records the skip
+            self.run_cycle("once")  # records the skip
             return 0
         with self._once_state():
             report = self.run_cycle("once")
