@@ -279,3 +279,24 @@ def test_with_several_organisations_practice_managers_namesake_is_suggested_neve
     R.set_role(settings, "t-own", "practice-ledger")
     r = R.roles(settings)
     assert (r.ledger, r.proposal, r.client_orgs, r.suggested_role("t-own")) == ("t-own", None, ["t-client"], None)
+
+
+@pytest.mark.parametrize("rows, ledger", [
+    ([], None),
+    ([("t-a", "ORGANISATION", None, "connected")], "t-a"),  # the only organisation: suggested
+    ([("t-a", "ORGANISATION", None, "connected"), ("t-pm", "PRACTICEMANAGER", None, "connected")], "t-a"),
+    ([("t-a", "ORGANISATION", "client-organisation", "connected")], None),  # a person said it is a client's
+    ([("t-a", "ORGANISATION", "odd", "connected")], "t-a"),  # an unknown role counts as none
+    ([("t-a", "ORGANISATION", None, "connected"), ("t-b", "ORGANISATION", None, "connected")], None),
+    ([("t-a", "ORGANISATION", None, "connected"), ("t-b", None, "practice-ledger", "needs_reconnect")], "t-b"),
+    ([("t-a", "ORGANISATION", "practice-ledger", "connected"), ("t-b", "ORGANISATION", "practice-ledger", "connected")], None),
+    ([("t-a", "ORGANISATION", "practice-ledger", "disconnected"), ("t-b", "ORGANISATION", None, "connected")], "t-b"),
+])
+def test_the_ledger_alone_is_decided_as_read_roles_decides_it(settings, rows, ledger):
+    # ledger_of is what a sync's probe asks of every tenant (one aggregate instead of every organisation).
+    with connect(settings.db_path) as con:
+        for tid, ttype, role, status in rows:
+            con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status, role) VALUES (?, ?, ?, ?, ?)",
+                        [tid, tid.upper(), ttype, status, role])
+        assert R.read_roles(con).ledger == ledger
+        assert R.ledger_of(con) == ledger

@@ -19,7 +19,7 @@ from ..db import connect, transaction
 from ..connections import list_connections
 from ..errors import LedgerlinkError
 from ..settings import Settings
-from .roles import CLIENT_ORGANISATION, read_roles, retire_foreign_clients
+from .roles import CLIENT_ORGANISATION, ledger_of, read_roles, retire_foreign_clients
 from .matching import (
     SKIP_REASONS,
     MatchError,
@@ -59,7 +59,7 @@ def _check_email(email: str | None, where: str = "") -> None:
 
 def _org_tenants(con: DuckDBPyConnection) -> list[str]:
     """The organisations whose contacts can be clients: the practice ledger only (practice.roles)."""
-    ledger = read_roles(con).ledger
+    ledger = ledger_of(con)
     return [ledger] if ledger else []
 
 
@@ -380,7 +380,7 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
 def reconcile_pending(con: DuckDBPyConnection, tenant_id: str) -> bool:
     """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
     since the last pass, or a client still looking for its contact)."""
-    if _tenant_type(con, tenant_id) != PRACTICE_MANAGER and read_roles(con).ledger != tenant_id:
+    if _tenant_type(con, tenant_id) != PRACTICE_MANAGER and ledger_of(con) != tenant_id:
         return False  # a client organisation (or undecided): its contacts make no clients
     since = _cursor(con, tenant_id, CURSOR)
     newest = value(con, "SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id])
@@ -495,7 +495,7 @@ def skipped_contacts(settings: Settings, tenant_id: str | None = None) -> list[d
     add by hand (`add_client_from_contact`)."""
     with connect(settings.db_path, read_only=True) as con:
         evidence_by_tenant: dict[str, dict[str, tuple[bool, bool]]] = {}
-        ledger = read_roles(con).ledger
+        ledger = ledger_of(con)
         if ledger is None or (tenant_id is not None and tenant_id != ledger):
             return []  # only the practice ledger's contacts can be clients
         tenant_id = ledger

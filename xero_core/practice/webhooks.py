@@ -40,7 +40,7 @@ from ..settings import Settings
 from ..storage import as_storage_error
 from ..vault import Vault
 from .matching import reconcile_contacts
-from .roles import read_roles
+from .roles import ledger_of
 from .spool import Spool
 from .sql import Row, rows, value
 
@@ -502,7 +502,7 @@ def _apply(con: DuckDBPyConnection, outcomes: list[tuple[Group, Outcome]], now: 
     for (cat, tenant_id), records in batches.items():
         if cat == "CONTACT":
             _save_contacts(con, tenant_id, records)
-            ledger = ledger or read_roles(con).ledger
+            ledger = ledger or ledger_of(con)
             if tenant_id == ledger:  # a client organisation's contacts are never the practice's clients
                 reconcile_contacts(con, tenant_id, records, clock=clock)
         elif cat == "CREDITNOTE":
