@@ -517,8 +517,9 @@ class Scheduler:
         if self.stop_requested:
             report.interrupted = True
         unreachable: list[str] = []  # tenants that found nothing at Xero's address: one line for all of them
+        found = J.get_many(self.settings, ids)  # one read for the whole cycle, not one open per tenant
         for name, job, started in submitted:
-            j = J.get(self.settings, job.job_id) or job
+            j = found.get(job.job_id) or job
             j.joined = job.joined
             report.jobs.append(j)
             result = j.result or {}
