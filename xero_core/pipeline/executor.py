@@ -279,6 +279,7 @@ class SyncLog:
     def __init__(self, settings: Settings, tenant_id: str, run_id: str, trigger: str, emit: Emitter):
         self.settings, self.tenant_id, self.run_id, self.trigger, self.emit = settings, tenant_id, run_id, trigger, emit
         self.deferred: list[tuple[StepResult, dict[str, Any]]] = []
+        self.written: set[str] = set()  # sync_ids a step's last data write has logged (flush replaces only those)
 
     def row(self, step: str, status: str, *, error: str | None = None, rows: int = 0, api_calls: int = 0,
             bytes_downloaded: int = 0, started_at: datetime | None = None, finished_at: datetime | None = None,
@@ -325,6 +326,7 @@ class SyncLog:
                                       bytes_downloaded=client.bytes_downloaded - bytes0,
                                       finished_at=ctx.clock.now())],
                            replace=False)  # a new sync_id: nothing to replace
+            self.written.add(row["sync_id"])
             ctx.logged = True
 
         return write
@@ -339,7 +341,9 @@ class SyncLog:
             notes: dict[int, str] = {}
             with db.connect(self.settings.db_path, timeout=timeout) as con:
                 try:
-                    store.log_rows(con, [row for _, row in deferred])
+                    # A quiet day's rows are all new: no DELETE to look for them (~3 ms a run).
+                    store.log_rows(con, [row for _, row in deferred],
+                                   replace={row["sync_id"] for _, row in deferred} & self.written)
                 except LOG_FAULTS:  # one at a time, so a row that cannot be written loses no other
                     for sr, row in deferred:
                         try:

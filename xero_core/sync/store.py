@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import date, datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import duckdb
 import polars as pl
@@ -268,15 +268,17 @@ def _log_values(sync_id: str, run_id: str, tenant_id: str, sync_type: str, trigg
             json.dumps(detail, default=str) if detail else None]
 
 
-def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], *, replace: bool = True) -> None:
+def log_rows(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], *,
+             replace: bool | Collection[str] = True) -> None:
     """sync_log rows (each as `log_finish`'s keywords) in one INSERT. `replace`: some may be there
-    already (a step logs inside its last write, then its outcome adds to the row). DuckDB's INSERT OR
-    REPLACE costs ~2.5 ms a row; a DELETE and a plain many-row INSERT cost ~1.5 ms for a whole run."""
+    already (a step logs inside its last write, then its outcome adds to the row): True for any of
+    them, or the sync_ids that may be. DuckDB's INSERT OR REPLACE costs ~2.5 ms a row; a DELETE and a
+    plain many-row INSERT cost ~1.5 ms for a whole run."""
     if not rows:
         return
-    if replace:
-        con.execute(f"DELETE FROM sync_log WHERE sync_id IN ({', '.join('?' * len(rows))})",
-                    [r["sync_id"] for r in rows])
+    replaced = [r["sync_id"] for r in rows] if replace is True else list(replace or ())
+    if replaced:
+        con.execute(f"DELETE FROM sync_log WHERE sync_id IN ({', '.join('?' * len(replaced))})", replaced)
     one = "(" + ", ".join("?" * len(_LOG_COLUMNS)) + ")"
     con.execute(f"INSERT INTO sync_log ({', '.join(_LOG_COLUMNS)}) VALUES {', '.join([one] * len(rows))}",
                 [v for r in rows for v in _log_values(**r)])
