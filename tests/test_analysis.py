@@ -114,6 +114,7 @@ def by_metric(df: pl.DataFrame) -> dict[str, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_weekly_pnl_is_decimal_and_leaves_out_the_unfinished_week(db):
     """Issue 23 §3: complete weeks only by default (the week under way would plunge every trend at its
     right edge); asked for, it comes last, named "to date", never as a finished week."""
@@ -345,6 +346,7 @@ def test_reads_are_brief_and_read_only(db):
     assert out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow
 def test_each_organisation_has_its_own_currency_today_and_weeks(tmp_path, monkeypatch):
     """Issue 23 §2/§3: an NZ and a UK organisation in one database. Their currency comes from
     `organisations`, and "complete" follows each one's own zone: at 14:00 UTC on Saturday 5 Dec 2026
@@ -385,6 +387,7 @@ def test_each_organisation_has_its_own_currency_today_and_weeks(tmp_path, monkey
     assert an.week_label(date(2027, 1, 2)) == "w/e Sat 2 Jan 2027"
 
 
+@pytest.mark.slow
 def test_table_reads_as_a_finance_lead_reads_it(db):
     """Issue 23 §5: notebook tables with readable headers (and the currency), sections as the report
     names them, blanks rather than null, names without quotes."""

@@ -2,6 +2,8 @@
 "Match clients now", adding a skipped contact by hand, and the push queue (what waits, why, when)."""
 from __future__ import annotations
 
+import pytest
+
 from app_testing import (  # noqa: F401 - fixtures
     app_settings, button, connect, errors, fake_xero, open_page, tenant_of, texts,
 )
@@ -11,6 +13,7 @@ def _queue(at):
     return next(df.value for df in at.dataframe if "why it waits" in df.value.columns)
 
 
+@pytest.mark.slow
 def test_clients_page_shows_the_reconciliation_and_the_push_queue(app_settings, fake_xero):
     from xero_core.engine import Engine
     from xero_core.practice import clients as C

@@ -28,6 +28,7 @@ def _land_on_callback(at, redirect: str):
     return at
 
 
+@pytest.mark.slow
 def test_every_page_opens_in_mock_mode_with_banner_and_no_error(app_settings):
     at = new_app().run()
     for page in PAGES:
@@ -37,6 +38,7 @@ def test_every_page_opens_in_mock_mode_with_banner_and_no_error(app_settings):
         assert any("Mock mode" in w.value for w in at.warning), page
 
 
+@pytest.mark.slow
 def test_connect_through_consent_lands_back_connected(app_settings, fake_xero):
     fake, _ = fake_xero
     at = open_page("connection")
@@ -65,6 +67,7 @@ def test_connect_through_consent_lands_back_connected(app_settings, fake_xero):
     assert at.selectbox(key="_tenant_picker").value == org
 
 
+@pytest.mark.slow
 def test_consent_denied_shows_the_advice(app_settings, fake_xero):
     fake, _ = fake_xero
     at = open_page("connection")
@@ -75,6 +78,7 @@ def test_consent_denied_shows_the_advice(app_settings, fake_xero):
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_connection_page_explains_every_oauth_error(app_settings):
     from xero_core.oauth import oauth_error_advice
 
@@ -90,6 +94,7 @@ def test_callback_without_a_consent_says_where_to_start(app_settings):
     assert "start from **Connect to Xero**" in texts(at)
 
 
+@pytest.mark.slow
 def test_status_token_expiry_and_the_60_day_refresh_warning(app_settings, fake_xero):
     import time
 
@@ -111,6 +116,7 @@ def test_status_token_expiry_and_the_60_day_refresh_warning(app_settings, fake_x
     assert re.search(r"expires \d{1,2} [A-Z][a-z]{2} 20\d\d \d\d:\d\d ", page)  # the expiry, in XERO_TIMEZONE
 
 
+@pytest.mark.slow
 def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -132,6 +138,7 @@ def test_disconnect_asks_for_confirmation(app_settings, fake_xero):
     assert org not in at.selectbox(key="_tenant_picker").options
 
 
+@pytest.mark.slow
 def test_picker_choice_is_shared_by_pages(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -170,6 +177,7 @@ def test_password_compare_is_constant_time_and_exact():
     assert password_ok("pässword", "pässword")
 
 
+@pytest.mark.slow
 def test_no_secret_is_ever_rendered(app_settings, fake_xero):
     from xero_core import tokens
     from xero_core.practice.webhooks import set_webhook_key
@@ -189,6 +197,7 @@ def test_no_secret_is_ever_rendered(app_settings, fake_xero):
             assert secret not in dump, page
 
 
+@pytest.mark.slow
 def test_engine_errors_become_sentences_with_the_next_step(app_settings, fake_xero, monkeypatch):
     from app_support import engine
     from xero_core.errors import ReconnectNeeded
@@ -206,6 +215,7 @@ def test_engine_errors_become_sentences_with_the_next_step(app_settings, fake_xe
     assert not at.exception
 
 
+@pytest.mark.slow
 def test_unexpected_errors_show_no_traceback(app_settings, monkeypatch):
     from app_support import engine
 
@@ -219,6 +229,7 @@ def test_unexpected_errors_show_no_traceback(app_settings, monkeypatch):
     assert "/secret/path" not in msg and not at.exception
 
 
+@pytest.mark.slow
 def test_reset_demo_restores_the_starting_state(app_settings, fake_xero):
     from xero_core import db
     from xero_core.connections import list_connections
@@ -287,6 +298,7 @@ def test_run_demo_binds_to_localhost_and_follows_the_app_port():
     assert args.handler is demo_app.run_demo and (args.port, args.seed) == (8611, 7)
 
 
+@pytest.mark.slow
 def test_oidc_sign_in_when_an_auth_section_is_configured(app_settings, monkeypatch):
     monkeypatch.setenv("XERO_ADMIN_PASSWORD", "ignored when OIDC is configured")
     at = new_app()
@@ -303,6 +315,7 @@ def test_oidc_sign_in_when_an_auth_section_is_configured(app_settings, monkeypat
     assert "Connection" in [t.value for t in at.title]
 
 
+@pytest.mark.slow
 def test_a_damaged_database_is_one_sentence_on_every_page(app_settings):
     """Issue 14: was "Something unexpected went wrong" on every page (DuckDB's IOException)."""
     import os
@@ -330,6 +343,7 @@ def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
     assert "unexpected" not in texts(at)
 
 
+@pytest.mark.slow
 def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_xero):
     """Issue 14: the page said "Connected" with no hint when the vault file was tampered with."""
     fake, _ = fake_xero
@@ -344,6 +358,7 @@ def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_
     assert sum("Unusable: syncs cannot run" in m.value for m in at.markdown) == 2, [m.value for m in at.markdown]
 
 
+@pytest.mark.slow
 def test_a_failed_last_sync_is_marked_failed_with_its_reason(app_settings, fake_xero):
     """Issue 24 §3: the Connection page marks a failed last sync as failed, with its reason; a later
     sync that succeeds clears it."""

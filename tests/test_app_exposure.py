@@ -45,6 +45,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
+@pytest.mark.slow
 def test_streamlit_run_on_all_interfaces_without_sign_in_exits_before_serving(tmp_path, how):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XERO_", "STREAMLIT_"))}

@@ -1,6 +1,8 @@
 """Admin app: Practice Manager, Webhooks (page and the mounted receiver), Clients & documents."""
 from __future__ import annotations
 
+import pytest
+
 import re
 import warnings
 
@@ -17,6 +19,7 @@ WEBHOOK_KEY = "fakeWebhookKey/0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH=="
 
 
 # -- Practice Manager -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_practice_manager_mapping_preview_and_campaigns(app_settings, fake_xero):
     from xero_core.practice import xpm
 
@@ -53,6 +56,7 @@ def test_practice_manager_mapping_preview_and_campaigns(app_settings, fake_xero)
     assert xpm.is_enabled(app_settings, practice) is False
 
 
+@pytest.mark.slow
 def test_practice_manager_refused_by_the_tier_says_so_plainly(app_settings, fake_xero):
     fake, _ = fake_xero
     fake.set_tier("core")
@@ -64,11 +68,13 @@ def test_practice_manager_refused_by_the_tier_says_so_plainly(app_settings, fake
     assert "Advanced plan" in page and "nothing else is affected" in page
 
 
+@pytest.mark.slow
 def test_practice_manager_without_a_practice_connection(app_settings):
     assert "No Xero Practice Manager is connected" in texts(open_page("practice_manager"))
 
 
 # -- Webhooks ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_webhooks_page_url_key_status_and_events(app_settings, fake_xero):
     from app_support.webhook_route import routes
 
@@ -108,6 +114,7 @@ def test_webhooks_page_url_key_status_and_events(app_settings, fake_xero):
     assert set(events["status"]) <= {"processed", "ignored", "failed"}
 
 
+@pytest.mark.slow
 def test_webhook_route_refuses_bad_signatures_with_an_empty_401(app_settings):
     from app_support.webhook_route import routes
     from xero_core.practice.webhooks import set_webhook_key, sign
@@ -144,6 +151,7 @@ def _a_synced_contact(settings, tenant_id: str) -> tuple[str, str]:
         ).fetchone()
 
 
+@pytest.mark.slow
 def test_clients_add_import_edit_and_match(app_settings, fake_xero):
     from xero_core.practice.clients import get_client, list_clients
     from xero_core.engine import Engine
@@ -183,6 +191,7 @@ def test_clients_add_import_edit_and_match(app_settings, fake_xero):
     assert "phone" in at.dataframe[0].value.set_index("name").loc["New Client Ltd", "edited by hand"]
 
 
+@pytest.mark.slow
 def test_ambiguous_matches_can_be_resolved(app_settings, fake_xero):
     from xero_core import db
     from xero_core.practice.clients import add_client, get_client
@@ -205,6 +214,7 @@ def test_ambiguous_matches_can_be_resolved(app_settings, fake_xero):
     assert "Ambiguous matches to resolve" not in texts(at)
 
 
+@pytest.mark.slow
 def test_documents_upload_push_and_retry(app_settings, fake_xero):
     from xero_core.practice.clients import add_client
     from xero_core.practice.documents import list_documents
@@ -236,6 +246,7 @@ def test_documents_upload_push_and_retry(app_settings, fake_xero):
     assert "Pushed 1" in texts(at)
 
 
+@pytest.mark.slow
 def test_a_malformed_webhook_key_is_refused_with_a_sentence(app_settings):
     at = open_page("webhooks")
     at.text_input[0].input("too short")
@@ -245,6 +256,7 @@ def test_a_malformed_webhook_key_is_refused_with_a_sentence(app_settings):
     assert "No key is stored yet" in texts(at) and not at.exception
 
 
+@pytest.mark.slow
 def test_practice_manager_chases_send_now_pause_and_the_outbox(app_settings, fake_xero, monkeypatch):
     """A campaign opened by a mapped state: its reminder sent with Send now reaches a real SMTP server
     on loopback and shows in the campaign's history and the Outbox; Pause stops the campaign."""
@@ -295,6 +307,7 @@ def test_practice_manager_chases_send_now_pause_and_the_outbox(app_settings, fak
         assert any(t.label.startswith("Paused or stopped (") and t.label != "Paused or stopped (0)" for t in at.tabs)
 
 
+@pytest.mark.slow
 def test_send_a_test_event_in_mock_mode_is_signed_by_the_fake_and_received_by_the_real_route(
         app_settings, fake_xero, monkeypatch):
     """Mock mode's button asks the fake's admin route to sign and post a delivery; the receiver (the

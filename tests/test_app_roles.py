@@ -21,6 +21,7 @@ def fake_xero():
         server.close()
 
 
+@pytest.mark.slow
 def test_roles_are_set_and_a_client_organisation_linked_on_the_connection_page(app_settings, fake_xero):
     from xero_core.engine import Engine
     from xero_core.practice import clients as C

@@ -1,6 +1,8 @@
 """The sign-in throttle: per browser session and per client address, never for the whole server."""
 from __future__ import annotations
 
+import pytest
+
 from app_testing import app_settings, fake_xero, new_app  # noqa: F401 - fixtures
 
 from app_support import auth
@@ -83,6 +85,7 @@ def _sign_in(at, password: str):
     return at
 
 
+@pytest.mark.slow
 def test_wrong_passwords_in_one_browser_never_lock_out_another(app_settings, monkeypatch):
     """Browser A types 6 wrong passwords and is paused; browser B (same machine) signs in at once."""
     monkeypatch.setenv("XERO_ADMIN_PASSWORD", PASSWORD)

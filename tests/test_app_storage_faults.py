@@ -66,6 +66,7 @@ FAULTS = {"truncated working database": truncate_working_db, "damaged jobs.sqlit
 
 
 @pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.slow
 def test_each_storage_fault_is_the_sentence_naming_the_file_on_connection_and_sync(app_settings, fake_xero, fault):
     fake, _ = fake_xero
     connect(app_settings, fake)  # a connected tenant: its tokens are in the vault, its row in DuckDB

@@ -38,6 +38,7 @@ def _last_rows(at) -> list[dict]:
     return frame.to_dict("records")
 
 
+@pytest.mark.slow
 def test_sync_now_queues_a_job_that_a_worker_runs(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -71,6 +72,7 @@ def test_sync_now_queues_a_job_that_a_worker_runs(app_settings, fake_xero):
     assert metric.value == f"{app_settings.daily_budget - spent:,} calls"
 
 
+@pytest.mark.slow
 def test_sync_now_twice_joins_the_job_under_way(app_settings, fake_xero):
     from xero_core.pipeline import jobs as J
 
@@ -101,6 +103,7 @@ def test_sync_all_organisations_runs_each_tenant(app_settings, fake_xero):
     assert orgs == {fake.org().name, fake.practice().name}
 
 
+@pytest.mark.slow
 def test_sync_of_a_disconnected_tenant_says_so(app_settings, fake_xero):
     from xero_core.connections import set_status
     from xero_core.pipeline import jobs as J
@@ -116,6 +119,7 @@ def test_sync_of_a_disconnected_tenant_says_so(app_settings, fake_xero):
     assert "reconnect" in texts(at).lower()
 
 
+@pytest.mark.slow
 def test_resync_one_past_week(app_settings, fake_xero):
     from datetime import date
 
@@ -131,6 +135,7 @@ def test_resync_one_past_week(app_settings, fake_xero):
     assert job.request.week_ending == date(2026, 3, 4) and job.state == "queued"
 
 
+@pytest.mark.slow
 def test_scheduler_state_and_pause_resume(app_settings, fake_xero):
     from xero_core import scheduling
 
@@ -149,6 +154,7 @@ def test_scheduler_state_and_pause_resume(app_settings, fake_xero):
     assert scheduling.read_state(app_settings)["paused"] is False
 
 
+@pytest.mark.slow
 def test_scheduler_not_running_is_explained(app_settings):
     at = open_page("sync")
     assert "not running" in texts(at) and "python scheduler.py" in texts(at)
@@ -192,6 +198,7 @@ def test_data_page_charts_after_a_sync(app_settings, fake_xero, test_today):
     assert table["week_ending"].max().date() == week         # the P&L table ends with it too
 
 
+@pytest.mark.slow
 def test_data_page_needs_an_organisation_not_a_practice(app_settings, fake_xero):
     fake, _ = fake_xero
     connect(app_settings, fake)
@@ -199,6 +206,7 @@ def test_data_page_needs_an_organisation_not_a_practice(app_settings, fake_xero)
     assert "needs a ORGANISATION connection" in texts(at) or "ORGANISATION" in texts(at)
 
 
+@pytest.mark.slow
 def test_reads_and_writes_in_app_threads_never_clash(settings):
     """The app runs page reads (engine helpers open read-only) next to the webhook worker and Sync
     now (read-write) in one process; DuckDB refuses mixing the two modes in a process, so

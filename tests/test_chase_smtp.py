@@ -66,6 +66,7 @@ def outbox_states(settings) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_reminders_reach_a_real_smtp_server_exactly(make_settings, mail):
     settings = make_settings(**smtp_env(mail.port))
     seed(settings)
@@ -98,6 +99,7 @@ def test_reminders_reach_a_real_smtp_server_exactly(make_settings, mail):
                                        "Cedar Cafe": ["skipped", "skipped"]}
 
 
+@pytest.mark.slow
 def test_campaigns_stop_by_themselves(make_settings, mail):
     settings = make_settings(**smtp_env(mail.port))
     seed(settings)
@@ -133,6 +135,7 @@ def test_campaigns_stop_by_themselves(make_settings, mail):
     assert len(mail.caught) == 4
 
 
+@pytest.mark.slow
 def test_bounces_retries_and_a_server_that_is_down(make_settings, mail):
     settings = make_settings(**smtp_env(mail.port))
     seed(settings)
@@ -190,6 +193,7 @@ def _subprocess_env(settings_env: dict) -> dict:
 
 
 @pytest.mark.parametrize("hold_at", ["rcpt", "data"])
+@pytest.mark.slow
 def test_kill_9_during_sending_sends_none_twice_and_loses_none(tmp_path, make_settings, hold_at):
     """A sender killed while the server holds its 3rd message (before the message is handed over, or
     after the server has it), then run again: every reminder reached the server exactly once."""
@@ -263,6 +267,7 @@ def test_the_scheduler_sends_reminders_that_waited_for_sending_hours(make_settin
     assert mail.wait_for(2) and len(mail.caught) == 2
 
 
+@pytest.mark.slow
 def test_templates_preview_and_what_they_refuse(make_settings, mail):
     settings = make_settings(**smtp_env(mail.port))
     seed(settings)
@@ -315,6 +320,7 @@ def test_two_senders_at_once_send_each_reminder_once(make_settings, mail):
     assert len(ids) == len(set(ids)) == 6
 
 
+@pytest.mark.slow
 def test_starttls_or_tls_against_a_server_without_them_is_one_sentence(make_settings, mail):
     """The real server here speaks plain SMTP on loopback: asking for STARTTLS or TLS fails with a
     sentence saying what to change, and the reminders wait."""
@@ -330,6 +336,7 @@ def test_starttls_or_tls_against_a_server_without_them_is_one_sentence(make_sett
         assert {x["state"] for x in chase.outbox(settings) if x["address"]} <= {"due", "failed"}
 
 
+@pytest.mark.slow
 def test_a_claim_made_by_another_thread_while_a_run_starts_is_not_taken_for_abandoned(make_settings, mail, monkeypatch):
     """Two senders in one process (the app server's pool running a sync's chase step while a page's
     Send now runs): a thread marks a reminder in flight, then claims it. A run reconciling at that

@@ -66,6 +66,7 @@ def assert_no_tokens(fake, *texts):
         assert token not in joined
 
 
+@pytest.mark.slow
 def test_connect_then_status_json(env, fake, capsys):
     outputs = connect(capsys, fake)
     assert "connected: Demo Company (AU) [ORGANISATION]" in outputs and "PRACTICEMANAGER" in outputs
@@ -122,6 +123,7 @@ def test_bad_callback_exits_1_with_one_line(env, fake, capsys):
     assert code == 1 and "access_denied" in err and "Allow access" in err
 
 
+@pytest.mark.slow
 def test_disconnect_needs_tenant_and_confirmation(env, fake, capsys, monkeypatch):
     connect(capsys, fake)
     org, xpm = fake.tenants
@@ -158,6 +160,7 @@ def test_rotate_key_via_cli(env, fake, capsys, monkeypatch):
     assert code == 0 and "re-encrypted 0" in out and "1 already current" in out
 
 
+@pytest.mark.slow
 def test_tampered_vault_shows_in_status_not_a_crash(env, fake, capsys):
     connect(capsys, fake)
     s = load_settings()
@@ -174,6 +177,7 @@ def test_tampered_vault_shows_in_status_not_a_crash(env, fake, capsys):
     assert " connected  tenant" not in text
 
 
+@pytest.mark.slow
 def test_wrong_key_status_unusable_and_sync_one_sentence_per_step(env, fake, capsys, monkeypatch):
     connect(capsys, fake)
     monkeypatch.setenv("XERO_ENCRYPTION_KEY", secrets.token_hex(32))
@@ -206,6 +210,7 @@ def test_loosened_vault_permissions_are_repaired_with_a_warning(env, fake, capsy
     assert "made it 0600 again" in text and "made it 0700 again" in text and str(path) in text
 
 
+@pytest.mark.slow
 def test_process_exit_codes_and_single_json_document(env, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xero_core", "status", "--json"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)

@@ -32,6 +32,7 @@ def _env(tmp_path, **extra) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_a_running_demos_urls_reach_the_cli_unless_the_environment_says_otherwise(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -211,6 +212,7 @@ def _cli(tmp_path, *args, **env):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_demo_against_a_fake_that_refuses_the_app_url_says_so(tmp_path):
     """A fake already running for the default app URL, and XERO_APP_URL naming another port: the consent
     page refuses the redirect URI (it was `RuntimeError: the consent page answered HTTP 400`)."""
@@ -227,6 +229,7 @@ def test_demo_against_a_fake_that_refuses_the_app_url_says_so(tmp_path):
     assert "http://localhost:9101/callback" in line and "XERO_APP_URL" in line and "<" not in line, line
 
 
+@pytest.mark.slow
 def test_demo_with_the_fake_port_taken_by_another_service_says_so(tmp_path):
     import http.server
     import threading
@@ -243,6 +246,7 @@ def test_demo_with_the_fake_port_taken_by_another_service_says_so(tmp_path):
     assert "nothing answers" not in proc.stderr  # said once, not followed by the unreachable note
 
 
+@pytest.mark.slow
 def test_demo_and_run_demo_refuse_ports_outside_1_to_65535(tmp_path):
     proc = _cli(tmp_path, "demo", "--weeks", "1", XERO_FAKE_PORT="99999")
     assert proc.returncode == 1 and "XERO_FAKE_PORT='99999' must be a port number from 1 to 65535" in _one_sentence(proc)

@@ -100,6 +100,7 @@ def test_status_times_read_like_the_apps(env, capsys):
     assert not ISO_TIME.search(line)
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(env):
     proc = subprocess.Popen([sys.executable, "-m", "xero_core", "clients", "skipped"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})

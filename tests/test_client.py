@@ -265,6 +265,7 @@ def test_expired_three_times_in_a_row_fails_the_call_but_keeps_the_connection(ma
     assert client.get_json("/api.xro/2.0/Accounts")["Accounts"]
 
 
+@pytest.mark.slow
 def test_a_reconnect_during_a_call_is_not_undone_by_that_calls_stale_refusal(make_settings):
     """The call was sent under the old grant; the admin reconnected meanwhile: stay connected."""
     from datetime import timedelta

@@ -42,6 +42,7 @@ def run_json(capsys, *argv):
     return code, json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_match_reports_imported_matched_and_skipped_with_reasons(env, capsys, tmp_path):
     code, client = run_json(capsys, "clients", "add", "Bright Dental Pty Ltd")
     assert code == 0 and client["match_status"] == "matched"  # matched at once to the stored contact

@@ -63,6 +63,7 @@ def _truth(x):
     )
 
 
+@pytest.mark.slow
 def test_only_customers_and_practice_clients_become_clients_and_the_pass_is_reported(x):
     truth = _truth(x)
     practice = x.fake.practice(x.pm)
@@ -120,6 +121,7 @@ def test_only_customers_and_practice_clients_become_clients_and_the_pass_is_repo
     assert truth.ato not in skipped and skipped[truth.cash]["reason"] == "placeholder"
 
 
+@pytest.mark.slow
 def test_match_clients_now_logs_a_report_per_tenant(x):
     imported = sync(x, x.org, "contacts")["imported"]
     out = {r["tenant_type"]: r for r in C.match_clients_now(x.s, trigger="app", clock=x.clock)}
@@ -152,6 +154,7 @@ def _store(con, contacts, invoices=()):
                     [T, f"inv-{contact_id}-{kind}-{n}", kind, contact_id])
 
 
+@pytest.mark.slow
 def test_without_flags_sales_invoices_decide(settings):
     with connect(settings.db_path) as con, transaction(con):
         _store(con, [_contact("c-sale", "Sale Pty Ltd"), _contact("c-bill", "Bill Supplies"),
@@ -243,6 +246,7 @@ def test_the_demo_practice_mostly_matches_and_shows_a_few_ambiguous(make_setting
 
 
 # -- documents: every sync pushes what is due, with backoff ---------------------------------------
+@pytest.mark.slow
 def test_due_documents_are_pushed_with_backoff_then_given_up(x):
     from datetime import timedelta
 

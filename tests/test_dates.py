@@ -226,6 +226,7 @@ def test_sync_and_analysis_agree_with_the_fake_at_the_test_date(test_today, tmp_
     assert [r[0] for r in tie] == weeks
 
 
+@pytest.mark.slow
 def test_the_morning_after_a_week_ends_in_sydney_the_week_is_complete_on_a_utc_computer(test_today, tmp_path,
                                                                                         monkeypatch):
     """The scheduler syncs at 06:00 in XERO_TIMEZONE (Sydney), when a computer or container on UTC
@@ -341,6 +342,7 @@ def test_a_malformed_xero_today_stops_with_a_sentence(monkeypatch, tmp_path):
         load_settings()
 
 
+@pytest.mark.slow
 def test_the_apps_ago_counts_from_the_products_clock_under_a_pinned_day(monkeypatch):
     """A workshop pins XERO_TODAY; stamps are written by the product's clock, so "3 h ago" must be
     counted from that clock too (the computer's clock put them months in the future)."""

@@ -52,6 +52,7 @@ def _held_by_another_process(path):
         p.join(10)
 
 
+@pytest.mark.slow
 def test_open_waits_for_another_process_then_succeeds(tmp_path):
     with _held_by_another_process(tmp_path / "x.duckdb") as release:
         threading.Timer(0.3, release.set).start()
@@ -59,6 +60,7 @@ def test_open_waits_for_another_process_then_succeeds(tmp_path):
             assert con.execute("SELECT count(*) FROM connections").fetchone() == (0,)
 
 
+@pytest.mark.slow
 def test_busy_database_gives_a_sentence(tmp_path):
     with _held_by_another_process(tmp_path / "x.duckdb"):
         # the sentence names the process holding the file (its pid, from DuckDB's lock error) and how to let go
@@ -75,6 +77,7 @@ def _write_once(path, done):
     done.set()
 
 
+@pytest.mark.slow
 def test_shared_block_opens_the_file_once_for_many_threads(tmp_path, monkeypatch):
     path = tmp_path / "x.duckdb"
     with db.connect(path):
@@ -108,6 +111,7 @@ def test_shared_block_opens_the_file_once_for_many_threads(tmp_path, monkeypatch
         assert con.execute("SELECT count(*) FROM sync_cursors").fetchone()[0] == 161
 
 
+@pytest.mark.slow
 def test_shared_block_lets_another_process_in_while_it_keeps_working(tmp_path):
     """A worker pool busy for longer than max_hold still gives a notebook or the CLI its turn."""
     path = tmp_path / "x.duckdb"
@@ -130,6 +134,7 @@ def test_shared_block_lets_another_process_in_while_it_keeps_working(tmp_path):
     assert writes < 100_000
 
 
+@pytest.mark.slow
 def test_shared_block_closes_the_file_while_its_workers_wait_on_xero(tmp_path):
     """A pool whose workers sit in Xero's rate limit (no database use) must not keep others out."""
     path = tmp_path / "x.duckdb"

@@ -51,6 +51,7 @@ def test_no_trigger_calls_the_pipeline_below_the_engine():
     assert not bad
 
 
+@pytest.mark.slow
 def test_sync_runs_the_whole_plan_and_submit_queues_a_job(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=60)
     eng = Engine(s, transport=fake.transport(), clock=clock)
@@ -67,6 +68,7 @@ def test_sync_runs_the_whole_plan_and_submit_queues_a_job(tmp_path):
     assert job.job_id == job_id and job.state == "done", job.to_dict()
 
 
+@pytest.mark.slow
 def test_progress_says_what_it_waits_for_and_each_step_once(tmp_path):
     """issue 24 §3: while the rate limiter holds the sync, progress says so and when it resumes; a
     step's line names the step once and what it read."""

@@ -69,6 +69,7 @@ def endpoint_cases(org):
     ]
 
 
+@pytest.mark.slow
 def test_every_endpoint_validates_against_xero_schema(org):
     for sub, template, params in endpoint_cases(org):
         status, headers, body = get(org, sub, params)
@@ -78,6 +79,7 @@ def test_every_endpoint_validates_against_xero_schema(org):
         assert b"\\/Date(" in body and b'"/Date(' not in body, sub     # slash escaped on the wire
 
 
+@pytest.mark.slow
 def test_schema_helper_catches_bad_payloads():
     good = (b'{"Id":"x","Status":"OK","ProviderName":"p","DateTimeUTC":"\\/Date(1)\\/",'
             b'"Invoices":[{"InvoiceID":"5ec0fcc1-43c7-4923-a2f2-3492e3fe86ff","Status":"PAID","Total":1.00}]}')
@@ -103,6 +105,7 @@ def test_wire_format_of_an_invoice(org):
     assert one["SubTotal"] + one["TotalTax"] == one["Total"]
 
 
+@pytest.mark.slow
 def test_paging_and_page_size_cap(org):
     doc = ok(org, "/Invoices", {"page": "2", "pageSize": "50"})
     assert len(doc["Invoices"]) == 50 and "LineItems" in doc["Invoices"][0]
@@ -184,6 +187,7 @@ def test_order(org):
     assert status == 400
 
 
+@pytest.mark.slow
 def test_if_modified_since(org):
     cutoff = datetime(2026, 11, 10, tzinfo=timezone.utc)
     expect = {i.id for i in org.invoices if i.updated >= cutoff}
@@ -345,6 +349,7 @@ def test_if_modified_since_on_settings_and_unmodelled_options(org):
     assert status == 400 and b"paymentsOnly" in body
 
 
+@pytest.mark.slow
 def test_garbage_parameters_get_a_clear_400_never_a_crash():
     import random
 

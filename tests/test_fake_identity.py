@@ -305,6 +305,7 @@ def test_identity_state_survives_a_new_fake_on_the_same_state_dir(tmp_path):
         assert _refresh(c, tokens["refresh_token"]).status_code == 200
 
 
+@pytest.mark.slow
 def test_the_products_default_scope_profiles_meet_the_fakes_rules():
     from xero_core.settings import BROAD_SCOPES, GRANULAR_SCOPES
 

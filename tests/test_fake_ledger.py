@@ -106,6 +106,7 @@ def test_journals_balance_and_lines_add_up(org):
     assert any(c.type == "ACCPAYCREDIT" for c in org.credit_notes)
 
 
+@pytest.mark.slow
 def test_pnl_equals_served_documents_and_journals(org):
     accounts = {a["Code"]: a for a in ok(org, "/Accounts")["Accounts"]}
     fx_id = next(a["AccountID"] for a in accounts.values() if a.get("SystemAccount") == "UNREALISEDCURRENCYGAIN")
@@ -297,6 +298,7 @@ def test_same_seed_same_bytes_different_seed_different_data():
         assert strip(free) == strip(ra[2])
 
 
+@pytest.mark.slow
 def test_default_org_is_a_believable_trades_business():
     org = generate_org(42, TODAY)
     sales = [i for i in org.invoices if i.type == "ACCREC"]
@@ -456,6 +458,7 @@ def test_credit_notes_post_allocate_and_void_like_xero():
         org.void_credit_note("00000000-0000-0000-0000-000000000000", at)
 
 
+@pytest.mark.slow
 def test_sales_revenue_is_invoices_less_credit_notes_and_ties_to_the_pnl(org):
     """The fake's revenue truth (what revenue_weekly should hold) from its served documents, and the
     tie-out with its P&L: Income = sales invoices - sales credit notes + cash sales, ex GST."""

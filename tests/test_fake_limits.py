@@ -118,6 +118,7 @@ def test_fixed_windows_start_at_each_tenants_first_call():
     assert lim.admit("a", "t1").ok and not lim.admit("a", "t2").ok
 
 
+@pytest.mark.slow
 def test_sixth_concurrent_call_is_refused_in_process(fake, session):
     tok, org = session
     gate = threading.Event()

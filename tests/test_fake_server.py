@@ -131,6 +131,7 @@ def _stop(proc: subprocess.Popen) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_cli_prints_settings_logs_requests_and_state_survives_restart(tmp_path, make_settings):
     state = tmp_path / "fake"
     proc, env = _start_cli(state, "--client-id", "WORKSHOPAPP", "--client-secret", "ws-secret",

@@ -3,6 +3,8 @@ the latest weeks' P&L, cash and revenue; the older weeks and the journal history
 their own, at a lower priority, which steps aside for a Sync now of the same organisation."""
 from __future__ import annotations
 
+import pytest
+
 import threading
 import time
 
@@ -74,6 +76,7 @@ def _until(cond, what: str, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_sync_now_goes_before_a_running_backfill_whose_journals_then_finish_and_land_the_cursor(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=60, org_factory=small_org)
     gate = Gate(fake.transport())

@@ -250,6 +250,7 @@ def test_unreadable_pending_state_is_a_state_error_not_a_crash(settings, make_se
 
 
 @pytest.mark.parametrize("answer", [200, 503])
+@pytest.mark.slow
 def test_consent_stays_pending_until_its_outcome_is_recorded(settings, fake, clock, answer):
     """The Connection page in the tab that opened the consent redraws once consent_pending turns
     False. It turned False as soon as the callback took the single-use state, before any connection

@@ -3,6 +3,8 @@ sync into `organisations`, writes it only when it changed, and each tenant's "to
 follow its own organisation's time zone (a practice with NZ, AU and UK clients has different weeks)."""
 from __future__ import annotations
 
+import pytest
+
 import secrets
 from datetime import date, datetime, timezone
 
@@ -66,6 +68,7 @@ def test_organisation_is_read_at_connect_and_rewritten_only_when_it_changes(tmp_
     assert (org["name"], org["timezone"]) == ("Kauri Coast Developments Ltd", "Pacific/Auckland")
 
 
+@pytest.mark.slow
 def test_each_tenant_has_its_own_today_and_weeks(tmp_path):
     """Saturday 5 Dec 2026 14:00 UTC is already Sunday 6 Dec in Sydney (01:00) and Auckland (03:00)
     but still Saturday in London: the UK organisation's current week ends on 5 Dec, the others' on

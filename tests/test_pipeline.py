@@ -91,6 +91,7 @@ def test_daily_jobs_are_claimed_before_backfills(settings):
     assert J.claim(settings, owner).job_id == back.job_id
 
 
+@pytest.mark.slow
 def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=50, org_factory=small_org)
     from xero_core.connections import list_connections
@@ -114,6 +115,7 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
     assert seen and seen[-1][1] == "done"
 
 
+@pytest.mark.slow
 def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
     """issue 14: the sync_log write after a step fails (disk full): the other steps still run and are
     logged, the result names the failure, and nothing raises."""

@@ -130,6 +130,7 @@ def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
 
 
 # -- many tenants in one pool --------------------------------------------------------------------
+@pytest.mark.slow
 def test_many_tenants_in_one_pool_respect_limits_and_run_once_each(tmp_path):
     s = load_settings({"XERO_MOCK_MODE": "true", "XERO_DATA_DIR": str(tmp_path / "data"),
                        "XERO_ENCRYPTION_KEY": secrets.token_hex(32)})
@@ -175,6 +176,7 @@ def _enqueue_in_child(data_dir: str, key: str, tenant: str, barrier, out_q) -> N
     out_q.put((job.job_id, job.joined))
 
 
+@pytest.mark.slow
 def test_two_processes_asking_at_once_share_one_job(tmp_path):
     key = secrets.token_hex(32)
     ctx = multiprocessing.get_context("spawn")
@@ -191,6 +193,7 @@ def test_two_processes_asking_at_once_share_one_job(tmp_path):
 
 
 # -- a tenant needing reconnect ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_tenant_needing_reconnect_fails_at_once_with_the_fix_while_others_go_on(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
     from xero_core.connections import list_connections, set_status
@@ -237,6 +240,7 @@ print("released", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_database_held_by_another_process_makes_the_job_wait_then_finish(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=30, org_factory=small_org)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(s.db_path)], stdin=subprocess.PIPE,
@@ -265,6 +269,7 @@ def test_database_held_by_another_process_makes_the_job_wait_then_finish(tmp_pat
 
 
 # -- cancel mid-step ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
     import httpx
 

@@ -34,6 +34,7 @@ def run_json(capsys, *argv):
     return code, json.loads(out)
 
 
+@pytest.mark.slow
 def test_clients_and_documents_commands(env, capsys, tmp_path):
     code, row = run_json(capsys, "clients", "add", "Acme Pty Ltd", "--email", "a@acme.example")
     assert code == 0 and row["name"] == "Acme Pty Ltd" and row["match_status"] == "unmatched"
@@ -57,6 +58,7 @@ def test_clients_and_documents_commands(env, capsys, tmp_path):
     assert "No client 'cl_nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_xpm_map_command(env, capsys):
     with connect(working_path(env["XERO_DATA_DIR"])) as con:
         con.execute("INSERT INTO connections (tenant_id, tenant_name, tenant_type, status) "
@@ -70,6 +72,7 @@ def test_xpm_map_command(env, capsys):
     assert "No connection nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_webhooks_command_passes_the_fakes_intent_to_receive(env, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "xero_core", "webhooks", "--port", "0"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

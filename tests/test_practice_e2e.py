@@ -55,6 +55,7 @@ def active_contacts(x):
 # -- clients <-> contacts ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_contact_sync_matches_lists_ambiguity_and_keeps_edits(x):
     a, b, c, d, e, f, g = active_contacts(x)[:7]
     by_email = C.add_client(x.s, "Our name for A", email=f"  {a.email.upper()} ")
@@ -123,6 +124,7 @@ class LoseFirstUploadAnswer(httpx.BaseTransport):
         return resp
 
 
+@pytest.mark.slow
 def test_document_push_folder_association_failure_and_retry_without_duplicates(x, tmp_path):
     run(x)
     client_id, contact_id = q(x, "SELECT client_id, xero_contact_id FROM clients WHERE xero_contact_id IS NOT NULL "
@@ -173,6 +175,7 @@ def test_document_push_folder_association_failure_and_retry_without_duplicates(x
 # -- Practice Manager --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_xpm_jobs_open_and_complete_campaigns(x):
     out = run(x)
     assert out["PRACTICEMANAGER"]["status"] == "success"
@@ -221,6 +224,7 @@ def test_xpm_refused_on_plan_is_a_skip_with_a_note(make_settings):
 # -- webhooks from the fake --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fake_intent_to_receive_and_events_processed(x):
     run(x)
     org = x.fake.org(x.org)

@@ -76,6 +76,7 @@ def test_match_by_email_then_name_and_create_the_rest(settings):
     assert len(C.list_clients(settings)) == 3
 
 
+@pytest.mark.slow
 def test_ambiguous_matches_are_listed_not_guessed(settings):
     s1 = C.add_client(settings, "Smith & Co")
     s2 = C.add_client(settings, "Smith and Co.")

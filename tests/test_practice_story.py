@@ -4,6 +4,8 @@ the walk-through's client goes from its job to its campaign's first reminder, ca
 server on loopback, to its document pushed to the practice ledger's Xero Files, which stops the campaign."""
 from __future__ import annotations
 
+import pytest
+
 from datetime import datetime, timedelta, timezone
 
 from xero_core import oauth
@@ -40,6 +42,7 @@ def test_the_fake_tells_the_practice_story():
                or any(f in c.name.casefold() for f in firm_names) for c in practice.clients.values())
 
 
+@pytest.mark.slow
 def test_from_the_job_to_the_first_reminder_to_the_document(make_settings):
     clock = FakeClock(THURSDAY_10AM_SYDNEY)
     fake = FakeXero(clock=clock, story=True, invoices=120)
@@ -86,6 +89,7 @@ def test_from_the_job_to_the_first_reminder_to_the_document(make_settings):
         assert stopped["status"] == "stopped" and "bank-statements.pdf" in stopped["stop_reason"]
 
 
+@pytest.mark.slow
 def test_demo_confirms_the_proposed_practice_ledger_so_notebooks_open_on_it(make_settings, capsys):
     """`python -m xero_core demo` clicks what the admin would: the story's firm (named like Practice
     Manager) becomes the practice ledger, said on stderr; the analysis functions then open on it."""

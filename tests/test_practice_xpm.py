@@ -133,6 +133,7 @@ def test_campaign_plan_opens_once_and_completes_with_reasons():
 # -- the step against recorded-shape XML -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jobs_enter_and_leave_mapped_states(pm):
     s = pm
     existing = C.add_client(s, "A C Smith Ltd", email="ac@smith.example")
@@ -172,6 +173,7 @@ def test_jobs_enter_and_leave_mapped_states(pm):
     (BILLION_LAUGHS, "DTD or entities"),
     (XXE, "DTD or entities"),
 ])
+@pytest.mark.slow
 def test_business_errors_and_bad_xml_fail_the_step_and_write_nothing(pm, bad, words):
     s = pm
     good = {"job.api/current": jobs_doc(job_xml("J000001", "Waiting on Client", 1, "Alpha")),
@@ -202,6 +204,7 @@ def test_mapping_functions_check_the_tenant(pm):
     assert X.get_mapping(pm, PM) == {"Waiting on Client"}
 
 
+@pytest.mark.slow
 def test_ambiguous_xpm_client_is_listed_and_its_campaign_follows_the_resolution(pm):
     s = pm
     twins = [C.add_client(s, "Delta Pty Ltd"), C.add_client(s, "DELTA LIMITED")]

@@ -57,6 +57,7 @@ def x(make_settings):
     return connected(make_settings)
 
 
+@pytest.mark.slow
 def test_clients_come_only_from_the_practice_ledger_and_practice_manager(x):
     assert R.roles(x.s).problem and "none is the practice ledger" in R.roles(x.s).problem  # two: nothing guessed
     R.set_role(x.s, x.a, "practice-ledger", clock=x.clock)
@@ -112,6 +113,7 @@ def _cli(capsys, *argv):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_role_cli_status_json_and_clients_sync_refusal(x, capsys, monkeypatch):
     cli_env(x, monkeypatch)
     code, out, err = _cli(capsys, "clients", "sync")
@@ -134,6 +136,7 @@ def test_role_cli_status_json_and_clients_sync_refusal(x, capsys, monkeypatch):
     assert code != 0 and "practice-ledger or client-organisation" in err
 
 
+@pytest.mark.slow
 def test_clients_imported_from_every_organisation_are_taken_out_and_said(x, capsys, monkeypatch):
     """An installation from before roles: B's customers were imported as clients. Setting the roles removes
     those nothing hangs on, keeps (unlinked) the ones with documents, campaigns or edits, and says so."""
@@ -177,6 +180,7 @@ def test_clients_imported_from_every_organisation_are_taken_out_and_said(x, caps
         assert name in why and "not matched" in why
 
 
+@pytest.mark.slow
 def test_documents_go_to_the_practice_ledgers_files_on_the_right_contacts(x):
     R.set_role(x.s, x.a, "practice-ledger", clock=x.clock)
     sync(x, x.a, "contacts")
@@ -199,6 +203,7 @@ def test_documents_go_to_the_practice_ledgers_files_on_the_right_contacts(x):
     assert got == {"first.pdf": {two[0][2]}, "second.pdf": {two[1][2]}}
 
 
+@pytest.mark.slow
 def test_a_client_organisation_is_suggested_to_its_client_and_shows_its_figures(x):
     R.set_role(x.s, x.a, "practice-ledger", clock=x.clock)
     R.set_role(x.s, x.b, "client-organisation", clock=x.clock)

@@ -706,6 +706,7 @@ class RefusedTransport:
         pass
 
 
+@pytest.mark.slow
 def test_with_xero_unreachable_a_run_says_so_in_one_line_and_tries_each_tenant_once(tmp_path, caplog):
     """Issue 24 §2: a refused connection is not retried, the other steps are not tried, and the
     run's log has the sentence once, not once per tenant or step."""

@@ -162,6 +162,7 @@ HOSTILE = [
 ]
 
 
+@pytest.mark.slow
 def test_hostile_names_from_xero_are_just_data(make_settings):
     s, clock, fake, cap, org = setup(make_settings)
     o = fake.org(org)
@@ -293,6 +294,7 @@ def test_lock_file_pins_every_dependency_with_hashes():
     assert lock.count("--hash=sha256:") >= len(pinned)  # every pin carries its hashes
 
 
+@pytest.mark.slow
 def test_every_page_is_refused_without_sign_in_when_a_password_is_set(tmp_path, monkeypatch):
     """Each page under pages/, opened directly, shows only the sign-in form while XERO_ADMIN_PASSWORD is set."""
     import sys

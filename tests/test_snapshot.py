@@ -72,6 +72,7 @@ def test_a_notebook_holding_the_snapshot_does_not_stop_the_scheduled_run(tmp_pat
     assert not list(s.data_dir.glob(".xero.duckdb.*")), "no temporary copies left behind"
 
 
+@pytest.mark.slow
 def test_an_existing_database_becomes_the_working_one_with_nothing_lost(tmp_path, make_settings):
     """An installation from before the snapshot: data/xero.duckdb (with commits still in its WAL,
     as a crashed process leaves them) is held open by a notebook when the new version first runs."""
@@ -109,6 +110,7 @@ def test_an_existing_database_becomes_the_working_one_with_nothing_lost(tmp_path
             ("t-1", "needs_reconnect"), ("t-2", "connected")]
 
 
+@pytest.mark.slow
 def test_a_pool_of_many_jobs_publishes_once_not_once_a_job(make_settings, monkeypatch):
     s = make_settings()
     with db.connect(s.db_path) as con:

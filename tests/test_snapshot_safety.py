@@ -166,6 +166,7 @@ def _locked_for_others(path: Path) -> str:
 # ------------------------------------------------------------------------------------ publishing
 
 
+@pytest.mark.slow
 def test_publish_keeps_the_working_file_locked_against_other_processes_throughout(tmp_path, monkeypatch):
     """Before the fix, the copy's descriptors released DuckDB's lock: at this point another process
     opened the working file for writing while this one still held it."""
@@ -180,6 +181,7 @@ def test_publish_keeps_the_working_file_locked_against_other_processes_throughou
     assert _whole(s.snapshot_path) == {("before", i) for i in range(1, 51)}
 
 
+@pytest.mark.slow
 def test_publish_while_a_thread_of_the_same_process_writes_in_the_shared_instance(tmp_path):
     """The app's pool: a job thread commits on the shared instance while another thread publishes.
     Every row committed before a publish began is in that snapshot, and both files stay whole."""
@@ -291,6 +293,7 @@ def _old_installation(s: Settings) -> set[tuple[str, int]]:
 
 
 @pytest.mark.parametrize("nth, target", [(1, "ledger-work.duckdb.wal"), (2, "ledger-work.duckdb")])
+@pytest.mark.slow
 def test_an_adoption_killed_before_either_rename_is_done_again_whole(tmp_path, nth, target):
     """1: both copies made, nothing renamed; 2: the WAL in place, the working file not yet."""
     s, env = _settings(tmp_path)

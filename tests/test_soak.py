@@ -33,6 +33,7 @@ def test_soak_short_run_passes_every_check(tmp_path):
     assert rep["webhook_event_status"].get("processed", 0) >= 1
 
 
+@pytest.mark.slow
 def test_webhook_burst_is_paced_by_the_shared_limiter(make_settings):
     clock = FakeClock()
     fake = FakeXero(clock=clock, invoices=20)
@@ -51,6 +52,7 @@ def test_webhook_burst_is_paced_by_the_shared_limiter(make_settings):
     assert ours == []
 
 
+@pytest.mark.slow
 def test_threads_opening_the_database_at_once_never_lose_arrow_scans(tmp_path):
     """DuckDB 2.0: connections opened concurrently in one process (sync_all_tenants' threads, the app's
     webhook worker beside its pages) intermittently lose the Arrow scan of a registered frame

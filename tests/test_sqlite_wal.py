@@ -1,3 +1,4 @@
+import pytest
 import multiprocessing as mp
 
 from xero_core.sqlite_wal import open_wal
@@ -14,6 +15,7 @@ def _open_at_once(path, start, out):
         out.put(f"error: {exc}")
 
 
+@pytest.mark.slow
 def test_processes_opening_a_fresh_file_together_all_get_wal(tmp_path):
     # The race is narrow (plain sqlite3.connect lost it about 2 times in 120 here), so run rounds.
     ctx = mp.get_context("fork")

@@ -51,6 +51,7 @@ def test_a_scheduler_never_started_says_how_to_start_it(env, capsys):
            "`python scheduler.py`." in text
 
 
+@pytest.mark.slow
 def test_a_running_scheduler_its_next_run_and_last_result(env, capsys, test_today):
     now = datetime.now(UTC)
     nxt = scheduling.next_daily_run(now, "06:00", "Australia/Sydney")

@@ -67,6 +67,7 @@ def test_consent_form_then_sync_json(served, capsys):
     assert row["status"] == "needs_reconnect" and "Reconnect it" in row["status_reason"]
 
 
+@pytest.mark.slow
 def test_sync_all_names_a_tenant_it_did_not_sync_and_exits_1(served, capsys):
     """Issue 21 §3: an organisation needing a reconnect made `sync --all` exit 0 without a word."""
     from xero_core.connections import set_status
@@ -87,6 +88,7 @@ def test_sync_all_names_a_tenant_it_did_not_sync_and_exits_1(served, capsys):
     assert [t["tenant_id"] for t in doc["tenants"] if not t["ok"]] == [org["tenant_id"]]
 
 
+@pytest.mark.slow
 def test_explicit_weeks_joining_a_shorter_running_job_runs_as_its_own_job_after_it(served, capsys):
     """Issue 21 §3: `--weeks 8` joining the scheduler's running 2-week job reported success after
     only 2 weeks; now the 8 weeks run as their own job right after, and that is what is reported."""
@@ -131,6 +133,7 @@ def test_unknown_step_is_a_usage_error(served, capsys):
     assert "unknown sync step" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_week_ending_and_the_jobs_command(served, capsys):
     fake, s = served
     tenants = connect_via_consent_form(s)

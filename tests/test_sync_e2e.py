@@ -253,6 +253,7 @@ def test_daily_default_and_voids_on_a_small_org(tmp_path):
     assert rows(s, "SELECT status FROM credit_notes WHERE credit_note_id = ?", cn.id) == [("VOIDED",)]
 
 
+@pytest.mark.slow
 def test_lower_tier_skips_journals_and_xpm_and_carries_on(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=50, tier="core", org_factory=small_org)
     from xero_core.engine import Engine

@@ -20,6 +20,7 @@ def small(tmp_path):
     return connect(tmp_path, invoices=80, org_factory=small_org)
 
 
+@pytest.mark.slow
 def test_300_calls_no_429_and_at_least_55_a_minute(small):
     s, clock, fake, org_id = small
     client = XeroClient(s, org_id, transport=fake.transport(), clock=clock, limiter=SharedRateLimiter(s, clock))
@@ -45,6 +46,7 @@ def table_rows(s):
     return out
 
 
+@pytest.mark.slow
 def test_injected_429_5xx_timeouts_and_garbled_bodies_recover(tmp_path):
     s0, clock0, fake0, org0 = connect(tmp_path / "clean", invoices=80, org_factory=small_org)
     assert Engine(s0, transport=fake0.transport(), clock=clock0).sync(org0, only="contacts,invoices,pnl,bank").ok
@@ -61,6 +63,7 @@ def test_injected_429_5xx_timeouts_and_garbled_bodies_recover(tmp_path):
     assert table_rows(s) == table_rows(s0)
 
 
+@pytest.mark.slow
 def test_day_limit_429_stops_cleanly_and_holds_for_every_process(small):
     s, clock, fake, org_id = small
     fake.faults.add("429", path="ProfitAndLoss", count=1, problem="day")

@@ -77,6 +77,7 @@ def test_a_run_stopped_before_its_rebuilds_is_finished_by_the_next_quiet_one(tmp
     assert rows(s, "SELECT * EXCLUDE (synced_at) FROM pnl_tieout_weekly ORDER BY ALL") == want_tie
 
 
+@pytest.mark.slow
 def test_a_report_week_emptied_by_hand_is_refilled(tmp_path):
     s, clock, fake, org_id = connect(tmp_path, invoices=300)
     assert Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="accounts,pnl,bank").ok
@@ -90,6 +91,7 @@ def test_a_report_week_emptied_by_hand_is_refilled(tmp_path):
     assert {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} ORDER BY ALL") for t in want} == want
 
 
+@pytest.mark.slow
 def test_the_clients_step_sleeps_on_a_quiet_day_and_wakes_for_a_new_customer(tmp_path):
     from test_sync_e2e import small_org
 
@@ -114,6 +116,7 @@ def test_the_clients_step_sleeps_on_a_quiet_day_and_wakes_for_a_new_customer(tmp
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id = ?", new.id)[0][0] == 1
 
 
+@pytest.mark.slow
 def test_a_quiet_day_opens_no_transaction_for_what_xero_hands_back_unchanged(tmp_path, monkeypatch):
     """The chart of accounts (fetched whole) and the records at each cursor's edge (fetched again
     under If-Modified-Since) are recognised by their marks: no DuckDB transaction at all. A record

@@ -129,6 +129,7 @@ def invoices_fixture():
     ]
 
 
+@pytest.mark.slow
 def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     s = tenant_settings
     client = StubClient(base_data(invoices_fixture()))
@@ -174,6 +175,7 @@ def test_rerun_is_identical_and_incremental(tenant_settings):
     assert inv_headers and inv_headers[0]["If-Modified-Since"] == "2019-07-22T12:53:19"
 
 
+@pytest.mark.slow
 def test_void_leaves_revenue_weekly(tenant_settings):
     s = tenant_settings
     invs = invoices_fixture()
@@ -195,6 +197,7 @@ def credit_notes_fixture():
                         date_ms=MS(date(2026, 11, 18)), status="PAID")]
 
 
+@pytest.mark.slow
 def test_credit_notes_make_revenue_net_and_a_later_void_leaves_it(tenant_settings):
     s = tenant_settings
     cns = credit_notes_fixture()
