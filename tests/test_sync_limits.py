@@ -87,3 +87,15 @@ def test_day_limit_429_stops_cleanly_and_holds_for_every_process(small):
     clock.advance(datetime.fromisoformat(status["resumes_at"]).timestamp() - clock.time() + 1)
     later = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="pnl")
     assert later.ok, [(x.step, x.status, x.error) for x in later.steps]
+
+
+def test_an_answer_that_is_not_json_is_one_sentence_on_every_step(small):
+    """A proxy's page instead of JSON: the organisation step (which read the body itself) said the raw
+    'JSONDecodeError: unexpected character...'; every step says the client's sentence instead."""
+    s, clock, fake, org_id = small
+    fake.faults.add("malformed", count=None)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(org_id, only="organisation,contacts,pnl")
+    failed = [x for x in res.steps if x.status == "failed"]
+    assert "organisation" in [x.step for x in failed], res.to_dict()
+    assert all(x.error.startswith("Xero's answer was not JSON") for x in failed), res.to_dict()
+    assert not any("JSONDecodeError" in (x.error or "") for x in res.steps), res.to_dict()

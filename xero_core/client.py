@@ -44,6 +44,7 @@ from typing import Any, Callable, ContextManager, Generator, Iterator, Mapping, 
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
@@ -57,6 +58,8 @@ MAX_REFRESHES = 2
 # Retried after a timeout or 5xx; POST/PUT/PATCH only with an Idempotency-Key (Xero honours it),
 # since a write that timed out may have happened.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# A body that is not JSON is asked for again this many times (a proxy's page, a body garbled on the way).
+NOT_JSON_RETRIES = 2
 BACKOFF_CAP_SECONDS = 60.0
 USER_AGENT = "Ledgerlink/0.1"
 # Query parameters as callers pass them (httpx's QueryParamTypes, narrowed to what Ledgerlink sends).
@@ -434,13 +437,62 @@ class XeroClient:
             extra = {"sent_at": sent_at} if verdict.error is ReconnectNeeded else {}
             raise self._err(verdict.error, verdict.message, method, endpoint, resp, **verdict.extra, **extra)
 
+    def request_json(self, method: str, path_or_url: str, params: Params | None = None,
+                     headers: Mapping[str, str] | None = None, json: Any = None,
+                     files: Any = None, data: Mapping[str, Any] | None = None) -> tuple[Any, int]:
+        """`request` and its body read as JSON (`request_json` below): (document, bytes received)."""
+        return request_json(self, method, path_or_url, params=params, headers=headers, json=json, files=files,
+                            data=data)
+
     def get_json(self, path: str, params: Params | None = None, headers: Mapping[str, str] | None = None) -> Any:
-        resp = self.request("GET", path, params=params, headers=headers)
+        return self.request_json("GET", path, params=params, headers=headers)[0]
+
+
+class Requester(Protocol):
+    """What `request_json` needs of a client: XeroClient, or a test's stand-in."""
+
+    def request(self, method: str, path_or_url: str, params: Params | None = None,
+                headers: Mapping[str, str] | None = None, json: Any = None, content: bytes | str | None = None,
+                files: Any = None, data: Mapping[str, Any] | None = None) -> httpx.Response: ...
+
+
+def request_json(client: Requester, method: str, path_or_url: str, params: Params | None = None,
+                 headers: Mapping[str, str] | None = None, json: Any = None, files: Any = None,
+                 data: Mapping[str, Any] | None = None) -> tuple[Any, int]:
+    """`client.request` and its body read as JSON: (document, bytes received). The one place a Xero
+    body is decoded, so every caller says the same sentence when it is not JSON (a proxy's or
+    firewall's page, a body cut short on the way). A repeatable request (GET, or one with an
+    Idempotency-Key) asks again NOT_JSON_RETRIES times first; a plain POST is not repeated, since
+    Xero may have done it."""
+    method = method.upper()
+    repeatable = method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in (headers or {}))
+    attempts = NOT_JSON_RETRIES + 1 if repeatable else 1
+    for attempt in range(1, attempts + 1):
+        kw: dict[str, Any] = {"params": params, "headers": headers}
+        if json is not None:
+            kw["json"] = json
+        if files is not None or data is not None:
+            kw.update(files=files, data=data)
+        resp = client.request(method, path_or_url, **kw)
         try:
-            return resp.json()
-        except ValueError:
-            raise self._err(FatalError, "Xero's answer was not JSON (was Accept: application/json overridden?).",
-                            "GET", urlsplit(self._url(path)).path, resp) from None
+            return orjson.loads(resp.content), len(resp.content or b"")
+        except orjson.JSONDecodeError:
+            if attempt < attempts:
+                continue
+            raise RetriableError(
+                not_json_sentence(resp, attempts, repeatable), tenant_id=getattr(client, "tenant_id", None),
+                method=method, endpoint=urlsplit(path_or_url).path, status=resp.status_code,
+                correlation_id=resp.headers.get("xero-correlation-id")) from None
+    raise AssertionError("unreachable")
+
+
+def not_json_sentence(resp: httpx.Response, attempts: int, repeatable: bool) -> str:
+    kind = resp.headers.get("content-type", "no content type").split(";")[0]
+    times = f", {attempts} times in a row" if attempts > 1 else ""
+    then = ("try again later; if it repeats, check XERO_API_URL and any proxy or firewall between here and Xero."
+            if repeatable else "Xero may have done the request: check there before trying again.")
+    return (f"Xero's answer was not JSON ({kind}, {len(resp.content or b'')} bytes{times}): something between here "
+            f"and Xero may have answered in its place; {then}")
 
 
 def unreachable_message(url: str, exc: BaseException, setting: str, attempts: int = 1) -> str:

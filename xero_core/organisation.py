@@ -86,8 +86,10 @@ def organisation_row(record: Mapping[str, Any]) -> OrganisationRow:
 
 def fetch(client: XeroClient) -> OrganisationRow:
     """GET /Organisation through a XeroClient -> the `organisations` row."""
-    resp = client.request("GET", PATH)
-    records = (orjson.loads(resp.content) or {}).get("Organisations") or []
+    from .client import request_json  # here: importing this module loads no httpx
+
+    doc, _ = request_json(client, "GET", PATH)
+    records = (doc.get("Organisations") if isinstance(doc, dict) else None) or []
     if not records:
         from .errors import DataError
 

@@ -226,7 +226,7 @@ def _xero_text(exc: Exception) -> str:
 def find_or_create_folder(client: XeroClient) -> str:
     """The "Ledgerlink Uploads" folder's id: found by name, created only when missing."""
     def find() -> str | None:
-        folders: Any = client.request("GET", f"{FILES}/Folders").json()
+        folders: Any = client.request_json("GET", f"{FILES}/Folders")[0]
         if isinstance(folders, dict):  # tolerate an envelope, though Xero sends a bare array
             folders = folders.get("Folders") or folders.get("Items") or []
         for f in folders or []:
@@ -238,7 +238,7 @@ def find_or_create_folder(client: XeroClient) -> str:
     if found:
         return found
     try:
-        return str(client.request("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME}).json()["Id"])
+        return str(client.request_json("POST", f"{FILES}/Folders", json={"Name": FOLDER_NAME})[0]["Id"])
     except XeroError:
         # Another process may have created it a moment ago ("already exists"): use that one.
         found = find()
@@ -347,13 +347,13 @@ class _Pusher:
                     self.folders[tenant] = find_or_create_folder(client)
                 folder_id = self.folders[tenant]
                 key = d["idempotency_key"] or idempotency_key(d["document_id"], d["sha256"])
-                resp = client.request(
+                uploaded, _ = client.request_json(
                     "POST", f"{FILES}/Files/{folder_id}",
                     files={"body": (d["file_name"], _read_stored(settings, path), d["mime_type"] or "application/octet-stream")},
                     data={"name": d["file_name"], "filename": d["file_name"], "mimeType": d["mime_type"] or ""},
                     headers={"Idempotency-Key": key},
                 )
-                file_id = resp.json()["Id"]
+                file_id = uploaded["Id"]
                 # Recorded at once: if associating fails, a retry only associates.
                 _update(settings, d["document_id"], now, tenant_id=tenant, xero_folder_id=folder_id, xero_file_id=file_id)
             client.request(

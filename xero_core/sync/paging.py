@@ -10,12 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-import orjson
-
-from ..errors import RetriableError
+from ..client import request_json
 from .context import checkpoint
-
-BAD_BODY_RETRIES = 2
 
 
 @dataclass
@@ -26,20 +22,9 @@ class Page:
 
 
 def get_json(client: Any, path: str, params: dict[str, Any] | None = None, headers: dict[str, Any] | None = None) -> tuple[Any, int]:
-    """GET and decode, retrying a body cut short or garbled on the way (a proxy's error page, a
-    dropped connection); returns (document, bytes received)."""
-    for attempt in range(BAD_BODY_RETRIES + 1):
-        resp = client.request("GET", path, params=params, headers=headers)
-        try:
-            return orjson.loads(resp.content), len(resp.content or b"")
-        except orjson.JSONDecodeError:
-            if attempt == BAD_BODY_RETRIES:
-                raise RetriableError(
-                    f"Xero's answer was not valid JSON {BAD_BODY_RETRIES + 1} times in a row "
-                    f"(HTTP {resp.status_code}, {len(resp.content or b'')} bytes); try again later.",
-                    method="GET", endpoint=path, status=resp.status_code,
-                    correlation_id=resp.headers.get("xero-correlation-id")) from None
-    raise AssertionError("unreachable")
+    """GET and decode through the client's one JSON reading (which asks again for a body garbled on
+    the way); returns (document, bytes received)."""
+    return request_json(client, "GET", path, params=params, headers=headers)
 
 
 def _records(body: Any, collection: str) -> list[dict[str, Any]]:
