@@ -145,3 +145,80 @@ def test_a_damaged_working_file_moved_aside_starts_again_from_the_snapshot(make_
     from xero_core.connections import list_connections
 
     assert [c["tenant_name"] for c in list_connections(s)] == ["Kept Ltd"]
+
+
+class _OpenWriter:
+    """A sync's write transaction, held open in another thread (as a pool's job holds one) until
+    `finish()`; `error` is whatever its INSERT or COMMIT raised."""
+
+    def __init__(self, s, value: str):
+        import threading
+
+        self.s, self.value, self.error = s, value, None
+        self.began, self.go = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.began.wait(30), "the writer never began"
+
+    def _run(self):
+        try:
+            with db.connect(self.s.db_path) as con, db.transaction(con):
+                con.execute("UPDATE sync_cursors SET cursor_value = ?", [self.value])
+                self.began.set()
+                assert self.go.wait(30), "the test never let the writer finish"
+        except BaseException as exc:  # reported to the test
+            self.error = exc
+            self.began.set()
+
+    def finish(self):
+        self.go.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive() and self.error is None, self.error
+
+
+def test_a_publish_meeting_a_write_transaction_waits_quietly_for_the_next_idle_moment(make_settings, caplog):
+    """The heartbeat's publish during a sync logged 'Cannot CHECKPOINT: there are other write
+    transactions active' as a failure: it waits now, says nothing, and never fails the writer."""
+    import logging
+
+    s = make_settings()
+    with db.connect(s.db_path) as con:
+        con.execute("INSERT INTO sync_cursors VALUES ('t', 'r', 'x', now())")
+    pub = snapshot.Debounced(s, every=60)
+    with db.shared(s.db_path):  # as a pool's jobs share one open database
+        assert pub.tick(busy=0) is not None  # the first snapshot
+        with db.connect(s.db_path) as con:  # a job's commit, not yet published
+            con.execute("UPDATE sync_cursors SET cursor_value = 'committed'")
+        writer = _OpenWriter(s, "written during a publish")
+        with caplog.at_level(logging.INFO, logger="xero_core.snapshot"):
+            pub.job_ended()
+            assert pub.tick(busy=0) is None  # a job ended, another is writing: not now
+            assert pub.tick(busy=1) is None
+        assert not [r for r in caplog.records if r.levelno >= logging.INFO], caplog.text
+        writer.finish()
+        assert pub.tick(busy=0) is not None, "the next idle moment publishes"
+    with duckdb.connect(str(s.snapshot_path), read_only=True) as c:
+        assert c.execute("SELECT cursor_value FROM sync_cursors").fetchone() == ("written during a publish",)
+
+
+def test_a_publish_held_off_for_long_is_one_warning(make_settings, caplog, monkeypatch):
+    """Syncs that never leave an idle moment must not hide that readers' copy stays old: one warning
+    once unpublished changes waited UNPUBLISHED_WARNING_AFTER, not one per heartbeat."""
+    import logging
+
+    s = make_settings()
+    with db.connect(s.db_path) as con:
+        con.execute("INSERT INTO sync_cursors VALUES ('t', 'r', 'x', now())")
+    monkeypatch.setattr(snapshot, "UNPUBLISHED_WARNING_AFTER", 0.0)
+    with db.shared(s.db_path):
+        assert snapshot.publish_if_changed(s) is not None
+        with db.connect(s.db_path) as con:
+            con.execute("UPDATE sync_cursors SET cursor_value = 'committed'")
+        writer = _OpenWriter(s, "y")
+        with caplog.at_level(logging.WARNING, logger="xero_core.snapshot"):
+            for _ in range(3):
+                assert snapshot.publish_if_changed(s) is None
+        writer.finish()
+        warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warned) == 1 and "not been updated" in warned[0] and "CHECKPOINT" not in warned[0], warned
+        assert snapshot.publish_if_changed(s) is not None

@@ -66,9 +66,14 @@ PUBLISHED_FILE = "ledger-work.published.json"  # what the last publish copied, a
 PUBLISH_EVERY = 60.0  # seconds between publishes while jobs keep running
 HEADER_BYTES = 3 * 4096  # DuckDB's main header and its two database headers
 COPY_ATTEMPTS = 5
+# While syncs keep writing, a publish waits for an idle moment; this long without one (and changes
+# waiting) is said once, so a readers' copy that silently stays old is seen.
+UNPUBLISHED_WARNING_AFTER = 15 * 60.0
 
 _locks: dict[str, threading.Lock] = {}
 _last_failure: dict[str, str] = {}
+_waiting_since: dict[str, float] = {}  # working file -> monotonic time a publish first met a writer
+_waiting_said: set[str] = set()
 _locks_guard = threading.Lock()
 
 
@@ -242,11 +247,30 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
 
 
+class WriterActive(Exception):
+    """CHECKPOINT met a write transaction of another connection of this process (a sync's job):
+    nothing is wrong, the publish is for the next idle moment. (FORCE CHECKPOINT would abort the
+    writer; waiting for it would stall this thread, the pool's heartbeat.)"""
+
+
+def _checkpoint(con: Any) -> None:
+    import duckdb
+
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.TransactionException as exc:
+        if "other write transactions" not in str(exc):
+            raise
+        raise WriterActive(str(exc)) from None
+
+
 def publish(settings: Settings, *, timeout: float = 30.0) -> dict[str, Any] | None:
     """Copy the working database onto the readers' snapshot, atomically. Returns
     {seconds, bytes, snapshot}, or None when there is no working database yet.
-    Raises StorageError (one sentence) when the disk refuses; callers that publish on the side of
-    a sync log it and carry on: the working database holds everything either way."""
+    Raises StorageError (one sentence) when the disk refuses, WriterActive when another connection
+    of this process is writing (publish_if_changed waits for the next idle moment); callers that
+    publish on the side of a sync log a failure and carry on: the working database holds
+    everything either way."""
     from . import db
 
     work, snap = Path(settings.db_path), Path(settings.snapshot_path)
@@ -265,7 +289,7 @@ def publish(settings: Settings, *, timeout: float = 30.0) -> dict[str, Any] | No
             with storage.translated(snap):
                 for _ in range(COPY_ATTEMPTS):
                     with storage.translated(work):  # a full disk fails here: the working file's sentence
-                        con.execute("CHECKPOINT")
+                        _checkpoint(con)
                     fingerprint = _fingerprint(work)
                     if _copy(work, tmp):
                         break
@@ -299,27 +323,54 @@ def publish_if_changed(settings: Settings, *, min_interval: float = 0.0, quiet: 
     """Publish when the working database changed since the last publish and that was at least
     `min_interval` seconds ago. With `quiet`, a failure is a logged sentence, never an exception:
     a snapshot that could not be made must not fail the sync that asked for it."""
+    key = str(getattr(settings, "db_path", ""))
     try:
         if not changed_since_publish(settings):
+            _waiting_since.pop(key, None)  # published meanwhile (another process): nothing waits
+            _waiting_said.discard(key)
             return None
         if min_interval > 0:
             at = last_published(Path(settings.db_path)).get("published_at")
             if isinstance(at, (int, float)) and time.time() - at < min_interval:
                 return None
         done = publish(settings)
-        _last_failure.pop(str(getattr(settings, "db_path", "")), None)
+        _last_failure.pop(key, None)
+        _waiting_since.pop(key, None)
+        _waiting_said.discard(key)
         return done
+    except WriterActive:
+        if not quiet:
+            raise
+        _wait_for_idle(settings)
+        return None
     except Exception as exc:
         if not quiet:
             raise
         se = storage.as_storage_error(exc)
         sentence = str(se or f"{type(exc).__name__}: {exc}")
-        key = str(getattr(settings, "db_path", ""))
         # said once while it lasts: a pool asks every second
         level = logging.DEBUG if _last_failure.get(key) == sentence else logging.WARNING
         _last_failure[key] = sentence
         log.log(level, "could not publish the readers' copy %s: %s", getattr(settings, "snapshot_path", "?"), sentence)
         return None
+
+
+def waiting(settings: Settings) -> bool:
+    """True while a publish of this process waits for its writers to pause."""
+    return str(getattr(settings, "db_path", "")) in _waiting_since
+
+
+def _wait_for_idle(settings: Settings) -> None:
+    key = str(getattr(settings, "db_path", ""))
+    since = _waiting_since.setdefault(key, time.monotonic())
+    waited = time.monotonic() - since
+    log.debug("publish of %s waits: a sync is writing (%.0f s so far)", getattr(settings, "snapshot_path", "?"), waited)
+    if waited >= UNPUBLISHED_WARNING_AFTER and key not in _waiting_said:
+        _waiting_said.add(key)
+        log.warning("The readers' copy %s has not been updated for %.0f minutes: syncs kept writing without a "
+                    "pause to publish in, so notebooks and analysis see older data; it is published as soon as "
+                    "they pause.",
+                    getattr(settings, "snapshot_path", "?"), waited / 60)
 
 
 class Debounced:
@@ -337,5 +388,8 @@ class Debounced:
     def tick(self, busy: int) -> dict[str, Any] | None:
         if busy == 0 and self._ended.is_set():
             self._ended.clear()
-            return publish_if_changed(self.settings)
+            done = publish_if_changed(self.settings)
+            if done is None and waiting(self.settings):
+                self._ended.set()  # another writer was active: the next idle tick tries again
+            return done
         return publish_if_changed(self.settings, min_interval=self.every)
