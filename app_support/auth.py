@@ -220,7 +220,9 @@ def is_loopback(address: str | None) -> bool:
         infos = socket.getaddrinfo(a, None)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+    hosts = [i[4][0] for i in infos]  # an int only from a Python built without IPv6: not a loopback we know
+    return bool(hosts) and all(isinstance(h, str) and ipaddress.ip_address(h.split("%")[0]).is_loopback
+                               for h in hosts)
 
 
 def exposure_refusal(address: str | None, password_set: bool, oidc: bool) -> str | None:

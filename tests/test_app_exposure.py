@@ -29,6 +29,17 @@ def test_which_addresses_are_loopback(address, loopback):
     assert is_loopback(address) is loopback
 
 
+def test_a_host_name_whose_addresses_are_not_text_is_not_loopback(monkeypatch):
+    """A Python built with --disable-ipv6 gives an IPv6 address as (int, bytes): refuse, not crash."""
+    v4 = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0))
+    v6_raw = (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (int(socket.AF_INET6), bytes(16)))
+    answers = {"only-v4": [v4], "raw-v6": [v4, v6_raw]}
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port: answers[host])
+    assert is_loopback("only-v4") is True
+    assert is_loopback("raw-v6") is False
+    assert exposure_refusal("raw-v6", password_set=False, oidc=False) is not None
+
+
 def test_refusal_only_without_any_sign_in_off_loopback():
     assert exposure_refusal("127.0.0.1", password_set=False, oidc=False) is None
     assert exposure_refusal("0.0.0.0", password_set=True, oidc=False) is None
