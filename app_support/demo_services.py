@@ -32,7 +32,7 @@ from xero_core.settings import configured, demo_mail_dir, demo_urls_path, load_s
 log = logging.getLogger("ledgerlink.app.demo")
 DEFAULT_SEED = 42
 # What this server process is doing about the fake (the Connection page words its notice from it).
-FAKE = {"starting": False, "error": None}
+FAKE: dict[str, bool | str | None] = {"starting": False, "error": None}
 
 
 def _app_port() -> int | None:

@@ -38,7 +38,7 @@ def settings() -> Settings:
 def as_dict(row: Any) -> dict[str, Any]:
     if isinstance(row, dict):
         return row
-    if dataclasses.is_dataclass(row):
+    if dataclasses.is_dataclass(row) and not isinstance(row, type):  # an instance, not the class
         return dataclasses.asdict(row)
     if hasattr(row, "_asdict"):
         return row._asdict()
@@ -144,7 +144,7 @@ def _connections(db_path: str, include_disconnected: bool) -> list[dict[str, Any
 def tenant_label(c: dict[str, Any]) -> str:
     kind = c.get("tenant_type") or "?"
     name = c.get("tenant_name") or c.get("tenant_id")
-    status = c.get("status")
+    status = c.get("status") or "unknown"
     suffix = "" if status == "connected" else f" — {STATUS_LABELS.get(status, status)}"
     return f"{name} ({kind}){suffix}"
 

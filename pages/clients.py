@@ -7,6 +7,7 @@ from app_support import engine, widgets
 from app_support.guard import shown_errors
 from app_support.shell import ensure_frame
 from app_support.text import md, plain, rows
+from xero_core.clock import SYSTEM_CLOCK
 
 ensure_frame()  # before anything renders: sign-in and the banner come from app.py
 
@@ -207,10 +208,9 @@ with st.expander("Add a client or import a CSV"):
     if csv_file is not None and st.button("Import clients"):
         with shown_errors():
             res = engine.import_clients_csv(s, csv_file.getvalue())
-            res = res.as_dict() if hasattr(res, "as_dict") else widgets.as_dict(res)
-            msg = f"Imported {len(res['created'])} clients ({res['linked']} matched to Xero, {res['ambiguous']} ambiguous)."
-            if res["skipped"]:
-                msg += " Skipped: " + "; ".join(res["skipped"][:10])
+            msg = f"Imported {len(res.created)} clients ({res.linked} matched to Xero, {res.ambiguous} ambiguous)."
+            if res.skipped:
+                msg += " Skipped: " + "; ".join(res.skipped[:10])
             _done(msg)
 
 # -- Ambiguous matches ------------------------------------------------------------------------
@@ -226,13 +226,12 @@ with shown_errors():
             first = options[0]
             with st.container(border=True, key=f"amb-{cid}"):
                 st.markdown(f"**{md(first.get('client_name'))}** {md(first.get('client_email') or '')}")
-                pick = st.radio(  # radio options parse markdown
-                    "Xero contact", range(len(options)), key=f"amb-pick-{cid}",
-                    format_func=lambda i, o=options: f"{md(o[i].get('contact_name') or o[i]['contact_id'])}"
-                    f" {md(o[i].get('contact_email') or '')} — {md(o[i].get('reason') or '')}",
-                )
+                labels = [f"{md(o.get('contact_name') or o['contact_id'])} {md(o.get('contact_email') or '')}"
+                          f" — {md(o.get('reason') or '')}" for o in options]  # radio options parse markdown
+                picked = st.radio("Xero contact", range(len(options)), key=f"amb-pick-{cid}",
+                                format_func=labels.__getitem__)
                 if st.button("Link this contact", key=f"amb-link-{cid}"):
-                    o = options[pick]
+                    o = options[picked]
                     engine.resolve_match(s, cid, o["tenant_id"], o["contact_id"])
                     _done(f"Linked {first.get('client_name')} to {o.get('contact_name') or o['contact_id']}.")
 
@@ -261,7 +260,8 @@ if clients:
                 st.info("Nothing changed.")
             else:
                 with shown_errors():
-                    engine.edit_client(s, cid, **changes)
+                    # the clock by name: **changes could otherwise fill the keyword `clock` (mypy)
+                    engine.edit_client(s, cid, clock=SYSTEM_CLOCK, **changes)
                     _done(f"Saved {', '.join(sorted(changes))} for {new['name']} (marked as edited by hand).")
 
 # -- Documents --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Connection: each organisation's status, Connect (real OAuth redirect), Disconnect, OAuth advice."""
 import time
+from typing import Literal
 
 import streamlit as st
 
@@ -36,11 +37,12 @@ def _roles_section(tid: str, org: dict, clients: list[dict]) -> None:
                 "customers become clients.")
     options = list(ROLE_LABELS)
     c1, c2 = st.columns([3, 1])
-    choice = c1.selectbox("Role", options, index=options.index(role or effective) if (role or effective) else None,
-                          format_func=ROLE_LABELS.get, key=f"role-{tid}", placeholder="Choose a role")
+    current = role or effective
+    choice = c1.selectbox("Role", options, index=options.index(current) if current else None,
+                          format_func=ROLE_LABELS.__getitem__, key=f"role-{tid}", placeholder="Choose a role")
     label = "Confirm role" if (choice and choice == effective and not role) else "Save role"
     effective = None if proposed else effective  # only a suggestion: it makes no client organisation of anyone
-    if c2.button(label, key=f"role-save-{tid}", disabled=choice is None or choice == role):
+    if c2.button(label, key=f"role-save-{tid}", disabled=choice is None or choice == role) and choice is not None:
         with shown_errors():
             change = widgets.as_dict(engine.set_role(s, tid, choice))
             lines = [f"{change['tenant_name']} is now the {'practice ledger' if choice == 'practice-ledger' else 'client organisation'}."]
@@ -100,7 +102,8 @@ with shown_errors():
             head, badges = st.columns([3, 2])
             head.subheader(md(c.get("tenant_name") or tid))
             head.caption(f"{md(c.get('tenant_type') or 'unknown type')} · tenant id {code(tid)}")
-            colour = {"connected": "green", "needs_reconnect": "orange"}.get(status, "gray")
+            colour: Literal["green", "orange", "gray"] = (
+                "green" if status == "connected" else "orange" if status == "needs_reconnect" else "gray")
             with badges:
                 st.badge(md(widgets.STATUS_LABELS.get(status, status)), color=colour)
                 if s.mock_mode:

@@ -2,6 +2,7 @@
 operating expenses, net profit, cash at bank, against the week before and the same week last year),
 then the 13-week trend, then the tables. Every figure comes from xero_core.analysis, so a notebook
 shows the same numbers; amounts are in the organisation's base currency (GET /Organisation)."""
+import polars as pl
 import streamlit as st
 
 from app_support import data_view, widgets
@@ -38,6 +39,7 @@ with shown_errors():
                "appears once it has ended. The same figures as the notebooks (xero_core.analysis).")
 
 with shown_errors():
+    head: pl.DataFrame | None
     try:
         head = data_view.headline(db, tid)
     except LedgerlinkError:  # analysis.NoDataYet and friends: nothing synced for this organisation

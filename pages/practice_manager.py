@@ -206,10 +206,10 @@ with shown_errors():
         b1, b2, _ = st.columns([1, 1, 3])
         if camp["status"] == "open":
             if b1.button("Send now", icon=":material/send:", key=f"chase-send-{cid}"):
-                r = engine.chase_send_now(s, cid)
-                why = f" ({'; '.join(r.messages)})" if r.messages else ""
+                sent = engine.chase_send_now(s, cid)
+                why = f" ({'; '.join(sent.messages)})" if sent.messages else ""
                 # No reminder went (no address, a refusing server): say why, not in a success's green.
-                st.session_state["_flash" if r.sent else "_flash_warning"] = f"Send now: {r.summary()}{why}"
+                st.session_state["_flash" if sent.sent else "_flash_warning"] = f"Send now: {sent.summary()}{why}"
                 st.rerun()
             if b2.button("Pause", icon=":material/pause:", key=f"chase-pause-{cid}"):
                 engine.chase_pause(s, cid)
@@ -229,7 +229,7 @@ st.subheader("Outbox")
 with shown_errors():
     box = widgets.as_rows(engine.chase_outbox(s, tenant_id=tid))
     if box:
-        counts = {}
+        counts: dict[str, int] = {}
         for r in box:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
         st.caption(", ".join(f"{md(n)} {md(k)}" for k, n in sorted(counts.items())))
@@ -242,8 +242,8 @@ with shown_errors():
             rid = st.selectbox("Send a reminder again", list(by_r), key=f"chase-again-{tid}",
                                format_func=lambda k: plain(f"{by_r[k]['state']} · {by_r[k].get('client_name') or ''} · {by_r[k]['address'] or ''}"))
             if st.button("Send again", icon=":material/forward_to_inbox:", key=f"chase-again-btn-{tid}"):
-                r = engine.chase_send_again(s, rid)
-                st.session_state["_flash"] = f"Send again: {r.summary()}"
+                again_result = engine.chase_send_again(s, rid)
+                st.session_state["_flash"] = f"Send again: {again_result.summary()}"
                 st.rerun()
     else:
         st.caption("No reminder yet: a campaign's first one is recorded here when it opens.")
@@ -253,8 +253,9 @@ with shown_errors():
         if caught:
             st.dataframe(text_rows([{k: r[k] for k in ("to", "subject", "reply_to", "message_id")} for r in caught]),
                          hide_index=True, width="stretch", placeholder="")
+            subjects = [plain(f"{m['to']} · {m['subject']}") for m in caught]
             pick = st.selectbox("Read a caught message", range(len(caught)), key=f"chase-caught-{tid}",
-                                format_func=lambda i: plain(f"{caught[i]['to']} · {caught[i]['subject']}"))
+                                format_func=subjects.__getitem__)
             m = caught[pick]
             st.text(plain(f"From: {m['from']}\nTo: {m['to']}\nReply-To: {m['reply_to']}\nSubject: {m['subject']}\n"
                           f"Message-ID: {m['message_id']}\n\n{m['body']}", 20000, lines=True))

@@ -38,7 +38,7 @@ else:
                                  "first; older weeks, and a journal history never fetched, follow as a history "
                                  "backfill with its own line below, which steps aside for any other sync.")
     if st.button("Sync now", type="primary", icon=":material/sync:"):
-        targets = [chosen] if scope == "one" else [c["tenant_id"] for c in conns]
+        targets = [chosen] if scope == "one" and chosen else [c["tenant_id"] for c in conns]
         with shown_errors():
             queued = []
             for tid in targets:
@@ -59,7 +59,7 @@ else:
         week = st.date_input("Week ending", value=None, format="YYYY-MM-DD",
                              help=f"The last day of the week ({md(s.week_ends_on.capitalize())}s). Another day "
                                   "is moved to the end of its week.")
-        if st.button("Re-sync this week", icon=":material/sync:", disabled=not (chosen and week)):
+        if st.button("Re-sync this week", icon=":material/sync:", disabled=not (chosen and week)) and chosen:
             with shown_errors():
                 req = engine.sync_request(chosen, week_ending=week, trigger="manual", requested_by="admin app")
                 job = engine.submit_sync(s, req, tenant_name=names.get(chosen))
