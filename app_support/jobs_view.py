@@ -73,11 +73,10 @@ def last_sync_failure(jobs: list[Any]) -> tuple[Any, str] | None:
     last = next((j for j in jobs if not j.active), None)
     if last is None or last.state == "cancelled":
         return None
-    result = last.result or {}
-    if last.state == "done" and result.get("ok", True):
+    if last.state == "done" and (last.result is None or last.result.ok):
         return None
-    failed = [st for st in result.get("steps") or [] if st.get("status") == "failed"]
-    reason = last.error or "; ".join(f"{st.get('step')}: {st.get('error') or 'failed'}" for st in failed[:3])
+    failed = [st for st in (last.result.steps if last.result else []) if st.status == "failed"]
+    reason = last.error or "; ".join(f"{st.step}: {st.error or 'failed'}" for st in failed[:3])
     return last, reason or last.state
 
 
@@ -190,7 +189,7 @@ def result_rows(jobs: list[Any], names: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for job in jobs:
         org = names.get(job.tenant_id) or job.tenant_name or job.tenant_id
-        for st_ in (job.result or {}).get("steps") or []:
-            rows.append({"organisation": org, "step": st_.get("step"), "status": st_.get("status"),
-                         "rows": st_.get("rows"), "api_calls": st_.get("api_calls"), "error": st_.get("error") or ""})
+        for st_ in job.result.steps if job.result else []:
+            rows.append({"organisation": org, "step": st_.step, "status": st_.status,
+                         "rows": st_.rows, "api_calls": st_.api_calls, "error": st_.error or ""})
     return text_rows(rows)

@@ -7,6 +7,7 @@ import urllib.parse
 import pytest
 
 from xero_core.connections import list_connections
+from xero_core.pipeline.result import StepResult, SyncResult
 
 from app_testing import (  # noqa: F401 - fixtures
     app_settings, button, choose_tenant, connect, errors, fake_xero, new_app, open_page, tenant_of, texts,
@@ -371,12 +372,12 @@ def test_a_failed_last_sync_is_marked_failed_with_its_reason(app_settings, fake_
     owner = J.Owner(label="test")
     job = J.enqueue(app_settings, SyncRequest(org, only=frozenset({"pnl"})))
     J.claim(app_settings, owner, job_ids=[job.job_id])
-    J.finish(app_settings, job.job_id, "done", result={"tenant_id": org, "ok": False, "status": "partial", "steps": [
-        {"step": "pnl", "status": "failed", "error": "Xero answered 500 for ProfitAndLoss"}]})
+    J.finish(app_settings, job.job_id, "done", result=SyncResult(org, steps=[
+        StepResult("pnl", "failed", error="Xero answered 500 for ProfitAndLoss")]))
     page = texts(open_page("connection"))
     assert ":red[failed]" in page and "The last sync failed: pnl: Xero answered 500 for ProfitAndLoss" in page
     again = J.enqueue(app_settings, SyncRequest(org, only=frozenset({"pnl"})))
     J.claim(app_settings, owner, job_ids=[again.job_id])
-    J.finish(app_settings, again.job_id, "done", result={"tenant_id": org, "ok": True, "status": "success", "steps": []})
+    J.finish(app_settings, again.job_id, "done", result=SyncResult(org))
     page = texts(open_page("connection"))
     assert "The last sync failed" not in page and ":red[failed]" not in page

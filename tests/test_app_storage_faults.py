@@ -28,10 +28,11 @@ def truncate_working_db(s):
 def damage_jobs(s):
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
+    from xero_core.pipeline.result import SyncResult
 
     for i in range(40):  # a jobs file of several pages
         j = J.enqueue(s, SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
-        J.finish(s, j.job_id, "done", result={"pad": "y" * 1000})
+        J.finish(s, j.job_id, "done", result=SyncResult(tenant_id="y" * 1000))
     con = sqlite3.connect(J.path(s))
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()

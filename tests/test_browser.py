@@ -366,7 +366,7 @@ def workshop_flow(stack):
     # backfill of its own, which the held Journals answer keeps running while we leave the page.
     (job,) = J.wait(stack.settings, [job.job_id], timeout=180)
     assert job.state == "done", job.to_dict()
-    history = J.get(stack.settings, job.result["history_job"])
+    history = J.get(stack.settings, job.result.history_job)
     assert history.request.history and history.active, "the history ended before we left the page"
     gate.set()
     (history,) = J.wait(stack.settings, [history.job_id], timeout=180)
@@ -374,10 +374,10 @@ def workshop_flow(stack):
     assert job.owner_label == history.owner_label == "app"
     with _db.connect(stack.settings.db_path, read_only=True) as con:
         logged = {r[0] for r in con.execute("SELECT sync_type FROM sync_log WHERE run_id = ?",
-                                            [job.result["run_id"]]).fetchall()}
+                                            [job.result.run_id]).fetchall()}
         logged_later = {r[0] for r in con.execute("SELECT sync_type FROM sync_log WHERE run_id = ?",
-                                                  [history.result["run_id"]]).fetchall()}
-    assert {st["step"] for st in job.result["steps"]} <= logged and "clients" in logged and "journals" not in logged
+                                                  [history.result.run_id]).fetchall()}
+    assert {st.step for st in job.result.steps} <= logged and "clients" in logged and "journals" not in logged
     assert "journals" in logged_later
     nav(page, "Connection")  # the same session (a reload would start a new one, without the org chosen)
     nav(page, "Data")

@@ -86,14 +86,14 @@ def test_a_sync_now_goes_before_a_running_backfill_whose_journals_then_finish_an
     try:
         (done,) = J.wait(s, [first.job_id], timeout=60)
         assert done.state == "done", done.error
-        steps = [st["step"] for st in done.result["steps"]]
+        steps = [st.step for st in done.result.steps]
         assert [x for x in steps if x != "organisation"][:3] == ["accounts", "pnl", "bank"], "the figures first"
         assert "journals" not in steps
         assert steps.index("clients") > steps.index("credit_notes") > steps.index("invoices")
         (span,) = rows(s, "SELECT period_end - period_start + 1 FROM sync_log WHERE run_id = ? AND sync_type = 'pnl'",
-                       done.result["run_id"])
+                       done.result.run_id)
         assert span == (7 * P.FIGURES_WEEKS,), "the first job fetched only the latest weeks' reports"
-        history_id = done.result["history_job"]
+        history_id = done.result.history_job
         history = J.get(s, history_id)
         assert history.request.history and history.priority == 1
 
@@ -103,7 +103,7 @@ def test_a_sync_now_goes_before_a_running_backfill_whose_journals_then_finish_an
         gate.release.set()
         (again,) = J.wait(s, [sync_now.job_id], timeout=60)
         assert again.state == "done", again.error
-        assert "journals" not in [st["step"] for st in again.result["steps"]], "the history's journals stay its own"
+        assert "journals" not in [st.step for st in again.result.steps], "the history's journals stay its own"
         (history,) = J.wait(s, [history_id], timeout=60)
         assert history.state == "done", history.error
         assert again.finished_at < history.finished_at

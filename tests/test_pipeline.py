@@ -105,10 +105,10 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
     pool.stop()
     assert [j.state for j in done] == ["done", "done"], [j.error for j in done]
     org_job = next(j for j in done if j.tenant_id == org)
-    steps = [st["step"] for st in org_job.result["steps"]]
+    steps = [st.step for st in org_job.result.steps]
     assert steps[:2] == ["organisation", "accounts"] and steps.index("clients") > steps.index("invoices")
     logged = rows(s, "SELECT sync_type, count(*) FROM sync_log WHERE tenant_id = ? AND run_id = ? GROUP BY ALL",
-                  org, org_job.result["run_id"])
+                  org, org_job.result.run_id)
     assert dict(logged) == {name: 1 for name in steps}, "one sync_log row per step, clients included"
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id IS NOT NULL")[0][0] > 0, "Sync now matches clients"
     assert [st.step for st in org_job.progress.steps] == steps, "the job's progress lists every step"

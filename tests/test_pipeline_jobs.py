@@ -162,7 +162,7 @@ def test_many_tenants_in_one_pool_respect_limits_and_run_once_each(tmp_path):
                 j += 1
             assert i - j + 1 <= 60, f"tenant {tid}: {i - j + 1} calls in a minute"
     # every tenant synced exactly once (one accounts row each), the backfill did not hold the others
-    runs = [j.result["run_id"] for j in done]  # (the daily syncs' journal histories are backfills of their own)
+    runs = [j.result.run_id for j in done]  # (the daily syncs' journal histories are backfills of their own)
     assert sorted(r[0] for r in rows(s, "SELECT tenant_id FROM sync_log WHERE sync_type = 'accounts' AND run_id IN "
                                         f"({', '.join('?' * len(runs))})", *runs)) == sorted(orgs)
     back = done[0]
@@ -226,7 +226,7 @@ def test_with_xero_unreachable_a_job_says_so_once_and_tries_nothing_else(tmp_pat
     steps = done.progress.steps
     assert steps[0].message == f"{steps[0].step}: failed (Xero unreachable)"
     assert len(steps) > 5 and all((x.message or "").endswith("skipped (not tried: Xero unreachable)") for x in steps[1:])
-    assert done.result["unreachable"] == s.unreachable_hint
+    assert done.result.unreachable == s.unreachable_hint
 
 
 # -- the DuckDB file held by another process ---------------------------------------------------------
@@ -265,7 +265,7 @@ def test_database_held_by_another_process_makes_the_job_wait_then_finish(tmp_pat
         holder.kill() if holder.poll() is None else None
     assert waiting.is_set(), "the job said it was waiting for the database"
     assert done.state == "done", done.error
-    assert {st["step"] for st in done.result["steps"]} == {"accounts", "pnl"}
+    assert {st.step for st in done.result.steps} == {"accounts", "pnl"}
 
 
 # -- cancel mid-step ----------------------------------------------------------------------------------
@@ -302,8 +302,8 @@ def test_cancel_mid_step_keeps_whole_weeks_and_the_next_run_finishes(tmp_path):
     (done,) = pool.run_until_done([job.job_id])
     pool.stop()
     assert done.state == "cancelled" and "cancelled by test" in done.error, (done.state, done.error)
-    (pnl,) = [st for st in done.result["steps"] if st["step"] == "pnl"]
-    assert pnl["status"] == "partial" and pnl["rows"] == 4
+    (pnl,) = [st for st in done.result.steps if st.step == "pnl"]
+    assert pnl.status == "partial" and pnl.rows == 4
     def weeks_written():
         return {t: rows(s, f"SELECT * EXCLUDE (synced_at) FROM {t} WHERE tenant_id = ? AND week_ending IN "
                            "(SELECT DISTINCT week_ending FROM financial_weekly WHERE tenant_id = ? ORDER BY 1 LIMIT 4) "

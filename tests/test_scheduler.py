@@ -226,7 +226,7 @@ def test_daily_run_fires_at_configured_local_time_across_dst(make_settings, star
     # each cycle ran the organisation's whole pipeline as a job, trigger "scheduler", against the fake
     (org,) = w.tenants
     assert [synced(c) for c in sch.cycles] == [[(org, "done", "scheduler")]] * 3
-    assert all({"organisation", "accounts", "invoices"} <= {st["step"] for st in c.job_steps} for c in sch.cycles)
+    assert all({"organisation", "accounts", "invoices"} <= {st.step for st in c.job_steps} for c in sch.cycles)
     assert {r.at for r in w.fake.requests if r.tenant_id == org} >= set(runs(sch))
 
 
@@ -254,7 +254,7 @@ def test_extra_intervals_sync_only_those_resources(make_settings):
     for c in sch.cycles:
         (job,) = c.jobs
         assert job.state == "done" and job.request.only == frozenset({"invoices"})
-        assert [st["step"] for st in c.job_steps] == ["invoices"], c.job_steps
+        assert [st.step for st in c.job_steps] == ["invoices"], c.job_steps
     assert {r.path.rsplit("/", 1)[-1] for r in w.fake.requests  # (the organisation was read at connect)
             if r.api == "accounting" and r.at >= runs(sch, "extra:invoices")[0]} == {"Invoices"}
 

@@ -13,6 +13,7 @@ from xero_core.cli import main
 from xero_core.commands.sync import connect_via_consent_form
 from xero_core.fake.app import FakeXero
 from xero_core.fake.server import serve
+from xero_core.pipeline.result import SyncResult
 from xero_core.settings import load_settings
 
 from test_sync_e2e import small_org
@@ -108,7 +109,7 @@ def test_explicit_weeks_joining_a_shorter_running_job_runs_as_its_own_job_after_
     joined = J.wait(s, [running.job_id], timeout=60, poll=0.05,
                     stop=type("E", (), {"is_set": lambda self: J.get(s, running.job_id).follow_up is not None})())
     assert J.get(s, running.job_id).follow_up.weeks == 8, "the CLI joined the running job and asked for more"
-    J.finish(s, running.job_id, "done", result={"tenant_id": org, "status": "success", "ok": True, "steps": []})
+    J.finish(s, running.job_id, "done", result=SyncResult(org))
     cli.join(120)
     assert not cli.is_alive() and joined
     out = capsys.readouterr()
@@ -122,10 +123,10 @@ def test_explicit_weeks_joining_a_shorter_running_job_runs_as_its_own_job_after_
     # figures first (issue 24 §1): the latest weeks in that job, the older ones in the history it queued,
     # which the CLI also runs before it exits; together they are the 8 weeks asked for
     job = J.get(s, tenant["job_id"])
-    history = J.get(s, job.result["history_job"]) if job.result.get("history_job") else None
-    later = [st for st in (history.result["steps"] if history and history.result else []) if st["step"] == "pnl"]
-    assert pnl["status"] == "success" and all(st["status"] == "success" for st in later)
-    assert pnl["api_calls"] + sum(st["api_calls"] for st in later) >= 8
+    history = J.get(s, job.result.history_job) if job.result.history_job else None
+    later = [st for st in (history.result.steps if history and history.result else []) if st.step == "pnl"]
+    assert pnl["status"] == "success" and all(st.status == "success" for st in later)
+    assert pnl["api_calls"] + sum(st.api_calls for st in later) >= 8
 
 
 def test_unknown_step_is_a_usage_error(served, capsys):

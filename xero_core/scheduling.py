@@ -70,6 +70,7 @@ from .engine import Engine
 from .pipeline import jobs as J
 from .pipeline.plan import parse_only
 from .pipeline.request import SyncRequest
+from .pipeline.result import StepResult
 from .pipeline.worker import WorkerPool
 from .schedule_time import (  # noqa: F401  (the loop's names, importable from here as before)
     CHASE_TICK_MINUTES,
@@ -152,13 +153,13 @@ class CycleReport:
     jobs: list[J.Job] = field(default_factory=list)  # the finished job of each organisation
 
     @property
-    def job_steps(self) -> list[dict[str, Any]]:
+    def job_steps(self) -> list[StepResult]:
         """Every step every job of the cycle ran (its SyncResult's steps)."""
-        return [st for j in self.jobs for st in ((j.result or {}).get("steps") or [])]
+        return [st for j in self.jobs if j.result for st in j.result.steps]
 
     @property
     def failed_steps(self) -> int:
-        return sum(st.get("status") in ("failed", "partial") for st in self.job_steps)
+        return sum(st.status in ("failed", "partial") for st in self.job_steps)
 
     @property
     def ok(self) -> bool:
@@ -522,8 +523,7 @@ class Scheduler:
             j = found.get(job.job_id) or job
             j.joined = job.joined
             report.jobs.append(j)
-            result = j.result or {}
-            sentence = result.get("unreachable") if j.state == "failed" else None
+            sentence = j.result.unreachable if j.result and j.state == "failed" else None
             if sentence:
                 if sentence not in report.said:
                     report.said.append(sentence)
@@ -543,7 +543,7 @@ class Scheduler:
 
     def _job_status(self, j: J.Job, *, joined: bool) -> tuple[str, str]:
         """(status, detail) of a tenant's finished job: ok | failed | busy | skipped."""
-        busy = (j.result or {}).get("busy")
+        busy = j.result.busy if j.result else None
         if busy:  # a sync started outside the jobs held the tenant (its lock): not a failure
             return "busy", str(busy)
         if j.state == "done":

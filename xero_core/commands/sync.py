@@ -115,8 +115,9 @@ def _print_summary(docs: list[dict[str, Any]], said: set[str] | frozenset[str] =
 
 def _job_doc(job: J.Job) -> dict[str, Any]:
     """A finished job as the `sync --json` summary of its tenant."""
-    d = dict(job.result or {"tenant_id": job.tenant_id, "tenant_name": job.tenant_name, "tenant_type": None,
-                            "status": job.state, "ok": False, "steps": []})
+    d = (job.result.to_dict() if job.result else
+         {"tenant_id": job.tenant_id, "tenant_name": job.tenant_name, "tenant_type": None, "status": job.state,
+          "ok": False, "steps": []})
     d.update(job_id=job.job_id, job_state=job.state, job_error=job.error, joined=job.joined,
              ok=job.state == "done" and bool(d.get("ok", True)))
     if job.state != "done" and d.get("status") == "success":
@@ -339,16 +340,16 @@ def job_text(j: J.Job, tz: str | None = None) -> list[str]:
         lines.append(f"  cancelling    {j.cancel_requested}")
     if j.error:
         lines.append(f"  error         {j.error}")
-    steps = (j.result or {}).get("steps") or []
+    steps = j.result.steps if j.result else []
     if steps:
         lines.append("  steps")
         for st in steps:
-            said = st.get("error") or f"{int(st.get('rows') or 0):,} rows"
-            lines.append(f"    {st['step']:<13} {st['status']:<8} {said}; {int(st.get('api_calls') or 0):,} calls")
+            said = st.error or f"{st.rows:,} rows"
+            lines.append(f"    {st.step:<13} {st.status:<8} {said}; {st.api_calls:,} calls")
     else:
         for line in j.progress.steps:
             lines.append(f"    {line.step}: {line.message or line.status}")
-    hist = (j.result or {}).get("history_job")
+    hist = j.result.history_job if j.result else None
     if hist:
         lines.append(f"  history       queued as job {hist[:8]} (`python -m xero_core jobs show {hist[:8]}`)")
     return lines

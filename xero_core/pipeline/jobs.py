@@ -37,6 +37,7 @@ from ..settings import Settings
 from ..sqlite_wal import open_wal
 from .progress import JobProgress
 from .request import SyncRequest
+from .result import SyncResult
 
 FILE = "jobs.sqlite"
 ACTIVE = ("queued", "running")
@@ -118,7 +119,7 @@ class Job:
     cancel_requested: str | None = None
     error: str | None = None
     progress: JobProgress = field(default_factory=JobProgress)
-    result: dict[str, Any] | None = None
+    result: SyncResult | None = None
     joined: bool = False  # set by enqueue when the request joined this existing job
     # set by enqueue when the joined job does not do all the request asks: the request runs as its own
     # job right after this one ends (queued by `finish`)
@@ -145,7 +146,7 @@ class Job:
             "owner": ({"pid": self.owner_pid, "host": self.owner_host, "pool": self.owner_id,
                        "label": self.owner_label} if self.owner_pid else None),
             "cancel_requested": self.cancel_requested, "error": self.error, "progress": self.progress.to_dict(),
-            "result": self.result, "joined": self.joined,
+            "result": self.result.to_dict() if self.result else None, "joined": self.joined,
             "follow_up": self.follow_up.to_dict() if self.follow_up else None,
         }
 
@@ -160,7 +161,7 @@ def _job(row: tuple[Any, ...]) -> Job:
     d = dict(zip(_COLS, row))
     d["request"] = SyncRequest.from_json(d["request"])
     d["progress"] = JobProgress.from_dict(json.loads(d["progress"]) if d["progress"] else None)
-    d["result"] = json.loads(d["result"]) if d["result"] else None
+    d["result"] = SyncResult.from_dict(json.loads(d["result"])) if d["result"] else None
     d["follow_up"] = SyncRequest.from_json(d["follow_up"]) if d["follow_up"] else None
     return Job(**d)
 
@@ -463,7 +464,7 @@ def set_progress_many(settings: Settings, progress: dict[str, JobProgress]) -> N
                         [(json.dumps(p.to_dict(), default=str), now, jid) for jid, p in progress.items()])
 
 
-def finish(settings: Settings, job_id: str, state: str, *, error: str | None = None, result: dict[str, Any] | None = None,
+def finish(settings: Settings, job_id: str, state: str, *, error: str | None = None, result: SyncResult | None = None,
            progress: JobProgress | None = None) -> None:
     assert state in FINAL, state
     with _connect(settings, write=True) as con:
@@ -472,7 +473,7 @@ def finish(settings: Settings, job_id: str, state: str, *, error: str | None = N
         con.execute(
             "UPDATE jobs SET state = ?, error = ?, result = ?, finished_at = ?, progress = coalesce(?, progress) "
             "WHERE job_id = ? AND state IN ('queued', 'running')",
-            [state, error, json.dumps(result, default=str) if result is not None else None, time.time(),
+            [state, error, json.dumps(result.to_dict(), default=str) if result is not None else None, time.time(),
              json.dumps(progress.to_dict(), default=str) if progress is not None else None, job_id])
         if row and row[2] and state != "cancelled":  # what a request that joined it asked beyond it
             req = SyncRequest.from_json(row[2])

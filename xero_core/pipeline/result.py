@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass
@@ -20,7 +20,11 @@ class StepResult:
     period_start: date | None = None
     period_end: date | None = None
     benign_skip: bool = False  # skipped for the plan's tier or by the step's own choice: not a failure
-    detail: dict[str, Any] | None = None  # what the step adds (e.g. the clients step's linked / created / ambiguous)
+    # What the step adds, in its own words: clients (linked / created / ambiguous ...), documents (pushed /
+    # failed / messages), webhooks (processed / ignored / failed), xpm, chase (sent / skipped ...), plus a
+    # "note". One shape per step, owned by practice/, and the same JSON sync_log.detail stores: an open
+    # mapping, not a closed record (a union of five dataclasses here would make pipeline/ own practice/'s).
+    detail: dict[str, Any] | None = None
     read: int | None = None  # units read against a known total (report weeks), when it said so
 
     @property
@@ -42,6 +46,22 @@ class StepResult:
                 d[k] = d[k].isoformat()
         return d
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StepResult:
+        """The inverse of to_dict; a key an older release did not write takes its default."""
+        def when(k: str) -> datetime | None:
+            return datetime.fromisoformat(d[k]) if d.get(k) else None
+
+        def day(k: str) -> date | None:
+            return date.fromisoformat(d[k]) if d.get(k) else None
+
+        return cls(step=str(d.get("step") or ""), status=str(d.get("status") or "failed"),
+                   rows=int(d.get("rows") or 0), api_calls=int(d.get("api_calls") or 0),
+                   bytes_downloaded=int(d.get("bytes_downloaded") or 0), error=d.get("error"),
+                   started_at=when("started_at"), finished_at=when("finished_at"),
+                   period_start=day("period_start"), period_end=day("period_end"),
+                   benign_skip=bool(d.get("benign_skip", False)), detail=d.get("detail"), read=d.get("read"))
+
 
 @dataclass
 class SyncResult:
@@ -55,6 +75,7 @@ class SyncResult:
     reconnect: str | None = None  # the connection needs a person: the reason and the fix
     cancelled: str | None = None  # stopped on request (cancel or shutdown): why
     unreachable: str | None = None  # Xero's address refused or did not resolve: the one sentence saying so
+    history_job: str | None = None  # the job the history backfill split off this run was queued as
 
     @property
     def ok(self) -> bool:
@@ -92,4 +113,15 @@ class SyncResult:
             "api_calls": self.api_calls,
             "bytes_downloaded": sum(s.bytes_downloaded for s in self.steps),
             "steps": [s.to_dict() for s in self.steps],
-        }
+        } | ({"history_job": self.history_job} if self.history_job else {})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SyncResult:
+        """The inverse of to_dict (a job's stored result): status, ok and the sums are derived from the
+        steps again; a key an older release did not write takes its default."""
+        return cls(tenant_id=str(d.get("tenant_id") or ""), tenant_name=d.get("tenant_name"),
+                   tenant_type=d.get("tenant_type"), run_id=str(d.get("run_id") or ""),
+                   trigger=str(d.get("trigger") or "manual"),
+                   steps=[StepResult.from_dict(s) for s in d.get("steps") or []],
+                   busy=d.get("busy"), reconnect=d.get("reconnect"), cancelled=d.get("cancelled"),
+                   unreachable=d.get("unreachable"), history_job=d.get("history_job"))

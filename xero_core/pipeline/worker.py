@@ -351,7 +351,6 @@ class WorkerPool:
             J.finish(settings, jid, "failed", error=error)
             self._echo_end(job, "failed", error)
             return
-        d = result.to_dict()
         if result.cancelled and self._yield.get(jid) and not self._cancel.get(jid) and not stop():
             J.requeue(settings, jid, message=self._yield[jid], progress=tracker.end("queued", self._yield[jid]))
             self._echo(ProgressEvent("waiting", job.tenant_id, message=self._yield[jid]))
@@ -366,13 +365,13 @@ class WorkerPool:
             state, error = "done", None
             if later:  # the figures are in: the history follows (not after a failure: it would fail too)
                 try:
-                    d["history_job"] = self._queue_history(job, later[0])
+                    result.history_job = self._queue_history(job, later[0])
                 except Exception as exc:  # last-resort boundary: the figures are in and the job is done; only
                     # its follow-up is lost, so it is logged, not failed
                     log.warning("could not queue the history backfill of %s: %s", job.tenant_id, exc)
         else:
             state, error = "failed", result.first_problem() or "a step failed: see the steps"
-        J.finish(settings, jid, state, error=error, result=d, progress=tracker.end(state, error or "finished"))
+        J.finish(settings, jid, state, error=error, result=result, progress=tracker.end(state, error or "finished"))
         self._echo_end(job, state, error)
         if self.spawned.get(jid) and self.echo:
             try:
