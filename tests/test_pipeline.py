@@ -15,7 +15,6 @@ from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
 from xero_core.pipeline import plan as P
 from xero_core.pipeline.request import SyncRequest
-from xero_core.pipeline.run import run_sync
 from xero_core.pipeline.worker import WorkerPool
 
 from test_sync_e2e import connect, rows, small_org
@@ -138,7 +137,7 @@ def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "log_finish", flaky)
     monkeypatch.setattr(store, "log_rows", flaky_rows)
-    res = run_sync(s, SyncRequest(org, trigger="cli"), transport=fake.transport(), clock=clock)
+    res = Engine(s, transport=fake.transport(), clock=clock).sync(SyncRequest(org, trigger="cli"))
     by = {st.step: st for st in res.steps}
     assert set(by) >= {"accounts", "contacts", "clients", "invoices", "pnl", "bank", "journals", "documents", "webhooks"}
     assert "not recorded in sync_log" in by["documents"].error and "disk full" in by["documents"].error
@@ -178,8 +177,8 @@ def test_a_storage_fault_mid_sync_is_one_sentence_in_the_log_and_the_step(tmp_pa
     monkeypatch.setattr(fin, "ORGANISATION_STEPS",
                         tuple((n, full_disk if n == "bank" else f) for n, f in fin.ORGANISATION_STEPS))
     with caplog.at_level(logging.ERROR):
-        res = run_sync(s, SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"),
-                       transport=fake.transport(), clock=clock)
+        res = Engine(s, transport=fake.transport(), clock=clock).sync(
+            SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"))
     bank = next(x for x in res.steps if x.step == "bank")
     assert bank.status == "failed" and bank.error == sentence
     assert any(sentence in r.getMessage() for r in caplog.records)
@@ -203,8 +202,8 @@ def test_a_raw_disk_error_mid_sync_is_translated_not_a_traceback(tmp_path, monke
     monkeypatch.setattr(fin, "ORGANISATION_STEPS",
                         tuple((n, full_disk if n == "bank" else f) for n, f in fin.ORGANISATION_STEPS))
     with caplog.at_level(logging.ERROR):
-        res = run_sync(s, SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"),
-                       transport=fake.transport(), clock=clock)
+        res = Engine(s, transport=fake.transport(), clock=clock).sync(
+            SyncRequest(org, only=frozenset({"accounts", "bank"}), trigger="cli"))
     bank = next(x for x in res.steps if x.step == "bank")
     assert bank.status == "failed" and bank.error.startswith(f"The disk holding {s.db_path}.wal is full")
     assert not [r for r in caplog.records if r.exc_info], "no traceback for a disk fault"

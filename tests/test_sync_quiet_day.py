@@ -96,21 +96,21 @@ def test_the_clients_step_sleeps_on_a_quiet_day_and_wakes_for_a_new_customer(tmp
     from test_sync_e2e import small_org
 
     from xero_core.pipeline.request import SyncRequest
-    from xero_core.pipeline.run import run_sync
     from xero_core.practice.clients import last_reconciliations
 
     s, clock, fake, org_id = connect(tmp_path, invoices=30, org_factory=small_org)
-    first = run_sync(s, SyncRequest(org_id, trigger="cli"), transport=fake.transport(), clock=clock)
+    engine = Engine(s, transport=fake.transport(), clock=clock)
+    first = engine.sync(SyncRequest(org_id, trigger="cli"))
     assert first.ok and next(x for x in first.steps if x.step == "clients").status == "success"
     report = last_reconciliations(s)
     clock.advance(86400)
-    quiet = run_sync(s, SyncRequest(org_id, trigger="scheduler"), transport=fake.transport(), clock=clock)
+    quiet = engine.sync(SyncRequest(org_id, trigger="scheduler"))
     step = next(x for x in quiet.steps if x.step == "clients")
     assert quiet.ok and step.status == "skipped" and "nothing new to match" in step.error
     assert last_reconciliations(s) == report  # the Clients page still shows the pass that did something
     clock.advance(3600)
     new = fake.org(org_id).add_contact("Quiet Day Bakery Pty Ltd", clock.now(), email="hello@quietday.example")
-    busy = run_sync(s, SyncRequest(org_id, trigger="scheduler"), transport=fake.transport(), clock=clock)
+    busy = engine.sync(SyncRequest(org_id, trigger="scheduler"))
     step = next(x for x in busy.steps if x.step == "clients")
     assert busy.ok and step.status == "success"
     assert rows(s, "SELECT count(*) FROM clients WHERE xero_contact_id = ?", new.id)[0][0] == 1

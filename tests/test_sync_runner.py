@@ -1,7 +1,13 @@
 """The executor's orchestration and DuckDB writes, on the production path (the pipeline's plan and
 executor, as `Engine.sync` runs it) with a stub client serving hand-made Xero payloads in place of
 the HTTP one: sync_log rows, step isolation, tier skips, daily budget stop, tenant lock, cursors,
-voids leaving revenue_weekly, repeatability."""
+voids leaving revenue_weekly, repeatability.
+
+These tests are about the layer below `Engine` on purpose: they call `pipeline.run.run_sync` (what
+`Engine.sync` calls) with `client=`, a stub returning hand-made payloads (a 403 tier refusal, a daily
+limit, a credit note voided in the cursor's own second) in place of the HTTP client. `Engine` takes an
+HTTP transport, not a client: through it each payload would also need a connection's stored tokens
+and a fake server shaped to say it. The same path over HTTP is test_sync_e2e's, through `Engine`."""
 from __future__ import annotations
 
 import json
