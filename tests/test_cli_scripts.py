@@ -90,6 +90,18 @@ def test_jobs_show_is_readable_text_on_stdout_and_jobs_use_the_apps_time_format(
     assert ISO_TIME.search(json.loads(out)["jobs"][0]["created_at"]), "ISO under --json"
 
 
+def test_jobs_json_gives_every_progress_field_null_until_known(env, capsys):
+    """README: under --json a field not known yet is null, not missing (as `role` in status --json): a
+    queued job's progress (stored as just its message) has the same keys as a running job's."""
+    s = load_settings()
+    J.enqueue(s, SyncRequest("t1", trigger="cli"), tenant_name="Demo Co")
+    code, out, _ = run(capsys, "jobs", "--json")
+    (job,) = json.loads(out)["jobs"]
+    assert code == 0 and job["progress"] == {"step": None, "status": None, "message": "waiting for a worker",
+                                             "count": None, "total": None, "eta_seconds": None, "steps": []}
+    assert job["result"] is None and job["owner"] is None
+
+
 def test_status_times_read_like_the_apps(env, capsys):
     from xero_core.commands.core import scheduler_line
 
