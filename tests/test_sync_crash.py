@@ -9,6 +9,8 @@ import secrets
 import shutil
 import signal
 import multiprocessing
+import multiprocessing.connection
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 FAKE_KW = dict(seed=7, today=date(2026, 11, 26), invoices=60)
 WEEKS = 3
+HANG_CEILING = 600  # seconds for a batch of runs to end: far beyond a slow machine's, only a hang reaches it
 TABLES = ("accounts", "contacts", "invoices", "invoice_lines", "credit_notes", "credit_note_lines", "financial_weekly",
           "pnl_lines", "revenue_weekly", "cash_position_weekly", "journal_lines", "pnl_tieout_weekly", "sync_cursors")
 
@@ -87,11 +90,20 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
         return p
 
     def wait_all(procs: dict) -> dict:
-        codes = {}
-        for k, p in procs.items():
-            p.join(120)
-            codes[k] = p.exitcode
-        return codes
+        """Each process's exit code, once all have ended. Bounded by their completion, not by a time
+        per process: a dozen syncs at once on a busy machine take what they take. HANG_CEILING only
+        catches a real hang (then the ones left are killed, and their code is None)."""
+        left = {p.sentinel: p for p in procs.values()}
+        deadline = time.monotonic() + HANG_CEILING
+        while left and time.monotonic() < deadline:
+            for ended in multiprocessing.connection.wait(list(left), timeout=deadline - time.monotonic()):
+                left.pop(ended)
+        hung = [k for k, p in procs.items() if p.sentinel in left]
+        for p in left.values():
+            p.kill()
+            p.join()
+        assert not hung, f"runs {hung} had not ended after {HANG_CEILING} s: a hang"
+        return {k: p.exitcode for k, p in procs.items()}
 
     # A clean sync, counting its checkpoints (an unreachable kill point keeps the counter on).
     clean = clone("clean")
