@@ -168,6 +168,9 @@ def create_private_file(path: Path | str) -> Path:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
         except FileExistsError:
+            if path.is_dir():  # said here: SQLite or DuckDB would only say it cannot open the file
+                exc = IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+                raise describe(exc, path) or exc from None
             fd = None
         except OSError as exc:
             raise describe(exc, path) or exc from None
