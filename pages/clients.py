@@ -226,10 +226,10 @@ with shown_errors():
             first = options[0]
             with st.container(border=True, key=f"amb-{cid}"):
                 st.markdown(f"**{md(first.get('client_name'))}** {md(first.get('client_email') or '')}")
-                labels = [f"{md(o.get('contact_name') or o['contact_id'])} {md(o.get('contact_email') or '')}"
-                          f" — {md(o.get('reason') or '')}" for o in options]  # radio options parse markdown
-                picked = st.radio("Xero contact", range(len(options)), key=f"amb-pick-{cid}",
-                                format_func=labels.__getitem__)
+                labels = [f"{o.get('contact_name') or o['contact_id']} {o.get('contact_email') or ''}"
+                          f" — {o.get('reason') or ''}" for o in options]
+                picked = st.radio("Xero contact", list(range(len(options))), key=f"amb-pick-{cid}",
+                                  format_func=lambda i: md(labels[i]))  # radio options parse markdown
                 if st.button("Link this contact", key=f"amb-link-{cid}"):
                     o = options[picked]
                     engine.resolve_match(s, cid, o["tenant_id"], o["contact_id"])

@@ -253,9 +253,9 @@ with shown_errors():
         if caught:
             st.dataframe(text_rows([{k: r[k] for k in ("to", "subject", "reply_to", "message_id")} for r in caught]),
                          hide_index=True, width="stretch", placeholder="")
-            subjects = [plain(f"{m['to']} · {m['subject']}") for m in caught]
-            pick = st.selectbox("Read a caught message", range(len(caught)), key=f"chase-caught-{tid}",
-                                format_func=subjects.__getitem__)
+            subjects = [f"{m['to']} · {m['subject']}" for m in caught]
+            pick = st.selectbox("Read a caught message", list(range(len(caught))), key=f"chase-caught-{tid}",
+                                format_func=lambda i: plain(subjects[i]))
             m = caught[pick]
             st.text(plain(f"From: {m['from']}\nTo: {m['to']}\nReply-To: {m['reply_to']}\nSubject: {m['subject']}\n"
                           f"Message-ID: {m['message_id']}\n\n{m['body']}", 20000, lines=True))
