@@ -271,6 +271,7 @@ def test_single_organisation_is_the_default_practice_tenants_ignored(db):
     assert an.pick_tenant(db) == ORG
 
 
+@pytest.mark.slow
 def test_several_organisations_need_a_choice_never_the_first(settings):
     fill(settings.snapshot_path, tenants=(ORG, OTHER))
     with pytest.raises(an.ChooseOrganisation) as err:
@@ -282,6 +283,7 @@ def test_several_organisations_need_a_choice_never_the_first(settings):
         an.weekly_pnl(settings, "org-nope")
 
 
+@pytest.mark.slow
 def test_several_organisations_open_on_the_practice_ledger_an_admin_named(settings):
     """A practice's notebook opens on its own books once an admin has named them (issue 25's role);
     a role only suggested, or two ledgers, still asks."""

@@ -90,6 +90,7 @@ def test_connection_page_explains_every_oauth_error(app_settings):
         assert code in page and oauth_error_advice(code) in page
 
 
+@pytest.mark.slow
 def test_callback_without_a_consent_says_where_to_start(app_settings):
     at = open_page("callback")
     assert "start from **Connect to Xero**" in texts(at)
@@ -153,6 +154,7 @@ def test_picker_choice_is_shared_by_pages(app_settings, fake_xero):
     assert at.selectbox(key="_tenant_picker").value == org
 
 
+@pytest.mark.slow
 def test_password_gate_on_every_page(app_settings, monkeypatch):
     monkeypatch.setenv("XERO_ADMIN_PASSWORD", "correct horse battery")
     at = new_app().run()
@@ -334,6 +336,7 @@ def test_a_damaged_database_is_one_sentence_on_every_page(app_settings):
         assert "unexpected" not in texts(at)
 
 
+@pytest.mark.slow
 def test_a_file_where_the_data_dir_should_be_is_one_sentence(app_settings):
     app_settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
     app_settings.data_dir.write_text("in the way")

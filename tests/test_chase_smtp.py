@@ -246,6 +246,7 @@ def test_kill_9_during_sending_sends_none_twice_and_loses_none(tmp_path, make_se
             assert "most likely delivered" in next(r["why"] for r in rows if r["state"] == "unconfirmed")
 
 
+@pytest.mark.slow
 def test_the_scheduler_sends_reminders_that_waited_for_sending_hours(make_settings, mail):
     """The daily cycle at 06:00 is in quiet hours: the scheduler's tick sends the reminder once they open."""
     from xero_core.engine import Engine
@@ -294,6 +295,7 @@ def test_templates_preview_and_what_they_refuse(make_settings, mail):
     assert "we need your bank statements" in m.get_content()
 
 
+@pytest.mark.slow
 def test_two_senders_at_once_send_each_reminder_once(make_settings, mail):
     clients = [(f"cl_{i}", f"Client {i}", f"c{i}@example.com", f"J{i:06d}", f"Job {i}") for i in range(6)]
     settings = make_settings(**smtp_env(mail.port))
@@ -378,6 +380,7 @@ def test_a_claim_made_by_another_thread_while_a_run_starts_is_not_taken_for_aban
     assert [c.message_id for c in mail.caught] == [chase.outbox(settings)[0]["message_id"]]
 
 
+@pytest.mark.slow
 def test_send_now_says_so_when_another_sender_took_its_reminder(make_settings, mail, monkeypatch):
     """Send now's reminder claimed by another sender between Send now's commit and its own claim
     goes once, by that sender; Send now says so instead of a bare "0 sent" inviting a second press."""

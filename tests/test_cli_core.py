@@ -94,6 +94,7 @@ def test_connect_then_status_json(env, fake, capsys):
     assert_no_tokens(fake, outputs, out, err, text)
 
 
+@pytest.mark.slow
 def test_status_warns_before_refresh_token_lapses(env, fake, capsys):
     connect(capsys, fake)
     s = load_settings()
@@ -143,6 +144,7 @@ def test_disconnect_needs_tenant_and_confirmation(env, fake, capsys, monkeypatch
     assert code == 1 and "nope" in err
 
 
+@pytest.mark.slow
 def test_rotate_key_via_cli(env, fake, capsys, monkeypatch):
     connect(capsys, fake)
     old = env["XERO_ENCRYPTION_KEY"]
@@ -193,6 +195,7 @@ def test_wrong_key_status_unusable_and_sync_one_sentence_per_step(env, fake, cap
     assert {c["status"] for c in connections.list_connections(s)} == {"connected"}
 
 
+@pytest.mark.slow
 def test_loosened_vault_permissions_are_repaired_with_a_warning(env, fake, capsys, caplog):
     import stat as stat_
 

@@ -169,6 +169,7 @@ def test_unsupported_where_is_a_400_as_xero_gives(org, where, message):
         assert err["Message"].startswith(message)
 
 
+@pytest.mark.slow
 def test_where_accepts_datetime_parse(org):
     a = ok(org, "/Invoices", {"where": 'Date>=DateTime.Parse("2026-10-01T00:00:00") AND Type=="ACCREC"'})
     b = ok(org, "/Invoices", {"where": 'Date>=DateTime(2026,10,01) AND Type=="ACCREC"'})

@@ -138,6 +138,7 @@ def test_faults_match_path_and_tenant_only(fake, session):
     assert connect(fake)["access_token"]
 
 
+@pytest.mark.slow
 def test_fault_specs_and_admin_route(fake, session):
     assert parse_spec("503:path=Invoices,count=2") == {"kind": "503", "path": "Invoices", "count": 2}
     assert parse_spec("429:count=inf,seconds=30,problem=day") == {"kind": "429", "count": None, "seconds": 30.0,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKE = ROOT / "xero_core" / "fake"
 
@@ -55,6 +57,7 @@ def test_the_checker_sees_each_way_of_importing_the_product():
         assert _product_imports(src, "xero_core/fake/m.py") == [], src
 
 
+@pytest.mark.slow
 def test_running_the_fake_loads_no_module_of_the_product():
     code = (
         "import sys, httpx\n"

@@ -72,6 +72,7 @@ def random_ranges(seed: int, n: int, first: date, last: date):
         yield start, end
 
 
+@pytest.mark.slow
 def test_journals_balance_and_lines_add_up(org):
     for j in org.journals:
         lines = org.journal_lines(j)
@@ -375,6 +376,7 @@ def test_mutations_post_and_notify():
         org.update_contact(cust.id, at, Colour="red")
 
 
+@pytest.mark.slow
 def test_same_bytes_across_processes():
     """Nothing depends on hash randomisation or the machine: two interpreters, two hash seeds."""
     import hashlib

@@ -182,6 +182,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ensure_running_starts_one_detached_fake_and_reuses_it(tmp_path):
     port = _free_port()
     state = tmp_path / "fake"

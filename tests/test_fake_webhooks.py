@@ -105,6 +105,7 @@ def test_webhook_payload_fits_xeros_schema(receiver):
     jsonschema.validate(json.loads(receiver.bodies[-1]), schema)
 
 
+@pytest.mark.slow
 def test_bad_signature_delivery_is_refused_by_a_correct_receiver(receiver):
     fake = make_fake()
     res = fake.deliver_webhooks(receiver.url, KEY, bad_signature=True)

@@ -43,6 +43,7 @@ def org_rows(s):
         return {r[0]: dict(zip([d[0] for d in cur.description], r)) for r in cur.fetchall()}
 
 
+@pytest.mark.slow
 def test_organisation_is_read_at_connect_and_rewritten_only_when_it_changes(tmp_path):
     s, clock, fake, (tid,) = setup(tmp_path, datetime(2026, 12, 7, 1, 0, tzinfo=timezone.utc))
     org = org_rows(s)[tid]     # already there after connect, before any sync

@@ -147,6 +147,7 @@ def test_a_database_error_between_steps_loses_nothing(tmp_path, monkeypatch):
     assert {"accounts", "invoices", "pnl", "bank", "journals", "webhooks"} <= logged
 
 
+@pytest.mark.slow
 def test_the_app_servers_background_pool_is_one_per_process_and_runs_queued_jobs(tmp_path):
     from xero_core.pipeline import worker
 
@@ -161,6 +162,7 @@ def test_the_app_servers_background_pool_is_one_per_process_and_runs_queued_jobs
         worker.stop_background_pools()
 
 
+@pytest.mark.slow
 def test_a_storage_fault_mid_sync_is_one_sentence_in_the_log_and_the_step(tmp_path, monkeypatch, caplog):
     """issue 14: a full disk met by a step is said as the StorageError's sentence, with no traceback."""
     import logging

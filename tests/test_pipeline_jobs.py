@@ -212,6 +212,7 @@ def test_a_tenant_needing_reconnect_fails_at_once_with_the_fix_while_others_go_o
     assert not [r for r in fake.requests[served:] if r.tenant_id == org], "no call for a tenant needing reconnect"
 
 
+@pytest.mark.slow
 def test_with_xero_unreachable_a_job_says_so_once_and_tries_nothing_else(tmp_path):
     """Issue 24 §2, as the app shows a job: its error is the sentence, each step's line is short."""
     from test_scheduler import RefusedTransport
@@ -442,6 +443,7 @@ def test_a_request_joining_a_job_that_does_less_is_not_lost(settings):
     assert after.priority == 0  # a sync: its older weeks become its own history backfill when it runs (issue 24 §1)
 
 
+@pytest.mark.slow
 def test_a_full_disk_on_the_jobs_file_ends_the_run_with_its_sentence_and_no_thread_traceback(tmp_path, monkeypatch, caplog):
     """Issue 21 §3: the jobs file full mid-run printed 'Exception in thread sync-cli-0' and 'could not
     claim a sync job' tracebacks and no summary; now the job ends failed with the sentence."""

@@ -212,6 +212,7 @@ def test_xpm_jobs_open_and_complete_campaigns(x):
     assert truth and all(both.get(str(c.id)) == c.matched_contact_id for c in truth)
 
 
+@pytest.mark.slow
 def test_xpm_refused_on_plan_is_a_skip_with_a_note(make_settings):
     x = connected(make_settings, tier="core")
     out = run(x, x.pm)

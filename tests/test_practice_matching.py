@@ -57,6 +57,7 @@ def test_normalisation():
     assert norm_name("Café Nero Pty Ltd") == "cafe nero"
 
 
+@pytest.mark.slow
 def test_match_by_email_then_name_and_create_the_rest(settings):
     a = C.add_client(settings, "Alpha Accounting", email="ALPHA@example.com ")
     b = C.add_client(settings, "Bravo Pty Ltd")

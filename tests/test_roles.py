@@ -88,6 +88,7 @@ def test_clients_come_only_from_the_practice_ledger_and_practice_manager(x):
     assert not q(x, "SELECT 1 FROM client_match_candidates WHERE tenant_id = ?", x.b)
 
 
+@pytest.mark.slow
 def test_one_organisation_with_practice_manager_is_suggested_not_silently_chosen(make_settings):
     x = connected(make_settings, tenants=1)
     r = R.roles(x.s)
@@ -235,6 +236,7 @@ def test_suggestions_by_tax_number_and_web_domain():
     assert email_domain("Hello@BrightDental.example") == "brightdental.example" and email_domain("x@gmail.com") is None
 
 
+@pytest.mark.slow
 def test_clients_add_refuses_the_name_and_email_of_an_existing_client(settings, capsys, monkeypatch):
     for k, v in {"XERO_DATA_DIR": str(settings.data_dir), "XERO_MOCK_MODE": "true", "XERO_ENV_FILE": "/dev/null",
                  "XERO_ENCRYPTION_KEY": settings.encryption_key.hex()}.items():

@@ -337,6 +337,7 @@ def test_processes_starting_at_once_adopt_once_and_lose_no_row(tmp_path):
         assert sum("is now" in e and "copied from" in e for _, e in outs) == 1, [e[-2000:] for _, e in outs]
 
 
+@pytest.mark.slow
 def test_a_stale_wal_of_a_working_file_moved_aside_is_not_replayed_onto_the_snapshot(tmp_path):
     """The damaged-file sentence says to move ledger-work.duckdb aside; its .wal stays. A WAL from a
     later checkpoint than the snapshot made the adopted working file refuse to open."""

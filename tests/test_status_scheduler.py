@@ -87,6 +87,7 @@ def test_a_running_scheduler_its_next_run_and_last_result(env, capsys, test_toda
     assert "Scheduler: paused since " in status(capsys)[1] and "by admin app" in status(capsys)[1]
 
 
+@pytest.mark.slow
 def test_a_silent_scheduler_and_a_failed_run_are_warnings(env, capsys):
     old = datetime.now(UTC) - timedelta(minutes=10)
     failed = {"kind": "daily", "ok": False, "interrupted": False, "skipped_reason": None, "failed": 2,

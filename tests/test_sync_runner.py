@@ -169,6 +169,7 @@ def test_full_run_writes_every_table_and_sync_log(tenant_settings):
     assert q(s, "SELECT base_currency, timezone FROM organisations") == [("AUD", "Australia/Sydney")]
 
 
+@pytest.mark.slow
 def test_rerun_is_identical_and_incremental(tenant_settings):
     s = tenant_settings
     data = base_data(invoices_fixture())
