@@ -115,7 +115,7 @@ def settings(make_settings) -> Settings:
 
 # LEDGERLINK_TEST_CPU=file.jsonl records each test's CPU seconds (this process and the children it
 # waited for, i.e. servers and subprocesses it started and stopped): what decides the quick lane
-# (`slow`: over 1 s of CPU), since wall time on a shared 2-core machine says more about the neighbours than the test.
+# (`slow`: over ~0.75 s of CPU), since wall time on a shared 2-core machine says more about the neighbours than the test.
 _CPU_LOG = os.environ.get("LEDGERLINK_TEST_CPU")
 
 
