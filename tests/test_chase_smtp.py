@@ -186,6 +186,23 @@ def test_settings_problems_are_one_sentence(make_settings, mail):
 N = 5
 
 
+class _LockThen:
+    """A lock that runs `then()` once, right after its first release: another sender's claim landing
+    between the two moments a sender holds chase's in-flight lock."""
+
+    def __init__(self, then) -> None:
+        self.lock, self.then, self.fired = threading.Lock(), then, False
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+        if not self.fired:
+            self.fired = True
+            self.then()
+
+
 def _subprocess_env(settings_env: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XERO_", "SMTP_", "CHASE_"))}
     env.update(settings_env)
@@ -352,21 +369,12 @@ def test_a_claim_made_by_another_thread_while_a_run_starts_is_not_taken_for_aban
     (rid,) = [r["reminder_id"] for r in chase.outbox(settings) if r["state"] == "due"]
     other: dict = {}
 
-    class Lock:  # the module's lock, with the other thread's claim landing right after its first use
-        def __init__(self):
-            self.lock, self.fired = threading.Lock(), False
+    def other_claims() -> None:
+        chase._inflight.add(rid)  # what run_chase does before claiming
+        other["row"] = chase._claim(settings, rid, clock.now(), chase._me())
 
-        def __enter__(self):
-            self.lock.acquire()
-
-        def __exit__(self, *exc):
-            self.lock.release()
-            if not self.fired:
-                self.fired = True
-                chase._inflight.add(rid)  # what run_chase does before claiming
-                other["row"] = chase._claim(settings, rid, clock.now(), chase._me())
-
-    monkeypatch.setattr(chase, "_inflight_lock", Lock())
+    # the module's lock, with the other thread's claim landing right after its first use
+    monkeypatch.setattr(chase, "_inflight_lock", _LockThen(other_claims))
     first = chase.run_chase(settings, clock=clock)
     assert other["row"] is not None and (first.sent, first.requeued) == (0, 0)
     with connect(settings.db_path, read_only=True) as con:
@@ -390,21 +398,11 @@ def test_send_now_says_so_when_another_sender_took_its_reminder(make_settings, m
     (camp,) = X.campaigns(settings, PM)
     taken: dict = {}
 
-    class Lock:
-        def __init__(self):
-            self.lock, self.fired = threading.Lock(), False
+    def other_claims() -> None:
+        (row,) = [r for r in chase.outbox(settings) if r["forced"]]
+        taken["row"] = chase._claim(settings, row["reminder_id"], clock.now(), "4242:1.000")
 
-        def __enter__(self):
-            self.lock.acquire()
-
-        def __exit__(self, *exc):
-            self.lock.release()
-            if not self.fired:
-                self.fired = True
-                (row,) = [r for r in chase.outbox(settings) if r["forced"]]
-                taken["row"] = chase._claim(settings, row["reminder_id"], clock.now(), "4242:1.000")
-
-    monkeypatch.setattr(chase, "_inflight_lock", Lock())
+    monkeypatch.setattr(chase, "_inflight_lock", _LockThen(other_claims))
     res = chase.send_now(settings, camp["campaign_id"], clock=clock)
     assert taken["row"] is not None and res.sent == 0
     assert res.messages == ["another sender (the scheduler or a sync's chase step) took this reminder at the same "
