@@ -268,8 +268,8 @@ class Scheduler:
         import signal
 
         def _handler(signum: int, _frame: FrameType | None) -> None:
+            self.request_stop()  # first: once the line below is out, the pool must already know
             log.info("received %s: finishing the current step, then stopping", signal.Signals(signum).name)
-            self.request_stop()
 
         signal.signal(signal.SIGTERM, _handler)
         signal.signal(signal.SIGINT, _handler)
