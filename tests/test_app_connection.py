@@ -366,20 +366,22 @@ def test_a_tenant_whose_tokens_cannot_be_read_shows_unusable(app_settings, fake_
 def test_a_failed_last_sync_is_marked_failed_with_its_reason(app_settings, fake_xero):
     """Issue 24 §3: the Connection page marks a failed last sync as failed, with its reason; a later
     sync that succeeds clears it."""
+    from xero_core.engine import Engine
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
 
     fake, _ = fake_xero
     connect(app_settings, fake)
     org = tenant_of(app_settings, "ORGANISATION")
+    engine = Engine(app_settings)
     owner = J.Owner(label="test")
-    job = J.enqueue(app_settings, SyncRequest(org, only=frozenset({"pnl"})))
+    job = engine.enqueue(SyncRequest(org, only=frozenset({"pnl"})))
     J.claim(app_settings, owner, job_ids=[job.job_id])
     J.finish(app_settings, job.job_id, "done", result=SyncResult(org, steps=[
         StepResult("pnl", "failed", error="Xero answered 500 for ProfitAndLoss")]))
     page = texts(open_page("connection"))
     assert ":red[failed]" in page and "The last sync failed: pnl: Xero answered 500 for ProfitAndLoss" in page
-    again = J.enqueue(app_settings, SyncRequest(org, only=frozenset({"pnl"})))
+    again = engine.enqueue(SyncRequest(org, only=frozenset({"pnl"})))
     J.claim(app_settings, owner, job_ids=[again.job_id])
     J.finish(app_settings, again.job_id, "done", result=SyncResult(org))
     page = texts(open_page("connection"))

@@ -26,12 +26,14 @@ def truncate_working_db(s):
 
 
 def damage_jobs(s):
+    from xero_core.engine import Engine
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
     from xero_core.pipeline.result import SyncResult
 
+    engine = Engine(s)
     for i in range(40):  # a jobs file of several pages
-        j = J.enqueue(s, SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
+        j = engine.enqueue(SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
         J.finish(s, j.job_id, "done", result=SyncResult(tenant_id="y" * 1000))
     con = sqlite3.connect(J.path(s))
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -17,7 +17,7 @@ import pytest
 from xero_core import cli
 from xero_core.analysis import HOW_TO_GET_DATA
 from xero_core.commands.practice import webhook_status_lines
-from xero_core.pipeline import jobs as J
+from xero_core.engine import Engine
 from xero_core.pipeline.request import SyncRequest
 from xero_core.settings import load_settings
 
@@ -76,8 +76,8 @@ def test_an_error_under_json_is_one_json_object_on_stdout_with_a_non_zero_exit(e
 
 def test_jobs_show_is_readable_text_on_stdout_and_jobs_use_the_apps_time_format(env, capsys):
     s = load_settings()
-    job = J.enqueue(s, SyncRequest("t1", weeks=26, skip_weeks=4, history=True, trigger="manual",
-                                   requested_by="admin app"), tenant_name="Demo Co")
+    job = Engine(s).enqueue(SyncRequest("t1", weeks=26, skip_weeks=4, history=True, trigger="manual",
+                                        requested_by="admin app"), tenant_name="Demo Co")
     code, out, err = run(capsys, "jobs", "show", job.job_id[:8])
     assert code == 0 and err == ""
     assert out.startswith(f"Job {job.job_id}\n") and "Demo Co" in out
@@ -94,7 +94,7 @@ def test_jobs_json_gives_every_progress_field_null_until_known(env, capsys):
     """README: under --json a field not known yet is null, not missing (as `role` in status --json): a
     queued job's progress (stored as just its message) has the same keys as a running job's."""
     s = load_settings()
-    J.enqueue(s, SyncRequest("t1", trigger="cli"), tenant_name="Demo Co")
+    Engine(s).submit(SyncRequest("t1", trigger="cli"), tenant_name="Demo Co")
     code, out, _ = run(capsys, "jobs", "--json")
     (job,) = json.loads(out)["jobs"]
     assert code == 0 and job["progress"] == {"step": None, "status": None, "message": "waiting for a worker",

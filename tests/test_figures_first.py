@@ -11,10 +11,10 @@ import time
 import httpx
 
 from xero_core.commands.sync import _job_line
+from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
 from xero_core.pipeline import plan as P
 from xero_core.pipeline.request import SyncRequest
-from xero_core.pipeline.worker import WorkerPool
 
 from test_sync_e2e import connect, rows, small_org
 
@@ -39,10 +39,11 @@ def test_the_first_jobs_plan_holds_only_the_recent_weeks_and_the_history_is_a_lo
 
 
 def test_a_sync_now_is_claimed_before_its_organisations_queued_backfill_and_never_beside_a_running_one(settings):
-    history = J.enqueue(settings, SyncRequest("t1", weeks=104, skip_weeks=4, history=True))
-    sync_now = J.enqueue(settings, SyncRequest("t1", trigger="manual"))
+    engine = Engine(settings)
+    history = engine.enqueue(SyncRequest("t1", weeks=104, skip_weeks=4, history=True))
+    sync_now = engine.enqueue(SyncRequest("t1", trigger="manual"))
     assert not sync_now.joined, "a Sync now does not join the organisation's backfill"
-    assert J.enqueue(settings, SyncRequest("t1", trigger="scheduler")).job_id == sync_now.job_id
+    assert engine.submit(SyncRequest("t1", trigger="scheduler")) == sync_now.job_id
     owner = J.Owner(label="test")
     assert J.claim(settings, owner).job_id == sync_now.job_id
     assert J.claim(settings, owner) is None, "one job of an organisation at a time"
@@ -51,7 +52,7 @@ def test_a_sync_now_is_claimed_before_its_organisations_queued_backfill_and_neve
 
 
 def test_jobs_list_shows_the_backfill_line(settings):
-    job = J.enqueue(settings, SyncRequest("t1", weeks=26, skip_weeks=4, history=True), tenant_name="Demo Co")
+    job = Engine(settings).enqueue(SyncRequest("t1", weeks=26, skip_weeks=4, history=True), tenant_name="Demo Co")
     assert "history: 22 older weeks of reports and the journal history" in _job_line(job)
 
 
@@ -80,8 +81,9 @@ def _until(cond, what: str, timeout: float = 30) -> None:
 def test_a_sync_now_goes_before_a_running_backfill_whose_journals_then_finish_and_land_the_cursor(tmp_path):
     s, clock, fake, org = connect(tmp_path, invoices=60, org_factory=small_org)
     gate = Gate(fake.transport())
-    first = J.enqueue(s, SyncRequest(org, weeks=12, trigger="manual"))
-    pool = WorkerPool(s, workers=2, label="test", transport=gate, clock=clock, poll=0.05, heartbeat=0.1)
+    engine = Engine(s, transport=gate, clock=clock)
+    first = engine.enqueue(SyncRequest(org, weeks=12, trigger="manual"))
+    pool = engine.pool(workers=2, label="test", poll=0.05, heartbeat=0.1)
     pool.start()
     try:
         (done,) = J.wait(s, [first.job_id], timeout=60)
@@ -98,7 +100,7 @@ def test_a_sync_now_goes_before_a_running_backfill_whose_journals_then_finish_an
         assert history.request.history and history.priority == 1
 
         assert gate.in_journals.wait(60), "the backfill reached the journals"
-        sync_now = J.enqueue(s, SyncRequest(org, trigger="manual"))
+        sync_now = engine.enqueue(SyncRequest(org, trigger="manual"))
         _until(lambda: pool._yield, "the running backfill was asked to step aside")
         gate.release.set()
         (again,) = J.wait(s, [sync_now.job_id], timeout=60)

@@ -15,7 +15,6 @@ from xero_core.engine import Engine
 from xero_core.pipeline import jobs as J
 from xero_core.pipeline import plan as P
 from xero_core.pipeline.request import SyncRequest
-from xero_core.pipeline.worker import WorkerPool
 
 from test_sync_e2e import connect, rows, small_org
 
@@ -69,21 +68,23 @@ def test_plan_is_data():
 
 
 def test_one_active_job_per_tenant_joins_and_cancel(settings):
-    a = J.enqueue(settings, SyncRequest("t1", trigger="manual"), tenant_name="Alpha")
-    b = J.enqueue(settings, SyncRequest("t1", weeks=104, trigger="cli"))
+    engine = Engine(settings)
+    a = engine.enqueue(SyncRequest("t1", trigger="manual"), tenant_name="Alpha")
+    b = engine.enqueue(SyncRequest("t1", weeks=104, trigger="cli"))
     assert not a.joined and b.joined and b.job_id == a.job_id
     assert stat.S_IMODE(os.stat(J.path(settings)).st_mode) == 0o600
     c = J.request_cancel(settings, a.job_id[:8], by="test")
     assert c.state == "cancelled" and "cancelled by test" in c.error
-    again = J.enqueue(settings, SyncRequest("t1"))
+    again = engine.enqueue(SyncRequest("t1"))
     assert not again.joined and again.job_id != a.job_id
     with pytest.raises(J.JobError, match="No job"):
         J.find(settings, "zzzz")
 
 
 def test_daily_jobs_are_claimed_before_backfills(settings):
-    back = J.enqueue(settings, SyncRequest("t1", weeks=104, history=True))
-    daily = J.enqueue(settings, SyncRequest("t2"))
+    engine = Engine(settings)
+    back = engine.enqueue(SyncRequest("t1", weeks=104, history=True))
+    daily = engine.enqueue(SyncRequest("t2"))
     owner = J.Owner(label="test")
     assert J.claim(settings, owner).job_id == daily.job_id
     assert J.claim(settings, owner, allow_backfill=False) is None
@@ -96,9 +97,9 @@ def test_pool_runs_every_tenant_once_with_clients_matched_and_a_log_row_per_step
     from xero_core.connections import list_connections
 
     conns = list_connections(s)
-    submitted = [J.enqueue(s, SyncRequest(c["tenant_id"], trigger="manual")) for c in conns]
-    ids = [j.job_id for j in submitted]
-    pool = WorkerPool(s, workers=4, label="test", job_ids=ids, transport=fake.transport(), clock=clock)
+    engine = Engine(s, transport=fake.transport(), clock=clock)
+    ids = [engine.submit(SyncRequest(c["tenant_id"], trigger="manual")) for c in conns]
+    pool = engine.pool(workers=4, label="test", job_ids=ids)
     seen = []
     done = pool.run_until_done(ids, on_change=lambda j: seen.append((j.job_id, j.state, j.progress.step)))
     pool.stop()

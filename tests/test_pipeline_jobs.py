@@ -1,6 +1,11 @@
 """Jobs under faults (issue 15): kill -9 of the process running a job, many tenants in one pool,
 two processes asking for the same tenant, a tenant needing reconnect, the DuckDB file held by
-another process, cancel mid-step. Dates are pinned (FakeXero(today=...), FakeClock)."""
+another process, cancel mid-step. Dates are pinned (FakeXero(today=...), FakeClock).
+
+These tests sit below the Engine on purpose: what they test is the queue itself (jobs.sqlite's
+rows, claims, leases, joins, cancels) and the WorkerPool that drains it, so they call
+`pipeline.jobs` and `WorkerPool` directly. A test of the product queueing a sync goes through
+`Engine.enqueue` / `Engine.submit` instead (tests/test_pipeline.py, test_figures_first.py)."""
 from __future__ import annotations
 
 import pytest

@@ -475,14 +475,16 @@ def duckdb_filled(path: Path):
 def test_a_damaged_jobs_file_is_reported_by_status_and_jobs_and_stops_sync_with_a_sentence(tmp_path):
     import sqlite3
 
+    from xero_core.engine import Engine
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
     from xero_core.pipeline.result import SyncResult
 
     env = _connected(tmp_path / "data")
     s = load_settings(env)
+    engine = Engine(s)
     for i in range(200):  # a jobs file of several pages
-        j = J.enqueue(s, SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
+        j = engine.enqueue(SyncRequest(f"tenant-{i:04d}-" + "x" * 60, trigger="cli"))
         J.finish(s, j.job_id, "done", result=SyncResult(tenant_id="y" * 300))
     con = sqlite3.connect(J.path(s))
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

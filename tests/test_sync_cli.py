@@ -95,12 +95,13 @@ def test_explicit_weeks_joining_a_shorter_running_job_runs_as_its_own_job_after_
     only 2 weeks; now the 8 weeks run as their own job right after, and that is what is reported."""
     import threading
 
+    from xero_core.engine import Engine
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
 
     fake, s = served
     org = next(t["tenant_id"] for t in connect_via_consent_form(s) if t["tenant_type"] == "ORGANISATION")
-    running = J.enqueue(s, SyncRequest(org, only=frozenset({"pnl"}), trigger="scheduler"))
+    running = Engine(s).enqueue(SyncRequest(org, only=frozenset({"pnl"}), trigger="scheduler"))
     assert J.claim(s, J.Owner(label="scheduler"), job_ids=[running.job_id]).job_id == running.job_id
     result: dict = {}
     cli = threading.Thread(target=lambda: result.update(code=main(["sync", "--tenant", org, "--only", "pnl",

@@ -1,5 +1,8 @@
 """A job's result is a SyncResult read back from jobs.sqlite: to_dict and from_dict round-trip, and a
-row an older release wrote (its JSON, without the keys added since) still reads."""
+row an older release wrote (its JSON, without the keys added since) still reads.
+
+What is tested is the jobs store's result column, so the jobs are made and finished with
+`pipeline.jobs` directly, below the Engine (as tests/test_pipeline_jobs.py does)."""
 from __future__ import annotations
 
 import json
