@@ -53,7 +53,7 @@ def requirements() -> tuple[dict[str, Path], list[str]]:
     xero = os.environ.get("DBT_XERO_PATH")
     base = Path(xero).parent if xero else None
     paths = {
-        "xero": Path(xero) if xero else None,
+        "xero": Path(xero or ""),  # "": not set, reported as missing below
         "fivetran_utils": Path(os.environ.get("DBT_FIVETRAN_UTILS_PATH") or (base / "fivetran_utils" if base else "")),
         "dbt_utils": Path(os.environ.get("DBT_UTILS_PATH") or (base / "dbt_utils" if base else "")),
         "dbt": Path(os.environ.get("DBT_BIN") or ROOT / "bench" / ".venv-dbt" / "bin" / "dbt"),
@@ -82,7 +82,7 @@ def month_end(m: date) -> date:
 
 def sections(rows) -> dict[str, Decimal]:
     """(account_type, amount as credit-positive) rows -> the P&L's sections and net profit."""
-    out = defaultdict(lambda: Decimal("0.00"))
+    out: defaultdict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
     for typ, amount in rows:
         typ = (typ or "").upper()
         amount = Decimal(amount or 0)
@@ -181,11 +181,11 @@ def run_dbt(paths: dict[str, Path], work: Path, parquet: dict[str, Path], start:
         load += f"con.execute(\"CREATE OR REPLACE TABLE xero.{table} AS SELECT * FROM read_parquet('{p}')\")\n"
     subprocess.run([str(py), "-c", load], check=True)
     env = {**os.environ, "DBT_PROFILES_DIR": str(proj), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    p = subprocess.run([str(paths["dbt"]), "run", "--select", "+xero__profit_and_loss_report", "--project-dir",
-                        str(proj), "--profiles-dir", str(proj)], cwd=proj, env=env, capture_output=True, text=True)
-    print(textwrap.indent("\n".join(p.stdout.splitlines()[-8:]), "  dbt| "))
-    if p.returncode != 0:
-        raise SystemExit(f"dbt run failed:\n{p.stdout[-4000:]}\n{p.stderr[-2000:]}")
+    dbt = subprocess.run([str(paths["dbt"]), "run", "--select", "+xero__profit_and_loss_report", "--project-dir",
+                          str(proj), "--profiles-dir", str(proj)], cwd=proj, env=env, capture_output=True, text=True)
+    print(textwrap.indent("\n".join(dbt.stdout.splitlines()[-8:]), "  dbt| "))
+    if dbt.returncode != 0:
+        raise SystemExit(f"dbt run failed:\n{dbt.stdout[-4000:]}\n{dbt.stderr[-2000:]}")
     out = work / "dbt_pnl.parquet"
     subprocess.run([str(py), "-c", textwrap.dedent(f"""
         import duckdb
@@ -229,8 +229,8 @@ def main(argv=None) -> int:
                 "FROM financial_weekly WHERE tenant_id = ? ORDER BY week_ending", [org]).fetchall()
         first_month = min(r[0] for r in ours_journals)
         dbt_file = run_dbt(paths, work, parquet, first_month)
-        dbt_rows = duckdb.sql(f"SELECT date_month::DATE, account_type, net_amount FROM read_parquet('{dbt_file}')"
-                              ).fetchall()
+        dbt_rows = duckdb.execute(f"SELECT date_month::DATE, account_type, net_amount FROM read_parquet('{dbt_file}')"
+                                  ).fetchall()
 
         by_month = lambda rows: {m: sections([(t, a) for mm, t, a in rows if mm == m])  # noqa: E731
                                  for m in {r[0] for r in rows}}

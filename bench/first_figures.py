@@ -59,6 +59,7 @@ def main() -> int:
     from xero_core.pipeline import jobs as J
     from xero_core.pipeline.request import SyncRequest
     from xero_core.pipeline.worker import ensure_background_pool, stop_background_pools
+    from xero_core.practice.sql import one, value
     from xero_core.settings import load_settings
     from xero_core.sync.weeks import week_ending_for
 
@@ -76,8 +77,8 @@ def main() -> int:
                 pnl = analysis.weekly_pnl(s, tenant_id=tid)
                 cash = analysis.cash_position(s, tenant_id=tid)
                 with db.connect(s.db_path, read_only=True) as con:
-                    sales = con.execute("SELECT count(*) FROM revenue_weekly WHERE tenant_id = ? AND week_ending = ?",
-                                        [tid, latest_complete]).fetchone()[0]
+                    sales = value(con, "SELECT count(*) FROM revenue_weekly WHERE tenant_id = ? AND week_ending = ?",
+                                  [tid, latest_complete])
             except Exception:
                 return False
             weeks = set(pnl["week_ending"].to_list()) if pnl.height else set()
@@ -95,18 +96,20 @@ def main() -> int:
             active = [j for j in J.active_jobs(s) if j.tenant_id == tid]
             if not active and first is not None:
                 break
-            if not active and J.get(s, job_id).state != "done":
-                break
+            if not active:
+                job = J.get(s, job_id)
+                if job is None or job.state != "done":  # failed, or gone: no figures will come
+                    break
             time.sleep(0.25)
         history = time.monotonic() - t0
         stop_background_pools("the bench ended")
         del pool
         ran = [j for j in J.list_jobs(s, tenant_id=tid, limit=20)]
         with db.connect(s.db_path, read_only=True) as con:
-            calls, journals = con.execute(
-                "SELECT sum(api_calls), sum(api_calls) FILTER (WHERE sync_type = 'journals') FROM sync_log "
-                "WHERE tenant_id = ?", [tid]).fetchone()
-            weeks = con.execute("SELECT count(*) FROM financial_weekly WHERE tenant_id = ?", [tid]).fetchone()[0]
+            calls, journals = one(
+                con, "SELECT sum(api_calls), sum(api_calls) FILTER (WHERE sync_type = 'journals') FROM sync_log "
+                "WHERE tenant_id = ?", [tid])
+            weeks = value(con, "SELECT count(*) FROM financial_weekly WHERE tenant_id = ?", [tid])
             steps = con.execute(
                 "SELECT run_id, sync_type, status, api_calls, epoch(started_at), epoch(finished_at) FROM sync_log "
                 "WHERE tenant_id = ? ORDER BY started_at", [tid]).fetchall()

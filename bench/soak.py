@@ -37,9 +37,14 @@ import tempfile
 import time
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
+
+if TYPE_CHECKING:
+    from xero_core.fake import FakeXero
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -66,14 +71,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class RoleFigures(TypedDict, total=False):
+    """What one kind of role counts, given to `Role.finish`."""
+    ops: int  # the fake and webhook roles count their work at the end
+    runs: list[dict[str, Any]]  # scheduler: each `scheduler.py --once` (rc, seconds, children's peak RSS, sigterm)
+    first_run_peak_rss_mb: float | None
+    last_run_peak_rss_mb: float | None
+    outcomes: dict[str, int]  # manual: Sync now results by kind
+    used: dict[str, int]  # reader: calls by analysis function
+    views: dict[str, int]  # pages: views by page
+
+
+class RoleReport(RoleFigures):
+    """report-<role>.json, which `Soak.conclude` reads back."""
+    role: str
+    pid: int
+    rss_start_mb: float
+    errors: list[str]
+    lock_errors: list[str]
+    tracebacks: list[str]
+    shown_to_user: list[str]
+    rss_warm_mb: NotRequired[float]  # after the first unit of work
+    rss_end_mb: NotRequired[float]
+    rss_peak_mb: NotRequired[float]
+    plain_errors: NotRequired[Counter[str]]  # pages: messages expected under faults, by text
+
+
 class Role:
     """A role process's loop: runs `step` until the stop file appears (or the deadline), then writes
     its report (RSS at start and end, operations, errors, tracebacks) as JSON."""
 
     def __init__(self, name: str, workdir: Path):
         self.name, self.workdir = name, workdir
-        self.report = {"role": name, "pid": os.getpid(), "rss_start_mb": rss_mb(), "ops": 0, "errors": [],
-                       "lock_errors": [], "tracebacks": [], "shown_to_user": []}
+        self.report: RoleReport = {"role": name, "pid": os.getpid(), "rss_start_mb": rss_mb(), "ops": 0,
+                                   "errors": [], "lock_errors": [], "tracebacks": [], "shown_to_user": []}
         self.deadline = time.time() + float(os.environ.get("SOAK_MAX_SECONDS", "3600"))
 
     def op(self) -> None:
@@ -102,7 +133,7 @@ class Role:
         while time.time() < end and not self.stopping():
             time.sleep(0.05)
 
-    def finish(self, **extra) -> None:
+    def finish(self, **extra: Unpack[RoleFigures]) -> None:
         self.report.update(extra)
         self.report["rss_end_mb"] = rss_mb()
         self.report["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -196,7 +227,7 @@ def role_manual(r: Role) -> None:
     from xero_core.engine import Engine
 
     s = settings()
-    outcomes = Counter()
+    outcomes: Counter[str] = Counter()
     while not r.stopping():
         r.pause(0.5, 3.0)
         if r.stopping():
@@ -222,9 +253,10 @@ def role_reader(r: Role) -> None:
     from xero_core.connections import list_connections
 
     s = settings()
-    readers = [an.weekly_pnl, an.latest_week_comparison, an.margins, an.rolling_averages, an.revenue_mix,
-               an.revenue_trend, an.cash_position, an.cash_runway, an.top_account_movers]
-    used = Counter()
+    readers: list[Callable[..., object]] = [  # each (settings, tenant_id=)
+        an.weekly_pnl, an.latest_week_comparison, an.margins, an.rolling_averages, an.revenue_mix,
+        an.revenue_trend, an.cash_position, an.cash_runway, an.top_account_movers]
+    used: Counter[str] = Counter()
     orgs: list[str] = []
     while not r.stopping():
         r.pause(0.2, 1.0)
@@ -251,7 +283,7 @@ def role_pages(r: Role) -> None:
     """The admin app's pages, rendered over and over (AppTest runs the real script in-process)."""
     from streamlit.testing.v1 import AppTest
 
-    views = Counter()
+    views: Counter[str] = Counter()
     while not r.stopping():
         try:
             at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
@@ -266,8 +298,8 @@ def role_pages(r: Role) -> None:
                 for e in at.exception:
                     r.report["tracebacks"].append(f"{page}: {e.message}\n{''.join(e.stack_trace)[-1500:]}")
                     r.error(f"{page}: exception {e.message}", shown=True)
-                for e in at.error:
-                    text = str(e.value)
+                for shown in at.error:
+                    text = str(shown.value)
                     if LOCK_PATTERNS.search(text) or "Traceback" in text or "unexpected" in text.lower():
                         r.error(f"{page}: {text}", shown=True)
                     else:
@@ -326,8 +358,8 @@ class Soak:
         self.procs: dict[str, subprocess.Popen] = {}
         self.sent_keys: set[str] = set()
         self.forged_keys: set[str] = set()
-        self.actions = Counter()
-        self.truth = None
+        self.actions: Counter[str] = Counter()
+        self.truth: FakeXero  # the ground truth the fake serves, built when run() starts
 
     def log(self, msg: str) -> None:
         if self.verbose:
@@ -447,11 +479,13 @@ class Soak:
         rng = random.Random(SEED)
         rounds = self.rounds
         span = self.duration if rounds is None else float(rounds)
+        assert span is not None, "__init__ takes a duration or a number of rounds"
 
         def progress() -> float:  # seconds, or rounds, done: what the revoke and reconnect are placed on
             return time.time() - t_start if rounds is None else float(done)
 
-        revoked_at, reconnect_at = span / 3, 2 * span / 3
+        revoked_at = span / 3
+        reconnect_at: float | None = 2 * span / 3  # None once reconnected
         victim = None
         done = 0
         import httpx
@@ -501,6 +535,7 @@ class Soak:
         from xero_core import db
         from xero_core.connections import list_connections
         from xero_core.engine import Engine
+        from xero_core.practice.sql import value
 
         s = self.settings()
         # let the receiver's worker finish moving the spool, then stop it
@@ -537,7 +572,7 @@ class Soak:
         recon = {o.tenant_id: self.reconcile(s, o) for o in self.truth.orgs}
         with db.connect(s.db_path, read_only=True) as con:
             events = dict(con.execute("SELECT status, count(*) FROM webhook_events GROUP BY ALL").fetchall())
-            dup_keys = con.execute("SELECT count(*) - count(DISTINCT event_key) FROM webhook_events").fetchone()[0]
+            dup_keys = value(con, "SELECT count(*) - count(DISTINCT event_key) FROM webhook_events")
             event_errors = dict(con.execute(
                 "SELECT left(error, 160), count(*) FROM webhook_events WHERE status = 'failed' GROUP BY ALL "
                 "ORDER BY 2 DESC LIMIT 5").fetchall())
@@ -547,7 +582,7 @@ class Soak:
         self.wait_exit("fake", 30)
         api = [q for q in requests if q["api"] in ("accounting", "files", "practice")]
         ours_429 = [q for q in api if q["status"] == 429 and q["fault"] != "429"]
-        reports = {}
+        reports: dict[str, dict[str, Any]] = {}  # each role's report-<role>.json (RoleReport), or "missing"
         for role in ROLES:
             p = self.workdir / f"report-{role}.json"
             reports[role] = json.loads(p.read_text()) if p.exists() else {"role": role, "missing": True}
@@ -605,7 +640,7 @@ class Soak:
                                            "operating_expenses", "net_profit")]
                 if list(vals) != want:
                     diffs.append(f"financial_weekly {we}: {vals} != {want}")
-            cash = defaultdict(dict)
+            cash: defaultdict[date, dict[str, dict[str, Decimal]]] = defaultdict(dict)
             for we, name, opening, received, spent, closing in q(
                     "SELECT week_ending, bank_account_name, opening, received, spent, closing FROM cash_position_weekly "
                     "WHERE tenant_id = ?"):

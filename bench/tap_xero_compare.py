@@ -170,6 +170,7 @@ def main(argv=None) -> int:
                                  str(tmp / "catalog.json")], env=tenv, stdout=subprocess.PIPE,
                                 stderr=open(tmp / "tap.log", "w"), text=True)
         records: dict[str, int] = {}
+        assert proc.stdout is not None  # PIPE
         for line in proc.stdout:
             if line.startswith('{"type": "RECORD"') or '"type": "RECORD"' in line[:40]:
                 stream = json.loads(line).get("stream")

@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 
@@ -56,13 +57,13 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def floor_minutes(per_tenant_calls: dict[str, int]) -> float:
+def floor_minutes(per_tenant_calls: Collection[int]) -> float:
     """The least time Xero's fixed windows allow: a tenant makes at most 60 calls per minute window
     and the app 10,000, so n calls need ceil(n / limit) windows, the first starting at once."""
     if not per_tenant_calls:
         return 0.0
-    tenant = max(math.ceil(n / XERO_TENANT_MINUTE) - 1 for n in per_tenant_calls.values())
-    app = math.ceil(sum(per_tenant_calls.values()) / XERO_APP_MINUTE) - 1
+    tenant = max(math.ceil(n / XERO_TENANT_MINUTE) - 1 for n in per_tenant_calls)
+    app = math.ceil(sum(per_tenant_calls) / XERO_APP_MINUTE) - 1
     return float(max(tenant, app, 0))
 
 
@@ -171,6 +172,7 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, p
     api = [r for r in served if r.api in ("accounting", "files", "practice")]
     per_tenant = Counter(r.tenant_id for r in api)
     statuses = Counter(r.status for r in api)
+    failed: dict[str, list[tuple[str | None, ...]]]  # tenant -> what did not succeed
     if pool_info is not None:
         failed = {tid: [(j.state, j.error)] for tid, j in pool_info["jobs"].items() if j.state != "done"}
     else:
@@ -183,7 +185,7 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, p
         "api_calls": len(api),
         "calls_per_tenant": len(api) / n,
         "virtual_min": virtual_min,
-        "floor_min": floor_minutes(per_tenant),
+        "floor_min": floor_minutes(per_tenant.values()),
         "avg_per_min": len(api) / max(virtual_min, 1.0),  # a run inside one minute: its calls
         "peak_60s": peak_window([r.at.timestamp() for r in api]),
         "http_429": statuses.get(429, 0),

@@ -115,10 +115,12 @@ class Receiver:
         self.log.close()
 
 
-def hold_duckdb(path: Path) -> subprocess.Popen:
+def hold_duckdb(path: Path) -> subprocess.Popen[str]:
+    """A process holding the file open until its stdin is closed."""
     p = subprocess.Popen([sys.executable, "-c", f"import duckdb,sys; c=duckdb.connect({str(path)!r}); "
                           "print('holding', flush=True); sys.stdin.readline()"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None  # PIPE
     assert p.stdout.readline().strip() == "holding"
     return p
 
@@ -192,8 +194,7 @@ def main() -> int:
                     times, wrong, total = burst(rec.url, bodies(args.good, args.bad, "HELD" + kind), args.concurrency)
                     cpu = rec.cpu_seconds() - cpu
                 finally:
-                    holder.stdin.close()
-                    holder.wait(10)
+                    holder.communicate(timeout=10)  # closes its stdin: it lets go and exits
                 released = time.perf_counter()
                 report(f"{kind}: DuckDB held by another process", times, wrong, total)
                 print(f"{'':44} receiver CPU {cpu * 1000 / len(times):.2f} ms per request", flush=True)

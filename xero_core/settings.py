@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 # The fake Xero's demo app, mock mode's default credentials. The fake owns them (it imports nothing
 # of the product); its demo_app module loads nothing else of the fake.
-from .fake.demo_app import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET  # noqa: F401 (re-exported)
+from .fake.demo_app import DEMO_CLIENT_ID as DEMO_CLIENT_ID, DEMO_CLIENT_SECRET as DEMO_CLIENT_SECRET  # re-exported
 
 log = logging.getLogger(__name__)
 
