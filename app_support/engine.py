@@ -13,6 +13,7 @@ from xero_core.analysis import (cash_position, data_status, headline, revenue_mi
                                 weekly_pnl, working_copy)
 from xero_core.analysis import currency as organisation_currency  # noqa: F401
 from xero_core.connections import get_connection, list_connections  # noqa: F401
+from xero_core.db import shared as one_database_open  # noqa: F401  (a page view opens DuckDB once)
 from xero_core.engine import Engine
 from xero_core.oauth import (begin_connect, complete_connect, consent_pending, disconnect,  # noqa: F401
                              oauth_error_advice)

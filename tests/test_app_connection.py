@@ -40,6 +40,26 @@ def test_every_page_opens_in_mock_mode_with_banner_and_no_error(app_settings):
 
 
 @pytest.mark.slow
+def test_a_page_view_opens_the_database_once(app_settings, fake_xero, monkeypatch):
+    """Opening and closing DuckDB costs ~18 ms of CPU each time and a page view reads it 10-25 times
+    (frame, picker, sections): the frame holds one open instance for the view (db.shared), and
+    closes it when the view ends, so other processes get the file back."""
+    from xero_core import db
+
+    fake, _ = fake_xero
+    connect(app_settings, fake)
+    at = open_page("clients")
+    opens, cursors = [], []
+    real_open, real_acquire = db._open, db._Shared.acquire
+    monkeypatch.setattr(db, "_open", lambda *a, **k: opens.append(a) or real_open(*a, **k))
+    monkeypatch.setattr(db._Shared, "acquire", lambda *a, **k: cursors.append(a) or real_acquire(*a, **k))
+    at.run()
+    assert not errors(at), errors(at)
+    assert len(opens) == 1 and len(cursors) >= 5, (len(opens), len(cursors))
+    assert not any(h.base is not None for h in db._shared.values()), "the view ended with the file still open"
+
+
+@pytest.mark.slow
 def test_connect_through_consent_lands_back_connected(app_settings, fake_xero):
     fake, _ = fake_xero
     at = open_page("connection")

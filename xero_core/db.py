@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import duckdb
 
 from . import snapshot, storage
-from .errors import LedgerlinkError
+from .errors import LedgerlinkError, StorageError
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -345,8 +345,13 @@ def connect(db_path: Path | str, *, read_only: bool = False, timeout: float = 30
         if h is not None and h.holds > 0:
             # A reader gets the writer's instance: same data, and DuckDB refuses mixing the two
             # configurations in one process anyway.
-            con, release = h.acquire(timeout), h.release
-        else:
+            try:
+                con, release = h.acquire(timeout), h.release
+            except StorageError:
+                if not read_only:
+                    raise
+                # The shared instance opens read-write; a reader on a read-only disk still reads.
+        if con is None:
             con = _open(path, read_only, timeout)
     try:
         yield con
