@@ -9,12 +9,17 @@ on a real lock, or threads the clock does not know about), so nothing can deadlo
 such forced steps is counted. Workers busy for real (hundreds of syncs sharing two cores) read the
 clock at every API call, so they hold time still however long their CPU work takes; a watchdog
 that only looked at real time jumped a minute whenever the CPU was slower than `stall`, and the
-benchmark then measured the watchdog instead of the limits.
+benchmark then measured the watchdog instead of the limits. Clock reads alone were not enough
+either: a worker writing a large batch into DuckDB reads no clock for a second while the others
+wait for its lock, so the process's CPU time counts as work too; only a stall in which the
+process also did next to no CPU work moves time, and each such step is kept in `forced` (virtual
+seconds before and after) so a run can say what the watchdog cost.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import time as _time
 from datetime import datetime, timezone
 
 
@@ -27,6 +32,7 @@ class SimClock:
         self._wakes: list[float] = []
         self.stall = stall
         self.forced_steps = 0
+        self.forced: list[tuple[float, float]] = []
         self._reads = 0  # clock reads: a worker that reads the clock is working, not stuck
 
     # -- Clock protocol --
@@ -54,10 +60,13 @@ class SimClock:
             try:
                 self._step_if_all_asleep()
                 while self._t < wake:
-                    before, reads = self._t, self._reads
+                    before, reads, cpu = self._t, self._reads, _time.process_time()
                     self._cv.wait(self.stall)
-                    if self._t == before and self._reads == reads and self._t < wake and wake <= min(self._wakes):
-                        self.forced_steps += 1  # someone is busy for real: let time move on
+                    idle = _time.process_time() - cpu < self.stall * 0.2
+                    if (self._t == before and self._reads == reads and idle and self._t < wake
+                            and wake <= min(self._wakes)):
+                        self.forced_steps += 1  # blocked on something the clock does not see
+                        self.forced.append((self._t, wake))
                         self._t = wake
                         self._cv.notify_all()
             finally:

@@ -200,6 +200,7 @@ def run(n: int, *, invoices: int, workers: int, weeks: int | None, keep: bool, p
         "duckdb_mb": db_bytes / 2**20,
         "duckdb_kb_per_tenant": db_bytes / 1024 / n,
         "forced_clock_steps": clock.forced_steps,
+        "forced_clock_s": sum(b - a for a, b in clock.forced),
         "failures": dict(list(failed.items())[:3]),
         "runner": (f"WorkerPool ({pool_info['workers']} + {pool_info['backfill_workers']} backfill threads)"
                    if pool_info else f"{workers} threads"),
@@ -262,7 +263,8 @@ def main(argv=None) -> int:
         r = json.loads(p.stdout.strip().splitlines()[-1])
         rows.append(r)
         print(f"# {n} orgs: fake built in {r['build_s']:.1f} s (+{r['rss_fake_mb']:.0f} MB of the {r['rss_end_mb']:.0f} MB), "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB, forced clock steps {r['forced_clock_steps']}"
+              f"peak RSS {r['peak_rss_mb']:.0f} MB, forced clock steps {r['forced_clock_steps']} "
+              f"({r['forced_clock_s']:.1f} virtual s)"
               + (f", failures {r['failures']}" if r["failures"] else ""), flush=True)
     print()
     print_table(rows)
