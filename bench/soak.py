@@ -521,6 +521,7 @@ class Soak:
                     self.actions["revoked a connection"] += 1
                     self.log(f"revoked {victim}")
                 elif victim and reconnect_at and progress() > reconnect_at:
+                    from xero_core.db import DatabaseBusy
                     from xero_core.errors import OAuthError
 
                     for attempt in range(5):  # a fault may hit the consent's own calls: a person retries
@@ -530,6 +531,9 @@ class Soak:
                         except OAuthError as exc:
                             self.actions["reconnect retried"] += 1
                             self.log(f"reconnect failed ({exc.code}); again")
+                        except DatabaseBusy as exc:  # its sentence says "try again in a minute": a person does
+                            self.actions["reconnect retried: database busy"] += 1
+                            self.log(f"reconnect failed ({exc}); again")
                     self.actions["reconnected"] += 1
                     reconnect_at = None
                     self.log(f"reconnected {victim}")
