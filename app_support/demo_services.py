@@ -28,6 +28,7 @@ from typing import Iterator
 import httpx
 
 from xero_core.settings import configured, demo_mail_dir, demo_urls_path, load_settings
+from xero_core.tokens import ssl_context
 
 log = logging.getLogger("ledgerlink.app.demo")
 DEFAULT_SEED = 42
@@ -173,7 +174,9 @@ def _start_fake(settings, started: dict) -> None:
 def fake_answers(settings) -> bool:
     """Whether the fake Xero answers its health check (mock mode's Connection page asks)."""
     try:
-        return httpx.get(settings.api_url.rstrip("/") + "/_fake/health", timeout=1.0).status_code == 200
+        # (verify: the process's one CA bundle load, not one per page view)
+        return httpx.get(settings.api_url.rstrip("/") + "/_fake/health", timeout=1.0,
+                         verify=ssl_context()).status_code == 200
     except httpx.HTTPError:
         return False
 

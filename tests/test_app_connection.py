@@ -40,23 +40,30 @@ def test_every_page_opens_in_mock_mode_with_banner_and_no_error(app_settings):
 
 
 @pytest.mark.slow
-def test_a_page_view_opens_the_database_once(app_settings, fake_xero, monkeypatch):
-    """Opening and closing DuckDB costs ~18 ms of CPU each time and a page view reads it 10-25 times
-    (frame, picker, sections): the frame holds one open instance for the view (db.shared), and
-    closes it when the view ends, so other processes get the file back."""
+@pytest.mark.parametrize("page", ["clients", "connection"])
+def test_a_page_view_opens_the_database_once_and_loads_no_ca_bundle(app_settings, fake_xero, monkeypatch, page):
+    """A page view's fixed costs are paid once, not once per use: opening and closing DuckDB costs
+    ~18 ms of CPU each time and a view reads it 5-25 times (frame, picker, sections), so the frame
+    holds one open instance for the view (db.shared) and closes it when the view ends; loading the
+    CA bundle for an httpx client costs ~25-50 ms and the Connection page made two or three clients
+    per view (consent link, the fake's health), so the process loads it once (tokens.ssl_context)."""
+    import ssl
+
     from xero_core import db
 
     fake, _ = fake_xero
     connect(app_settings, fake)
-    at = open_page("clients")
-    opens, cursors = [], []
-    real_open, real_acquire = db._open, db._Shared.acquire
+    at = open_page(page)
+    opens, cursors, bundles = [], [], []
+    real_open, real_acquire, real_ssl = db._open, db._Shared.acquire, ssl.create_default_context
     monkeypatch.setattr(db, "_open", lambda *a, **k: opens.append(a) or real_open(*a, **k))
     monkeypatch.setattr(db._Shared, "acquire", lambda *a, **k: cursors.append(a) or real_acquire(*a, **k))
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: bundles.append(a) or real_ssl(*a, **k))
     at.run()
     assert not errors(at), errors(at)
-    assert len(opens) == 1 and len(cursors) >= 5, (len(opens), len(cursors))
+    assert len(opens) == 1 and len(cursors) >= 2, (len(opens), len(cursors))  # many reads, one open
     assert not any(h.base is not None for h in db._shared.values()), "the view ended with the file still open"
+    assert bundles == []
 
 
 @pytest.mark.slow

@@ -36,8 +36,6 @@ import json as jsonlib
 import random
 import re
 import socket
-import ssl
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, ContextManager, Generator, Iterator, Mapping, Protocol
@@ -50,7 +48,7 @@ from .clock import SYSTEM_CLOCK, Clock
 from .errors import (DailyLimitReached, FatalError, RateLimited, ReconnectNeeded, RetriableError, TierRefused,
                      TokensUnreadable, VaultError, XeroError, XeroUnreachable)
 from .settings import REAL_API_URL, Settings
-from .tokens import TokenManager
+from .tokens import TokenManager, ssl_context
 
 MAX_RETRIES = 3
 # A token Xero calls expired right after a refresh is refreshed once more (clock skew, a race), no more.
@@ -321,19 +319,6 @@ def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(10.0, seconds))
 
 
-_ssl: ssl.SSLContext | None = None
-_ssl_lock = threading.Lock()
-
-
-def _ssl_context() -> ssl.SSLContext:
-    """One CA bundle load per process (~25 ms each), shared by every tenant's client."""
-    global _ssl
-    with _ssl_lock:
-        if _ssl is None:
-            _ssl = httpx.create_ssl_context()
-        return _ssl
-
-
 class XeroClient:
     def __init__(self, settings: Settings, tenant_id: str, transport: httpx.BaseTransport | None = None,
                  clock: Clock = SYSTEM_CLOCK, limiter: Limiter | None = None,
@@ -344,7 +329,7 @@ class XeroClient:
         self.limiter: Limiter = limiter or _NoLimiter()
         self.tokens = token_manager or TokenManager(settings, transport=transport, clock=clock)
         self.usage = Usage()
-        self._http = httpx.Client(timeout=_timeout(timeout), verify=_ssl_context(), transport=transport)
+        self._http = httpx.Client(timeout=_timeout(timeout), verify=ssl_context(), transport=transport)
         # httpx picks a transport per URL (proxies from the environment are mounts of their own):
         # the limiter wraps whichever it picks.
 

@@ -231,7 +231,7 @@ def _finish_connect(settings: Settings, params: dict[str, str], state: str, pend
 
 
 def _http(transport: httpx.BaseTransport | None) -> httpx.Client:
-    return httpx.Client(transport=transport, timeout=HTTP_TIMEOUT) if transport else httpx.Client(timeout=HTTP_TIMEOUT)
+    return httpx.Client(transport=transport, timeout=HTTP_TIMEOUT, verify=tokens.ssl_context())
 
 
 def _get_connections(settings: Settings, access_token: str,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -237,6 +238,21 @@ def token_summary(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOC
 
 
 # -- refresh ---------------------------------------------------------------------------------
+_ssl: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def ssl_context() -> ssl.SSLContext:
+    """One CA bundle load per process, shared by every httpx client Ledgerlink opens (the API's,
+    the token endpoint's, connect's): each load costs ~25-50 ms of CPU, and the admin app's
+    Connection page opened two or three clients on every view."""
+    global _ssl
+    with _ssl_lock:
+        if _ssl is None:
+            _ssl = httpx.create_ssl_context()
+        return _ssl
+
+
 def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = None, **kw: Any) -> OAuth2Client:
     """authlib's httpx client, authenticating to the token endpoint with HTTP Basic."""
     import warnings
@@ -254,6 +270,7 @@ def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = Non
         token_endpoint_auth_method="client_secret_basic",
         revocation_endpoint_auth_method="client_secret_basic",
         timeout=30.0,
+        verify=ssl_context(),
         **kw,
     )
     if transport is not None:
