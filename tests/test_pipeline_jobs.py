@@ -86,7 +86,8 @@ def test_kill_9_mid_job_is_interrupted_then_resumes_to_a_clean_sync(tmp_path):
     tenant = next(t["tenant_id"] for t in tenants if t["tenant_type"] == "ORGANISATION")
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["xero_core.pipeline.worker", "xero_core.fake.app", "xero_core.client", __name__])
+    # pyarrow too: the product imports it lazily (the clients step's first batch), ~1 s in every child otherwise
+    ctx.set_forkserver_preload(["xero_core.pipeline.worker", "xero_core.fake.app", "xero_core.client", "pyarrow", __name__])
     results = ctx.Queue()
 
     def clone(name: str) -> Path:

@@ -75,7 +75,9 @@ def test_killed_anywhere_then_resumed_equals_a_clean_sync(tmp_path):
 
     # Children fork from a server that imported the product once: no interpreter start per run.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["xero_core.engine", "xero_core.pipeline.executor", "xero_core.fake.app", "xero_core.client", __name__])
+    # pyarrow too: the product imports it lazily (the clients step's first batch), ~1 s in every child otherwise
+    ctx.set_forkserver_preload(["xero_core.engine", "xero_core.pipeline.executor", "xero_core.fake.app", "xero_core.client",
+                                "pyarrow", __name__])
     results = ctx.Queue()
 
     def clone(name: str) -> Path:
