@@ -61,8 +61,31 @@ def app_settings(fake_xero, tmp_path, monkeypatch) -> Settings:
     return load_settings()
 
 
+def _once_per_process() -> None:
+    """What Streamlit's server does once at start, AppTest did per instance or per run: scan every
+    installed package's metadata for components (~0.1-0.2 s of CPU per new AppTest) and compile the
+    app's scripts (magic, compile: per run). The server keeps one component registry and one script
+    cache for its life; so do the tests (one test process, files that do not change)."""
+    from streamlit.components.v2.component_manager import BidiComponentManager
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test
+
+    components = BidiComponentManager()
+    components.discover_and_register_components(start_file_watching=False)
+    _SHARED["components"] = components
+    scripts = ScriptCache()
+    app_test.ScriptCache = lambda: scripts  # AppTest._run makes a ScriptCache() per run
+
+
+_SHARED: dict = {}
+
+
 def new_app() -> AppTest:
-    return AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    if not _SHARED:
+        _once_per_process()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at._bidi_component_manager = _SHARED["components"]  # AppTest's own per-instance cache of the scan
+    return at
 
 
 def open_page(page: str, at: AppTest | None = None) -> AppTest:

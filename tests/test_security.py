@@ -300,7 +300,7 @@ def test_every_page_is_refused_without_sign_in_when_a_password_is_set(tmp_path, 
     import sys
     from pathlib import Path
 
-    from streamlit.testing.v1 import AppTest
+    from app_testing import new_app
 
     root = Path(__file__).resolve().parent.parent
     if str(root) not in sys.path:
@@ -314,7 +314,7 @@ def test_every_page_is_refused_without_sign_in_when_a_password_is_set(tmp_path, 
     pages = sorted(p.stem for p in (root / "pages").glob("*.py"))
     assert {"connection", "sync", "data", "clients", "webhooks"} <= set(pages)
     for page in pages:
-        at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+        at = new_app()  # a new session per page (the app's scripts, the component scan: once per process)
         at.run()
         at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, (page, [e.message for e in at.exception])
