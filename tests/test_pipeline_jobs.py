@@ -511,3 +511,24 @@ def test_preparing_jobs_sqlite_again_keeps_this_process_s_locks_on_it(tmp_path):
         assert held.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         held.close()
+
+
+def test_a_stale_heartbeat_is_a_dead_owner_except_for_this_very_process(settings, monkeypatch):
+    """Another process (here: another host, or a live pid that stopped beating) not heard from for
+    STALE_SECONDS is taken for dead; the asking process never takes its own jobs for dead, however
+    far the clock jumped (a resumed laptop; a scheduler test's clock moving an hour at once)."""
+    import time as _time
+
+    mine = J.enqueue(settings, SyncRequest("t-mine"))
+    theirs = J.enqueue(settings, SyncRequest("t-theirs"))
+    me = J.Owner(label="scheduler")
+    other = J.Owner(label="scheduler", host="another-host", pid=4242)
+    assert J.claim(settings, me, job_ids=[mine.job_id]).job_id == mine.job_id
+    assert J.claim(settings, other, job_ids=[theirs.job_id]).job_id == theirs.job_id
+    assert J.reap(settings) == []
+    later = _time.time() + J.STALE_SECONDS + 3600
+    monkeypatch.setattr(J.time, "time", lambda: later)
+    reaped = J.reap(settings)
+    assert [j.job_id for j in reaped] == [theirs.job_id]
+    assert reaped[0].state == "interrupted" and "not been heard from for 62 min" in reaped[0].error
+    assert J.get(settings, mine.job_id).state == "running"

@@ -525,8 +525,12 @@ def dead_owner_sentence(job: Job, *, stale_for: float | None = None) -> str:
 
 def reap(settings: Settings, *, tenant_id: str | None = None) -> list[Job]:
     """Mark `interrupted` every running job whose owner is gone: on this host its pid is dead; on
-    any host its heartbeat is older than STALE_SECONDS."""
-    here = socket.gethostname()
+    any host its heartbeat is older than STALE_SECONDS. Never a job of this very process: it is
+    alive (it is asking), and its heartbeat is old only because the clock jumped (a machine resumed
+    from sleep, an NTP step) or its beat thread was starved; taking its own jobs for dead made the
+    scheduler interrupt the sync it was running (a fresh-clone CI run caught it when the clock of
+    a scheduler test jumped an hour before the pool's beat thread ran)."""
+    here, me = socket.gethostname(), os.getpid()
     now = time.time()
     with _connect(settings) as con:
         rows = con.execute(_SELECT + " WHERE state = 'running'" + (" AND tenant_id = ?" if tenant_id else ""),
@@ -534,6 +538,8 @@ def reap(settings: Settings, *, tenant_id: str | None = None) -> list[Job]:
     gone = []
     for job in map(_job, rows):
         age = now - (job.heartbeat_at or job.started_at or now)
+        if job.owner_host == here and job.owner_pid == me:
+            continue
         if job.owner_host == here and not _pid_alive(job.owner_pid):
             gone.append((job, dead_owner_sentence(job)))
         elif age > STALE_SECONDS:
