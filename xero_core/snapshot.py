@@ -326,8 +326,7 @@ def publish_if_changed(settings: Settings, *, min_interval: float = 0.0, quiet: 
     key = str(getattr(settings, "db_path", ""))
     try:
         if not changed_since_publish(settings):
-            _waiting_since.pop(key, None)  # published meanwhile (another process): nothing waits
-            _waiting_said.discard(key)
+            _stop_waiting(key)  # published meanwhile (another process): nothing waits
             return None
         if min_interval > 0:
             at = last_published(Path(settings.db_path)).get("published_at")
@@ -335,8 +334,7 @@ def publish_if_changed(settings: Settings, *, min_interval: float = 0.0, quiet: 
                 return None
         done = publish(settings)
         _last_failure.pop(key, None)
-        _waiting_since.pop(key, None)
-        _waiting_said.discard(key)
+        _stop_waiting(key)
         return done
     except WriterActive:
         if not quiet:
@@ -358,6 +356,11 @@ def publish_if_changed(settings: Settings, *, min_interval: float = 0.0, quiet: 
 def waiting(settings: Settings) -> bool:
     """True while a publish of this process waits for its writers to pause."""
     return str(getattr(settings, "db_path", "")) in _waiting_since
+
+
+def _stop_waiting(key: str) -> None:
+    _waiting_since.pop(key, None)
+    _waiting_said.discard(key)
 
 
 def _wait_for_idle(settings: Settings) -> None:

@@ -526,10 +526,8 @@ def dead_owner_sentence(job: Job, *, stale_for: float | None = None) -> str:
 def reap(settings: Settings, *, tenant_id: str | None = None) -> list[Job]:
     """Mark `interrupted` every running job whose owner is gone: on this host its pid is dead; on
     any host its heartbeat is older than STALE_SECONDS. Never a job of this very process: it is
-    alive (it is asking), and its heartbeat is old only because the clock jumped (a machine resumed
-    from sleep, an NTP step) or its beat thread was starved; taking its own jobs for dead made the
-    scheduler interrupt the sync it was running (a fresh-clone CI run caught it when the clock of
-    a scheduler test jumped an hour before the pool's beat thread ran)."""
+    alive (it is asking), so an old heartbeat of its own means the clock jumped (a machine resumed
+    from sleep, an NTP step) or its beat thread was starved, not that the job is gone."""
     here, me = socket.gethostname(), os.getpid()
     now = time.time()
     with _connect(settings) as con:

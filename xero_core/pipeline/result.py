@@ -47,8 +47,7 @@ class StepResult:
         for k in ("started_at", "finished_at", "period_start", "period_end"):
             if d[k] is not None:
                 d[k] = d[k].isoformat()
-        if d["detail"] is not None:
-            d["detail"] = copy.deepcopy(d["detail"]) if _nested(d["detail"]) else dict(d["detail"])
+        d["detail"] = copy.deepcopy(self.detail)  # the dict's own: a caller editing it leaves the step's alone
         return d
 
     @classmethod
@@ -69,10 +68,6 @@ class StepResult:
 
 
 _STEP_FIELDS = fields(StepResult)
-
-
-def _nested(detail: Mapping[str, Any]) -> bool:
-    return any(isinstance(v, (dict, list)) for v in detail.values())
 
 
 @dataclass
