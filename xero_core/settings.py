@@ -237,7 +237,7 @@ class Settings:
     sync_extra: str = ""  # e.g. "invoices=60m,contacts=30m"
     daily_budget: int = 4900  # stop short of Xero's 5,000/day
     sync_workers: int = 8  # threads per worker pool claiming sync jobs
-    backfill_workers: int = 200  # backfills a pool runs at once, a thread each (pipeline/worker.py)
+    backfill_workers: int = 500  # backfills a pool runs at once, a thread each (pipeline/worker.py)
     # admin app
     admin_password: str | None = field(repr=False, default=None)
     app_url: str = f"http://localhost:{DEFAULT_APP_PORT}"
@@ -485,7 +485,7 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | None = 
         return n
 
     sync_workers = whole("XERO_SYNC_WORKERS", 8, 1, 64, "worker threads")
-    backfill_workers = whole("XERO_BACKFILL_WORKERS", 200, 1, 1000, "backfills at once")
+    backfill_workers = whole("XERO_BACKFILL_WORKERS", 500, 1, 1000, "backfills at once")
     budget_raw = get("XERO_DAILY_BUDGET") or "4900"
     try:
         budget = int(budget_raw)

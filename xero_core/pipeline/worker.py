@@ -21,12 +21,16 @@ when a daily sync or Sync now of its tenant is queued, and resumes from the curs
 Daily syncs and history backfills run on different threads:
 - XERO_SYNC_WORKERS threads (default 8) claim jobs, daily syncs first. A daily sync is short and
   mostly CPU and round trips; the claiming thread runs it.
-- A backfill is paced by Xero's 60 calls a minute per organisation: 26 weeks of reports take a
-  minute whatever else runs, so 500 organisations' backfills finish near Xero's app-wide floor only
-  if ~170 run at once. A claimed backfill gets a thread of its own, up to XERO_BACKFILL_WORKERS
-  (default 200) at once, and the claiming thread goes straight back to the queue: a backfill never
-  holds a thread daily syncs need. Those threads mostly wait on the limiter; memory is what bounds
-  them (one page of data each, a few MB for a small organisation).
+- A backfill is paced by Xero's 60 calls a minute per organisation: 26 weeks of reports take more
+  than a minute whatever else runs. A practice's backfills finish at Xero's app-wide floor when they
+  all run at once, each taking a part of every app-wide minute: admitted a couple of hundred at a
+  time, those that start as others end find the minute spent, need a window more, and the run ends
+  a minute late (500 organisations, 66 calls each: 4 virtual minutes against the floor's 3, with
+  200 at once; 3 with 500; bench/tenants.py, docs/scaling.md). A claimed backfill gets
+  a thread of its own, up to XERO_BACKFILL_WORKERS (default 500) at once, and the claiming thread
+  goes straight back to the queue: a backfill never holds a thread daily syncs need. Those threads
+  mostly wait on the limiter; memory is what bounds them (one page of data each, ~2.5 MB for a
+  small organisation: 500 at once add ~1.2 GB; a smaller machine sets fewer and waits longer).
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ from .run import run_sync
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKERS = 8
-DEFAULT_BACKFILL_WORKERS = 200
+DEFAULT_BACKFILL_WORKERS = 500
 POLL_SECONDS = 1.0  # how often an idle pool looks for jobs queued by other processes
 # How often a pool writes its running jobs' latest progress, all in one transaction. A daily sync
 # reports some twenty step changes in a fraction of a second; written one by one they cost more
@@ -64,7 +68,7 @@ def workers_setting(settings: Settings) -> int:
 
 
 def backfill_workers_setting(settings: Settings) -> int:
-    """XERO_BACKFILL_WORKERS (default 200, checked by load_settings): backfills running at once per pool."""
+    """XERO_BACKFILL_WORKERS (default 500, checked by load_settings): backfills running at once per pool."""
     return int(getattr(settings, "backfill_workers", None) or DEFAULT_BACKFILL_WORKERS)
 
 
