@@ -237,7 +237,7 @@ def token_summary(settings: Settings, tenant_id: str, clock: Clock = SYSTEM_CLOC
     }
 
 
-# -- refresh ---------------------------------------------------------------------------------
+# -- HTTP: every client's TLS settings ------------------------------------------------------
 _ssl: ssl.SSLContext | None = None
 _ssl_lock = threading.Lock()
 
@@ -253,6 +253,7 @@ def ssl_context() -> ssl.SSLContext:
         return _ssl
 
 
+# -- refresh ---------------------------------------------------------------------------------
 def oauth_client(settings: Settings, transport: httpx.BaseTransport | None = None, **kw: Any) -> OAuth2Client:
     """authlib's httpx client, authenticating to the token endpoint with HTTP Basic."""
     import warnings

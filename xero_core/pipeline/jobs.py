@@ -535,9 +535,9 @@ def reap(settings: Settings, *, tenant_id: str | None = None) -> list[Job]:
                            [tenant_id] if tenant_id else []).fetchall()
     gone = []
     for job in map(_job, rows):
-        age = now - (job.heartbeat_at or job.started_at or now)
         if job.owner_host == here and job.owner_pid == me:
             continue
+        age = now - (job.heartbeat_at or job.started_at or now)
         if job.owner_host == here and not _pid_alive(job.owner_pid):
             gone.append((job, dead_owner_sentence(job)))
         elif age > STALE_SECONDS:
