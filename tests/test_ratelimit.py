@@ -121,6 +121,49 @@ def test_headers_correct_the_local_count_upwards_only(settings):
     assert clock.time() - t0 >= 59  # the eighth had to wait for the window to move
 
 
+def test_headers_that_agree_with_the_grant_need_no_transaction(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    with lim.acquire(T1):
+        # What Xero says right after our first call: it counted that one call and no other.
+        ok = resp(X_MinLimit_Remaining=59, X_DayLimit_Remaining=4999, X_AppMinLimit_Remaining=9999)
+        lim._tx = None  # any transaction now fails the test
+        lim.observe(T1, ok)
+        del lim._tx
+    assert lim.status(T1)["calls_last_minute"] == 1
+
+
+def test_headers_checked_against_the_file_when_the_grant_is_old_or_another_tenants(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    with lim.acquire(T1):
+        pass
+    clock.advance(10)  # the response came long after the grant: this thread's view is stale
+    lim.observe(T1, resp(X_MinLimit_Remaining=30))
+    assert lim.status(T1)["calls_last_minute"] == 30
+    with lim.acquire("other-tenant"):
+        pass
+    # The last grant was another tenant's: T1's counts come from the file, and agree now.
+    lim.observe(T1, resp(X_MinLimit_Remaining=30))
+    assert lim.status(T1)["calls_last_minute"] == 30
+    lim.observe(T1, resp(X_MinLimit_Remaining=20))
+    assert lim.status(T1)["calls_last_minute"] == 40
+
+
+def test_calls_older_than_a_day_leave_the_file(settings):
+    clock = FakeClock()
+    lim = SharedRateLimiter(settings, clock)
+    for _ in range(3):
+        with lim.acquire(T1):
+            pass
+    clock.advance(86400 + 120)
+    with lim.acquire(T1):
+        pass
+    rows = lim._con().execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert rows == 1
+    assert lim.status(T1)["calls_today"] == 1
+
+
 def test_day_429_blocks_every_process(settings):
     clock = FakeClock()
     a = SharedRateLimiter(settings, clock)

@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -58,6 +59,10 @@ APP_SCOPE = "*app"
 # process on another host dies mid-call.
 LEASE_SECONDS = 300.0
 POLL_SECONDS = 0.05
+TIDY_EVERY = 60.0  # seconds of the clock between deletions of calls older than a day
+# How old this thread's view of a tenant's counts (taken at its grant) may be for `observe` to
+# trust it; a response slower than this is checked against the file.
+AGREE_SECONDS = 5.0
 APP_RECOUNT = 0.5  # seconds between reads of the app-wide count while it is under 80% of the limit
 # Another process holding the file: SQLite's own wait (per attempt), then how long, in all, a call
 # waits for the file before giving up with a sentence. Real seconds: this is I/O, not Xero's pace.
@@ -109,6 +114,7 @@ class _FileState:
         # (when counted, count then + calls granted in this process since); read and written
         # under `lock`, so instances never miss each other's grants.
         self.app_seen: tuple[float, int] | None = None
+        self.tidied: float | None = None  # clock time of the last `_tidy`
 
 
 _FILES: dict[str, _FileState] = {}
@@ -149,6 +155,15 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class _Granted:
+    """A thread's last grant: the tenant's counts then, its own call included."""
+    tenant_id: str
+    at: float
+    minute: int
+    day: int
 
 
 class _Lease:
@@ -264,8 +279,9 @@ class SharedRateLimiter:
 
     def _try_acquire(self, tenant_id: str) -> tuple[float, str | None]:
         now = self.clock.time()
+        self._local.granted = None
         with self._tx() as con:
-            self._reap(con, now)
+            self._tidy(con, now)
             blocks = con.execute(
                 "SELECT kind, until, reason FROM blocks WHERE scope IN (?, ?) AND until > ?", (tenant_id, APP_SCOPE, now)
             ).fetchall()
@@ -280,7 +296,7 @@ class SharedRateLimiter:
                 self._why.reason = "retry"
                 return max(until for _, until, _ in blocks) - now, None
 
-            day_used = self._used(con, tenant_id, now, "day")
+            minute_used, day_used = self._used_both(con, tenant_id, now)
             if day_used >= self.daily_budget:
                 resumes = self._frees_at(con, tenant_id, now, "day", day_used - self.daily_budget + 1) + DAY
                 raise DailyLimitReached(
@@ -289,10 +305,11 @@ class SharedRateLimiter:
                     resumes_at=datetime.fromtimestamp(resumes, timezone.utc),
                     tenant_id=tenant_id,
                 )
-            in_flight = con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0]
-            if in_flight >= self.concurrent:
-                return POLL_SECONDS, None
-            minute_used = self._used(con, tenant_id, now, "minute")
+            if self._in_flight(con, tenant_id) >= self.concurrent:
+                # Only now is it worth looking for leases whose process or time is gone.
+                self._reap_leases(con, now)
+                if self._in_flight(con, tenant_id) >= self.concurrent:
+                    return POLL_SECONDS, None
             if minute_used >= self.per_minute:
                 t = self._frees_at(con, tenant_id, now, "minute", minute_used - self.per_minute + 1)
                 self._why.reason = "minute"
@@ -309,6 +326,8 @@ class SharedRateLimiter:
                 "INSERT INTO leases VALUES (?, ?, ?, ?, ?)",
                 (lease_id, tenant_id, self._host, os.getpid(), now + LEASE_SECONDS),
             )
+            # What `observe` compares Xero's headers with, so that agreeing headers need no transaction.
+            self._local.granted = _Granted(tenant_id, now, minute_used + 1, day_used + 1)
             return 0.0, lease_id
 
     def _release(self, lease_id: str) -> None:
@@ -321,6 +340,19 @@ class SharedRateLimiter:
         return int(con.execute(
             "SELECT coalesce(sum(weight), 0) FROM calls WHERE scope = ? AND t > ? AND win IN ('all', ?)",
             (scope, since, win)).fetchone()[0])
+
+    @staticmethod
+    def _used_both(con: sqlite3.Connection, scope: str, now: float) -> tuple[int, int]:
+        """(minute, day) counts of `scope` in one pass over its day."""
+        minute, day = con.execute(
+            "SELECT coalesce(sum(weight) FILTER (WHERE t > ? AND win IN ('all', 'minute')), 0), "
+            "coalesce(sum(weight) FILTER (WHERE win IN ('all', 'day')), 0) FROM calls WHERE scope = ? AND t > ?",
+            (now - MINUTE, scope, now - DAY)).fetchone()
+        return int(minute), int(day)
+
+    @staticmethod
+    def _in_flight(con: sqlite3.Connection, tenant_id: str) -> int:
+        return int(con.execute("SELECT count(*) FROM leases WHERE tenant_id = ?", (tenant_id,)).fetchone()[0])
 
     @staticmethod
     def _frees_at(con: sqlite3.Connection, scope: str, now: float, win: str, need: int) -> float:
@@ -355,16 +387,24 @@ class SharedRateLimiter:
         return int(con.execute("SELECT coalesce(sum(weight), 0) FROM calls WHERE t > ? AND win != 'day'",
                                (now - MINUTE,)).fetchone()[0])
 
-    def _reap(self, con: sqlite3.Connection, now: float) -> None:
+    def _reap_leases(self, con: sqlite3.Connection, now: float) -> None:
         con.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
         for lease_id, pid in con.execute(
             "SELECT lease_id, pid FROM leases WHERE host = ? AND pid != ?", (self._host, os.getpid())
         ).fetchall():
             if not _pid_alive(pid):
                 con.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
-        # Keep the file small: nothing older than a day matters.
+
+    def _tidy(self, con: sqlite3.Connection, now: float) -> None:
+        """Keep the file small: nothing older than a day matters, nor a block that has ended.
+        Every query filters by time already, so once per TIDY_EVERY of the clock is enough."""
+        last = self._state.tidied
+        if last is not None and 0 <= now - last < TIDY_EVERY:
+            return
+        self._state.tidied = now
         con.execute("DELETE FROM calls WHERE t <= ?", (now - DAY - MINUTE,))
         con.execute("DELETE FROM blocks WHERE until <= ?", (now,))
+        self._reap_leases(con, now)
 
     def observe(self, tenant_id: str, response: httpx.Response) -> None:
         """Correct the local counts from Xero's headers; record 429 waits for every process."""
@@ -383,6 +423,8 @@ class SharedRateLimiter:
         app_left = header_int("X-AppMinLimit-Remaining")
         status = getattr(response, "status_code", 200)
         if minute_left is None and day_left is None and app_left is None and status != 429:
+            return
+        if status != 429 and self._agrees(tenant_id, now, minute_left, day_left, app_left):
             return
         with self._tx() as con:
             if status == 429:
@@ -404,6 +446,27 @@ class SharedRateLimiter:
                 if gap > 1:
                     con.execute("INSERT INTO calls VALUES (?, ?, ?, 'minute')", (APP_SCOPE, now, gap))
                     self._counted(gap)
+
+    def _agrees(self, tenant_id: str, now: float, minute_left: int | None, day_left: int | None,
+                app_left: int | None) -> bool:
+        """Whether Xero's counts are within the tolerance of ours as this thread last saw them
+        (at its grant, moments ago): then no correction is due and no transaction is needed.
+        Ours then is a lower bound of ours now (other calls only add), so a gap it shows may be
+        none; `observe` then recounts exactly."""
+        g = getattr(self._local, "granted", None)
+        if g is None or g.tenant_id != tenant_id or not 0 <= now - g.at < AGREE_SECONDS:
+            return False
+        if minute_left is not None and (XERO_PER_MINUTE - minute_left) - g.minute > 1:
+            return False
+        if day_left is not None and (XERO_PER_DAY - day_left) - g.day > 1:
+            return False
+        if app_left is not None:
+            seen = self._state.app_seen
+            if seen is None or not 0 <= now - seen[0] < APP_RECOUNT:
+                return False
+            if (XERO_APP_PER_MINUTE - app_left) - seen[1] > 1:
+                return False
+        return True
 
     @staticmethod
     def _record_429(con: sqlite3.Connection, tenant_id: str, h: httpx.Headers, now: float) -> None:

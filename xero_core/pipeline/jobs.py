@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from .. import storage
 from ..settings import Settings
-from ..sqlite_wal import open_wal
+from ..sqlite_wal import hold_open, open_wal, release_held
 from .progress import JobProgress
 from .request import SyncRequest
 from .result import SyncResult
@@ -197,6 +197,8 @@ def _ensure(p: Path) -> None:
                             con.execute("ALTER TABLE jobs ADD COLUMN follow_up TEXT")
                 finally:
                     con.close()
+                release_held(p)  # a file that was replaced: hold the new one
+                hold_open(p)
             _ready.add(key)
 
 
