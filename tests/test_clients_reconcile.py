@@ -170,6 +170,7 @@ def test_without_flags_sales_invoices_decide(settings):
         con.execute("INSERT INTO invoices (tenant_id, invoice_id, type, contact_id, synced_at) "
                     "VALUES (?, 'inv-late', 'ACCREC', 'c-none', now() + INTERVAL 1 SECOND)", [T])
         assert C.reconcile_pending(con, T)
+        assert C.reconcile_pending(con, T, "ORGANISATION")  # the type a sync has read already: the same answer
     rep = C.reconcile_stored_contacts(settings, T).as_dict()
     assert rep["imported"] == 1 and "Nobody Yet" in {r["name"] for r in C.list_clients(settings)}
     with connect(settings.db_path) as con:

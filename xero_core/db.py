@@ -101,11 +101,12 @@ class _Shared:
                 # open in this process would be refused.)
                 self.base = _open(self.path, False, timeout)
                 self.base.execute("SET threads = 1")
+                # Every cursor starts in UTC (a SET on each cursor cost 0.25 ms, several a sync).
+                self.base.execute("SET GLOBAL TimeZone = 'UTC'")
                 self.opened_at = time.monotonic()
         try:
             with _open_lock:
                 cur = base.cursor()
-            cur.execute("SET TimeZone='UTC'")
             return cur
         except BaseException:
             self.release()

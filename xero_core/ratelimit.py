@@ -115,9 +115,12 @@ class _FileState:
         # under `lock`, so instances never miss each other's grants.
         self.app_seen: tuple[float, int] | None = None
         self.tidied: float | None = None  # clock time of the last `_tidy`
+        self.cons = threading.local()  # each thread's connection to the file
+        self.schema_ready: tuple[int, int] | None = None  # (st_dev, st_ino) of the file the tables were made in
 
 
 _FILES: dict[str, _FileState] = {}
+_LEFT_BY_FORK: list[threading.local] = []
 _FILES_LOCK = threading.Lock()
 
 
@@ -137,6 +140,9 @@ def _fresh_locks_after_fork() -> None:
     _FILES_LOCK = threading.Lock()
     for state in _FILES.values():
         state.lock = threading.Lock()
+        # The parent's connections are never used (nor closed) here: SQLite forbids both across a fork.
+        _LEFT_BY_FORK.append(state.cons)
+        state.cons = threading.local()
 
 
 if hasattr(os, "register_at_fork"):
@@ -212,15 +218,30 @@ class SharedRateLimiter:
         self._state = _file_state(self.path)
         self._host = socket.gethostname()
         with storage.translated(self.path):
-            self._con().executescript(_SCHEMA)
+            self._con()  # makes the tables, once per file and process
 
     # -- SQLite plumbing -------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = open_wal(self.path, timeout=LOCK_TIMEOUT)
-            con.execute("PRAGMA synchronous=NORMAL")
-            self._local.con = con
+        """This thread's connection to the file, whichever limiter asks (a sync makes a limiter per
+        tenant); a new one when the file was deleted and made anew meanwhile."""
+        held: tuple[sqlite3.Connection, tuple[int, int]] | None = getattr(self._state.cons, "held", None)
+        try:
+            st = os.stat(self.path)
+            ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            ident = None
+        if held is not None and held[1] == ident:
+            return held[0]
+        if held is not None:
+            held[0].close()
+        con = open_wal(self.path, timeout=LOCK_TIMEOUT)
+        con.execute("PRAGMA synchronous=NORMAL")
+        st = os.stat(self.path)
+        ident = (st.st_dev, st.st_ino)
+        if self._state.schema_ready != ident:
+            con.executescript(_SCHEMA)
+            self._state.schema_ready = ident
+        self._state.cons.held = (con, ident)
         return con
 
     @contextlib.contextmanager

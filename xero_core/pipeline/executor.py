@@ -58,7 +58,7 @@ T = TypeVar("T")
 class Execution:
     """One tenant's run as asked (pipeline.run builds it from a SyncRequest and the plan).
 
-    `steps_for(tenant_type)` gives the plan; `probe(con, tenant_id)` adds to the state the steps read
+    `steps_for(tenant_type)` gives the plan; `probe(con, tenant_id, tenant_type)` adds to the state the steps read
     (in the same open as the cursors); `replan(tenant_type, state)`, once that state is read, may
     return (steps, weeks) to run instead (the pipeline leaves a first sync's history to a backfill job
     this way). `cancel()` gives a reason to stop at the next page or chunk, `stop()` one to stop after
@@ -67,7 +67,7 @@ class Execution:
     settings: Settings
     request: SyncRequest
     steps_for: Callable[[str], Plan]
-    probe: Callable[[Any, str], dict[str, Any]] | None = None
+    probe: Callable[[Any, str, str | None], dict[str, Any]] | None = None
     replan: Callable[[str, dict[str, Any]], tuple[Plan, int | None] | None] | None = None
     transport: Any = None
     clock: Clock = SYSTEM_CLOCK
@@ -156,15 +156,13 @@ class Connection:
 
 
 def load_state(settings: Settings, tenant_id: str, timeout: float,
-               probe: Callable[[Any, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+               probe: Callable[[Any, str, str | None], dict[str, Any]] | None = None,
+               tenant_type: str | None = None) -> dict[str, Any]:
     """What the steps read before they fetch (cursors; and the plan's own `probe`), in one open."""
     with db.connect(settings.db_path, timeout=timeout) as con:
-        cursors = dict(con.execute("SELECT resource, cursor_value FROM sync_cursors WHERE tenant_id = ?",
-                                   [tenant_id]).fetchall())
-        fingerprints = store.report_fingerprints(con, tenant_id)
-        stale = store.tieout_stale(con, tenant_id)
-        extra = probe(con, tenant_id) if probe else {}
-    return {"cursors": cursors, "fingerprints": fingerprints, "tieout_stale": stale, **(extra or {})}
+        st = store.sync_state(con, tenant_id)
+        extra = probe(con, tenant_id, tenant_type) if probe else {}
+    return {"cursors": st.cursors, "fingerprints": st.fingerprints, "tieout_stale": st.tieout_stale, **(extra or {})}
 
 
 def _probe_db(settings: Settings, timeout: float) -> None:
@@ -508,7 +506,7 @@ def _start(x: Execution, conn: Connection, synclog: SyncLog, emit: Emitter, step
     weeks = req.weeks
     stop_reason: str | None = None
     try:
-        state = with_db(x.settings, lambda t: load_state(x.settings, x.tenant_id, t, x.probe), emit, x.cancel,
+        state = with_db(x.settings, lambda t: load_state(x.settings, x.tenant_id, t, x.probe, conn.tenant_type), emit, x.cancel,
                         first_timeout=DB_FIRST_TIMEOUT)
     except SyncCancelled as exc:
         state, stop_reason = {}, str(exc.message)

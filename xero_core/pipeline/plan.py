@@ -181,7 +181,7 @@ def _or(unknown: Any, read: Callable[[], Any]) -> Any:
         return unknown
 
 
-def probe(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, Any]:
+def probe(con: duckdb.DuckDBPyConnection, tenant_id: str, tenant_type: str | None = None) -> dict[str, Any]:
     """Read with the run's cursors, in the same open: what the practice steps would find to do, so
     a daily sync with nothing waiting opens DuckDB no more for them. Also the counts the progress
     estimates use (see progress.py)."""
@@ -193,7 +193,7 @@ def probe(con: duckdb.DuckDBPyConnection, tenant_id: str) -> dict[str, Any]:
         "documents_due": _or(1, lambda: count(
             "SELECT count(*) FROM client_documents d JOIN clients c USING (client_id) "
             "WHERE c.tenant_id = ? AND d.status IN ('pending', 'skipped', 'failed')")),
-        "clients_due": _or(True, lambda: reconcile_pending(con, tenant_id)),
+        "clients_due": _or(True, lambda: reconcile_pending(con, tenant_id, tenant_type)),
         "webhooks_due": _or(1, lambda: count(
             "SELECT count(*) FROM webhook_events WHERE tenant_id = ? AND status IN ('pending', 'failed')")),
         "chase_due": _or(1, lambda: due_count(con, tenant_id)),

@@ -377,10 +377,12 @@ def reconcile_stored_contacts(settings: Settings, tenant_id: str, *, clock: Cloc
     return res
 
 
-def reconcile_pending(con: DuckDBPyConnection, tenant_id: str) -> bool:
+def reconcile_pending(con: DuckDBPyConnection, tenant_id: str, tenant_type: str | None = None) -> bool:
     """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
-    since the last pass, or a client still looking for its contact)."""
-    if _tenant_type(con, tenant_id) != PRACTICE_MANAGER and ledger_of(con) != tenant_id:
+    since the last pass, or a client still looking for its contact). `tenant_type`: the connection's,
+    when the caller has read it already."""
+    kind = (tenant_type or "").upper() if tenant_type is not None else _tenant_type(con, tenant_id)
+    if kind != PRACTICE_MANAGER and ledger_of(con) != tenant_id:
         return False  # a client organisation (or undecided): its contacts make no clients
     since = _cursor(con, tenant_id, CURSOR)
     newest = value(con, "SELECT max(synced_at) FROM contacts WHERE tenant_id = ?", [tenant_id])
