@@ -62,3 +62,22 @@ def test_the_tieout_is_stale_when_anything_it_reads_was_written_after_it(setting
         # Another tenant's writes never make this one's tie-out stale.
         con.execute("UPDATE accounts SET synced_at = ? WHERE tenant_id = ?", [T0 + timedelta(days=1), OTHER])
         assert not store.sync_state(con, T).tieout_stale
+
+
+def test_the_chase_probe_sees_an_open_campaign_or_a_reminder_still_to_send(settings):
+    from xero_core.practice.chase import due_count
+
+    with db.connect(settings.db_path) as con:
+        assert due_count(con, T) == 0
+        con.execute("INSERT INTO chase_outbox (reminder_id, campaign_id, tenant_id, seq, message_id, state, next_try_at) "
+                    "VALUES ('r1', 'c1', ?, 0, 'm1', 'sent', NULL), ('r2', 'c1', ?, 1, 'm2', 'due', ?)",
+                    [T, OTHER, T0])
+        assert due_count(con, T) == 0  # sent here; the due one is another tenant's
+        con.execute("UPDATE chase_outbox SET tenant_id = ? WHERE reminder_id = 'r2'", [T])
+        assert due_count(con, T) == 1
+        con.execute("DELETE FROM chase_outbox")
+        con.execute("INSERT INTO chase_campaigns (campaign_id, tenant_id, job_id, status) VALUES "
+                    "('c1', ?, 'j1', 'completed'), ('c2', ?, 'j2', 'open')", [T, OTHER])
+        assert due_count(con, T) == 0
+        con.execute("UPDATE chase_campaigns SET status = 'open' WHERE campaign_id = 'c1'")
+        assert due_count(con, T) == 1

@@ -918,10 +918,14 @@ def preview(settings: Settings, tenant_id: str, subject: str | None = None, body
 
 
 def due_count(con: DuckDBPyConnection, tenant_id: str) -> int:
-    """For the sync's probe: open campaigns and unsent reminders of this tenant (0: the step has nothing to do)."""
-    n: int = value(
-        con, "SELECT (SELECT count(*) FROM chase_campaigns WHERE tenant_id = ? AND status = 'open') + "
-        "(SELECT count(*) FROM chase_outbox WHERE tenant_id = ? AND state IN ('due', 'failed', 'sending') "
-        "AND next_try_at IS NOT NULL)", [tenant_id, tenant_id])
-    return n
+    """For the sync's probe: this tenant's open campaigns, or when it has none its unsent reminders
+    (0: the step has nothing to do)."""
+    # Two plain statements: DuckDB plans the two as subqueries of one at nearly twice their cost.
+    campaigns: int = value(con, "SELECT count(*) FROM chase_campaigns WHERE tenant_id = ? AND status = 'open'",
+                           [tenant_id])
+    if campaigns:
+        return campaigns
+    reminders: int = value(con, "SELECT count(*) FROM chase_outbox WHERE tenant_id = ? AND state IN "
+                                "('due', 'failed', 'sending') AND next_try_at IS NOT NULL", [tenant_id])
+    return reminders
 
