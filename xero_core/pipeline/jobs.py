@@ -534,14 +534,14 @@ def reap(settings: Settings, *, tenant_id: str | None = None, con: sqlite3.Conne
     alive (it is asking), so an old heartbeat of its own means the clock jumped (a machine resumed
     from sleep, an NTP step) or its beat thread was starved, not that the job is gone.
     `con`: a write transaction of the caller's to do it in."""
-    if con is None:
-        with _connect(settings) as read:
-            rows = _running(read, tenant_id)
-        if not _gone(rows):
-            return []
-        with _connect(settings, write=True) as write:
-            return _interrupt(write, _gone(rows))
-    return _interrupt(con, _gone(_running(con, tenant_id)))
+    if con is not None:
+        return _interrupt(con, _gone(_running(con, tenant_id)))
+    with _connect(settings) as read:
+        gone = _gone(_running(read, tenant_id))
+    if not gone:
+        return []
+    with _connect(settings, write=True) as write:
+        return _interrupt(write, gone)
 
 
 def _running(con: sqlite3.Connection, tenant_id: str | None) -> list[tuple[Any, ...]]:

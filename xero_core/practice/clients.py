@@ -381,7 +381,7 @@ def reconcile_pending(con: DuckDBPyConnection, tenant_id: str, tenant_type: str 
     """Would an incremental pass find anything? (for a sync's probe: contacts or sales invoices stored
     since the last pass, or a client still looking for its contact). `tenant_type`: the connection's,
     when the caller has read it already."""
-    kind = (tenant_type or "").upper() if tenant_type is not None else _tenant_type(con, tenant_id)
+    kind = tenant_type.upper() if tenant_type is not None else _tenant_type(con, tenant_id)
     if kind != PRACTICE_MANAGER and ledger_of(con) != tenant_id:
         return False  # a client organisation (or undecided): its contacts make no clients
     since = _cursor(con, tenant_id, CURSOR)
